@@ -1,0 +1,19 @@
+//! The wire contract between TTSCM components: bus subjects, request/reply payloads, error codes,
+//! permission names and the principal carried in bus headers. Serde only, no I/O.
+//!
+//! **API Boundary**: this is the only crate services share about each other. Domain and storage
+//! types never cross the bus; each service converts to and from these types explicitly.
+
+pub mod credential;
+pub mod error;
+pub mod health;
+pub mod identity;
+pub mod operation;
+pub mod permission;
+pub mod principal;
+pub mod subjects;
+
+pub use error::{ErrorCode, FieldError, WireError};
+pub use operation::Operation;
+pub use permission::{Permission, PermissionSet};
+pub use principal::{Principal, PrincipalKind};

@@ -1,0 +1,33 @@
+//! The caller of a request, forwarded by the edge in a bus header so services can enforce
+//! data-dependent rules (e.g. a credential type's `permissionScope`) and write audit entries.
+
+use serde::{Deserialize, Serialize};
+
+use crate::PermissionSet;
+
+/// What kind of caller a principal is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalKind {
+    /// A person signed in through Entra ID.
+    User,
+    /// A machine using an API token.
+    ApiToken,
+}
+
+/// An authenticated caller and its effective permissions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Principal {
+    /// User id or API token id.
+    pub id: String,
+    /// User or API token.
+    pub kind: PrincipalKind,
+    /// Display name (user name or token name), for audit entries.
+    pub name: String,
+    /// Effective permissions: the union of the principal's roles' permissions.
+    pub permissions: PermissionSet,
+    /// OAuth-style scopes of a user's access token (`user.read user.write`); empty for API tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}

@@ -1,0 +1,43 @@
+//! Every bus subject and queue group, in one place. Subjects are versioned:
+//! `ttscm.<service>.v1.<verb>`; events are `ttscm.events.<aggregate>.<action>`.
+
+/// Queue group of the identity service.
+pub const IDENTITY_QUEUE: &str = "identity";
+/// Queue group of the company-sync service.
+pub const COMPANY_SYNC_QUEUE: &str = "company-sync";
+/// Queue group of the credential service.
+pub const CREDENTIAL_QUEUE: &str = "credential";
+/// Queue group of the vault service.
+pub const VAULT_QUEUE: &str = "vault";
+
+/// Identity: resolve an API token (by its hash) to a principal.
+pub const IDENTITY_AUTHENTICATE_TOKEN: &str = "ttscm.identity.v1.authenticate_token";
+/// Identity: the public keys access tokens are verified with.
+pub const IDENTITY_PUBLIC_KEYS: &str = "ttscm.identity.v1.public_keys";
+/// Identity: health (store reachable).
+pub const IDENTITY_HEALTH: &str = "ttscm.identity.v1.health";
+
+/// Company-sync: health (store reachable).
+pub const COMPANY_SYNC_HEALTH: &str = "ttscm.company-sync.v1.health";
+
+/// Credential: list credential types.
+pub const CREDENTIAL_TYPE_LIST: &str = "ttscm.credential.v1.type_list";
+/// Credential: health (store reachable).
+pub const CREDENTIAL_HEALTH: &str = "ttscm.credential.v1.health";
+
+/// Vault: health (key ring loaded).
+pub const VAULT_HEALTH: &str = "ttscm.vault.v1.health";
+
+/// Prefix of every event subject; the JetStream stream `TTSCM_EVENTS` captures `ttscm.events.>`.
+pub const EVENTS_PREFIX: &str = "ttscm.events";
+/// Wildcard pattern matching every event.
+pub const EVENTS_ALL: &str = "ttscm.events.>";
+/// Name of the JetStream stream holding events.
+pub const EVENTS_STREAM: &str = "TTSCM_EVENTS";
+
+/// Bus header carrying the request id.
+pub const HEADER_REQUEST_ID: &str = "ttscm-request-id";
+/// Bus header carrying the W3C trace context.
+pub const HEADER_TRACEPARENT: &str = "traceparent";
+/// Bus header carrying the caller ([`crate::Principal`], JSON then base64url).
+pub const HEADER_PRINCIPAL: &str = "ttscm-principal";

@@ -1,0 +1,185 @@
+//! The NATS bus adapter (`async-nats`): core request-reply with queue groups, and the JetStream
+//! stream `TTSCM_EVENTS` over `ttscm.events.>` for events.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::{ConnectOptions, RequestErrorKind};
+use bytes::Bytes;
+use ttscm_contract::subjects::{EVENTS_ALL, EVENTS_PREFIX, EVENTS_STREAM};
+
+use super::{BusError, Headers, Message, Requests, RequestsInner, Subscription, SubscriptionInner};
+
+/// How long events are kept in the stream for subscribers that replay.
+const EVENTS_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A NATS connection.
+#[derive(Clone, Debug)]
+pub struct NatsBus {
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+}
+
+impl NatsBus {
+    /// Connects to `url`. The first connection is retried in the background, so a component can
+    /// start before NATS does; until connected, requests fail fast with [`BusError::Disconnected`].
+    pub async fn connect(url: &str, name: &str) -> Result<Self, BusError> {
+        let client = ConnectOptions::new()
+            .name(name)
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(2))
+            .connect(url)
+            .await
+            .map_err(|e| BusError::Other(format!("cannot connect to NATS: {e}")))?;
+        let jetstream = jetstream::new(client.clone());
+        let bus = Self { client, jetstream };
+        Ok(bus)
+    }
+
+    /// Creates the events stream if it is absent.
+    pub async fn ensure_events_stream(&self) -> Result<(), BusError> {
+        self.jetstream
+            .get_or_create_stream(jetstream::stream::Config {
+                name: EVENTS_STREAM.to_owned(),
+                subjects: vec![EVENTS_ALL.to_owned()],
+                max_age: EVENTS_MAX_AGE,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| BusError::Other(format!("cannot create stream {EVENTS_STREAM}: {e}")))
+    }
+
+    /// Waits until the connection is up or `deadline` passes; answers whether it is up.
+    pub async fn wait_connected(&self, deadline: Duration) -> bool {
+        let start = tokio::time::Instant::now();
+        while !self.is_connected() {
+            if start.elapsed() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    /// The underlying client, for tests and JetStream consumers.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    pub(super) fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    fn check_payload(&self, payload: &Bytes) -> Result<(), BusError> {
+        let max = self.client.server_info().max_payload;
+        if max > 0 && payload.len() > max {
+            return Err(BusError::PayloadTooLarge { size: payload.len(), max });
+        }
+        Ok(())
+    }
+
+    pub(super) async fn request(
+        &self,
+        subject: &str,
+        headers: Headers,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Message, BusError> {
+        if !self.is_connected() {
+            return Err(BusError::Disconnected);
+        }
+        self.check_payload(&payload)?;
+        let request = async_nats::Request::new()
+            .payload(payload)
+            .headers(to_nats_headers(&headers))
+            .timeout(Some(timeout));
+        match self.client.send_request(subject.to_owned(), request).await {
+            Ok(message) => Ok(Message {
+                subject: message.subject.to_string(),
+                headers: from_nats_headers(message.headers.as_ref()),
+                payload: message.payload,
+            }),
+            Err(error) => Err(match error.kind() {
+                RequestErrorKind::NoResponders => BusError::NoResponders { subject: subject.to_owned() },
+                RequestErrorKind::TimedOut => {
+                    if self.is_connected() {
+                        BusError::TimedOut { subject: subject.to_owned() }
+                    } else {
+                        BusError::Disconnected
+                    }
+                }
+                _ => BusError::Other(error.to_string()),
+            }),
+        }
+    }
+
+    pub(super) async fn serve(&self, subject: &str, queue: &str) -> Result<Requests, BusError> {
+        let subscriber = self
+            .client
+            .queue_subscribe(subject.to_owned(), queue.to_owned())
+            .await
+            .map_err(|e| BusError::Other(e.to_string()))?;
+        Ok(Requests(RequestsInner::Nats { client: self.client.clone(), subscriber }))
+    }
+
+    pub(super) async fn publish(&self, subject: &str, headers: Headers, payload: Bytes) -> Result<(), BusError> {
+        self.check_payload(&payload)?;
+        let is_event = subject.strip_prefix(EVENTS_PREFIX).is_some_and(|rest| rest.starts_with('.'));
+        if !is_event {
+            return self
+                .client
+                .publish_with_headers(subject.to_owned(), to_nats_headers(&headers), payload)
+                .await
+                .map_err(|e| BusError::Other(e.to_string()));
+        }
+        if !self.is_connected() {
+            return Err(BusError::Disconnected);
+        }
+        let mut created_stream = false;
+        loop {
+            let ack = self
+                .jetstream
+                .publish_with_headers(subject.to_owned(), to_nats_headers(&headers), payload.clone())
+                .await
+                .map_err(|e| BusError::Other(e.to_string()))?;
+            match ack.await {
+                Ok(_) => return Ok(()),
+                // No stream captures the subject yet (first start, or the stream was deleted).
+                Err(error) if !created_stream => {
+                    tracing::info!(%error, "event not stored; creating the events stream and retrying");
+                    self.ensure_events_stream().await?;
+                    created_stream = true;
+                }
+                Err(error) => return Err(BusError::Other(error.to_string())),
+            }
+        }
+    }
+
+    pub(super) async fn subscribe(&self, pattern: &str) -> Result<Subscription, BusError> {
+        let subscriber =
+            self.client.subscribe(pattern.to_owned()).await.map_err(|e| BusError::Other(e.to_string()))?;
+        Ok(Subscription(SubscriptionInner::Nats(subscriber)))
+    }
+}
+
+pub(super) fn to_nats_headers(headers: &Headers) -> async_nats::HeaderMap {
+    let mut map = async_nats::HeaderMap::new();
+    for (name, value) in headers.iter() {
+        map.insert(name, value);
+    }
+    map
+}
+
+pub(super) fn from_nats_headers(headers: Option<&async_nats::HeaderMap>) -> Headers {
+    let mut out = Headers::new();
+    if let Some(map) = headers {
+        for (name, values) in map.iter() {
+            if let Some(value) = values.first() {
+                out.insert(name.to_string(), value.as_str());
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,39 @@
+//! Opens the bus and the store the settings ask for: NATS and MongoDB when configured, the
+//! in-process bus and the embedded SQLite file otherwise.
+
+use secrecy::ExposeSecret;
+
+use crate::bus::{Bus, inproc::InProcBus, nats::NatsBus};
+use crate::settings::Settings;
+use crate::store::{Store, StoreError, mongo::MongoStore, sqlite::SqliteStore};
+
+/// File name of the embedded store inside the data dir.
+pub const SQLITE_FILE: &str = "ttscm.sqlite3";
+
+/// Connects to NATS when `nats_url` is set; otherwise a fresh in-process bus.
+pub async fn bus(settings: &Settings, client_name: &str) -> Result<Bus, crate::BusError> {
+    match &settings.nats_url {
+        Some(url) => {
+            let bus = NatsBus::connect(url, client_name).await?;
+            if let Err(error) = bus.ensure_events_stream().await {
+                // NATS may not be up yet; the stream is created on the first event published.
+                tracing::warn!(%error, "events stream not ensured at start");
+            }
+            Ok(Bus::Nats(bus))
+        }
+        None => Ok(Bus::InProc(InProcBus::new())),
+    }
+}
+
+/// Opens MongoDB when `mongodb_uri` is set; otherwise the SQLite file in the data dir.
+pub async fn store(settings: &Settings) -> Result<Store, StoreError> {
+    match &settings.mongodb_uri {
+        Some(uri) => Ok(Store::Mongo(MongoStore::connect(uri.expose_secret(), &settings.mongodb_database).await?)),
+        None => {
+            std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create data dir {}: {e}", settings.data_dir.display()))
+            })?;
+            Ok(Store::Sqlite(SqliteStore::open(&settings.data_dir.join(SQLITE_FILE))?))
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! What every TTSCM component shares at run time: settings, telemetry, the bus and store ports
+//! with their adapters, the bridge from bus requests to actix actors, ids and clocks.
+
+pub mod bus;
+pub mod clock;
+pub mod connect;
+pub mod ids;
+pub mod service;
+pub mod settings;
+pub mod store;
+pub mod telemetry;
+
+pub use bus::{Bus, BusError, Headers};
+pub use settings::Settings;
+pub use store::{Filter, FindOptions, Store, StoreError, Update};
+pub use tokio_util::sync::CancellationToken as Shutdown;

@@ -1,0 +1,262 @@
+//! The bridge between the bus and actix actors, and the typed client the edge and services use
+//! to call each other.
+//!
+//! A service declares `impl Handler<Call<SomeOperation>> for ItsActor`; [`serve`] subscribes to the
+//! operation's subject in the service's queue group, decodes each request, sends it to the actor
+//! as a [`Call`], and replies with the result. [`BusClient::call`] is the other side.
+//!
+//! **Architecture Invariant**: a panicking handler answers that one request with a 500 and the
+//! service keeps serving. Handlers wrap their futures in [`respond`], which catches the panic.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use actix::dev::ToEnvelope;
+use actix::{Actor, Addr, Handler, ResponseFuture};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use futures_util::FutureExt;
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use ttscm_contract::operation::ReplyBody;
+use ttscm_contract::subjects::{HEADER_PRINCIPAL, HEADER_REQUEST_ID};
+use ttscm_contract::{ErrorCode, FieldError, Operation, Principal, WireError};
+
+use crate::bus::{Bus, BusError, Headers, Request};
+use crate::{Shutdown, ids, telemetry};
+
+/// Who asked, and the request's id, as a service sees them.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    /// The request id from the edge (or a new one).
+    pub request_id: String,
+    /// The authenticated caller, if the edge forwarded one.
+    pub principal: Option<Principal>,
+    /// The client IP the edge saw, for audit entries.
+    pub client_ip: Option<String>,
+}
+
+/// Bus header carrying the client IP the edge saw.
+pub const HEADER_CLIENT_IP: &str = "ttscm-client-ip";
+
+impl CallContext {
+    /// A context for a new request (CLI tools, background jobs).
+    pub fn new(principal: Option<Principal>) -> Self {
+        Self { request_id: ids::new_id(), principal, client_ip: None }
+    }
+
+    /// The caller, or 401.
+    pub fn principal(&self) -> Result<&Principal, WireError> {
+        self.principal.as_ref().ok_or_else(|| WireError::new(ErrorCode::Unauthorized, "Unauthorized"))
+    }
+
+    /// Fails with 403 unless the caller holds every permission in `required`.
+    pub fn require(&self, required: &[&str]) -> Result<&Principal, WireError> {
+        let principal = self.principal()?;
+        if principal.permissions.grants_all(required) { Ok(principal) } else { Err(WireError::forbidden()) }
+    }
+
+    fn to_headers(&self) -> Headers {
+        let mut headers = Headers::new();
+        headers.insert(HEADER_REQUEST_ID, self.request_id.clone());
+        if let Some(principal) = &self.principal {
+            let json = serde_json::to_vec(principal).expect("a principal always serializes");
+            headers.insert(HEADER_PRINCIPAL, URL_SAFE_NO_PAD.encode(json));
+        }
+        if let Some(ip) = &self.client_ip {
+            headers.insert(HEADER_CLIENT_IP, ip.clone());
+        }
+        telemetry::inject_context(&mut headers);
+        headers
+    }
+
+    fn from_headers(headers: &Headers) -> Self {
+        let principal = headers
+            .get(HEADER_PRINCIPAL)
+            .and_then(|encoded| URL_SAFE_NO_PAD.decode(encoded).ok())
+            .and_then(|json| serde_json::from_slice(&json).ok());
+        Self {
+            request_id: headers.get(HEADER_REQUEST_ID).map_or_else(ids::new_id, str::to_owned),
+            principal,
+            client_ip: headers.get(HEADER_CLIENT_IP).map(str::to_owned),
+        }
+    }
+}
+
+/// An operation sent to a service actor.
+#[derive(Debug)]
+pub struct Call<O> {
+    /// Who asked.
+    pub ctx: CallContext,
+    /// What they asked.
+    pub op: O,
+}
+
+impl<O: Operation> actix::Message for Call<O> {
+    type Result = Result<O::Reply, WireError>;
+}
+
+/// Wraps a handler's work: boxes it for actix and turns a panic into a 500 for this request.
+pub fn respond<T, F>(work: F) -> ResponseFuture<Result<T, WireError>>
+where
+    F: Future<Output = Result<T, WireError>> + 'static,
+    T: 'static,
+{
+    Box::pin(AssertUnwindSafe(work).catch_unwind().map(|outcome| {
+        outcome.unwrap_or_else(|_| {
+            tracing::error!("a request handler panicked");
+            Err(WireError::internal())
+        })
+    }))
+}
+
+/// Serves operation `O` on the bus in queue group `queue`, handing each request to `addr`.
+/// Stops taking requests on `shutdown` and finishes the ones in flight before the task ends.
+pub async fn serve<O, A>(bus: &Bus, queue: &str, addr: Addr<A>, shutdown: Shutdown) -> Result<JoinHandle<()>, BusError>
+where
+    O: Operation,
+    A: Actor + Handler<Call<O>>,
+    A::Context: ToEnvelope<A, Call<O>>,
+{
+    serve_fn::<O, _, _>(bus, queue, shutdown, move |ctx, op| {
+        let addr = addr.clone();
+        async move {
+            addr.send(Call { ctx, op }).await.unwrap_or_else(|_| {
+                Err(WireError::new(ErrorCode::Unavailable, "The service is shutting down"))
+            })
+        }
+    })
+    .await
+}
+
+/// Serves operation `O` with a plain async function (each request in its own task).
+pub async fn serve_fn<O, F, Fut>(bus: &Bus, queue: &str, shutdown: Shutdown, handler: F) -> Result<JoinHandle<()>, BusError>
+where
+    O: Operation,
+    F: Fn(CallContext, O) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Result<O::Reply, WireError>> + Send + 'static,
+{
+    let mut requests = bus.serve(O::SUBJECT, queue).await?;
+    Ok(tokio::spawn(async move {
+        let tracker = TaskTracker::new();
+        loop {
+            let request = tokio::select! {
+                () = shutdown.cancelled() => break,
+                request = requests.next() => request,
+            };
+            let Some(request) = request else { break };
+            let handler = handler.clone();
+            tracker.spawn(handle::<O, F, Fut>(request, handler));
+        }
+        // Unsubscribe first, so new requests go to other members (or fail fast), then drain.
+        drop(requests);
+        tracker.close();
+        tracker.wait().await;
+    }))
+}
+
+async fn handle<O, F, Fut>(request: Request, handler: F)
+where
+    O: Operation,
+    F: Fn(CallContext, O) -> Fut,
+    Fut: Future<Output = Result<O::Reply, WireError>> + Send + 'static,
+{
+    let ctx = CallContext::from_headers(&request.headers);
+    let span = tracing::info_span!("call", subject = O::SUBJECT, request_id = %ctx.request_id);
+    telemetry::set_parent_from(&span, &request.headers);
+    let result = match serde_json::from_slice::<O>(&request.payload) {
+        Ok(op) => {
+            // Run the handler in its own task so a panic is contained to this request.
+            match tokio::spawn(handler(ctx, op).instrument(span.clone())).await {
+                Ok(result) => result,
+                Err(error) => {
+                    span.in_scope(|| tracing::error!(%error, "a request handler panicked"));
+                    Err(WireError::internal())
+                }
+            }
+        }
+        Err(error) => Err(WireError::validation(vec![FieldError::new(vec![], format!("malformed request: {error}"))])),
+    };
+    let body = match result {
+        Ok(reply) => ReplyBody::Ok(reply),
+        Err(error) => ReplyBody::Err(error),
+    };
+    let payload = serde_json::to_vec(&body).expect("replies always serialize");
+    if let Err(error) = request.respond(Headers::new(), Bytes::from(payload)).await {
+        span.in_scope(|| tracing::warn!(%error, "could not send a reply"));
+    }
+}
+
+/// Calls operations over the bus with a deadline, mapping bus failures to wire errors.
+#[derive(Clone, Debug)]
+pub struct BusClient {
+    bus: Bus,
+    timeout: Duration,
+}
+
+impl BusClient {
+    /// A client with a per-request deadline.
+    pub fn new(bus: Bus, timeout: Duration) -> Self {
+        Self { bus, timeout }
+    }
+
+    /// The bus underneath.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// Calls `op` and waits for its reply.
+    pub async fn call<O: Operation>(&self, ctx: &CallContext, op: &O) -> Result<O::Reply, WireError> {
+        self.call_with_timeout(ctx, op, self.timeout).await
+    }
+
+    /// Calls `op` with a specific deadline.
+    pub async fn call_with_timeout<O: Operation>(
+        &self,
+        ctx: &CallContext,
+        op: &O,
+        timeout: Duration,
+    ) -> Result<O::Reply, WireError> {
+        let payload = serde_json::to_vec(op).expect("operations always serialize");
+        let reply = self
+            .bus
+            .request(O::SUBJECT, ctx.to_headers(), Bytes::from(payload), timeout)
+            .await
+            .map_err(|error| bus_error_to_wire(O::SUBJECT, &error))?;
+        match serde_json::from_slice::<ReplyBody<O::Reply>>(&reply.payload) {
+            Ok(ReplyBody::Ok(value)) => Ok(value),
+            Ok(ReplyBody::Err(error)) => Err(error),
+            Err(error) => {
+                tracing::error!(subject = O::SUBJECT, %error, "undecodable reply");
+                Err(WireError::internal())
+            }
+        }
+    }
+}
+
+/// The service a subject belongs to (`ttscm.<service>.v1.<verb>`), for messages.
+fn service_of(subject: &str) -> &str {
+    subject.split('.').nth(1).unwrap_or("a service")
+}
+
+/// Maps a bus failure to what a client sees: 503 when nobody can answer, 504 on a deadline.
+pub fn bus_error_to_wire(subject: &str, error: &BusError) -> WireError {
+    let service = service_of(subject);
+    match error {
+        BusError::NoResponders { .. } => {
+            WireError::new(ErrorCode::Unavailable, format!("The {service} service is unavailable"))
+        }
+        BusError::Disconnected => WireError::new(ErrorCode::Unavailable, "The message bus is unavailable"),
+        BusError::TimedOut { .. } => {
+            WireError::new(ErrorCode::Timeout, format!("The {service} service did not answer in time"))
+        }
+        BusError::PayloadTooLarge { .. } => WireError::new(ErrorCode::PayloadTooLarge, "Payload too large"),
+        BusError::Other(cause) => {
+            tracing::error!(subject, %cause, "bus failure");
+            WireError::new(ErrorCode::Unavailable, "The message bus is unavailable")
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Typed, layered settings: defaults → an optional TOML file (`TTSCM_CONFIG`) → environment
+//! (`TTSCM_*`, nested with `__`, plus the conventional `NATS_URL` and `MONGODB_URI`). Loaded once
+//! in `main` and passed down; tests build [`Settings`] values directly and never touch the
+//! process environment. Secrets are [`SecretString`]s, whose `Debug` prints `[REDACTED]`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, for a terminal.
+    #[default]
+    Pretty,
+    /// One JSON object a line, for production.
+    Json,
+}
+
+/// Every setting, with its default. The README's settings table lists them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// HTTP listen address of the edge (`TTSCM_LISTEN_ADDR`, default `0.0.0.0:3000`).
+    pub listen_addr: SocketAddr,
+    /// Where the embedded mode keeps its store and keys (`TTSCM_DATA_DIR`, default `./data`).
+    pub data_dir: PathBuf,
+    /// NATS server URL (`TTSCM_NATS_URL` or `NATS_URL`); unset means the in-process bus.
+    pub nats_url: Option<String>,
+    /// MongoDB URI (`TTSCM_MONGODB_URI` or `MONGODB_URI`); unset means the embedded SQLite store.
+    #[serde(serialize_with = "ser_secret_opt")]
+    pub mongodb_uri: Option<SecretString>,
+    /// MongoDB database name (`TTSCM_MONGODB_DATABASE`, default `ttscm`).
+    pub mongodb_database: String,
+    /// Public base URL of the edge, used in links (`TTSCM_PUBLIC_URL`, default `http://localhost:3000`).
+    pub public_url: String,
+    /// Deadline of one request over the bus in milliseconds (`TTSCM_REQUEST_TIMEOUT_MS`, default 5000).
+    pub request_timeout_ms: u64,
+    /// Tracing filter (`TTSCM_LOG`, default `info`).
+    pub log: String,
+    /// `pretty` or `json` (`TTSCM_LOG_FORMAT`, default `pretty`).
+    pub log_format: LogFormat,
+    /// OTLP/HTTP endpoint for traces (`TTSCM_OTLP_ENDPOINT`); unset means no export.
+    pub otlp_endpoint: Option<String>,
+    /// Edge settings.
+    pub edge: EdgeSettings,
+    /// Identity settings.
+    pub identity: IdentitySettings,
+    /// Vault settings.
+    pub vault: VaultSettings,
+}
+
+/// Settings of the edge.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeSettings {
+    /// Largest request body in bytes (`TTSCM_EDGE__BODY_LIMIT`, default 1 MiB).
+    pub body_limit: u64,
+    /// How long a resolved API token is trusted before asking identity again, in seconds
+    /// (`TTSCM_EDGE__TOKEN_CACHE_SECS`, default 5): the upper bound on how long a revoked
+    /// token keeps working.
+    pub token_cache_secs: u64,
+    /// Most requests handled at once; more wait (`TTSCM_EDGE__MAX_CONCURRENCY`, default 4096).
+    pub max_concurrency: usize,
+}
+
+/// Settings of the identity service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentitySettings {
+    /// Ed25519 private key, base64 PKCS#8 (`TTSCM_IDENTITY__SIGNING_KEY`). Required in mesh
+    /// mode; generated once and kept in the data dir in embedded mode.
+    #[serde(serialize_with = "ser_secret_opt")]
+    pub signing_key: Option<SecretString>,
+    /// Key id of the signing key (`TTSCM_IDENTITY__SIGNING_KID`).
+    pub signing_kid: Option<String>,
+    /// `iss` of access tokens (`TTSCM_IDENTITY__ISSUER`, default `ttscm`).
+    pub issuer: String,
+    /// `aud` of access tokens (`TTSCM_IDENTITY__AUDIENCE`, default `ttscm-api`).
+    pub audience: String,
+    /// Access-token lifetime in seconds (`TTSCM_IDENTITY__ACCESS_TOKEN_TTL_SECS`, default 900).
+    pub access_token_ttl_secs: u64,
+}
+
+/// Settings of the vault service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VaultSettings {
+    /// Key ring `kid:base64key,…` with 32-byte keys (`TTSCM_VAULT__KEYS`). Required in mesh
+    /// mode; generated once and kept in the data dir in embedded mode.
+    #[serde(serialize_with = "ser_secret_opt")]
+    pub keys: Option<SecretString>,
+    /// The kid new values are sealed with (`TTSCM_VAULT__ACTIVE_KID`; default: the last key).
+    pub active_kid: Option<String>,
+}
+
+fn ser_secret_opt<S: serde::Serializer>(value: &Option<SecretString>, serializer: S) -> Result<S::Ok, S::Error> {
+    // Settings are serialized only as the defaults layer; a secret is never written back out.
+    match value {
+        Some(_) => serializer.serialize_some("***"),
+        None => serializer.serialize_none(),
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], 3000)),
+            data_dir: PathBuf::from("./data"),
+            nats_url: None,
+            mongodb_uri: None,
+            mongodb_database: "ttscm".into(),
+            public_url: "http://localhost:3000".into(),
+            request_timeout_ms: 5000,
+            log: "info".into(),
+            log_format: LogFormat::Pretty,
+            otlp_endpoint: None,
+            edge: EdgeSettings::default(),
+            identity: IdentitySettings::default(),
+            vault: VaultSettings::default(),
+        }
+    }
+}
+
+impl Default for EdgeSettings {
+    fn default() -> Self {
+        Self { body_limit: 1024 * 1024, token_cache_secs: 5, max_concurrency: 4096 }
+    }
+}
+
+impl Default for IdentitySettings {
+    fn default() -> Self {
+        Self {
+            signing_key: None,
+            signing_kid: None,
+            issuer: "ttscm".into(),
+            audience: "ttscm-api".into(),
+            access_token_ttl_secs: 900,
+        }
+    }
+}
+
+impl Default for VaultSettings {
+    fn default() -> Self {
+        Self { keys: None, active_kid: None }
+    }
+}
+
+/// Settings that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid settings: {0}")]
+pub struct SettingsError(String);
+
+impl Settings {
+    /// Loads settings from the process environment (and the file `TTSCM_CONFIG` names).
+    pub fn load() -> Result<Self, SettingsError> {
+        Self::load_from(Env::var("TTSCM_CONFIG").map(PathBuf::from), Env::prefixed("TTSCM_").split("__"))
+    }
+
+    fn load_from(file: Option<PathBuf>, env: Env) -> Result<Self, SettingsError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(SettingsError(format!("settings file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment
+            .merge(Env::raw().only(&["NATS_URL", "MONGODB_URI"]))
+            .merge(env.ignore(&["CONFIG"]));
+        let mut settings: Settings = figment.extract().map_err(|e| SettingsError(e.to_string()))?;
+        // Empty variables mean "unset", as they would in a shell.
+        settings.nats_url = settings.nats_url.filter(|u| !u.trim().is_empty());
+        settings.mongodb_uri = settings.mongodb_uri.filter(|u| !secrecy::ExposeSecret::expose_secret(u).trim().is_empty());
+        Ok(settings)
+    }
+
+    /// The bus request deadline.
+    pub fn request_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let settings = Settings::load_from(None, Env::prefixed("TTSCM_TEST_NOTHING_")).expect("defaults load");
+        assert_eq!(settings.listen_addr.port(), 3000);
+        assert!(settings.nats_url.is_none() || std::env::var("NATS_URL").is_ok());
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let settings = Settings {
+            mongodb_uri: Some(SecretString::from("mongodb://user:hunter2@db/")),
+            ..Settings::default()
+        };
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+}

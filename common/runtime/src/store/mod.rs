@@ -1,0 +1,375 @@
+//! The store port: the document operations services need, over two adapters — [`mongo`]
+//! (production, the official driver; must also work on FerretDB 1.24) and [`sqlite`] (the embedded
+//! default, one file).
+//!
+//! Documents are JSON objects with a string `id`. Queries use the small typed [`Filter`] model,
+//! never raw BSON or SQL from callers, so user input can only ever be a *value*: an operator
+//! injection like `{"$ne": …}` is impossible by construction.
+//!
+//! Rules both adapters follow (and the contract suite checks):
+//! - Fields named in filters, sorts, indexes and updates are code constants: dot-separated
+//!   identifiers; anything else is [`StoreError::Invalid`].
+//! - Fields in a unique index must be present on every document (MongoDB treats a missing
+//!   field as `null` and lets only one document lack it; SQLite would let many).
+//! - Case-insensitive matching ([`Filter::ContainsCi`]) takes the needle literally.
+
+pub mod mongo;
+pub mod sqlite;
+
+use serde_json::{Map, Value};
+
+/// A stored document: a JSON object whose `id` is a string.
+pub type Document = Map<String, Value>;
+
+/// A value a filter compares with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    /// JSON null (also matches a missing field).
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A string.
+    Str(String),
+}
+
+impl From<&str> for Scalar {
+    fn from(value: &str) -> Self {
+        Scalar::Str(value.to_owned())
+    }
+}
+impl From<String> for Scalar {
+    fn from(value: String) -> Self {
+        Scalar::Str(value)
+    }
+}
+impl From<&String> for Scalar {
+    fn from(value: &String) -> Self {
+        Scalar::Str(value.clone())
+    }
+}
+impl From<i64> for Scalar {
+    fn from(value: i64) -> Self {
+        Scalar::Int(value)
+    }
+}
+impl From<bool> for Scalar {
+    fn from(value: bool) -> Self {
+        Scalar::Bool(value)
+    }
+}
+
+impl Scalar {
+    /// The scalar as JSON.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Scalar::Null => Value::Null,
+            Scalar::Bool(b) => Value::Bool(*b),
+            Scalar::Int(i) => Value::from(*i),
+            Scalar::Float(f) => Value::from(*f),
+            Scalar::Str(s) => Value::String(s.clone()),
+        }
+    }
+}
+
+/// A query over documents.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    /// Every document.
+    All,
+    /// `field == value`.
+    Eq(String, Scalar),
+    /// `field != value` (a missing field counts as different).
+    Ne(String, Scalar),
+    /// `field` is one of the values.
+    In(String, Vec<Scalar>),
+    /// `field` (a string) contains the needle, ignoring case; the needle is literal text.
+    ContainsCi(String, String),
+    /// `field > value`.
+    Gt(String, Scalar),
+    /// `field >= value`.
+    Gte(String, Scalar),
+    /// `field < value`.
+    Lt(String, Scalar),
+    /// `field <= value`.
+    Lte(String, Scalar),
+    /// All of the filters.
+    And(Vec<Filter>),
+    /// Any of the filters.
+    Or(Vec<Filter>),
+}
+
+impl Filter {
+    /// `field == value`.
+    pub fn eq(field: &str, value: impl Into<Scalar>) -> Self {
+        Filter::Eq(field.to_owned(), value.into())
+    }
+
+    /// `id == id`.
+    pub fn id(id: &str) -> Self {
+        Filter::eq("id", id)
+    }
+
+    /// `field` contains `needle`, ignoring case.
+    pub fn contains_ci(field: &str, needle: &str) -> Self {
+        Filter::ContainsCi(field.to_owned(), needle.to_owned())
+    }
+
+    /// `field` is one of `values`.
+    pub fn is_in(field: &str, values: impl IntoIterator<Item = impl Into<Scalar>>) -> Self {
+        Filter::In(field.to_owned(), values.into_iter().map(Into::into).collect())
+    }
+
+    /// Every field named in the filter, for validation.
+    fn fields<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            Filter::All => {}
+            Filter::Eq(f, _)
+            | Filter::Ne(f, _)
+            | Filter::In(f, _)
+            | Filter::ContainsCi(f, _)
+            | Filter::Gt(f, _)
+            | Filter::Gte(f, _)
+            | Filter::Lt(f, _)
+            | Filter::Lte(f, _) => out.push(f),
+            Filter::And(all) | Filter::Or(all) => all.iter().for_each(|f| f.fields(out)),
+        }
+    }
+}
+
+/// Sort direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Smallest first.
+    Asc,
+    /// Largest first.
+    Desc,
+}
+
+/// What to find and how to page it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindOptions {
+    /// Which documents.
+    pub filter: Filter,
+    /// Sort keys, most significant first.
+    pub sort: Vec<(String, Order)>,
+    /// How many to skip.
+    pub skip: u64,
+    /// How many at most.
+    pub limit: Option<u64>,
+}
+
+impl FindOptions {
+    /// Every document matching `filter`, unsorted.
+    pub fn new(filter: Filter) -> Self {
+        Self { filter, sort: Vec::new(), skip: 0, limit: None }
+    }
+
+    /// Adds a sort key.
+    pub fn sort(mut self, field: &str, order: Order) -> Self {
+        self.sort.push((field.to_owned(), order));
+        self
+    }
+
+    /// Pages the result.
+    pub fn page(mut self, skip: u64, limit: u64) -> Self {
+        self.skip = skip;
+        self.limit = Some(limit);
+        self
+    }
+}
+
+/// A partial update: fields to set and fields to remove.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Update {
+    /// Top-level or dotted fields to set.
+    pub set: Vec<(String, Value)>,
+    /// Fields to remove.
+    pub unset: Vec<String>,
+}
+
+impl Update {
+    /// Sets `field` to `value`.
+    pub fn set(mut self, field: &str, value: impl Into<Value>) -> Self {
+        self.set.push((field.to_owned(), value.into()));
+        self
+    }
+
+    /// Removes `field`.
+    pub fn unset(mut self, field: &str) -> Self {
+        self.unset.push(field.to_owned());
+        self
+    }
+}
+
+/// An index to declare at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexSpec {
+    /// Index name, unique per collection.
+    pub name: &'static str,
+    /// Indexed fields, ascending.
+    pub fields: &'static [&'static str],
+    /// Whether two documents may share the indexed values.
+    pub unique: bool,
+}
+
+/// Errors callers handle differently.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique index (or the id) already holds the value.
+    #[error("unique constraint violated")]
+    Conflict,
+    /// The store cannot be reached now; retrying later may work.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The query itself is invalid (a bug in the caller).
+    #[error("invalid store request: {0}")]
+    Invalid(String),
+    /// A stored document could not be read back.
+    #[error("corrupt document: {0}")]
+    Corrupt(String),
+    /// Any other store failure.
+    #[error("store error: {0}")]
+    Other(String),
+}
+
+/// A handle on the store; cheap to clone.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// MongoDB (or FerretDB).
+    Mongo(mongo::MongoStore),
+    /// The embedded SQLite file.
+    Sqlite(sqlite::SqliteStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Store::Mongo($store) => $call.await,
+            Store::Sqlite($store) => $call,
+        }
+    };
+}
+
+impl Store {
+    /// Declares indexes on a collection (idempotent).
+    pub async fn ensure_indexes(&self, collection: &str, indexes: &[IndexSpec]) -> Result<(), StoreError> {
+        check_collection(collection)?;
+        for index in indexes {
+            index.fields.iter().try_for_each(|f| check_field(f))?;
+        }
+        dispatch!(self, s => s.ensure_indexes(collection, indexes))
+    }
+
+    /// Inserts a document; a duplicate id or unique value is [`StoreError::Conflict`].
+    pub async fn insert(&self, collection: &str, document: Document) -> Result<(), StoreError> {
+        check_collection(collection)?;
+        if !document.get("id").is_some_and(Value::is_string) {
+            return Err(StoreError::Invalid("documents need a string id".into()));
+        }
+        dispatch!(self, s => s.insert(collection, document))
+    }
+
+    /// The document with `id`.
+    pub async fn get(&self, collection: &str, id: &str) -> Result<Option<Document>, StoreError> {
+        Ok(self.find(collection, &FindOptions::new(Filter::id(id)).page(0, 1)).await?.pop())
+    }
+
+    /// The first document matching `filter`.
+    pub async fn find_one(&self, collection: &str, filter: Filter) -> Result<Option<Document>, StoreError> {
+        Ok(self.find(collection, &FindOptions::new(filter).page(0, 1)).await?.pop())
+    }
+
+    /// The documents matching, sorted and paged.
+    pub async fn find(&self, collection: &str, options: &FindOptions) -> Result<Vec<Document>, StoreError> {
+        check_collection(collection)?;
+        check_filter(&options.filter)?;
+        options.sort.iter().try_for_each(|(f, _)| check_field(f))?;
+        dispatch!(self, s => s.find(collection, options))
+    }
+
+    /// How many documents match.
+    pub async fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
+        check_collection(collection)?;
+        check_filter(filter)?;
+        dispatch!(self, s => s.count(collection, filter))
+    }
+
+    /// Updates the first document matching `filter`; answers whether one matched. The match and
+    /// the write are one atomic step, so two racing conditional updates cannot both win.
+    pub async fn update_one(&self, collection: &str, filter: &Filter, update: &Update) -> Result<bool, StoreError> {
+        check_collection(collection)?;
+        check_filter(filter)?;
+        check_update(update)?;
+        dispatch!(self, s => s.update(collection, filter, update, false)).map(|n| n > 0)
+    }
+
+    /// Updates every document matching `filter`; answers how many matched.
+    pub async fn update_many(&self, collection: &str, filter: &Filter, update: &Update) -> Result<u64, StoreError> {
+        check_collection(collection)?;
+        check_filter(filter)?;
+        check_update(update)?;
+        dispatch!(self, s => s.update(collection, filter, update, true))
+    }
+
+    /// Deletes the document with `id`; answers whether it existed.
+    pub async fn delete(&self, collection: &str, id: &str) -> Result<bool, StoreError> {
+        self.delete_many(collection, &Filter::id(id)).await.map(|n| n > 0)
+    }
+
+    /// Deletes every document matching `filter`; answers how many.
+    pub async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
+        check_collection(collection)?;
+        check_filter(filter)?;
+        dispatch!(self, s => s.delete_many(collection, filter))
+    }
+
+    /// Checks that the store answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.ping())
+    }
+
+    /// Which adapter this is, for logs and readiness reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Mongo(_) => "mongodb",
+            Store::Sqlite(_) => "sqlite",
+        }
+    }
+}
+
+fn check_collection(name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit());
+    if ok { Ok(()) } else { Err(StoreError::Invalid(format!("bad collection name '{name}'"))) }
+}
+
+/// Field paths are code constants: dot-separated identifiers.
+fn check_field(field: &str) -> Result<(), StoreError> {
+    let ok = !field.is_empty()
+        && field.split('.').all(|segment| {
+            segment.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        });
+    if ok { Ok(()) } else { Err(StoreError::Invalid(format!("bad field path '{field}'"))) }
+}
+
+fn check_filter(filter: &Filter) -> Result<(), StoreError> {
+    let mut fields = Vec::new();
+    filter.fields(&mut fields);
+    fields.into_iter().try_for_each(check_field)
+}
+
+fn check_update(update: &Update) -> Result<(), StoreError> {
+    for field in update.set.iter().map(|(f, _)| f.as_str()).chain(update.unset.iter().map(String::as_str)) {
+        check_field(field)?;
+        if field == "id" {
+            return Err(StoreError::Invalid("the id cannot change".into()));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,250 @@
+//! The MongoDB store adapter (official driver). Written for MongoDB 6+ and FerretDB 1.24: no
+//! transactions, no `$lookup`, no projection on `find_one_and_*`, no TTL indexes. The document
+//! `id` is stored as `_id`.
+
+use std::time::Duration;
+
+use mongodb::bson::{self, Bson, Document as BsonDocument, doc};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, Database, IndexModel};
+use serde_json::Value;
+
+use super::{Document, Filter, FindOptions, IndexSpec, Order, Scalar, StoreError, Update};
+
+/// How long an operation waits for a reachable server before failing as unavailable.
+const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A MongoDB database handle; clones share the connection pool.
+#[derive(Clone, Debug)]
+pub struct MongoStore {
+    database: Database,
+}
+
+impl MongoStore {
+    /// Connects lazily to `uri` and uses `database`.
+    pub async fn connect(uri: &str, database: &str) -> Result<Self, StoreError> {
+        let mut options =
+            ClientOptions::parse(uri).await.map_err(|e| StoreError::Invalid(format!("bad MongoDB URI: {e}")))?;
+        options.server_selection_timeout = Some(SERVER_SELECTION_TIMEOUT);
+        options.connect_timeout = Some(SERVER_SELECTION_TIMEOUT);
+        options.app_name = Some("ttscm".into());
+        let client = Client::with_options(options).map_err(map_error)?;
+        Ok(Self { database: client.database(database) })
+    }
+
+    fn collection(&self, name: &str) -> mongodb::Collection<BsonDocument> {
+        self.database.collection(name)
+    }
+
+    pub(super) async fn ensure_indexes(&self, collection: &str, indexes: &[IndexSpec]) -> Result<(), StoreError> {
+        for index in indexes {
+            let mut keys = BsonDocument::new();
+            for field in index.fields {
+                keys.insert(mongo_field(field), 1);
+            }
+            let options = IndexOptions::builder().name(index.name.to_owned()).unique(index.unique).build();
+            self.collection(collection)
+                .create_index(IndexModel::builder().keys(keys).options(options).build())
+                .await
+                .map_err(map_error)?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn insert(&self, collection: &str, document: Document) -> Result<(), StoreError> {
+        self.collection(collection).insert_one(to_bson_document(document)?).await.map(|_| ()).map_err(map_error)
+    }
+
+    pub(super) async fn find(&self, collection: &str, options: &FindOptions) -> Result<Vec<Document>, StoreError> {
+        let mut sort = BsonDocument::new();
+        for (field, order) in &options.sort {
+            sort.insert(mongo_field(field), if *order == Order::Asc { 1 } else { -1 });
+        }
+        let coll = self.collection(collection);
+        let mut action = coll.find(compile(&options.filter)).skip(options.skip);
+        if !sort.is_empty() {
+            action = action.sort(sort);
+        }
+        if let Some(limit) = options.limit {
+            action = action.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        let mut cursor = action.await.map_err(map_error)?;
+        let mut documents = Vec::new();
+        while cursor.advance().await.map_err(map_error)? {
+            let raw = cursor.deserialize_current().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            documents.push(from_bson_document(raw)?);
+        }
+        Ok(documents)
+    }
+
+    pub(super) async fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
+        self.collection(collection).count_documents(compile(filter)).await.map_err(map_error)
+    }
+
+    pub(super) async fn update(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        update: &Update,
+        many: bool,
+    ) -> Result<u64, StoreError> {
+        let mut changes = BsonDocument::new();
+        if !update.set.is_empty() {
+            let mut set = BsonDocument::new();
+            for (field, value) in &update.set {
+                set.insert(mongo_field(field), to_bson(value)?);
+            }
+            changes.insert("$set", set);
+        }
+        if !update.unset.is_empty() {
+            let mut unset = BsonDocument::new();
+            for field in &update.unset {
+                unset.insert(mongo_field(field), "");
+            }
+            changes.insert("$unset", unset);
+        }
+        if changes.is_empty() {
+            return self.count(collection, filter).await.map(|n| if many { n } else { n.min(1) });
+        }
+        let coll = self.collection(collection);
+        let result = if many {
+            coll.update_many(compile(filter), changes).await
+        } else {
+            coll.update_one(compile(filter), changes).await
+        };
+        result.map(|r| r.matched_count).map_err(map_error)
+    }
+
+    pub(super) async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
+        self.collection(collection).delete_many(compile(filter)).await.map(|r| r.deleted_count).map_err(map_error)
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        self.database.run_command(doc! { "ping": 1 }).await.map(|_| ()).map_err(map_error)
+    }
+}
+
+fn mongo_field(field: &str) -> &str {
+    if field == "id" { "_id" } else { field }
+}
+
+fn scalar(value: &Scalar) -> Bson {
+    match value {
+        Scalar::Null => Bson::Null,
+        Scalar::Bool(b) => Bson::Boolean(*b),
+        Scalar::Int(i) => Bson::Int64(*i),
+        Scalar::Float(f) => Bson::Double(*f),
+        Scalar::Str(s) => Bson::String(s.clone()),
+    }
+}
+
+/// Escapes every ASCII punctuation character, so the needle is literal in both PCRE (MongoDB)
+/// and RE2 (FerretDB).
+fn escape_regex(needle: &str) -> String {
+    let mut out = String::with_capacity(needle.len() * 2);
+    for c in needle.chars() {
+        if c.is_ascii_punctuation() {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Compiles a filter; every value is wrapped in an explicit operator so it is only ever a value.
+fn compile(filter: &Filter) -> BsonDocument {
+    let op = |field: &str, op: &str, value: &Scalar| {
+        let mut inner = BsonDocument::new();
+        inner.insert(op, scalar(value));
+        let mut outer = BsonDocument::new();
+        outer.insert(mongo_field(field), inner);
+        outer
+    };
+    match filter {
+        Filter::All => BsonDocument::new(),
+        Filter::Eq(field, value) => op(field, "$eq", value),
+        Filter::Ne(field, value) => op(field, "$ne", value),
+        Filter::Gt(field, value) => op(field, "$gt", value),
+        Filter::Gte(field, value) => op(field, "$gte", value),
+        Filter::Lt(field, value) => op(field, "$lt", value),
+        Filter::Lte(field, value) => op(field, "$lte", value),
+        Filter::In(field, values) => {
+            let mut outer = BsonDocument::new();
+            outer.insert(mongo_field(field), doc! { "$in": values.iter().map(scalar).collect::<Vec<_>>() });
+            outer
+        }
+        Filter::ContainsCi(field, needle) => {
+            let mut outer = BsonDocument::new();
+            outer.insert(mongo_field(field), doc! { "$regex": escape_regex(needle), "$options": "i" });
+            outer
+        }
+        Filter::And(all) if all.is_empty() => BsonDocument::new(),
+        Filter::And(all) => doc! { "$and": all.iter().map(compile).collect::<Vec<_>>() },
+        Filter::Or(any) if any.is_empty() => doc! { "_id": { "$in": Vec::<Bson>::new() } },
+        Filter::Or(any) => doc! { "$or": any.iter().map(compile).collect::<Vec<_>>() },
+    }
+}
+
+fn to_bson(value: &Value) -> Result<Bson, StoreError> {
+    bson::serialize_to_bson(value).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+fn to_bson_document(mut document: Document) -> Result<BsonDocument, StoreError> {
+    let id = document.remove("id").unwrap_or(Value::Null);
+    let mut out = BsonDocument::new();
+    out.insert("_id", to_bson(&id)?);
+    for (key, value) in document {
+        out.insert(key, to_bson(&value)?);
+    }
+    Ok(out)
+}
+
+fn from_bson_document(mut raw: BsonDocument) -> Result<Document, StoreError> {
+    let id = raw.remove("_id").unwrap_or(Bson::Null);
+    let mut out = Document::new();
+    out.insert("id".into(), from_bson(id)?);
+    for (key, value) in raw {
+        out.insert(key, from_bson(value)?);
+    }
+    Ok(out)
+}
+
+fn from_bson(value: Bson) -> Result<Value, StoreError> {
+    Ok(match value {
+        Bson::Null => Value::Null,
+        Bson::Boolean(b) => Value::Bool(b),
+        Bson::Int32(i) => Value::from(i),
+        Bson::Int64(i) => Value::from(i),
+        Bson::Double(f) => Value::from(f),
+        Bson::String(s) => Value::String(s),
+        Bson::Array(items) => Value::Array(items.into_iter().map(from_bson).collect::<Result<_, _>>()?),
+        Bson::Document(d) => {
+            let mut map = Document::new();
+            for (key, value) in d {
+                map.insert(key, from_bson(value)?);
+            }
+            Value::Object(map)
+        }
+        other => return Err(StoreError::Corrupt(format!("unexpected BSON value {other:?}"))),
+    })
+}
+
+fn map_error(error: mongodb::error::Error) -> StoreError {
+    if let ErrorKind::Write(WriteFailure::WriteError(write)) = error.kind.as_ref() {
+        if write.code == 11000 {
+            return StoreError::Conflict;
+        }
+    }
+    if let ErrorKind::Command(command) = error.kind.as_ref() {
+        if command.code == 11000 {
+            return StoreError::Conflict;
+        }
+    }
+    match error.kind.as_ref() {
+        ErrorKind::ServerSelection { .. } | ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } => {
+            StoreError::Unavailable(error.to_string())
+        }
+        _ => StoreError::Other(error.to_string()),
+    }
+}

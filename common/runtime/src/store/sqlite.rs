@@ -1,0 +1,301 @@
+//! The embedded store adapter: one SQLite file (WAL mode), a table per collection holding
+//! `(id, doc)` with `doc` as JSON text, filters compiled to `json_extract` expressions.
+//!
+//! Calls run synchronously on the calling thread under a short mutex instead of hopping to a
+//! blocking pool: each statement takes microseconds, and a thread hop per query would cost more
+//! than the query (see `shared/performance.md`). One connection writes; a small pool reads.
+//! `synchronous=NORMAL` in WAL mode: a commit survives a crash of the process; a power loss may
+//! drop the last commits, never corrupt the file.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, ErrorCode, OpenFlags, params_from_iter};
+use serde_json::Value;
+
+use super::{Document, Filter, FindOptions, IndexSpec, Order, Scalar, StoreError, Update};
+
+/// Read connections; two cores on the target machine, so two readers keep both busy.
+const READERS: usize = 2;
+
+/// The embedded store; clones share the connections.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+    /// Collections whose table exists, so `CREATE TABLE IF NOT EXISTS` runs once per collection.
+    tables: Mutex<HashSet<String>>,
+}
+
+fn open_connection(path: &Path, write: bool) -> Result<Connection, StoreError> {
+    let flags = if write {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(other)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(other)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(other)?;
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(other)?;
+    conn.set_prepared_statement_cache_capacity(128);
+    // Unicode-aware lowercase, so case-insensitive search matches MongoDB's `$regex` with `i`.
+    conn.create_scalar_function("ttscm_lower", 1, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, |ctx| {
+        Ok(ctx.get::<Option<String>>(0)?.map(|s| s.to_lowercase()))
+    })
+    .map_err(other)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store file at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let writer = open_connection(path, true)?;
+        let readers = (0..READERS).map(|_| open_connection(path, false).map(Mutex::new)).collect::<Result<_, _>>()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+                tables: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    fn ensure_table(&self, collection: &str) -> Result<(), StoreError> {
+        let mut tables = self.inner.tables.lock().map_err(poisoned)?;
+        if tables.contains(collection) {
+            return Ok(());
+        }
+        let writer = self.inner.writer.lock().map_err(poisoned)?;
+        writer
+            .execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS \"{collection}\" (id TEXT PRIMARY KEY NOT NULL, doc TEXT NOT NULL)"
+            ))
+            .map_err(other)?;
+        tables.insert(collection.to_owned());
+        Ok(())
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let index = self.inner.next_reader.fetch_add(1, Ordering::Relaxed) % self.inner.readers.len();
+        let reader = self.inner.readers[index].lock().map_err(poisoned)?;
+        f(&reader)
+    }
+
+    fn with_writer<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let writer = self.inner.writer.lock().map_err(poisoned)?;
+        f(&writer)
+    }
+
+    pub(super) fn ensure_indexes(&self, collection: &str, indexes: &[IndexSpec]) -> Result<(), StoreError> {
+        self.ensure_table(collection)?;
+        self.with_writer(|conn| {
+            for index in indexes {
+                let columns: Vec<String> = index.fields.iter().map(|f| field_expr(f)).collect();
+                let unique = if index.unique { "UNIQUE " } else { "" };
+                conn.execute_batch(&format!(
+                    "CREATE {unique}INDEX IF NOT EXISTS \"{collection}__{name}\" ON \"{collection}\" ({columns})",
+                    name = index.name,
+                    columns = columns.join(", ")
+                ))
+                .map_err(map_error)?;
+            }
+            Ok(())
+        })
+    }
+
+    pub(super) fn insert(&self, collection: &str, document: Document) -> Result<(), StoreError> {
+        self.ensure_table(collection)?;
+        let id = document.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let doc = serde_json::to_string(&document).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.with_writer(|conn| {
+            conn.prepare_cached(&format!("INSERT INTO \"{collection}\" (id, doc) VALUES (?1, ?2)"))
+                .and_then(|mut stmt| stmt.execute([id, doc]))
+                .map(|_| ())
+                .map_err(map_error)
+        })
+    }
+
+    pub(super) fn find(&self, collection: &str, options: &FindOptions) -> Result<Vec<Document>, StoreError> {
+        self.ensure_table(collection)?;
+        let mut params = Vec::new();
+        let mut sql = format!("SELECT doc FROM \"{collection}\" WHERE {}", compile(&options.filter, &mut params));
+        if !options.sort.is_empty() {
+            let keys: Vec<String> = options
+                .sort
+                .iter()
+                .map(|(f, o)| format!("{} {}", field_expr(f), if *o == Order::Asc { "ASC" } else { "DESC" }))
+                .collect();
+            sql.push_str(" ORDER BY ");
+            sql.push_str(&keys.join(", "));
+        }
+        let limit = options.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let skip = i64::try_from(options.skip).unwrap_or(i64::MAX);
+        sql.push_str(&format!(" LIMIT {limit} OFFSET {skip}"));
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
+            let mut rows = stmt.query(params_from_iter(params.iter())).map_err(map_error)?;
+            let mut documents = Vec::new();
+            while let Some(row) = rows.next().map_err(map_error)? {
+                let text = row.get_ref(0).map_err(map_error)?.as_str().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                documents.push(serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+            }
+            Ok(documents)
+        })
+    }
+
+    pub(super) fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
+        self.ensure_table(collection)?;
+        let mut params = Vec::new();
+        let sql = format!("SELECT count(*) FROM \"{collection}\" WHERE {}", compile(filter, &mut params));
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
+            let count: i64 = stmt.query_row(params_from_iter(params.iter()), |row| row.get(0)).map_err(map_error)?;
+            Ok(u64::try_from(count).unwrap_or(0))
+        })
+    }
+
+    pub(super) fn update(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        update: &Update,
+        many: bool,
+    ) -> Result<u64, StoreError> {
+        self.ensure_table(collection)?;
+        let mut params = Vec::new();
+        let mut expr = "doc".to_owned();
+        if !update.set.is_empty() {
+            let mut args = Vec::new();
+            for (field, value) in &update.set {
+                params.push(SqlValue::Text(serde_json::to_string(value).map_err(|e| StoreError::Invalid(e.to_string()))?));
+                args.push(format!("'{}', json(?{})", json_path(field), params.len()));
+            }
+            expr = format!("json_set({expr}, {})", args.join(", "));
+        }
+        if !update.unset.is_empty() {
+            let paths: Vec<String> = update.unset.iter().map(|f| format!("'{}'", json_path(f))).collect();
+            expr = format!("json_remove({expr}, {})", paths.join(", "));
+        }
+        let condition = compile(filter, &mut params);
+        let sql = if many {
+            format!("UPDATE \"{collection}\" SET doc = {expr} WHERE {condition}")
+        } else {
+            format!(
+                "UPDATE \"{collection}\" SET doc = {expr} WHERE id = (SELECT id FROM \"{collection}\" WHERE {condition} LIMIT 1)"
+            )
+        };
+        self.with_writer(|conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
+            let changed = stmt.execute(params_from_iter(params.iter())).map_err(map_error)?;
+            Ok(changed as u64)
+        })
+    }
+
+    pub(super) fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
+        self.ensure_table(collection)?;
+        let mut params = Vec::new();
+        let sql = format!("DELETE FROM \"{collection}\" WHERE {}", compile(filter, &mut params));
+        self.with_writer(|conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
+            Ok(stmt.execute(params_from_iter(params.iter())).map_err(map_error)? as u64)
+        })
+    }
+
+    pub(super) fn ping(&self) -> Result<(), StoreError> {
+        self.with_reader(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(map_error))
+    }
+}
+
+fn json_path(field: &str) -> String {
+    format!("$.{field}")
+}
+
+/// The SQL expression for a (validated) field path.
+fn field_expr(field: &str) -> String {
+    if field == "id" { "id".to_owned() } else { format!("json_extract(doc, '{}')", json_path(field)) }
+}
+
+fn bind(scalar: &Scalar, params: &mut Vec<SqlValue>) -> String {
+    params.push(match scalar {
+        Scalar::Null => SqlValue::Null,
+        Scalar::Bool(b) => SqlValue::Integer(i64::from(*b)),
+        Scalar::Int(i) => SqlValue::Integer(*i),
+        Scalar::Float(f) => SqlValue::Real(*f),
+        Scalar::Str(s) => SqlValue::Text(s.clone()),
+    });
+    format!("?{}", params.len())
+}
+
+/// Compiles a filter to a SQL condition; values become bound parameters, never SQL text.
+fn compile(filter: &Filter, params: &mut Vec<SqlValue>) -> String {
+    let cmp = |field: &str, op: &str, value: &Scalar, params: &mut Vec<SqlValue>| {
+        format!("{} {op} {}", field_expr(field), bind(value, params))
+    };
+    match filter {
+        Filter::All => "1".to_owned(),
+        Filter::Eq(field, Scalar::Null) => format!("{} IS NULL", field_expr(field)),
+        Filter::Eq(field, value) => cmp(field, "=", value, params),
+        Filter::Ne(field, Scalar::Null) => format!("{} IS NOT NULL", field_expr(field)),
+        Filter::Ne(field, value) => {
+            let expr = field_expr(field);
+            format!("({expr} IS NULL OR {expr} != {})", bind(value, params))
+        }
+        Filter::In(_, values) if values.is_empty() => "0".to_owned(),
+        Filter::In(field, values) => {
+            let placeholders: Vec<String> = values.iter().map(|v| bind(v, params)).collect();
+            format!("{} IN ({})", field_expr(field), placeholders.join(", "))
+        }
+        Filter::ContainsCi(field, needle) => {
+            let placeholder = bind(&Scalar::Str(needle.to_lowercase()), params);
+            format!("instr(ttscm_lower({}), {placeholder}) > 0", field_expr(field))
+        }
+        Filter::Gt(field, value) => cmp(field, ">", value, params),
+        Filter::Gte(field, value) => cmp(field, ">=", value, params),
+        Filter::Lt(field, value) => cmp(field, "<", value, params),
+        Filter::Lte(field, value) => cmp(field, "<=", value, params),
+        Filter::And(all) if all.is_empty() => "1".to_owned(),
+        Filter::Or(any) if any.is_empty() => "0".to_owned(),
+        Filter::And(all) => {
+            let parts: Vec<String> = all.iter().map(|f| compile(f, params)).collect();
+            format!("({})", parts.join(" AND "))
+        }
+        Filter::Or(any) => {
+            let parts: Vec<String> = any.iter().map(|f| compile(f, params)).collect();
+            format!("({})", parts.join(" OR "))
+        }
+    }
+}
+
+fn map_error(error: rusqlite::Error) -> StoreError {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict,
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen | ErrorCode::DiskFull) => {
+            StoreError::Unavailable(error.to_string())
+        }
+        _ => other(error),
+    }
+}
+
+fn other(error: rusqlite::Error) -> StoreError {
+    StoreError::Other(error.to_string())
+}
+
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
+    StoreError::Other("a store lock was poisoned by a panic".into())
+}

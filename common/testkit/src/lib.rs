@@ -1,0 +1,72 @@
+//! Test-only fixtures: real servers on random loopback ports, killed on drop, and a quiet
+//! tracing subscriber. Used by every crate's integration tests and by the end-to-end suite.
+//!
+//! Binaries come from `TTSCM_TEST_NATS_SERVER` / `TTSCM_TEST_FERRETDB` (set by `tests/run.sh`,
+//! which installs and builds them), falling back to `nats-server` / `ferretdb` on `PATH`. A
+//! missing binary fails the test with a message saying to use `tests/run.sh`: tests never pass
+//! without the real part.
+
+pub mod ferretdb;
+pub mod nats;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+pub use ferretdb::MongoFixture;
+pub use nats::NatsServer;
+
+/// A free loopback port (bound and released; good enough for test servers).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("the loopback interface can bind an ephemeral port")
+}
+
+/// Polls until `addr` accepts TCP connections or the deadline passes.
+pub fn wait_for_port(addr: SocketAddr, deadline: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Polls `check` until it returns `Some` or `deadline` passes.
+pub async fn eventually<T, F, Fut>(deadline: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if start.elapsed() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Installs a tracing subscriber once: silent unless `TTSCM_TEST_LOG` holds a filter.
+pub fn init_tracing() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok(filter) = std::env::var("TTSCM_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+/// Path of a test binary from `env_var`, or `fallback` on PATH.
+fn binary(env_var: &str, fallback: &str) -> String {
+    std::env::var(env_var).unwrap_or_else(|_| fallback.to_owned())
+}

@@ -1,0 +1,63 @@
+//! A real `nats-server` with JetStream on a random loopback port, killed on drop.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+/// A running nats-server.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    store_dir: TempDir,
+}
+
+impl NatsServer {
+    /// Starts a server on a free port.
+    pub fn start() -> Self {
+        let store_dir = tempfile::tempdir().expect("a temp dir can be created");
+        let mut server = Self { child: None, port: crate::free_port(), store_dir };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let bin = crate::binary("TTSCM_TEST_NATS_SERVER", "nats-server");
+        let child = Command::new(&bin)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(self.store_dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin} ({e}); run the suite with tests/run.sh"));
+        self.child = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        assert!(crate::wait_for_port(addr, Duration::from_secs(10)), "nats-server did not start on {addr}");
+    }
+
+    /// The client URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (clients see a disconnect).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same JetStream store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
