@@ -25,3 +25,8 @@ pub fn parse_iso(text: &str) -> Option<OffsetDateTime> {
 pub fn unix_now() -> u64 {
     u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0)
 }
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_now_millis() -> i64 {
+    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}

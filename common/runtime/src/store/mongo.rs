@@ -14,6 +14,14 @@ use super::{Document, Filter, FindOptions, IndexSpec, Order, Scalar, StoreError,
 
 /// How long an operation waits for a reachable server before failing as unavailable.
 const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(2);
+/// Hidden per-document revision, bumped by every update (see `update_one_claimed`).
+const REVISION: &str = "_rev";
+/// Collection of update claims (see `update_one_claimed`).
+const CLAIMS: &str = "ttscm_claims";
+/// How long an update waits for another update of the same document.
+const CLAIM_WAIT: Duration = Duration::from_secs(2);
+/// After how long a claim counts as left behind by a crashed updater.
+const CLAIM_STALE_AFTER: Duration = Duration::from_secs(10);
 
 /// A MongoDB database handle; clones share the connection pool.
 #[derive(Clone, Debug)]
@@ -108,12 +116,69 @@ impl MongoStore {
             return self.count(collection, filter).await.map(|n| if many { n } else { n.min(1) });
         }
         let coll = self.collection(collection);
-        let result = if many {
-            coll.update_many(compile(filter), changes).await
-        } else {
-            coll.update_one(compile(filter), changes).await
-        };
-        result.map(|r| r.matched_count).map_err(map_error)
+        if many {
+            changes.insert("$inc", doc! { REVISION: 1i64 });
+            return coll.update_many(compile(filter), changes).await.map(|r| r.matched_count).map_err(map_error);
+        }
+        self.update_one_claimed(collection, filter, changes).await.map(u64::from)
+    }
+
+    /// A conditional single-document update that is atomic on FerretDB too.
+    ///
+    /// FerretDB 1.24 evaluates `update`/`findAndModify` as read-then-write, so two racing
+    /// conditional updates can both match (the store contract suite catches this). Every
+    /// document carries a hidden revision (`_rev`); an updater first claims `(document, revision)`
+    /// by inserting a claim document with that id — an insert on a unique `_id` is atomic on
+    /// every backend — then writes only if the revision is unchanged, then drops the claim. A
+    /// claim older than [`CLAIM_STALE_AFTER`] belongs to a crashed updater and is broken.
+    async fn update_one_claimed(&self, collection: &str, filter: &Filter, mut changes: BsonDocument) -> Result<bool, StoreError> {
+        let coll = self.collection(collection);
+        let claims = self.collection(CLAIMS);
+        let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
+        loop {
+            let Some(current) = coll.find_one(compile(filter)).await.map_err(map_error)? else {
+                return Ok(false);
+            };
+            let id = current.get("_id").cloned().unwrap_or(Bson::Null);
+            let revision = current.get(REVISION).and_then(Bson::as_i64).unwrap_or(0);
+            let claim_id = format!("{collection}/{id}/{revision}");
+            let now = crate::clock::unix_now_millis();
+            match claims.insert_one(doc! { "_id": &claim_id, "at": now }).await.map_err(map_error) {
+                Ok(_) => {}
+                Err(StoreError::Conflict) => {
+                    let stale = claims
+                        .find_one(doc! { "_id": &claim_id })
+                        .await
+                        .map_err(map_error)?
+                        .and_then(|c| c.get("at").and_then(Bson::as_i64))
+                        .is_some_and(|at| now - at > CLAIM_STALE_AFTER.as_millis() as i64);
+                    if stale {
+                        claims.delete_one(doc! { "_id": &claim_id }).await.map_err(map_error)?;
+                    } else if tokio::time::Instant::now() >= deadline {
+                        return Err(StoreError::Unavailable("a document stayed locked by another update".into()));
+                    } else {
+                        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    }
+                    continue;
+                }
+                Err(other) => return Err(other),
+            }
+            let unchanged = if revision == 0 {
+                doc! { "_id": &id, REVISION: { "$in": [Bson::Null, 0i64] } }
+            } else {
+                doc! { "_id": &id, REVISION: revision }
+            };
+            let set = changes.entry("$set".to_owned()).or_insert_with(|| Bson::Document(BsonDocument::new()));
+            if let Bson::Document(set) = set {
+                set.insert(REVISION, revision + 1);
+            }
+            let result = coll.update_one(unchanged, changes.clone()).await.map_err(map_error);
+            claims.delete_one(doc! { "_id": &claim_id }).await.map_err(map_error)?;
+            if result?.matched_count == 1 {
+                return Ok(true);
+            }
+            // Changed between our read and our claim: read again, the filter may no longer match.
+        }
     }
 
     pub(super) async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
@@ -202,6 +267,7 @@ fn to_bson_document(mut document: Document) -> Result<BsonDocument, StoreError> 
 
 fn from_bson_document(mut raw: BsonDocument) -> Result<Document, StoreError> {
     let id = raw.remove("_id").unwrap_or(Bson::Null);
+    raw.remove(REVISION);
     let mut out = Document::new();
     out.insert("id".into(), from_bson(id)?);
     for (key, value) in raw {
@@ -237,7 +303,9 @@ fn map_error(error: mongodb::error::Error) -> StoreError {
         }
     }
     if let ErrorKind::Command(command) = error.kind.as_ref() {
-        if command.code == 11000 {
+        // FerretDB 1.24 reports a unique violation during an update as an InternalError that
+        // carries SQLite's message instead of code 11000.
+        if command.code == 11000 || command.message.contains("UNIQUE constraint failed") {
             return StoreError::Conflict;
         }
     }
