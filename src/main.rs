@@ -1,1 +1,181 @@
-fn main() {}
+//! The `ttscm` command: parses arguments, loads settings, and runs a subcommand. Nothing else.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ttscm::{AppError, Component};
+use ttscm_runtime::{Settings, Shutdown, connect};
+
+/// Exit code for invalid settings or usage (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "ttscm", version, about = "TTSCM — a credential manager for MSPs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run TTSCM (all components in one process unless --only is given).
+    Serve {
+        /// Run only this component (needs NATS and MongoDB).
+        #[arg(long, value_enum)]
+        only: Option<Component>,
+    },
+    /// Manage API tokens for machines.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Generate key material for mesh-mode settings.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token; prints it once on stdout.
+    Create {
+        /// A name saying what uses the token.
+        #[arg(long)]
+        name: String,
+        /// A role the token holds (repeat for more).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Lifetime, e.g. `30d`, `12h` (default: no expiry).
+        #[arg(long)]
+        expires_in: Option<humantime::Duration>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id; the API refuses it within seconds.
+    Revoke {
+        /// The token's id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// A new Ed25519 signing key for TTSCM_IDENTITY__SIGNING_KEY.
+    SigningKey,
+    /// A new vault master key entry for TTSCM_VAULT__KEYS (`kid:base64`).
+    VaultKey {
+        /// The key id.
+        #[arg(long, default_value = "v1")]
+        kid: String,
+    },
+}
+
+fn main() -> ExitCode {
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .expect("no other rustls crypto provider is installed before main");
+    let cli = Cli::parse();
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("ttscm: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let result = match cli.command.unwrap_or(Command::Serve { only: None }) {
+        Command::Serve { only } => serve(settings, only),
+        Command::Token { command } => token(&settings, command),
+        Command::Keys { command } => {
+            keys(command);
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(AppError::Config(message)) => {
+            eprintln!("ttscm: {message}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(AppError::Runtime(message)) => {
+            eprintln!("ttscm: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(settings: Settings, only: Option<Component>) -> Result<(), AppError> {
+    let name = only.map_or("ttscm".to_owned(), |c| format!("ttscm-{c:?}").to_lowercase());
+    let _telemetry = ttscm_runtime::telemetry::init(&settings, &name).map_err(AppError::Config)?;
+    let components = only.map_or_else(|| Component::ALL.to_vec(), |c| vec![c]);
+    let shutdown = Shutdown::new();
+    let signal = shutdown.clone();
+    std::thread::spawn(move || wait_for_signal(signal));
+    ttscm::run_blocking(settings, components, None, shutdown)
+}
+
+/// Cancels `shutdown` on SIGTERM or Ctrl-C.
+fn wait_for_signal(shutdown: Shutdown) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime can be built");
+    runtime.block_on(async {
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM can be handled");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        shutdown.cancel();
+    });
+}
+
+fn token(settings: &Settings, command: TokenCommand) -> Result<(), AppError> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime can be built");
+    runtime.block_on(async {
+        let store = connect::store(settings).await.map_err(|e| AppError::Runtime(e.to_string()))?;
+        let failed = |e: ttscm_identity::IdentityError| match e {
+            ttscm_identity::IdentityError::NotFound(m) | ttscm_identity::IdentityError::Invalid(m) => AppError::Config(m),
+            other => AppError::Runtime(other.to_string()),
+        };
+        match command {
+            TokenCommand::Create { name, roles, expires_in } => {
+                let expires_at = expires_in
+                    .map(|d| time::OffsetDateTime::now_utc() + time::Duration::try_from(*d).unwrap_or(time::Duration::MAX));
+                let (info, secret) =
+                    ttscm_identity::admin::create_api_token(&store, &name, &roles, expires_at).await.map_err(failed)?;
+                println!("{secret}");
+                eprintln!(
+                    "created API token {} ({}) with roles {:?}, expires {}; it is shown only once",
+                    info.id,
+                    info.name,
+                    info.roles,
+                    info.expires_at.as_deref().unwrap_or("never")
+                );
+            }
+            TokenCommand::List => {
+                let tokens = ttscm_identity::admin::list_api_tokens(&store).await.map_err(failed)?;
+                println!("{}", serde_json::to_string_pretty(&tokens).expect("token infos serialize"));
+            }
+            TokenCommand::Revoke { id } => {
+                ttscm_identity::admin::revoke_api_token(&store, &id).await.map_err(failed)?;
+                eprintln!("revoked API token {id}");
+            }
+        }
+        Ok(())
+    })
+}
+
+fn keys(command: KeysCommand) {
+    match command {
+        KeysCommand::SigningKey => println!("{}", ttscm_identity::SigningKey::generate("k1").to_base64()),
+        KeysCommand::VaultKey { kid } => {
+            use base64::Engine;
+            let key = ttscm_runtime::ids::random_bytes::<32>();
+            println!("{kid}:{}", base64::engine::general_purpose::STANDARD.encode(key));
+        }
+    }
+}

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Stable error codes. The edge maps each to exactly one HTTP status (`edge::error`).
+/// Stable error codes. The edge maps each to exactly one HTTP status (`edge::error::status_of`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -19,6 +19,8 @@ pub enum ErrorCode {
     Conflict,
     /// The body is too large (413).
     PayloadTooLarge,
+    /// The body is not JSON (415).
+    UnsupportedMediaType,
     /// An upstream system (e.g. ConnectWise) failed (502).
     Upstream,
     /// A dependency is unavailable (503).
@@ -27,24 +29,6 @@ pub enum ErrorCode {
     Timeout,
     /// Anything else (500). The cause is logged where it happened, never sent.
     Internal,
-}
-
-impl ErrorCode {
-    /// The HTTP status this code stands for.
-    pub fn status(self) -> u16 {
-        match self {
-            ErrorCode::Validation => 400,
-            ErrorCode::Unauthorized => 401,
-            ErrorCode::Forbidden => 403,
-            ErrorCode::NotFound => 404,
-            ErrorCode::Conflict => 409,
-            ErrorCode::PayloadTooLarge => 413,
-            ErrorCode::Internal => 500,
-            ErrorCode::Upstream => 502,
-            ErrorCode::Unavailable => 503,
-            ErrorCode::Timeout => 504,
-        }
-    }
 }
 
 /// One validation problem, located by a path into the request (e.g. `["fields", 1, "value"]`).

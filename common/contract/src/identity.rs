@@ -97,3 +97,15 @@ pub struct AccessClaims {
     /// Expires (seconds).
     pub exp: u64,
 }
+
+/// The effective permissions of a set of role names (the union of the roles' permissions).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResolveRoles {
+    /// Role names.
+    pub roles: Vec<String>,
+}
+
+impl Operation for ResolveRoles {
+    const SUBJECT: &'static str = subjects::IDENTITY_RESOLVE_ROLES;
+    type Reply = crate::PermissionSet;
+}

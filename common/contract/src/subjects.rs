@@ -14,6 +14,8 @@ pub const VAULT_QUEUE: &str = "vault";
 pub const IDENTITY_AUTHENTICATE_TOKEN: &str = "ttscm.identity.v1.authenticate_token";
 /// Identity: the public keys access tokens are verified with.
 pub const IDENTITY_PUBLIC_KEYS: &str = "ttscm.identity.v1.public_keys";
+/// Identity: the permissions of a set of roles.
+pub const IDENTITY_RESOLVE_ROLES: &str = "ttscm.identity.v1.resolve_roles";
 /// Identity: health (store reachable).
 pub const IDENTITY_HEALTH: &str = "ttscm.identity.v1.health";
 

@@ -65,8 +65,6 @@ pub struct EdgeSettings {
     /// (`TTSCM_EDGE__TOKEN_CACHE_SECS`, default 5): the upper bound on how long a revoked
     /// token keeps working.
     pub token_cache_secs: u64,
-    /// Most requests handled at once; more wait (`TTSCM_EDGE__MAX_CONCURRENCY`, default 4096).
-    pub max_concurrency: usize,
 }
 
 /// Settings of the identity service.
@@ -129,7 +127,7 @@ impl Default for Settings {
 
 impl Default for EdgeSettings {
     fn default() -> Self {
-        Self { body_limit: 1024 * 1024, token_cache_secs: 5, max_concurrency: 4096 }
+        Self { body_limit: 1024 * 1024, token_cache_secs: 5 }
     }
 }
 

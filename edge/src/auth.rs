@@ -1,0 +1,167 @@
+//! Authentication at the edge: bearer API tokens (resolved by identity, by hash) and access
+//! tokens (JWTs verified locally with identity's published Ed25519 keys).
+//!
+//! Both are cached until they expire or for `token_cache_secs` (default 5 s), whichever is
+//! sooner, so the hot path is a hash and a map lookup, and a revoked token or a changed role
+//! stops working within seconds. JWT checks: algorithm pinned to EdDSA, `kid` known, `iss`,
+//! `aud`, `exp`, `nbf` and `typ` (= `access`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use ttscm_contract::identity::{ACCESS_TOKEN_TYPE, AccessClaims, AuthenticateToken, GetPublicKeys, ResolveRoles};
+use ttscm_contract::{ErrorCode, Principal, PrincipalKind, WireError};
+use ttscm_runtime::service::{BusClient, CallContext};
+
+/// Tokens longer than this are refused before any parsing (absurd headers).
+const MAX_TOKEN_LEN: usize = 8 * 1024;
+/// Entries kept per cache before it is cleared (bounds memory under token spraying).
+const MAX_CACHE_ENTRIES: usize = 100_000;
+/// How often an unknown `kid` may trigger a key refresh.
+const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// Clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECS: u64 = 5;
+/// Prefix of API tokens (identity's `admin::TOKEN_PREFIX`).
+const API_TOKEN_PREFIX: &str = "ttscm_";
+
+struct KeySet {
+    keys: HashMap<String, DecodingKey>,
+    validation: Validation,
+    fetched: Instant,
+}
+
+type Cache = RwLock<HashMap<String, (Arc<Principal>, Instant)>>;
+
+/// Resolves bearer tokens to principals, with short-lived caches.
+pub struct Authenticator {
+    client: BusClient,
+    ttl: Duration,
+    /// SHA-256 of API token → principal.
+    api_tokens: Cache,
+    /// SHA-256 of access token → principal.
+    access_tokens: Cache,
+    keys: tokio::sync::RwLock<Option<KeySet>>,
+}
+
+fn unauthorized() -> WireError {
+    WireError::new(ErrorCode::Unauthorized, "Unauthorized")
+}
+
+fn sha256_hex(token: &str) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()))
+}
+
+fn cached(cache: &Cache, key: &str) -> Option<Arc<Principal>> {
+    let map = cache.read().expect("cache lock is never poisoned: no panics under it");
+    map.get(key).filter(|(_, until)| *until > Instant::now()).map(|(p, _)| p.clone())
+}
+
+fn remember(cache: &Cache, key: String, principal: Arc<Principal>, until: Instant) {
+    let mut map = cache.write().expect("cache lock is never poisoned: no panics under it");
+    if map.len() >= MAX_CACHE_ENTRIES {
+        map.retain(|_, (_, valid)| *valid > Instant::now());
+        if map.len() >= MAX_CACHE_ENTRIES {
+            map.clear();
+        }
+    }
+    map.insert(key, (principal, until));
+}
+
+impl Authenticator {
+    /// An authenticator calling identity through `client`.
+    pub fn new(client: BusClient, ttl: Duration) -> Self {
+        Self {
+            client,
+            ttl,
+            api_tokens: RwLock::default(),
+            access_tokens: RwLock::default(),
+            keys: tokio::sync::RwLock::new(None),
+        }
+    }
+
+    /// The principal behind an `Authorization` header value, or 401 (503/504 when identity
+    /// cannot be asked).
+    pub async fn authenticate(&self, ctx: &CallContext, authorization: Option<&str>) -> Result<Arc<Principal>, WireError> {
+        let token = authorization
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_LEN)
+            .ok_or_else(unauthorized)?;
+        let key = sha256_hex(token);
+        if token.starts_with(API_TOKEN_PREFIX) {
+            if let Some(principal) = cached(&self.api_tokens, &key) {
+                return Ok(principal);
+            }
+            let resolved = self.client.call(ctx, &AuthenticateToken { token_hash: key.clone() }).await?;
+            let mut until = Instant::now() + self.ttl;
+            if let Some(expiry) = resolved.expires_at.as_deref().and_then(ttscm_runtime::clock::parse_iso) {
+                let left = (expiry - time::OffsetDateTime::now_utc()).max(time::Duration::ZERO);
+                until = until.min(Instant::now() + Duration::try_from(left).unwrap_or_default());
+            }
+            let principal = Arc::new(resolved.principal);
+            remember(&self.api_tokens, key, principal.clone(), until);
+            return Ok(principal);
+        }
+        if let Some(principal) = cached(&self.access_tokens, &key) {
+            return Ok(principal);
+        }
+        let claims = self.verify_jwt(ctx, token).await?;
+        let permissions = self.client.call(ctx, &ResolveRoles { roles: claims.roles.clone() }).await?;
+        let principal = Arc::new(Principal {
+            id: claims.sub,
+            kind: PrincipalKind::User,
+            name: claims.name,
+            permissions,
+            scopes: claims.scope.split_whitespace().map(str::to_owned).collect(),
+        });
+        let left = claims.exp.saturating_sub(ttscm_runtime::clock::unix_now());
+        let until = Instant::now() + self.ttl.min(Duration::from_secs(left));
+        remember(&self.access_tokens, key, principal.clone(), until);
+        Ok(principal)
+    }
+
+    async fn verify_jwt(&self, ctx: &CallContext, token: &str) -> Result<AccessClaims, WireError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| unauthorized())?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(unauthorized());
+        }
+        let kid = header.kid.ok_or_else(unauthorized)?;
+        self.refresh_keys_if_unknown(ctx, &kid).await?;
+        let keys = self.keys.read().await;
+        let set = keys.as_ref().ok_or_else(unauthorized)?;
+        let key = set.keys.get(&kid).ok_or_else(unauthorized)?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &set.validation).map_err(|_| unauthorized())?;
+        if data.claims.typ != ACCESS_TOKEN_TYPE {
+            return Err(unauthorized());
+        }
+        Ok(data.claims)
+    }
+
+    async fn refresh_keys_if_unknown(&self, ctx: &CallContext, kid: &str) -> Result<(), WireError> {
+        {
+            let keys = self.keys.read().await;
+            if let Some(set) = keys.as_ref() {
+                if set.keys.contains_key(kid) || set.fetched.elapsed() < KEY_REFRESH_INTERVAL {
+                    return Ok(());
+                }
+            }
+        }
+        let published = self.client.call(ctx, &GetPublicKeys {}).await?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[published.issuer.as_str()]);
+        validation.set_audience(&[published.audience.as_str()]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
+        let keys = published
+            .keys
+            .iter()
+            .filter(|k| k.alg == "EdDSA")
+            .filter_map(|k| DecodingKey::from_ed_components(&k.x).ok().map(|d| (k.kid.clone(), d)))
+            .collect();
+        *self.keys.write().await = Some(KeySet { keys, validation, fetched: Instant::now() });
+        Ok(())
+    }
+}

@@ -1,0 +1,143 @@
+//! Administrative operations the `ttscm` CLI runs directly against the store (embedded or
+//! MongoDB), e.g. while the server is running: API tokens.
+//!
+//! An API token is `ttscm_` + 43 base64url characters (256 random bits). Only its SHA-256 is
+//! stored; with 256 bits of entropy a fast hash is the right choice (no password stretching
+//! needed), and it lets the edge send just the hash over the bus.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use ttscm_runtime::store::{FindOptions, Order};
+use ttscm_runtime::{Filter, Store, StoreError, Update, clock, ids};
+
+use crate::IdentityError;
+use crate::store::{API_TOKENS, ROLES, as_document, prepare};
+
+/// Prefix of every API token, so scanners and the edge can recognise one.
+pub const TOKEN_PREFIX: &str = "ttscm_";
+
+/// An API token as listed (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiTokenInfo {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Role names.
+    pub roles: Vec<String>,
+    /// Created.
+    pub created_at: String,
+    /// Expiry, if any.
+    pub expires_at: Option<String>,
+    /// Revocation time, if revoked.
+    pub revoked_at: Option<String>,
+}
+
+/// Lowercase hex SHA-256 of a presented token.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()))
+}
+
+/// Creates a token with `roles`, valid until `expires_at` (if given). Answers its info and the
+/// token itself, which is shown once and never stored.
+pub async fn create_api_token(
+    store: &Store,
+    name: &str,
+    roles: &[String],
+    expires_at: Option<time::OffsetDateTime>,
+) -> Result<(ApiTokenInfo, String), IdentityError> {
+    prepare(store).await?;
+    let name = name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(IdentityError::Invalid("a token name is 1 to 100 characters".into()));
+    }
+    if roles.is_empty() {
+        return Err(IdentityError::Invalid("a token needs at least one role".into()));
+    }
+    for role in roles {
+        if store.find_one(ROLES, Filter::eq("nameKey", role.to_lowercase())).await?.is_none() {
+            return Err(IdentityError::NotFound(format!("there is no role '{role}'")));
+        }
+    }
+    let token = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(ids::random_bytes::<32>()));
+    let info = ApiTokenInfo {
+        id: ids::new_id(),
+        name: name.to_owned(),
+        roles: roles.to_vec(),
+        created_at: clock::now_iso(),
+        expires_at: expires_at.map(clock::format_iso),
+        revoked_at: None,
+    };
+    let mut document = as_document(serde_json::to_value(&info).expect("token info serializes"));
+    document.insert("tokenHash".into(), Value::String(hash_token(&token)));
+    store.insert(API_TOKENS, document).await?;
+    Ok((info, token))
+}
+
+/// Every token, newest first.
+pub async fn list_api_tokens(store: &Store) -> Result<Vec<ApiTokenInfo>, IdentityError> {
+    prepare(store).await?;
+    let documents = store.find(API_TOKENS, &FindOptions::new(Filter::All).sort("createdAt", Order::Desc)).await?;
+    Ok(documents
+        .into_iter()
+        .map(|d| {
+            let text = |k: &str| d.get(k).and_then(Value::as_str).map(str::to_owned);
+            ApiTokenInfo {
+                id: text("id").unwrap_or_default(),
+                name: text("name").unwrap_or_default(),
+                roles: d
+                    .get("roles")
+                    .and_then(Value::as_array)
+                    .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default(),
+                created_at: text("createdAt").unwrap_or_default(),
+                expires_at: text("expiresAt"),
+                revoked_at: text("revokedAt"),
+            }
+        })
+        .collect())
+}
+
+/// Revokes a token; the edge stops accepting it within its token cache time.
+pub async fn revoke_api_token(store: &Store, id: &str) -> Result<(), IdentityError> {
+    let revoked = store
+        .update_one(
+            API_TOKENS,
+            &Filter::And(vec![Filter::id(id), Filter::eq("revokedAt", ttscm_runtime::store::Scalar::Null)]),
+            &Update::default().set("revokedAt", clock::now_iso()),
+        )
+        .await?;
+    if revoked {
+        return Ok(());
+    }
+    match store.get(API_TOKENS, id).await? {
+        Some(_) => Ok(()),
+        None => Err(IdentityError::NotFound(format!("there is no token '{id}'"))),
+    }
+}
+
+/// Creates or replaces a role (used by tests and bootstrap).
+pub async fn upsert_role(store: &Store, name: &str, permissions: &[&str]) -> Result<(), IdentityError> {
+    prepare(store).await?;
+    for p in permissions {
+        ttscm_contract::Permission::parse(p).map_err(|e| IdentityError::Invalid(e.to_string()))?;
+    }
+    let now = clock::now_iso();
+    let key = name.to_lowercase();
+    let document = json!({
+        "id": ids::new_id(), "name": name, "nameKey": key, "permissions": permissions,
+        "builtIn": false, "createdAt": now, "updatedAt": now,
+    });
+    match store.insert(ROLES, as_document(document)).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::Conflict) => {
+            store
+                .update_one(ROLES, &Filter::eq("nameKey", key), &Update::default().set("permissions", permissions.to_vec()).set("updatedAt", now))
+                .await?;
+            Ok(())
+        }
+        Err(other) => Err(other.into()),
+    }
+}

@@ -1,0 +1,23 @@
+//! Errors of the identity service.
+
+use ttscm_runtime::{BusError, StoreError};
+
+/// Why identity could not start or an admin command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// A setting is missing or invalid (the CLI exits with code 64).
+    #[error("{0}")]
+    Config(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The bus failed.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// An admin command named something that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// An admin command's input is invalid.
+    #[error("{0}")]
+    Invalid(String),
+}

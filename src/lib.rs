@@ -1,0 +1,136 @@
+//! Composition of TTSCM's components into one process: all of them on embedded defaults
+//! (`ttscm serve`), or one of them against NATS and MongoDB (`ttscm serve --only <component>`).
+//!
+//! This is the only crate that depends on every service; services never depend on each other.
+
+use std::net::TcpListener as StdTcpListener;
+use std::time::Duration;
+
+use ttscm_runtime::{Settings, Shutdown, connect};
+
+/// How long in-flight work may take to drain after shutdown is signalled.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A component of the mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Component {
+    /// HTTP edge.
+    Edge,
+    /// Sign-in, users, roles, tokens.
+    Identity,
+    /// Companies from ConnectWise.
+    CompanySync,
+    /// Credential types and credentials.
+    Credential,
+    /// Key material; seals and unseals.
+    Vault,
+}
+
+impl Component {
+    /// Every component, as `ttscm serve` runs them.
+    pub const ALL: [Component; 5] =
+        [Component::Edge, Component::Identity, Component::CompanySync, Component::Credential, Component::Vault];
+}
+
+/// Why the app could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Settings are missing or invalid (exit code 64).
+    #[error("{0}")]
+    Config(String),
+    /// Something failed at start or while running (exit code 1).
+    #[error("{0}")]
+    Runtime(String),
+}
+
+fn config_or_runtime<E: std::fmt::Display>(is_config: bool) -> impl Fn(E) -> AppError {
+    move |e| if is_config { AppError::Config(e.to_string()) } else { AppError::Runtime(e.to_string()) }
+}
+
+/// Runs `components` until `shutdown`, on a new actix system over a multi-thread tokio runtime
+/// (the recipe in `shared/deps.md`). Blocks the calling thread.
+pub fn run_blocking(
+    settings: Settings,
+    components: Vec<Component>,
+    listener: Option<StdTcpListener>,
+    shutdown: Shutdown,
+) -> Result<(), AppError> {
+    let runner = actix::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("ttscm-worker")
+            .build()
+            .expect("a tokio runtime can be built")
+    });
+    runner.block_on(serve(&settings, &components, listener, shutdown))
+}
+
+/// Starts `components` and serves until `shutdown`, then drains. Must run on the actix system.
+pub async fn serve(
+    settings: &Settings,
+    components: &[Component],
+    listener: Option<StdTcpListener>,
+    shutdown: Shutdown,
+) -> Result<(), AppError> {
+    let everything = Component::ALL.iter().all(|c| components.contains(c));
+    if !everything && (settings.nats_url.is_none() || settings.mongodb_uri.is_none()) {
+        return Err(AppError::Config(
+            "running single components (--only) needs TTSCM_NATS_URL and TTSCM_MONGODB_URI: \
+             components find each other over NATS and share MongoDB"
+                .into(),
+        ));
+    }
+    let bus = connect::bus(settings, "ttscm").await.map_err(config_or_runtime(true))?;
+    let needs_store = components.iter().any(|c| matches!(c, Component::Identity | Component::CompanySync | Component::Credential));
+    let store = if needs_store { Some(connect::store(settings).await.map_err(config_or_runtime(false))?) } else { None };
+    tracing::info!(bus = bus.kind(), store = store.as_ref().map(|s| s.kind()), ?components, "starting");
+
+    let mut tasks = Vec::new();
+    for component in components {
+        match component {
+            Component::Edge => {}
+            Component::Identity => {
+                let store = store.as_ref().expect("identity needs the store, opened above");
+                tasks.extend(ttscm_identity::run(&bus, store, settings, shutdown.clone()).await.map_err(|e| match e {
+                    ttscm_identity::IdentityError::Config(m) => AppError::Config(m),
+                    other => AppError::Runtime(other.to_string()),
+                })?);
+            }
+            Component::CompanySync => {
+                let store = store.as_ref().expect("company-sync needs the store, opened above");
+                tasks.extend(ttscm_company_sync::run(&bus, store, shutdown.clone()).await.map_err(config_or_runtime(false))?);
+            }
+            Component::Credential => {
+                let store = store.as_ref().expect("credential needs the store, opened above");
+                tasks.extend(ttscm_credential::run(&bus, store, shutdown.clone()).await.map_err(config_or_runtime(false))?);
+            }
+            Component::Vault => {
+                tasks.extend(ttscm_vault::run(&bus, settings, shutdown.clone()).await.map_err(|e| match e {
+                    ttscm_vault::VaultError::KeyRing(k) => AppError::Config(k.to_string()),
+                    other => AppError::Runtime(other.to_string()),
+                })?);
+            }
+        }
+    }
+    // The edge starts last, so the first request finds the services serving.
+    if components.contains(&Component::Edge) {
+        let listener = match listener {
+            Some(listener) => listener,
+            None => StdTcpListener::bind(settings.listen_addr)
+                .map_err(|e| AppError::Config(format!("cannot listen on {}: {e}", settings.listen_addr)))?,
+        };
+        listener.set_nonblocking(true).map_err(config_or_runtime(false))?;
+        let address = listener.local_addr().map_err(config_or_runtime(false))?;
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(config_or_runtime(false))?;
+        tasks.push(ttscm_edge::run(bus.clone(), settings, listener, shutdown.clone()));
+        tracing::info!(%address, "edge listening; API at http://{address}/v1");
+    }
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    let drained = tokio::time::timeout(DRAIN_DEADLINE, futures_util::future::join_all(tasks)).await;
+    if drained.is_err() {
+        tracing::warn!("in-flight work did not drain within {DRAIN_DEADLINE:?}");
+    }
+    Ok(())
+}
