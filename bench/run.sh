@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Load benchmark: TTSCM against a raw warp baseline, measured with wrk in the same run.
 # See bench/README.md. Knobs (environment):
-#   BENCH_SECS=10          measured seconds per (target, connections) cell
-#   BENCH_WARMUP_SECS=2    unmeasured warm-up before each measured run
+#   BENCH_SECS=10          measured seconds per run of a (target, connections) cell
+#   BENCH_WARMUP_SECS=2    unmeasured warm-up before the runs of each cell
+#   BENCH_RUNS=1           measured runs per cell; the table shows the run with the median req/s
 #   BENCH_CONNS="1 32"     connection counts
 #   BENCH_WRK_THREADS=2    wrk threads for more than one connection (1 connection always uses 1)
+#   BENCH_PIN_WRK=1        pin wrk to the last CPU for 1-connection cells (see README: without it
+#                          the 1-connection numbers flip between two modes 3x apart)
 #   BENCH_START_TIMEOUT=30 seconds to wait for a server to become ready
 #   TTSCM_BIN=path         use this binary instead of building target/release/ttscm. If its file
-#                          name is ttscm-warp-baseline, it is run as a *stand-in* for ttscm (started
+#                          name is ttscm-warp-baseline, it runs as a *stand-in* for ttscm (started
 #                          with the address as argument, no token, readiness via /v1/teapot) so the
 #                          script itself can be exercised before `ttscm serve` exists.
 set -euo pipefail
@@ -16,25 +19,29 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 BENCH_SECS=${BENCH_SECS:-10}
 BENCH_WARMUP_SECS=${BENCH_WARMUP_SECS:-2}
+BENCH_RUNS=${BENCH_RUNS:-1}
 BENCH_CONNS=${BENCH_CONNS:-"1 32"}
 BENCH_WRK_THREADS=${BENCH_WRK_THREADS:-2}
+BENCH_PIN_WRK=${BENCH_PIN_WRK:-1}
 BENCH_START_TIMEOUT=${BENCH_START_TIMEOUT:-30}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 BASELINE_BIN="$TARGET_DIR/release/ttscm-warp-baseline"
 RESULTS_DIR=bench/results
 
 # ---------------------------------------------------------------------------------------------
-# Targets, one per row of the table, in table order (rows are repeated per connection count).
+# Targets, one per table row, in table order (the list is repeated per connection count).
 #   server|name|path|needs_auth|baseline_name|expect
 # server        key of a started server (see start_* below): baseline, ttscm, ...
-# name          row label; baseline rows are referenced by it
+# name          row label, unique; the ratio column looks baseline rows up by it
 # needs_auth    1 = send `Authorization: Bearer <that server's token>`
 # baseline_name name of the baseline row with the same route, for the ratio column ("" = none)
-# expect        HTTP status every response must have (checked with curl before the run; in the
-#               wrk run a 2xx expectation tolerates no non-2xx responses, a non-2xx expectation
-#               tolerates no 2xx ones)
-# To add a TTSCM route: add a row here (and a baseline row + route in bench/baseline if a ceiling
-# for it makes sense; otherwise leave baseline_name empty and the ratio column shows "–").
+# expect        HTTP status every response must have: checked with curl before measuring; in
+#               the wrk runs a 2xx expectation tolerates no non-2xx response and a non-2xx
+#               expectation no 2xx/3xx one
+# To add a TTSCM route: add a row here, and a baseline row plus a route in
+# bench/baseline/src/main.rs if a raw-warp ceiling makes sense for it (else leave baseline_name
+# empty; the ratio column then shows "–"). Routes that write (POST/PATCH) need a wrk Lua script
+# (-s); add a seventh field for it when the first such route arrives.
 # ---------------------------------------------------------------------------------------------
 TARGETS=(
     "baseline|warp teapot|/v1/teapot|0||418"
@@ -46,14 +53,18 @@ TARGETS=(
 # ---------------------------------------------------------------------------------------------
 # MESH MODE (not wired yet). To benchmark ttscm as a NATS mesh in the same table:
 #   1. write `start_mesh` next to `start_ttscm` below: start NATS and MongoDB (or take NATS_URL /
-#      MONGODB_URI from the environment), pick a port with `free_port`, launch
-#      `ttscm serve` with NATS_URL=... MONGODB_URI=... TTSCM_LISTEN_ADDR=... TTSCM_LOG=warn
-#      (plus whatever other processes the mesh needs; record every pid with `track_pid` so the
-#      trap stops them), wait with `wait_ready mesh <url>/healthz 200`, and create its token with
-#      the same environment; then fill SERVER_URL[mesh], SERVER_PID[mesh], SERVER_TOKEN[mesh].
-#   2. call it in the "start servers" section (e.g. only when NATS_URL is set) and add
-#      "mesh|mesh list|/v1/credential-type/credential-types|1|warp list|200" rows to TARGETS
-#      (skip rows whose server was not started, see `server_started`).
+#      MONGODB_URI from the environment), pick a port with `free_port`, launch `ttscm serve`
+#      with NATS_URL=... MONGODB_URI=... TTSCM_LISTEN_ADDR=127.0.0.1:$PORT TTSCM_LOG=warn (and
+#      whatever other processes the mesh needs), register every pid with `track_pid` so the trap
+#      stops it, fill SERVER_URL[mesh], SERVER_PID[mesh], SERVER_LOG[mesh], wait with
+#      `wait_ready mesh "${SERVER_URL[mesh]}/healthz" 200`, and create its token with the same
+#      environment into SERVER_TOKEN[mesh].
+#   2. call it where the comment "mesh mode: start it here" is (e.g. only when NATS_URL is set)
+#      and add rows such as
+#        "mesh|mesh teapot|/v1/teapot|0|warp teapot|418"
+#        "mesh|mesh list|/v1/credential-type/credential-types|1|warp list|200"
+#      to TARGETS; rows of a server that was not started are skipped (`server_started`).
+#   Idle RSS is reported for ttscm only; add the mesh processes next to it in the report.
 # ---------------------------------------------------------------------------------------------
 
 declare -A SERVER_URL=() SERVER_PID=() SERVER_TOKEN=() SERVER_LOG=()
@@ -89,8 +100,8 @@ track_pid() { PIDS+=("$1"); }
 
 server_started() { [[ -n ${SERVER_URL[$1]:-} ]]; }
 
-# A loopback port nobody listens on, below the ephemeral range (wrk's client ports come from there).
-# Sets PORT (not printed: a $(...) subshell would lose TAKEN_PORTS).
+# Sets PORT to a loopback port nobody listens on, below the ephemeral range (wrk's client ports
+# come from there). Sets a variable instead of printing: a $(...) subshell would lose TAKEN_PORTS.
 declare -A TAKEN_PORTS=()
 PORT=
 free_port() {
@@ -106,98 +117,62 @@ free_port() {
     die "no free loopback port found"
 }
 
-# wait_ready SERVER URL STATUS: poll until URL answers STATUS, the process dies, or the deadline.
+# wait_ready SERVER URL STATUS: poll until URL answers STATUS; fail if the process dies first or
+# the deadline passes. Checking the pid also catches "port taken by someone else".
 wait_ready() {
-    local server=$1 url=$2 want=$3 code deadline
+    local server=$1 url=$2 want=$3 code="" deadline
     deadline=$((SECONDS + BENCH_START_TIMEOUT))
     while ((SECONDS < deadline)); do
         if ! kill -0 "${SERVER_PID[$server]}" 2>/dev/null; then
             tail -n 30 "${SERVER_LOG[$server]}" >&2 || true
-            die "$server exited during startup (log above)"
+            die "$server exited during startup (its log is above)"
         fi
         code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)
-        [[ $code == "$want" ]] && return
+        if [[ $code == "$want" ]]; then
+            return
+        fi
         sleep 0.1
     done
     tail -n 30 "${SERVER_LOG[$server]}" >&2 || true
     die "$server not ready after ${BENCH_START_TIMEOUT}s: GET $url did not answer $want (last: ${code:-none})"
 }
 
+# rss_kib PID FIELD: a VmRSS/VmHWM line of /proc/PID/status, in KiB.
 rss_kib() { awk -v f="$2" '$1 == f":" { print $2 }' "/proc/$1/status"; }
 
 fmt_mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 
-# ---------------------------------------------------------------------------------------------
-# Tools and build
-# ---------------------------------------------------------------------------------------------
-if ! command -v wrk >/dev/null; then
-    echo "bench: installing wrk" >&2
-    if [[ $(id -u) -eq 0 ]]; then
-        apt-get update -qq && apt-get install -y wrk
-    else
-        sudo apt-get update -qq && sudo apt-get install -y wrk
-    fi
-fi
-command -v curl >/dev/null || die "curl is required"
-
-STANDIN=0
-if [[ -n ${TTSCM_BIN:-} ]]; then
-    cargo build --release --locked -p ttscm-warp-baseline
-    [[ -x $TTSCM_BIN ]] || die "TTSCM_BIN=$TTSCM_BIN is not an executable"
-    if [[ $(basename "$TTSCM_BIN") == ttscm-warp-baseline ]]; then
-        STANDIN=1
-    fi
-else
-    cargo build --release --locked -p ttscm -p ttscm-warp-baseline
-    TTSCM_BIN="$TARGET_DIR/release/ttscm"
-fi
-
-# ---------------------------------------------------------------------------------------------
-# Servers
-# ---------------------------------------------------------------------------------------------
-start_baseline() {
-    local port
-    free_port
-    port=$PORT
-    SERVER_LOG[baseline]="$TMP_DIR/baseline.log"
-    "$BASELINE_BIN" "127.0.0.1:$port" >"${SERVER_LOG[baseline]}" 2>&1 &
-    SERVER_PID[baseline]=$!
-    track_pid $!
-    SERVER_URL[baseline]="http://127.0.0.1:$port"
-    wait_ready baseline "${SERVER_URL[baseline]}/v1/teapot" 418
+fmt_us() {
+    awk -v u="$1" 'BEGIN {
+        if (u < 1000) printf "%.0f µs", u
+        else if (u < 1000000) printf "%.2f ms", u / 1000
+        else printf "%.2f s", u / 1000000
+    }'
 }
 
-start_ttscm() {
-    local port data_dir out
-    free_port
-    port=$PORT
-    data_dir="$TMP_DIR/ttscm-data"
-    mkdir -p "$data_dir"
-    SERVER_LOG[ttscm]="$TMP_DIR/ttscm.log"
-    SERVER_URL[ttscm]="http://127.0.0.1:$port"
-    if ((STANDIN)); then
-        "$TTSCM_BIN" "127.0.0.1:$port" >"${SERVER_LOG[ttscm]}" 2>&1 &
-        SERVER_PID[ttscm]=$!
-        track_pid $!
-        wait_ready ttscm "${SERVER_URL[ttscm]}/v1/teapot" 418
-        SERVER_TOKEN[ttscm]=stand-in
-        return
-    fi
-    TTSCM_LISTEN_ADDR="127.0.0.1:$port" TTSCM_DATA_DIR="$data_dir" TTSCM_LOG=warn \
-        "$TTSCM_BIN" serve >"${SERVER_LOG[ttscm]}" 2>&1 &
-    SERVER_PID[ttscm]=$!
-    track_pid $!
-    wait_ready ttscm "${SERVER_URL[ttscm]}/healthz" 200
-    out=$(TTSCM_DATA_DIR="$data_dir" "$TTSCM_BIN" token create --name bench --role admin) ||
-        die "ttscm token create failed"
-    SERVER_TOKEN[ttscm]=${out%%$'\n'*}
-    [[ -n ${SERVER_TOKEN[ttscm]} ]] || die "ttscm token create printed no token"
+fmt_int() {
+    awk -v n="$1" 'BEGIN {
+        s = sprintf("%.0f", n); r = ""
+        while (length(s) > 3) { r = "," substr(s, length(s) - 2) r; s = substr(s, 1, length(s) - 3) }
+        print s r
+    }'
 }
 
-# ---------------------------------------------------------------------------------------------
-# wrk
-# ---------------------------------------------------------------------------------------------
-# Parse wrk --latency output into "rps p50_us p99_us requests non2xx socket_errors".
+# Percentage of all CPUs busy over one second, from /proc/stat (idle and iowait count as idle).
+cpu_busy_pct() {
+    local a b
+    a=$(head -n1 /proc/stat)
+    sleep 1
+    b=$(head -n1 /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN {
+        n = split(a, x); split(b, y); total = 0
+        for (i = 2; i <= n; i++) total += y[i] - x[i]
+        idle = (y[5] - x[5]) + (y[6] - x[6])
+        printf "%.0f", total > 0 ? 100 * (total - idle) / total : 0
+    }'
+}
+
+# Parse `wrk --latency` output into "rps p50_us p99_us requests non2xx socket_errors".
 parse_wrk() {
     awk '
         function us(v,   n) {
@@ -216,32 +191,93 @@ parse_wrk() {
         /Socket errors:/ { gsub(",", ""); errors = $4 + $6 + $8 + $10 }
         /^Requests\/sec:/ { rps = $2 }
         END {
-            if (rps == "" || p50 == "" || p99 == "" || requests == "") exit 1
+            if (rps == "" || p50 == "" || p99 == "" || p50 < 0 || p99 < 0 || requests == "") exit 1
             printf "%s %s %s %s %d %d\n", rps, p50, p99, requests, non2xx, errors
         }'
 }
 
-fmt_us() { awk -v u="$1" 'BEGIN { if (u < 1000) printf "%.0f µs", u; else if (u < 1000000) printf "%.2f ms", u / 1000; else printf "%.2f s", u / 1000000 }'; }
+# ---------------------------------------------------------------------------------------------
+# Tools and build
+# ---------------------------------------------------------------------------------------------
+if ! command -v wrk >/dev/null; then
+    echo "bench: installing wrk" >&2
+    if [[ $(id -u) -eq 0 ]]; then
+        apt-get update -qq && apt-get install -y wrk
+    else
+        sudo apt-get update -qq && sudo apt-get install -y wrk
+    fi
+fi
+command -v curl >/dev/null || die "curl is required"
 
-fmt_int() { awk -v n="$1" 'BEGIN { s = sprintf("%.0f", n); r = ""; while (length(s) > 3) { r = "," substr(s, length(s) - 2) r; s = substr(s, 1, length(s) - 3) } print s r }'; }
+WRK_PIN=()
+if [[ $BENCH_PIN_WRK == 1 ]] && command -v taskset >/dev/null && (($(nproc) > 1)); then
+    WRK_PIN=(taskset -c "$(($(nproc) - 1))")
+fi
+
+STANDIN=0
+if [[ -n ${TTSCM_BIN:-} ]]; then
+    cargo build --release --locked -p ttscm-warp-baseline
+    [[ -x $TTSCM_BIN ]] || die "TTSCM_BIN=$TTSCM_BIN is not an executable"
+    if [[ $(basename "$TTSCM_BIN") == ttscm-warp-baseline ]]; then
+        STANDIN=1
+    fi
+else
+    cargo build --release --locked -p ttscm -p ttscm-warp-baseline
+    TTSCM_BIN="$TARGET_DIR/release/ttscm"
+fi
 
 # ---------------------------------------------------------------------------------------------
-# Run
+# Servers
 # ---------------------------------------------------------------------------------------------
+start_baseline() {
+    free_port
+    SERVER_URL[baseline]="http://127.0.0.1:$PORT"
+    SERVER_LOG[baseline]="$TMP_DIR/baseline.log"
+    "$BASELINE_BIN" "127.0.0.1:$PORT" >"${SERVER_LOG[baseline]}" 2>&1 &
+    SERVER_PID[baseline]=$!
+    track_pid $!
+    wait_ready baseline "${SERVER_URL[baseline]}/v1/teapot" 418
+}
+
+start_ttscm() {
+    local data_dir="$TMP_DIR/ttscm-data" out
+    mkdir -p "$data_dir"
+    free_port
+    SERVER_URL[ttscm]="http://127.0.0.1:$PORT"
+    SERVER_LOG[ttscm]="$TMP_DIR/ttscm.log"
+    if ((STANDIN)); then
+        "$TTSCM_BIN" "127.0.0.1:$PORT" >"${SERVER_LOG[ttscm]}" 2>&1 &
+        SERVER_PID[ttscm]=$!
+        track_pid $!
+        wait_ready ttscm "${SERVER_URL[ttscm]}/v1/teapot" 418
+        SERVER_TOKEN[ttscm]=stand-in
+        return
+    fi
+    TTSCM_LISTEN_ADDR="127.0.0.1:$PORT" TTSCM_DATA_DIR="$data_dir" TTSCM_LOG=warn \
+        "$TTSCM_BIN" serve >"${SERVER_LOG[ttscm]}" 2>&1 &
+    SERVER_PID[ttscm]=$!
+    track_pid $!
+    wait_ready ttscm "${SERVER_URL[ttscm]}/healthz" 200
+    out=$(TTSCM_DATA_DIR="$data_dir" "$TTSCM_BIN" token create --name bench --role admin) ||
+        die "ttscm token create failed"
+    SERVER_TOKEN[ttscm]=${out%%$'\n'*}
+    [[ -n ${SERVER_TOKEN[ttscm]} ]] || die "ttscm token create printed no token"
+}
+
 start_baseline
 start_ttscm
-# (mesh mode: start it here, see the MESH MODE comment above)
+# (mesh mode: start it here; see the MESH MODE comment at the top)
 
 sleep 1 # let startup work settle before reading the idle footprint
-LOADAVG=$(cut -d' ' -f1 /proc/loadavg)
-if awk -v l="$LOADAVG" 'BEGIN { exit !(l > 0.5) }'; then
-    echo "bench: warning: 1-minute load average is $LOADAVG before the run; other work on this" \
-        "machine (a cargo build?) skews the numbers" >&2
-fi
 IDLE_RSS_TTSCM=$(rss_kib "${SERVER_PID[ttscm]}" VmRSS)
 IDLE_RSS_BASELINE=$(rss_kib "${SERVER_PID[baseline]}" VmRSS)
+BUSY_PCT=$(cpu_busy_pct)
+if ((BUSY_PCT > 10)); then
+    echo "bench: warning: the CPUs were ${BUSY_PCT}% busy just before measuring; other work on" \
+        "this machine (a cargo build?) skews the numbers" >&2
+fi
 
-# Pre-flight: every target answers its expected status once (auth, routing, server identity).
+# Pre-flight: every target answers its expected status once (routing, auth, the right server).
 for row in "${TARGETS[@]}"; do
     IFS='|' read -r server name path auth _ expect <<<"$row"
     server_started "$server" || continue
@@ -251,45 +287,64 @@ for row in "${TARGETS[@]}"; do
     fi
     code=$(curl "${curl_args[@]}" "${SERVER_URL[$server]}$path" || true)
     [[ $code == "$expect" ]] ||
-        die "$name: GET $path answered ${code:-nothing}, expected $expect; body: $(head -c 300 "$TMP_DIR/preflight.body" 2>/dev/null)"
+        die "$name: GET $path answered ${code:-nothing}, expected $expect;" \
+            "body: $(head -c 300 "$TMP_DIR/preflight.body" 2>/dev/null)"
 done
 
+# ---------------------------------------------------------------------------------------------
+# Measure
+# ---------------------------------------------------------------------------------------------
 declare -A RPS=()
-RESULTS=() # "name|conns|server|baseline_name|rps|p50|p99|note"
+RESULTS=() # name|conns|server|baseline_name|rps|p50|p99|note
 FAILURES=()
 for conns in $BENCH_CONNS; do
     threads=1
+    pin=()
     if ((conns > 1)); then
         threads=$((conns < BENCH_WRK_THREADS ? conns : BENCH_WRK_THREADS))
+    else
+        pin=("${WRK_PIN[@]}")
     fi
     for row in "${TARGETS[@]}"; do
         IFS='|' read -r server name path auth baseline_name expect <<<"$row"
         server_started "$server" || continue
         url="${SERVER_URL[$server]}$path"
-        wrk_args=(-t"$threads" -c"$conns")
+        wrk_cmd=("${pin[@]}" wrk -t"$threads" -c"$conns")
         if [[ $auth == 1 ]]; then
-            wrk_args+=(-H "Authorization: Bearer ${SERVER_TOKEN[$server]}")
+            wrk_cmd+=(-H "Authorization: Bearer ${SERVER_TOKEN[$server]}")
         fi
         echo "bench: $name, $conns connection(s), $threads wrk thread(s):" \
-            "${BENCH_WARMUP_SECS}s warm-up + ${BENCH_SECS}s" >&2
-        wrk "${wrk_args[@]}" -d"${BENCH_WARMUP_SECS}s" "$url" >/dev/null
-        out="$TMP_DIR/wrk.txt"
-        wrk "${wrk_args[@]}" -d"${BENCH_SECS}s" --latency "$url" >"$out"
-        read -r rps p50 p99 requests non2xx errors < <(parse_wrk <"$out") ||
-            die "cannot parse wrk output for $name:"$'\n'"$(cat "$out")"
-        kill -0 "${SERVER_PID[$server]}" 2>/dev/null || die "$server died during the $name run"
+            "${BENCH_WARMUP_SECS}s warm-up + ${BENCH_RUNS} × ${BENCH_SECS}s" >&2
+        "${wrk_cmd[@]}" -d"${BENCH_WARMUP_SECS}s" "$url" >/dev/null
+
+        runs="$TMP_DIR/runs.txt"
+        : >"$runs"
+        requests_all=0 non2xx_all=0 errors_all=0
+        for ((run = 0; run < BENCH_RUNS; run++)); do
+            out="$TMP_DIR/wrk.txt"
+            "${wrk_cmd[@]}" -d"${BENCH_SECS}s" --latency "$url" >"$out"
+            parsed=$(parse_wrk <"$out") || die "cannot parse wrk output for $name:"$'\n'"$(cat "$out")"
+            read -r rps p50 p99 requests non2xx errors <<<"$parsed"
+            echo "$parsed" >>"$runs"
+            requests_all=$((requests_all + requests))
+            non2xx_all=$((non2xx_all + non2xx))
+            errors_all=$((errors_all + errors))
+        done
+        kill -0 "${SERVER_PID[$server]}" 2>/dev/null || die "$server died during the $name runs"
+        # The run with the median req/s (the upper middle one for an even count).
+        read -r rps p50 p99 _ < <(sort -n -k1,1 "$runs" | sed -n "$((BENCH_RUNS / 2 + 1))p")
 
         note=""
-        if [[ $expect == 2* ]] && ((non2xx > 0)); then
-            FAILURES+=("$name ($conns conns): $non2xx of $requests responses were not 2xx")
-            note+=" ✗ $non2xx non-2xx"
-        elif [[ $expect != 2* ]] && ((non2xx < requests)); then
-            FAILURES+=("$name ($conns conns): $((requests - non2xx)) of $requests responses were 2xx/3xx, expected $expect")
-            note+=" ✗ $((requests - non2xx)) 2xx/3xx"
+        if [[ $expect == 2* ]] && ((non2xx_all > 0)); then
+            FAILURES+=("$name ($conns conns): $non2xx_all of $requests_all responses were not 2xx")
+            note+=" ✗ $non2xx_all non-2xx"
+        elif [[ $expect != 2* ]] && ((non2xx_all < requests_all)); then
+            FAILURES+=("$name ($conns conns): $((requests_all - non2xx_all)) of $requests_all responses were 2xx/3xx, expected $expect")
+            note+=" ✗ $((requests_all - non2xx_all)) 2xx/3xx"
         fi
-        if ((errors > 0)); then
-            FAILURES+=("$name ($conns conns): $errors socket errors (connect/read/write/timeout)")
-            note+=" ✗ $errors socket errors"
+        if ((errors_all > 0)); then
+            FAILURES+=("$name ($conns conns): $errors_all socket errors (wrk: connect/read/write/timeout)")
+            note+=" ✗ $errors_all socket errors"
         fi
         RPS["$name|$conns"]=$rps
         RESULTS+=("$name|$conns|$server|$baseline_name|$rps|$p50|$p99|$note")
@@ -314,18 +369,19 @@ for result in "${RESULTS[@]}"; do
     ROWS+=("| $name | $conns | $(fmt_int "$rps") | $(fmt_us "$p50") | $(fmt_us "$p99") | $ratio$note |")
 done
 
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ -n $(git status --porcelain 2>/dev/null) ]]; then
+    commit+=" + uncommitted changes"
+fi
 mkdir -p "$RESULTS_DIR"
 {
-    echo "# TTSCM benchmark ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+    echo "# TTSCM benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
-    commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-    if [[ -n $(git status --porcelain 2>/dev/null) ]]; then
-        commit+=" (dirty)"
-    fi
-    echo "commit $commit; $(nproc) CPUs; $(wrk --version 2>&1 | head -n1 | awk '{ print $1, $2 }');" \
-        "${BENCH_WARMUP_SECS}s warm-up + ${BENCH_SECS}s per row; wrk -t1 for 1 connection," \
-        "-t${BENCH_WRK_THREADS} otherwise; wrk and servers share this machine" \
-        "(1-minute load average before the run: $LOADAVG)."
+    echo "Commit $commit; $(nproc) CPUs; $(wrk --version 2>&1 | head -n1 | awk '{ print $1, $2 }')," \
+        "wrk and servers on this machine (CPUs ${BUSY_PCT}% busy just before measuring)." \
+        "Per cell: ${BENCH_WARMUP_SECS}s warm-up, then ${BENCH_RUNS} × ${BENCH_SECS}s" \
+        "(median req/s run shown); wrk -t1 for 1 connection${WRK_PIN[*]:+ (pinned: ${WRK_PIN[*]})}," \
+        "-t${BENCH_WRK_THREADS} otherwise."
     if ((STANDIN)); then
         echo
         echo "**STAND-IN RUN: the \"ttscm\" rows are served by $TTSCM_BIN, not by ttscm.**"
@@ -335,9 +391,9 @@ mkdir -p "$RESULTS_DIR"
     echo "|---|---|---|---|---|---|"
     printf '%s\n' "${ROWS[@]}"
     echo
-    echo "Idle RSS after startup: ttscm $(fmt_mib "$IDLE_RSS_TTSCM"), warp baseline $(fmt_mib "$IDLE_RSS_BASELINE")."
-    echo "After the load: ttscm RSS $(fmt_mib "$(rss_kib "${SERVER_PID[ttscm]}" VmRSS)")," \
-        "peak $(fmt_mib "$(rss_kib "${SERVER_PID[ttscm]}" VmHWM)")."
+    echo "Idle RSS after startup: ttscm $(fmt_mib "$IDLE_RSS_TTSCM")" \
+        "(warp baseline $(fmt_mib "$IDLE_RSS_BASELINE")). After the load: ttscm" \
+        "$(fmt_mib "$(rss_kib "${SERVER_PID[ttscm]}" VmRSS)"), peak $(fmt_mib "$(rss_kib "${SERVER_PID[ttscm]}" VmHWM)")."
     if ((${#FAILURES[@]})); then
         echo
         echo "**FAILED:**"

@@ -80,6 +80,13 @@ pub async fn serve(
                 .into(),
         ));
     }
+    // Key material is checked before anything connects, so a bad setting fails at once.
+    if components.contains(&Component::Identity) {
+        ttscm_identity::SigningKey::load(settings).map_err(config_or_runtime(true))?;
+    }
+    if components.contains(&Component::Vault) {
+        ttscm_vault::KeyRing::load(settings).map_err(config_or_runtime(true))?;
+    }
     let bus = connect::bus(settings, "ttscm").await.map_err(config_or_runtime(true))?;
     let needs_store = components.iter().any(|c| matches!(c, Component::Identity | Component::CompanySync | Component::Credential));
     let store = if needs_store { Some(connect::store(settings).await.map_err(config_or_runtime(false))?) } else { None };

@@ -15,8 +15,10 @@ pub async fn bus(settings: &Settings, client_name: &str) -> Result<Bus, crate::B
     match &settings.nats_url {
         Some(url) => {
             let bus = NatsBus::connect(url, client_name).await?;
-            if let Err(error) = bus.ensure_events_stream().await {
-                // NATS may not be up yet; the stream is created on the first event published.
+            // NATS may not be up yet: then the stream is created on the first event published.
+            if !bus.wait_connected(std::time::Duration::from_secs(2)).await {
+                tracing::warn!("NATS is not reachable yet; requests answer 503 until it is");
+            } else if let Err(error) = bus.ensure_events_stream().await {
                 tracing::warn!(%error, "events stream not ensured at start");
             }
             Ok(Bus::Nats(bus))

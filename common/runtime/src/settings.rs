@@ -149,6 +149,12 @@ impl Default for VaultSettings {
     }
 }
 
+/// Top-level setting names, as environment keys (lowercase, after the `TTSCM_` prefix).
+const KNOWN_KEYS: &[&str] = &[
+    "listen_addr", "data_dir", "nats_url", "mongodb_uri", "mongodb_database", "public_url", "request_timeout_ms",
+    "log", "log_format", "otlp_endpoint", "edge", "identity", "vault",
+];
+
 /// Settings that cannot be loaded.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid settings: {0}")]
@@ -168,9 +174,15 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(file));
         }
+        // Only variables naming a known setting count: `TTSCM_TEST_*` and other tools' variables
+        // share the prefix. Inside a section (`TTSCM_EDGE__…`) unknown keys are still errors.
         figment = figment
             .merge(Env::raw().only(&["NATS_URL", "MONGODB_URI"]))
-            .merge(env.ignore(&["CONFIG"]));
+            .merge(env.filter(|key| {
+                let key = key.as_str().to_ascii_lowercase();
+                let top = key.split("__").next().unwrap_or_default().split('.').next().unwrap_or_default();
+                KNOWN_KEYS.contains(&top)
+            }));
         let mut settings: Settings = figment.extract().map_err(|e| SettingsError(e.to_string()))?;
         // Empty variables mean "unset", as they would in a shell.
         settings.nats_url = settings.nats_url.filter(|u| !u.trim().is_empty());

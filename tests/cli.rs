@@ -1,0 +1,125 @@
+//! The `ttscm` binary as a user runs it: tokens from the CLI, settings errors, graceful stop.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ttscm");
+
+/// Polls `GET {base}/healthz` with a tiny blocking HTTP/1.0 request until it answers 200.
+fn wait_ready(base: &str) -> bool {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Instant;
+    {
+        let addr = base.trim_start_matches("http://").to_owned();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(mut stream) = TcpStream::connect(&addr) {
+                let _ = stream.write_all(b"GET /healthz HTTP/1.0\r\n\r\n");
+                let mut response = String::new();
+                let _ = stream.read_to_string(&mut response);
+                if response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200") {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+#[test]
+fn a_token_created_on_the_cli_works_and_sigterm_stops_the_server_cleanly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = ttscm_testkit::free_port();
+    let mut server = Command::new(BIN)
+        .arg("serve")
+        .env("TTSCM_DATA_DIR", dir.path())
+        .env("TTSCM_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("TTSCM_LOG", "warn")
+        .env_remove("NATS_URL")
+        .env_remove("MONGODB_URI")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ttscm starts");
+    let base = format!("http://127.0.0.1:{port}");
+    assert!(wait_ready(&base), "ttscm serve answers /healthz");
+
+    let created = Command::new(BIN)
+        .args(["token", "create", "--name", "ci", "--role", "admin", "--expires-in", "1h"])
+        .env("TTSCM_DATA_DIR", dir.path())
+        .output()
+        .expect("token create runs");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let token = String::from_utf8(created.stdout).expect("utf-8").trim().to_owned();
+    assert!(token.starts_with("ttscm_") && token.len() > 40, "{token}");
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let status = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        client
+            .get(format!("{base}/v1/credential-type/credential-types"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("sent")
+            .status()
+            .as_u16()
+    });
+    assert_eq!(status, 200);
+    drop(runtime);
+
+    let listed = Command::new(BIN).args(["token", "list"]).env("TTSCM_DATA_DIR", dir.path()).output().expect("runs");
+    let listing = String::from_utf8_lossy(&listed.stdout);
+    assert!(listing.contains("\"ci\"") && !listing.contains(&token), "lists the token but never its secret");
+
+    let pid = server.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs").success());
+    let start = std::time::Instant::now();
+    let exit = loop {
+        if let Some(exit) = server.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "ttscm did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
+}
+
+#[test]
+fn a_single_component_without_nats_and_mongodb_exits_64_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(BIN)
+        .args(["serve", "--only", "credential"])
+        .env("TTSCM_DATA_DIR", dir.path())
+        .env_remove("NATS_URL")
+        .env_remove("MONGODB_URI")
+        .env_remove("TTSCM_NATS_URL")
+        .env_remove("TTSCM_MONGODB_URI")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("TTSCM_NATS_URL"), "{stderr}");
+}
+
+#[test]
+fn mesh_mode_without_keys_exits_64_naming_the_setting() {
+    let output = Command::new(BIN)
+        .args(["serve", "--only", "vault"])
+        .env("TTSCM_NATS_URL", "nats://127.0.0.1:1")
+        .env("TTSCM_MONGODB_URI", "mongodb://127.0.0.1:1/")
+        .env_remove("TTSCM_VAULT__KEYS")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(64), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("TTSCM_VAULT__KEYS"));
+}
+
+#[test]
+fn an_unknown_setting_exits_64() {
+    let output = Command::new(BIN).arg("serve").env("TTSCM_LISTEN_ADDR", "not-an-address").output().expect("runs");
+    assert_eq!(output.status.code(), Some(64));
+}

@@ -1,0 +1,237 @@
+//! The end-to-end harness: `spawn_app(mode)` starts TTSCM on a random port — embedded (one
+//! process, in-process bus, SQLite in a temp dir) or mesh (each component on its own actix
+//! system, joined only by a real nats-server and a fresh FerretDB database) — and returns a
+//! [`TestApp`] with one method per endpoint. Dropping it shuts everything down.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde_json::Value;
+use ttscm::Component;
+use ttscm_runtime::{Settings, Shutdown, Store, connect};
+use ttscm_testkit::{MongoFixture, NatsServer};
+
+/// How the app runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One process, embedded defaults.
+    Embedded,
+    /// Components joined only by NATS and FerretDB.
+    Mesh,
+}
+
+/// A running TTSCM for one test.
+pub struct TestApp {
+    /// Base URL, e.g. `http://127.0.0.1:4321`.
+    pub address: String,
+    /// The settings every component got.
+    pub settings: Settings,
+    /// An HTTP client (no redirects followed).
+    pub http: reqwest::Client,
+    /// The admin API token.
+    pub admin_token: String,
+    components: Vec<(Component, Shutdown, Option<JoinHandle<()>>)>,
+    pub nats: Option<NatsServer>,
+    _mongo: Option<MongoFixture>,
+    _data_dir: tempfile::TempDir,
+}
+
+fn start_component(settings: &Settings, components: Vec<Component>, listener: Option<TcpListener>) -> (Shutdown, JoinHandle<()>) {
+    let shutdown = Shutdown::new();
+    let settings = settings.clone();
+    let stop = shutdown.clone();
+    let handle = std::thread::spawn(move || {
+        if let Err(error) = ttscm::run_blocking(settings, components, listener, stop) {
+            panic!("the app failed: {error}");
+        }
+    });
+    (shutdown, handle)
+}
+
+/// Starts TTSCM in `mode`.
+pub async fn spawn_app(mode: Mode) -> TestApp {
+    ttscm_testkit::init_tracing();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings { data_dir: data_dir.path().to_path_buf(), request_timeout_ms: 3000, ..Settings::default() };
+    settings.edge.token_cache_secs = 1;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address: SocketAddr = listener.local_addr().expect("address");
+    let (nats, mongo) = match mode {
+        Mode::Embedded => (None, None),
+        Mode::Mesh => {
+            let nats = NatsServer::start();
+            let mongo = MongoFixture::start();
+            settings.nats_url = Some(nats.url());
+            settings.mongodb_uri = Some(SecretString::from(mongo.uri.clone()));
+            settings.mongodb_database = mongo.database.clone();
+            settings.identity.signing_key = Some(SecretString::from(ttscm_identity::SigningKey::generate("k1").to_base64()));
+            settings.identity.signing_kid = Some("k1".into());
+            settings.vault.keys = Some(SecretString::from(format!("v1:{}", base64_key())));
+            (Some(nats), Some(mongo))
+        }
+    };
+    let mut components = Vec::new();
+    match mode {
+        Mode::Embedded => {
+            let (shutdown, handle) = start_component(&settings, Component::ALL.to_vec(), Some(listener));
+            components.push((Component::Edge, shutdown, Some(handle)));
+        }
+        Mode::Mesh => {
+            let mut listener = Some(listener);
+            for component in Component::ALL {
+                let own = if component == Component::Edge { listener.take() } else { None };
+                let (shutdown, handle) = start_component(&settings, vec![component], own);
+                components.push((component, shutdown, Some(handle)));
+            }
+        }
+    }
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let mut app = TestApp {
+        address: format!("http://{address}"),
+        settings,
+        http,
+        admin_token: String::new(),
+        components,
+        nats,
+        _mongo: mongo,
+        _data_dir: data_dir,
+    };
+    app.wait_ready().await;
+    app.admin_token = app.create_token("admin", &["admin"], None).await;
+    app
+}
+
+fn base64_key() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(ttscm_runtime::ids::random_bytes::<32>())
+}
+
+impl TestApp {
+    /// Polls `/readyz` until 200.
+    pub async fn wait_ready(&self) {
+        let ready = ttscm_testkit::eventually(Duration::from_secs(20), || async {
+            let response = self.http.get(format!("{}/readyz", self.address)).send().await.ok()?;
+            (response.status() == 200).then_some(())
+        })
+        .await;
+        assert!(ready.is_some(), "the app did not become ready");
+    }
+
+    /// A store handle on the app's store (a second connection).
+    pub async fn store(&self) -> Store {
+        connect::store(&self.settings).await.expect("store opens")
+    }
+
+    /// Creates an API token with `roles` (creating a role per name with the given permissions
+    /// when it is not `admin`).
+    pub async fn create_token(&self, name: &str, roles: &[&str], expires_at: Option<time::OffsetDateTime>) -> String {
+        let store = self.store().await;
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        let (_, token) = ttscm_identity::admin::create_api_token(&store, name, &roles, expires_at).await.expect("token created");
+        token
+    }
+
+    /// Creates a role holding `permissions`.
+    pub async fn create_role(&self, name: &str, permissions: &[&str]) {
+        let store = self.store().await;
+        ttscm_identity::admin::upsert_role(&store, name, permissions).await.expect("role created");
+    }
+
+    /// A token whose only role holds exactly `permissions`.
+    pub async fn token_with(&self, permissions: &[&str]) -> String {
+        let role = format!("r{}", ttscm_runtime::ids::new_id());
+        self.create_role(&role, permissions).await;
+        self.create_token("test", &[&role], None).await
+    }
+
+    /// GET `path` with an optional bearer token; answers status and JSON body.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.get(format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Sends a request with a raw body and content type.
+    pub async fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+        let mut request =
+            self.http.request(method, format!("{}{path}", self.address)).header("content-type", content_type).body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Sends JSON with the admin token.
+    pub async fn send_json(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
+        self.send(method, path, Some(&self.admin_token.clone()), "application/json", serde_json::to_vec(body).expect("json")).await
+    }
+
+    /// Stops one component (mesh mode) and waits for it to finish.
+    pub fn stop(&mut self, component: Component) {
+        for (c, shutdown, handle) in &mut self.components {
+            if *c == component {
+                shutdown.cancel();
+                if let Some(handle) = handle.take() {
+                    handle.join().expect("component thread ends cleanly");
+                }
+            }
+        }
+    }
+
+    /// Starts a stopped component again (mesh mode).
+    pub fn restart(&mut self, component: Component) {
+        self.stop(component);
+        let (shutdown, handle) = start_component(&self.settings, vec![component], None);
+        self.components.push((component, shutdown, Some(handle)));
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        for (_, shutdown, _) in &self.components {
+            shutdown.cancel();
+        }
+        for (_, _, handle) in &mut self.components {
+            if let Some(handle) = handle.take() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+impl TestApp {
+    /// identity's signing key, as the app loaded it.
+    pub fn signing_key(&self) -> ttscm_identity::SigningKey {
+        ttscm_identity::SigningKey::load(&self.settings).expect("the app's signing key loads")
+    }
+
+    /// Access-token claims for a user with `roles`, valid now.
+    pub fn claims(&self, roles: &[&str]) -> ttscm_contract::identity::AccessClaims {
+        let now = ttscm_runtime::clock::unix_now();
+        ttscm_contract::identity::AccessClaims {
+            iss: self.settings.identity.issuer.clone(),
+            aud: self.settings.identity.audience.clone(),
+            sub: ttscm_runtime::ids::new_id(),
+            sid: ttscm_runtime::ids::new_id(),
+            name: "Alice".into(),
+            scope: "user.read user.write".into(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            perms: Vec::new(),
+            typ: ttscm_contract::identity::ACCESS_TOKEN_TYPE.into(),
+            iat: now,
+            nbf: now,
+            exp: now + 600,
+        }
+    }
+}
