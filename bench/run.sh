@@ -168,7 +168,8 @@ cpu_busy_pct() {
         n = split(a, x); split(b, y); total = 0
         for (i = 2; i <= n; i++) total += y[i] - x[i]
         idle = (y[5] - x[5]) + (y[6] - x[6])
-        printf "%.0f", total > 0 ? 100 * (total - idle) / total : 0
+        # parenthesised: after printf arguments a bare ">" is an output redirection in awk
+        printf "%.0f", (total > 0 ? 100 * (total - idle) / total : 0)
     }'
 }
 

@@ -28,8 +28,13 @@ pub enum Component {
 
 impl Component {
     /// Every component, as `ttscm serve` runs them.
-    pub const ALL: [Component; 5] =
-        [Component::Edge, Component::Identity, Component::CompanySync, Component::Credential, Component::Vault];
+    pub const ALL: [Component; 5] = [
+        Component::Edge,
+        Component::Identity,
+        Component::CompanySync,
+        Component::Credential,
+        Component::Vault,
+    ];
 }
 
 /// Why the app could not run.
@@ -44,7 +49,13 @@ pub enum AppError {
 }
 
 fn config_or_runtime<E: std::fmt::Display>(is_config: bool) -> impl Fn(E) -> AppError {
-    move |e| if is_config { AppError::Config(e.to_string()) } else { AppError::Runtime(e.to_string()) }
+    move |e| {
+        if is_config {
+            AppError::Config(e.to_string())
+        } else {
+            AppError::Runtime(e.to_string())
+        }
+    }
 }
 
 /// Runs `components` until `shutdown`, on a new actix system over a multi-thread tokio runtime
@@ -87,10 +98,26 @@ pub async fn serve(
     if components.contains(&Component::Vault) {
         ttscm_vault::KeyRing::load(settings).map_err(config_or_runtime(true))?;
     }
-    let bus = connect::bus(settings, "ttscm").await.map_err(config_or_runtime(true))?;
-    let needs_store = components.iter().any(|c| matches!(c, Component::Identity | Component::CompanySync | Component::Credential));
-    let store = if needs_store { Some(connect::store(settings).await.map_err(config_or_runtime(false))?) } else { None };
-    tracing::info!(bus = bus.kind(), store = store.as_ref().map(|s| s.kind()), ?components, "starting");
+    let bus = connect::bus(settings, "ttscm")
+        .await
+        .map_err(config_or_runtime(true))?;
+    let needs_store = components.iter().any(|c| {
+        matches!(
+            c,
+            Component::Identity | Component::CompanySync | Component::Credential
+        )
+    });
+    let store = if needs_store {
+        Some(connect::store(settings).await.map_err(config_or_runtime(false))?)
+    } else {
+        None
+    };
+    tracing::info!(
+        bus = bus.kind(),
+        store = store.as_ref().map(|s| s.kind()),
+        ?components,
+        "starting"
+    );
 
     let mut tasks = Vec::new();
     for component in components {
@@ -98,24 +125,40 @@ pub async fn serve(
             Component::Edge => {}
             Component::Identity => {
                 let store = store.as_ref().expect("identity needs the store, opened above");
-                tasks.extend(ttscm_identity::run(&bus, store, settings, shutdown.clone()).await.map_err(|e| match e {
-                    ttscm_identity::IdentityError::Config(m) => AppError::Config(m),
-                    other => AppError::Runtime(other.to_string()),
-                })?);
+                tasks.extend(
+                    ttscm_identity::run(&bus, store, settings, shutdown.clone())
+                        .await
+                        .map_err(|e| match e {
+                            ttscm_identity::IdentityError::Config(m) => AppError::Config(m),
+                            other => AppError::Runtime(other.to_string()),
+                        })?,
+                );
             }
             Component::CompanySync => {
-                let store = store.as_ref().expect("company-sync needs the store, opened above");
-                tasks.extend(ttscm_company_sync::run(&bus, store, shutdown.clone()).await.map_err(config_or_runtime(false))?);
+                let store = store
+                    .as_ref()
+                    .expect("company-sync needs the store, opened above");
+                tasks.extend(
+                    ttscm_company_sync::run(&bus, store, shutdown.clone())
+                        .await
+                        .map_err(config_or_runtime(false))?,
+                );
             }
             Component::Credential => {
                 let store = store.as_ref().expect("credential needs the store, opened above");
-                tasks.extend(ttscm_credential::run(&bus, store, shutdown.clone()).await.map_err(config_or_runtime(false))?);
+                tasks.extend(
+                    ttscm_credential::run(&bus, store, shutdown.clone())
+                        .await
+                        .map_err(config_or_runtime(false))?,
+                );
             }
             Component::Vault => {
-                tasks.extend(ttscm_vault::run(&bus, settings, shutdown.clone()).await.map_err(|e| match e {
-                    ttscm_vault::VaultError::KeyRing(k) => AppError::Config(k.to_string()),
-                    other => AppError::Runtime(other.to_string()),
-                })?);
+                tasks.extend(ttscm_vault::run(&bus, settings, shutdown.clone()).await.map_err(
+                    |e| match e {
+                        ttscm_vault::VaultError::KeyRing(k) => AppError::Config(k.to_string()),
+                        other => AppError::Runtime(other.to_string()),
+                    },
+                )?);
             }
         }
     }

@@ -116,7 +116,10 @@ fn serve(settings: Settings, only: Option<Component>) -> Result<(), AppError> {
 
 /// Cancels `shutdown` on SIGTERM or Ctrl-C.
 fn wait_for_signal(shutdown: Shutdown) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime can be built");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime can be built");
     runtime.block_on(async {
         #[cfg(unix)]
         {
@@ -134,19 +137,34 @@ fn wait_for_signal(shutdown: Shutdown) {
 }
 
 fn token(settings: &Settings, command: TokenCommand) -> Result<(), AppError> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime can be built");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime can be built");
     runtime.block_on(async {
-        let store = connect::store(settings).await.map_err(|e| AppError::Runtime(e.to_string()))?;
+        let store = connect::store(settings)
+            .await
+            .map_err(|e| AppError::Runtime(e.to_string()))?;
         let failed = |e: ttscm_identity::IdentityError| match e {
-            ttscm_identity::IdentityError::NotFound(m) | ttscm_identity::IdentityError::Invalid(m) => AppError::Config(m),
+            ttscm_identity::IdentityError::NotFound(m) | ttscm_identity::IdentityError::Invalid(m) => {
+                AppError::Config(m)
+            }
             other => AppError::Runtime(other.to_string()),
         };
         match command {
-            TokenCommand::Create { name, roles, expires_in } => {
-                let expires_at = expires_in
-                    .map(|d| time::OffsetDateTime::now_utc() + time::Duration::try_from(*d).unwrap_or(time::Duration::MAX));
+            TokenCommand::Create {
+                name,
+                roles,
+                expires_in,
+            } => {
+                let expires_at = expires_in.map(|d| {
+                    time::OffsetDateTime::now_utc()
+                        + time::Duration::try_from(*d).unwrap_or(time::Duration::MAX)
+                });
                 let (info, secret) =
-                    ttscm_identity::admin::create_api_token(&store, &name, &roles, expires_at).await.map_err(failed)?;
+                    ttscm_identity::admin::create_api_token(&store, &name, &roles, expires_at)
+                        .await
+                        .map_err(failed)?;
                 println!("{secret}");
                 eprintln!(
                     "created API token {} ({}) with roles {:?}, expires {}; it is shown only once",
@@ -157,11 +175,18 @@ fn token(settings: &Settings, command: TokenCommand) -> Result<(), AppError> {
                 );
             }
             TokenCommand::List => {
-                let tokens = ttscm_identity::admin::list_api_tokens(&store).await.map_err(failed)?;
-                println!("{}", serde_json::to_string_pretty(&tokens).expect("token infos serialize"));
+                let tokens = ttscm_identity::admin::list_api_tokens(&store)
+                    .await
+                    .map_err(failed)?;
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&tokens).expect("token infos serialize")
+                );
             }
             TokenCommand::Revoke { id } => {
-                ttscm_identity::admin::revoke_api_token(&store, &id).await.map_err(failed)?;
+                ttscm_identity::admin::revoke_api_token(&store, &id)
+                    .await
+                    .map_err(failed)?;
                 eprintln!("revoked API token {id}");
             }
         }

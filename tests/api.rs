@@ -12,34 +12,55 @@ async fn the_teapot_answers_418_exactly_as_the_spec_shows(mode: Mode) {
     let app = spawn_app(mode).await;
     let (status, body) = app.get("/v1/teapot", None).await;
     assert_eq!(status, 418);
-    assert_eq!(body, json!({"status": 418, "message": "I'm a teapot", "successful": false}));
+    assert_eq!(
+        body,
+        json!({"status": 418, "message": "I'm a teapot", "successful": false})
+    );
 }
 
 async fn an_unknown_route_is_a_404_in_the_envelope(mode: Mode) {
     let app = spawn_app(mode).await;
     let (status, body) = app.get("/v1/does-not-exist", None).await;
     assert_eq!(status, 404);
-    assert_eq!(body, json!({"status": 404, "message": "Resource not found", "successful": false}));
+    assert_eq!(
+        body,
+        json!({"status": 404, "message": "Resource not found", "successful": false})
+    );
 }
 
 async fn the_protected_list_needs_a_token_with_the_permission(mode: Mode) {
     let app = spawn_app(mode).await;
     let path = "/v1/credential-type/credential-types";
     let (status, body) = app.get(path, None).await;
-    assert_eq!((status, body), (401, json!({"status": 401, "message": "Unauthorized", "successful": false})));
+    assert_eq!(
+        (status, body),
+        (
+            401,
+            json!({"status": 401, "message": "Unauthorized", "successful": false})
+        )
+    );
     let (status, _) = app.get(path, Some("ttscm_not-a-real-token")).await;
     assert_eq!(status, 401);
     let (status, _) = app.get(path, Some("garbage.jwt.here")).await;
     assert_eq!(status, 401);
     let weak = app.token_with(&["credential.fetch"]).await;
     let (status, body) = app.get(path, Some(&weak)).await;
-    assert_eq!((status, body), (403, json!({"status": 403, "message": "Insufficient permissions", "successful": false})));
+    assert_eq!(
+        (status, body),
+        (
+            403,
+            json!({"status": 403, "message": "Insufficient permissions", "successful": false})
+        )
+    );
     let exact = app.token_with(&["credential_type.fetch.many"]).await;
     let wildcard = app.token_with(&["credential_type.*"]).await;
     for token in [exact.as_str(), wildcard.as_str(), app.admin_token.as_str()] {
         let (status, body) = app.get(path, Some(token)).await;
         assert_eq!(status, 200);
-        assert_eq!(body, json!({"status": 200, "message": "Credential Types Fetched Successfully!", "data": [], "successful": true}));
+        assert_eq!(
+            body,
+            json!({"status": 200, "message": "Credential Types Fetched Successfully!", "data": [], "successful": true})
+        );
     }
 }
 
@@ -49,30 +70,69 @@ async fn a_revoked_token_stops_working_within_seconds(mode: Mode) {
     let token = app.token_with(&["*"]).await;
     assert_eq!(app.get(path, Some(&token)).await.0, 200);
     let store = app.store().await;
-    let tokens = ttscm_identity::admin::list_api_tokens(&store).await.expect("listed");
-    let id = tokens.iter().find(|t| t.name == "test").expect("the token is listed").id.clone();
-    ttscm_identity::admin::revoke_api_token(&store, &id).await.expect("revoked");
+    let tokens = ttscm_identity::admin::list_api_tokens(&store)
+        .await
+        .expect("listed");
+    let id = tokens
+        .iter()
+        .find(|t| t.name == "test")
+        .expect("the token is listed")
+        .id
+        .clone();
+    ttscm_identity::admin::revoke_api_token(&store, &id)
+        .await
+        .expect("revoked");
     let refused = ttscm_testkit::eventually(Duration::from_secs(5), || async {
         (app.get(path, Some(&token)).await.0 == 401).then_some(())
     })
     .await;
-    assert!(refused.is_some(), "a revoked token is refused within the cache time");
+    assert!(
+        refused.is_some(),
+        "a revoked token is refused within the cache time"
+    );
 }
 
 async fn an_expired_token_is_refused(mode: Mode) {
     let app = spawn_app(mode).await;
     let past = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
     let token = app.create_token("old", &["admin"], Some(past)).await;
-    assert_eq!(app.get("/v1/credential-type/credential-types", Some(&token)).await.0, 401);
+    assert_eq!(
+        app.get("/v1/credential-type/credential-types", Some(&token))
+            .await
+            .0,
+        401
+    );
 }
 
 async fn every_response_carries_a_request_id(mode: Mode) {
     let app = spawn_app(mode).await;
-    let response = app.http.get(format!("{}/v1/teapot", app.address)).header("x-request-id", "abc-123").send().await.expect("sent");
-    assert_eq!(response.headers().get("x-request-id").and_then(|v| v.to_str().ok()), Some("abc-123"));
+    let response = app
+        .http
+        .get(format!("{}/v1/teapot", app.address))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("abc-123")
+    );
     for path in ["/v1/teapot", "/v1/nope", "/v1/credential-type/credential-types"] {
-        let response = app.http.get(format!("{}{path}", app.address)).send().await.expect("sent");
-        let id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let response = app
+            .http
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .expect("sent");
+        let id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
         assert!(ttscm_runtime::ids::is_id(&id), "{path}: generated id {id:?}");
     }
 }

@@ -47,16 +47,35 @@ fn a_token_created_on_the_cli_works_and_sigterm_stops_the_server_cleanly() {
     assert!(wait_ready(&base), "ttscm serve answers /healthz");
 
     let created = Command::new(BIN)
-        .args(["token", "create", "--name", "ci", "--role", "admin", "--expires-in", "1h"])
+        .args([
+            "token",
+            "create",
+            "--name",
+            "ci",
+            "--role",
+            "admin",
+            "--expires-in",
+            "1h",
+        ])
         .env("TTSCM_DATA_DIR", dir.path())
         .output()
         .expect("token create runs");
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
-    let token = String::from_utf8(created.stdout).expect("utf-8").trim().to_owned();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let token = String::from_utf8(created.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
     assert!(token.starts_with("ttscm_") && token.len() > 40, "{token}");
 
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let status = runtime.block_on(async {
         let client = reqwest::Client::new();
         client
@@ -71,18 +90,34 @@ fn a_token_created_on_the_cli_works_and_sigterm_stops_the_server_cleanly() {
     assert_eq!(status, 200);
     drop(runtime);
 
-    let listed = Command::new(BIN).args(["token", "list"]).env("TTSCM_DATA_DIR", dir.path()).output().expect("runs");
+    let listed = Command::new(BIN)
+        .args(["token", "list"])
+        .env("TTSCM_DATA_DIR", dir.path())
+        .output()
+        .expect("runs");
     let listing = String::from_utf8_lossy(&listed.stdout);
-    assert!(listing.contains("\"ci\"") && !listing.contains(&token), "lists the token but never its secret");
+    assert!(
+        listing.contains("\"ci\"") && !listing.contains(&token),
+        "lists the token but never its secret"
+    );
 
     let pid = server.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs").success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs")
+            .success()
+    );
     let start = std::time::Instant::now();
     let exit = loop {
         if let Some(exit) = server.try_wait().expect("wait") {
             break exit;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "ttscm did not stop on SIGTERM");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "ttscm did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
@@ -114,12 +149,21 @@ fn mesh_mode_without_keys_exits_64_naming_the_setting() {
         .env_remove("TTSCM_VAULT__KEYS")
         .output()
         .expect("runs");
-    assert_eq!(output.status.code(), Some(64), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(64),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(String::from_utf8_lossy(&output.stderr).contains("TTSCM_VAULT__KEYS"));
 }
 
 #[test]
 fn an_unknown_setting_exits_64() {
-    let output = Command::new(BIN).arg("serve").env("TTSCM_LISTEN_ADDR", "not-an-address").output().expect("runs");
+    let output = Command::new(BIN)
+        .arg("serve")
+        .env("TTSCM_LISTEN_ADDR", "not-an-address")
+        .output()
+        .expect("runs");
     assert_eq!(output.status.code(), Some(64));
 }

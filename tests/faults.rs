@@ -20,7 +20,11 @@ async fn a_stopped_service_gives_a_fast_503_and_recovers_when_it_returns() {
     let (status, body) = app.get(PATH, Some(&token)).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["message"], "The credential service is unavailable");
-    assert!(started.elapsed() < Duration::from_millis(500), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "took {:?}",
+        started.elapsed()
+    );
     let (status, body) = app.get("/readyz", None).await;
     assert_eq!(status, 503);
     assert_eq!(body["data"]["credential"]["ok"], false);
@@ -30,7 +34,10 @@ async fn a_stopped_service_gives_a_fast_503_and_recovers_when_it_returns() {
         (app.get(PATH, Some(&token)).await.0 == 200).then_some(())
     })
     .await;
-    assert!(back.is_some(), "the route works again without restarting the edge");
+    assert!(
+        back.is_some(),
+        "the route works again without restarting the edge"
+    );
 }
 
 #[tokio::test]
@@ -42,7 +49,11 @@ async fn a_nats_restart_is_survived_without_restarting_anything() {
     let started = Instant::now();
     let (status, _) = app.get(PATH, Some(&token)).await;
     assert!(status == 503 || status == 504, "status {status}");
-    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
     app.nats.as_mut().expect("mesh has nats").restart();
     let back = ttscm_testkit::eventually(Duration::from_secs(20), || async {
         (app.get(PATH, Some(&token)).await.0 == 200).then_some(())

@@ -86,5 +86,16 @@ phase "rust toolchain"
 command -v cargo >/dev/null || export PATH="$HOME/.cargo/bin:$PATH"
 cargo --version >&2
 
+phase "cargo fmt --check; cargo clippy (warnings are errors)"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 phase "cargo test --workspace --locked $*"
-cargo test --workspace --locked "$@"
+set +e
+cargo test --workspace --locked "$@" 2>&1 | tee "$TMP/cargo-test.log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole suite (cargo's own last line is a doc-test target's count).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' "$TMP/cargo-test.log"
+exit "$status"

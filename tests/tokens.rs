@@ -56,26 +56,51 @@ async fn forged_and_misused_access_tokens_are_refused(mode: Mode) {
     cases.push(("unknown kid", unknown_kid.sign(&good)));
 
     let claims_part = b64(&serde_json::to_value(&good).expect("claims"));
-    cases.push(("alg none", format!("{}.{claims_part}.", b64(&json!({"alg": "none", "typ": "JWT", "kid": key.kid()})))));
+    cases.push((
+        "alg none",
+        format!(
+            "{}.{claims_part}.",
+            b64(&json!({"alg": "none", "typ": "JWT", "kid": key.kid()}))
+        ),
+    ));
     let public_x = key.public_key().x;
     let hs_header = b64(&json!({"alg": "HS256", "typ": "JWT", "kid": key.kid()}));
     let signing_input = format!("{hs_header}.{claims_part}");
-    let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, public_x.as_bytes()), signing_input.as_bytes());
-    cases.push(("HS256 with the public key", format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))));
+    let tag = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, public_x.as_bytes()),
+        signing_input.as_bytes(),
+    );
+    cases.push((
+        "HS256 with the public key",
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref())),
+    ));
 
     let valid = key.sign(&good);
     let (head, signature) = valid.rsplit_once('.').expect("three parts");
-    cases.push(("truncated signature", format!("{head}.{}", &signature[..signature.len() / 2])));
+    cases.push((
+        "truncated signature",
+        format!("{head}.{}", &signature[..signature.len() / 2]),
+    ));
     let mut flipped = URL_SAFE_NO_PAD.decode(signature).expect("signature decodes");
     flipped[0] ^= 1;
-    cases.push(("bit-flipped signature", format!("{head}.{}", URL_SAFE_NO_PAD.encode(flipped))));
+    cases.push((
+        "bit-flipped signature",
+        format!("{head}.{}", URL_SAFE_NO_PAD.encode(flipped)),
+    ));
     let huge_header = b64(&json!({"alg": "EdDSA", "kid": "x".repeat(20_000)}));
-    cases.push(("absurdly large header", format!("{huge_header}.{claims_part}.{signature}")));
+    cases.push((
+        "absurdly large header",
+        format!("{huge_header}.{claims_part}.{signature}"),
+    ));
 
     for (what, token) in &cases {
         assert_eq!(status_with(&app, token).await, 401, "{what} must be refused");
     }
-    assert_eq!(status_with(&app, &valid).await, 200, "the untampered token still works");
+    assert_eq!(
+        status_with(&app, &valid).await,
+        200,
+        "the untampered token still works"
+    );
 }
 
 macro_rules! both_modes {
@@ -89,4 +114,7 @@ macro_rules! both_modes {
     };
 }
 
-both_modes!(a_valid_access_token_is_accepted_and_its_roles_apply, forged_and_misused_access_tokens_are_refused);
+both_modes!(
+    a_valid_access_token_is_accepted_and_its_roles_apply,
+    forged_and_misused_access_tokens_are_refused
+);

@@ -11,7 +11,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use ttscm_contract::identity::{ACCESS_TOKEN_TYPE, AccessClaims, AuthenticateToken, GetPublicKeys, ResolveRoles};
+use ttscm_contract::identity::{
+    ACCESS_TOKEN_TYPE, AccessClaims, AuthenticateToken, GetPublicKeys, ResolveRoles,
+};
 use ttscm_contract::{ErrorCode, Principal, PrincipalKind, WireError};
 use ttscm_runtime::service::{BusClient, CallContext};
 
@@ -54,12 +56,18 @@ fn sha256_hex(token: &str) -> String {
 }
 
 fn cached(cache: &Cache, key: &str) -> Option<Arc<Principal>> {
-    let map = cache.read().expect("cache lock is never poisoned: no panics under it");
-    map.get(key).filter(|(_, until)| *until > Instant::now()).map(|(p, _)| p.clone())
+    let map = cache
+        .read()
+        .expect("cache lock is never poisoned: no panics under it");
+    map.get(key)
+        .filter(|(_, until)| *until > Instant::now())
+        .map(|(p, _)| p.clone())
 }
 
 fn remember(cache: &Cache, key: String, principal: Arc<Principal>, until: Instant) {
-    let mut map = cache.write().expect("cache lock is never poisoned: no panics under it");
+    let mut map = cache
+        .write()
+        .expect("cache lock is never poisoned: no panics under it");
     if map.len() >= MAX_CACHE_ENTRIES {
         map.retain(|_, (_, valid)| *valid > Instant::now());
         if map.len() >= MAX_CACHE_ENTRIES {
@@ -83,7 +91,11 @@ impl Authenticator {
 
     /// The principal behind an `Authorization` header value, or 401 (503/504 when identity
     /// cannot be asked).
-    pub async fn authenticate(&self, ctx: &CallContext, authorization: Option<&str>) -> Result<Arc<Principal>, WireError> {
+    pub async fn authenticate(
+        &self,
+        ctx: &CallContext,
+        authorization: Option<&str>,
+    ) -> Result<Arc<Principal>, WireError> {
         let token = authorization
             .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .map(str::trim)
@@ -94,9 +106,21 @@ impl Authenticator {
             if let Some(principal) = cached(&self.api_tokens, &key) {
                 return Ok(principal);
             }
-            let resolved = self.client.call(ctx, &AuthenticateToken { token_hash: key.clone() }).await?;
+            let resolved = self
+                .client
+                .call(
+                    ctx,
+                    &AuthenticateToken {
+                        token_hash: key.clone(),
+                    },
+                )
+                .await?;
             let mut until = Instant::now() + self.ttl;
-            if let Some(expiry) = resolved.expires_at.as_deref().and_then(ttscm_runtime::clock::parse_iso) {
+            if let Some(expiry) = resolved
+                .expires_at
+                .as_deref()
+                .and_then(ttscm_runtime::clock::parse_iso)
+            {
                 let left = (expiry - time::OffsetDateTime::now_utc()).max(time::Duration::ZERO);
                 until = until.min(Instant::now() + Duration::try_from(left).unwrap_or_default());
             }
@@ -108,7 +132,15 @@ impl Authenticator {
             return Ok(principal);
         }
         let claims = self.verify_jwt(ctx, token).await?;
-        let permissions = self.client.call(ctx, &ResolveRoles { roles: claims.roles.clone() }).await?;
+        let permissions = self
+            .client
+            .call(
+                ctx,
+                &ResolveRoles {
+                    roles: claims.roles.clone(),
+                },
+            )
+            .await?;
         let principal = Arc::new(Principal {
             id: claims.sub,
             kind: PrincipalKind::User,
@@ -132,7 +164,8 @@ impl Authenticator {
         let keys = self.keys.read().await;
         let set = keys.as_ref().ok_or_else(unauthorized)?;
         let key = set.keys.get(&kid).ok_or_else(unauthorized)?;
-        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &set.validation).map_err(|_| unauthorized())?;
+        let data =
+            jsonwebtoken::decode::<AccessClaims>(token, key, &set.validation).map_err(|_| unauthorized())?;
         if data.claims.typ != ACCESS_TOKEN_TYPE {
             return Err(unauthorized());
         }
@@ -142,10 +175,10 @@ impl Authenticator {
     async fn refresh_keys_if_unknown(&self, ctx: &CallContext, kid: &str) -> Result<(), WireError> {
         {
             let keys = self.keys.read().await;
-            if let Some(set) = keys.as_ref() {
-                if set.keys.contains_key(kid) || set.fetched.elapsed() < KEY_REFRESH_INTERVAL {
-                    return Ok(());
-                }
+            if let Some(set) = keys.as_ref()
+                && (set.keys.contains_key(kid) || set.fetched.elapsed() < KEY_REFRESH_INTERVAL)
+            {
+                return Ok(());
             }
         }
         let published = self.client.call(ctx, &GetPublicKeys {}).await?;
@@ -159,9 +192,17 @@ impl Authenticator {
             .keys
             .iter()
             .filter(|k| k.alg == "EdDSA")
-            .filter_map(|k| DecodingKey::from_ed_components(&k.x).ok().map(|d| (k.kid.clone(), d)))
+            .filter_map(|k| {
+                DecodingKey::from_ed_components(&k.x)
+                    .ok()
+                    .map(|d| (k.kid.clone(), d))
+            })
             .collect();
-        *self.keys.write().await = Some(KeySet { keys, validation, fetched: Instant::now() });
+        *self.keys.write().await = Some(KeySet {
+            keys,
+            validation,
+            fetched: Instant::now(),
+        });
         Ok(())
     }
 }

@@ -9,7 +9,9 @@ use warp::http::HeaderMap;
 
 /// Extracts the raw body after checking its length against `limit` (413 beyond it).
 pub fn raw(limit: u64) -> impl Filter<Extract = (HeaderMap, bytes::Bytes), Error = warp::Rejection> + Clone {
-    warp::header::headers_cloned().and(warp::body::content_length_limit(limit)).and(warp::body::bytes())
+    warp::header::headers_cloned()
+        .and(warp::body::content_length_limit(limit))
+        .and(warp::body::bytes())
 }
 
 /// Parses a JSON body into `T`.
@@ -23,7 +25,10 @@ pub fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T,
             v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
         });
     if !is_json {
-        return Err(WireError::new(ErrorCode::UnsupportedMediaType, "Content-Type must be application/json"));
+        return Err(WireError::new(
+            ErrorCode::UnsupportedMediaType,
+            "Content-Type must be application/json",
+        ));
     }
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
@@ -33,7 +38,9 @@ pub fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T,
             .filter_map(|segment| match segment {
                 serde_path_to_error::Segment::Seq { index } => Some(serde_json::Value::from(*index)),
                 serde_path_to_error::Segment::Map { key } => Some(serde_json::Value::from(key.clone())),
-                serde_path_to_error::Segment::Enum { variant } => Some(serde_json::Value::from(variant.clone())),
+                serde_path_to_error::Segment::Enum { variant } => {
+                    Some(serde_json::Value::from(variant.clone()))
+                }
                 serde_path_to_error::Segment::Unknown => None,
             })
             .collect();

@@ -26,20 +26,32 @@ struct Failure<'a> {
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = Response::new(body.into());
     *response.status_mut() = status;
-    response.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
     response
 }
 
 /// A successful response carrying `data`.
 pub fn success<T: Serialize>(status: StatusCode, message: &str, data: &T) -> Response {
-    let body = serde_json::to_vec(&Success { status: status.as_u16(), message, data, successful: true })
-        .expect("wire types always serialize");
+    let body = serde_json::to_vec(&Success {
+        status: status.as_u16(),
+        message,
+        data,
+        successful: true,
+    })
+    .expect("wire types always serialize");
     json_response(status, body)
 }
 
 /// An error response.
 pub fn error(status: StatusCode, message: &str, errors: &[FieldError]) -> Response {
-    let body = serde_json::to_vec(&Failure { status: status.as_u16(), message, errors, successful: false })
-        .expect("errors always serialize");
+    let body = serde_json::to_vec(&Failure {
+        status: status.as_u16(),
+        message,
+        errors,
+        successful: false,
+    })
+    .expect("errors always serialize");
     json_response(status, body)
 }

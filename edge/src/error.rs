@@ -3,10 +3,10 @@
 
 use std::convert::Infallible;
 
+use ttscm_contract::{ErrorCode, WireError};
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Rejection, Reply};
-use ttscm_contract::{ErrorCode, WireError};
 
 use crate::envelope;
 
@@ -42,7 +42,10 @@ pub async fn handle_rejection(rejection: Rejection) -> Result<Response, Infallib
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
         (StatusCode::LENGTH_REQUIRED, "A Content-Length header is required")
     } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
-        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        )
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
     } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {

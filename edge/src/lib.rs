@@ -35,7 +35,10 @@ impl EdgeState {
     pub fn new(bus: Bus, settings: &Settings) -> Arc<Self> {
         let client = BusClient::new(bus, settings.request_timeout());
         Arc::new(Self {
-            auth: Authenticator::new(client.clone(), std::time::Duration::from_secs(settings.edge.token_cache_secs)),
+            auth: Authenticator::new(
+                client.clone(),
+                std::time::Duration::from_secs(settings.edge.token_cache_secs),
+            ),
             client,
             body_limit: settings.edge.body_limit,
         })
@@ -47,6 +50,10 @@ pub fn run(bus: Bus, settings: &Settings, listener: TcpListener, shutdown: Shutd
     let state = EdgeState::new(bus, settings);
     let filter = routes::routes(state);
     tokio::spawn(async move {
-        warp::serve(filter).incoming(listener).graceful(async move { shutdown.cancelled().await }).run().await;
+        warp::serve(filter)
+            .incoming(listener)
+            .graceful(async move { shutdown.cancelled().await })
+            .run()
+            .await;
     })
 }

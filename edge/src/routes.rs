@@ -15,9 +15,9 @@ use ttscm_contract::health::{CompanySyncHealth, CredentialHealth, HealthReply, I
 use ttscm_contract::permission::names;
 use ttscm_contract::{Operation, WireError};
 use ttscm_runtime::service::CallContext;
+use warp::Filter;
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
-use warp::Filter;
 
 use crate::EdgeState;
 use crate::envelope;
@@ -39,7 +39,11 @@ pub struct RequestCtx {
 impl RequestCtx {
     /// Authenticates the caller and checks that it holds every permission in `required`.
     pub async fn authorize(&mut self, required: &[&str]) -> Result<(), WireError> {
-        let principal = self.state.auth.authenticate(&self.call, self.authorization.as_deref()).await?;
+        let principal = self
+            .state
+            .auth
+            .authenticate(&self.call, self.authorization.as_deref())
+            .await?;
         if !principal.permissions.grants_all(required) {
             return Err(WireError::forbidden());
         }
@@ -61,24 +65,37 @@ fn ctx(state: Arc<EdgeState>) -> impl Filter<Extract = (RequestCtx,), Error = wa
     warp::header::optional::<String>(REQUEST_ID_HEADER)
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::addr::remote())
-        .map(move |id: Option<String>, authorization: Option<String>, remote: Option<SocketAddr>| {
-            let mut call = CallContext::new(None);
-            if let Some(id) = id.filter(|id| valid_request_id(id)) {
-                call.request_id = id;
-            }
-            call.client_ip = remote.map(|r| r.ip().to_string());
-            RequestCtx { call, authorization, state: state.clone() }
-        })
+        .map(
+            move |id: Option<String>, authorization: Option<String>, remote: Option<SocketAddr>| {
+                let mut call = CallContext::new(None);
+                if let Some(id) = id.filter(|id| valid_request_id(id)) {
+                    call.request_id = id;
+                }
+                call.client_ip = remote.map(|r| r.ip().to_string());
+                RequestCtx {
+                    call,
+                    authorization,
+                    state: state.clone(),
+                }
+            },
+        )
 }
 
 /// Runs a handler in a span carrying the request id, and stamps the id on the response.
-async fn finish<F>(ctx: RequestCtx, route: &'static str, handler: impl FnOnce(RequestCtx) -> F) -> Result<Response, Infallible>
+async fn finish<F>(
+    ctx: RequestCtx,
+    route: &'static str,
+    handler: impl FnOnce(RequestCtx) -> F,
+) -> Result<Response, Infallible>
 where
     F: std::future::Future<Output = Result<Response, WireError>>,
 {
     let request_id = ctx.call.request_id.clone();
     let span = tracing::info_span!("request", route, request_id = %request_id);
-    let mut response = handler(ctx).instrument(span).await.unwrap_or_else(|error| error_response(&error));
+    let mut response = handler(ctx)
+        .instrument(span)
+        .await
+        .unwrap_or_else(|error| error_response(&error));
     response.headers_mut().insert(
         REQUEST_ID_HEADER,
         HeaderValue::from_str(&request_id).unwrap_or_else(|_| HeaderValue::from_static("invalid")),
@@ -94,7 +111,11 @@ pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error
         .and(warp::path!("teapot"))
         .and(warp::get())
         .and(ctx(state.clone()))
-        .and_then(|ctx| finish(ctx, "teapot", |_| async { Ok(envelope::error(StatusCode::IM_A_TEAPOT, "I'm a teapot", &[])) }));
+        .and_then(|ctx| {
+            finish(ctx, "teapot", |_| async {
+                Ok(envelope::error(StatusCode::IM_A_TEAPOT, "I'm a teapot", &[]))
+            })
+        });
 
     let list_credential_types = v1
         .and(warp::path!("credential-type" / "credential-types"))
@@ -104,7 +125,11 @@ pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error
             finish(ctx, "credential_type.list", |mut ctx| async move {
                 ctx.authorize(&[names::CREDENTIAL_TYPE_FETCH_MANY]).await?;
                 let types = ctx.call(&ListCredentialTypes {}).await?;
-                Ok(envelope::success(StatusCode::OK, "Credential Types Fetched Successfully!", &types))
+                Ok(envelope::success(
+                    StatusCode::OK,
+                    "Credential Types Fetched Successfully!",
+                    &types,
+                ))
             })
         });
 
@@ -112,7 +137,10 @@ pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error
         .and(warp::get())
         .map(|| envelope::success(StatusCode::OK, "Alive", &serde_json::Value::Null));
 
-    let readyz = warp::path!("readyz").and(warp::get()).and(ctx(state)).and_then(|ctx| finish(ctx, "readyz", readiness));
+    let readyz = warp::path!("readyz")
+        .and(warp::get())
+        .and(ctx(state))
+        .and_then(|ctx| finish(ctx, "readyz", readiness));
 
     teapot
         .or(list_credential_types)
@@ -137,9 +165,17 @@ async fn readiness(ctx: RequestCtx) -> Result<Response, WireError> {
         client.call_with_timeout(&ctx.call, &VaultHealth {}, timeout),
     );
     let mut report = serde_json::Map::new();
-    report.insert("bus".into(), serde_json::json!({"kind": client.bus().kind(), "ok": bus_ok}));
+    report.insert(
+        "bus".into(),
+        serde_json::json!({"kind": client.bus().kind(), "ok": bus_ok}),
+    );
     let mut ready = bus_ok;
-    for (name, result) in [("identity", identity), ("company-sync", company_sync), ("credential", credential), ("vault", vault)] {
+    for (name, result) in [
+        ("identity", identity),
+        ("company-sync", company_sync),
+        ("credential", credential),
+        ("vault", vault),
+    ] {
         let entry = match result {
             Ok(HealthReply { store_ok, .. }) => {
                 ready &= store_ok != Some(false);

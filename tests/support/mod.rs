@@ -40,7 +40,11 @@ pub struct TestApp {
     _data_dir: tempfile::TempDir,
 }
 
-fn start_component(settings: &Settings, components: Vec<Component>, listener: Option<TcpListener>) -> (Shutdown, JoinHandle<()>) {
+fn start_component(
+    settings: &Settings,
+    components: Vec<Component>,
+    listener: Option<TcpListener>,
+) -> (Shutdown, JoinHandle<()>) {
     let shutdown = Shutdown::new();
     let settings = settings.clone();
     let stop = shutdown.clone();
@@ -57,7 +61,11 @@ pub async fn spawn_app(mode: Mode) -> TestApp {
     ttscm_testkit::init_tracing();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let mut settings = Settings { data_dir: data_dir.path().to_path_buf(), request_timeout_ms: 3000, ..Settings::default() };
+    let mut settings = Settings {
+        data_dir: data_dir.path().to_path_buf(),
+        request_timeout_ms: 3000,
+        ..Settings::default()
+    };
     settings.edge.token_cache_secs = 1;
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let address: SocketAddr = listener.local_addr().expect("address");
@@ -69,7 +77,9 @@ pub async fn spawn_app(mode: Mode) -> TestApp {
             settings.nats_url = Some(nats.url());
             settings.mongodb_uri = Some(SecretString::from(mongo.uri.clone()));
             settings.mongodb_database = mongo.database.clone();
-            settings.identity.signing_key = Some(SecretString::from(ttscm_identity::SigningKey::generate("k1").to_base64()));
+            settings.identity.signing_key = Some(SecretString::from(
+                ttscm_identity::SigningKey::generate("k1").to_base64(),
+            ));
             settings.identity.signing_kid = Some("k1".into());
             settings.vault.keys = Some(SecretString::from(format!("v1:{}", base64_key())));
             (Some(nats), Some(mongo))
@@ -84,13 +94,20 @@ pub async fn spawn_app(mode: Mode) -> TestApp {
         Mode::Mesh => {
             let mut listener = Some(listener);
             for component in Component::ALL {
-                let own = if component == Component::Edge { listener.take() } else { None };
+                let own = if component == Component::Edge {
+                    listener.take()
+                } else {
+                    None
+                };
                 let (shutdown, handle) = start_component(&settings, vec![component], own);
                 components.push((component, shutdown, Some(handle)));
             }
         }
     }
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
     let mut app = TestApp {
         address: format!("http://{address}"),
         settings,
@@ -115,7 +132,12 @@ impl TestApp {
     /// Polls `/readyz` until 200.
     pub async fn wait_ready(&self) {
         let ready = ttscm_testkit::eventually(Duration::from_secs(20), || async {
-            let response = self.http.get(format!("{}/readyz", self.address)).send().await.ok()?;
+            let response = self
+                .http
+                .get(format!("{}/readyz", self.address))
+                .send()
+                .await
+                .ok()?;
             (response.status() == 200).then_some(())
         })
         .await;
@@ -129,17 +151,26 @@ impl TestApp {
 
     /// Creates an API token with `roles` (creating a role per name with the given permissions
     /// when it is not `admin`).
-    pub async fn create_token(&self, name: &str, roles: &[&str], expires_at: Option<time::OffsetDateTime>) -> String {
+    pub async fn create_token(
+        &self,
+        name: &str,
+        roles: &[&str],
+        expires_at: Option<time::OffsetDateTime>,
+    ) -> String {
         let store = self.store().await;
         let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
-        let (_, token) = ttscm_identity::admin::create_api_token(&store, name, &roles, expires_at).await.expect("token created");
+        let (_, token) = ttscm_identity::admin::create_api_token(&store, name, &roles, expires_at)
+            .await
+            .expect("token created");
         token
     }
 
     /// Creates a role holding `permissions`.
     pub async fn create_role(&self, name: &str, permissions: &[&str]) {
         let store = self.store().await;
-        ttscm_identity::admin::upsert_role(&store, name, permissions).await.expect("role created");
+        ttscm_identity::admin::upsert_role(&store, name, permissions)
+            .await
+            .expect("role created");
     }
 
     /// A token whose only role holds exactly `permissions`.
@@ -161,9 +192,19 @@ impl TestApp {
     }
 
     /// Sends a request with a raw body and content type.
-    pub async fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, content_type: &str, body: Vec<u8>) -> (u16, Value) {
-        let mut request =
-            self.http.request(method, format!("{}{path}", self.address)).header("content-type", content_type).body(body);
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.address))
+            .header("content-type", content_type)
+            .body(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -174,7 +215,14 @@ impl TestApp {
 
     /// Sends JSON with the admin token.
     pub async fn send_json(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
-        self.send(method, path, Some(&self.admin_token.clone()), "application/json", serde_json::to_vec(body).expect("json")).await
+        self.send(
+            method,
+            path,
+            Some(&self.admin_token.clone()),
+            "application/json",
+            serde_json::to_vec(body).expect("json"),
+        )
+        .await
     }
 
     /// Stops one component (mesh mode) and waits for it to finish.

@@ -56,12 +56,20 @@ pub struct WireError {
 impl WireError {
     /// An error with a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), errors: Vec::new() }
+        Self {
+            code,
+            message: message.into(),
+            errors: Vec::new(),
+        }
     }
 
     /// A validation error with the given problems.
     pub fn validation(errors: Vec<FieldError>) -> Self {
-        Self { code: ErrorCode::Validation, message: "Validation error".into(), errors }
+        Self {
+            code: ErrorCode::Validation,
+            message: "Validation error".into(),
+            errors,
+        }
     }
 
     /// The generic internal error; log the cause before returning it.
@@ -83,6 +91,9 @@ impl WireError {
 impl FieldError {
     /// A problem at `path`.
     pub fn new(path: Vec<serde_json::Value>, message: impl Into<String>) -> Self {
-        Self { path, message: message.into() }
+        Self {
+            path,
+            message: message.into(),
+        }
     }
 }

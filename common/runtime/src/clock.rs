@@ -13,7 +13,9 @@ pub fn now_iso() -> String {
 /// A time, formatted.
 pub fn format_iso(at: OffsetDateTime) -> String {
     let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    at.to_offset(time::UtcOffset::UTC).format(&format).expect("a UTC date with a 4-digit year always formats")
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .expect("a UTC date with a 4-digit year always formats")
 }
 
 /// Parses an RFC 3339 timestamp.

@@ -21,7 +21,7 @@ pub async fn bus(settings: &Settings, client_name: &str) -> Result<Bus, crate::B
             } else if let Err(error) = bus.ensure_events_stream().await {
                 tracing::warn!(%error, "events stream not ensured at start");
             }
-            Ok(Bus::Nats(bus))
+            Ok(Bus::Nats(Box::new(bus)))
         }
         None => Ok(Bus::InProc(InProcBus::new())),
     }
@@ -30,12 +30,19 @@ pub async fn bus(settings: &Settings, client_name: &str) -> Result<Bus, crate::B
 /// Opens MongoDB when `mongodb_uri` is set; otherwise the SQLite file in the data dir.
 pub async fn store(settings: &Settings) -> Result<Store, StoreError> {
     match &settings.mongodb_uri {
-        Some(uri) => Ok(Store::Mongo(MongoStore::connect(uri.expose_secret(), &settings.mongodb_database).await?)),
+        Some(uri) => Ok(Store::Mongo(
+            MongoStore::connect(uri.expose_secret(), &settings.mongodb_database).await?,
+        )),
         None => {
             std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
-                StoreError::Unavailable(format!("cannot create data dir {}: {e}", settings.data_dir.display()))
+                StoreError::Unavailable(format!(
+                    "cannot create data dir {}: {e}",
+                    settings.data_dir.display()
+                ))
             })?;
-            Ok(Store::Sqlite(SqliteStore::open(&settings.data_dir.join(SQLITE_FILE))?))
+            Ok(Store::Sqlite(SqliteStore::open(
+                &settings.data_dir.join(SQLITE_FILE),
+            )?))
         }
     }
 }

@@ -23,12 +23,22 @@ fn push_base36(out: &mut String, mut value: u128, width: usize) {
 pub fn new_id() -> String {
     let millis = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
     let mut random = [0u8; 9];
-    SystemRandom::new().fill(&mut random).expect("the OS random number generator is available");
+    SystemRandom::new()
+        .fill(&mut random)
+        .expect("the OS random number generator is available");
     let mut out = String::with_capacity(25);
     out.push('c');
     push_base36(&mut out, u128::try_from(millis).unwrap_or(0), 9);
-    push_base36(&mut out, u128::from(COUNTER.fetch_add(1, Ordering::Relaxed) % 1_679_616), 4);
-    push_base36(&mut out, random.iter().fold(0u128, |acc, b| (acc << 8) | u128::from(*b)), 11);
+    push_base36(
+        &mut out,
+        u128::from(COUNTER.fetch_add(1, Ordering::Relaxed) % 1_679_616),
+        4,
+    );
+    push_base36(
+        &mut out,
+        random.iter().fold(0u128, |acc, b| (acc << 8) | u128::from(*b)),
+        11,
+    );
     out
 }
 
@@ -42,7 +52,9 @@ pub fn is_id(text: &str) -> bool {
 /// `n` random bytes from the OS RNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
-    SystemRandom::new().fill(&mut bytes).expect("the OS random number generator is available");
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the OS random number generator is available");
     bytes
 }
 

@@ -45,18 +45,28 @@ pub const HEADER_CLIENT_IP: &str = "ttscm-client-ip";
 impl CallContext {
     /// A context for a new request (CLI tools, background jobs).
     pub fn new(principal: Option<Principal>) -> Self {
-        Self { request_id: ids::new_id(), principal, client_ip: None }
+        Self {
+            request_id: ids::new_id(),
+            principal,
+            client_ip: None,
+        }
     }
 
     /// The caller, or 401.
     pub fn principal(&self) -> Result<&Principal, WireError> {
-        self.principal.as_ref().ok_or_else(|| WireError::new(ErrorCode::Unauthorized, "Unauthorized"))
+        self.principal
+            .as_ref()
+            .ok_or_else(|| WireError::new(ErrorCode::Unauthorized, "Unauthorized"))
     }
 
     /// Fails with 403 unless the caller holds every permission in `required`.
     pub fn require(&self, required: &[&str]) -> Result<&Principal, WireError> {
         let principal = self.principal()?;
-        if principal.permissions.grants_all(required) { Ok(principal) } else { Err(WireError::forbidden()) }
+        if principal.permissions.grants_all(required) {
+            Ok(principal)
+        } else {
+            Err(WireError::forbidden())
+        }
     }
 
     fn to_headers(&self) -> Headers {
@@ -79,7 +89,9 @@ impl CallContext {
             .and_then(|encoded| URL_SAFE_NO_PAD.decode(encoded).ok())
             .and_then(|json| serde_json::from_slice(&json).ok());
         Self {
-            request_id: headers.get(HEADER_REQUEST_ID).map_or_else(ids::new_id, str::to_owned),
+            request_id: headers
+                .get(HEADER_REQUEST_ID)
+                .map_or_else(ids::new_id, str::to_owned),
             principal,
             client_ip: headers.get(HEADER_CLIENT_IP).map(str::to_owned),
         }
@@ -115,7 +127,12 @@ where
 
 /// Serves operation `O` on the bus in queue group `queue`, handing each request to `addr`.
 /// Stops taking requests on `shutdown` and finishes the ones in flight before the task ends.
-pub async fn serve<O, A>(bus: &Bus, queue: &str, addr: Addr<A>, shutdown: Shutdown) -> Result<JoinHandle<()>, BusError>
+pub async fn serve<O, A>(
+    bus: &Bus,
+    queue: &str,
+    addr: Addr<A>,
+    shutdown: Shutdown,
+) -> Result<JoinHandle<()>, BusError>
 where
     O: Operation,
     A: Actor + Handler<Call<O>>,
@@ -125,7 +142,10 @@ where
         let addr = addr.clone();
         async move {
             addr.send(Call { ctx, op }).await.unwrap_or_else(|_| {
-                Err(WireError::new(ErrorCode::Unavailable, "The service is shutting down"))
+                Err(WireError::new(
+                    ErrorCode::Unavailable,
+                    "The service is shutting down",
+                ))
             })
         }
     })
@@ -133,7 +153,12 @@ where
 }
 
 /// Serves operation `O` with a plain async function (each request in its own task).
-pub async fn serve_fn<O, F, Fut>(bus: &Bus, queue: &str, shutdown: Shutdown, handler: F) -> Result<JoinHandle<()>, BusError>
+pub async fn serve_fn<O, F, Fut>(
+    bus: &Bus,
+    queue: &str,
+    shutdown: Shutdown,
+    handler: F,
+) -> Result<JoinHandle<()>, BusError>
 where
     O: Operation,
     F: Fn(CallContext, O) -> Fut + Send + Sync + Clone + 'static,
@@ -178,7 +203,10 @@ where
                 }
             }
         }
-        Err(error) => Err(WireError::validation(vec![FieldError::new(vec![], format!("malformed request: {error}"))])),
+        Err(error) => Err(WireError::validation(vec![FieldError::new(
+            vec![],
+            format!("malformed request: {error}"),
+        )])),
     };
     let body = match result {
         Ok(reply) => ReplyBody::Ok(reply),
@@ -246,13 +274,15 @@ fn service_of(subject: &str) -> &str {
 pub fn bus_error_to_wire(subject: &str, error: &BusError) -> WireError {
     let service = service_of(subject);
     match error {
-        BusError::NoResponders { .. } => {
-            WireError::new(ErrorCode::Unavailable, format!("The {service} service is unavailable"))
-        }
+        BusError::NoResponders { .. } => WireError::new(
+            ErrorCode::Unavailable,
+            format!("The {service} service is unavailable"),
+        ),
         BusError::Disconnected => WireError::new(ErrorCode::Unavailable, "The message bus is unavailable"),
-        BusError::TimedOut { .. } => {
-            WireError::new(ErrorCode::Timeout, format!("The {service} service did not answer in time"))
-        }
+        BusError::TimedOut { .. } => WireError::new(
+            ErrorCode::Timeout,
+            format!("The {service} service did not answer in time"),
+        ),
         BusError::PayloadTooLarge { .. } => WireError::new(ErrorCode::PayloadTooLarge, "Payload too large"),
         BusError::Other(cause) => {
             tracing::error!(subject, %cause, "bus failure");

@@ -86,7 +86,7 @@ pub struct IdentitySettings {
 }
 
 /// Settings of the vault service.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VaultSettings {
     /// Key ring `kid:base64key,…` with 32-byte keys (`TTSCM_VAULT__KEYS`). Required in mesh
@@ -97,7 +97,10 @@ pub struct VaultSettings {
     pub active_kid: Option<String>,
 }
 
-fn ser_secret_opt<S: serde::Serializer>(value: &Option<SecretString>, serializer: S) -> Result<S::Ok, S::Error> {
+fn ser_secret_opt<S: serde::Serializer>(
+    value: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     // Settings are serialized only as the defaults layer; a secret is never written back out.
     match value {
         Some(_) => serializer.serialize_some("***"),
@@ -127,7 +130,10 @@ impl Default for Settings {
 
 impl Default for EdgeSettings {
     fn default() -> Self {
-        Self { body_limit: 1024 * 1024, token_cache_secs: 5 }
+        Self {
+            body_limit: 1024 * 1024,
+            token_cache_secs: 5,
+        }
     }
 }
 
@@ -143,16 +149,21 @@ impl Default for IdentitySettings {
     }
 }
 
-impl Default for VaultSettings {
-    fn default() -> Self {
-        Self { keys: None, active_kid: None }
-    }
-}
-
 /// Top-level setting names, as environment keys (lowercase, after the `TTSCM_` prefix).
 const KNOWN_KEYS: &[&str] = &[
-    "listen_addr", "data_dir", "nats_url", "mongodb_uri", "mongodb_database", "public_url", "request_timeout_ms",
-    "log", "log_format", "otlp_endpoint", "edge", "identity", "vault",
+    "listen_addr",
+    "data_dir",
+    "nats_url",
+    "mongodb_uri",
+    "mongodb_database",
+    "public_url",
+    "request_timeout_ms",
+    "log",
+    "log_format",
+    "otlp_endpoint",
+    "edge",
+    "identity",
+    "vault",
 ];
 
 /// Settings that cannot be loaded.
@@ -163,14 +174,20 @@ pub struct SettingsError(String);
 impl Settings {
     /// Loads settings from the process environment (and the file `TTSCM_CONFIG` names).
     pub fn load() -> Result<Self, SettingsError> {
-        Self::load_from(Env::var("TTSCM_CONFIG").map(PathBuf::from), Env::prefixed("TTSCM_").split("__"))
+        Self::load_from(
+            Env::var("TTSCM_CONFIG").map(PathBuf::from),
+            Env::prefixed("TTSCM_").split("__"),
+        )
     }
 
     fn load_from(file: Option<PathBuf>, env: Env) -> Result<Self, SettingsError> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         if let Some(file) = file {
             if !file.exists() {
-                return Err(SettingsError(format!("settings file {} does not exist", file.display())));
+                return Err(SettingsError(format!(
+                    "settings file {} does not exist",
+                    file.display()
+                )));
             }
             figment = figment.merge(Toml::file(file));
         }
@@ -180,13 +197,21 @@ impl Settings {
             .merge(Env::raw().only(&["NATS_URL", "MONGODB_URI"]))
             .merge(env.filter(|key| {
                 let key = key.as_str().to_ascii_lowercase();
-                let top = key.split("__").next().unwrap_or_default().split('.').next().unwrap_or_default();
+                let top = key
+                    .split("__")
+                    .next()
+                    .unwrap_or_default()
+                    .split('.')
+                    .next()
+                    .unwrap_or_default();
                 KNOWN_KEYS.contains(&top)
             }));
         let mut settings: Settings = figment.extract().map_err(|e| SettingsError(e.to_string()))?;
         // Empty variables mean "unset", as they would in a shell.
         settings.nats_url = settings.nats_url.filter(|u| !u.trim().is_empty());
-        settings.mongodb_uri = settings.mongodb_uri.filter(|u| !secrecy::ExposeSecret::expose_secret(u).trim().is_empty());
+        settings.mongodb_uri = settings
+            .mongodb_uri
+            .filter(|u| !secrecy::ExposeSecret::expose_secret(u).trim().is_empty());
         Ok(settings)
     }
 
@@ -202,7 +227,8 @@ mod tests {
 
     #[test]
     fn defaults_apply_when_nothing_is_set() {
-        let settings = Settings::load_from(None, Env::prefixed("TTSCM_TEST_NOTHING_")).expect("defaults load");
+        let settings =
+            Settings::load_from(None, Env::prefixed("TTSCM_TEST_NOTHING_")).expect("defaults load");
         assert_eq!(settings.listen_addr.port(), 3000);
         assert!(settings.nats_url.is_none() || std::env::var("NATS_URL").is_ok());
     }

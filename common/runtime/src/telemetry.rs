@@ -22,10 +22,10 @@ pub struct TelemetryGuard {
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        if let Some(provider) = self.provider.take() {
-            if let Err(error) = provider.shutdown() {
-                eprintln!("could not flush traces: {error}");
-            }
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("could not flush traces: {error}");
         }
     }
 }
@@ -36,7 +36,9 @@ pub fn init(settings: &Settings, service_name: &str) -> Result<TelemetryGuard, S
     let filter = EnvFilter::try_new(format!("async_nats=warn,mongodb=warn,{}", settings.log))
         .map_err(|e| format!("TTSCM_LOG is not a valid filter: {e}"))?;
     let fmt_layer = match settings.log_format {
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
@@ -54,7 +56,11 @@ pub fn init(settings: &Settings, service_name: &str) -> Result<TelemetryGuard, S
                 .map_err(|e| format!("cannot build the OTLP exporter: {e}"))?;
             let provider = SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
-                .with_resource(opentelemetry_sdk::Resource::builder().with_service_name(service_name.to_owned()).build())
+                .with_resource(
+                    opentelemetry_sdk::Resource::builder()
+                        .with_service_name(service_name.to_owned())
+                        .build(),
+                )
                 .build();
             let tracer = provider.tracer("ttscm");
             guard.provider = Some(provider);
@@ -99,7 +105,10 @@ pub fn inject_context(headers: &mut Headers) {
 
 /// Makes `span` a child of the trace context carried in `headers`.
 pub fn set_parent_from(span: &tracing::Span, headers: &Headers) {
-    if headers.get(ttscm_contract::subjects::HEADER_TRACEPARENT).is_some() {
+    if headers
+        .get(ttscm_contract::subjects::HEADER_TRACEPARENT)
+        .is_some()
+    {
         let context = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
         let _ = span.set_parent(context);
     }

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use ttscm_contract::{ErrorCode, Operation, WireError};
+use ttscm_runtime::Shutdown;
 use ttscm_runtime::bus::{Bus, BusError, Headers, inproc::InProcBus, nats::NatsBus};
 use ttscm_runtime::service::{BusClient, CallContext, serve_fn};
-use ttscm_runtime::Shutdown;
 use ttscm_testkit::NatsServer;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,9 +34,14 @@ async fn bus(adapter: &Adapter) -> (Bus, Option<NatsServer>) {
         Adapter::InProc => (Bus::InProc(InProcBus::new()), None),
         Adapter::Nats => {
             let server = NatsServer::start();
-            let nats = NatsBus::connect(&server.url(), "contract-test").await.expect("connects");
-            assert!(nats.wait_connected(Duration::from_secs(5)).await, "connected to nats-server");
-            (Bus::Nats(nats), Some(server))
+            let nats = NatsBus::connect(&server.url(), "contract-test")
+                .await
+                .expect("connects");
+            assert!(
+                nats.wait_connected(Duration::from_secs(5)).await,
+                "connected to nats-server"
+            );
+            (Bus::Nats(Box::new(nats)), Some(server))
         }
     }
 }
@@ -45,9 +50,11 @@ async fn bus(adapter: &Adapter) -> (Bus, Option<NatsServer>) {
 async fn second(bus: &Bus, server: &Option<NatsServer>) -> Bus {
     match (bus, server) {
         (Bus::Nats(_), Some(server)) => {
-            let nats = NatsBus::connect(&server.url(), "contract-test-2").await.expect("connects");
+            let nats = NatsBus::connect(&server.url(), "contract-test-2")
+                .await
+                .expect("connects");
             assert!(nats.wait_connected(Duration::from_secs(5)).await);
-            Bus::Nats(nats)
+            Bus::Nats(Box::new(nats))
         }
         _ => bus.clone(),
     }
@@ -73,7 +80,9 @@ async fn a_request_gets_its_reply(adapter: Adapter) {
     let shutdown = Shutdown::new();
     echo_server(&bus, &shutdown, "a").await;
     let caller = second(&bus, &server).await;
-    let reply = client(&caller).call(&CallContext::new(None), &Echo { text: "hi".into() }).await;
+    let reply = client(&caller)
+        .call(&CallContext::new(None), &Echo { text: "hi".into() })
+        .await;
     assert_eq!(reply, Ok("a:hi".to_owned()));
     shutdown.cancel();
 }
@@ -87,11 +96,19 @@ async fn a_queue_group_spreads_requests_over_its_members(adapter: Adapter) {
     let caller = client(&bus);
     let mut seen: HashMap<String, usize> = HashMap::new();
     for i in 0..60 {
-        let reply = caller.call(&CallContext::new(None), &Echo { text: i.to_string() }).await.expect("answered");
-        *seen.entry(reply.split(':').next().unwrap_or_default().to_owned()).or_default() += 1;
+        let reply = caller
+            .call(&CallContext::new(None), &Echo { text: i.to_string() })
+            .await
+            .expect("answered");
+        *seen
+            .entry(reply.split(':').next().unwrap_or_default().to_owned())
+            .or_default() += 1;
     }
     assert_eq!(seen.values().sum::<usize>(), 60);
-    assert!(seen.get("one").copied().unwrap_or(0) > 0 && seen.get("two").copied().unwrap_or(0) > 0, "{seen:?}");
+    assert!(
+        seen.get("one").copied().unwrap_or(0) > 0 && seen.get("two").copied().unwrap_or(0) > 0,
+        "{seen:?}"
+    );
     shutdown.cancel();
 }
 
@@ -99,11 +116,20 @@ async fn a_request_nobody_serves_fails_at_once(adapter: Adapter) {
     let (bus, _server) = bus(&adapter).await;
     let started = Instant::now();
     let error = bus
-        .request("ttscm.nobody.v1.here", Headers::new(), Bytes::from_static(b"{}"), Duration::from_secs(5))
+        .request(
+            "ttscm.nobody.v1.here",
+            Headers::new(),
+            Bytes::from_static(b"{}"),
+            Duration::from_secs(5),
+        )
         .await
         .expect_err("nobody answers");
     assert!(matches!(error, BusError::NoResponders { .. }), "{error:?}");
-    assert!(started.elapsed() < Duration::from_millis(100), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 async fn a_request_times_out_at_its_deadline(adapter: Adapter) {
@@ -118,12 +144,20 @@ async fn a_request_times_out_at_its_deadline(adapter: Adapter) {
     });
     let started = Instant::now();
     let error = bus
-        .request("ttscm.slow.v1.never", Headers::new(), Bytes::new(), Duration::from_millis(300))
+        .request(
+            "ttscm.slow.v1.never",
+            Headers::new(),
+            Bytes::new(),
+            Duration::from_millis(300),
+        )
         .await
         .expect_err("never answered");
     let elapsed = started.elapsed();
     assert!(matches!(error, BusError::TimedOut { .. }), "{error:?}");
-    assert!(elapsed >= Duration::from_millis(290) && elapsed < Duration::from_millis(1500), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(290) && elapsed < Duration::from_millis(1500),
+        "{elapsed:?}"
+    );
     holder.abort();
 }
 
@@ -134,9 +168,16 @@ async fn wildcard_subscriptions_get_matching_messages_only(adapter: Adapter) {
     if let Bus::Nats(nats) = &bus {
         nats.client().flush().await.expect("subscription registered");
     }
-    publisher.publish("ttscm.other.thing", Headers::new(), Bytes::from_static(b"no")).await.expect("published");
     publisher
-        .publish("ttscm.events.credential.created", Headers::new(), Bytes::from_static(b"yes"))
+        .publish("ttscm.other.thing", Headers::new(), Bytes::from_static(b"no"))
+        .await
+        .expect("published");
+    publisher
+        .publish(
+            "ttscm.events.credential.created",
+            Headers::new(),
+            Bytes::from_static(b"yes"),
+        )
         .await
         .expect("published");
     let message = tokio::time::timeout(Duration::from_secs(5), subscription.next())
@@ -159,9 +200,17 @@ async fn headers_survive_the_round_trip(adapter: Adapter) {
     let caller = second(&bus, &server).await;
     let mut headers = Headers::new();
     headers.insert("ttscm-request-id", "req-1");
-    headers.insert("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    headers.insert(
+        "traceparent",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    );
     let reply = caller
-        .request("ttscm.test.v1.headers", headers.clone(), Bytes::new(), Duration::from_secs(2))
+        .request(
+            "ttscm.test.v1.headers",
+            headers.clone(),
+            Bytes::new(),
+            Duration::from_secs(2),
+        )
         .await
         .expect("answered");
     assert_eq!(reply.headers.get("ttscm-request-id"), Some("req-1"));
@@ -173,9 +222,14 @@ async fn a_panicking_responder_fails_one_request_and_keeps_serving(adapter: Adap
     let shutdown = Shutdown::new();
     echo_server(&bus, &shutdown, "p").await;
     let caller = client(&bus);
-    let error = caller.call(&CallContext::new(None), &Echo { text: "boom".into() }).await.expect_err("panicked");
+    let error = caller
+        .call(&CallContext::new(None), &Echo { text: "boom".into() })
+        .await
+        .expect_err("panicked");
     assert_eq!(error, WireError::internal());
-    let reply = caller.call(&CallContext::new(None), &Echo { text: "after".into() }).await;
+    let reply = caller
+        .call(&CallContext::new(None), &Echo { text: "after".into() })
+        .await;
     assert_eq!(reply, Ok("p:after".to_owned()));
     shutdown.cancel();
 }
@@ -183,7 +237,10 @@ async fn a_panicking_responder_fails_one_request_and_keeps_serving(adapter: Adap
 async fn an_oversized_payload_is_refused(adapter: Adapter) {
     let (bus, _server) = bus(&adapter).await;
     let big = Bytes::from(vec![b'x'; 2 * 1024 * 1024]);
-    let error = bus.request("ttscm.test.v1.big", Headers::new(), big, Duration::from_secs(1)).await.expect_err("too big");
+    let error = bus
+        .request("ttscm.test.v1.big", Headers::new(), big, Duration::from_secs(1))
+        .await
+        .expect_err("too big");
     assert!(matches!(error, BusError::PayloadTooLarge { .. }), "{error:?}");
 }
 
@@ -192,14 +249,26 @@ async fn a_stopped_server_stops_taking_requests(adapter: Adapter) {
     let shutdown = Shutdown::new();
     echo_server(&bus, &shutdown, "s").await;
     let caller = client(&bus);
-    assert!(caller.call(&CallContext::new(None), &Echo { text: "x".into() }).await.is_ok());
+    assert!(
+        caller
+            .call(&CallContext::new(None), &Echo { text: "x".into() })
+            .await
+            .is_ok()
+    );
     shutdown.cancel();
     let quick = BusClient::new(bus.clone(), Duration::from_millis(300));
     let error = ttscm_testkit::eventually(Duration::from_secs(5), || async {
-        quick.call(&CallContext::new(None), &Echo { text: "x".into() }).await.err().filter(|e| e.code == ErrorCode::Unavailable)
+        quick
+            .call(&CallContext::new(None), &Echo { text: "x".into() })
+            .await
+            .err()
+            .filter(|e| e.code == ErrorCode::Unavailable)
     })
     .await;
-    assert!(error.is_some(), "requests fail with 503 once the only server stopped");
+    assert!(
+        error.is_some(),
+        "requests fail with 503 once the only server stopped"
+    );
 }
 
 macro_rules! contract {
@@ -232,19 +301,33 @@ async fn a_nats_restart_fails_fast_then_recovers_by_itself() {
     let shutdown = Shutdown::new();
     echo_server(&bus, &shutdown, "r").await;
     let caller = client(&bus);
-    assert!(caller.call(&CallContext::new(None), &Echo { text: "1".into() }).await.is_ok());
+    assert!(
+        caller
+            .call(&CallContext::new(None), &Echo { text: "1".into() })
+            .await
+            .is_ok()
+    );
     server.stop();
     let started = Instant::now();
     let error = ttscm_testkit::eventually(Duration::from_secs(5), || async {
-        caller.call(&CallContext::new(None), &Echo { text: "2".into() }).await.err()
+        caller
+            .call(&CallContext::new(None), &Echo { text: "2".into() })
+            .await
+            .err()
     })
     .await
     .expect("fails while down");
-    assert!(matches!(error.code, ErrorCode::Unavailable | ErrorCode::Timeout), "{error:?}");
+    assert!(
+        matches!(error.code, ErrorCode::Unavailable | ErrorCode::Timeout),
+        "{error:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
     server.restart();
     let reply = ttscm_testkit::eventually(Duration::from_secs(15), || async {
-        caller.call(&CallContext::new(None), &Echo { text: "3".into() }).await.ok()
+        caller
+            .call(&CallContext::new(None), &Echo { text: "3".into() })
+            .await
+            .ok()
     })
     .await;
     assert_eq!(reply.as_deref(), Some("r:3"));

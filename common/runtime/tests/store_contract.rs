@@ -30,7 +30,9 @@ async fn store(adapter: &Adapter) -> (Store, Guard) {
         }
         Adapter::Mongo => {
             let fixture = MongoFixture::start();
-            let store = MongoStore::connect(&fixture.uri, &fixture.database).await.expect("connects");
+            let store = MongoStore::connect(&fixture.uri, &fixture.database)
+                .await
+                .expect("connects");
             (Store::Mongo(store), Guard::Mongo(fixture))
         }
     }
@@ -45,12 +47,23 @@ fn doc(value: Value) -> Document {
 
 const THINGS: &str = "things";
 const INDEXES: &[IndexSpec] = &[
-    IndexSpec { name: "name_key_unique", fields: &["nameKey"], unique: true },
-    IndexSpec { name: "group", fields: &["group"], unique: false },
+    IndexSpec {
+        name: "name_key_unique",
+        fields: &["nameKey"],
+        unique: true,
+    },
+    IndexSpec {
+        name: "group",
+        fields: &["group"],
+        unique: false,
+    },
 ];
 
 fn ids(documents: &[Document]) -> Vec<String> {
-    documents.iter().map(|d| d["id"].as_str().unwrap_or_default().to_owned()).collect()
+    documents
+        .iter()
+        .map(|d| d["id"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 async fn seeded(adapter: &Adapter) -> (Store, Guard) {
@@ -74,7 +87,9 @@ async fn seeded(adapter: &Adapter) -> (Store, Guard) {
 
 async fn a_document_reads_back_as_written(adapter: Adapter) {
     let (store, _guard) = store(&adapter).await;
-    let written = doc(json!({"id": "x1", "name": "N", "tags": ["a", "b"], "nested": {"deep": {"n": 3}}, "flag": true, "none": null}));
+    let written = doc(
+        json!({"id": "x1", "name": "N", "tags": ["a", "b"], "nested": {"deep": {"n": 3}}, "flag": true, "none": null}),
+    );
     store.insert(THINGS, written.clone()).await.expect("inserted");
     assert_eq!(store.get(THINGS, "x1").await.expect("read"), Some(written));
     assert_eq!(store.get(THINGS, "nope").await.expect("read"), None);
@@ -82,34 +97,74 @@ async fn a_document_reads_back_as_written(adapter: Adapter) {
 
 async fn duplicate_ids_and_unique_values_are_conflicts(adapter: Adapter) {
     let (store, _guard) = seeded(&adapter).await;
-    let same_id = store.insert(THINGS, doc(json!({"id": "a1", "nameKey": "other"}))).await;
+    let same_id = store
+        .insert(THINGS, doc(json!({"id": "a1", "nameKey": "other"})))
+        .await;
     assert!(matches!(same_id, Err(StoreError::Conflict)), "{same_id:?}");
-    let same_key = store.insert(THINGS, doc(json!({"id": "zz", "nameKey": "alpha"}))).await;
+    let same_key = store
+        .insert(THINGS, doc(json!({"id": "zz", "nameKey": "alpha"})))
+        .await;
     assert!(matches!(same_key, Err(StoreError::Conflict)), "{same_key:?}");
     assert_eq!(store.count(THINGS, &Filter::All).await.expect("count"), 6);
 }
 
 async fn filters_sorts_and_pages_agree(adapter: Adapter) {
     let (store, _guard) = seeded(&adapter).await;
-    let by_group = store.find(THINGS, &FindOptions::new(Filter::eq("group", "x")).sort("id", Order::Asc)).await.expect("find");
+    let by_group = store
+        .find(
+            THINGS,
+            &FindOptions::new(Filter::eq("group", "x")).sort("id", Order::Asc),
+        )
+        .await
+        .expect("find");
     assert_eq!(ids(&by_group), ["a1", "b2"]);
     let in_groups = store
-        .find(THINGS, &FindOptions::new(Filter::is_in("group", ["y", "z"])).sort("n", Order::Desc))
+        .find(
+            THINGS,
+            &FindOptions::new(Filter::is_in("group", ["y", "z"])).sort("n", Order::Desc),
+        )
         .await
         .expect("find");
     assert_eq!(ids(&in_groups), ["f6", "e5", "d4", "c3"]);
-    let range = Filter::And(vec![Filter::Gte("n".into(), Scalar::Int(2)), Filter::Lt("n".into(), Scalar::Int(4))]);
-    assert_eq!(ids(&store.find(THINGS, &FindOptions::new(range.clone()).sort("n", Order::Asc)).await.expect("find")), ["b2", "c3"]);
+    let range = Filter::And(vec![
+        Filter::Gte("n".into(), Scalar::Int(2)),
+        Filter::Lt("n".into(), Scalar::Int(4)),
+    ]);
+    assert_eq!(
+        ids(&store
+            .find(THINGS, &FindOptions::new(range.clone()).sort("n", Order::Asc))
+            .await
+            .expect("find")),
+        ["b2", "c3"]
+    );
     assert_eq!(store.count(THINGS, &range).await.expect("count"), 2);
-    let nested = store.find(THINGS, &FindOptions::new(Filter::eq("nested.k", 5i64))).await.expect("find");
+    let nested = store
+        .find(THINGS, &FindOptions::new(Filter::eq("nested.k", 5i64)))
+        .await
+        .expect("find");
     assert_eq!(ids(&nested), ["e5"]);
     let either = Filter::Or(vec![Filter::id("a1"), Filter::eq("group", "z")]);
     assert_eq!(store.count(THINGS, &either).await.expect("count"), 3);
-    let not_x = store.find(THINGS, &FindOptions::new(Filter::Ne("group".into(), "x".into())).sort("id", Order::Asc)).await.expect("find");
+    let not_x = store
+        .find(
+            THINGS,
+            &FindOptions::new(Filter::Ne("group".into(), "x".into())).sort("id", Order::Asc),
+        )
+        .await
+        .expect("find");
     assert_eq!(ids(&not_x), ["c3", "d4", "e5", "f6"]);
-    let paged = store.find(THINGS, &FindOptions::new(Filter::All).sort("n", Order::Asc).page(2, 3)).await.expect("find");
+    let paged = store
+        .find(
+            THINGS,
+            &FindOptions::new(Filter::All).sort("n", Order::Asc).page(2, 3),
+        )
+        .await
+        .expect("find");
     assert_eq!(ids(&paged), ["c3", "d4", "e5"]);
-    let empty_in = store.count(THINGS, &Filter::is_in("group", Vec::<String>::new())).await.expect("count");
+    let empty_in = store
+        .count(THINGS, &Filter::is_in("group", Vec::<String>::new()))
+        .await
+        .expect("count");
     assert_eq!(empty_in, 0);
 }
 
@@ -119,7 +174,10 @@ async fn case_insensitive_search_takes_metacharacters_literally(adapter: Adapter
         let store = store.clone();
         async move {
             let found = store
-                .find(THINGS, &FindOptions::new(Filter::contains_ci("name", needle)).sort("id", Order::Asc))
+                .find(
+                    THINGS,
+                    &FindOptions::new(Filter::contains_ci("name", needle)).sort("id", Order::Asc),
+                )
                 .await
                 .expect("find");
             ids(&found)
@@ -137,19 +195,37 @@ async fn case_insensitive_search_takes_metacharacters_literally(adapter: Adapter
 async fn operator_shaped_values_are_only_values(adapter: Adapter) {
     let (store, _guard) = seeded(&adapter).await;
     for value in [r#"{"$ne": null}"#, "$ne", "' OR 1=1 --"] {
-        assert_eq!(store.count(THINGS, &Filter::eq("name", value)).await.expect("count"), 0, "{value}");
+        assert_eq!(
+            store
+                .count(THINGS, &Filter::eq("name", value))
+                .await
+                .expect("count"),
+            0,
+            "{value}"
+        );
     }
 }
 
 async fn conditional_updates_report_whether_they_matched(adapter: Adapter) {
     let (store, _guard) = seeded(&adapter).await;
     let matched = store
-        .update_one(THINGS, &Filter::And(vec![Filter::id("a1"), Filter::eq("n", 1i64)]), &Update::default().set("n", 10).set("extra", json!({"a": [1]})).unset("nested"))
+        .update_one(
+            THINGS,
+            &Filter::And(vec![Filter::id("a1"), Filter::eq("n", 1i64)]),
+            &Update::default()
+                .set("n", 10)
+                .set("extra", json!({"a": [1]}))
+                .unset("nested"),
+        )
         .await
         .expect("update");
     assert!(matched);
     let again = store
-        .update_one(THINGS, &Filter::And(vec![Filter::id("a1"), Filter::eq("n", 1i64)]), &Update::default().set("n", 11))
+        .update_one(
+            THINGS,
+            &Filter::And(vec![Filter::id("a1"), Filter::eq("n", 1i64)]),
+            &Update::default().set("n", 11),
+        )
         .await
         .expect("update");
     assert!(!again);
@@ -157,9 +233,22 @@ async fn conditional_updates_report_whether_they_matched(adapter: Adapter) {
     assert_eq!(after["n"], json!(10));
     assert_eq!(after["extra"], json!({"a": [1]}));
     assert!(!after.contains_key("nested"));
-    let many = store.update_many(THINGS, &Filter::eq("group", "z"), &Update::default().set("flag", true)).await.expect("update");
+    let many = store
+        .update_many(
+            THINGS,
+            &Filter::eq("group", "z"),
+            &Update::default().set("flag", true),
+        )
+        .await
+        .expect("update");
     assert_eq!(many, 2);
-    let clash = store.update_one(THINGS, &Filter::id("b2"), &Update::default().set("nameKey", "alpha")).await;
+    let clash = store
+        .update_one(
+            THINGS,
+            &Filter::id("b2"),
+            &Update::default().set("nameKey", "alpha"),
+        )
+        .await;
     assert!(matches!(clash, Err(StoreError::Conflict)), "{clash:?}");
 }
 
@@ -167,13 +256,20 @@ async fn of_two_racing_conditional_updates_exactly_one_wins(adapter: Adapter) {
     let (store, _guard) = store(&adapter).await;
     for round in 0..20 {
         let id = format!("r{round}");
-        store.insert(THINGS, doc(json!({"id": id, "version": 1}))).await.expect("inserted");
+        store
+            .insert(THINGS, doc(json!({"id": id, "version": 1})))
+            .await
+            .expect("inserted");
         let attempt = |who: &'static str| {
             let store = store.clone();
             let id = id.clone();
             tokio::spawn(async move {
                 store
-                    .update_one(THINGS, &Filter::And(vec![Filter::id(&id), Filter::eq("version", 1i64)]), &Update::default().set("version", 2).set("winner", who))
+                    .update_one(
+                        THINGS,
+                        &Filter::And(vec![Filter::id(&id), Filter::eq("version", 1i64)]),
+                        &Update::default().set("version", 2).set("winner", who),
+                    )
                     .await
                     .expect("update")
             })
@@ -188,12 +284,24 @@ async fn paging_by_a_stable_order_visits_every_document_once(adapter: Adapter) {
     let (store, _guard) = store(&adapter).await;
     for i in 0..50 {
         // Many equal names, so only the id tie-break makes the order stable.
-        store.insert(THINGS, doc(json!({"id": format!("p{i:02}"), "name": format!("n{}", i % 3)}))).await.expect("inserted");
+        store
+            .insert(
+                THINGS,
+                doc(json!({"id": format!("p{i:02}"), "name": format!("n{}", i % 3)})),
+            )
+            .await
+            .expect("inserted");
     }
     let mut seen = Vec::new();
     for page in 0..8 {
         let found = store
-            .find(THINGS, &FindOptions::new(Filter::All).sort("name", Order::Asc).sort("id", Order::Asc).page(page * 7, 7))
+            .find(
+                THINGS,
+                &FindOptions::new(Filter::All)
+                    .sort("name", Order::Asc)
+                    .sort("id", Order::Asc)
+                    .page(page * 7, 7),
+            )
             .await
             .expect("find");
         seen.extend(ids(&found));
@@ -209,7 +317,13 @@ async fn deletes_remove_what_they_match(adapter: Adapter) {
     let (store, _guard) = seeded(&adapter).await;
     assert!(store.delete(THINGS, "a1").await.expect("delete"));
     assert!(!store.delete(THINGS, "a1").await.expect("delete"));
-    assert_eq!(store.delete_many(THINGS, &Filter::eq("group", "y")).await.expect("delete"), 2);
+    assert_eq!(
+        store
+            .delete_many(THINGS, &Filter::eq("group", "y"))
+            .await
+            .expect("delete"),
+        2
+    );
     assert_eq!(store.count(THINGS, &Filter::All).await.expect("count"), 3);
     store.ping().await.expect("ping");
 }
@@ -253,18 +367,35 @@ async fn the_embedded_store_keeps_documents_across_a_restart() {
     {
         let store = Store::Sqlite(SqliteStore::open(&path).expect("opens"));
         store.ensure_indexes(THINGS, INDEXES).await.expect("indexes");
-        store.insert(THINGS, doc(json!({"id": "k1", "nameKey": "kept"}))).await.expect("inserted");
+        store
+            .insert(THINGS, doc(json!({"id": "k1", "nameKey": "kept"})))
+            .await
+            .expect("inserted");
     }
     let reopened = Store::Sqlite(SqliteStore::open(&path).expect("reopens"));
-    assert_eq!(reopened.get(THINGS, "k1").await.expect("read").map(|d| d["nameKey"].clone()), Some(json!("kept")));
-    let dup = reopened.insert(THINGS, doc(json!({"id": "k2", "nameKey": "kept"}))).await;
-    assert!(matches!(dup, Err(StoreError::Conflict)), "unique index survives too: {dup:?}");
+    assert_eq!(
+        reopened
+            .get(THINGS, "k1")
+            .await
+            .expect("read")
+            .map(|d| d["nameKey"].clone()),
+        Some(json!("kept"))
+    );
+    let dup = reopened
+        .insert(THINGS, doc(json!({"id": "k2", "nameKey": "kept"})))
+        .await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict)),
+        "unique index survives too: {dup:?}"
+    );
 }
 
 #[tokio::test]
 async fn an_unreachable_mongodb_fails_fast_as_unavailable() {
     let port = ttscm_testkit::free_port();
-    let store = MongoStore::connect(&format!("mongodb://127.0.0.1:{port}/"), "x").await.expect("lazy connect");
+    let store = MongoStore::connect(&format!("mongodb://127.0.0.1:{port}/"), "x")
+        .await
+        .expect("lazy connect");
     let started = std::time::Instant::now();
     let error = Store::Mongo(store).ping().await;
     assert!(matches!(error, Err(StoreError::Unavailable(_))), "{error:?}");

@@ -21,7 +21,11 @@ impl MongoFixture {
     pub fn start() -> Self {
         let database = format!("t{}", ttscm_runtime::ids::new_id());
         if let Ok(uri) = std::env::var("TTSCM_TEST_MONGODB_URI") {
-            return Self { uri, database, server: None };
+            return Self {
+                uri,
+                database,
+                server: None,
+            };
         }
         let bin = crate::binary("TTSCM_TEST_FERRETDB", "ferretdb");
         let dir = tempfile::tempdir().expect("a temp dir can be created");
@@ -30,14 +34,26 @@ impl MongoFixture {
             .arg("--handler=sqlite")
             .arg(format!("--sqlite-url=file:{}/", dir.path().display()))
             .arg(format!("--listen-addr=127.0.0.1:{port}"))
-            .args(["--telemetry=disable", "--state-dir=-", "--debug-addr=-", "--log-level=error"])
+            .args([
+                "--telemetry=disable",
+                "--state-dir=-",
+                "--debug-addr=-",
+                "--log-level=error",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {bin} ({e}); run the suite with tests/run.sh"));
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        assert!(crate::wait_for_port(addr, Duration::from_secs(20)), "FerretDB did not start on {addr}");
-        Self { uri: format!("mongodb://127.0.0.1:{port}/"), database, server: Some((child, dir)) }
+        assert!(
+            crate::wait_for_port(addr, Duration::from_secs(20)),
+            "FerretDB did not start on {addr}"
+        );
+        Self {
+            uri: format!("mongodb://127.0.0.1:{port}/"),
+            database,
+            server: Some((child, dir)),
+        }
     }
 }
 

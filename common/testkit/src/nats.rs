@@ -17,7 +17,11 @@ impl NatsServer {
     /// Starts a server on a free port.
     pub fn start() -> Self {
         let store_dir = tempfile::tempdir().expect("a temp dir can be created");
-        let mut server = Self { child: None, port: crate::free_port(), store_dir };
+        let mut server = Self {
+            child: None,
+            port: crate::free_port(),
+            store_dir,
+        };
         server.spawn();
         server
     }
@@ -33,7 +37,10 @@ impl NatsServer {
             .unwrap_or_else(|e| panic!("cannot start {bin} ({e}); run the suite with tests/run.sh"));
         self.child = Some(child);
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        assert!(crate::wait_for_port(addr, Duration::from_secs(10)), "nats-server did not start on {addr}");
+        assert!(
+            crate::wait_for_port(addr, Duration::from_secs(10)),
+            "nats-server did not start on {addr}"
+        );
     }
 
     /// The client URL.

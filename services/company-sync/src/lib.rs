@@ -12,7 +12,11 @@ use ttscm_runtime::{Bus, BusError, Shutdown, Store, StoreError};
 /// Companies: `{id, name, nameKey, cwCompanyId, cwIdentifier, …}`; owned by this service only.
 pub const COMPANIES: &str = "companies";
 
-const COMPANY_INDEXES: &[IndexSpec] = &[IndexSpec { name: "name_key", fields: &["nameKey"], unique: false }];
+const COMPANY_INDEXES: &[IndexSpec] = &[IndexSpec {
+    name: "name_key",
+    fields: &["nameKey"],
+    unique: false,
+}];
 
 /// Why company-sync could not start.
 #[derive(Debug, thiserror::Error)]
@@ -26,13 +30,22 @@ pub enum CompanySyncError {
 }
 
 /// Starts company-sync and serves its subjects until `shutdown`.
-pub async fn run(bus: &Bus, store: &Store, shutdown: Shutdown) -> Result<Vec<JoinHandle<()>>, CompanySyncError> {
+pub async fn run(
+    bus: &Bus,
+    store: &Store,
+    shutdown: Shutdown,
+) -> Result<Vec<JoinHandle<()>>, CompanySyncError> {
     store.ensure_indexes(COMPANIES, COMPANY_INDEXES).await?;
     let health_store = store.clone();
     Ok(vec![
         serve_fn::<CompanySyncHealth, _, _>(bus, COMPANY_SYNC_QUEUE, shutdown, move |_, _| {
             let store = health_store.clone();
-            async move { Ok(HealthReply { service: "company-sync".into(), store_ok: Some(store.ping().await.is_ok()) }) }
+            async move {
+                Ok(HealthReply {
+                    service: "company-sync".into(),
+                    store_ok: Some(store.ping().await.is_ok()),
+                })
+            }
         })
         .await?,
     ])

@@ -43,13 +43,21 @@ impl Handler<Call<ListCredentialTypes>> for CredentialActor {
         respond(async move {
             call.ctx.require(&[names::CREDENTIAL_TYPE_FETCH_MANY])?;
             let documents = store
-                .find(CREDENTIAL_TYPES, &FindOptions::new(Filter::All).sort("nameKey", Order::Asc).sort("id", Order::Asc))
+                .find(
+                    CREDENTIAL_TYPES,
+                    &FindOptions::new(Filter::All)
+                        .sort("nameKey", Order::Asc)
+                        .sort("id", Order::Asc),
+                )
                 .await
                 .map_err(store_failed)?;
             let mut types = Vec::with_capacity(documents.len());
             for document in &documents {
                 let id = document.get("id").and_then(|v| v.as_str()).unwrap_or_default();
-                let count = store.count(CREDENTIALS, &Filter::eq("typeId", id)).await.map_err(store_failed)?;
+                let count = store
+                    .count(CREDENTIALS, &Filter::eq("typeId", id))
+                    .await
+                    .map_err(store_failed)?;
                 types.push(to_credential_type(document, count).map_err(store_failed)?);
             }
             Ok(types)

@@ -27,7 +27,11 @@ pub enum CredentialError {
 
 /// Starts the credential service and serves its subjects until `shutdown`. Must be called on an
 /// actix thread.
-pub async fn run(bus: &Bus, store: &Store, shutdown: Shutdown) -> Result<Vec<JoinHandle<()>>, CredentialError> {
+pub async fn run(
+    bus: &Bus,
+    store: &Store,
+    shutdown: Shutdown,
+) -> Result<Vec<JoinHandle<()>>, CredentialError> {
     store::prepare(store).await?;
     let addr = actor::CredentialActor::new(store.clone()).start();
     let health_store = store.clone();
@@ -35,7 +39,12 @@ pub async fn run(bus: &Bus, store: &Store, shutdown: Shutdown) -> Result<Vec<Joi
         serve::<ListCredentialTypes, _>(bus, CREDENTIAL_QUEUE, addr, shutdown.clone()).await?,
         serve_fn::<CredentialHealth, _, _>(bus, CREDENTIAL_QUEUE, shutdown, move |_, _| {
             let store = health_store.clone();
-            async move { Ok(HealthReply { service: "credential".into(), store_ok: Some(store.ping().await.is_ok()) }) }
+            async move {
+                Ok(HealthReply {
+                    service: "credential".into(),
+                    store_ok: Some(store.ping().await.is_ok()),
+                })
+            }
         })
         .await?,
     ])

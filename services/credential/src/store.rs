@@ -10,10 +10,22 @@ pub const CREDENTIAL_TYPES: &str = "credential_types";
 /// Credentials: `{id, name, typeId, companyId, values, createdAt, updatedAt}`.
 pub const CREDENTIALS: &str = "credentials";
 
-const TYPE_INDEXES: &[IndexSpec] = &[IndexSpec { name: "name_key_unique", fields: &["nameKey"], unique: true }];
+const TYPE_INDEXES: &[IndexSpec] = &[IndexSpec {
+    name: "name_key_unique",
+    fields: &["nameKey"],
+    unique: true,
+}];
 const CREDENTIAL_INDEXES: &[IndexSpec] = &[
-    IndexSpec { name: "type_id", fields: &["typeId"], unique: false },
-    IndexSpec { name: "company_id", fields: &["companyId"], unique: false },
+    IndexSpec {
+        name: "type_id",
+        fields: &["typeId"],
+        unique: false,
+    },
+    IndexSpec {
+        name: "company_id",
+        fields: &["companyId"],
+        unique: false,
+    },
 ];
 
 /// Declares the indexes.
@@ -25,8 +37,9 @@ pub async fn prepare(store: &Store) -> Result<(), StoreError> {
 /// A stored type as the API shows it.
 pub fn to_credential_type(document: &Document, credential_count: u64) -> Result<CredentialType, StoreError> {
     let text = |key: &str| document.get(key).and_then(Value::as_str).map(str::to_owned);
-    let fields: Vec<FieldDefinition> = serde_json::from_value(document.get("fields").cloned().unwrap_or(Value::Array(vec![])))
-        .map_err(|e| StoreError::Corrupt(format!("credential type fields: {e}")))?;
+    let fields: Vec<FieldDefinition> =
+        serde_json::from_value(document.get("fields").cloned().unwrap_or(Value::Array(vec![])))
+            .map_err(|e| StoreError::Corrupt(format!("credential type fields: {e}")))?;
     Ok(CredentialType {
         id: text("id").unwrap_or_default(),
         name: text("name").unwrap_or_default(),

@@ -1,7 +1,9 @@
 //! The identity actor: owns the signing key and answers token and role questions.
 
 use actix::{Actor, Context, Handler};
-use ttscm_contract::identity::{AuthenticateToken, AuthenticatedToken, GetPublicKeys, PublicKeys, ResolveRoles};
+use ttscm_contract::identity::{
+    AuthenticateToken, AuthenticatedToken, GetPublicKeys, PublicKeys, ResolveRoles,
+};
 use ttscm_contract::{ErrorCode, PermissionSet, Principal, PrincipalKind, WireError};
 use ttscm_runtime::service::{Call, respond};
 use ttscm_runtime::store::Filter;
@@ -45,7 +47,9 @@ fn unauthorized() -> WireError {
 fn store_failed(error: ttscm_runtime::StoreError) -> WireError {
     tracing::error!(%error, "identity store failure");
     match error {
-        ttscm_runtime::StoreError::Unavailable(_) => WireError::new(ErrorCode::Unavailable, "The store is unavailable"),
+        ttscm_runtime::StoreError::Unavailable(_) => {
+            WireError::new(ErrorCode::Unavailable, "The store is unavailable")
+        }
         _ => WireError::internal(),
     }
 }
@@ -65,10 +69,10 @@ impl Handler<Call<AuthenticateToken>> for IdentityActor {
                 return Err(unauthorized());
             }
             let expires_at = token.get("expiresAt").and_then(|v| v.as_str()).map(str::to_owned);
-            if let Some(expiry) = expires_at.as_deref().and_then(clock::parse_iso) {
-                if expiry <= time::OffsetDateTime::now_utc() {
-                    return Err(unauthorized());
-                }
+            if let Some(expiry) = expires_at.as_deref().and_then(clock::parse_iso)
+                && expiry <= time::OffsetDateTime::now_utc()
+            {
+                return Err(unauthorized());
             }
             let roles: Vec<String> = token
                 .get("roles")
@@ -76,7 +80,13 @@ impl Handler<Call<AuthenticateToken>> for IdentityActor {
                 .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
                 .unwrap_or_default();
             let permissions = permissions_of(&store, &roles).await.map_err(store_failed)?;
-            let text = |key: &str| token.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+            let text = |key: &str| {
+                token
+                    .get(key)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
             Ok(AuthenticatedToken {
                 principal: Principal {
                     id: text("id"),

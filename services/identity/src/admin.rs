@@ -51,17 +51,26 @@ pub async fn create_api_token(
     prepare(store).await?;
     let name = name.trim();
     if name.is_empty() || name.len() > 100 {
-        return Err(IdentityError::Invalid("a token name is 1 to 100 characters".into()));
+        return Err(IdentityError::Invalid(
+            "a token name is 1 to 100 characters".into(),
+        ));
     }
     if roles.is_empty() {
         return Err(IdentityError::Invalid("a token needs at least one role".into()));
     }
     for role in roles {
-        if store.find_one(ROLES, Filter::eq("nameKey", role.to_lowercase())).await?.is_none() {
+        if store
+            .find_one(ROLES, Filter::eq("nameKey", role.to_lowercase()))
+            .await?
+            .is_none()
+        {
             return Err(IdentityError::NotFound(format!("there is no role '{role}'")));
         }
     }
-    let token = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(ids::random_bytes::<32>()));
+    let token = format!(
+        "{TOKEN_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(ids::random_bytes::<32>())
+    );
     let info = ApiTokenInfo {
         id: ids::new_id(),
         name: name.to_owned(),
@@ -79,7 +88,12 @@ pub async fn create_api_token(
 /// Every token, newest first.
 pub async fn list_api_tokens(store: &Store) -> Result<Vec<ApiTokenInfo>, IdentityError> {
     prepare(store).await?;
-    let documents = store.find(API_TOKENS, &FindOptions::new(Filter::All).sort("createdAt", Order::Desc)).await?;
+    let documents = store
+        .find(
+            API_TOKENS,
+            &FindOptions::new(Filter::All).sort("createdAt", Order::Desc),
+        )
+        .await?;
     Ok(documents
         .into_iter()
         .map(|d| {
@@ -105,7 +119,10 @@ pub async fn revoke_api_token(store: &Store, id: &str) -> Result<(), IdentityErr
     let revoked = store
         .update_one(
             API_TOKENS,
-            &Filter::And(vec![Filter::id(id), Filter::eq("revokedAt", ttscm_runtime::store::Scalar::Null)]),
+            &Filter::And(vec![
+                Filter::id(id),
+                Filter::eq("revokedAt", ttscm_runtime::store::Scalar::Null),
+            ]),
             &Update::default().set("revokedAt", clock::now_iso()),
         )
         .await?;
@@ -134,7 +151,13 @@ pub async fn upsert_role(store: &Store, name: &str, permissions: &[&str]) -> Res
         Ok(()) => Ok(()),
         Err(StoreError::Conflict) => {
             store
-                .update_one(ROLES, &Filter::eq("nameKey", key), &Update::default().set("permissions", permissions.to_vec()).set("updatedAt", now))
+                .update_one(
+                    ROLES,
+                    &Filter::eq("nameKey", key),
+                    &Update::default()
+                        .set("permissions", permissions.to_vec())
+                        .set("updatedAt", now),
+                )
                 .await?;
             Ok(())
         }

@@ -28,7 +28,10 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).field("private", &"***").finish()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("private", &"***")
+            .finish()
     }
 }
 
@@ -41,10 +44,15 @@ struct KeyFile {
 impl SigningKey {
     /// A key from base64 PKCS#8 DER.
     pub fn from_base64(kid: &str, pkcs8_base64: &str) -> Result<Self, IdentityError> {
-        let bad = || IdentityError::Config("TTSCM_IDENTITY__SIGNING_KEY is not a base64 PKCS#8 Ed25519 key".into());
+        let bad =
+            || IdentityError::Config("TTSCM_IDENTITY__SIGNING_KEY is not a base64 PKCS#8 Ed25519 key".into());
         let der = STANDARD.decode(pkcs8_base64.trim()).map_err(|_| bad())?;
         let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).map_err(|_| bad())?;
-        Ok(Self { kid: kid.to_owned(), public: pair.public_key().as_ref().to_vec(), pkcs8: der.into() })
+        Ok(Self {
+            kid: kid.to_owned(),
+            public: pair.public_key().as_ref().to_vec(),
+            pkcs8: der.into(),
+        })
     }
 
     /// A new random key.
@@ -62,7 +70,11 @@ impl SigningKey {
     /// Loads the key the settings call for: the configured one, or (embedded store only) the one
     /// in the data dir, generated on first start.
     pub fn load(settings: &Settings) -> Result<Self, IdentityError> {
-        let kid = settings.identity.signing_kid.clone().unwrap_or_else(|| "k1".into());
+        let kid = settings
+            .identity
+            .signing_kid
+            .clone()
+            .unwrap_or_else(|| "k1".into());
         if let Some(key) = &settings.identity.signing_key {
             return Self::from_base64(&kid, key.expose_secret());
         }
@@ -86,7 +98,10 @@ impl SigningKey {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate(&format!("k{}", ttscm_runtime::clock::unix_now()));
-                let file = KeyFile { kid: key.kid.clone(), pkcs8: key.to_base64() };
+                let file = KeyFile {
+                    kid: key.kid.clone(),
+                    pkcs8: key.to_base64(),
+                };
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(io)?;
                 }
@@ -105,7 +120,11 @@ impl SigningKey {
 
     /// The public half as the edge receives it.
     pub fn public_key(&self) -> PublicKey {
-        PublicKey { kid: self.kid.clone(), alg: "EdDSA".into(), x: URL_SAFE_NO_PAD.encode(&self.public) }
+        PublicKey {
+            kid: self.kid.clone(),
+            alg: "EdDSA".into(),
+            x: URL_SAFE_NO_PAD.encode(&self.public),
+        }
     }
 
     /// Signs access-token claims.
@@ -113,7 +132,8 @@ impl SigningKey {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
         let key = EncodingKey::from_ed_der(self.pkcs8.expose_secret());
-        jsonwebtoken::encode(&header, claims, &key).expect("Ed25519 signing of serializable claims cannot fail")
+        jsonwebtoken::encode(&header, claims, &key)
+            .expect("Ed25519 signing of serializable claims cannot fail")
     }
 }
 

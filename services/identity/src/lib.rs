@@ -23,7 +23,12 @@ pub use keys::SigningKey;
 
 /// Starts the identity service: prepares its collections, loads the signing key, and serves
 /// its subjects until `shutdown`. Must be called on an actix thread (the actor starts there).
-pub async fn run(bus: &Bus, store: &Store, settings: &Settings, shutdown: Shutdown) -> Result<Vec<JoinHandle<()>>, IdentityError> {
+pub async fn run(
+    bus: &Bus,
+    store: &Store,
+    settings: &Settings,
+    shutdown: Shutdown,
+) -> Result<Vec<JoinHandle<()>>, IdentityError> {
     store::prepare(store).await?;
     let signing_key = SigningKey::load(settings)?;
     let addr = actor::IdentityActor::new(store.clone(), signing_key, settings).start();
@@ -36,7 +41,12 @@ pub async fn run(bus: &Bus, store: &Store, settings: &Settings, shutdown: Shutdo
     tasks.push(
         serve_fn::<IdentityHealth, _, _>(bus, IDENTITY_QUEUE, shutdown, move |_, _| {
             let store = health_store.clone();
-            async move { Ok(HealthReply { service: "identity".into(), store_ok: Some(store.ping().await.is_ok()) }) }
+            async move {
+                Ok(HealthReply {
+                    service: "identity".into(),
+                    store_ok: Some(store.ping().await.is_ok()),
+                })
+            }
         })
         .await?,
     );

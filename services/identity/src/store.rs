@@ -13,8 +13,16 @@ pub const API_TOKENS: &str = "api_tokens";
 /// The built-in role holding every permission.
 pub const ADMIN_ROLE: &str = "admin";
 
-const ROLE_INDEXES: &[IndexSpec] = &[IndexSpec { name: "name_key_unique", fields: &["nameKey"], unique: true }];
-const TOKEN_INDEXES: &[IndexSpec] = &[IndexSpec { name: "token_hash_unique", fields: &["tokenHash"], unique: true }];
+const ROLE_INDEXES: &[IndexSpec] = &[IndexSpec {
+    name: "name_key_unique",
+    fields: &["nameKey"],
+    unique: true,
+}];
+const TOKEN_INDEXES: &[IndexSpec] = &[IndexSpec {
+    name: "token_hash_unique",
+    fields: &["tokenHash"],
+    unique: true,
+}];
 
 /// Declares indexes and makes sure the built-in `admin` role exists.
 pub async fn prepare(store: &Store) -> Result<(), StoreError> {
@@ -37,10 +45,20 @@ pub async fn permissions_of(store: &Store, roles: &[String]) -> Result<Permissio
         return Ok(PermissionSet::default());
     }
     let keys: Vec<String> = roles.iter().map(|r| r.to_lowercase()).collect();
-    let found = store.find(ROLES, &ttscm_runtime::FindOptions::new(Filter::is_in("nameKey", keys))).await?;
+    let found = store
+        .find(
+            ROLES,
+            &ttscm_runtime::FindOptions::new(Filter::is_in("nameKey", keys)),
+        )
+        .await?;
     let mut permissions = Vec::new();
     for role in found {
-        for value in role.get("permissions").and_then(|p| p.as_array()).into_iter().flatten() {
+        for value in role
+            .get("permissions")
+            .and_then(|p| p.as_array())
+            .into_iter()
+            .flatten()
+        {
             if let Some(permission) = value.as_str().and_then(|p| Permission::parse(p).ok()) {
                 permissions.push(permission);
             }

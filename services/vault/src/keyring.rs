@@ -30,7 +30,10 @@ pub struct KeyRing {
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyRing").field("kids", &self.keys.keys().collect::<Vec<_>>()).field("active", &self.active).finish()
+        f.debug_struct("KeyRing")
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .field("active", &self.active)
+            .finish()
     }
 }
 
@@ -50,12 +53,20 @@ impl KeyRing {
                 .split_once(':')
                 .ok_or_else(|| KeyRingError::Config("TTSCM_VAULT__KEYS entries are kid:base64key".into()))?;
             let kid = kid.trim();
-            if kid.is_empty() || !kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                return Err(KeyRingError::Config(format!("vault key id '{kid}' must be letters, digits, '-' or '_'")));
+            if kid.is_empty()
+                || !kid
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(KeyRingError::Config(format!(
+                    "vault key id '{kid}' must be letters, digits, '-' or '_'"
+                )));
             }
-            let bytes = Zeroizing::new(STANDARD.decode(key.trim()).map_err(|_| {
-                KeyRingError::Config(format!("vault key '{kid}' is not base64"))
-            })?);
+            let bytes = Zeroizing::new(
+                STANDARD
+                    .decode(key.trim())
+                    .map_err(|_| KeyRingError::Config(format!("vault key '{kid}' is not base64")))?,
+            );
             let key: [u8; 32] = bytes
                 .as_slice()
                 .try_into()
@@ -68,7 +79,9 @@ impl KeyRing {
             None => last.ok_or_else(|| KeyRingError::Config("TTSCM_VAULT__KEYS holds no keys".into()))?,
         };
         if !keys.contains_key(&active) {
-            return Err(KeyRingError::Config(format!("the active vault key '{active}' is not in the key ring")));
+            return Err(KeyRingError::Config(format!(
+                "the active vault key '{active}' is not in the key ring"
+            )));
         }
         Ok(Self { keys, active })
     }
@@ -100,13 +113,19 @@ impl KeyRing {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let kid = format!("v{}", ttscm_runtime::clock::unix_now());
                 let key = Zeroizing::new(ttscm_runtime::ids::random_bytes::<32>());
-                let file = KeyFile { active: kid.clone(), keys: BTreeMap::from([(kid.clone(), STANDARD.encode(*key))]) };
+                let file = KeyFile {
+                    active: kid.clone(),
+                    keys: BTreeMap::from([(kid.clone(), STANDARD.encode(*key))]),
+                };
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(io)?;
                 }
                 write_private(path, &serde_json::to_vec(&file).expect("key file serializes")).map_err(io)?;
                 tracing::info!(path = %path.display(), kid, "generated the vault key ring; back this file up");
-                Ok(Self { keys: BTreeMap::from([(kid.clone(), key)]), active: kid })
+                Ok(Self {
+                    keys: BTreeMap::from([(kid.clone(), key)]),
+                    active: kid,
+                })
             }
             Err(e) => Err(io(e)),
         }

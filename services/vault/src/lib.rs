@@ -24,12 +24,23 @@ pub enum VaultError {
 }
 
 /// Starts vault and serves its subjects until `shutdown`.
-pub async fn run(bus: &Bus, settings: &Settings, shutdown: Shutdown) -> Result<Vec<JoinHandle<()>>, VaultError> {
+pub async fn run(
+    bus: &Bus,
+    settings: &Settings,
+    shutdown: Shutdown,
+) -> Result<Vec<JoinHandle<()>>, VaultError> {
     let ring = KeyRing::load(settings)?;
-    tracing::info!(active_kid = ring.active_kid(), keys = ring.len(), "vault key ring loaded");
+    tracing::info!(
+        active_kid = ring.active_kid(),
+        keys = ring.len(),
+        "vault key ring loaded"
+    );
     Ok(vec![
         serve_fn::<VaultHealth, _, _>(bus, VAULT_QUEUE, shutdown, move |_, _| async move {
-            Ok(HealthReply { service: "vault".into(), store_ok: None })
+            Ok(HealthReply {
+                service: "vault".into(),
+                store_ok: None,
+            })
         })
         .await?,
     ])

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    BusError, DEFAULT_MAX_PAYLOAD, Headers, Message, Request, Requests, RequestsInner, Responder, Subscription,
-    SubscriptionInner, subject_matches,
+    BusError, DEFAULT_MAX_PAYLOAD, Headers, Message, Request, Requests, RequestsInner, Responder,
+    Subscription, SubscriptionInner, subject_matches,
 };
 
 /// How many requests may wait for one queue member before senders wait (backpressure).
@@ -52,15 +52,26 @@ impl InProcBus {
     }
 
     fn pick_member(&self, subject: &str) -> Option<mpsc::Sender<Request>> {
-        let groups = self.inner.groups.read().expect("bus lock is never poisoned: no panics under it");
-        let group = groups.get(subject)?.iter().find(|g| g.members.iter().any(|m| !m.is_closed()))?;
+        let groups = self
+            .inner
+            .groups
+            .read()
+            .expect("bus lock is never poisoned: no panics under it");
+        let group = groups
+            .get(subject)?
+            .iter()
+            .find(|g| g.members.iter().any(|m| !m.is_closed()))?;
         let live: Vec<&mpsc::Sender<Request>> = group.members.iter().filter(|m| !m.is_closed()).collect();
         let index = group.next.fetch_add(1, Ordering::Relaxed) % live.len();
         Some(live[index].clone())
     }
 
     fn prune(&self, subject: &str) {
-        let mut groups = self.inner.groups.write().expect("bus lock is never poisoned: no panics under it");
+        let mut groups = self
+            .inner
+            .groups
+            .write()
+            .expect("bus lock is never poisoned: no panics under it");
         if let Some(list) = groups.get_mut(subject) {
             for group in list.iter_mut() {
                 group.members.retain(|m| !m.is_closed());
@@ -80,7 +91,10 @@ impl InProcBus {
         timeout: Duration,
     ) -> Result<Message, BusError> {
         if payload.len() > DEFAULT_MAX_PAYLOAD {
-            return Err(BusError::PayloadTooLarge { size: payload.len(), max: DEFAULT_MAX_PAYLOAD });
+            return Err(BusError::PayloadTooLarge {
+                size: payload.len(),
+                max: DEFAULT_MAX_PAYLOAD,
+            });
         }
         let deadline = tokio::time::Instant::now() + timeout;
         let (reply_tx, reply_rx) = oneshot::channel();
@@ -93,7 +107,9 @@ impl InProcBus {
         // A member may close between picking and sending; try the others before giving up.
         loop {
             let Some(member) = self.pick_member(subject) else {
-                return Err(BusError::NoResponders { subject: subject.to_owned() });
+                return Err(BusError::NoResponders {
+                    subject: subject.to_owned(),
+                });
             };
             match tokio::time::timeout_at(deadline, member.send(request)).await {
                 Ok(Ok(())) => break,
@@ -101,26 +117,42 @@ impl InProcBus {
                     request = returned;
                     self.prune(subject);
                 }
-                Err(_) => return Err(BusError::TimedOut { subject: subject.to_owned() }),
+                Err(_) => {
+                    return Err(BusError::TimedOut {
+                        subject: subject.to_owned(),
+                    });
+                }
             }
         }
         match tokio::time::timeout_at(deadline, reply_rx).await {
             Ok(Ok(reply)) => Ok(reply),
             // The responder dropped the request without answering: to the caller that is a
             // request that will never be answered, which NATS reports as a timeout too.
-            Ok(Err(_)) => Err(BusError::TimedOut { subject: subject.to_owned() }),
-            Err(_) => Err(BusError::TimedOut { subject: subject.to_owned() }),
+            Ok(Err(_)) => Err(BusError::TimedOut {
+                subject: subject.to_owned(),
+            }),
+            Err(_) => Err(BusError::TimedOut {
+                subject: subject.to_owned(),
+            }),
         }
     }
 
     pub(super) fn serve(&self, subject: &str, queue: &str) -> Result<Requests, BusError> {
         validate_subject(subject, false)?;
         let (tx, rx) = mpsc::channel(MEMBER_BACKLOG);
-        let mut groups = self.inner.groups.write().expect("bus lock is never poisoned: no panics under it");
+        let mut groups = self
+            .inner
+            .groups
+            .write()
+            .expect("bus lock is never poisoned: no panics under it");
         let list = groups.entry(subject.to_owned()).or_default();
         match list.iter_mut().find(|g| g.name == queue) {
             Some(group) => group.members.push(tx),
-            None => list.push(QueueGroup { name: queue.to_owned(), members: vec![tx], next: AtomicUsize::new(0) }),
+            None => list.push(QueueGroup {
+                name: queue.to_owned(),
+                members: vec![tx],
+                next: AtomicUsize::new(0),
+            }),
         }
         Ok(Requests(RequestsInner::InProc(rx)))
     }
@@ -128,17 +160,27 @@ impl InProcBus {
     pub(super) fn publish(&self, subject: &str, headers: Headers, payload: Bytes) -> Result<(), BusError> {
         validate_subject(subject, false)?;
         if payload.len() > DEFAULT_MAX_PAYLOAD {
-            return Err(BusError::PayloadTooLarge { size: payload.len(), max: DEFAULT_MAX_PAYLOAD });
+            return Err(BusError::PayloadTooLarge {
+                size: payload.len(),
+                max: DEFAULT_MAX_PAYLOAD,
+            });
         }
         let mut closed = false;
         {
-            let subscribers =
-                self.inner.subscribers.read().expect("bus lock is never poisoned: no panics under it");
+            let subscribers = self
+                .inner
+                .subscribers
+                .read()
+                .expect("bus lock is never poisoned: no panics under it");
             for (pattern, sender) in subscribers.iter() {
                 if !subject_matches(pattern, subject) {
                     continue;
                 }
-                let message = Message { subject: subject.to_owned(), headers: headers.clone(), payload: payload.clone() };
+                let message = Message {
+                    subject: subject.to_owned(),
+                    headers: headers.clone(),
+                    payload: payload.clone(),
+                };
                 match sender.try_send(message) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Closed(_)) => closed = true,
@@ -183,5 +225,9 @@ fn validate_subject(subject: &str, wildcards: bool) -> Result<(), BusError> {
                     _ => !t.contains(['*', '>']),
                 }
         });
-    if valid { Ok(()) } else { Err(BusError::Other(format!("invalid subject '{subject}'"))) }
+    if valid {
+        Ok(())
+    } else {
+        Err(BusError::Other(format!("invalid subject '{subject}'")))
+    }
 }

@@ -96,8 +96,8 @@ pub enum BusError {
 /// A handle on the bus; cheap to clone.
 #[derive(Clone, Debug)]
 pub enum Bus {
-    /// A real NATS server.
-    Nats(nats::NatsBus),
+    /// A real NATS server (boxed: the client and JetStream context are large).
+    Nats(Box<nats::NatsBus>),
     /// The in-process bus of the embedded mode.
     InProc(inproc::InProcBus),
 }
@@ -171,7 +171,10 @@ pub struct Request {
 }
 
 enum Responder {
-    Nats { client: async_nats::Client, reply: Option<async_nats::Subject> },
+    Nats {
+        client: async_nats::Client,
+        reply: Option<async_nats::Subject>,
+    },
     InProc(tokio::sync::oneshot::Sender<Message>),
 }
 
@@ -188,7 +191,11 @@ impl Request {
             }
             Responder::InProc(sender) => {
                 // The caller may have timed out and gone; that is not the responder's error.
-                let _ = sender.send(Message { subject: self.subject, headers, payload });
+                let _ = sender.send(Message {
+                    subject: self.subject,
+                    headers,
+                    payload,
+                });
                 Ok(())
             }
         }
@@ -199,7 +206,10 @@ impl Request {
 pub struct Requests(RequestsInner);
 
 enum RequestsInner {
-    Nats { client: async_nats::Client, subscriber: async_nats::Subscriber },
+    Nats {
+        client: async_nats::Client,
+        subscriber: async_nats::Subscriber,
+    },
     InProc(tokio::sync::mpsc::Receiver<Request>),
 }
 
@@ -214,7 +224,10 @@ impl Requests {
                     subject: message.subject.to_string(),
                     headers: nats::from_nats_headers(message.headers.as_ref()),
                     payload: message.payload,
-                    responder: Responder::Nats { client: client.clone(), reply: message.reply },
+                    responder: Responder::Nats {
+                        client: client.clone(),
+                        reply: message.reply,
+                    },
                 })
             }
             RequestsInner::InProc(receiver) => receiver.recv().await,
@@ -269,7 +282,10 @@ mod tests {
 
     #[test]
     fn wildcards_match_like_nats() {
-        assert!(subject_matches("ttscm.events.>", "ttscm.events.credential.created"));
+        assert!(subject_matches(
+            "ttscm.events.>",
+            "ttscm.events.credential.created"
+        ));
         assert!(!subject_matches("ttscm.events.>", "ttscm.events"));
         assert!(subject_matches("ttscm.*.v1.get", "ttscm.credential.v1.get"));
         assert!(!subject_matches("ttscm.*.v1.get", "ttscm.credential.v1.list"));

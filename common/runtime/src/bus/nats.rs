@@ -75,7 +75,10 @@ impl NatsBus {
     fn check_payload(&self, payload: &Bytes) -> Result<(), BusError> {
         let max = self.client.server_info().max_payload;
         if max > 0 && payload.len() > max {
-            return Err(BusError::PayloadTooLarge { size: payload.len(), max });
+            return Err(BusError::PayloadTooLarge {
+                size: payload.len(),
+                max,
+            });
         }
         Ok(())
     }
@@ -102,10 +105,14 @@ impl NatsBus {
                 payload: message.payload,
             }),
             Err(error) => Err(match error.kind() {
-                RequestErrorKind::NoResponders => BusError::NoResponders { subject: subject.to_owned() },
+                RequestErrorKind::NoResponders => BusError::NoResponders {
+                    subject: subject.to_owned(),
+                },
                 RequestErrorKind::TimedOut => {
                     if self.is_connected() {
-                        BusError::TimedOut { subject: subject.to_owned() }
+                        BusError::TimedOut {
+                            subject: subject.to_owned(),
+                        }
                     } else {
                         BusError::Disconnected
                     }
@@ -121,12 +128,22 @@ impl NatsBus {
             .queue_subscribe(subject.to_owned(), queue.to_owned())
             .await
             .map_err(|e| BusError::Other(e.to_string()))?;
-        Ok(Requests(RequestsInner::Nats { client: self.client.clone(), subscriber }))
+        Ok(Requests(RequestsInner::Nats {
+            client: self.client.clone(),
+            subscriber,
+        }))
     }
 
-    pub(super) async fn publish(&self, subject: &str, headers: Headers, payload: Bytes) -> Result<(), BusError> {
+    pub(super) async fn publish(
+        &self,
+        subject: &str,
+        headers: Headers,
+        payload: Bytes,
+    ) -> Result<(), BusError> {
         self.check_payload(&payload)?;
-        let is_event = subject.strip_prefix(EVENTS_PREFIX).is_some_and(|rest| rest.starts_with('.'));
+        let is_event = subject
+            .strip_prefix(EVENTS_PREFIX)
+            .is_some_and(|rest| rest.starts_with('.'));
         if !is_event {
             return self
                 .client
@@ -158,8 +175,11 @@ impl NatsBus {
     }
 
     pub(super) async fn subscribe(&self, pattern: &str) -> Result<Subscription, BusError> {
-        let subscriber =
-            self.client.subscribe(pattern.to_owned()).await.map_err(|e| BusError::Other(e.to_string()))?;
+        let subscriber = self
+            .client
+            .subscribe(pattern.to_owned())
+            .await
+            .map_err(|e| BusError::Other(e.to_string()))?;
         Ok(Subscription(SubscriptionInner::Nats(subscriber)))
     }
 }

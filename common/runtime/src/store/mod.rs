@@ -165,7 +165,12 @@ pub struct FindOptions {
 impl FindOptions {
     /// Every document matching `filter`, unsorted.
     pub fn new(filter: Filter) -> Self {
-        Self { filter, sort: Vec::new(), skip: 0, limit: None }
+        Self {
+            filter,
+            sort: Vec::new(),
+            skip: 0,
+            limit: None,
+        }
     }
 
     /// Adds a sort key.
@@ -275,12 +280,18 @@ impl Store {
 
     /// The document with `id`.
     pub async fn get(&self, collection: &str, id: &str) -> Result<Option<Document>, StoreError> {
-        Ok(self.find(collection, &FindOptions::new(Filter::id(id)).page(0, 1)).await?.pop())
+        Ok(self
+            .find(collection, &FindOptions::new(Filter::id(id)).page(0, 1))
+            .await?
+            .pop())
     }
 
     /// The first document matching `filter`.
     pub async fn find_one(&self, collection: &str, filter: Filter) -> Result<Option<Document>, StoreError> {
-        Ok(self.find(collection, &FindOptions::new(filter).page(0, 1)).await?.pop())
+        Ok(self
+            .find(collection, &FindOptions::new(filter).page(0, 1))
+            .await?
+            .pop())
     }
 
     /// The documents matching, sorted and paged.
@@ -300,7 +311,12 @@ impl Store {
 
     /// Updates the first document matching `filter`; answers whether one matched. The match and
     /// the write are one atomic step, so two racing conditional updates cannot both win.
-    pub async fn update_one(&self, collection: &str, filter: &Filter, update: &Update) -> Result<bool, StoreError> {
+    pub async fn update_one(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        update: &Update,
+    ) -> Result<bool, StoreError> {
         check_collection(collection)?;
         check_filter(filter)?;
         check_update(update)?;
@@ -308,7 +324,12 @@ impl Store {
     }
 
     /// Updates every document matching `filter`; answers how many matched.
-    pub async fn update_many(&self, collection: &str, filter: &Filter, update: &Update) -> Result<u64, StoreError> {
+    pub async fn update_many(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        update: &Update,
+    ) -> Result<u64, StoreError> {
         check_collection(collection)?;
         check_filter(filter)?;
         check_update(update)?;
@@ -344,18 +365,31 @@ impl Store {
 fn check_collection(name: &str) -> Result<(), StoreError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit());
-    if ok { Ok(()) } else { Err(StoreError::Invalid(format!("bad collection name '{name}'"))) }
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!("bad collection name '{name}'")))
+    }
 }
 
 /// Field paths are code constants: dot-separated identifiers.
 fn check_field(field: &str) -> Result<(), StoreError> {
     let ok = !field.is_empty()
         && field.split('.').all(|segment| {
-            segment.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            segment
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
                 && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         });
-    if ok { Ok(()) } else { Err(StoreError::Invalid(format!("bad field path '{field}'"))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!("bad field path '{field}'")))
+    }
 }
 
 fn check_filter(filter: &Filter) -> Result<(), StoreError> {
@@ -365,7 +399,12 @@ fn check_filter(filter: &Filter) -> Result<(), StoreError> {
 }
 
 fn check_update(update: &Update) -> Result<(), StoreError> {
-    for field in update.set.iter().map(|(f, _)| f.as_str()).chain(update.unset.iter().map(String::as_str)) {
+    for field in update
+        .set
+        .iter()
+        .map(|(f, _)| f.as_str())
+        .chain(update.unset.iter().map(String::as_str))
+    {
         check_field(field)?;
         if field == "id" {
             return Err(StoreError::Invalid("the id cannot change".into()));

@@ -32,26 +32,36 @@ pub struct MongoStore {
 impl MongoStore {
     /// Connects lazily to `uri` and uses `database`.
     pub async fn connect(uri: &str, database: &str) -> Result<Self, StoreError> {
-        let mut options =
-            ClientOptions::parse(uri).await.map_err(|e| StoreError::Invalid(format!("bad MongoDB URI: {e}")))?;
+        let mut options = ClientOptions::parse(uri)
+            .await
+            .map_err(|e| StoreError::Invalid(format!("bad MongoDB URI: {e}")))?;
         options.server_selection_timeout = Some(SERVER_SELECTION_TIMEOUT);
         options.connect_timeout = Some(SERVER_SELECTION_TIMEOUT);
         options.app_name = Some("ttscm".into());
         let client = Client::with_options(options).map_err(map_error)?;
-        Ok(Self { database: client.database(database) })
+        Ok(Self {
+            database: client.database(database),
+        })
     }
 
     fn collection(&self, name: &str) -> mongodb::Collection<BsonDocument> {
         self.database.collection(name)
     }
 
-    pub(super) async fn ensure_indexes(&self, collection: &str, indexes: &[IndexSpec]) -> Result<(), StoreError> {
+    pub(super) async fn ensure_indexes(
+        &self,
+        collection: &str,
+        indexes: &[IndexSpec],
+    ) -> Result<(), StoreError> {
         for index in indexes {
             let mut keys = BsonDocument::new();
             for field in index.fields {
                 keys.insert(mongo_field(field), 1);
             }
-            let options = IndexOptions::builder().name(index.name.to_owned()).unique(index.unique).build();
+            let options = IndexOptions::builder()
+                .name(index.name.to_owned())
+                .unique(index.unique)
+                .build();
             self.collection(collection)
                 .create_index(IndexModel::builder().keys(keys).options(options).build())
                 .await
@@ -61,10 +71,18 @@ impl MongoStore {
     }
 
     pub(super) async fn insert(&self, collection: &str, document: Document) -> Result<(), StoreError> {
-        self.collection(collection).insert_one(to_bson_document(document)?).await.map(|_| ()).map_err(map_error)
+        self.collection(collection)
+            .insert_one(to_bson_document(document)?)
+            .await
+            .map(|_| ())
+            .map_err(map_error)
     }
 
-    pub(super) async fn find(&self, collection: &str, options: &FindOptions) -> Result<Vec<Document>, StoreError> {
+    pub(super) async fn find(
+        &self,
+        collection: &str,
+        options: &FindOptions,
+    ) -> Result<Vec<Document>, StoreError> {
         let mut sort = BsonDocument::new();
         for (field, order) in &options.sort {
             sort.insert(mongo_field(field), if *order == Order::Asc { 1 } else { -1 });
@@ -80,14 +98,19 @@ impl MongoStore {
         let mut cursor = action.await.map_err(map_error)?;
         let mut documents = Vec::new();
         while cursor.advance().await.map_err(map_error)? {
-            let raw = cursor.deserialize_current().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let raw = cursor
+                .deserialize_current()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             documents.push(from_bson_document(raw)?);
         }
         Ok(documents)
     }
 
     pub(super) async fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
-        self.collection(collection).count_documents(compile(filter)).await.map_err(map_error)
+        self.collection(collection)
+            .count_documents(compile(filter))
+            .await
+            .map_err(map_error)
     }
 
     pub(super) async fn update(
@@ -113,14 +136,23 @@ impl MongoStore {
             changes.insert("$unset", unset);
         }
         if changes.is_empty() {
-            return self.count(collection, filter).await.map(|n| if many { n } else { n.min(1) });
+            return self
+                .count(collection, filter)
+                .await
+                .map(|n| if many { n } else { n.min(1) });
         }
         let coll = self.collection(collection);
         if many {
             changes.insert("$inc", doc! { REVISION: 1i64 });
-            return coll.update_many(compile(filter), changes).await.map(|r| r.matched_count).map_err(map_error);
+            return coll
+                .update_many(compile(filter), changes)
+                .await
+                .map(|r| r.matched_count)
+                .map_err(map_error);
         }
-        self.update_one_claimed(collection, filter, changes).await.map(u64::from)
+        self.update_one_claimed(collection, filter, changes)
+            .await
+            .map(u64::from)
     }
 
     /// A conditional single-document update that is atomic on FerretDB too.
@@ -131,7 +163,12 @@ impl MongoStore {
     /// by inserting a claim document with that id — an insert on a unique `_id` is atomic on
     /// every backend — then writes only if the revision is unchanged, then drops the claim. A
     /// claim older than [`CLAIM_STALE_AFTER`] belongs to a crashed updater and is broken.
-    async fn update_one_claimed(&self, collection: &str, filter: &Filter, mut changes: BsonDocument) -> Result<bool, StoreError> {
+    async fn update_one_claimed(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        mut changes: BsonDocument,
+    ) -> Result<bool, StoreError> {
         let coll = self.collection(collection);
         let claims = self.collection(CLAIMS);
         let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
@@ -143,7 +180,11 @@ impl MongoStore {
             let revision = current.get(REVISION).and_then(Bson::as_i64).unwrap_or(0);
             let claim_id = format!("{collection}/{id}/{revision}");
             let now = crate::clock::unix_now_millis();
-            match claims.insert_one(doc! { "_id": &claim_id, "at": now }).await.map_err(map_error) {
+            match claims
+                .insert_one(doc! { "_id": &claim_id, "at": now })
+                .await
+                .map_err(map_error)
+            {
                 Ok(_) => {}
                 Err(StoreError::Conflict) => {
                     let stale = claims
@@ -153,9 +194,14 @@ impl MongoStore {
                         .and_then(|c| c.get("at").and_then(Bson::as_i64))
                         .is_some_and(|at| now - at > CLAIM_STALE_AFTER.as_millis() as i64);
                     if stale {
-                        claims.delete_one(doc! { "_id": &claim_id }).await.map_err(map_error)?;
+                        claims
+                            .delete_one(doc! { "_id": &claim_id })
+                            .await
+                            .map_err(map_error)?;
                     } else if tokio::time::Instant::now() >= deadline {
-                        return Err(StoreError::Unavailable("a document stayed locked by another update".into()));
+                        return Err(StoreError::Unavailable(
+                            "a document stayed locked by another update".into(),
+                        ));
                     } else {
                         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
                     }
@@ -168,12 +214,20 @@ impl MongoStore {
             } else {
                 doc! { "_id": &id, REVISION: revision }
             };
-            let set = changes.entry("$set".to_owned()).or_insert_with(|| Bson::Document(BsonDocument::new()));
+            let set = changes
+                .entry("$set".to_owned())
+                .or_insert_with(|| Bson::Document(BsonDocument::new()));
             if let Bson::Document(set) = set {
                 set.insert(REVISION, revision + 1);
             }
-            let result = coll.update_one(unchanged, changes.clone()).await.map_err(map_error);
-            claims.delete_one(doc! { "_id": &claim_id }).await.map_err(map_error)?;
+            let result = coll
+                .update_one(unchanged, changes.clone())
+                .await
+                .map_err(map_error);
+            claims
+                .delete_one(doc! { "_id": &claim_id })
+                .await
+                .map_err(map_error)?;
             if result?.matched_count == 1 {
                 return Ok(true);
             }
@@ -182,11 +236,19 @@ impl MongoStore {
     }
 
     pub(super) async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
-        self.collection(collection).delete_many(compile(filter)).await.map(|r| r.deleted_count).map_err(map_error)
+        self.collection(collection)
+            .delete_many(compile(filter))
+            .await
+            .map(|r| r.deleted_count)
+            .map_err(map_error)
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        self.database.run_command(doc! { "ping": 1 }).await.map(|_| ()).map_err(map_error)
+        self.database
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map(|_| ())
+            .map_err(map_error)
     }
 }
 
@@ -236,12 +298,18 @@ fn compile(filter: &Filter) -> BsonDocument {
         Filter::Lte(field, value) => op(field, "$lte", value),
         Filter::In(field, values) => {
             let mut outer = BsonDocument::new();
-            outer.insert(mongo_field(field), doc! { "$in": values.iter().map(scalar).collect::<Vec<_>>() });
+            outer.insert(
+                mongo_field(field),
+                doc! { "$in": values.iter().map(scalar).collect::<Vec<_>>() },
+            );
             outer
         }
         Filter::ContainsCi(field, needle) => {
             let mut outer = BsonDocument::new();
-            outer.insert(mongo_field(field), doc! { "$regex": escape_regex(needle), "$options": "i" });
+            outer.insert(
+                mongo_field(field),
+                doc! { "$regex": escape_regex(needle), "$options": "i" },
+            );
             outer
         }
         Filter::And(all) if all.is_empty() => BsonDocument::new(),
@@ -297,17 +365,17 @@ fn from_bson(value: Bson) -> Result<Value, StoreError> {
 }
 
 fn map_error(error: mongodb::error::Error) -> StoreError {
-    if let ErrorKind::Write(WriteFailure::WriteError(write)) = error.kind.as_ref() {
-        if write.code == 11000 {
-            return StoreError::Conflict;
-        }
+    if let ErrorKind::Write(WriteFailure::WriteError(write)) = error.kind.as_ref()
+        && write.code == 11000
+    {
+        return StoreError::Conflict;
     }
-    if let ErrorKind::Command(command) = error.kind.as_ref() {
-        // FerretDB 1.24 reports a unique violation during an update as an InternalError that
-        // carries SQLite's message instead of code 11000.
-        if command.code == 11000 || command.message.contains("UNIQUE constraint failed") {
-            return StoreError::Conflict;
-        }
+    // FerretDB 1.24 reports a unique violation during an update as an InternalError that
+    // carries SQLite's message instead of code 11000.
+    if let ErrorKind::Command(command) = error.kind.as_ref()
+        && (command.code == 11000 || command.message.contains("UNIQUE constraint failed"))
+    {
+        return StoreError::Conflict;
     }
     match error.kind.as_ref() {
         ErrorKind::ServerSelection { .. } | ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } => {

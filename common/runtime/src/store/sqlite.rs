@@ -49,14 +49,18 @@ fn open_connection(path: &Path, write: bool) -> Result<Connection, StoreError> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags).map_err(other)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(other)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(other)?;
     conn.pragma_update(None, "journal_mode", "WAL").map_err(other)?;
     conn.pragma_update(None, "synchronous", "NORMAL").map_err(other)?;
     conn.set_prepared_statement_cache_capacity(128);
     // Unicode-aware lowercase, so case-insensitive search matches MongoDB's `$regex` with `i`.
-    conn.create_scalar_function("ttscm_lower", 1, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, |ctx| {
-        Ok(ctx.get::<Option<String>>(0)?.map(|s| s.to_lowercase()))
-    })
+    conn.create_scalar_function(
+        "ttscm_lower",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| Ok(ctx.get::<Option<String>>(0)?.map(|s| s.to_lowercase())),
+    )
     .map_err(other)?;
     Ok(conn)
 }
@@ -65,7 +69,9 @@ impl SqliteStore {
     /// Opens (creating if needed) the store file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let writer = open_connection(path, true)?;
-        let readers = (0..READERS).map(|_| open_connection(path, false).map(Mutex::new)).collect::<Result<_, _>>()?;
+        let readers = (0..READERS)
+            .map(|_| open_connection(path, false).map(Mutex::new))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 writer: Mutex::new(writer),
@@ -121,7 +127,11 @@ impl SqliteStore {
 
     pub(super) fn insert(&self, collection: &str, document: Document) -> Result<(), StoreError> {
         self.ensure_table(collection)?;
-        let id = document.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let id = document
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         let doc = serde_json::to_string(&document).map_err(|e| StoreError::Invalid(e.to_string()))?;
         self.with_writer(|conn| {
             conn.prepare_cached(&format!("INSERT INTO \"{collection}\" (id, doc) VALUES (?1, ?2)"))
@@ -134,12 +144,21 @@ impl SqliteStore {
     pub(super) fn find(&self, collection: &str, options: &FindOptions) -> Result<Vec<Document>, StoreError> {
         self.ensure_table(collection)?;
         let mut params = Vec::new();
-        let mut sql = format!("SELECT doc FROM \"{collection}\" WHERE {}", compile(&options.filter, &mut params));
+        let mut sql = format!(
+            "SELECT doc FROM \"{collection}\" WHERE {}",
+            compile(&options.filter, &mut params)
+        );
         if !options.sort.is_empty() {
             let keys: Vec<String> = options
                 .sort
                 .iter()
-                .map(|(f, o)| format!("{} {}", field_expr(f), if *o == Order::Asc { "ASC" } else { "DESC" }))
+                .map(|(f, o)| {
+                    format!(
+                        "{} {}",
+                        field_expr(f),
+                        if *o == Order::Asc { "ASC" } else { "DESC" }
+                    )
+                })
                 .collect();
             sql.push_str(" ORDER BY ");
             sql.push_str(&keys.join(", "));
@@ -152,7 +171,11 @@ impl SqliteStore {
             let mut rows = stmt.query(params_from_iter(params.iter())).map_err(map_error)?;
             let mut documents = Vec::new();
             while let Some(row) = rows.next().map_err(map_error)? {
-                let text = row.get_ref(0).map_err(map_error)?.as_str().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let text = row
+                    .get_ref(0)
+                    .map_err(map_error)?
+                    .as_str()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 documents.push(serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))?);
             }
             Ok(documents)
@@ -162,10 +185,15 @@ impl SqliteStore {
     pub(super) fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
         self.ensure_table(collection)?;
         let mut params = Vec::new();
-        let sql = format!("SELECT count(*) FROM \"{collection}\" WHERE {}", compile(filter, &mut params));
+        let sql = format!(
+            "SELECT count(*) FROM \"{collection}\" WHERE {}",
+            compile(filter, &mut params)
+        );
         self.with_reader(|conn| {
             let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
-            let count: i64 = stmt.query_row(params_from_iter(params.iter()), |row| row.get(0)).map_err(map_error)?;
+            let count: i64 = stmt
+                .query_row(params_from_iter(params.iter()), |row| row.get(0))
+                .map_err(map_error)?;
             Ok(u64::try_from(count).unwrap_or(0))
         })
     }
@@ -183,13 +211,19 @@ impl SqliteStore {
         if !update.set.is_empty() {
             let mut args = Vec::new();
             for (field, value) in &update.set {
-                params.push(SqlValue::Text(serde_json::to_string(value).map_err(|e| StoreError::Invalid(e.to_string()))?));
+                params.push(SqlValue::Text(
+                    serde_json::to_string(value).map_err(|e| StoreError::Invalid(e.to_string()))?,
+                ));
                 args.push(format!("'{}', json(?{})", json_path(field), params.len()));
             }
             expr = format!("json_set({expr}, {})", args.join(", "));
         }
         if !update.unset.is_empty() {
-            let paths: Vec<String> = update.unset.iter().map(|f| format!("'{}'", json_path(f))).collect();
+            let paths: Vec<String> = update
+                .unset
+                .iter()
+                .map(|f| format!("'{}'", json_path(f)))
+                .collect();
             expr = format!("json_remove({expr}, {})", paths.join(", "));
         }
         let condition = compile(filter, &mut params);
@@ -210,7 +244,10 @@ impl SqliteStore {
     pub(super) fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
         self.ensure_table(collection)?;
         let mut params = Vec::new();
-        let sql = format!("DELETE FROM \"{collection}\" WHERE {}", compile(filter, &mut params));
+        let sql = format!(
+            "DELETE FROM \"{collection}\" WHERE {}",
+            compile(filter, &mut params)
+        );
         self.with_writer(|conn| {
             let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
             Ok(stmt.execute(params_from_iter(params.iter())).map_err(map_error)? as u64)
@@ -228,7 +265,11 @@ fn json_path(field: &str) -> String {
 
 /// The SQL expression for a (validated) field path.
 fn field_expr(field: &str) -> String {
-    if field == "id" { "id".to_owned() } else { format!("json_extract(doc, '{}')", json_path(field)) }
+    if field == "id" {
+        "id".to_owned()
+    } else {
+        format!("json_extract(doc, '{}')", json_path(field))
+    }
 }
 
 fn bind(scalar: &Scalar, params: &mut Vec<SqlValue>) -> String {
@@ -285,9 +326,9 @@ fn compile(filter: &Filter, params: &mut Vec<SqlValue>) -> String {
 fn map_error(error: rusqlite::Error) -> StoreError {
     match error.sqlite_error_code() {
         Some(ErrorCode::ConstraintViolation) => StoreError::Conflict,
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen | ErrorCode::DiskFull) => {
-            StoreError::Unavailable(error.to_string())
-        }
+        Some(
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen | ErrorCode::DiskFull,
+        ) => StoreError::Unavailable(error.to_string()),
         _ => other(error),
     }
 }
