@@ -12,6 +12,7 @@ pub mod operation;
 pub mod permission;
 pub mod principal;
 pub mod subjects;
+pub mod vault;
 
 pub use error::{ErrorCode, FieldError, WireError};
 pub use operation::Operation;

@@ -27,6 +27,12 @@ pub const CREDENTIAL_TYPE_LIST: &str = "ttscm.credential.v1.type_list";
 /// Credential: health (store reachable).
 pub const CREDENTIAL_HEALTH: &str = "ttscm.credential.v1.health";
 
+/// Vault: seal values with the active key.
+pub const VAULT_SEAL: &str = "ttscm.vault.v1.seal";
+/// Vault: open sealed values.
+pub const VAULT_UNSEAL: &str = "ttscm.vault.v1.unseal";
+/// Vault: re-seal values with the active key.
+pub const VAULT_RESEAL: &str = "ttscm.vault.v1.reseal";
 /// Vault: health (key ring loaded).
 pub const VAULT_HEALTH: &str = "ttscm.vault.v1.health";
 

@@ -1,0 +1,93 @@
+//! Vault operations: seal and unseal field values bound to their place (credential id, field
+//! id). Plaintext crosses the bus only in payloads (never in subjects or headers); in mesh mode
+//! NATS connections should use TLS.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Operation, subjects};
+
+/// Where a value lives; the key that seals it is derived from this, so a sealed value copied to
+/// another credential or field fails to open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Place {
+    /// The credential's id.
+    pub credential_id: String,
+    /// The field's id within the credential type.
+    pub field_id: String,
+}
+
+/// One value to seal.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SealItem {
+    /// Where the value lives.
+    pub place: Place,
+    /// The plaintext.
+    pub plaintext: String,
+}
+
+impl std::fmt::Debug for SealItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealItem").field("place", &self.place).field("plaintext", &"***").finish()
+    }
+}
+
+/// Seal values with the active key. Replies with one sealed blob (base64) per item, in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Seal {
+    /// The values.
+    pub items: Vec<SealItem>,
+}
+
+impl Operation for Seal {
+    const SUBJECT: &'static str = subjects::VAULT_SEAL;
+    type Reply = Vec<String>;
+}
+
+/// One sealed value to open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SealedItem {
+    /// Where the value lives (must be where it was sealed).
+    pub place: Place,
+    /// The sealed blob (base64).
+    pub sealed: String,
+}
+
+/// Open sealed values. Replies with one plaintext per item, in order; any item that fails to
+/// open fails the whole call (code `internal`, message saying a sealed value failed to open).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Unseal {
+    /// The values.
+    pub items: Vec<SealedItem>,
+}
+
+/// Plaintexts; `Debug` hides them.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Plaintexts(pub Vec<String>);
+
+impl std::fmt::Debug for Plaintexts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Plaintexts({} values, ***)", self.0.len())
+    }
+}
+
+impl Operation for Unseal {
+    const SUBJECT: &'static str = subjects::VAULT_UNSEAL;
+    type Reply = Plaintexts;
+}
+
+/// Re-seal values with the active key (for key rotation). Items already under the active key
+/// come back unchanged. Replies with one sealed blob per item, in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reseal {
+    /// The values.
+    pub items: Vec<SealedItem>,
+}
+
+impl Operation for Reseal {
+    const SUBJECT: &'static str = subjects::VAULT_RESEAL;
+    type Reply = Vec<String>;
+}
