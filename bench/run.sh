@@ -52,15 +52,16 @@ TARGETS=(
 
 # ---------------------------------------------------------------------------------------------
 # MESH MODE (not wired yet). To benchmark ttscm as a NATS mesh in the same table:
-#   1. write `start_mesh` next to `start_ttscm` below: start NATS and MongoDB (or take NATS_URL /
-#      MONGODB_URI from the environment), pick a port with `free_port`, launch `ttscm serve`
-#      with NATS_URL=... MONGODB_URI=... TTSCM_LISTEN_ADDR=127.0.0.1:$PORT TTSCM_LOG=warn (and
-#      whatever other processes the mesh needs), register every pid with `track_pid` so the trap
-#      stops it, fill SERVER_URL[mesh], SERVER_PID[mesh], SERVER_LOG[mesh], wait with
-#      `wait_ready mesh "${SERVER_URL[mesh]}/healthz" 200`, and create its token with the same
-#      environment into SERVER_TOKEN[mesh].
-#   2. call it where the comment "mesh mode: start it here" is (e.g. only when NATS_URL is set)
-#      and add rows such as
+#   1. write `start_mesh` next to `start_ttscm` below: start NATS and MongoDB (or take them from
+#      the environment), generate key material (`ttscm keys signing-key`, `ttscm keys vault-key`),
+#      launch one `ttscm serve --only <component>` per component with TTSCM_NATS_URL,
+#      TTSCM_MONGODB_URI, the keys and TTSCM_LOG=warn (the edge with
+#      TTSCM_LISTEN_ADDR=127.0.0.1:$PORT after `free_port`), register every pid with `track_pid`
+#      so the trap stops it, fill SERVER_URL[mesh], SERVER_PID[mesh] (the edge), SERVER_LOG[mesh],
+#      wait with `wait_ready mesh "${SERVER_URL[mesh]}/healthz" 200`, and create the token with
+#      the same environment into SERVER_TOKEN[mesh].
+#   2. call it where the comment "mesh mode: start it here" is (e.g. only when BENCH_MESH=1) and
+#      add rows such as
 #        "mesh|mesh teapot|/v1/teapot|0|warp teapot|418"
 #        "mesh|mesh list|/v1/credential-type/credential-types|1|warp list|200"
 #      to TARGETS; rows of a server that was not started are skipped (`server_started`).
@@ -259,8 +260,8 @@ start_ttscm() {
     SERVER_PID[ttscm]=$!
     track_pid $!
     wait_ready ttscm "${SERVER_URL[ttscm]}/healthz" 200
-    out=$(TTSCM_DATA_DIR="$data_dir" "$TTSCM_BIN" token create --name bench --role admin) ||
-        die "ttscm token create failed"
+    out=$(TTSCM_DATA_DIR="$data_dir" TTSCM_LOG=warn "$TTSCM_BIN" token create --name bench --role admin \
+        2>"$TMP_DIR/token.log") || die "ttscm token create failed: $(cat "$TMP_DIR/token.log")"
     SERVER_TOKEN[ttscm]=${out%%$'\n'*}
     [[ -n ${SERVER_TOKEN[ttscm]} ]] || die "ttscm token create printed no token"
 }

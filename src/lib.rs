@@ -147,7 +147,7 @@ pub async fn serve(
             Component::Credential => {
                 let store = store.as_ref().expect("credential needs the store, opened above");
                 tasks.extend(
-                    ttscm_credential::run(&bus, store, shutdown.clone())
+                    ttscm_credential::run(&bus, store, settings, shutdown.clone())
                         .await
                         .map_err(config_or_runtime(false))?,
                 );

@@ -1,20 +1,28 @@
-//! Credential service operations.
+//! Credential service operations: credential types, credentials, and the audit log. Request
+//! bodies are parsed by the edge straight into the `*Input`/`*Patch` types, which deny unknown
+//! fields, so an unexpected key is a 400 naming it.
 
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+use crate::company::CompanySummary;
 use crate::{Operation, subjects};
 
 /// One field definition of a credential type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FieldDefinition {
-    /// Identifier, unique within the type.
+    /// Identifier, unique within the type: letters, digits, `_`; starts with a letter; ≤ 64.
     pub id: String,
     /// Display name.
     pub name: String,
     /// Whether every credential must have a value.
+    #[serde(default)]
     pub required: bool,
-    /// Whether values are sealed by vault.
+    /// Whether values are sealed by vault (always true for `totp`).
+    #[serde(default)]
     pub secure: bool,
     /// One of `plain_text`, `password`, `email`, `url`, `note`, `number`, `totp`.
     pub value_type: String,
@@ -26,11 +34,11 @@ pub struct FieldDefinition {
 pub struct CredentialType {
     /// Id.
     pub id: String,
-    /// Unique name.
+    /// Unique name (case-insensitively).
     pub name: String,
     /// Extra permission every access to this type's credentials requires.
     pub permission_scope: Option<String>,
-    /// Icon URL.
+    /// Icon URL (https).
     pub icon: Option<String>,
     /// Field definitions.
     pub fields: Vec<FieldDefinition>,
@@ -42,6 +50,155 @@ pub struct CredentialType {
     pub updated_at: String,
 }
 
+/// The body of `POST /credential-type/credential-types`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialTypeInput {
+    /// Name.
+    pub name: String,
+    /// Extra permission for the type's credentials.
+    #[serde(default)]
+    pub permission_scope: Option<String>,
+    /// Icon URL.
+    #[serde(default)]
+    pub icon: Option<String>,
+    /// Field definitions.
+    pub fields: Vec<FieldDefinition>,
+}
+
+/// `Some(None)` for an explicit `null`, `None` for an absent key.
+fn explicit_null<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// The body of `PATCH /credential-type/credential-types/:id`; absent keys stay as they are,
+/// `null` clears `permissionScope` or `icon`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialTypePatch {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New scope, or `null` to remove it.
+    #[serde(default, deserialize_with = "explicit_null")]
+    pub permission_scope: Option<Option<String>>,
+    /// New icon, or `null` to remove it.
+    #[serde(default, deserialize_with = "explicit_null")]
+    pub icon: Option<Option<String>>,
+    /// The complete new list of field definitions.
+    #[serde(default)]
+    pub fields: Option<Vec<FieldDefinition>>,
+}
+
+/// A field value in a request; `id` is optional (the server assigns stable ids).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FieldValueInput {
+    /// The value's id, if the client knows it.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The field it fills.
+    pub field_id: String,
+    /// The value: a string (a number is also accepted for `number` fields).
+    pub value: Value,
+}
+
+/// The body of `POST /credential/credentials`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialInput {
+    /// Name.
+    pub name: String,
+    /// The credential type.
+    pub type_id: String,
+    /// The company it belongs to.
+    pub company_id: String,
+    /// Values.
+    pub fields: Vec<FieldValueInput>,
+}
+
+/// The body of `PATCH /credential/credentials/:id` (the name only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialPatch {
+    /// New name.
+    pub name: String,
+}
+
+/// The body of `PUT /credential/credentials/:id/fields`: the complete new set of values.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialFieldsInput {
+    /// Values.
+    pub fields: Vec<FieldValueInput>,
+}
+
+/// The type as embedded in a credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialTypeSummary {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Field definitions.
+    pub fields: Vec<FieldDefinition>,
+    /// Extra permission.
+    pub permission_scope: Option<String>,
+}
+
+/// A credential as the API shows it: non-secure values only, keyed by field id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Credential {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Type id.
+    pub type_id: String,
+    /// Company id.
+    pub company_id: String,
+    /// Non-secure values by field id.
+    pub fields: BTreeMap<String, Value>,
+    /// The type.
+    #[serde(rename = "type")]
+    pub credential_type: CredentialTypeSummary,
+    /// The company.
+    pub company: CompanySummary,
+    /// Created.
+    pub created_at: String,
+    /// Last updated.
+    pub updated_at: String,
+}
+
+/// One value as `GET …/fields` shows it: secure values sealed (base64).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldValue {
+    /// The value's stable id.
+    pub id: String,
+    /// The field it fills.
+    pub field_id: String,
+    /// The value, or the sealed blob for secure fields.
+    pub value: Value,
+}
+
+/// Decrypted secure values by field id; `Debug` hides them.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecureValues(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for SecureValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
 /// List every credential type.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ListCredentialTypes {}
@@ -49,4 +206,166 @@ pub struct ListCredentialTypes {}
 impl Operation for ListCredentialTypes {
     const SUBJECT: &'static str = subjects::CREDENTIAL_TYPE_LIST;
     type Reply = Vec<CredentialType>;
+}
+
+/// Get a credential type by id or (case-insensitive) name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetCredentialType {
+    /// Id or name.
+    pub identifier: String,
+}
+
+impl Operation for GetCredentialType {
+    const SUBJECT: &'static str = subjects::CREDENTIAL_TYPE_GET;
+    type Reply = CredentialType;
+}
+
+/// Create a credential type.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateCredentialType {
+    /// The body.
+    pub input: CredentialTypeInput,
+}
+
+impl Operation for CreateCredentialType {
+    const SUBJECT: &'static str = subjects::CREDENTIAL_TYPE_CREATE;
+    type Reply = CredentialType;
+}
+
+/// Update a credential type.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdateCredentialType {
+    /// The type's id.
+    pub id: String,
+    /// The body.
+    pub patch: CredentialTypePatch,
+}
+
+impl Operation for UpdateCredentialType {
+    const SUBJECT: &'static str = subjects::CREDENTIAL_TYPE_UPDATE;
+    type Reply = CredentialType;
+}
+
+/// Delete a credential type and every credential of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteCredentialType {
+    /// The type's id.
+    pub id: String,
+}
+
+impl Operation for DeleteCredentialType {
+    const SUBJECT: &'static str = subjects::CREDENTIAL_TYPE_DELETE;
+    type Reply = ();
+}
+
+/// Every credential of a type.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListCredentialsByType {
+    /// The type's id.
+    pub id: String,
+}
+
+impl Operation for ListCredentialsByType {
+    const SUBJECT: &'static str = subjects::CREDENTIAL_LIST_BY_TYPE;
+    type Reply = Vec<Credential>;
+}
+
+/// Every credential of a company the caller may see.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListCredentialsByCompany {
+    /// The company's id.
+    pub company_id: String,
+}
+
+impl Operation for ListCredentialsByCompany {
+    const SUBJECT: &'static str = subjects::CREDENTIAL_LIST_BY_COMPANY;
+    type Reply = Vec<Credential>;
+}
+
+/// Get one credential.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetCredential {
+    /// Id.
+    pub id: String,
+}
+
+impl Operation for GetCredential {
+    const SUBJECT: &'static str = subjects::CREDENTIAL_GET;
+    type Reply = Credential;
+}
+
+/// Create a credential.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateCredential {
+    /// The body.
+    pub input: CredentialInput,
+}
+
+impl Operation for CreateCredential {
+    const SUBJECT: &'static str = subjects::CREDENTIAL_CREATE;
+    type Reply = Credential;
+}
+
+/// Rename a credential.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdateCredential {
+    /// Id.
+    pub id: String,
+    /// The body.
+    pub patch: CredentialPatch,
+}
+
+impl Operation for UpdateCredential {
+    const SUBJECT: &'static str = subjects::CREDENTIAL_UPDATE;
+    type Reply = Credential;
+}
+
+/// Replace a credential's values.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdateCredentialFields {
+    /// Id.
+    pub id: String,
+    /// The body.
+    pub input: CredentialFieldsInput,
+}
+
+impl Operation for UpdateCredentialFields {
+    const SUBJECT: &'static str = subjects::CREDENTIAL_FIELDS_UPDATE;
+    type Reply = Credential;
+}
+
+/// A credential's values, secure ones sealed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetCredentialFields {
+    /// Id.
+    pub id: String,
+}
+
+impl Operation for GetCredentialFields {
+    const SUBJECT: &'static str = subjects::CREDENTIAL_FIELDS_GET;
+    type Reply = Vec<FieldValue>;
+}
+
+/// Reveal a credential's secure values (audited).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevealSecureValues {
+    /// Id.
+    pub id: String,
+}
+
+impl Operation for RevealSecureValues {
+    const SUBJECT: &'static str = subjects::CREDENTIAL_REVEAL;
+    type Reply = SecureValues;
+}
+
+/// Delete a credential.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteCredential {
+    /// Id.
+    pub id: String,
+}
+
+impl Operation for DeleteCredential {
+    const SUBJECT: &'static str = subjects::CREDENTIAL_DELETE;
+    type Reply = ();
 }

@@ -4,6 +4,8 @@
 //! **API Boundary**: this is the only crate services share about each other. Domain and storage
 //! types never cross the bus; each service converts to and from these types explicitly.
 
+pub mod audit;
+pub mod company;
 pub mod credential;
 pub mod error;
 pub mod health;

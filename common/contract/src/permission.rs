@@ -143,6 +143,10 @@ pub mod names {
     pub const CREDENTIAL_TYPE_UPDATE: &str = "credential_type.update";
     /// `DELETE /credential-type/credential-types/:id`.
     pub const CREDENTIAL_TYPE_DELETE: &str = "credential_type.delete";
+    /// `GET /audit/events`.
+    pub const AUDIT_FETCH_MANY: &str = "audit.fetch.many";
+    /// `GET /audit/verify`.
+    pub const AUDIT_VERIFY: &str = "audit.verify";
     /// Scope for `GET /user/@me`.
     pub const USER_READ: &str = "user.read";
     /// Scope for `PATCH /user/@me`.

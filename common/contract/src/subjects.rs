@@ -19,11 +19,43 @@ pub const IDENTITY_RESOLVE_ROLES: &str = "ttscm.identity.v1.resolve_roles";
 /// Identity: health (store reachable).
 pub const IDENTITY_HEALTH: &str = "ttscm.identity.v1.health";
 
+/// Company-sync: company summaries by id.
+pub const COMPANY_SUMMARIES: &str = "ttscm.company-sync.v1.summaries";
 /// Company-sync: health (store reachable).
 pub const COMPANY_SYNC_HEALTH: &str = "ttscm.company-sync.v1.health";
 
 /// Credential: list credential types.
 pub const CREDENTIAL_TYPE_LIST: &str = "ttscm.credential.v1.type_list";
+/// Credential: get a credential type.
+pub const CREDENTIAL_TYPE_GET: &str = "ttscm.credential.v1.type_get";
+/// Credential: create a credential type.
+pub const CREDENTIAL_TYPE_CREATE: &str = "ttscm.credential.v1.type_create";
+/// Credential: update a credential type.
+pub const CREDENTIAL_TYPE_UPDATE: &str = "ttscm.credential.v1.type_update";
+/// Credential: delete a credential type (cascading).
+pub const CREDENTIAL_TYPE_DELETE: &str = "ttscm.credential.v1.type_delete";
+/// Credential: credentials of a type.
+pub const CREDENTIAL_LIST_BY_TYPE: &str = "ttscm.credential.v1.list_by_type";
+/// Credential: credentials of a company.
+pub const CREDENTIAL_LIST_BY_COMPANY: &str = "ttscm.credential.v1.list_by_company";
+/// Credential: get a credential.
+pub const CREDENTIAL_GET: &str = "ttscm.credential.v1.get";
+/// Credential: create a credential.
+pub const CREDENTIAL_CREATE: &str = "ttscm.credential.v1.create";
+/// Credential: rename a credential.
+pub const CREDENTIAL_UPDATE: &str = "ttscm.credential.v1.update";
+/// Credential: replace a credential's values.
+pub const CREDENTIAL_FIELDS_UPDATE: &str = "ttscm.credential.v1.fields_update";
+/// Credential: a credential's values, secure ones sealed.
+pub const CREDENTIAL_FIELDS_GET: &str = "ttscm.credential.v1.fields_get";
+/// Credential: reveal secure values (audited).
+pub const CREDENTIAL_REVEAL: &str = "ttscm.credential.v1.reveal";
+/// Credential: delete a credential.
+pub const CREDENTIAL_DELETE: &str = "ttscm.credential.v1.delete";
+/// Credential: query the audit log.
+pub const AUDIT_LIST: &str = "ttscm.credential.v1.audit_list";
+/// Credential: verify the audit chain.
+pub const AUDIT_VERIFY: &str = "ttscm.credential.v1.audit_verify";
 /// Credential: health (store reachable).
 pub const CREDENTIAL_HEALTH: &str = "ttscm.credential.v1.health";
 

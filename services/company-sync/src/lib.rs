@@ -3,11 +3,13 @@
 //! company routes build on it.
 
 use tokio::task::JoinHandle;
+use ttscm_contract::company::{CompanySummary, GetCompanySummaries};
 use ttscm_contract::health::{CompanySyncHealth, HealthReply};
+use ttscm_contract::{ErrorCode, WireError};
 use ttscm_contract::subjects::COMPANY_SYNC_QUEUE;
 use ttscm_runtime::service::serve_fn;
-use ttscm_runtime::store::IndexSpec;
-use ttscm_runtime::{Bus, BusError, Shutdown, Store, StoreError};
+use ttscm_runtime::store::{FindOptions, IndexSpec};
+use ttscm_runtime::{Bus, BusError, Filter, Shutdown, Store, StoreError};
 
 /// Companies: `{id, name, nameKey, cwCompanyId, cwIdentifier, …}`; owned by this service only.
 pub const COMPANIES: &str = "companies";
@@ -37,7 +39,13 @@ pub async fn run(
 ) -> Result<Vec<JoinHandle<()>>, CompanySyncError> {
     store.ensure_indexes(COMPANIES, COMPANY_INDEXES).await?;
     let health_store = store.clone();
+    let summaries_store = store.clone();
     Ok(vec![
+        serve_fn::<GetCompanySummaries, _, _>(bus, COMPANY_SYNC_QUEUE, shutdown.clone(), move |_, op| {
+            let store = summaries_store.clone();
+            async move { summaries(&store, op.ids).await }
+        })
+        .await?,
         serve_fn::<CompanySyncHealth, _, _>(bus, COMPANY_SYNC_QUEUE, shutdown, move |_, _| {
             let store = health_store.clone();
             async move {
@@ -49,4 +57,24 @@ pub async fn run(
         })
         .await?,
     ])
+}
+
+/// Most ids one summaries call may ask for.
+const MAX_SUMMARY_IDS: usize = 1000;
+
+async fn summaries(store: &Store, ids: Vec<String>) -> Result<Vec<CompanySummary>, WireError> {
+    if ids.len() > MAX_SUMMARY_IDS {
+        return Err(WireError::new(ErrorCode::Validation, format!("at most {MAX_SUMMARY_IDS} ids")));
+    }
+    let documents = store.find(COMPANIES, &FindOptions::new(Filter::is_in("id", ids))).await.map_err(|error| {
+        tracing::warn!(%error, "company lookup failed");
+        WireError::new(ErrorCode::Unavailable, "The store is unavailable")
+    })?;
+    Ok(documents
+        .into_iter()
+        .map(|d| CompanySummary {
+            id: d.get("id").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
+            name: d.get("name").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
+        })
+        .collect())
 }

@@ -1,25 +1,27 @@
-//! The credential actor: owns the service's store handle and answers typed calls.
+//! The credential actor: owns the service's dependencies and hands each typed call to
+//! [`Service`]. One generic handler serves every operation that implements [`CredentialOp`].
+
+use std::future::Future;
+use std::sync::Arc;
 
 use actix::{Actor, Context, Handler, ResponseFuture};
-use ttscm_contract::credential::{CredentialType, ListCredentialTypes};
-use ttscm_contract::permission::names;
-use ttscm_contract::{ErrorCode, WireError};
-use ttscm_runtime::service::{Call, respond};
-use ttscm_runtime::store::{FindOptions, Order};
-use ttscm_runtime::{Filter, Store, StoreError};
+use ttscm_contract::audit::{AuditPage, AuditVerification, ListAuditEvents, VerifyAudit};
+use ttscm_contract::credential::*;
+use ttscm_contract::{Operation, WireError};
+use ttscm_runtime::service::{Call, CallContext, respond};
 
-use crate::store::{CREDENTIAL_TYPES, CREDENTIALS, to_credential_type};
+use crate::service::{Service, store_failed};
 
 /// State of the credential service.
 pub struct CredentialActor {
-    /// The service's collections.
-    store: Store,
+    /// Everything the operations need.
+    service: Arc<Service>,
 }
 
 impl CredentialActor {
     /// A new actor.
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(service: Service) -> Self {
+        Self { service: Arc::new(service) }
     }
 }
 
@@ -27,40 +29,112 @@ impl Actor for CredentialActor {
     type Context = Context<Self>;
 }
 
-fn store_failed(error: StoreError) -> WireError {
-    tracing::error!(%error, "credential store failure");
-    match error {
-        StoreError::Unavailable(_) => WireError::new(ErrorCode::Unavailable, "The store is unavailable"),
-        _ => WireError::internal(),
+/// An operation the credential service answers.
+pub trait CredentialOp: Operation {
+    /// Does the work.
+    fn run(self, service: Arc<Service>, ctx: CallContext) -> impl Future<Output = Result<Self::Reply, WireError>> + 'static;
+}
+
+impl<O: CredentialOp> Handler<Call<O>> for CredentialActor {
+    type Result = ResponseFuture<Result<O::Reply, WireError>>;
+
+    fn handle(&mut self, call: Call<O>, _: &mut Self::Context) -> Self::Result {
+        respond(call.op.run(self.service.clone(), call.ctx))
     }
 }
 
-impl Handler<Call<ListCredentialTypes>> for CredentialActor {
-    type Result = ResponseFuture<Result<Vec<CredentialType>, WireError>>;
+impl CredentialOp for ListCredentialTypes {
+    async fn run(self, service: Arc<Service>, _: CallContext) -> Result<Vec<CredentialType>, WireError> {
+        service.list_types().await
+    }
+}
 
-    fn handle(&mut self, call: Call<ListCredentialTypes>, _: &mut Self::Context) -> Self::Result {
-        let store = self.store.clone();
-        respond(async move {
-            call.ctx.require(&[names::CREDENTIAL_TYPE_FETCH_MANY])?;
-            let documents = store
-                .find(
-                    CREDENTIAL_TYPES,
-                    &FindOptions::new(Filter::All)
-                        .sort("nameKey", Order::Asc)
-                        .sort("id", Order::Asc),
-                )
-                .await
-                .map_err(store_failed)?;
-            let mut types = Vec::with_capacity(documents.len());
-            for document in &documents {
-                let id = document.get("id").and_then(|v| v.as_str()).unwrap_or_default();
-                let count = store
-                    .count(CREDENTIALS, &Filter::eq("typeId", id))
-                    .await
-                    .map_err(store_failed)?;
-                types.push(to_credential_type(document, count).map_err(store_failed)?);
-            }
-            Ok(types)
-        })
+impl CredentialOp for GetCredentialType {
+    async fn run(self, service: Arc<Service>, _: CallContext) -> Result<CredentialType, WireError> {
+        service.get_type(&self.identifier).await
+    }
+}
+
+impl CredentialOp for CreateCredentialType {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<CredentialType, WireError> {
+        service.create_type(&ctx, self.input).await
+    }
+}
+
+impl CredentialOp for UpdateCredentialType {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<CredentialType, WireError> {
+        service.update_type(&ctx, &self.id, self.patch).await
+    }
+}
+
+impl CredentialOp for DeleteCredentialType {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<(), WireError> {
+        service.delete_type(&ctx, &self.id).await
+    }
+}
+
+impl CredentialOp for ListCredentialsByType {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Vec<Credential>, WireError> {
+        service.list_by_type(&ctx, &self.id).await
+    }
+}
+
+impl CredentialOp for ListCredentialsByCompany {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Vec<Credential>, WireError> {
+        service.list_by_company(&ctx, &self.company_id).await
+    }
+}
+
+impl CredentialOp for GetCredential {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Credential, WireError> {
+        service.get(&ctx, &self.id).await
+    }
+}
+
+impl CredentialOp for CreateCredential {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Credential, WireError> {
+        service.create(&ctx, self.input).await
+    }
+}
+
+impl CredentialOp for UpdateCredential {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Credential, WireError> {
+        service.rename(&ctx, &self.id, self.patch).await
+    }
+}
+
+impl CredentialOp for UpdateCredentialFields {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Credential, WireError> {
+        service.update_fields(&ctx, &self.id, self.input).await
+    }
+}
+
+impl CredentialOp for GetCredentialFields {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Vec<FieldValue>, WireError> {
+        service.fields(&ctx, &self.id).await
+    }
+}
+
+impl CredentialOp for RevealSecureValues {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<SecureValues, WireError> {
+        service.reveal(&ctx, &self.id).await
+    }
+}
+
+impl CredentialOp for DeleteCredential {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<(), WireError> {
+        service.delete(&ctx, &self.id).await
+    }
+}
+
+impl CredentialOp for ListAuditEvents {
+    async fn run(self, service: Arc<Service>, _: CallContext) -> Result<AuditPage, WireError> {
+        crate::audit::list(&service.store, &self).await.map_err(store_failed)
+    }
+}
+
+impl CredentialOp for VerifyAudit {
+    async fn run(self, service: Arc<Service>, _: CallContext) -> Result<AuditVerification, WireError> {
+        crate::audit::verify(&service.store).await.map_err(store_failed)
     }
 }

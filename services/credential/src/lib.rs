@@ -1,18 +1,24 @@
-//! The credential service: credential types and credentials, validated against their type,
-//! with secure values sealed by vault (it never holds a key).
+//! The credential service: credential types and credentials validated against their type,
+//! secure values sealed by vault (this service never holds a key), per-type permission scopes,
+//! the hash-chained audit log, and credential events.
 //!
-//! Owns the `credential_types` and `credentials` collections.
+//! Owns the `credential_types`, `credentials`, `audit_entries` and `event_outbox` collections.
 
 pub mod actor;
+pub mod audit;
+pub mod domain;
+pub mod events;
+pub mod service;
 pub mod store;
 
 use actix::Actor;
 use tokio::task::JoinHandle;
-use ttscm_contract::credential::ListCredentialTypes;
+use ttscm_contract::audit::{ListAuditEvents, VerifyAudit};
+use ttscm_contract::credential::*;
 use ttscm_contract::health::{CredentialHealth, HealthReply};
 use ttscm_contract::subjects::CREDENTIAL_QUEUE;
-use ttscm_runtime::service::{serve, serve_fn};
-use ttscm_runtime::{Bus, BusError, Shutdown, Store, StoreError};
+use ttscm_runtime::service::{BusClient, serve, serve_fn};
+use ttscm_runtime::{Bus, BusError, Settings, Shutdown, Store, StoreError};
 
 /// Why the credential service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -27,25 +33,44 @@ pub enum CredentialError {
 
 /// Starts the credential service and serves its subjects until `shutdown`. Must be called on an
 /// actix thread.
-pub async fn run(
-    bus: &Bus,
-    store: &Store,
-    shutdown: Shutdown,
-) -> Result<Vec<JoinHandle<()>>, CredentialError> {
+pub async fn run(bus: &Bus, store: &Store, settings: &Settings, shutdown: Shutdown) -> Result<Vec<JoinHandle<()>>, CredentialError> {
     store::prepare(store).await?;
-    let addr = actor::CredentialActor::new(store.clone()).start();
+    let events = events::Events::new(bus.clone(), store.clone());
+    let audit = audit::AuditLog::new(store.clone()).start();
+    let service = service::Service {
+        store: store.clone(),
+        client: BusClient::new(bus.clone(), settings.request_timeout()),
+        events: events.clone(),
+        audit,
+    };
+    let addr = actor::CredentialActor::new(service).start();
+    let q = CREDENTIAL_QUEUE;
+    let mut tasks = vec![
+        serve::<ListCredentialTypes, _>(bus, q, addr.clone(), shutdown.clone()).await?,
+        serve::<GetCredentialType, _>(bus, q, addr.clone(), shutdown.clone()).await?,
+        serve::<CreateCredentialType, _>(bus, q, addr.clone(), shutdown.clone()).await?,
+        serve::<UpdateCredentialType, _>(bus, q, addr.clone(), shutdown.clone()).await?,
+        serve::<DeleteCredentialType, _>(bus, q, addr.clone(), shutdown.clone()).await?,
+        serve::<ListCredentialsByType, _>(bus, q, addr.clone(), shutdown.clone()).await?,
+        serve::<ListCredentialsByCompany, _>(bus, q, addr.clone(), shutdown.clone()).await?,
+        serve::<GetCredential, _>(bus, q, addr.clone(), shutdown.clone()).await?,
+        serve::<CreateCredential, _>(bus, q, addr.clone(), shutdown.clone()).await?,
+        serve::<UpdateCredential, _>(bus, q, addr.clone(), shutdown.clone()).await?,
+        serve::<UpdateCredentialFields, _>(bus, q, addr.clone(), shutdown.clone()).await?,
+        serve::<GetCredentialFields, _>(bus, q, addr.clone(), shutdown.clone()).await?,
+        serve::<RevealSecureValues, _>(bus, q, addr.clone(), shutdown.clone()).await?,
+        serve::<DeleteCredential, _>(bus, q, addr.clone(), shutdown.clone()).await?,
+        serve::<ListAuditEvents, _>(bus, q, addr.clone(), shutdown.clone()).await?,
+        serve::<VerifyAudit, _>(bus, q, addr, shutdown.clone()).await?,
+    ];
     let health_store = store.clone();
-    Ok(vec![
-        serve::<ListCredentialTypes, _>(bus, CREDENTIAL_QUEUE, addr, shutdown.clone()).await?,
-        serve_fn::<CredentialHealth, _, _>(bus, CREDENTIAL_QUEUE, shutdown, move |_, _| {
+    tasks.push(
+        serve_fn::<CredentialHealth, _, _>(bus, q, shutdown.clone(), move |_, _| {
             let store = health_store.clone();
-            async move {
-                Ok(HealthReply {
-                    service: "credential".into(),
-                    store_ok: Some(store.ping().await.is_ok()),
-                })
-            }
+            async move { Ok(HealthReply { service: "credential".into(), store_ok: Some(store.ping().await.is_ok()) }) }
         })
         .await?,
-    ])
+    );
+    tasks.push(tokio::spawn(events.drain_outbox_forever(shutdown)));
+    Ok(tasks)
 }

@@ -1,53 +1,135 @@
-//! The credential service's collections and how documents map to wire types.
+//! The credential service's collections and their document shapes. Storage types are not wire
+//! types: [`TypeDoc`] and [`CredentialDoc`] convert to the contract's types explicitly.
 
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use ttscm_contract::credential::{CredentialType, FieldDefinition};
+use ttscm_contract::credential::{CredentialType, CredentialTypeSummary, FieldDefinition};
 use ttscm_runtime::store::{Document, IndexSpec};
 use ttscm_runtime::{Store, StoreError};
 
-/// Credential types: `{id, name, nameKey (lowercase, unique), permissionScope, icon, fields, createdAt, updatedAt}`.
+/// Credential types.
 pub const CREDENTIAL_TYPES: &str = "credential_types";
-/// Credentials: `{id, name, typeId, companyId, values, createdAt, updatedAt}`.
+/// Credentials.
 pub const CREDENTIALS: &str = "credentials";
+/// Events that could not be published yet (see `events.rs`).
+pub const EVENT_OUTBOX: &str = "event_outbox";
 
-const TYPE_INDEXES: &[IndexSpec] = &[IndexSpec {
-    name: "name_key_unique",
-    fields: &["nameKey"],
-    unique: true,
-}];
+const TYPE_INDEXES: &[IndexSpec] = &[IndexSpec { name: "name_key_unique", fields: &["nameKey"], unique: true }];
 const CREDENTIAL_INDEXES: &[IndexSpec] = &[
-    IndexSpec {
-        name: "type_id",
-        fields: &["typeId"],
-        unique: false,
-    },
-    IndexSpec {
-        name: "company_id",
-        fields: &["companyId"],
-        unique: false,
-    },
+    IndexSpec { name: "type_id", fields: &["typeId"], unique: false },
+    IndexSpec { name: "company_id", fields: &["companyId"], unique: false },
 ];
+const OUTBOX_INDEXES: &[IndexSpec] = &[IndexSpec { name: "at", fields: &["at"], unique: false }];
 
 /// Declares the indexes.
 pub async fn prepare(store: &Store) -> Result<(), StoreError> {
     store.ensure_indexes(CREDENTIAL_TYPES, TYPE_INDEXES).await?;
-    store.ensure_indexes(CREDENTIALS, CREDENTIAL_INDEXES).await
+    store.ensure_indexes(CREDENTIALS, CREDENTIAL_INDEXES).await?;
+    store.ensure_indexes(EVENT_OUTBOX, OUTBOX_INDEXES).await?;
+    crate::audit::AuditLog::prepare(store).await
 }
 
-/// A stored type as the API shows it.
-pub fn to_credential_type(document: &Document, credential_count: u64) -> Result<CredentialType, StoreError> {
-    let text = |key: &str| document.get(key).and_then(Value::as_str).map(str::to_owned);
-    let fields: Vec<FieldDefinition> =
-        serde_json::from_value(document.get("fields").cloned().unwrap_or(Value::Array(vec![])))
-            .map_err(|e| StoreError::Corrupt(format!("credential type fields: {e}")))?;
-    Ok(CredentialType {
-        id: text("id").unwrap_or_default(),
-        name: text("name").unwrap_or_default(),
-        permission_scope: text("permissionScope"),
-        icon: text("icon"),
-        fields,
-        credential_count,
-        created_at: text("createdAt").unwrap_or_default(),
-        updated_at: text("updatedAt").unwrap_or_default(),
-    })
+/// A stored credential type.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypeDoc {
+    /// Id.
+    pub id: String,
+    /// Name as given.
+    pub name: String,
+    /// Lowercase name; unique index, so names are unique case-insensitively.
+    pub name_key: String,
+    /// Extra permission.
+    pub permission_scope: Option<String>,
+    /// Icon URL.
+    pub icon: Option<String>,
+    /// Field definitions.
+    pub fields: Vec<FieldDefinition>,
+    /// Set while a cascading delete is under way; such a type is hidden and takes no new credentials.
+    #[serde(default)]
+    pub deleting: bool,
+    /// Created.
+    pub created_at: String,
+    /// Updated.
+    pub updated_at: String,
+}
+
+impl TypeDoc {
+    /// The wire type.
+    pub fn to_wire(&self, credential_count: u64) -> CredentialType {
+        CredentialType {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            permission_scope: self.permission_scope.clone(),
+            icon: self.icon.clone(),
+            fields: self.fields.clone(),
+            credential_count,
+            created_at: self.created_at.clone(),
+            updated_at: self.updated_at.clone(),
+        }
+    }
+
+    /// The summary embedded in credentials.
+    pub fn summary(&self) -> CredentialTypeSummary {
+        CredentialTypeSummary {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            fields: self.fields.clone(),
+            permission_scope: self.permission_scope.clone(),
+        }
+    }
+
+    /// The field definition with `id`.
+    pub fn field(&self, id: &str) -> Option<&FieldDefinition> {
+        self.fields.iter().find(|f| f.id == id)
+    }
+}
+
+/// One stored value; `sealed` says whether `value` is a vault blob. The flag lives on the
+/// value (not only on the type), so every intermediate state of a type change stays readable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredValue {
+    /// Stable id.
+    pub id: String,
+    /// The field it fills.
+    pub field_id: String,
+    /// Whether `value` is sealed.
+    pub sealed: bool,
+    /// Plain text, or the sealed blob.
+    pub value: String,
+}
+
+/// A stored credential.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialDoc {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Type id.
+    pub type_id: String,
+    /// Company id.
+    pub company_id: String,
+    /// Values.
+    pub values: Vec<StoredValue>,
+    /// Created.
+    pub created_at: String,
+    /// Updated.
+    pub updated_at: String,
+}
+
+/// A storage type as a document.
+pub fn to_document<T: Serialize>(value: &T) -> Document {
+    match serde_json::to_value(value).expect("storage types serialize") {
+        Value::Object(map) => map,
+        _ => unreachable!("storage types are structs"),
+    }
+}
+
+/// A document as a storage type.
+pub fn from_document<T: DeserializeOwned>(document: Document) -> Result<T, StoreError> {
+    serde_json::from_value(Value::Object(document)).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

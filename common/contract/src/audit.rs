@@ -1,0 +1,115 @@
+//! The audit log: append-only, hash-chained entries written before responses leave.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Operation, PrincipalKind, subjects};
+
+/// Who did it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditActor {
+    /// User or API token id.
+    pub id: String,
+    /// User or API token.
+    pub kind: PrincipalKind,
+    /// Display name at the time.
+    pub name: String,
+}
+
+/// What it was done to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditTarget {
+    /// `credential` or `credential_type`.
+    pub kind: String,
+    /// Its id.
+    pub id: String,
+}
+
+/// One audit entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    /// Id.
+    pub id: String,
+    /// Position in the chain, from 1.
+    pub seq: u64,
+    /// When (ISO-8601 UTC, ms).
+    pub at: String,
+    /// e.g. `credential.revealed`.
+    pub action: String,
+    /// Who.
+    pub actor: AuditActor,
+    /// What.
+    pub target: AuditTarget,
+    /// The credential involved, if any.
+    pub credential_id: Option<String>,
+    /// The type involved, if any.
+    pub type_id: Option<String>,
+    /// The company involved, if any.
+    pub company_id: Option<String>,
+    /// The request that caused it.
+    pub request_id: String,
+    /// The client's IP as the edge saw it.
+    pub client_ip: Option<String>,
+    /// Hash of the previous entry (hex; zeros for the first).
+    pub prev_hash: String,
+    /// SHA-256 (hex) over this entry's fields and `prev_hash`.
+    pub hash: String,
+}
+
+/// Query the audit log.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListAuditEvents {
+    /// Only this actor id.
+    pub actor: Option<String>,
+    /// Only this target id (credential or type).
+    pub target: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only at or after this time (RFC 3339).
+    pub from: Option<String>,
+    /// Only before this time (RFC 3339).
+    pub to: Option<String>,
+    /// Page, from 1.
+    pub page: u64,
+    /// Records per page.
+    pub rpp: u64,
+}
+
+/// A page of entries, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPage {
+    /// The entries on this page.
+    pub items: Vec<AuditEvent>,
+    /// How many entries match in all.
+    pub total: u64,
+}
+
+impl Operation for ListAuditEvents {
+    const SUBJECT: &'static str = subjects::AUDIT_LIST;
+    type Reply = AuditPage;
+}
+
+/// Check the whole chain.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VerifyAudit {}
+
+/// The outcome of a chain check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditVerification {
+    /// Whether every entry's hash and link is intact.
+    pub valid: bool,
+    /// How many entries were checked.
+    pub entries: u64,
+    /// The first entry that does not verify, if any.
+    pub first_broken_seq: Option<u64>,
+}
+
+impl Operation for VerifyAudit {
+    const SUBJECT: &'static str = subjects::AUDIT_VERIFY;
+    type Reply = AuditVerification;
+}

@@ -1,0 +1,230 @@
+//! The audit log: append-only, hash-chained entries in the `audit_entries` collection.
+//!
+//! [`AuditLog`] is an actor that owns the chain head (last sequence number and hash), so appends
+//! are serialized without a read per append. Each entry's `hash` is SHA-256 over its canonical
+//! JSON (every field but `hash`, `prevHash` included); a unique index on `seq` stops two writers
+//! (replicas) from both extending the chain at the same point — the loser reloads the head and
+//! retries. Tampering with any stored entry breaks verification from that entry on.
+
+use actix::{Actor, ActorFutureExt, AtomicResponse, Context, Handler, Message, WrapFuture};
+use serde_json::Value;
+use ttscm_contract::audit::{AuditActor, AuditEvent, AuditTarget, AuditVerification};
+use ttscm_runtime::service::CallContext;
+use ttscm_runtime::store::{Document, FindOptions, IndexSpec, Order};
+use ttscm_runtime::{Filter, Store, StoreError, clock, ids};
+
+/// Audit entries; owned by the credential service.
+pub const AUDIT_ENTRIES: &str = "audit_entries";
+const INDEXES: &[IndexSpec] = &[
+    IndexSpec { name: "seq_unique", fields: &["seq"], unique: true },
+    IndexSpec { name: "at", fields: &["at"], unique: false },
+];
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// How often an append retries after losing a race for the next sequence number.
+const MAX_APPEND_ATTEMPTS: usize = 20;
+
+/// What happened, to whom, about what.
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    /// e.g. `credential.revealed`.
+    pub action: &'static str,
+    /// `credential` or `credential_type`.
+    pub target_kind: &'static str,
+    /// The target's id.
+    pub target_id: String,
+    /// The credential involved.
+    pub credential_id: Option<String>,
+    /// The type involved.
+    pub type_id: Option<String>,
+    /// The company involved.
+    pub company_id: Option<String>,
+}
+
+/// Append one record; answers once it is stored.
+pub struct Append {
+    /// The request context (actor, request id, client IP).
+    pub ctx: CallContext,
+    /// The record.
+    pub record: AuditRecord,
+}
+
+impl Message for Append {
+    type Result = Result<(), StoreError>;
+}
+
+/// The chain head and the store it lives in.
+pub struct AuditLog {
+    store: Store,
+    /// `(seq, hash)` of the last entry, once loaded.
+    head: Option<(u64, String)>,
+}
+
+impl AuditLog {
+    /// Declares indexes; the head loads lazily on the first append.
+    pub async fn prepare(store: &Store) -> Result<(), StoreError> {
+        store.ensure_indexes(AUDIT_ENTRIES, INDEXES).await
+    }
+
+    /// A log over `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store, head: None }
+    }
+}
+
+impl Actor for AuditLog {
+    type Context = Context<Self>;
+}
+
+async fn load_head(store: &Store) -> Result<(u64, String), StoreError> {
+    let last = store.find(AUDIT_ENTRIES, &FindOptions::new(Filter::All).sort("seq", Order::Desc).page(0, 1)).await?;
+    Ok(match last.first() {
+        Some(entry) => (
+            entry.get("seq").and_then(Value::as_u64).unwrap_or(0),
+            entry.get("hash").and_then(Value::as_str).unwrap_or(GENESIS).to_owned(),
+        ),
+        None => (0, GENESIS.to_owned()),
+    })
+}
+
+/// The hash of an entry: SHA-256 over its canonical JSON without `hash`.
+pub fn entry_hash(event: &AuditEvent) -> String {
+    let mut unhashed = event.clone();
+    unhashed.hash = String::new();
+    let bytes = serde_json::to_vec(&unhashed).expect("audit events serialize");
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes))
+}
+
+fn build(ctx: &CallContext, record: &AuditRecord, seq: u64, prev_hash: &str) -> AuditEvent {
+    let (id, kind, name) = match &ctx.principal {
+        Some(p) => (p.id.clone(), p.kind, p.name.clone()),
+        None => ("system".to_owned(), ttscm_contract::PrincipalKind::ApiToken, "system".to_owned()),
+    };
+    let mut event = AuditEvent {
+        id: ids::new_id(),
+        seq,
+        at: clock::now_iso(),
+        action: record.action.to_owned(),
+        actor: AuditActor { id, kind, name },
+        target: AuditTarget { kind: record.target_kind.to_owned(), id: record.target_id.clone() },
+        credential_id: record.credential_id.clone(),
+        type_id: record.type_id.clone(),
+        company_id: record.company_id.clone(),
+        request_id: ctx.request_id.clone(),
+        client_ip: ctx.client_ip.clone(),
+        prev_hash: prev_hash.to_owned(),
+        hash: String::new(),
+    };
+    event.hash = entry_hash(&event);
+    event
+}
+
+fn to_document(event: &AuditEvent) -> Document {
+    match serde_json::to_value(event).expect("audit events serialize") {
+        Value::Object(map) => map,
+        _ => unreachable!("an audit event serializes to an object"),
+    }
+}
+
+impl Handler<Append> for AuditLog {
+    type Result = AtomicResponse<Self, Result<(), StoreError>>;
+
+    fn handle(&mut self, append: Append, _: &mut Self::Context) -> Self::Result {
+        // Appends run one at a time (AtomicResponse holds the mailbox), so the cached head is
+        // exact within this process; another replica's append shows up as a unique-index conflict.
+        let store = self.store.clone();
+        let head = self.head.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let mut head = match head {
+                    Some(head) => head,
+                    None => load_head(&store).await?,
+                };
+                for _ in 0..MAX_APPEND_ATTEMPTS {
+                    let event = build(&append.ctx, &append.record, head.0 + 1, &head.1);
+                    match store.insert(AUDIT_ENTRIES, to_document(&event)).await {
+                        Ok(()) => return Ok(Some((event.seq, event.hash))),
+                        Err(StoreError::Conflict) => head = load_head(&store).await?,
+                        Err(other) => return Err(other),
+                    }
+                }
+                Err(StoreError::Unavailable("the audit chain is contended; try again".into()))
+            }
+            .into_actor(self)
+            .map(|result, actor, _| match result {
+                Ok(head) => {
+                    actor.head = head;
+                    Ok(())
+                }
+                Err(error) => {
+                    actor.head = None;
+                    Err(error)
+                }
+            }),
+        ))
+    }
+}
+
+/// Checks every entry's hash and link, in sequence order.
+pub async fn verify(store: &Store) -> Result<AuditVerification, StoreError> {
+    const BATCH: u64 = 1000;
+    let mut expected_prev = GENESIS.to_owned();
+    let mut expected_seq = 1u64;
+    let mut checked = 0u64;
+    loop {
+        let batch = store
+            .find(AUDIT_ENTRIES, &FindOptions::new(Filter::All).sort("seq", Order::Asc).page(checked, BATCH))
+            .await?;
+        if batch.is_empty() {
+            return Ok(AuditVerification { valid: true, entries: checked, first_broken_seq: None });
+        }
+        for document in &batch {
+            let seq = document.get("seq").and_then(Value::as_u64).unwrap_or(0);
+            let event: Option<AuditEvent> = serde_json::from_value(Value::Object(document.clone())).ok();
+            let intact = event.is_some_and(|e| {
+                e.seq == expected_seq && e.prev_hash == expected_prev && entry_hash(&e) == e.hash && {
+                    expected_prev = e.hash.clone();
+                    true
+                }
+            });
+            checked += 1;
+            if !intact {
+                return Ok(AuditVerification { valid: false, entries: checked, first_broken_seq: Some(seq.max(expected_seq)) });
+            }
+            expected_seq += 1;
+        }
+    }
+}
+
+/// A page of entries matching the query, newest first.
+pub async fn list(
+    store: &Store,
+    query: &ttscm_contract::audit::ListAuditEvents,
+) -> Result<ttscm_contract::audit::AuditPage, StoreError> {
+    let mut all = Vec::new();
+    if let Some(actor) = &query.actor {
+        all.push(Filter::eq("actor.id", actor.as_str()));
+    }
+    if let Some(target) = &query.target {
+        all.push(Filter::eq("target.id", target.as_str()));
+    }
+    if let Some(action) = &query.action {
+        all.push(Filter::eq("action", action.as_str()));
+    }
+    if let Some(from) = &query.from {
+        all.push(Filter::Gte("at".into(), from.as_str().into()));
+    }
+    if let Some(to) = &query.to {
+        all.push(Filter::Lt("at".into(), to.as_str().into()));
+    }
+    let filter = Filter::And(all);
+    let total = store.count(AUDIT_ENTRIES, &filter).await?;
+    let skip = query.page.saturating_sub(1).saturating_mul(query.rpp);
+    let documents = store
+        .find(AUDIT_ENTRIES, &FindOptions::new(filter).sort("seq", Order::Desc).page(skip, query.rpp))
+        .await?;
+    let items = documents
+        .into_iter()
+        .map(|d| serde_json::from_value(Value::Object(d)).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .collect::<Result<_, _>>()?;
+    Ok(ttscm_contract::audit::AuditPage { items, total })
+}
