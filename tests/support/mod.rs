@@ -283,3 +283,82 @@ impl TestApp {
         }
     }
 }
+
+impl TestApp {
+    /// Seeds a company straight into company-sync's collection (tests only; no service of
+    /// TTSCM writes another's collection).
+    pub async fn seed_company(&self, name: &str) -> String {
+        let id = ttscm_runtime::ids::new_id();
+        let document = serde_json::json!({
+            "id": id, "name": name, "nameKey": name.to_lowercase(), "active": true,
+            "createdAt": ttscm_runtime::clock::now_iso(), "updatedAt": ttscm_runtime::clock::now_iso(),
+        });
+        let serde_json::Value::Object(document) = document else { unreachable!("an object literal") };
+        self.store().await.insert("companies", document).await.expect("company seeded");
+        id
+    }
+
+    /// POSTs JSON with `token`.
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, Some(token), "application/json", serde_json::to_vec(body).expect("json")).await
+    }
+
+    /// PATCHes JSON with `token`.
+    pub async fn patch(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        self.send(reqwest::Method::PATCH, path, Some(token), "application/json", serde_json::to_vec(body).expect("json")).await
+    }
+
+    /// PUTs JSON with `token`.
+    pub async fn put(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        self.send(reqwest::Method::PUT, path, Some(token), "application/json", serde_json::to_vec(body).expect("json")).await
+    }
+
+    /// DELETEs with `token`.
+    pub async fn delete(&self, path: &str, token: &str) -> (u16, Value) {
+        let response = self.http.delete(format!("{}{path}", self.address)).bearer_auth(token).send().await.expect("sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Creates the AWS-like type used across tests; answers its id.
+    pub async fn create_aws_type(&self, scope: Option<&str>) -> String {
+        let name = format!("AWS {}", ttscm_runtime::ids::new_id());
+        let (status, body) = self
+            .post(
+                "/v1/credential-type/credential-types",
+                &self.admin_token,
+                &serde_json::json!({
+                    "name": name,
+                    "permissionScope": scope,
+                    "icon": "https://aws.amazon.com/favicon.ico",
+                    "fields": [
+                        {"id": "accessKeyId", "name": "Access Key ID", "required": true, "secure": false, "valueType": "plain_text"},
+                        {"id": "secretAccessKey", "name": "Secret Access Key", "required": true, "secure": true, "valueType": "password"},
+                        {"id": "notes", "name": "Notes", "required": false, "secure": false, "valueType": "note"}
+                    ]
+                }),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["data"]["id"].as_str().expect("type id").to_owned()
+    }
+
+    /// Creates a credential of the AWS-like type; answers its id.
+    pub async fn create_aws_credential(&self, type_id: &str, company_id: &str, secret: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/v1/credential/credentials",
+                &self.admin_token,
+                &serde_json::json!({
+                    "name": "Production AWS", "typeId": type_id, "companyId": company_id,
+                    "fields": [
+                        {"fieldId": "accessKeyId", "value": "AKIAIOSFODNN7EXAMPLE"},
+                        {"fieldId": "secretAccessKey", "value": secret}
+                    ]
+                }),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["data"]["id"].as_str().expect("credential id").to_owned()
+    }
+}
