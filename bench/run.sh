@@ -9,6 +9,7 @@
 #   BENCH_PIN_WRK=1        pin wrk to the last CPU for 1-connection cells (see README: without it
 #                          the 1-connection numbers flip between two modes 3x apart)
 #   BENCH_START_TIMEOUT=30 seconds to wait for a server to become ready
+#   BENCH_BUSY_WARN=10     mark rows during which other processes used more than this % of CPU
 #   TTSCM_BIN=path         use this binary instead of building target/release/ttscm. If its file
 #                          name is ttscm-warp-baseline, it runs as a *stand-in* for ttscm (started
 #                          with the address as argument, no token, readiness via /v1/teapot) so the
@@ -24,6 +25,7 @@ BENCH_CONNS=${BENCH_CONNS:-"1 32"}
 BENCH_WRK_THREADS=${BENCH_WRK_THREADS:-2}
 BENCH_PIN_WRK=${BENCH_PIN_WRK:-1}
 BENCH_START_TIMEOUT=${BENCH_START_TIMEOUT:-30}
+BENCH_BUSY_WARN=${BENCH_BUSY_WARN:-10}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 BASELINE_BIN="$TARGET_DIR/release/ttscm-warp-baseline"
 RESULTS_DIR=bench/results
@@ -174,6 +176,23 @@ cpu_busy_pct() {
     }'
 }
 
+CLK_TCK=$(getconf CLK_TCK)
+
+# CPU ticks (user + system) process PID has used: fields 14 and 15 of /proc/PID/stat, counted
+# after the ")" that closes the process name.
+proc_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+
+# "busy total" CPU ticks of the whole machine since boot (idle and iowait count as idle).
+stat_ticks() { awk 'NR == 1 { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
+
+# Seconds of CPU the shell's finished children used between two `times` outputs (files: `times`
+# inside a $(...) subshell would report the subshell's children, not ours).
+children_cpu_delta() {
+    awk 'function s(v,   p) { split(v, p, "m"); return p[1] * 60 + p[2] }
+         FNR == 2 { t[FILENAME == ARGV[1]] = s($1) + s($2) }
+         END { printf "%.3f", t[0] - t[1] }' "$1" "$2"
+}
+
 # Parse `wrk --latency` output into "rps p50_us p99_us requests non2xx socket_errors".
 parse_wrk() {
     awk '
@@ -274,7 +293,7 @@ sleep 1 # let startup work settle before reading the idle footprint
 IDLE_RSS_TTSCM=$(rss_kib "${SERVER_PID[ttscm]}" VmRSS)
 IDLE_RSS_BASELINE=$(rss_kib "${SERVER_PID[baseline]}" VmRSS)
 BUSY_PCT=$(cpu_busy_pct)
-if ((BUSY_PCT > 10)); then
+if ((BUSY_PCT > BENCH_BUSY_WARN)); then
     echo "bench: warning: the CPUs were ${BUSY_PCT}% busy just before measuring; other work on" \
         "this machine (a cargo build?) skews the numbers" >&2
 fi
@@ -297,8 +316,9 @@ done
 # Measure
 # ---------------------------------------------------------------------------------------------
 declare -A RPS=()
-RESULTS=() # name|conns|server|baseline_name|rps|p50|p99|note
+RESULTS=() # name|conns|server|baseline_name|rps|p50|p99|cpu_us|note
 FAILURES=()
+BUSY_ROWS=()
 for conns in $BENCH_CONNS; do
     threads=1
     pin=()
@@ -322,6 +342,9 @@ for conns in $BENCH_CONNS; do
         runs="$TMP_DIR/runs.txt"
         : >"$runs"
         requests_all=0 non2xx_all=0 errors_all=0
+        server_ticks0=$(proc_ticks "${SERVER_PID[$server]}")
+        read -r busy0 total0 < <(stat_ticks)
+        times >"$TMP_DIR/times0"
         for ((run = 0; run < BENCH_RUNS; run++)); do
             out="$TMP_DIR/wrk.txt"
             "${wrk_cmd[@]}" -d"${BENCH_SECS}s" --latency "$url" >"$out"
@@ -333,6 +356,16 @@ for conns in $BENCH_CONNS; do
             errors_all=$((errors_all + errors))
         done
         kill -0 "${SERVER_PID[$server]}" 2>/dev/null || die "$server died during the $name runs"
+        times >"$TMP_DIR/times1"
+        read -r busy1 total1 < <(stat_ticks)
+        server_ticks=$(($(proc_ticks "${SERVER_PID[$server]}") - server_ticks0))
+        wrk_secs=$(children_cpu_delta "$TMP_DIR/times0" "$TMP_DIR/times1")
+        # Server CPU per request, and the share of all CPUs that neither the server nor wrk used
+        # (other processes, plus some kernel time not charged to either).
+        read -r cpu_us foreign_pct < <(awk -v st="$server_ticks" -v hz="$CLK_TCK" -v n="$requests_all" \
+            -v w="$wrk_secs" -v b="$((busy1 - busy0))" -v t="$((total1 - total0))" 'BEGIN {
+                printf "%.1f %.0f\n", st * 1000000 / hz / n, (t > 0 ? 100 * (b - st - w * hz) / t : 0)
+            }')
         # The run with the median req/s (the upper middle one for an even count).
         read -r rps p50 p99 _ < <(sort -n -k1,1 "$runs" | sed -n "$((BENCH_RUNS / 2 + 1))p")
 
@@ -348,8 +381,12 @@ for conns in $BENCH_CONNS; do
             FAILURES+=("$name ($conns conns): $errors_all socket errors (wrk: connect/read/write/timeout)")
             note+=" ✗ $errors_all socket errors"
         fi
+        if ((foreign_pct > BENCH_BUSY_WARN)); then
+            note+=" ⚠ ${foreign_pct}% CPU elsewhere"
+            BUSY_ROWS+=("$name ($conns conns)")
+        fi
         RPS["$name|$conns"]=$rps
-        RESULTS+=("$name|$conns|$server|$baseline_name|$rps|$p50|$p99|$note")
+        RESULTS+=("$name|$conns|$server|$baseline_name|$rps|$p50|$p99|$cpu_us|$note")
     done
 done
 
@@ -358,7 +395,7 @@ done
 # ---------------------------------------------------------------------------------------------
 ROWS=()
 for result in "${RESULTS[@]}"; do
-    IFS='|' read -r name conns server baseline_name rps p50 p99 note <<<"$result"
+    IFS='|' read -r name conns server baseline_name rps p50 p99 cpu_us note <<<"$result"
     if [[ $server == baseline ]]; then
         ratio="baseline"
     elif [[ -z $baseline_name ]]; then
@@ -368,7 +405,7 @@ for result in "${RESULTS[@]}"; do
     else
         ratio="? (no row \"$baseline_name\")"
     fi
-    ROWS+=("| $name | $conns | $(fmt_int "$rps") | $(fmt_us "$p50") | $(fmt_us "$p99") | $ratio$note |")
+    ROWS+=("| $name | $conns | $(fmt_int "$rps") | $(fmt_us "$p50") | $(fmt_us "$p99") | $cpu_us µs | $ratio$note |")
 done
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -389,13 +426,18 @@ mkdir -p "$RESULTS_DIR"
         echo "**STAND-IN RUN: the \"ttscm\" rows are served by $TTSCM_BIN, not by ttscm.**"
     fi
     echo
-    echo "| target | conns | req/s | p50 | p99 | req/s vs baseline |"
-    echo "|---|---|---|---|---|---|"
+    echo "| target | conns | req/s | p50 | p99 | server CPU/req | req/s vs baseline |"
+    echo "|---|---|---|---|---|---|---|"
     printf '%s\n' "${ROWS[@]}"
     echo
     echo "Idle RSS after startup: ttscm $(fmt_mib "$IDLE_RSS_TTSCM")" \
         "(warp baseline $(fmt_mib "$IDLE_RSS_BASELINE")). After the load: ttscm" \
         "$(fmt_mib "$(rss_kib "${SERVER_PID[ttscm]}" VmRSS)"), peak $(fmt_mib "$(rss_kib "${SERVER_PID[ttscm]}" VmHWM)")."
+    if ((${#BUSY_ROWS[@]})); then
+        echo
+        echo "**Other processes used more than ${BENCH_BUSY_WARN}% of the CPUs during ${#BUSY_ROWS[@]} row(s)" \
+            "(marked ⚠): those numbers are skewed; rerun on an idle machine.**"
+    fi
     if ((${#FAILURES[@]})); then
         echo
         echo "**FAILED:**"
