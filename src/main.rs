@@ -29,6 +29,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Rotate and re-seal vault keys.
+    Vault {
+        #[command(subcommand)]
+        command: VaultCommand,
+    },
     /// Generate key material for mesh-mode settings.
     Keys {
         #[command(subcommand)]
@@ -60,6 +65,14 @@ enum TokenCommand {
 }
 
 #[derive(Subcommand)]
+enum VaultCommand {
+    /// Make a new random key the active one (embedded mode; old keys keep opening old values).
+    Rotate,
+    /// Move every sealed value to the active key (idempotent, resumable, safe while serving).
+    Reseal,
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
     /// A new Ed25519 signing key for TTSCM_IDENTITY__SIGNING_KEY.
     SigningKey,
@@ -86,6 +99,7 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve { only: None }) {
         Command::Serve { only } => serve(settings, only),
         Command::Token { command } => token(&settings, command),
+        Command::Vault { command } => vault(settings, command),
         Command::Keys { command } => {
             keys(command);
             Ok(())
@@ -192,6 +206,22 @@ fn token(settings: &Settings, command: TokenCommand) -> Result<(), AppError> {
         }
         Ok(())
     })
+}
+
+fn vault(settings: Settings, command: VaultCommand) -> Result<(), AppError> {
+    let _telemetry = ttscm_runtime::telemetry::init(&settings, "ttscm-vault").map_err(AppError::Config)?;
+    match command {
+        VaultCommand::Rotate => {
+            let kid = ttscm_vault::rotate(&settings).map_err(|e| AppError::Config(e.to_string()))?;
+            println!("{kid}");
+            eprintln!("new values are sealed with vault key {kid}; run `ttscm vault reseal` to move existing ones");
+        }
+        VaultCommand::Reseal => {
+            let report = ttscm::reseal_blocking(settings)?;
+            println!("{}", serde_json::to_string(&report).expect("reports serialize"));
+        }
+    }
+    Ok(())
 }
 
 fn keys(command: KeysCommand) {

@@ -8,6 +8,7 @@ pub mod actor;
 pub mod audit;
 pub mod domain;
 pub mod events;
+pub mod reseal;
 pub mod service;
 pub mod store;
 

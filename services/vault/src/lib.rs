@@ -1,21 +1,30 @@
-//! The vault service: the only holder of key material. Loads the key ring (from settings in
-//! mesh mode, from the data dir in embedded mode, generated on first start) and answers health.
-//! Sealing and unsealing over the bus build on this key ring.
+//! The vault service: the only holder of key material. Seals, opens and re-seals field values
+//! over the bus ([`actor`]), in the format of [`seal`], with the keys of [`keyring`].
+//!
+//! `run` serves vault's subjects until shutdown; [`rotate`] is what `ttscm vault rotate` runs
+//! (embedded mode: a new active key in the data dir's key file, picked up by a running vault
+//! within seconds).
 
+pub mod actor;
 pub mod keyring;
+pub mod seal;
 
+use actix::Actor;
 use tokio::task::JoinHandle;
 use ttscm_contract::health::{HealthReply, VaultHealth};
 use ttscm_contract::subjects::VAULT_QUEUE;
-use ttscm_runtime::service::serve_fn;
+use ttscm_contract::vault::{Reseal, Seal, Unseal};
+use ttscm_runtime::service::{serve, serve_fn};
 use ttscm_runtime::{Bus, BusError, Settings, Shutdown};
 
+pub use actor::VaultActor;
 pub use keyring::{KeyRing, KeyRingError};
+pub use seal::SealError;
 
-/// Why vault could not start.
+/// Why vault could not start, or a key could not be rotated.
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
-    /// The key ring could not be loaded (the CLI exits with code 64).
+    /// The key ring could not be loaded or changed (the CLI exits with code 64).
     #[error(transparent)]
     KeyRing(#[from] KeyRingError),
     /// The bus failed.
@@ -23,19 +32,25 @@ pub enum VaultError {
     Bus(#[from] BusError),
 }
 
-/// Starts vault and serves its subjects until `shutdown`.
+/// Starts vault and serves its subjects until `shutdown`. Must be called on an actix thread
+/// (the actor starts there).
 pub async fn run(
     bus: &Bus,
     settings: &Settings,
     shutdown: Shutdown,
 ) -> Result<Vec<JoinHandle<()>>, VaultError> {
-    let ring = KeyRing::load(settings)?;
+    let actor = VaultActor::from_settings(settings, actor::RELOAD_INTERVAL)?;
     tracing::info!(
-        active_kid = ring.active_kid(),
-        keys = ring.len(),
+        active_kid = actor.active_kid(),
+        keys = actor.key_count(),
+        key_file = actor.key_file().map(|p| p.display().to_string()),
         "vault key ring loaded"
     );
+    let addr = actor.start();
     Ok(vec![
+        serve::<Seal, _>(bus, VAULT_QUEUE, addr.clone(), shutdown.clone()).await?,
+        serve::<Unseal, _>(bus, VAULT_QUEUE, addr.clone(), shutdown.clone()).await?,
+        serve::<Reseal, _>(bus, VAULT_QUEUE, addr, shutdown.clone()).await?,
         serve_fn::<VaultHealth, _, _>(bus, VAULT_QUEUE, shutdown, move |_, _| async move {
             Ok(HealthReply {
                 service: "vault".into(),
@@ -44,4 +59,31 @@ pub async fn run(
         })
         .await?,
     ])
+}
+
+/// Makes a new random key the active one (`ttscm vault rotate`) and returns its kid.
+///
+/// Embedded mode only: the key is added to `<data_dir>/vault-keys.json`, every old key stays
+/// (values sealed with them keep opening), and a running vault picks the change up within
+/// seconds. In mesh mode keys come from settings, and this returns a
+/// [`KeyRingError::Config`] saying how to rotate there.
+pub fn rotate(settings: &Settings) -> Result<String, VaultError> {
+    let Some(path) = keyring::file_path(settings) else {
+        return Err(KeyRingError::Config(
+            "vault keys come from settings here (TTSCM_VAULT__KEYS), so rotate them there: \
+             generate a key with `ttscm keys vault-key --kid <new kid>`, append it to \
+             TTSCM_VAULT__KEYS (keep the old keys: values sealed with them must keep opening), \
+             set TTSCM_VAULT__ACTIVE_KID to the new kid and restart the vault replicas; \
+             then run `ttscm vault reseal`"
+                .into(),
+        )
+        .into());
+    };
+    let kid = keyring::rotate_file(&path)?;
+    tracing::info!(
+        kid,
+        path = %path.display(),
+        "rotated the vault key: new values are sealed with it, old keys still open old values"
+    );
+    Ok(kid)
 }

@@ -1,0 +1,473 @@
+//! The vault actor: owns the key ring and seals, opens and re-seals values for other services.
+//!
+//! Callers are services (the credential service), which have already authorized their own
+//! caller; vault checks no principal. Each value is bound to its place (credential id, field
+//! id), so a caller can only get back what was sealed for the place it names.
+//!
+//! In embedded mode the actor re-reads the key file when it changes (checked at most every
+//! [`RELOAD_INTERVAL`], and at once when a value names a kid the ring does not hold), so
+//! `ttscm vault rotate` takes effect without a restart. In mesh mode keys come from settings and
+//! never change while running.
+//!
+//! Handlers never log plaintext or keys: only counts, kids and places.
+
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, Context, Handler};
+use ttscm_contract::vault::{Place, Plaintexts, Reseal, Seal, SealedItem, Unseal};
+use ttscm_contract::{ErrorCode, FieldError, WireError};
+use ttscm_runtime::Settings;
+use ttscm_runtime::service::Call;
+use zeroize::Zeroize;
+
+use crate::keyring::{self, FileVersion, KeyRing, KeyRingError};
+use crate::seal::{self, Plaintext, SealError, ValuePlace};
+
+/// Largest plaintext vault seals, in bytes (the 64 KiB per value).
+pub const MAX_VALUE_LEN: usize = 64 * 1024;
+
+/// How often, at most, the embedded key file is checked for changes.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What a caller sees when a value does not open at the place it names. Says nothing about the
+/// value.
+pub const NOT_SEALED_HERE: &str =
+    "A sealed value failed to open: it was not sealed for this credential field";
+
+/// The key file the ring was read from, and when it was last checked for changes.
+struct KeyFileWatch {
+    /// `<data_dir>/vault-keys.json`.
+    path: PathBuf,
+    /// The file version the ring reflects (`None`: could not be read).
+    version: Option<FileVersion>,
+    /// When the file was last checked.
+    checked_at: Instant,
+    /// How long to trust the loaded ring before checking again.
+    interval: Duration,
+}
+
+/// State of the vault service.
+pub struct VaultActor {
+    /// The keys; replaced whole when the key file changes.
+    ring: KeyRing,
+    /// Present in embedded mode only: where to reload the ring from.
+    watch: Option<KeyFileWatch>,
+}
+
+impl std::fmt::Debug for VaultActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultActor")
+            .field("ring", &self.ring)
+            .field("reloads_from", &self.watch.as_ref().map(|w| &w.path))
+            .finish()
+    }
+}
+
+impl VaultActor {
+    /// An actor whose ring never changes (mesh mode, or tests).
+    pub fn new(ring: KeyRing) -> Self {
+        Self { ring, watch: None }
+    }
+
+    /// An actor with the ring `settings` call for, reloading it from the data dir's key file
+    /// every `interval` at most when the ring comes from there (embedded mode).
+    pub fn from_settings(settings: &Settings, interval: Duration) -> Result<Self, KeyRingError> {
+        let Some(path) = keyring::file_path(settings) else {
+            return Ok(Self::new(KeyRing::load(settings)?));
+        };
+        // The version is read before the file, so a change in between is seen as a change.
+        let before = keyring::file_version(&path);
+        let ring = KeyRing::load(settings)?;
+        let version = before.or_else(|| keyring::file_version(&path));
+        Ok(Self {
+            ring,
+            watch: Some(KeyFileWatch {
+                path,
+                version,
+                checked_at: Instant::now(),
+                interval,
+            }),
+        })
+    }
+
+    /// The kid new values are sealed with.
+    pub fn active_kid(&self) -> &str {
+        self.ring.active_kid()
+    }
+
+    /// How many keys the ring holds.
+    pub fn key_count(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// The key file the ring is reloaded from (embedded mode), if any.
+    pub fn key_file(&self) -> Option<&std::path::Path> {
+        self.watch.as_ref().map(|w| w.path.as_path())
+    }
+
+    /// Reloads the ring if its key file changed. Unless `now`, checks at most once per interval.
+    fn refresh(&mut self, now: bool) {
+        let Some(watch) = &mut self.watch else { return };
+        if !now && watch.checked_at.elapsed() < watch.interval {
+            return;
+        }
+        watch.checked_at = Instant::now();
+        let version = keyring::file_version(&watch.path);
+        if version == watch.version {
+            return;
+        }
+        watch.version = version;
+        match KeyRing::from_file(&watch.path) {
+            Ok(ring) => {
+                tracing::info!(
+                    active_kid = ring.active_kid(),
+                    keys = ring.len(),
+                    "reloaded the vault key ring"
+                );
+                self.ring = ring;
+            }
+            Err(error) => tracing::error!(
+                %error,
+                active_kid = self.ring.active_kid(),
+                "could not reload the vault key ring; keeping the loaded one"
+            ),
+        }
+    }
+
+    /// Seals each item with the active key. Refuses the whole call if any item is too large.
+    pub fn seal(&mut self, op: &Seal) -> Result<Vec<String>, WireError> {
+        let too_large: Vec<FieldError> = op
+            .items
+            .iter()
+            .enumerate()
+            .filter(|(_, item)| item.plaintext.len() > MAX_VALUE_LEN)
+            .map(|(index, _)| {
+                FieldError::new(
+                    vec!["items".into(), index.into(), "plaintext".into()],
+                    format!("A value must be at most {MAX_VALUE_LEN} bytes (64 KiB)"),
+                )
+            })
+            .collect();
+        if !too_large.is_empty() {
+            return Err(WireError::validation(too_large));
+        }
+        self.refresh(false);
+        let sealed = op
+            .items
+            .iter()
+            .map(|item| {
+                seal::seal(&self.ring, (&item.place).into(), item.plaintext.as_bytes()).map_err(seal_failed)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        tracing::debug!(
+            values = sealed.len(),
+            kid = self.ring.active_kid(),
+            "sealed values"
+        );
+        Ok(sealed)
+    }
+
+    /// Opens each item at its place. Any item that does not open fails the whole call.
+    pub fn unseal(&mut self, op: &Unseal) -> Result<Plaintexts, WireError> {
+        self.refresh(false);
+        let mut plaintexts = Vec::with_capacity(op.items.len());
+        for (index, item) in op.items.iter().enumerate() {
+            let opened = self.open(index, item).and_then(|plaintext| {
+                plaintext
+                    .into_string()
+                    .ok_or_else(|| not_text(index, &item.place))
+            });
+            match opened {
+                Ok(text) => plaintexts.push(text),
+                Err(error) => {
+                    plaintexts.iter_mut().for_each(Zeroize::zeroize);
+                    return Err(error);
+                }
+            }
+        }
+        tracing::debug!(values = plaintexts.len(), "opened values");
+        Ok(Plaintexts(plaintexts))
+    }
+
+    /// Moves each item to the active key: opens it at its place (so a value that does not open
+    /// fails the call, as in [`Self::unseal`]) and seals it again, unless it already uses the
+    /// active key, in which case it comes back unchanged.
+    pub fn reseal(&mut self, op: &Reseal) -> Result<Vec<String>, WireError> {
+        self.refresh(false);
+        let mut resealed = Vec::with_capacity(op.items.len());
+        let mut moved = 0usize;
+        for (index, item) in op.items.iter().enumerate() {
+            let plaintext = self.open(index, item)?;
+            let kid = seal::inspect(&item.sealed)
+                .map_err(|error| open_failed(index, &item.place, error))?
+                .kid;
+            if kid == self.ring.active_kid() {
+                resealed.push(item.sealed.clone());
+            } else {
+                let sealed = seal::seal(&self.ring, (&item.place).into(), plaintext.as_bytes())
+                    .map_err(seal_failed)?;
+                resealed.push(sealed);
+                moved += 1;
+            }
+        }
+        tracing::debug!(
+            values = resealed.len(),
+            moved,
+            kid = self.ring.active_kid(),
+            "re-sealed values"
+        );
+        Ok(resealed)
+    }
+
+    /// Opens one item; a kid the ring lacks makes it check the key file at once and try again.
+    fn open(&mut self, index: usize, item: &SealedItem) -> Result<Plaintext, WireError> {
+        let place = ValuePlace::from(&item.place);
+        let result = match seal::open(&self.ring, place, &item.sealed) {
+            Err(SealError::UnknownKid(_)) if self.watch.is_some() => {
+                self.refresh(true);
+                seal::open(&self.ring, place, &item.sealed)
+            }
+            result => result,
+        };
+        result.map_err(|error| open_failed(index, &item.place, error))
+    }
+}
+
+fn open_failed(index: usize, place: &Place, error: SealError) -> WireError {
+    tracing::warn!(
+        item = index,
+        credential_id = %place.credential_id,
+        field_id = %place.field_id,
+        %error,
+        "a sealed value failed to open"
+    );
+    match error {
+        SealError::DoesNotOpen => WireError::new(ErrorCode::Internal, NOT_SEALED_HERE),
+        SealError::UnknownKid(kid) => WireError::new(
+            ErrorCode::Internal,
+            format!("A sealed value uses vault key '{kid}', which this vault does not hold"),
+        ),
+        SealError::Malformed | SealError::UnsupportedVersion(_) => WireError::new(
+            ErrorCode::Internal,
+            "A sealed value failed to open: it is not a sealed value this vault understands",
+        ),
+        SealError::Rng => WireError::internal(),
+    }
+}
+
+fn not_text(index: usize, place: &Place) -> WireError {
+    tracing::warn!(
+        item = index,
+        credential_id = %place.credential_id,
+        field_id = %place.field_id,
+        "a sealed value opened but does not hold text"
+    );
+    WireError::new(
+        ErrorCode::Internal,
+        "A sealed value failed to open: it does not hold text",
+    )
+}
+
+fn seal_failed(error: SealError) -> WireError {
+    tracing::error!(%error, "sealing failed");
+    WireError::internal()
+}
+
+/// Runs a handler's work, answering a panic with a 500 instead of stopping the actor's thread.
+fn guarded<T>(work: impl FnOnce() -> Result<T, WireError>) -> Result<T, WireError> {
+    std::panic::catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|_| {
+        tracing::error!("a vault handler panicked");
+        Err(WireError::internal())
+    })
+}
+
+impl Actor for VaultActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Call<Seal>> for VaultActor {
+    type Result = Result<Vec<String>, WireError>;
+
+    fn handle(&mut self, call: Call<Seal>, _: &mut Self::Context) -> Self::Result {
+        let mut op = call.op;
+        let result = guarded(|| self.seal(&op));
+        for item in &mut op.items {
+            item.plaintext.zeroize();
+        }
+        result
+    }
+}
+
+impl Handler<Call<Unseal>> for VaultActor {
+    type Result = Result<Plaintexts, WireError>;
+
+    fn handle(&mut self, call: Call<Unseal>, _: &mut Self::Context) -> Self::Result {
+        guarded(|| self.unseal(&call.op))
+    }
+}
+
+impl Handler<Call<Reseal>> for VaultActor {
+    type Result = Result<Vec<String>, WireError>;
+
+    fn handle(&mut self, call: Call<Reseal>, _: &mut Self::Context) -> Self::Result {
+        guarded(|| self.reseal(&call.op))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ttscm_contract::vault::SealItem;
+
+    use super::*;
+
+    fn place(credential_id: &str, field_id: &str) -> Place {
+        Place {
+            credential_id: credential_id.into(),
+            field_id: field_id.into(),
+        }
+    }
+
+    fn seal_op(values: &[(&str, &str, &str)]) -> Seal {
+        Seal {
+            items: values
+                .iter()
+                .map(|(credential, field, plaintext)| SealItem {
+                    place: place(credential, field),
+                    plaintext: (*plaintext).into(),
+                })
+                .collect(),
+        }
+    }
+
+    fn embedded(dir: &tempfile::TempDir) -> Settings {
+        Settings {
+            data_dir: dir.path().to_path_buf(),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn values_up_to_64_kib_seal_and_larger_ones_are_a_validation_error() {
+        let mut actor = VaultActor::new(
+            KeyRing::parse("k:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", None).expect("ring"),
+        );
+        let largest = "x".repeat(MAX_VALUE_LEN);
+        assert_eq!(
+            actor
+                .seal(&seal_op(&[("c", "a", ""), ("c", "b", &largest)]))
+                .expect("seals")
+                .len(),
+            2
+        );
+        let too_large = "x".repeat(MAX_VALUE_LEN + 1);
+        let error = actor
+            .seal(&seal_op(&[("c", "a", "fine"), ("c", "b", &too_large)]))
+            .unwrap_err();
+        assert_eq!(error.code, ErrorCode::Validation);
+        assert_eq!(error.errors.len(), 1);
+        assert_eq!(
+            error.errors[0].path,
+            vec![
+                serde_json::json!("items"),
+                serde_json::json!(1),
+                serde_json::json!("plaintext")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rotated_key_file_is_picked_up_once_the_interval_has_passed() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut actor = VaultActor::from_settings(&embedded(&dir), Duration::ZERO).expect("actor");
+        let first = actor.active_kid().to_owned();
+        let sealed = actor.seal(&seal_op(&[("c", "f", "before")])).expect("seals");
+
+        let second = keyring::rotate_file(&dir.path().join(keyring::KEYRING_FILE)).expect("rotates");
+        let after = actor.seal(&seal_op(&[("c", "f", "after")])).expect("seals");
+        assert_ne!(first, second);
+        assert_eq!(seal::inspect(&after[0]).expect("header").kid, second);
+
+        let opened = actor
+            .unseal(&Unseal {
+                items: vec![
+                    SealedItem {
+                        place: place("c", "f"),
+                        sealed: sealed[0].clone(),
+                    },
+                    SealedItem {
+                        place: place("c", "f"),
+                        sealed: after[0].clone(),
+                    },
+                ],
+            })
+            .expect("both keys open");
+        assert_eq!(opened.0, vec!["before".to_owned(), "after".to_owned()]);
+    }
+
+    #[test]
+    fn a_value_under_a_kid_the_ring_lacks_makes_the_actor_reload_at_once() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let settings = embedded(&dir);
+        let mut actor = VaultActor::from_settings(&settings, Duration::from_secs(3600)).expect("actor");
+        let first = actor.active_kid().to_owned();
+
+        let second = keyring::rotate_file(&dir.path().join(keyring::KEYRING_FILE)).expect("rotates");
+        assert_eq!(actor.active_kid(), first, "the interval has not passed");
+        let elsewhere = KeyRing::load(&settings).expect("the rotated ring");
+        let sealed = seal::seal(&elsewhere, ValuePlace::new("c", "f"), b"new").expect("seals");
+
+        let opened = actor
+            .unseal(&Unseal {
+                items: vec![SealedItem {
+                    place: place("c", "f"),
+                    sealed,
+                }],
+            })
+            .expect("opens after reloading");
+        assert_eq!(opened.0, vec!["new".to_owned()]);
+        assert_eq!(actor.active_kid(), second);
+    }
+
+    #[test]
+    fn a_corrupt_key_file_leaves_the_loaded_ring_in_use() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut actor = VaultActor::from_settings(&embedded(&dir), Duration::ZERO).expect("actor");
+        let kid = actor.active_kid().to_owned();
+        let path = dir.path().join(keyring::KEYRING_FILE);
+        std::fs::remove_file(&path).expect("removes");
+        std::fs::write(&path, "{ not json").expect("writes");
+        let sealed = actor.seal(&seal_op(&[("c", "f", "still works")])).expect("seals");
+        assert_eq!(seal::inspect(&sealed[0]).expect("header").kid, kid);
+    }
+
+    #[test]
+    fn keys_from_settings_are_never_reloaded() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let settings = Settings {
+            vault: ttscm_runtime::settings::VaultSettings {
+                keys: Some("k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()),
+                active_kid: None,
+            },
+            ..embedded(&dir)
+        };
+        let actor = VaultActor::from_settings(&settings, Duration::ZERO).expect("actor");
+        assert!(actor.watch.is_none());
+        assert!(!dir.path().join(keyring::KEYRING_FILE).exists());
+    }
+
+    #[test]
+    fn the_actor_prints_kids_but_no_key_bytes() {
+        let key = [0x5au8; 32];
+        let spec = format!(
+            "k1:{}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key)
+        );
+        let actor = VaultActor::new(KeyRing::parse(&spec, None).expect("ring"));
+        let printed = format!("{actor:?} {actor:#?}");
+        assert!(printed.contains("k1"));
+        assert!(!printed.contains("90, 90"), "{printed}");
+        assert!(!printed.contains("Wlpa"), "{printed}");
+    }
+}

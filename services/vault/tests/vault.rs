@@ -1,0 +1,138 @@
+//! Vault through the bus, as the credential service calls it: seal, unseal and reseal on an
+//! in-process bus, with the key ring in a fresh data dir per test.
+
+mod support;
+
+use ttscm_contract::ErrorCode;
+use ttscm_runtime::Settings;
+use ttscm_vault::actor::{MAX_VALUE_LEN, NOT_SEALED_HERE};
+
+use support::{all_at, kid_of, place, sealed_at, spawn_vault};
+
+#[actix::test]
+async fn sealed_values_come_back_when_opened_at_their_places() {
+    let vault = spawn_vault().await;
+    let largest = "é".repeat(MAX_VALUE_LEN / 2);
+    let places = [
+        place("c1", "password"),
+        place("c1", "pin"),
+        place("c2", "password"),
+        place("c2", "note"),
+    ];
+    let plaintexts = ["hunter2", "", "pässwörd ✓", largest.as_str()];
+
+    let sealed = vault.seal(&places, &plaintexts).await.expect("seals");
+    assert_eq!(sealed.len(), 4);
+    assert!(sealed.iter().all(|s| !s.contains("hunter2")));
+
+    let opened = vault.unseal(all_at(&places, &sealed)).await.expect("opens");
+    assert_eq!(opened, plaintexts);
+}
+
+#[actix::test]
+async fn a_sealed_value_swapped_between_places_fails_with_a_clear_message() {
+    let vault = spawn_vault().await;
+    let (first, second, other_field) = (
+        place("c1", "password"),
+        place("c2", "password"),
+        place("c1", "pin"),
+    );
+    let sealed = vault
+        .seal(
+            &[first.clone(), second.clone()],
+            &["first secret", "second secret"],
+        )
+        .await
+        .expect("seals");
+
+    for attempt in [
+        vec![sealed_at(&first, &sealed[1])],
+        vec![sealed_at(&second, &sealed[0])],
+        vec![sealed_at(&other_field, &sealed[0])],
+        // One bad value fails the whole call: nothing is half-answered.
+        vec![sealed_at(&first, &sealed[0]), sealed_at(&first, &sealed[1])],
+    ] {
+        let error = vault.unseal(attempt).await.unwrap_err();
+        assert_eq!(error.code, ErrorCode::Internal);
+        assert_eq!(error.message, NOT_SEALED_HERE);
+    }
+}
+
+#[actix::test]
+async fn reseal_after_rotate_moves_values_to_the_new_key_and_keeps_active_ones() {
+    let vault = spawn_vault().await;
+    let places = [
+        place("c1", "password"),
+        place("c1", "pin"),
+        place("c2", "password"),
+    ];
+    let plaintexts = ["one", "two", ""];
+    let before = vault.seal(&places, &plaintexts).await.expect("seals");
+    let old_kid = kid_of(&before[0]);
+
+    let unchanged = vault.reseal(all_at(&places, &before)).await.expect("reseals");
+    assert_eq!(
+        unchanged, before,
+        "values under the active key come back unchanged"
+    );
+
+    let new_kid = vault.rotate();
+    assert_ne!(new_kid, old_kid);
+    let after = vault
+        .reseal_until_moved_to(&new_kid, all_at(&places, &before))
+        .await;
+    assert_ne!(after, before);
+
+    let opened_new = vault
+        .unseal(all_at(&places, &after))
+        .await
+        .expect("new blobs open");
+    let opened_old = vault
+        .unseal(all_at(&places, &before))
+        .await
+        .expect("old blobs still open");
+    assert_eq!(opened_new, plaintexts);
+    assert_eq!(opened_old, plaintexts);
+
+    let again = vault.reseal(all_at(&places, &after)).await.expect("reseals");
+    assert_eq!(again, after, "resealing is idempotent");
+
+    let fresh = vault.seal(&places[..1], &["three"]).await.expect("seals");
+    assert_eq!(kid_of(&fresh[0]), new_kid);
+}
+
+#[actix::test]
+async fn a_value_over_64_kib_is_a_validation_error() {
+    let vault = spawn_vault().await;
+    let here = place("c1", "note");
+    let too_large = "x".repeat(MAX_VALUE_LEN + 1);
+    let error = vault
+        .seal(&[here.clone(), here], &["fine", &too_large])
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::Validation);
+    assert_eq!(error.errors.len(), 1);
+    assert_eq!(
+        error.errors[0].path,
+        vec![
+            serde_json::json!("items"),
+            serde_json::json!(1),
+            serde_json::json!("plaintext")
+        ]
+    );
+}
+
+#[test]
+fn rotate_in_mesh_mode_explains_how_to_rotate_keys_in_settings() {
+    let settings = Settings {
+        vault: ttscm_runtime::settings::VaultSettings {
+            keys: Some("k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()),
+            active_kid: None,
+        },
+        ..Settings::default()
+    };
+    let error = ttscm_vault::rotate(&settings).unwrap_err().to_string();
+    assert!(error.contains("TTSCM_VAULT__KEYS"), "{error}");
+    assert!(error.contains("TTSCM_VAULT__ACTIVE_KID"), "{error}");
+    assert!(error.contains("ttscm keys vault-key"), "{error}");
+}
