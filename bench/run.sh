@@ -10,6 +10,8 @@
 #                          the 1-connection numbers flip between two modes 3x apart)
 #   BENCH_START_TIMEOUT=30 seconds to wait for a server to become ready
 #   BENCH_BUSY_WARN=10     mark rows during which other processes used more than this % of CPU
+#   BENCH_MESH=1           also measure the mesh (five `ttscm serve --only` processes joined by a
+#                          nats-server and FerretDB, installed/built by tests/tools/*.sh); 0 = skip
 #   TTSCM_BIN=path         use this binary instead of building target/release/ttscm. If its file
 #                          name is ttscm-warp-baseline, it runs as a *stand-in* for ttscm (started
 #                          with the address as argument, no token, readiness via /v1/teapot) so the
@@ -26,13 +28,17 @@ BENCH_WRK_THREADS=${BENCH_WRK_THREADS:-2}
 BENCH_PIN_WRK=${BENCH_PIN_WRK:-1}
 BENCH_START_TIMEOUT=${BENCH_START_TIMEOUT:-30}
 BENCH_BUSY_WARN=${BENCH_BUSY_WARN:-10}
+BENCH_MESH=${BENCH_MESH:-1}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 BASELINE_BIN="$TARGET_DIR/release/ttscm-warp-baseline"
 RESULTS_DIR=bench/results
 
 # ---------------------------------------------------------------------------------------------
 # Targets, one per table row, in table order (the list is repeated per connection count).
-#   server|name|path|needs_auth|baseline_name|expect
+#   server|name|path|needs_auth|baseline_name|expect[|wrk_script]
+# path          may contain @CID@: the id of a credential seeded on that server (see seed)
+# wrk_script    a wrk Lua script (e.g. bench/create.lua for POSTs; its body comes from the
+#               server's BENCH_CREATE_BODY)
 # server        key of a started server (see start_* below): baseline, ttscm, ...
 # name          row label, unique; the ratio column looks baseline rows up by it
 # needs_auth    1 = send `Authorization: Bearer <that server's token>`
@@ -50,27 +56,16 @@ TARGETS=(
     "ttscm|ttscm teapot|/v1/teapot|0|warp teapot|418"
     "baseline|warp list|/v1/credential-type/credential-types|0||200"
     "ttscm|ttscm list|/v1/credential-type/credential-types|1|warp list|200"
+    "ttscm|ttscm fetch credential|/v1/credential/credentials/@CID@|1|warp list|200"
+    "ttscm|ttscm reveal|/v1/credential/credentials/@CID@/secure-values|1|warp list|200"
+    "ttscm|ttscm create credential|/v1/credential/credentials|1|warp list|201|bench/create.lua"
+    "mesh|mesh list|/v1/credential-type/credential-types|1|warp list|200"
+    "mesh|mesh fetch credential|/v1/credential/credentials/@CID@|1|warp list|200"
+    "mesh|mesh reveal|/v1/credential/credentials/@CID@/secure-values|1|warp list|200"
+    "mesh|mesh create credential|/v1/credential/credentials|1|warp list|201|bench/create.lua"
 )
 
-# ---------------------------------------------------------------------------------------------
-# MESH MODE (not wired yet). To benchmark ttscm as a NATS mesh in the same table:
-#   1. write `start_mesh` next to `start_ttscm` below: start NATS and MongoDB (or take them from
-#      the environment), generate key material (`ttscm keys signing-key`, `ttscm keys vault-key`),
-#      launch one `ttscm serve --only <component>` per component with TTSCM_NATS_URL,
-#      TTSCM_MONGODB_URI, the keys and TTSCM_LOG=warn (the edge with
-#      TTSCM_LISTEN_ADDR=127.0.0.1:$PORT after `free_port`), register every pid with `track_pid`
-#      so the trap stops it, fill SERVER_URL[mesh], SERVER_PID[mesh] (the edge), SERVER_LOG[mesh],
-#      wait with `wait_ready mesh "${SERVER_URL[mesh]}/healthz" 200`, and create the token with
-#      the same environment into SERVER_TOKEN[mesh].
-#   2. call it where the comment "mesh mode: start it here" is (e.g. only when BENCH_MESH=1) and
-#      add rows such as
-#        "mesh|mesh teapot|/v1/teapot|0|warp teapot|418"
-#        "mesh|mesh list|/v1/credential-type/credential-types|1|warp list|200"
-#      to TARGETS; rows of a server that was not started are skipped (`server_started`).
-#   Idle RSS is reported for ttscm only; add the mesh processes next to it in the report.
-# ---------------------------------------------------------------------------------------------
-
-declare -A SERVER_URL=() SERVER_PID=() SERVER_TOKEN=() SERVER_LOG=()
+declare -A SERVER_URL=() SERVER_PID=() SERVER_TOKEN=() SERVER_LOG=() SERVER_CID=() SERVER_BODY=() SERVER_ENV=()
 PIDS=()
 TMP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ttscm-bench.XXXXXX")
 
@@ -285,9 +280,58 @@ start_ttscm() {
     [[ -n ${SERVER_TOKEN[ttscm]} ]] || die "ttscm token create printed no token"
 }
 
+# Seeds a company (CLI), a credential type and one credential (API) on a server, for the
+# credential rows: SERVER_CID (the credential) and SERVER_BODY (a create body for wrk).
+seed() {
+    local server=$1 url=${SERVER_URL[$1]} token=${SERVER_TOKEN[$1]} company type_id body
+    company=$(env ${SERVER_ENV[$server]} "$TTSCM_BIN" company add --name "Bench Co" 2>>"$TMP_DIR/seed.log") ||
+        die "$server: company add failed: $(cat "$TMP_DIR/seed.log")"
+    type_id=$(curl -sf -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$url/v1/credential-type/credential-types" \
+        -d '{"name":"AWS","fields":[{"id":"accessKeyId","name":"Access Key ID","required":true,"secure":false,"valueType":"plain_text"},{"id":"secretAccessKey","name":"Secret Access Key","required":true,"secure":true,"valueType":"password"}]}' |
+        sed -E 's/.*"data":\{"id":"([a-z0-9]+)".*/\1/') || die "$server: cannot create the credential type"
+    body="{\"name\":\"Production AWS\",\"typeId\":\"$type_id\",\"companyId\":\"$company\",\"fields\":[{\"fieldId\":\"accessKeyId\",\"value\":\"AKIAIOSFODNN7EXAMPLE\"},{\"fieldId\":\"secretAccessKey\",\"value\":\"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\"}]}"
+    SERVER_BODY[$server]=$body
+    SERVER_CID[$server]=$(curl -sf -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$url/v1/credential/credentials" -d "$body" |
+        sed -E 's/.*"data":\{"id":"([a-z0-9]+)".*/\1/') || die "$server: cannot create the credential"
+}
+
+# The mesh: nats-server and FerretDB (from the test tools), then one process per component.
+start_mesh() {
+    local nats ferretdb nats_port fdb_port component signing vault_key
+    nats=$(tests/tools/nats-server.sh) ferretdb=$(tests/tools/ferretdb.sh)
+    free_port; nats_port=$PORT
+    "$nats" -a 127.0.0.1 -p "$nats_port" -js -sd "$TMP_DIR/nats" >"$TMP_DIR/nats.log" 2>&1 &
+    track_pid $!
+    free_port; fdb_port=$PORT
+    mkdir -p "$TMP_DIR/ferretdb"
+    "$ferretdb" --handler=sqlite --sqlite-url="file:$TMP_DIR/ferretdb/" --listen-addr="127.0.0.1:$fdb_port" \
+        --telemetry=disable --state-dir=- --debug-addr=- --log-level=error >"$TMP_DIR/ferretdb.log" 2>&1 &
+    track_pid $!
+    signing=$("$TTSCM_BIN" keys signing-key) vault_key=$("$TTSCM_BIN" keys vault-key --kid v1)
+    SERVER_ENV[mesh]="TTSCM_NATS_URL=nats://127.0.0.1:$nats_port TTSCM_MONGODB_URI=mongodb://127.0.0.1:$fdb_port/ TTSCM_MONGODB_DATABASE=bench TTSCM_IDENTITY__SIGNING_KEY=$signing TTSCM_VAULT__KEYS=$vault_key TTSCM_LOG=warn"
+    free_port
+    SERVER_URL[mesh]="http://127.0.0.1:$PORT"
+    SERVER_LOG[mesh]="$TMP_DIR/mesh.log"
+    for component in identity company-sync credential vault edge; do
+        env ${SERVER_ENV[mesh]} TTSCM_LISTEN_ADDR="127.0.0.1:$PORT" "$TTSCM_BIN" serve --only "$component" >>"${SERVER_LOG[mesh]}" 2>&1 &
+        track_pid $!
+        [[ $component == edge ]] && SERVER_PID[mesh]=$!
+    done
+    wait_ready mesh "${SERVER_URL[mesh]}/readyz" 200
+    SERVER_TOKEN[mesh]=$(env ${SERVER_ENV[mesh]} "$TTSCM_BIN" token create --name bench --role admin 2>"$TMP_DIR/token.log") ||
+        die "mesh token create failed: $(cat "$TMP_DIR/token.log")"
+}
+
 start_baseline
 start_ttscm
-# (mesh mode: start it here; see the MESH MODE comment at the top)
+if ((!STANDIN)); then
+    SERVER_ENV[ttscm]="TTSCM_DATA_DIR=$TMP_DIR/ttscm-data TTSCM_LOG=warn"
+    seed ttscm
+    if ((BENCH_MESH)); then
+        start_mesh
+        seed mesh
+    fi
+fi
 
 sleep 1 # let startup work settle before reading the idle footprint
 IDLE_RSS_TTSCM=$(rss_kib "${SERVER_PID[ttscm]}" VmRSS)
@@ -300,8 +344,11 @@ fi
 
 # Pre-flight: every target answers its expected status once (routing, auth, the right server).
 for row in "${TARGETS[@]}"; do
-    IFS='|' read -r server name path auth _ expect <<<"$row"
+    IFS='|' read -r server name path auth _ expect script <<<"$row"
     server_started "$server" || continue
+    [[ $path == *@CID@* && -z ${SERVER_CID[$server]:-} ]] && continue
+    path=${path//@CID@/${SERVER_CID[$server]:-}}
+    [[ -n ${script:-} ]] && continue # writes are checked by their wrk run's status counts
     curl_args=(-s -o "$TMP_DIR/preflight.body" -w '%{http_code}' --max-time 5)
     if [[ $auth == 1 ]]; then
         curl_args+=(-H "Authorization: Bearer ${SERVER_TOKEN[$server]}")
@@ -328,10 +375,15 @@ for conns in $BENCH_CONNS; do
         pin=("${WRK_PIN[@]}")
     fi
     for row in "${TARGETS[@]}"; do
-        IFS='|' read -r server name path auth baseline_name expect <<<"$row"
+        IFS='|' read -r server name path auth baseline_name expect script <<<"$row"
         server_started "$server" || continue
+        [[ $path == *@CID@* && -z ${SERVER_CID[$server]:-} ]] && continue
+        path=${path//@CID@/${SERVER_CID[$server]:-}}
         url="${SERVER_URL[$server]}$path"
-        wrk_cmd=("${pin[@]}" wrk -t"$threads" -c"$conns")
+        wrk_cmd=(env BENCH_CREATE_BODY="${SERVER_BODY[$server]:-}" "${pin[@]}" wrk -t"$threads" -c"$conns")
+        if [[ -n ${script:-} ]]; then
+            wrk_cmd+=(-s "$script")
+        fi
         if [[ $auth == 1 ]]; then
             wrk_cmd+=(-H "Authorization: Bearer ${SERVER_TOKEN[$server]}")
         fi

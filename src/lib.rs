@@ -190,16 +190,23 @@ pub async fn serve(
 /// works in both modes and while the API serves traffic. Blocks the calling thread.
 pub fn reseal_blocking(settings: Settings) -> Result<ttscm_credential::reseal::ResealReport, AppError> {
     let runner = actix::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime can be built")
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime can be built")
     });
     runner.block_on(async move {
         let bus = ttscm_runtime::Bus::InProc(ttscm_runtime::bus::inproc::InProcBus::new());
         let shutdown = Shutdown::new();
-        ttscm_vault::run(&bus, &settings, shutdown.clone()).await.map_err(|e| match e {
-            ttscm_vault::VaultError::KeyRing(k) => AppError::Config(k.to_string()),
-            other => AppError::Runtime(other.to_string()),
-        })?;
-        let store = connect::store(&settings).await.map_err(config_or_runtime(false))?;
+        ttscm_vault::run(&bus, &settings, shutdown.clone())
+            .await
+            .map_err(|e| match e {
+                ttscm_vault::VaultError::KeyRing(k) => AppError::Config(k.to_string()),
+                other => AppError::Runtime(other.to_string()),
+            })?;
+        let store = connect::store(&settings)
+            .await
+            .map_err(config_or_runtime(false))?;
         let client = ttscm_runtime::service::BusClient::new(bus, settings.request_timeout());
         let ctx = ttscm_runtime::service::CallContext::new(None);
         let report = ttscm_credential::reseal::reseal_all(&store, &client, &ctx).await;

@@ -29,6 +29,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage companies kept by hand (without ConnectWise).
+    Company {
+        #[command(subcommand)]
+        command: CompanyCommand,
+    },
     /// Rotate and re-seal vault keys.
     Vault {
         #[command(subcommand)]
@@ -61,6 +66,16 @@ enum TokenCommand {
     Revoke {
         /// The token's id.
         id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CompanyCommand {
+    /// Add a company; prints its id.
+    Add {
+        /// The company's name.
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -100,6 +115,7 @@ fn main() -> ExitCode {
         Command::Serve { only } => serve(settings, only),
         Command::Token { command } => token(&settings, command),
         Command::Vault { command } => vault(settings, command),
+        Command::Company { command } => company(&settings, command),
         Command::Keys { command } => {
             keys(command);
             Ok(())
@@ -208,13 +224,39 @@ fn token(settings: &Settings, command: TokenCommand) -> Result<(), AppError> {
     })
 }
 
+fn company(settings: &Settings, command: CompanyCommand) -> Result<(), AppError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime can be built");
+    runtime.block_on(async {
+        let store = connect::store(settings)
+            .await
+            .map_err(|e| AppError::Runtime(e.to_string()))?;
+        match command {
+            CompanyCommand::Add { name } => {
+                let id = ttscm_company_sync::admin::create_company(&store, &name)
+                    .await
+                    .map_err(|e| match e {
+                        ttscm_runtime::StoreError::Invalid(m) => AppError::Config(m),
+                        other => AppError::Runtime(other.to_string()),
+                    })?;
+                println!("{id}");
+            }
+        }
+        Ok(())
+    })
+}
+
 fn vault(settings: Settings, command: VaultCommand) -> Result<(), AppError> {
     let _telemetry = ttscm_runtime::telemetry::init(&settings, "ttscm-vault").map_err(AppError::Config)?;
     match command {
         VaultCommand::Rotate => {
             let kid = ttscm_vault::rotate(&settings).map_err(|e| AppError::Config(e.to_string()))?;
             println!("{kid}");
-            eprintln!("new values are sealed with vault key {kid}; run `ttscm vault reseal` to move existing ones");
+            eprintln!(
+                "new values are sealed with vault key {kid}; run `ttscm vault reseal` to move existing ones"
+            );
         }
         VaultCommand::Reseal => {
             let report = ttscm::reseal_blocking(settings)?;

@@ -35,7 +35,9 @@ async fn a_canary_secret_never_reaches_logs_subjects_or_events() {
         .init();
 
     let app = spawn_app(Mode::Mesh).await;
-    let client = async_nats::connect(app.nats.as_ref().expect("mesh has nats").url()).await.expect("connects");
+    let client = async_nats::connect(app.nats.as_ref().expect("mesh has nats").url())
+        .await
+        .expect("connects");
     let mut everything = client.subscribe(">").await.expect("subscribes to every subject");
     client.flush().await.expect("subscribed");
 
@@ -44,30 +46,68 @@ async fn a_canary_secret_never_reaches_logs_subjects_or_events() {
     let company = app.seed_company("Canary Co").await;
     let type_id = app.create_aws_type(None).await;
     let id = app.create_aws_credential(&type_id, &company, canary).await;
-    let (status, revealed) = app.get(&format!("/v1/credential/credentials/{id}/secure-values"), Some(&token)).await;
-    assert_eq!((status, revealed["data"]["secretAccessKey"].as_str()), (200, Some(canary)));
+    let (status, revealed) = app
+        .get(
+            &format!("/v1/credential/credentials/{id}/secure-values"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        (status, revealed["data"]["secretAccessKey"].as_str()),
+        (200, Some(canary))
+    );
     let body = json!({"fields": [{"fieldId": "accessKeyId", "value": "A"}, {"fieldId": "secretAccessKey", "value": format!("{canary}-2")}]});
-    assert_eq!(app.put(&format!("/v1/credential/credentials/{id}/fields"), &token, &body).await.0, 200);
+    assert_eq!(
+        app.put(&format!("/v1/credential/credentials/{id}/fields"), &token, &body)
+            .await
+            .0,
+        200
+    );
     let bad = json!({"fields": [{"fieldId": "accessKeyId", "value": format!("{canary}\nbad")}, {"fieldId": "secretAccessKey", "value": canary}]});
-    assert_eq!(app.put(&format!("/v1/credential/credentials/{id}/fields"), &token, &bad).await.0, 400);
-    assert_eq!(app.delete(&format!("/v1/credential/credentials/{id}"), &token).await.0, 200);
+    assert_eq!(
+        app.put(&format!("/v1/credential/credentials/{id}/fields"), &token, &bad)
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        app.delete(&format!("/v1/credential/credentials/{id}"), &token)
+            .await
+            .0,
+        200
+    );
 
     // Everything published so far has been delivered once a round trip through the server is done.
     client.flush().await.expect("flushed");
     let mut subjects = Vec::new();
     let mut events = Vec::new();
-    while let Ok(Some(message)) = tokio::time::timeout(std::time::Duration::from_millis(300), everything.next()).await {
+    while let Ok(Some(message)) =
+        tokio::time::timeout(std::time::Duration::from_millis(300), everything.next()).await
+    {
         if message.subject.starts_with("ttscm.events.") {
             events.push(String::from_utf8_lossy(&message.payload).into_owned());
         }
         subjects.push(message.subject.to_string());
     }
-    assert!(subjects.iter().any(|s| s == "ttscm.vault.v1.seal"), "the flow crossed the bus: {subjects:?}");
+    assert!(
+        subjects.iter().any(|s| s == "ttscm.vault.v1.seal"),
+        "the flow crossed the bus: {subjects:?}"
+    );
     assert!(events.len() >= 3, "events were seen: {}", events.len());
-    assert!(subjects.iter().all(|s| !s.contains("CANARY")), "a subject carries the canary");
-    assert!(events.iter().all(|e| !e.contains("CANARY")), "an event carries the canary");
+    assert!(
+        subjects.iter().all(|s| !s.contains("CANARY")),
+        "a subject carries the canary"
+    );
+    assert!(
+        events.iter().all(|e| !e.contains("CANARY")),
+        "an event carries the canary"
+    );
     drop(app);
     let captured = String::from_utf8_lossy(&logs.0.lock().expect("log buffer lock")).into_owned();
-    assert!(captured.len() > 1000, "logs were captured ({} bytes)", captured.len());
+    assert!(
+        captured.len() > 1000,
+        "logs were captured ({} bytes)",
+        captured.len()
+    );
     assert!(!captured.contains("CANARY"), "the logs carry the canary");
 }

@@ -36,10 +36,18 @@ async fn a_credential_type_goes_through_its_whole_life(mode: Mode) {
     let (status, _) = app.get(&format!("{TYPES}/{id}"), Some(&token)).await;
     assert_eq!(status, 200);
 
-    let (status, duplicate) = app.post(TYPES, &token, &json!({"name": "GITHUB", "fields": []})).await;
+    let (status, duplicate) = app
+        .post(TYPES, &token, &json!({"name": "GITHUB", "fields": []}))
+        .await;
     assert_eq!(status, 409, "names are unique case-insensitively: {duplicate}");
 
-    let (status, updated) = app.patch(&format!("{TYPES}/{id}"), &token, &json!({"name": "GitHub Enterprise", "icon": null})).await;
+    let (status, updated) = app
+        .patch(
+            &format!("{TYPES}/{id}"),
+            &token,
+            &json!({"name": "GitHub Enterprise", "icon": null}),
+        )
+        .await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["message"], "Credential Type Updated Successfully!");
     assert_eq!(updated["data"]["name"], "GitHub Enterprise");
@@ -50,27 +58,47 @@ async fn a_credential_type_goes_through_its_whole_life(mode: Mode) {
     assert_eq!(list["data"].as_array().map(Vec::len), Some(1));
 
     let (status, deleted) = app.delete(&format!("{TYPES}/{id}"), &token).await;
-    assert_eq!((status, deleted), (200, json!({"status": 200, "message": "Credential Type Deleted Successfully!", "data": null, "successful": true})));
+    assert_eq!(
+        (status, deleted),
+        (
+            200,
+            json!({"status": 200, "message": "Credential Type Deleted Successfully!", "data": null, "successful": true})
+        )
+    );
     assert_eq!(app.get(&format!("{TYPES}/{id}"), Some(&token)).await.0, 404);
 }
 
 async fn bad_type_definitions_are_refused_with_paths(mode: Mode) {
     let app = spawn_app(mode).await;
     let (status, body) = app
-        .post(TYPES, &app.admin_token, &json!({
-            "name": " ", "permissionScope": "Not A Scope", "icon": "http://insecure.example/x.ico",
-            "fields": [
-                {"id": "9lives", "name": "x", "valueType": "plain_text"},
-                {"id": "ok", "name": "", "valueType": "colour"},
-                {"id": "ok", "name": "dup", "valueType": "email"}
-            ]
-        }))
+        .post(
+            TYPES,
+            &app.admin_token,
+            &json!({
+                "name": " ", "permissionScope": "Not A Scope", "icon": "http://insecure.example/x.ico",
+                "fields": [
+                    {"id": "9lives", "name": "x", "valueType": "plain_text"},
+                    {"id": "ok", "name": "", "valueType": "colour"},
+                    {"id": "ok", "name": "dup", "valueType": "email"}
+                ]
+            }),
+        )
         .await;
     assert_eq!(status, 400, "{body}");
-    let paths: Vec<Value> = body["errors"].as_array().expect("errors").iter().map(|e| e["path"].clone()).collect();
+    let paths: Vec<Value> = body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["path"].clone())
+        .collect();
     for expected in [
-        json!(["name"]), json!(["permissionScope"]), json!(["icon"]), json!(["fields", 0, "id"]),
-        json!(["fields", 1, "name"]), json!(["fields", 1, "valueType"]), json!(["fields", 2, "id"]),
+        json!(["name"]),
+        json!(["permissionScope"]),
+        json!(["icon"]),
+        json!(["fields", 0, "id"]),
+        json!(["fields", 1, "name"]),
+        json!(["fields", 1, "valueType"]),
+        json!(["fields", 2, "id"]),
     ] {
         assert!(paths.contains(&expected), "missing {expected} in {paths:?}");
     }
@@ -83,17 +111,25 @@ async fn a_credential_goes_through_its_whole_life(mode: Mode) {
     let type_id = app.create_aws_type(None).await;
     let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
     let (status, created) = app
-        .post(CREDS, &token, &json!({
-            "name": "Production AWS Credentials", "typeId": type_id, "companyId": company,
-            "fields": [
-                {"id": "ckx1", "fieldId": "accessKeyId", "value": "AKIAIOSFODNN7EXAMPLE"},
-                {"id": "ckx2", "fieldId": "secretAccessKey", "value": secret}
-            ]
-        }))
+        .post(
+            CREDS,
+            &token,
+            &json!({
+                "name": "Production AWS Credentials", "typeId": type_id, "companyId": company,
+                "fields": [
+                    {"id": "ckx1", "fieldId": "accessKeyId", "value": "AKIAIOSFODNN7EXAMPLE"},
+                    {"id": "ckx2", "fieldId": "secretAccessKey", "value": secret}
+                ]
+            }),
+        )
         .await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["message"], "Credential Created Successfully!");
-    assert_eq!(created["data"]["fields"], json!({"accessKeyId": "AKIAIOSFODNN7EXAMPLE"}), "secure values never in `fields`");
+    assert_eq!(
+        created["data"]["fields"],
+        json!({"accessKeyId": "AKIAIOSFODNN7EXAMPLE"}),
+        "secure values never in `fields`"
+    );
     assert!(!created.to_string().contains(secret));
     let id = created["data"]["id"].as_str().expect("id").to_owned();
 
@@ -105,55 +141,122 @@ async fn a_credential_goes_through_its_whole_life(mode: Mode) {
     assert_eq!(data["companyId"], company.as_str());
     assert_eq!(data["type"]["id"], type_id.as_str());
     assert_eq!(data["company"], json!({"id": company, "name": "Acme Corp"}));
-    assert!(data["createdAt"].as_str().is_some_and(|t| t.ends_with('Z') && t.len() == 24));
+    assert!(
+        data["createdAt"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z') && t.len() == 24)
+    );
 
     let (status, fields) = app.get(&format!("{CREDS}/{id}/fields"), Some(&token)).await;
     assert_eq!(status, 200);
     assert_eq!(fields["message"], "Credential Fields Fetched Successfully!");
     let values = fields["data"].as_array().expect("values");
     assert_eq!(values.len(), 2);
-    let sealed = values.iter().find(|v| v["fieldId"] == "secretAccessKey").expect("secure value listed");
+    let sealed = values
+        .iter()
+        .find(|v| v["fieldId"] == "secretAccessKey")
+        .expect("secure value listed");
     let blob = sealed["value"].as_str().expect("sealed blob");
     assert_ne!(blob, secret);
     assert!(base64_decodes(blob), "sealed values are base64: {blob}");
-    assert!(values.iter().all(|v| v["id"].as_str().is_some_and(|i| !i.is_empty())));
+    assert!(
+        values
+            .iter()
+            .all(|v| v["id"].as_str().is_some_and(|i| !i.is_empty()))
+    );
 
-    let (status, revealed) = app.get(&format!("{CREDS}/{id}/secure-values"), Some(&token)).await;
-    assert_eq!((status, revealed["message"].as_str()), (200, Some("Secure Values Fetched Successfully!")));
+    let (status, revealed) = app
+        .get(&format!("{CREDS}/{id}/secure-values"), Some(&token))
+        .await;
+    assert_eq!(
+        (status, revealed["message"].as_str()),
+        (200, Some("Secure Values Fetched Successfully!"))
+    );
     assert_eq!(revealed["data"], json!({"secretAccessKey": secret}));
 
-    let (status, renamed) = app.patch(&format!("{CREDS}/{id}"), &token, &json!({"name": "Renamed"})).await;
+    let (status, renamed) = app
+        .patch(&format!("{CREDS}/{id}"), &token, &json!({"name": "Renamed"}))
+        .await;
     assert_eq!((status, renamed["data"]["name"].as_str()), (200, Some("Renamed")));
     assert_eq!(renamed["message"], "Credential Updated Successfully!");
-    let (status, refused) = app.patch(&format!("{CREDS}/{id}"), &token, &json!({"name": "x", "typeId": "other"})).await;
+    let (status, refused) = app
+        .patch(
+            &format!("{CREDS}/{id}"),
+            &token,
+            &json!({"name": "x", "typeId": "other"}),
+        )
+        .await;
     assert_eq!(status, 400, "only the name may change: {refused}");
-    assert!(refused["errors"][0]["message"].as_str().is_some_and(|m| m.contains("typeId")), "{refused}");
+    assert!(
+        refused["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("typeId")),
+        "{refused}"
+    );
 
     let (status, put) = app
-        .put(&format!("{CREDS}/{id}/fields"), &token, &json!({"fields": [
-            {"fieldId": "accessKeyId", "value": "AKIANEW"},
-            {"fieldId": "secretAccessKey", "value": "newSecret"},
-            {"fieldId": "notes", "value": "line one\nline two"}
-        ]}))
+        .put(
+            &format!("{CREDS}/{id}/fields"),
+            &token,
+            &json!({"fields": [
+                {"fieldId": "accessKeyId", "value": "AKIANEW"},
+                {"fieldId": "secretAccessKey", "value": "newSecret"},
+                {"fieldId": "notes", "value": "line one\nline two"}
+            ]}),
+        )
         .await;
     assert_eq!(status, 200, "{put}");
     assert_eq!(put["message"], "Credential Fields Updated Successfully!");
-    assert_eq!(put["data"]["fields"], json!({"accessKeyId": "AKIANEW", "notes": "line one\nline two"}));
+    assert_eq!(
+        put["data"]["fields"],
+        json!({"accessKeyId": "AKIANEW", "notes": "line one\nline two"})
+    );
     let (_, after) = app.get(&format!("{CREDS}/{id}/fields"), Some(&token)).await;
-    let id_of = |body: &Value, field: &str| body["data"].as_array().and_then(|a| a.iter().find(|v| v["fieldId"] == field)).map(|v| v["id"].clone());
-    assert_eq!(id_of(&after, "secretAccessKey"), id_of(&fields, "secretAccessKey"), "value ids are stable");
-    assert_eq!(app.get(&format!("{CREDS}/{id}/secure-values"), Some(&token)).await.1["data"], json!({"secretAccessKey": "newSecret"}));
+    let id_of = |body: &Value, field: &str| {
+        body["data"]
+            .as_array()
+            .and_then(|a| a.iter().find(|v| v["fieldId"] == field))
+            .map(|v| v["id"].clone())
+    };
+    assert_eq!(
+        id_of(&after, "secretAccessKey"),
+        id_of(&fields, "secretAccessKey"),
+        "value ids are stable"
+    );
+    assert_eq!(
+        app.get(&format!("{CREDS}/{id}/secure-values"), Some(&token))
+            .await
+            .1["data"],
+        json!({"secretAccessKey": "newSecret"})
+    );
 
     let (status, list) = app.get(&format!("{CREDS}/company/{company}"), Some(&token)).await;
-    assert_eq!((status, list["message"].as_str()), (200, Some("Company Credentials Fetched Successfully!")));
+    assert_eq!(
+        (status, list["message"].as_str()),
+        (200, Some("Company Credentials Fetched Successfully!"))
+    );
     assert_eq!(list["data"].as_array().map(Vec::len), Some(1));
-    let (status, by_type) = app.get(&format!("{TYPES}/{type_id}/credentials"), Some(&token)).await;
-    assert_eq!((status, by_type["message"].as_str()), (200, Some("Credentials Fetched Successfully!")));
+    let (status, by_type) = app
+        .get(&format!("{TYPES}/{type_id}/credentials"), Some(&token))
+        .await;
+    assert_eq!(
+        (status, by_type["message"].as_str()),
+        (200, Some("Credentials Fetched Successfully!"))
+    );
     assert_eq!(by_type["data"][0]["id"], id.as_str());
-    assert_eq!(app.get(&format!("{TYPES}/{type_id}"), Some(&token)).await.1["data"]["credentialCount"], 1);
+    assert_eq!(
+        app.get(&format!("{TYPES}/{type_id}"), Some(&token)).await.1["data"]["credentialCount"],
+        1
+    );
 
     let (status, deleted) = app.delete(&format!("{CREDS}/{id}"), &token).await;
-    assert_eq!((status, deleted), (200, json!({"status": 200, "message": "Credential Deleted Successfully!", "data": null, "successful": true})));
+    assert_eq!(
+        (status, deleted),
+        (
+            200,
+            json!({"status": 200, "message": "Credential Deleted Successfully!", "data": null, "successful": true})
+        )
+    );
     assert_eq!(app.get(&format!("{CREDS}/{id}"), Some(&token)).await.0, 404);
 }
 
@@ -168,61 +271,160 @@ async fn bad_credentials_are_refused_with_paths_and_nothing_is_written(mode: Mod
     let company = app.seed_company("Acme").await;
     let type_id = app.create_aws_type(None).await;
     let (status, body) = app
-        .post(CREDS, &token, &json!({
-            "name": "x", "typeId": type_id, "companyId": company,
-            "fields": [
-                {"fieldId": "accessKeyId", "value": "two\nlines"},
-                {"fieldId": "nope", "value": "1"},
-                {"fieldId": "accessKeyId", "value": "again"},
-                {"fieldId": "notes", "value": 5}
-            ]
-        }))
+        .post(
+            CREDS,
+            &token,
+            &json!({
+                "name": "x", "typeId": type_id, "companyId": company,
+                "fields": [
+                    {"fieldId": "accessKeyId", "value": "two\nlines"},
+                    {"fieldId": "nope", "value": "1"},
+                    {"fieldId": "accessKeyId", "value": "again"},
+                    {"fieldId": "notes", "value": 5}
+                ]
+            }),
+        )
         .await;
     assert_eq!(status, 400, "{body}");
-    let paths: Vec<Value> = body["errors"].as_array().expect("errors").iter().map(|e| e["path"].clone()).collect();
-    for expected in [json!(["fields", 0, "value"]), json!(["fields", 1, "fieldId"]), json!(["fields", 2, "fieldId"]), json!(["fields", 3, "value"]), json!(["fields"])] {
+    let paths: Vec<Value> = body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["path"].clone())
+        .collect();
+    for expected in [
+        json!(["fields", 0, "value"]),
+        json!(["fields", 1, "fieldId"]),
+        json!(["fields", 2, "fieldId"]),
+        json!(["fields", 3, "value"]),
+        json!(["fields"]),
+    ] {
         assert!(paths.contains(&expected), "missing {expected} in {paths:?}");
     }
     let (status, body) = app
-        .post(CREDS, &token, &json!({"name": "x", "typeId": "cdoesnotexist000000000000", "companyId": "nope", "fields": []}))
+        .post(
+            CREDS,
+            &token,
+            &json!({"name": "x", "typeId": "cdoesnotexist000000000000", "companyId": "nope", "fields": []}),
+        )
         .await;
     assert_eq!(status, 400);
-    let paths: Vec<Value> = body["errors"].as_array().expect("errors").iter().map(|e| e["path"].clone()).collect();
-    assert!(paths.contains(&json!(["typeId"])) && paths.contains(&json!(["companyId"])), "{paths:?}");
+    let paths: Vec<Value> = body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["path"].clone())
+        .collect();
+    assert!(
+        paths.contains(&json!(["typeId"])) && paths.contains(&json!(["companyId"])),
+        "{paths:?}"
+    );
     let big = "x".repeat(70 * 1024);
     let (status, _) = app
-        .post(CREDS, &token, &json!({"name": "x", "typeId": type_id, "companyId": company, "fields": [
-            {"fieldId": "accessKeyId", "value": "a"}, {"fieldId": "secretAccessKey", "value": big}]}))
+        .post(
+            CREDS,
+            &token,
+            &json!({"name": "x", "typeId": type_id, "companyId": company, "fields": [
+            {"fieldId": "accessKeyId", "value": "a"}, {"fieldId": "secretAccessKey", "value": big}]}),
+        )
         .await;
     assert_eq!(status, 400, "values over 64 KiB are refused");
-    let (status, body) = app.post(CREDS, &token, &json!({"name": {"$ne": null}, "typeId": {"$gt": ""}, "companyId": company, "fields": []})).await;
+    let (status, body) = app
+        .post(
+            CREDS,
+            &token,
+            &json!({"name": {"$ne": null}, "typeId": {"$gt": ""}, "companyId": company, "fields": []}),
+        )
+        .await;
     assert_eq!(status, 400, "operators are just bad values: {body}");
-    let (status, body) = app.post(CREDS, &token, &json!({"name": "x", "typeId": type_id, "companyId": company, "fields": [], "$where": "1"})).await;
+    let (status, body) = app
+        .post(
+            CREDS,
+            &token,
+            &json!({"name": "x", "typeId": type_id, "companyId": company, "fields": [], "$where": "1"}),
+        )
+        .await;
     assert_eq!(status, 400);
-    assert!(body["errors"][0]["message"].as_str().is_some_and(|m| m.contains("$where")), "names the unknown field: {body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("$where")),
+        "names the unknown field: {body}"
+    );
     let (status, list) = app.get(&format!("{CREDS}/company/{company}"), Some(&token)).await;
-    assert_eq!((status, list["data"].as_array().map(Vec::len)), (200, Some(0)), "nothing was written");
+    assert_eq!(
+        (status, list["data"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "nothing was written"
+    );
 }
 
 async fn malformed_bodies_get_clear_4xx_answers(mode: Mode) {
     let app = spawn_app(mode).await;
     let token = app.admin_token.clone();
-    let (status, body) = app.send(reqwest::Method::POST, TYPES, Some(&token), "application/json", b"{\"name\": ".to_vec()).await;
+    let (status, body) = app
+        .send(
+            reqwest::Method::POST,
+            TYPES,
+            Some(&token),
+            "application/json",
+            b"{\"name\": ".to_vec(),
+        )
+        .await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["errors"][0]["message"].as_str().is_some_and(|m| m.starts_with("Malformed JSON")), "{body}");
-    let (status, _) = app.send(reqwest::Method::POST, TYPES, Some(&token), "text/plain", b"{}".to_vec()).await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Malformed JSON")),
+        "{body}"
+    );
+    let (status, _) = app
+        .send(
+            reqwest::Method::POST,
+            TYPES,
+            Some(&token),
+            "text/plain",
+            b"{}".to_vec(),
+        )
+        .await;
     assert_eq!(status, 415);
-    let huge = format!("{{\"name\": \"{}\", \"fields\": []}}", "x".repeat(2 * 1024 * 1024));
-    let (status, body) = app.send(reqwest::Method::POST, TYPES, Some(&token), "application/json", huge.into_bytes()).await;
+    let huge = format!(
+        "{{\"name\": \"{}\", \"fields\": []}}",
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let (status, body) = app
+        .send(
+            reqwest::Method::POST,
+            TYPES,
+            Some(&token),
+            "application/json",
+            huge.into_bytes(),
+        )
+        .await;
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["successful"], false);
-    let (status, body) = app.post(TYPES, &token, &json!({"name": "T", "fields": [], "colour": "red"})).await;
+    let (status, body) = app
+        .post(
+            TYPES,
+            &token,
+            &json!({"name": "T", "fields": [], "colour": "red"}),
+        )
+        .await;
     assert_eq!(status, 400);
-    assert!(body["errors"][0]["message"].as_str().is_some_and(|m| m.contains("colour")), "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("colour")),
+        "{body}"
+    );
     let (status, body) = app.post(TYPES, &token, &json!({"name": "T", "fields": [{"id": "a", "name": "A", "valueType": "plain_text", "extra": 1}]})).await;
     assert_eq!(status, 400);
     assert_eq!(body["errors"][0]["path"], json!(["fields", 0, "extra"]), "{body}");
-    for (path, expected) in [("/v1/credential/credentials/nope", 404), ("/v1/credential/credentials/%00%ff", 404), ("/v1/credential-type/credential-types/%24ne", 404)] {
+    for (path, expected) in [
+        ("/v1/credential/credentials/nope", 404),
+        ("/v1/credential/credentials/%00%ff", 404),
+        ("/v1/credential-type/credential-types/%24ne", 404),
+    ] {
         assert_eq!(app.get(path, Some(&token)).await.0, expected, "{path}");
     }
 }
@@ -236,18 +438,52 @@ async fn a_type_scope_guards_every_access_to_its_credentials(mode: Mode) {
     let open_id = app.create_aws_credential(&open, &company, "0pen").await;
     let all = ["credential.*", "credential_type.*"];
     let without = app.token_with(&all).await;
-    let with = app.token_with(&["credential.*", "credential_type.*", "aws.*"]).await;
-    for path in [format!("{CREDS}/{scoped_id}"), format!("{CREDS}/{scoped_id}/fields"), format!("{CREDS}/{scoped_id}/secure-values"), format!("{TYPES}/{scoped}/credentials")] {
-        assert_eq!(app.get(&path, Some(&without)).await.0, 403, "{path} without the scope");
+    let with = app
+        .token_with(&["credential.*", "credential_type.*", "aws.*"])
+        .await;
+    for path in [
+        format!("{CREDS}/{scoped_id}"),
+        format!("{CREDS}/{scoped_id}/fields"),
+        format!("{CREDS}/{scoped_id}/secure-values"),
+        format!("{TYPES}/{scoped}/credentials"),
+    ] {
+        assert_eq!(
+            app.get(&path, Some(&without)).await.0,
+            403,
+            "{path} without the scope"
+        );
         assert_eq!(app.get(&path, Some(&with)).await.0, 200, "{path} with the scope");
     }
     assert_eq!(app.delete(&format!("{CREDS}/{scoped_id}"), &without).await.0, 403);
-    let (_, listed) = app.get(&format!("{CREDS}/company/{company}"), Some(&without)).await;
-    let ids: Vec<&str> = listed["data"].as_array().expect("list").iter().filter_map(|c| c["id"].as_str()).collect();
-    assert_eq!(ids, [open_id.as_str()], "credentials of a scope the caller lacks are left out");
-    let no_reveal = app.token_with(&["credential.fetch", "credential.fields.fetch"]).await;
-    assert_eq!(app.get(&format!("{CREDS}/{open_id}/secure-values"), Some(&no_reveal)).await.0, 403);
-    assert_eq!(app.get(&format!("{CREDS}/{open_id}/fields"), Some(&no_reveal)).await.0, 200);
+    let (_, listed) = app
+        .get(&format!("{CREDS}/company/{company}"), Some(&without))
+        .await;
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [open_id.as_str()],
+        "credentials of a scope the caller lacks are left out"
+    );
+    let no_reveal = app
+        .token_with(&["credential.fetch", "credential.fields.fetch"])
+        .await;
+    assert_eq!(
+        app.get(&format!("{CREDS}/{open_id}/secure-values"), Some(&no_reveal))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        app.get(&format!("{CREDS}/{open_id}/fields"), Some(&no_reveal))
+            .await
+            .0,
+        200
+    );
 }
 
 async fn changing_a_type_migrates_or_refuses_existing_values(mode: Mode) {
@@ -265,20 +501,36 @@ async fn changing_a_type_migrates_or_refuses_existing_values(mode: Mode) {
     assert_eq!(status, 200, "{body}");
     let (_, fetched) = app.get(&format!("{CREDS}/{id}"), Some(&token)).await;
     assert_eq!(fetched["data"]["fields"], json!({"secretAccessKey": "topsecret"}));
-    let (_, revealed) = app.get(&format!("{CREDS}/{id}/secure-values"), Some(&token)).await;
+    let (_, revealed) = app
+        .get(&format!("{CREDS}/{id}/secure-values"), Some(&token))
+        .await;
     assert_eq!(revealed["data"], json!({"accessKeyId": "AKIAIOSFODNN7EXAMPLE"}));
 
     let (status, body) = app
         .patch(&format!("{TYPES}/{type_id}"), &token, &json!({"fields": [field("accessKeyId", true, true, "plain_text"), field("secretAccessKey", false, true, "password"), field("region", false, true, "plain_text")]}))
         .await;
     assert_eq!(status, 409, "a new required field blocks: {body}");
-    assert!(body["message"].as_str().is_some_and(|m| m.starts_with("1 credential")), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("1 credential")),
+        "{body}"
+    );
     let (status, body) = app
         .patch(&format!("{TYPES}/{type_id}"), &token, &json!({"fields": [field("accessKeyId", true, true, "email"), field("secretAccessKey", false, true, "password")]}))
         .await;
-    assert_eq!(status, 409, "values that do not parse as the new type block: {body}");
-    let (_, unchanged) = app.get(&format!("{CREDS}/{id}/secure-values"), Some(&token)).await;
-    assert_eq!(unchanged["data"], json!({"accessKeyId": "AKIAIOSFODNN7EXAMPLE"}), "a refused change writes nothing");
+    assert_eq!(
+        status, 409,
+        "values that do not parse as the new type block: {body}"
+    );
+    let (_, unchanged) = app
+        .get(&format!("{CREDS}/{id}/secure-values"), Some(&token))
+        .await;
+    assert_eq!(
+        unchanged["data"],
+        json!({"accessKeyId": "AKIAIOSFODNN7EXAMPLE"}),
+        "a refused change writes nothing"
+    );
 }
 
 async fn deleting_a_type_deletes_its_credentials(mode: Mode) {
@@ -301,8 +553,23 @@ async fn reveals_and_changes_are_audited_in_a_verifiable_chain(mode: Mode) {
     let company = app.seed_company("Audit Co").await;
     let type_id = app.create_aws_type(None).await;
     let id = app.create_aws_credential(&type_id, &company, "audited").await;
-    assert_eq!(app.get(&format!("{CREDS}/{id}/secure-values"), Some(&token)).await.0, 200);
-    let response = app.http.get(format!("{}/v1/audit/events?action=credential.revealed&target={id}", app.address)).bearer_auth(&token).header("x-request-id", "reveal-audit-1").send().await.expect("sent");
+    assert_eq!(
+        app.get(&format!("{CREDS}/{id}/secure-values"), Some(&token))
+            .await
+            .0,
+        200
+    );
+    let response = app
+        .http
+        .get(format!(
+            "{}/v1/audit/events?action=credential.revealed&target={id}",
+            app.address
+        ))
+        .bearer_auth(&token)
+        .header("x-request-id", "reveal-audit-1")
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(response.status(), 200);
     let page: Value = response.json().await.expect("json");
     assert_eq!(page["pagination"]["totalRecords"], 1, "{page}");
@@ -313,19 +580,45 @@ async fn reveals_and_changes_are_audited_in_a_verifiable_chain(mode: Mode) {
     assert_eq!(entry["actor"]["kind"], "api_token");
     assert_eq!(entry["clientIp"], "127.0.0.1");
     let (_, all) = app.get("/v1/audit/events?rpp=100", Some(&token)).await;
-    let actions: Vec<&str> = all["data"].as_array().expect("entries").iter().filter_map(|e| e["action"].as_str()).collect();
-    assert_eq!(actions, ["credential.revealed", "credential.created", "credential_type.created"]);
+    let actions: Vec<&str> = all["data"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "credential.revealed",
+            "credential.created",
+            "credential_type.created"
+        ]
+    );
     assert_eq!(app.get("/v1/audit/events?page=0", Some(&token)).await.0, 400);
     let weak = app.token_with(&["credential.*"]).await;
     assert_eq!(app.get("/v1/audit/events", Some(&weak)).await.0, 403);
 
     let (status, verified) = app.get("/v1/audit/verify", Some(&token)).await;
     assert_eq!(status, 200);
-    assert_eq!(verified["data"], json!({"valid": true, "entries": 3, "firstBrokenSeq": null}));
+    assert_eq!(
+        verified["data"],
+        json!({"valid": true, "entries": 3, "firstBrokenSeq": null})
+    );
     let store = app.store().await;
-    let second = store.find_one("audit_entries", ttscm_runtime::Filter::eq("seq", 2i64)).await.expect("read").expect("entry 2");
+    let second = store
+        .find_one("audit_entries", ttscm_runtime::Filter::eq("seq", 2i64))
+        .await
+        .expect("read")
+        .expect("entry 2");
     let second_id = second["id"].as_str().expect("id").to_owned();
-    store.update_one("audit_entries", &ttscm_runtime::Filter::id(&second_id), &ttscm_runtime::Update::default().set("action", "credential.updated")).await.expect("tampered");
+    store
+        .update_one(
+            "audit_entries",
+            &ttscm_runtime::Filter::id(&second_id),
+            &ttscm_runtime::Update::default().set("action", "credential.updated"),
+        )
+        .await
+        .expect("tampered");
     let (_, broken) = app.get("/v1/audit/verify", Some(&token)).await;
     assert_eq!(broken["data"]["valid"], false);
     assert_eq!(broken["data"]["firstBrokenSeq"], 2);
@@ -336,16 +629,43 @@ async fn a_ciphertext_moved_to_another_credential_does_not_open(mode: Mode) {
     let token = app.admin_token.clone();
     let company = app.seed_company("Swap Co").await;
     let type_id = app.create_aws_type(None).await;
-    let first = app.create_aws_credential(&type_id, &company, "first-secret").await;
-    let second = app.create_aws_credential(&type_id, &company, "second-secret").await;
+    let first = app
+        .create_aws_credential(&type_id, &company, "first-secret")
+        .await;
+    let second = app
+        .create_aws_credential(&type_id, &company, "second-secret")
+        .await;
     let store = app.store().await;
-    let a = store.get("credentials", &first).await.expect("read").expect("first");
-    store.update_one("credentials", &ttscm_runtime::Filter::id(&second), &ttscm_runtime::Update::default().set("values", a["values"].clone())).await.expect("swapped");
-    let (status, body) = app.get(&format!("{CREDS}/{second}/secure-values"), Some(&token)).await;
+    let a = store
+        .get("credentials", &first)
+        .await
+        .expect("read")
+        .expect("first");
+    store
+        .update_one(
+            "credentials",
+            &ttscm_runtime::Filter::id(&second),
+            &ttscm_runtime::Update::default().set("values", a["values"].clone()),
+        )
+        .await
+        .expect("swapped");
+    let (status, body) = app
+        .get(&format!("{CREDS}/{second}/secure-values"), Some(&token))
+        .await;
     assert_eq!(status, 500, "{body}");
     assert!(!body.to_string().contains("first-secret"));
-    assert!(body["message"].as_str().is_some_and(|m| m.contains("failed to open")), "{body}");
-    assert_eq!(app.get(&format!("{CREDS}/{first}/secure-values"), Some(&token)).await.1["data"]["secretAccessKey"], "first-secret");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("failed to open")),
+        "{body}"
+    );
+    assert_eq!(
+        app.get(&format!("{CREDS}/{first}/secure-values"), Some(&token))
+            .await
+            .1["data"]["secretAccessKey"],
+        "first-secret"
+    );
 }
 
 macro_rules! both_modes {

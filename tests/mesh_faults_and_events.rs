@@ -14,7 +14,10 @@ const CREDS: &str = "/v1/credential/credentials";
 async fn replay_events(url: &str) -> Vec<(String, Value)> {
     let client = async_nats::connect(url).await.expect("an outside tool connects");
     let jetstream = async_nats::jetstream::new(client);
-    let mut stream = jetstream.get_stream("TTSCM_EVENTS").await.expect("the events stream exists");
+    let mut stream = jetstream
+        .get_stream("TTSCM_EVENTS")
+        .await
+        .expect("the events stream exists");
     let last = stream.info().await.expect("stream info").state.last_sequence;
     let mut events = Vec::new();
     for seq in 1..=last {
@@ -35,13 +38,41 @@ async fn an_outside_tool_replays_cloud_events_without_secrets() {
     let secret = "event-canary-secret-value";
     let id = app.create_aws_credential(&type_id, &company, secret).await;
     let (_, fields) = app.get(&format!("{CREDS}/{id}/fields"), Some(&token)).await;
-    let sealed = fields["data"].as_array().and_then(|a| a.iter().find(|v| v["fieldId"] == "secretAccessKey")).map(|v| v["value"].as_str().unwrap_or_default().to_owned()).expect("sealed value");
-    assert_eq!(app.patch(&format!("{CREDS}/{id}"), &token, &json!({"name": "Renamed"})).await.0, 200);
+    let sealed = fields["data"]
+        .as_array()
+        .and_then(|a| a.iter().find(|v| v["fieldId"] == "secretAccessKey"))
+        .map(|v| v["value"].as_str().unwrap_or_default().to_owned())
+        .expect("sealed value");
+    assert_eq!(
+        app.patch(&format!("{CREDS}/{id}"), &token, &json!({"name": "Renamed"}))
+            .await
+            .0,
+        200
+    );
     assert_eq!(app.put(&format!("{CREDS}/{id}/fields"), &token, &json!({"fields": [{"fieldId": "accessKeyId", "value": "A"}, {"fieldId": "secretAccessKey", "value": secret}]})).await.0, 200);
-    assert_eq!(app.get(&format!("{CREDS}/{id}/secure-values"), Some(&token)).await.0, 200);
+    assert_eq!(
+        app.get(&format!("{CREDS}/{id}/secure-values"), Some(&token))
+            .await
+            .0,
+        200
+    );
     assert_eq!(app.delete(&format!("{CREDS}/{id}"), &token).await.0, 200);
-    assert_eq!(app.patch(&format!("/v1/credential-type/credential-types/{type_id}"), &token, &json!({"name": "Renamed type"})).await.0, 200);
-    assert_eq!(app.delete(&format!("/v1/credential-type/credential-types/{type_id}"), &token).await.0, 200);
+    assert_eq!(
+        app.patch(
+            &format!("/v1/credential-type/credential-types/{type_id}"),
+            &token,
+            &json!({"name": "Renamed type"})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        app.delete(&format!("/v1/credential-type/credential-types/{type_id}"), &token)
+            .await
+            .0,
+        200
+    );
 
     let url = app.nats.as_ref().expect("mesh has nats").url();
     let events = replay_events(&url).await;
@@ -61,11 +92,24 @@ async fn an_outside_tool_replays_cloud_events_without_secrets() {
     );
     for (subject, event) in &events {
         assert_eq!(event["specversion"], "1.0");
-        assert_eq!(event["type"].as_str(), subject.strip_prefix("ttscm.events.").map(|rest| format!("ttscm.{rest}")).as_deref());
+        assert_eq!(
+            event["type"].as_str(),
+            subject
+                .strip_prefix("ttscm.events.")
+                .map(|rest| format!("ttscm.{rest}"))
+                .as_deref()
+        );
         assert!(event["id"].as_str().is_some_and(|i| !i.is_empty()));
-        assert!(event["source"].as_str().is_some() && event["time"].as_str().is_some() && event["subject"].as_str().is_some());
+        assert!(
+            event["source"].as_str().is_some()
+                && event["time"].as_str().is_some()
+                && event["subject"].as_str().is_some()
+        );
         let text = event.to_string();
-        assert!(!text.contains(secret) && !text.contains(&sealed), "{subject} carries a secret");
+        assert!(
+            !text.contains(secret) && !text.contains(&sealed),
+            "{subject} carries a secret"
+        );
     }
     let revealed = &events[4].1;
     assert_eq!(revealed["subject"], id.as_str());
@@ -84,21 +128,41 @@ async fn a_vault_outage_answers_503_fast_writes_nothing_and_recovers() {
 
     let started = Instant::now();
     let (status, body) = app
-        .post(CREDS, &token, &json!({"name": "x", "typeId": type_id, "companyId": company, "fields": [
-            {"fieldId": "accessKeyId", "value": "A"}, {"fieldId": "secretAccessKey", "value": "during"}]}))
+        .post(
+            CREDS,
+            &token,
+            &json!({"name": "x", "typeId": type_id, "companyId": company, "fields": [
+            {"fieldId": "accessKeyId", "value": "A"}, {"fieldId": "secretAccessKey", "value": "during"}]}),
+        )
         .await;
     assert_eq!(status, 503, "{body}");
-    assert!(started.elapsed() < Duration::from_millis(500), "took {:?}", started.elapsed());
-    let (status, body) = app.get(&format!("{CREDS}/{existing}/secure-values"), Some(&token)).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "took {:?}",
+        started.elapsed()
+    );
+    let (status, body) = app
+        .get(&format!("{CREDS}/{existing}/secure-values"), Some(&token))
+        .await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["message"], "The vault service is unavailable");
     let (_, listed) = app.get(&format!("{CREDS}/company/{company}"), Some(&token)).await;
-    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "nothing half-written");
-    assert_eq!(app.get(&format!("{CREDS}/{existing}"), Some(&token)).await.0, 200, "reads without secrets still work");
+    assert_eq!(
+        listed["data"].as_array().map(Vec::len),
+        Some(1),
+        "nothing half-written"
+    );
+    assert_eq!(
+        app.get(&format!("{CREDS}/{existing}"), Some(&token)).await.0,
+        200,
+        "reads without secrets still work"
+    );
 
     app.restart(Component::Vault);
     let back = ttscm_testkit::eventually(Duration::from_secs(10), || async {
-        let (status, body) = app.get(&format!("{CREDS}/{existing}/secure-values"), Some(&token)).await;
+        let (status, body) = app
+            .get(&format!("{CREDS}/{existing}/secure-values"), Some(&token))
+            .await;
         (status == 200).then_some(body)
     })
     .await

@@ -13,20 +13,40 @@ const BIN: &str = env!("CARGO_BIN_EXE_ttscm");
 
 /// The kid inside a sealed blob (version byte, kid length, kid, …).
 fn kid_of(blob: &str) -> String {
-    let bytes = base64::engine::general_purpose::STANDARD.decode(blob).expect("base64");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .expect("base64");
     let len = bytes[1] as usize;
     String::from_utf8(bytes[2..2 + len].to_vec()).expect("kid is text")
 }
 
 async fn sealed_kid(app: &support::TestApp, id: &str) -> String {
-    let (_, fields) = app.get(&format!("/v1/credential/credentials/{id}/fields"), Some(&app.admin_token)).await;
-    let blob = fields["data"].as_array().and_then(|a| a.iter().find(|v| v["fieldId"] == "secretAccessKey")).and_then(|v| v["value"].as_str()).expect("sealed value");
+    let (_, fields) = app
+        .get(
+            &format!("/v1/credential/credentials/{id}/fields"),
+            Some(&app.admin_token),
+        )
+        .await;
+    let blob = fields["data"]
+        .as_array()
+        .and_then(|a| a.iter().find(|v| v["fieldId"] == "secretAccessKey"))
+        .and_then(|v| v["value"].as_str())
+        .expect("sealed value");
     kid_of(blob)
 }
 
 fn ttscm(app: &support::TestApp, args: &[&str]) -> String {
-    let output = Command::new(BIN).args(args).env("TTSCM_DATA_DIR", &app.settings.data_dir).env("TTSCM_LOG", "warn").output().expect("ttscm runs");
-    assert!(output.status.success(), "ttscm {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(BIN)
+        .args(args)
+        .env("TTSCM_DATA_DIR", &app.settings.data_dir)
+        .env("TTSCM_LOG", "warn")
+        .output()
+        .expect("ttscm runs");
+    assert!(
+        output.status.success(),
+        "ttscm {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
 }
 
@@ -35,30 +55,52 @@ async fn rotation_then_reseal_moves_old_values_to_the_new_key_and_everything_sti
     let app = spawn_app(Mode::Embedded).await;
     let company = app.seed_company("Rotate Co").await;
     let type_id = app.create_aws_type(None).await;
-    let old = app.create_aws_credential(&type_id, &company, "sealed-before").await;
+    let old = app
+        .create_aws_credential(&type_id, &company, "sealed-before")
+        .await;
     let first_kid = sealed_kid(&app, &old).await;
 
     let new_kid = ttscm(&app, &["vault", "rotate"]);
     assert_ne!(new_kid, first_kid);
     // The running vault picks the new key up within seconds; new values use it.
     let fresh = ttscm_testkit::eventually(Duration::from_secs(10), || async {
-        let id = app.create_aws_credential(&type_id, &company, "sealed-after").await;
+        let id = app
+            .create_aws_credential(&type_id, &company, "sealed-after")
+            .await;
         (sealed_kid(&app, &id).await == new_kid).then_some(id)
     })
     .await
     .expect("new values are sealed with the new key");
     let reveal = |id: String| {
         let app = &app;
-        async move { app.get(&format!("/v1/credential/credentials/{id}/secure-values"), Some(&app.admin_token)).await.1["data"]["secretAccessKey"].clone() }
+        async move {
+            app.get(
+                &format!("/v1/credential/credentials/{id}/secure-values"),
+                Some(&app.admin_token),
+            )
+            .await
+            .1["data"]["secretAccessKey"]
+                .clone()
+        }
     };
-    assert_eq!(reveal(old.clone()).await, "sealed-before", "old values still open after rotation");
+    assert_eq!(
+        reveal(old.clone()).await,
+        "sealed-before",
+        "old values still open after rotation"
+    );
     assert_eq!(sealed_kid(&app, &old).await, first_kid);
 
-    let report: serde_json::Value = serde_json::from_str(&ttscm(&app, &["vault", "reseal"])).expect("a JSON report");
+    let report: serde_json::Value =
+        serde_json::from_str(&ttscm(&app, &["vault", "reseal"])).expect("a JSON report");
     assert!(report["resealed"].as_u64().is_some_and(|n| n >= 1), "{report}");
-    assert_eq!(sealed_kid(&app, &old).await, new_kid, "old values moved to the active key");
+    assert_eq!(
+        sealed_kid(&app, &old).await,
+        new_kid,
+        "old values moved to the active key"
+    );
     assert_eq!(reveal(old).await, "sealed-before");
     assert_eq!(reveal(fresh).await, "sealed-after");
-    let again: serde_json::Value = serde_json::from_str(&ttscm(&app, &["vault", "reseal"])).expect("a JSON report");
+    let again: serde_json::Value =
+        serde_json::from_str(&ttscm(&app, &["vault", "reseal"])).expect("a JSON report");
     assert_eq!(again["resealed"], 0, "reseal is idempotent: {again}");
 }

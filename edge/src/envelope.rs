@@ -88,8 +88,14 @@ struct Paged<'a, T: Serialize> {
 
 /// A successful page of a list.
 pub fn paginated<T: Serialize>(message: &str, data: &T, pagination: &Pagination) -> Response {
-    let body = serde_json::to_vec(&Paged { status: 200, message, data, pagination, successful: true })
-        .expect("wire types always serialize");
+    let body = serde_json::to_vec(&Paged {
+        status: 200,
+        message,
+        data,
+        pagination,
+        successful: true,
+    })
+    .expect("wire types always serialize");
     json_response(StatusCode::OK, body)
 }
 

@@ -50,7 +50,11 @@ pub struct RequestCtx {
 impl RequestCtx {
     /// Authenticates the caller and checks that it holds every permission in `required`.
     pub async fn authorize(&mut self, required: &[&str]) -> Result<(), WireError> {
-        let principal = self.state.auth.authenticate(&self.call, self.authorization.as_deref()).await?;
+        let principal = self
+            .state
+            .auth
+            .authenticate(&self.call, self.authorization.as_deref())
+            .await?;
         if !principal.permissions.grants_all(required) {
             return Err(WireError::forbidden());
         }
@@ -72,24 +76,37 @@ fn ctx(state: Arc<EdgeState>) -> impl Filter<Extract = (RequestCtx,), Error = Re
     warp::header::optional::<String>(REQUEST_ID_HEADER)
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::addr::remote())
-        .map(move |id: Option<String>, authorization: Option<String>, remote: Option<SocketAddr>| {
-            let mut call = CallContext::new(None);
-            if let Some(id) = id.filter(|id| valid_request_id(id)) {
-                call.request_id = id;
-            }
-            call.client_ip = remote.map(|r| r.ip().to_string());
-            RequestCtx { call, authorization, state: state.clone() }
-        })
+        .map(
+            move |id: Option<String>, authorization: Option<String>, remote: Option<SocketAddr>| {
+                let mut call = CallContext::new(None);
+                if let Some(id) = id.filter(|id| valid_request_id(id)) {
+                    call.request_id = id;
+                }
+                call.client_ip = remote.map(|r| r.ip().to_string());
+                RequestCtx {
+                    call,
+                    authorization,
+                    state: state.clone(),
+                }
+            },
+        )
 }
 
 /// Runs a handler in a span carrying the request id, and stamps the id on the response.
-async fn finish<F>(ctx: RequestCtx, route: &'static str, handler: impl FnOnce(RequestCtx) -> F) -> Result<Response, Infallible>
+async fn finish<F>(
+    ctx: RequestCtx,
+    route: &'static str,
+    handler: impl FnOnce(RequestCtx) -> F,
+) -> Result<Response, Infallible>
 where
     F: std::future::Future<Output = Result<Response, WireError>>,
 {
     let request_id = ctx.call.request_id.clone();
     let span = tracing::info_span!("request", route, request_id = %request_id);
-    let mut response = handler(ctx).instrument(span).await.unwrap_or_else(|error| error_response(&error));
+    let mut response = handler(ctx)
+        .instrument(span)
+        .await
+        .unwrap_or_else(|error| error_response(&error));
     response.headers_mut().insert(
         REQUEST_ID_HEADER,
         HeaderValue::from_str(&request_id).unwrap_or_else(|_| HeaderValue::from_static("invalid")),
@@ -106,12 +123,26 @@ struct Answer {
     message: &'static str,
 }
 
-const fn answer(route: &'static str, required: &'static [&'static str], status: StatusCode, message: &'static str) -> Answer {
-    Answer { route, required, status, message }
+const fn answer(
+    route: &'static str,
+    required: &'static [&'static str],
+    status: StatusCode,
+    message: &'static str,
+) -> Answer {
+    Answer {
+        route,
+        required,
+        status,
+        message,
+    }
 }
 
 /// Authorizes, calls `op`, and answers its reply in the envelope.
-async fn respond_with<O>(ctx: RequestCtx, answer: Answer, op: Result<O, WireError>) -> Result<Response, Infallible>
+async fn respond_with<O>(
+    ctx: RequestCtx,
+    answer: Answer,
+    op: Result<O, WireError>,
+) -> Result<Response, Infallible>
 where
     O: Operation,
     O::Reply: Serialize,
@@ -134,25 +165,52 @@ pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error
     let limit = state.body_limit;
     let v1 = warp::path("v1");
     let c = move || ctx(state.clone());
-    let types = v1.and(warp::path("credential-type")).and(warp::path("credential-types"));
+    let types = v1
+        .and(warp::path("credential-type"))
+        .and(warp::path("credential-types"));
     let creds = v1.and(warp::path("credential")).and(warp::path("credentials"));
 
     let teapot = v1
         .and(warp::path!("teapot"))
         .and(warp::get())
         .and(c())
-        .and_then(|ctx| finish(ctx, "teapot", |_| async { Ok(envelope::error(StatusCode::IM_A_TEAPOT, "I'm a teapot", &[])) }));
+        .and_then(|ctx| {
+            finish(ctx, "teapot", |_| async {
+                Ok(envelope::error(StatusCode::IM_A_TEAPOT, "I'm a teapot", &[]))
+            })
+        });
 
     // ---- credential types ----
-    const LIST_TYPES: Answer =
-        answer("credential_type.list", &[names::CREDENTIAL_TYPE_FETCH_MANY], StatusCode::OK, "Credential Types Fetched Successfully!");
-    const GET_TYPE: Answer = answer("credential_type.get", &[names::CREDENTIAL_TYPE_FETCH], StatusCode::OK, "Credential Type Fetched Successfully!");
-    const CREATE_TYPE: Answer =
-        answer("credential_type.create", &[names::CREDENTIAL_TYPE_CREATE], StatusCode::CREATED, "Credential Type Created Successfully!");
-    const UPDATE_TYPE: Answer =
-        answer("credential_type.update", &[names::CREDENTIAL_TYPE_UPDATE], StatusCode::OK, "Credential Type Updated Successfully!");
-    const DELETE_TYPE: Answer =
-        answer("credential_type.delete", &[names::CREDENTIAL_TYPE_DELETE], StatusCode::OK, "Credential Type Deleted Successfully!");
+    const LIST_TYPES: Answer = answer(
+        "credential_type.list",
+        &[names::CREDENTIAL_TYPE_FETCH_MANY],
+        StatusCode::OK,
+        "Credential Types Fetched Successfully!",
+    );
+    const GET_TYPE: Answer = answer(
+        "credential_type.get",
+        &[names::CREDENTIAL_TYPE_FETCH],
+        StatusCode::OK,
+        "Credential Type Fetched Successfully!",
+    );
+    const CREATE_TYPE: Answer = answer(
+        "credential_type.create",
+        &[names::CREDENTIAL_TYPE_CREATE],
+        StatusCode::CREATED,
+        "Credential Type Created Successfully!",
+    );
+    const UPDATE_TYPE: Answer = answer(
+        "credential_type.update",
+        &[names::CREDENTIAL_TYPE_UPDATE],
+        StatusCode::OK,
+        "Credential Type Updated Successfully!",
+    );
+    const DELETE_TYPE: Answer = answer(
+        "credential_type.delete",
+        &[names::CREDENTIAL_TYPE_DELETE],
+        StatusCode::OK,
+        "Credential Type Deleted Successfully!",
+    );
     const TYPE_CREDENTIALS: Answer = answer(
         "credential_type.credentials",
         &[names::CREDENTIAL_TYPE_FETCH, names::CREDENTIAL_FETCH_MANY],
@@ -165,24 +223,33 @@ pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error
         .and(warp::get())
         .and(c())
         .and_then(|ctx| respond_with(ctx, LIST_TYPES, Ok(ListCredentialTypes {})));
-    let create_type = types.and(warp::path::end()).and(warp::post()).and(c()).and(body::raw(limit)).and_then(
-        |ctx, headers: HeaderMap, bytes: Bytes| {
+    let create_type = types
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(c())
+        .and(body::raw(limit))
+        .and_then(|ctx, headers: HeaderMap, bytes: Bytes| {
             let op = parse_body(&headers, &bytes).map(|input| CreateCredentialType { input });
             respond_with(ctx, CREATE_TYPE, op)
-        },
-    );
+        });
     let get_type = types
         .and(warp::path::param::<String>())
         .and(warp::path::end())
         .and(warp::get())
         .and(c())
-        .and_then(|identifier: String, ctx| respond_with(ctx, GET_TYPE, Ok(GetCredentialType { identifier })));
-    let update_type = types.and(warp::path::param::<String>()).and(warp::path::end()).and(warp::patch()).and(c()).and(body::raw(limit)).and_then(
-        |id: String, ctx, headers: HeaderMap, bytes: Bytes| {
+        .and_then(|identifier: String, ctx| {
+            respond_with(ctx, GET_TYPE, Ok(GetCredentialType { identifier }))
+        });
+    let update_type = types
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::patch())
+        .and(c())
+        .and(body::raw(limit))
+        .and_then(|id: String, ctx, headers: HeaderMap, bytes: Bytes| {
             let op = parse_body(&headers, &bytes).map(|patch| UpdateCredentialType { id, patch });
             respond_with(ctx, UPDATE_TYPE, op)
-        },
-    );
+        });
     let delete_type = types
         .and(warp::path::param::<String>())
         .and(warp::path::end())
@@ -198,11 +265,30 @@ pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error
         .and_then(|id: String, ctx| respond_with(ctx, TYPE_CREDENTIALS, Ok(ListCredentialsByType { id })));
 
     // ---- credentials ----
-    const BY_COMPANY: Answer =
-        answer("credential.by_company", &[names::CREDENTIAL_FETCH_MANY], StatusCode::OK, "Company Credentials Fetched Successfully!");
-    const GET: Answer = answer("credential.get", &[names::CREDENTIAL_FETCH], StatusCode::OK, "Credential Fetched Successfully!");
-    const CREATE: Answer = answer("credential.create", &[names::CREDENTIAL_CREATE], StatusCode::CREATED, "Credential Created Successfully!");
-    const UPDATE: Answer = answer("credential.update", &[names::CREDENTIAL_UPDATE], StatusCode::OK, "Credential Updated Successfully!");
+    const BY_COMPANY: Answer = answer(
+        "credential.by_company",
+        &[names::CREDENTIAL_FETCH_MANY],
+        StatusCode::OK,
+        "Company Credentials Fetched Successfully!",
+    );
+    const GET: Answer = answer(
+        "credential.get",
+        &[names::CREDENTIAL_FETCH],
+        StatusCode::OK,
+        "Credential Fetched Successfully!",
+    );
+    const CREATE: Answer = answer(
+        "credential.create",
+        &[names::CREDENTIAL_CREATE],
+        StatusCode::CREATED,
+        "Credential Created Successfully!",
+    );
+    const UPDATE: Answer = answer(
+        "credential.update",
+        &[names::CREDENTIAL_UPDATE],
+        StatusCode::OK,
+        "Credential Updated Successfully!",
+    );
     const UPDATE_FIELDS: Answer = answer(
         "credential.fields_update",
         &[names::CREDENTIAL_UPDATE, names::CREDENTIAL_FIELDS_UPDATE],
@@ -221,7 +307,12 @@ pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error
         StatusCode::OK,
         "Secure Values Fetched Successfully!",
     );
-    const DELETE: Answer = answer("credential.delete", &[names::CREDENTIAL_DELETE], StatusCode::OK, "Credential Deleted Successfully!");
+    const DELETE: Answer = answer(
+        "credential.delete",
+        &[names::CREDENTIAL_DELETE],
+        StatusCode::OK,
+        "Credential Deleted Successfully!",
+    );
 
     let by_company = creds
         .and(warp::path("company"))
@@ -229,25 +320,34 @@ pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error
         .and(warp::path::end())
         .and(warp::get())
         .and(c())
-        .and_then(|company_id: String, ctx| respond_with(ctx, BY_COMPANY, Ok(ListCredentialsByCompany { company_id })));
-    let create = creds.and(warp::path::end()).and(warp::post()).and(c()).and(body::raw(limit)).and_then(
-        |ctx, headers: HeaderMap, bytes: Bytes| {
+        .and_then(|company_id: String, ctx| {
+            respond_with(ctx, BY_COMPANY, Ok(ListCredentialsByCompany { company_id }))
+        });
+    let create = creds
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(c())
+        .and(body::raw(limit))
+        .and_then(|ctx, headers: HeaderMap, bytes: Bytes| {
             let op = parse_body(&headers, &bytes).map(|input| CreateCredential { input });
             respond_with(ctx, CREATE, op)
-        },
-    );
+        });
     let get = creds
         .and(warp::path::param::<String>())
         .and(warp::path::end())
         .and(warp::get())
         .and(c())
         .and_then(|id: String, ctx| respond_with(ctx, GET, Ok(GetCredential { id })));
-    let update = creds.and(warp::path::param::<String>()).and(warp::path::end()).and(warp::patch()).and(c()).and(body::raw(limit)).and_then(
-        |id: String, ctx, headers: HeaderMap, bytes: Bytes| {
+    let update = creds
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::patch())
+        .and(c())
+        .and(body::raw(limit))
+        .and_then(|id: String, ctx, headers: HeaderMap, bytes: Bytes| {
             let op = parse_body(&headers, &bytes).map(|patch| UpdateCredential { id, patch });
             respond_with(ctx, UPDATE, op)
-        },
-    );
+        });
     let update_fields = creds
         .and(warp::path::param::<String>())
         .and(warp::path("fields"))
@@ -286,13 +386,28 @@ pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error
         .and(warp::get())
         .and(c())
         .and(warp::query::<HashMap<String, String>>())
-        .and_then(|ctx, query: HashMap<String, String>| finish(ctx, "audit.events", move |ctx| audit_events(ctx, query)));
-    const VERIFY: Answer = answer("audit.verify", &[names::AUDIT_VERIFY], StatusCode::OK, "Audit Chain Verified!");
-    let audit_verify =
-        v1.and(warp::path!("audit" / "verify")).and(warp::get()).and(c()).and_then(|ctx| respond_with(ctx, VERIFY, Ok(VerifyAudit {})));
+        .and_then(|ctx, query: HashMap<String, String>| {
+            finish(ctx, "audit.events", move |ctx| audit_events(ctx, query))
+        });
+    const VERIFY: Answer = answer(
+        "audit.verify",
+        &[names::AUDIT_VERIFY],
+        StatusCode::OK,
+        "Audit Chain Verified!",
+    );
+    let audit_verify = v1
+        .and(warp::path!("audit" / "verify"))
+        .and(warp::get())
+        .and(c())
+        .and_then(|ctx| respond_with(ctx, VERIFY, Ok(VerifyAudit {})));
 
-    let healthz = warp::path!("healthz").and(warp::get()).map(|| envelope::success(StatusCode::OK, "Alive", &serde_json::Value::Null));
-    let readyz = warp::path!("readyz").and(warp::get()).and(c()).and_then(|ctx| finish(ctx, "readyz", readiness));
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| envelope::success(StatusCode::OK, "Alive", &serde_json::Value::Null));
+    let readyz = warp::path!("readyz")
+        .and(warp::get())
+        .and(c())
+        .and_then(|ctx| finish(ctx, "readyz", readiness));
 
     let table: Vec<Route> = vec![
         teapot.boxed(),
@@ -324,7 +439,10 @@ type Route = warp::filters::BoxedFilter<(Response,)>;
 
 /// The first route that matches.
 fn any_of(routes: Vec<Route>) -> Route {
-    routes.into_iter().reduce(|a, b| a.or(b).unify().boxed()).expect("the route table is not empty")
+    routes
+        .into_iter()
+        .reduce(|a, b| a.or(b).unify().boxed())
+        .expect("the route table is not empty")
 }
 
 /// `page` and `rpp` from a query: defaults 1 and [`DEFAULT_RPP`], `rpp` at most [`MAX_RPP`].
@@ -335,14 +453,21 @@ pub fn page_and_rpp(query: &HashMap<String, String>) -> Result<(u64, u64), WireE
         Some(raw) => match raw.trim().parse::<u64>() {
             Ok(n) if n >= 1 && n <= max => n,
             _ => {
-                errors.push(FieldError::new(vec![serde_json::json!(key)], format!("{key} must be a whole number from 1 to {max}")));
+                errors.push(FieldError::new(
+                    vec![serde_json::json!(key)],
+                    format!("{key} must be a whole number from 1 to {max}"),
+                ));
                 default
             }
         },
     };
     let page = number("page", 1, 1_000_000);
     let rpp = number("rpp", DEFAULT_RPP, MAX_RPP);
-    if errors.is_empty() { Ok((page, rpp)) } else { Err(WireError::validation(errors)) }
+    if errors.is_empty() {
+        Ok((page, rpp))
+    } else {
+        Err(WireError::validation(errors))
+    }
 }
 
 async fn audit_events(mut ctx: RequestCtx, query: HashMap<String, String>) -> Result<Response, WireError> {
@@ -353,7 +478,10 @@ async fn audit_events(mut ctx: RequestCtx, query: HashMap<String, String>) -> Re
         if let Some(value) = query.get(key)
             && ttscm_runtime::clock::parse_iso(value).is_none()
         {
-            errors.push(FieldError::new(vec![serde_json::json!(key)], format!("{key} must be an RFC 3339 time")));
+            errors.push(FieldError::new(
+                vec![serde_json::json!(key)],
+                format!("{key} must be an RFC 3339 time"),
+            ));
         }
     }
     if !errors.is_empty() {
@@ -363,14 +491,24 @@ async fn audit_events(mut ctx: RequestCtx, query: HashMap<String, String>) -> Re
         actor: query.get("actor").cloned(),
         target: query.get("target").cloned(),
         action: query.get("action").cloned(),
-        from: query.get("from").and_then(|v| ttscm_runtime::clock::parse_iso(v)).map(ttscm_runtime::clock::format_iso),
-        to: query.get("to").and_then(|v| ttscm_runtime::clock::parse_iso(v)).map(ttscm_runtime::clock::format_iso),
+        from: query
+            .get("from")
+            .and_then(|v| ttscm_runtime::clock::parse_iso(v))
+            .map(ttscm_runtime::clock::format_iso),
+        to: query
+            .get("to")
+            .and_then(|v| ttscm_runtime::clock::parse_iso(v))
+            .map(ttscm_runtime::clock::format_iso),
         page,
         rpp,
     };
     let reply = ctx.call(&op).await?;
     let pagination = Pagination::new(page, rpp, reply.total, reply.items.len() as u64);
-    Ok(envelope::paginated("Audit Events Fetched Successfully!", &reply.items, &pagination))
+    Ok(envelope::paginated(
+        "Audit Events Fetched Successfully!",
+        &reply.items,
+        &pagination,
+    ))
 }
 
 /// Ready when the bus is connected and every service answers with a reachable store.
@@ -385,9 +523,17 @@ async fn readiness(ctx: RequestCtx) -> Result<Response, WireError> {
         client.call_with_timeout(&ctx.call, &VaultHealth {}, timeout),
     );
     let mut report = serde_json::Map::new();
-    report.insert("bus".into(), serde_json::json!({"kind": client.bus().kind(), "ok": bus_ok}));
+    report.insert(
+        "bus".into(),
+        serde_json::json!({"kind": client.bus().kind(), "ok": bus_ok}),
+    );
     let mut ready = bus_ok;
-    for (name, result) in [("identity", identity), ("company-sync", company_sync), ("credential", credential), ("vault", vault)] {
+    for (name, result) in [
+        ("identity", identity),
+        ("company-sync", company_sync),
+        ("credential", credential),
+        ("vault", vault),
+    ] {
         let entry = match result {
             Ok(HealthReply { store_ok, .. }) => {
                 ready &= store_ok != Some(false);
@@ -403,6 +549,10 @@ async fn readiness(ctx: RequestCtx) -> Result<Response, WireError> {
     if ready {
         Ok(envelope::success(StatusCode::OK, "Ready", &report))
     } else {
-        Ok(envelope::success(StatusCode::SERVICE_UNAVAILABLE, "Not ready", &report))
+        Ok(envelope::success(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not ready",
+            &report,
+        ))
     }
 }

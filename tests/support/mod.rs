@@ -293,29 +293,62 @@ impl TestApp {
             "id": id, "name": name, "nameKey": name.to_lowercase(), "active": true,
             "createdAt": ttscm_runtime::clock::now_iso(), "updatedAt": ttscm_runtime::clock::now_iso(),
         });
-        let serde_json::Value::Object(document) = document else { unreachable!("an object literal") };
-        self.store().await.insert("companies", document).await.expect("company seeded");
+        let serde_json::Value::Object(document) = document else {
+            unreachable!("an object literal")
+        };
+        self.store()
+            .await
+            .insert("companies", document)
+            .await
+            .expect("company seeded");
         id
     }
 
     /// POSTs JSON with `token`.
     pub async fn post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
-        self.send(reqwest::Method::POST, path, Some(token), "application/json", serde_json::to_vec(body).expect("json")).await
+        self.send(
+            reqwest::Method::POST,
+            path,
+            Some(token),
+            "application/json",
+            serde_json::to_vec(body).expect("json"),
+        )
+        .await
     }
 
     /// PATCHes JSON with `token`.
     pub async fn patch(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
-        self.send(reqwest::Method::PATCH, path, Some(token), "application/json", serde_json::to_vec(body).expect("json")).await
+        self.send(
+            reqwest::Method::PATCH,
+            path,
+            Some(token),
+            "application/json",
+            serde_json::to_vec(body).expect("json"),
+        )
+        .await
     }
 
     /// PUTs JSON with `token`.
     pub async fn put(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
-        self.send(reqwest::Method::PUT, path, Some(token), "application/json", serde_json::to_vec(body).expect("json")).await
+        self.send(
+            reqwest::Method::PUT,
+            path,
+            Some(token),
+            "application/json",
+            serde_json::to_vec(body).expect("json"),
+        )
+        .await
     }
 
     /// DELETEs with `token`.
     pub async fn delete(&self, path: &str, token: &str) -> (u16, Value) {
-        let response = self.http.delete(format!("{}{path}", self.address)).bearer_auth(token).send().await.expect("sent");
+        let response = self
+            .http
+            .delete(format!("{}{path}", self.address))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("sent");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }

@@ -29,7 +29,10 @@ pub struct SealItem {
 
 impl std::fmt::Debug for SealItem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SealItem").field("place", &self.place).field("plaintext", &"***").finish()
+        f.debug_struct("SealItem")
+            .field("place", &self.place)
+            .field("plaintext", &"***")
+            .finish()
     }
 }
 

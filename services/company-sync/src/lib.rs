@@ -2,11 +2,13 @@
 //! collection. This first cut declares the collection and answers health; syncing and the
 //! company routes build on it.
 
+pub mod admin;
+
 use tokio::task::JoinHandle;
 use ttscm_contract::company::{CompanySummary, GetCompanySummaries};
 use ttscm_contract::health::{CompanySyncHealth, HealthReply};
-use ttscm_contract::{ErrorCode, WireError};
 use ttscm_contract::subjects::COMPANY_SYNC_QUEUE;
+use ttscm_contract::{ErrorCode, WireError};
 use ttscm_runtime::service::serve_fn;
 use ttscm_runtime::store::{FindOptions, IndexSpec};
 use ttscm_runtime::{Bus, BusError, Filter, Shutdown, Store, StoreError};
@@ -64,17 +66,31 @@ const MAX_SUMMARY_IDS: usize = 1000;
 
 async fn summaries(store: &Store, ids: Vec<String>) -> Result<Vec<CompanySummary>, WireError> {
     if ids.len() > MAX_SUMMARY_IDS {
-        return Err(WireError::new(ErrorCode::Validation, format!("at most {MAX_SUMMARY_IDS} ids")));
+        return Err(WireError::new(
+            ErrorCode::Validation,
+            format!("at most {MAX_SUMMARY_IDS} ids"),
+        ));
     }
-    let documents = store.find(COMPANIES, &FindOptions::new(Filter::is_in("id", ids))).await.map_err(|error| {
-        tracing::warn!(%error, "company lookup failed");
-        WireError::new(ErrorCode::Unavailable, "The store is unavailable")
-    })?;
+    let documents = store
+        .find(COMPANIES, &FindOptions::new(Filter::is_in("id", ids)))
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "company lookup failed");
+            WireError::new(ErrorCode::Unavailable, "The store is unavailable")
+        })?;
     Ok(documents
         .into_iter()
         .map(|d| CompanySummary {
-            id: d.get("id").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
-            name: d.get("name").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
+            id: d
+                .get("id")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned(),
+            name: d
+                .get("name")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned(),
         })
         .collect())
 }

@@ -21,7 +21,9 @@ pub struct CredentialActor {
 impl CredentialActor {
     /// A new actor.
     pub fn new(service: Service) -> Self {
-        Self { service: Arc::new(service) }
+        Self {
+            service: Arc::new(service),
+        }
     }
 }
 
@@ -32,7 +34,11 @@ impl Actor for CredentialActor {
 /// An operation the credential service answers.
 pub trait CredentialOp: Operation {
     /// Does the work.
-    fn run(self, service: Arc<Service>, ctx: CallContext) -> impl Future<Output = Result<Self::Reply, WireError>> + 'static;
+    fn run(
+        self,
+        service: Arc<Service>,
+        ctx: CallContext,
+    ) -> impl Future<Output = Result<Self::Reply, WireError>> + 'static;
 }
 
 impl<O: CredentialOp> Handler<Call<O>> for CredentialActor {
@@ -129,7 +135,9 @@ impl CredentialOp for DeleteCredential {
 
 impl CredentialOp for ListAuditEvents {
     async fn run(self, service: Arc<Service>, _: CallContext) -> Result<AuditPage, WireError> {
-        crate::audit::list(&service.store, &self).await.map_err(store_failed)
+        crate::audit::list(&service.store, &self)
+            .await
+            .map_err(store_failed)
     }
 }
 

@@ -16,8 +16,16 @@ use ttscm_runtime::{Filter, Store, StoreError, clock, ids};
 /// Audit entries; owned by the credential service.
 pub const AUDIT_ENTRIES: &str = "audit_entries";
 const INDEXES: &[IndexSpec] = &[
-    IndexSpec { name: "seq_unique", fields: &["seq"], unique: true },
-    IndexSpec { name: "at", fields: &["at"], unique: false },
+    IndexSpec {
+        name: "seq_unique",
+        fields: &["seq"],
+        unique: true,
+    },
+    IndexSpec {
+        name: "at",
+        fields: &["at"],
+        unique: false,
+    },
 ];
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 /// How often an append retries after losing a race for the next sequence number.
@@ -76,11 +84,20 @@ impl Actor for AuditLog {
 }
 
 async fn load_head(store: &Store) -> Result<(u64, String), StoreError> {
-    let last = store.find(AUDIT_ENTRIES, &FindOptions::new(Filter::All).sort("seq", Order::Desc).page(0, 1)).await?;
+    let last = store
+        .find(
+            AUDIT_ENTRIES,
+            &FindOptions::new(Filter::All).sort("seq", Order::Desc).page(0, 1),
+        )
+        .await?;
     Ok(match last.first() {
         Some(entry) => (
             entry.get("seq").and_then(Value::as_u64).unwrap_or(0),
-            entry.get("hash").and_then(Value::as_str).unwrap_or(GENESIS).to_owned(),
+            entry
+                .get("hash")
+                .and_then(Value::as_str)
+                .unwrap_or(GENESIS)
+                .to_owned(),
         ),
         None => (0, GENESIS.to_owned()),
     })
@@ -97,7 +114,11 @@ pub fn entry_hash(event: &AuditEvent) -> String {
 fn build(ctx: &CallContext, record: &AuditRecord, seq: u64, prev_hash: &str) -> AuditEvent {
     let (id, kind, name) = match &ctx.principal {
         Some(p) => (p.id.clone(), p.kind, p.name.clone()),
-        None => ("system".to_owned(), ttscm_contract::PrincipalKind::ApiToken, "system".to_owned()),
+        None => (
+            "system".to_owned(),
+            ttscm_contract::PrincipalKind::ApiToken,
+            "system".to_owned(),
+        ),
     };
     let mut event = AuditEvent {
         id: ids::new_id(),
@@ -105,7 +126,10 @@ fn build(ctx: &CallContext, record: &AuditRecord, seq: u64, prev_hash: &str) -> 
         at: clock::now_iso(),
         action: record.action.to_owned(),
         actor: AuditActor { id, kind, name },
-        target: AuditTarget { kind: record.target_kind.to_owned(), id: record.target_id.clone() },
+        target: AuditTarget {
+            kind: record.target_kind.to_owned(),
+            id: record.target_id.clone(),
+        },
         credential_id: record.credential_id.clone(),
         type_id: record.type_id.clone(),
         company_id: record.company_id.clone(),
@@ -147,7 +171,9 @@ impl Handler<Append> for AuditLog {
                         Err(other) => return Err(other),
                     }
                 }
-                Err(StoreError::Unavailable("the audit chain is contended; try again".into()))
+                Err(StoreError::Unavailable(
+                    "the audit chain is contended; try again".into(),
+                ))
             }
             .into_actor(self)
             .map(|result, actor, _| match result {
@@ -172,10 +198,19 @@ pub async fn verify(store: &Store) -> Result<AuditVerification, StoreError> {
     let mut checked = 0u64;
     loop {
         let batch = store
-            .find(AUDIT_ENTRIES, &FindOptions::new(Filter::All).sort("seq", Order::Asc).page(checked, BATCH))
+            .find(
+                AUDIT_ENTRIES,
+                &FindOptions::new(Filter::All)
+                    .sort("seq", Order::Asc)
+                    .page(checked, BATCH),
+            )
             .await?;
         if batch.is_empty() {
-            return Ok(AuditVerification { valid: true, entries: checked, first_broken_seq: None });
+            return Ok(AuditVerification {
+                valid: true,
+                entries: checked,
+                first_broken_seq: None,
+            });
         }
         for document in &batch {
             let seq = document.get("seq").and_then(Value::as_u64).unwrap_or(0);
@@ -188,7 +223,11 @@ pub async fn verify(store: &Store) -> Result<AuditVerification, StoreError> {
             });
             checked += 1;
             if !intact {
-                return Ok(AuditVerification { valid: false, entries: checked, first_broken_seq: Some(seq.max(expected_seq)) });
+                return Ok(AuditVerification {
+                    valid: false,
+                    entries: checked,
+                    first_broken_seq: Some(seq.max(expected_seq)),
+                });
             }
             expected_seq += 1;
         }
@@ -220,7 +259,12 @@ pub async fn list(
     let total = store.count(AUDIT_ENTRIES, &filter).await?;
     let skip = query.page.saturating_sub(1).saturating_mul(query.rpp);
     let documents = store
-        .find(AUDIT_ENTRIES, &FindOptions::new(filter).sort("seq", Order::Desc).page(skip, query.rpp))
+        .find(
+            AUDIT_ENTRIES,
+            &FindOptions::new(filter)
+                .sort("seq", Order::Desc)
+                .page(skip, query.rpp),
+        )
         .await?;
     let items = documents
         .into_iter()

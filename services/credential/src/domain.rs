@@ -24,7 +24,10 @@ pub fn check_name(name: &str, path: Vec<Value>, errors: &mut Vec<FieldError>) {
     if trimmed.is_empty() {
         errors.push(err(path, "Name is required"));
     } else if trimmed.chars().count() > MAX_NAME_CHARS {
-        errors.push(err(path, format!("Name must be at most {MAX_NAME_CHARS} characters")));
+        errors.push(err(
+            path,
+            format!("Name must be at most {MAX_NAME_CHARS} characters"),
+        ));
     } else if trimmed.chars().any(char::is_control) {
         errors.push(err(path, "Name must not contain control characters"));
     }
@@ -43,13 +46,19 @@ pub fn check_fields(fields: &mut [FieldDefinition], errors: &mut Vec<FieldError>
     for (i, field) in fields.iter_mut().enumerate() {
         let at = |key: &str| vec![json!("fields"), json!(i), json!(key)];
         if !is_field_id(&field.id) {
-            errors.push(err(at("id"), "Field id must be letters, digits or '_', start with a letter, at most 64 characters"));
+            errors.push(err(
+                at("id"),
+                "Field id must be letters, digits or '_', start with a letter, at most 64 characters",
+            ));
         } else if !seen.insert(field.id.clone()) {
             errors.push(err(at("id"), format!("Field id '{}' is used twice", field.id)));
         }
         check_name(&field.name, at("name"), errors);
         if !VALUE_TYPES.contains(&field.value_type.as_str()) {
-            errors.push(err(at("valueType"), format!("valueType must be one of {}", VALUE_TYPES.join(", "))));
+            errors.push(err(
+                at("valueType"),
+                format!("valueType must be one of {}", VALUE_TYPES.join(", ")),
+            ));
         }
         if field.value_type == "totp" {
             field.secure = true;
@@ -63,14 +72,18 @@ pub fn check_scope(scope: &Option<String>, errors: &mut Vec<FieldError>) {
     if let Some(scope) = scope
         && (ttscm_contract::Permission::parse(scope).is_err() || scope.contains('*'))
     {
-        errors.push(err(vec![json!("permissionScope")], "permissionScope must be a permission like 'aws.credentials'"));
+        errors.push(err(
+            vec![json!("permissionScope")],
+            "permissionScope must be a permission like 'aws.credentials'",
+        ));
     }
 }
 
 /// Validates an icon URL: absolute `https`, at most 2048 characters.
 pub fn check_icon(icon: &Option<String>, errors: &mut Vec<FieldError>) {
     if let Some(icon) = icon {
-        let ok = icon.len() <= 2048 && url::Url::parse(icon).is_ok_and(|u| u.scheme() == "https" && u.host().is_some());
+        let ok = icon.len() <= 2048
+            && url::Url::parse(icon).is_ok_and(|u| u.scheme() == "https" && u.host().is_some());
         if !ok {
             errors.push(err(vec![json!("icon")], "icon must be an https URL"));
         }
@@ -94,10 +107,17 @@ pub fn value_parses_as(value_type: &str, value: &str) -> Result<(), &'static str
         "plain_text" if value.contains(['\n', '\r']) => Err("must be a single line"),
         "email" => {
             let ok = value.split_once('@').is_some_and(|(local, domain)| {
-                !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
             }) && !value.contains(char::is_whitespace)
                 && value.matches('@').count() == 1;
-            if ok { Ok(()) } else { Err("must be an e-mail address") }
+            if ok {
+                Ok(())
+            } else {
+                Err("must be an e-mail address")
+            }
         }
         "url" => match url::Url::parse(value) {
             Ok(u) if u.has_host() || u.scheme() == "file" => Ok(()),
@@ -108,9 +128,19 @@ pub fn value_parses_as(value_type: &str, value: &str) -> Result<(), &'static str
             _ => Err("must be a number"),
         },
         "totp" => {
-            let secret: String = value.chars().filter(|c| !c.is_whitespace() && *c != '=').collect();
-            let ok = secret.len() >= 16 && secret.chars().all(|c| c.is_ascii_alphabetic() || ('2'..='7').contains(&c));
-            if ok { Ok(()) } else { Err("must be a base32 TOTP secret (at least 16 characters)") }
+            let secret: String = value
+                .chars()
+                .filter(|c| !c.is_whitespace() && *c != '=')
+                .collect();
+            let ok = secret.len() >= 16
+                && secret
+                    .chars()
+                    .all(|c| c.is_ascii_alphabetic() || ('2'..='7').contains(&c));
+            if ok {
+                Ok(())
+            } else {
+                Err("must be a base32 TOTP secret (at least 16 characters)")
+            }
         }
         _ => Ok(()),
     }
@@ -131,14 +161,23 @@ pub struct CheckedValue {
 
 /// Validates a full set of values against a type's fields. Missing optional fields and empty
 /// optional values are left out.
-pub fn check_values(fields: &[FieldDefinition], values: &[FieldValueInput]) -> Result<Vec<CheckedValue>, Vec<FieldError>> {
+pub fn check_values(
+    fields: &[FieldDefinition],
+    values: &[FieldValueInput],
+) -> Result<Vec<CheckedValue>, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for (i, input) in values.iter().enumerate() {
         let at = |key: &str| vec![json!("fields"), json!(i), json!(key)];
         let Some(field) = fields.iter().find(|f| f.id == input.field_id) else {
-            errors.push(err(at("fieldId"), format!("Unknown field '{}'", input.field_id.chars().take(64).collect::<String>())));
+            errors.push(err(
+                at("fieldId"),
+                format!(
+                    "Unknown field '{}'",
+                    input.field_id.chars().take(64).collect::<String>()
+                ),
+            ));
             continue;
         };
         if !seen.insert(field.id.clone()) {
@@ -154,7 +193,10 @@ pub fn check_values(fields: &[FieldDefinition], values: &[FieldValueInput]) -> R
             }
         };
         if text.len() > MAX_VALUE_BYTES {
-            errors.push(err(at("value"), format!("Value must be at most {MAX_VALUE_BYTES} bytes")));
+            errors.push(err(
+                at("value"),
+                format!("Value must be at most {MAX_VALUE_BYTES} bytes"),
+            ));
             continue;
         }
         if text.is_empty() {
@@ -164,11 +206,23 @@ pub fn check_values(fields: &[FieldDefinition], values: &[FieldValueInput]) -> R
             errors.push(err(at("value"), format!("Value of '{}' {problem}", field.id)));
             continue;
         }
-        out.push(CheckedValue { id: input.id.clone(), field_id: field.id.clone(), secure: field.secure, text });
+        out.push(CheckedValue {
+            id: input.id.clone(),
+            field_id: field.id.clone(),
+            secure: field.secure,
+            text,
+        });
     }
     for field in fields.iter().filter(|f| f.required) {
-        if !out.iter().any(|v| v.field_id == field.id) && !errors.iter().any(|e| e.message.contains(&format!("'{}'", field.id))) {
-            errors.push(err(vec![json!("fields")], format!("Field '{}' is required", field.id)));
+        if !out.iter().any(|v| v.field_id == field.id)
+            && !errors
+                .iter()
+                .any(|e| e.message.contains(&format!("'{}'", field.id)))
+        {
+            errors.push(err(
+                vec![json!("fields")],
+                format!("Field '{}' is required", field.id),
+            ));
         }
     }
     if errors.is_empty() { Ok(out) } else { Err(errors) }
@@ -179,24 +233,55 @@ mod tests {
     use super::*;
 
     fn def(id: &str, value_type: &str, required: bool) -> FieldDefinition {
-        FieldDefinition { id: id.into(), name: id.into(), required, secure: false, value_type: value_type.into() }
+        FieldDefinition {
+            id: id.into(),
+            name: id.into(),
+            required,
+            secure: false,
+            value_type: value_type.into(),
+        }
     }
 
     fn input(field_id: &str, value: Value) -> FieldValueInput {
-        FieldValueInput { id: None, field_id: field_id.into(), value }
+        FieldValueInput {
+            id: None,
+            field_id: field_id.into(),
+            value,
+        }
     }
 
     #[test]
     fn values_are_checked_against_their_type_with_paths() {
-        let fields = [def("mail", "email", true), def("n", "number", false), def("otp", "totp", false)];
-        let errors = check_values(&fields, &[input("mail", json!("nope")), input("n", json!("x")), input("zz", json!("1"))])
-            .err()
-            .expect("invalid");
+        let fields = [
+            def("mail", "email", true),
+            def("n", "number", false),
+            def("otp", "totp", false),
+        ];
+        let errors = check_values(
+            &fields,
+            &[
+                input("mail", json!("nope")),
+                input("n", json!("x")),
+                input("zz", json!("1")),
+            ],
+        )
+        .err()
+        .expect("invalid");
         let paths: Vec<_> = errors.iter().map(|e| e.path.clone()).collect();
         assert!(paths.contains(&vec![json!("fields"), json!(0), json!("value")]));
         assert!(paths.contains(&vec![json!("fields"), json!(1), json!("value")]));
         assert!(paths.contains(&vec![json!("fields"), json!(2), json!("fieldId")]));
-        assert!(check_values(&fields, &[input("mail", json!("a@b.co")), input("n", json!(4.5)), input("otp", json!("JBSWY3DPEHPK3PXP"))]).is_ok());
+        assert!(
+            check_values(
+                &fields,
+                &[
+                    input("mail", json!("a@b.co")),
+                    input("n", json!(4.5)),
+                    input("otp", json!("JBSWY3DPEHPK3PXP"))
+                ]
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -208,7 +293,11 @@ mod tests {
 
     #[test]
     fn field_definitions_need_identifier_ids_and_known_types() {
-        let mut fields = vec![def("1bad", "plain_text", false), def("ok", "weird", false), def("ok", "totp", false)];
+        let mut fields = vec![
+            def("1bad", "plain_text", false),
+            def("ok", "weird", false),
+            def("ok", "totp", false),
+        ];
         let mut errors = Vec::new();
         check_fields(&mut fields, &mut errors);
         assert_eq!(errors.len(), 3, "{errors:?}");

@@ -45,9 +45,19 @@ impl Events {
     }
 
     /// Publishes `<aggregate>.<action>` about `subject` (the resource id) with `data`.
-    pub async fn publish(&self, ctx: &CallContext, aggregate: &str, action: &str, subject: &str, mut data: Value) {
+    pub async fn publish(
+        &self,
+        ctx: &CallContext,
+        aggregate: &str,
+        action: &str,
+        subject: &str,
+        mut data: Value,
+    ) {
         if let (Some(principal), Value::Object(map)) = (&ctx.principal, &mut data) {
-            map.insert("actor".into(), json!({"id": principal.id, "kind": principal.kind}));
+            map.insert(
+                "actor".into(),
+                json!({"id": principal.id, "kind": principal.kind}),
+            );
             map.insert("requestId".into(), json!(ctx.request_id));
         }
         let event = CloudEvent {
@@ -62,10 +72,19 @@ impl Events {
         };
         let bus_subject = format!("{}.{aggregate}.{action}", ttscm_contract::subjects::EVENTS_PREFIX);
         let payload = serde_json::to_string(&event).expect("events serialize");
-        if let Err(error) = self.bus.publish(&bus_subject, Headers::new(), Bytes::from(payload.clone())).await {
+        if let Err(error) = self
+            .bus
+            .publish(&bus_subject, Headers::new(), Bytes::from(payload.clone()))
+            .await
+        {
             tracing::warn!(%error, subject = bus_subject, "event not published; keeping it in the outbox");
-            let document = json!({"id": event.id, "subject": bus_subject, "payload": payload, "at": event.time});
-            if let Err(error) = self.store.insert(EVENT_OUTBOX, crate::store::to_document(&document)).await {
+            let document =
+                json!({"id": event.id, "subject": bus_subject, "payload": payload, "at": event.time});
+            if let Err(error) = self
+                .store
+                .insert(EVENT_OUTBOX, crate::store::to_document(&document))
+                .await
+            {
                 tracing::error!(%error, "event lost: neither the bus nor the outbox took it");
             }
         }
@@ -78,15 +97,29 @@ impl Events {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(OUTBOX_INTERVAL) => {}
             }
-            let Ok(waiting) =
-                self.store.find(EVENT_OUTBOX, &FindOptions::new(Filter::All).sort("at", Order::Asc).page(0, 500)).await
+            let Ok(waiting) = self
+                .store
+                .find(
+                    EVENT_OUTBOX,
+                    &FindOptions::new(Filter::All).sort("at", Order::Asc).page(0, 500),
+                )
+                .await
             else {
                 continue;
             };
             for document in waiting {
-                let text = |k: &str| document.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-                let published =
-                    self.bus.publish(&text("subject"), Headers::new(), Bytes::from(text("payload"))).await.is_ok();
+                let text = |k: &str| {
+                    document
+                        .get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                let published = self
+                    .bus
+                    .publish(&text("subject"), Headers::new(), Bytes::from(text("payload")))
+                    .await
+                    .is_ok();
                 if !published {
                     break;
                 }

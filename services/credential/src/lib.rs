@@ -34,7 +34,12 @@ pub enum CredentialError {
 
 /// Starts the credential service and serves its subjects until `shutdown`. Must be called on an
 /// actix thread.
-pub async fn run(bus: &Bus, store: &Store, settings: &Settings, shutdown: Shutdown) -> Result<Vec<JoinHandle<()>>, CredentialError> {
+pub async fn run(
+    bus: &Bus,
+    store: &Store,
+    settings: &Settings,
+    shutdown: Shutdown,
+) -> Result<Vec<JoinHandle<()>>, CredentialError> {
     store::prepare(store).await?;
     let events = events::Events::new(bus.clone(), store.clone());
     let audit = audit::AuditLog::new(store.clone()).start();
@@ -68,7 +73,12 @@ pub async fn run(bus: &Bus, store: &Store, settings: &Settings, shutdown: Shutdo
     tasks.push(
         serve_fn::<CredentialHealth, _, _>(bus, q, shutdown.clone(), move |_, _| {
             let store = health_store.clone();
-            async move { Ok(HealthReply { service: "credential".into(), store_ok: Some(store.ping().await.is_ok()) }) }
+            async move {
+                Ok(HealthReply {
+                    service: "credential".into(),
+                    store_ok: Some(store.ping().await.is_ok()),
+                })
+            }
         })
         .await?,
     );

@@ -27,15 +27,26 @@ pub struct ResealReport {
     pub resealed: u64,
     /// Credentials changed concurrently (already under the active key), left alone.
     pub skipped: u64,
+    /// Credentials with a value that does not open (logged by id); the run goes on without them.
+    pub failed: u64,
 }
 
 /// Reseals every credential's sealed values through vault (reached by `client`).
-pub async fn reseal_all(store: &Store, client: &BusClient, ctx: &CallContext) -> Result<ResealReport, WireError> {
+pub async fn reseal_all(
+    store: &Store,
+    client: &BusClient,
+    ctx: &CallContext,
+) -> Result<ResealReport, WireError> {
     let mut report = ResealReport::default();
     let mut offset = 0;
     loop {
         let page = store
-            .find(CREDENTIALS, &FindOptions::new(Filter::All).sort("id", Order::Asc).page(offset, PAGE))
+            .find(
+                CREDENTIALS,
+                &FindOptions::new(Filter::All)
+                    .sort("id", Order::Asc)
+                    .page(offset, PAGE),
+            )
             .await
             .map_err(store_failed)?;
         if page.is_empty() {
@@ -50,14 +61,25 @@ pub async fn reseal_all(store: &Store, client: &BusClient, ctx: &CallContext) ->
                 .iter()
                 .filter(|v| v.sealed)
                 .map(|v| SealedItem {
-                    place: Place { credential_id: credential.id.clone(), field_id: v.field_id.clone() },
+                    place: Place {
+                        credential_id: credential.id.clone(),
+                        field_id: v.field_id.clone(),
+                    },
                     sealed: v.value.clone(),
                 })
                 .collect();
             if items.is_empty() {
                 continue;
             }
-            let resealed = client.call(ctx, &Reseal { items }).await?;
+            let resealed = match client.call(ctx, &Reseal { items }).await {
+                Ok(resealed) => resealed,
+                Err(error) if error.code == ttscm_contract::ErrorCode::Internal => {
+                    tracing::error!(credential = %credential.id, message = %error.message, "a sealed value does not open; left as it is");
+                    report.failed += 1;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             let mut changed = false;
             for (value, blob) in credential.values.iter_mut().filter(|v| v.sealed).zip(resealed) {
                 if value.value != blob {
@@ -68,10 +90,19 @@ pub async fn reseal_all(store: &Store, client: &BusClient, ctx: &CallContext) ->
             if !changed {
                 continue;
             }
-            let unchanged_since_read =
-                Filter::And(vec![Filter::id(&credential.id), Filter::eq("updatedAt", credential.updated_at.as_str())]);
-            let update = Update::default().set("values", serde_json::to_value(&credential.values).expect("values serialize"));
-            if store.update_one(CREDENTIALS, &unchanged_since_read, &update).await.map_err(store_failed)? {
+            let unchanged_since_read = Filter::And(vec![
+                Filter::id(&credential.id),
+                Filter::eq("updatedAt", credential.updated_at.as_str()),
+            ]);
+            let update = Update::default().set(
+                "values",
+                serde_json::to_value(&credential.values).expect("values serialize"),
+            );
+            if store
+                .update_one(CREDENTIALS, &unchanged_since_read, &update)
+                .await
+                .map_err(store_failed)?
+            {
                 report.resealed += 1;
             } else {
                 report.skipped += 1;

@@ -25,7 +25,9 @@ use ttscm_runtime::{Filter, Store, StoreError, Update, clock, ids};
 use crate::audit::{Append, AuditLog, AuditRecord};
 use crate::domain::{self, CheckedValue};
 use crate::events::Events;
-use crate::store::{CREDENTIAL_TYPES, CREDENTIALS, CredentialDoc, StoredValue, TypeDoc, from_document, to_document};
+use crate::store::{
+    CREDENTIAL_TYPES, CREDENTIALS, CredentialDoc, StoredValue, TypeDoc, from_document, to_document,
+};
 
 /// The credential service's dependencies.
 pub struct Service {
@@ -46,7 +48,9 @@ pub fn store_failed(error: StoreError) -> WireError {
             tracing::warn!(%cause, "store unavailable");
             WireError::new(ErrorCode::Unavailable, "The store is unavailable")
         }
-        StoreError::Conflict => WireError::new(ErrorCode::Conflict, "The change conflicts with existing data"),
+        StoreError::Conflict => {
+            WireError::new(ErrorCode::Conflict, "The change conflicts with existing data")
+        }
         other => {
             tracing::error!(error = %other, "credential store failure");
             WireError::internal()
@@ -68,13 +72,26 @@ fn invalid(path: &str, message: &str) -> WireError {
 
 impl Service {
     async fn record(&self, ctx: &CallContext, record: AuditRecord) -> Result<(), WireError> {
-        match self.audit.send(Append { ctx: ctx.clone(), record }).await {
+        match self
+            .audit
+            .send(Append {
+                ctx: ctx.clone(),
+                record,
+            })
+            .await
+        {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => {
                 tracing::error!(%error, "audit write failed; failing the request");
-                Err(WireError::new(ErrorCode::Unavailable, "The audit log is unavailable"))
+                Err(WireError::new(
+                    ErrorCode::Unavailable,
+                    "The audit log is unavailable",
+                ))
             }
-            Err(_) => Err(WireError::new(ErrorCode::Unavailable, "The audit log is unavailable")),
+            Err(_) => Err(WireError::new(
+                ErrorCode::Unavailable,
+                "The audit log is unavailable",
+            )),
         }
     }
 
@@ -86,23 +103,38 @@ impl Service {
     }
 
     async fn live_type(&self, id: &str) -> Result<TypeDoc, WireError> {
-        self.type_by_id(id).await?.filter(|t| !t.deleting).ok_or_else(type_not_found)
+        self.type_by_id(id)
+            .await?
+            .filter(|t| !t.deleting)
+            .ok_or_else(type_not_found)
     }
 
     async fn credential(&self, id: &str) -> Result<CredentialDoc, WireError> {
-        let document = self.store.get(CREDENTIALS, id).await.map_err(store_failed)?.ok_or_else(credential_not_found)?;
+        let document = self
+            .store
+            .get(CREDENTIALS, id)
+            .await
+            .map_err(store_failed)?
+            .ok_or_else(credential_not_found)?;
         from_document(document).map_err(store_failed)
     }
 
     /// A credential and its type, after checking the type's scope.
     async fn accessible(&self, ctx: &CallContext, id: &str) -> Result<(CredentialDoc, TypeDoc), WireError> {
         let credential = self.credential(id).await?;
-        let credential_type = self.type_by_id(&credential.type_id).await?.ok_or_else(credential_not_found)?;
+        let credential_type = self
+            .type_by_id(&credential.type_id)
+            .await?
+            .ok_or_else(credential_not_found)?;
         check_scope(ctx, &credential_type)?;
         Ok((credential, credential_type))
     }
 
-    async fn companies(&self, ctx: &CallContext, ids: Vec<String>) -> Result<HashMap<String, CompanySummary>, WireError> {
+    async fn companies(
+        &self,
+        ctx: &CallContext,
+        ids: Vec<String>,
+    ) -> Result<HashMap<String, CompanySummary>, WireError> {
         let summaries = self.client.call(ctx, &GetCompanySummaries { ids }).await?;
         Ok(summaries.into_iter().map(|c| (c.id.clone(), c)).collect())
     }
@@ -111,7 +143,11 @@ impl Service {
         Ok(self.companies(ctx, vec![id.to_owned()]).await?.remove(id))
     }
 
-    fn to_wire(credential: &CredentialDoc, credential_type: &TypeDoc, company: Option<CompanySummary>) -> Credential {
+    fn to_wire(
+        credential: &CredentialDoc,
+        credential_type: &TypeDoc,
+        company: Option<CompanySummary>,
+    ) -> Credential {
         let fields: BTreeMap<String, Value> = credential
             .values
             .iter()
@@ -125,44 +161,77 @@ impl Service {
             company_id: credential.company_id.clone(),
             fields,
             credential_type: credential_type.summary(),
-            company: company.unwrap_or_else(|| CompanySummary { id: credential.company_id.clone(), name: String::new() }),
+            company: company.unwrap_or_else(|| CompanySummary {
+                id: credential.company_id.clone(),
+                name: String::new(),
+            }),
             created_at: credential.created_at.clone(),
             updated_at: credential.updated_at.clone(),
         }
     }
 
-    async fn seal(&self, ctx: &CallContext, credential_id: &str, values: Vec<CheckedValue>, existing: &[StoredValue]) -> Result<Vec<StoredValue>, WireError> {
+    async fn seal(
+        &self,
+        ctx: &CallContext,
+        credential_id: &str,
+        values: Vec<CheckedValue>,
+        existing: &[StoredValue],
+    ) -> Result<Vec<StoredValue>, WireError> {
         let to_seal: Vec<SealItem> = values
             .iter()
             .filter(|v| v.secure)
             .map(|v| SealItem {
-                place: Place { credential_id: credential_id.to_owned(), field_id: v.field_id.clone() },
+                place: Place {
+                    credential_id: credential_id.to_owned(),
+                    field_id: v.field_id.clone(),
+                },
                 plaintext: v.text.clone(),
             })
             .collect();
-        let mut sealed = if to_seal.is_empty() { Vec::new() } else { self.client.call(ctx, &Seal { items: to_seal }).await? }.into_iter();
+        let mut sealed = if to_seal.is_empty() {
+            Vec::new()
+        } else {
+            self.client.call(ctx, &Seal { items: to_seal }).await?
+        }
+        .into_iter();
         let mut out = Vec::with_capacity(values.len());
         for value in values {
             // Values keep their id across updates of the same field; new fields get a new id.
-            let id = existing.iter().find(|e| e.field_id == value.field_id).map_or_else(ids::new_id, |e| e.id.clone());
+            let id = existing
+                .iter()
+                .find(|e| e.field_id == value.field_id)
+                .map_or_else(ids::new_id, |e| e.id.clone());
             let (sealed_flag, text) = if value.secure {
                 (true, sealed.next().ok_or_else(WireError::internal)?)
             } else {
                 (false, value.text)
             };
-            out.push(StoredValue { id, field_id: value.field_id, sealed: sealed_flag, value: text });
+            out.push(StoredValue {
+                id,
+                field_id: value.field_id,
+                sealed: sealed_flag,
+                value: text,
+            });
         }
         Ok(out)
     }
 
-    async fn unseal(&self, ctx: &CallContext, credential_id: &str, values: &[&StoredValue]) -> Result<Vec<String>, WireError> {
+    async fn unseal(
+        &self,
+        ctx: &CallContext,
+        credential_id: &str,
+        values: &[&StoredValue],
+    ) -> Result<Vec<String>, WireError> {
         if values.is_empty() {
             return Ok(Vec::new());
         }
         let items = values
             .iter()
             .map(|v| SealedItem {
-                place: Place { credential_id: credential_id.to_owned(), field_id: v.field_id.clone() },
+                place: Place {
+                    credential_id: credential_id.to_owned(),
+                    field_id: v.field_id.clone(),
+                },
                 sealed: v.value.clone(),
             })
             .collect();
@@ -170,7 +239,10 @@ impl Service {
     }
 
     async fn count_of(&self, type_id: &str) -> Result<u64, WireError> {
-        self.store.count(CREDENTIALS, &Filter::eq("typeId", type_id)).await.map_err(store_failed)
+        self.store
+            .count(CREDENTIALS, &Filter::eq("typeId", type_id))
+            .await
+            .map_err(store_failed)
     }
 
     fn event_data(credential: &CredentialDoc) -> Value {
@@ -189,7 +261,14 @@ impl Service {
     }
 
     fn type_record(action: &'static str, id: &str) -> AuditRecord {
-        AuditRecord { action, target_kind: "credential_type", target_id: id.to_owned(), credential_id: None, type_id: Some(id.to_owned()), company_id: None }
+        AuditRecord {
+            action,
+            target_kind: "credential_type",
+            target_id: id.to_owned(),
+            credential_id: None,
+            type_id: Some(id.to_owned()),
+            company_id: None,
+        }
     }
 
     // ---- credential types ----------------------------------------------------------------
@@ -198,7 +277,12 @@ impl Service {
     pub async fn list_types(&self) -> Result<Vec<CredentialType>, WireError> {
         let documents = self
             .store
-            .find(CREDENTIAL_TYPES, &FindOptions::new(Filter::Ne("deleting".into(), true.into())).sort("nameKey", Order::Asc).sort("id", Order::Asc))
+            .find(
+                CREDENTIAL_TYPES,
+                &FindOptions::new(Filter::Ne("deleting".into(), true.into()))
+                    .sort("nameKey", Order::Asc)
+                    .sort("id", Order::Asc),
+            )
             .await
             .map_err(store_failed)?;
         let mut types = Vec::with_capacity(documents.len());
@@ -218,7 +302,10 @@ impl Service {
             None => {
                 let document = self
                     .store
-                    .find_one(CREDENTIAL_TYPES, Filter::eq("nameKey", identifier.trim().to_lowercase()))
+                    .find_one(
+                        CREDENTIAL_TYPES,
+                        Filter::eq("nameKey", identifier.trim().to_lowercase()),
+                    )
                     .await
                     .map_err(store_failed)?
                     .ok_or_else(type_not_found)?;
@@ -234,7 +321,11 @@ impl Service {
     }
 
     /// Creates a type.
-    pub async fn create_type(&self, ctx: &CallContext, mut input: CredentialTypeInput) -> Result<CredentialType, WireError> {
+    pub async fn create_type(
+        &self,
+        ctx: &CallContext,
+        mut input: CredentialTypeInput,
+    ) -> Result<CredentialType, WireError> {
         let errors = domain::check_type_input(&mut input);
         if !errors.is_empty() {
             return Err(WireError::validation(errors));
@@ -254,20 +345,39 @@ impl Service {
         match self.store.insert(CREDENTIAL_TYPES, to_document(&doc)).await {
             Ok(()) => {}
             Err(StoreError::Conflict) => {
-                return Err(WireError::new(ErrorCode::Conflict, format!("A credential type named '{}' already exists", doc.name)));
+                return Err(WireError::new(
+                    ErrorCode::Conflict,
+                    format!("A credential type named '{}' already exists", doc.name),
+                ));
             }
             Err(other) => return Err(store_failed(other)),
         }
-        if let Err(error) = self.record(ctx, Self::type_record("credential_type.created", &doc.id)).await {
+        if let Err(error) = self
+            .record(ctx, Self::type_record("credential_type.created", &doc.id))
+            .await
+        {
             let _ = self.store.delete(CREDENTIAL_TYPES, &doc.id).await;
             return Err(error);
         }
-        self.events.publish(ctx, "credential_type", "created", &doc.id, json!({"id": doc.id, "name": doc.name})).await;
+        self.events
+            .publish(
+                ctx,
+                "credential_type",
+                "created",
+                &doc.id,
+                json!({"id": doc.id, "name": doc.name}),
+            )
+            .await;
         Ok(doc.to_wire(0))
     }
 
     /// Changes a type, migrating its credentials first.
-    pub async fn update_type(&self, ctx: &CallContext, id: &str, patch: CredentialTypePatch) -> Result<CredentialType, WireError> {
+    pub async fn update_type(
+        &self,
+        ctx: &CallContext,
+        id: &str,
+        patch: CredentialTypePatch,
+    ) -> Result<CredentialType, WireError> {
         let old = self.live_type(id).await?;
         let mut new = old.clone();
         let mut errors = Vec::new();
@@ -293,9 +403,17 @@ impl Service {
         }
         check_scope(ctx, &old)?;
         if new.name_key != old.name_key
-            && self.store.find_one(CREDENTIAL_TYPES, Filter::eq("nameKey", new.name_key.as_str())).await.map_err(store_failed)?.is_some()
+            && self
+                .store
+                .find_one(CREDENTIAL_TYPES, Filter::eq("nameKey", new.name_key.as_str()))
+                .await
+                .map_err(store_failed)?
+                .is_some()
         {
-            return Err(WireError::new(ErrorCode::Conflict, format!("A credential type named '{}' already exists", new.name)));
+            return Err(WireError::new(
+                ErrorCode::Conflict,
+                format!("A credential type named '{}' already exists", new.name),
+            ));
         }
         if new.fields != old.fields {
             self.migrate(ctx, &new).await?;
@@ -306,18 +424,37 @@ impl Service {
             .set("nameKey", new.name_key.clone())
             .set("permissionScope", json!(new.permission_scope))
             .set("icon", json!(new.icon))
-            .set("fields", serde_json::to_value(&new.fields).expect("fields serialize"))
+            .set(
+                "fields",
+                serde_json::to_value(&new.fields).expect("fields serialize"),
+            )
             .set("updatedAt", new.updated_at.clone());
-        match self.store.update_one(CREDENTIAL_TYPES, &Filter::id(id), &update).await {
+        match self
+            .store
+            .update_one(CREDENTIAL_TYPES, &Filter::id(id), &update)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => return Err(type_not_found()),
             Err(StoreError::Conflict) => {
-                return Err(WireError::new(ErrorCode::Conflict, format!("A credential type named '{}' already exists", new.name)));
+                return Err(WireError::new(
+                    ErrorCode::Conflict,
+                    format!("A credential type named '{}' already exists", new.name),
+                ));
             }
             Err(other) => return Err(store_failed(other)),
         }
-        self.record(ctx, Self::type_record("credential_type.updated", id)).await?;
-        self.events.publish(ctx, "credential_type", "updated", id, json!({"id": id, "name": new.name})).await;
+        self.record(ctx, Self::type_record("credential_type.updated", id))
+            .await?;
+        self.events
+            .publish(
+                ctx,
+                "credential_type",
+                "updated",
+                id,
+                json!({"id": id, "name": new.name}),
+            )
+            .await;
         let count = self.count_of(id).await?;
         Ok(new.to_wire(count))
     }
@@ -325,20 +462,43 @@ impl Service {
     /// Brings every credential of a type in line with its new field definitions, or refuses
     /// (409) when existing values cannot satisfy them. Writes nothing when refusing.
     async fn migrate(&self, ctx: &CallContext, new: &TypeDoc) -> Result<(), WireError> {
-        let documents = self.store.find(CREDENTIALS, &FindOptions::new(Filter::eq("typeId", new.id.as_str()))).await.map_err(store_failed)?;
-        let credentials: Vec<CredentialDoc> = documents.into_iter().map(from_document).collect::<Result<_, _>>().map_err(store_failed)?;
+        let documents = self
+            .store
+            .find(
+                CREDENTIALS,
+                &FindOptions::new(Filter::eq("typeId", new.id.as_str())),
+            )
+            .await
+            .map_err(store_failed)?;
+        let credentials: Vec<CredentialDoc> = documents
+            .into_iter()
+            .map(from_document)
+            .collect::<Result<_, _>>()
+            .map_err(store_failed)?;
         let mut blocked = 0usize;
         let mut reasons = Vec::new();
         let mut planned = Vec::new();
         for credential in &credentials {
             // Plaintext of every kept value (unsealing secure ones), then the new stored form.
-            let kept: Vec<&StoredValue> = credential.values.iter().filter(|v| new.field(&v.field_id).is_some()).collect();
+            let kept: Vec<&StoredValue> = credential
+                .values
+                .iter()
+                .filter(|v| new.field(&v.field_id).is_some())
+                .collect();
             let sealed: Vec<&StoredValue> = kept.iter().copied().filter(|v| v.sealed).collect();
             let mut opened = self.unseal(ctx, &credential.id, &sealed).await?.into_iter();
             let mut inputs = Vec::with_capacity(kept.len());
             for value in &kept {
-                let text = if value.sealed { opened.next().ok_or_else(WireError::internal)? } else { value.value.clone() };
-                inputs.push(FieldValueInput { id: Some(value.id.clone()), field_id: value.field_id.clone(), value: Value::String(text) });
+                let text = if value.sealed {
+                    opened.next().ok_or_else(WireError::internal)?
+                } else {
+                    value.value.clone()
+                };
+                inputs.push(FieldValueInput {
+                    id: Some(value.id.clone()),
+                    field_id: value.field_id.clone(),
+                    value: Value::String(text),
+                });
             }
             match domain::check_values(&new.fields, &inputs) {
                 Ok(checked) => planned.push((credential, checked)),
@@ -353,16 +513,24 @@ impl Service {
         if blocked > 0 {
             return Err(WireError::new(
                 ErrorCode::Conflict,
-                format!("{blocked} credential(s) of this type block the change: {}", reasons.join("; ")),
+                format!(
+                    "{blocked} credential(s) of this type block the change: {}",
+                    reasons.join("; ")
+                ),
             ));
         }
         for (credential, checked) in planned {
-            let values = self.seal(ctx, &credential.id, checked, &credential.values).await?;
+            let values = self
+                .seal(ctx, &credential.id, checked, &credential.values)
+                .await?;
             if values != credential.values {
                 let update = Update::default()
                     .set("values", serde_json::to_value(&values).expect("values serialize"))
                     .set("updatedAt", clock::now_iso());
-                self.store.update_one(CREDENTIALS, &Filter::id(&credential.id), &update).await.map_err(store_failed)?;
+                self.store
+                    .update_one(CREDENTIALS, &Filter::id(&credential.id), &update)
+                    .await
+                    .map_err(store_failed)?;
             }
         }
         Ok(())
@@ -371,30 +539,75 @@ impl Service {
     /// Deletes a type and every credential of it.
     pub async fn delete_type(&self, ctx: &CallContext, id: &str) -> Result<(), WireError> {
         let doc = self.type_by_id(id).await?.ok_or_else(type_not_found)?;
-        self.record(ctx, Self::type_record("credential_type.deleted", id)).await?;
+        self.record(ctx, Self::type_record("credential_type.deleted", id))
+            .await?;
         if !doc.deleting {
-            self.store.update_one(CREDENTIAL_TYPES, &Filter::id(id), &Update::default().set("deleting", true)).await.map_err(store_failed)?;
+            self.store
+                .update_one(
+                    CREDENTIAL_TYPES,
+                    &Filter::id(id),
+                    &Update::default().set("deleting", true),
+                )
+                .await
+                .map_err(store_failed)?;
         }
-        let doomed = self.store.find(CREDENTIALS, &FindOptions::new(Filter::eq("typeId", id))).await.map_err(store_failed)?;
-        self.store.delete_many(CREDENTIALS, &Filter::eq("typeId", id)).await.map_err(store_failed)?;
-        self.store.delete(CREDENTIAL_TYPES, id).await.map_err(store_failed)?;
+        let doomed = self
+            .store
+            .find(CREDENTIALS, &FindOptions::new(Filter::eq("typeId", id)))
+            .await
+            .map_err(store_failed)?;
+        self.store
+            .delete_many(CREDENTIALS, &Filter::eq("typeId", id))
+            .await
+            .map_err(store_failed)?;
+        self.store
+            .delete(CREDENTIAL_TYPES, id)
+            .await
+            .map_err(store_failed)?;
         for document in doomed {
             if let Ok(credential) = from_document::<CredentialDoc>(document) {
-                self.events.publish(ctx, "credential", "deleted", &credential.id, Self::event_data(&credential)).await;
+                self.events
+                    .publish(
+                        ctx,
+                        "credential",
+                        "deleted",
+                        &credential.id,
+                        Self::event_data(&credential),
+                    )
+                    .await;
             }
         }
-        self.events.publish(ctx, "credential_type", "deleted", id, json!({"id": id, "name": doc.name})).await;
+        self.events
+            .publish(
+                ctx,
+                "credential_type",
+                "deleted",
+                id,
+                json!({"id": id, "name": doc.name}),
+            )
+            .await;
         Ok(())
     }
 
     // ---- credentials -----------------------------------------------------------------------
 
-    async fn with_companies(&self, ctx: &CallContext, credentials: Vec<(CredentialDoc, TypeDoc)>) -> Result<Vec<Credential>, WireError> {
+    async fn with_companies(
+        &self,
+        ctx: &CallContext,
+        credentials: Vec<(CredentialDoc, TypeDoc)>,
+    ) -> Result<Vec<Credential>, WireError> {
         let mut company_ids: Vec<String> = credentials.iter().map(|(c, _)| c.company_id.clone()).collect();
         company_ids.sort();
         company_ids.dedup();
-        let companies = if company_ids.is_empty() { HashMap::new() } else { self.companies(ctx, company_ids).await? };
-        Ok(credentials.iter().map(|(c, t)| Self::to_wire(c, t, companies.get(&c.company_id).cloned())).collect())
+        let companies = if company_ids.is_empty() {
+            HashMap::new()
+        } else {
+            self.companies(ctx, company_ids).await?
+        };
+        Ok(credentials
+            .iter()
+            .map(|(c, t)| Self::to_wire(c, t, companies.get(&c.company_id).cloned()))
+            .collect())
     }
 
     /// Every credential of a type.
@@ -403,7 +616,12 @@ impl Service {
         check_scope(ctx, &credential_type)?;
         let documents = self
             .store
-            .find(CREDENTIALS, &FindOptions::new(Filter::eq("typeId", id)).sort("name", Order::Asc).sort("id", Order::Asc))
+            .find(
+                CREDENTIALS,
+                &FindOptions::new(Filter::eq("typeId", id))
+                    .sort("name", Order::Asc)
+                    .sort("id", Order::Asc),
+            )
             .await
             .map_err(store_failed)?;
         let credentials = documents
@@ -415,11 +633,23 @@ impl Service {
     }
 
     /// Every credential of a company the caller may see (types whose scope it lacks are left out).
-    pub async fn list_by_company(&self, ctx: &CallContext, company_id: &str) -> Result<Vec<Credential>, WireError> {
-        let company = self.company(ctx, company_id).await?.ok_or_else(|| WireError::not_found("Company"))?;
+    pub async fn list_by_company(
+        &self,
+        ctx: &CallContext,
+        company_id: &str,
+    ) -> Result<Vec<Credential>, WireError> {
+        let company = self
+            .company(ctx, company_id)
+            .await?
+            .ok_or_else(|| WireError::not_found("Company"))?;
         let documents = self
             .store
-            .find(CREDENTIALS, &FindOptions::new(Filter::eq("companyId", company_id)).sort("name", Order::Asc).sort("id", Order::Asc))
+            .find(
+                CREDENTIALS,
+                &FindOptions::new(Filter::eq("companyId", company_id))
+                    .sort("name", Order::Asc)
+                    .sort("id", Order::Asc),
+            )
             .await
             .map_err(store_failed)?;
         let mut types: HashMap<String, Option<TypeDoc>> = HashMap::new();
@@ -453,7 +683,10 @@ impl Service {
         let credential_type = match self.type_by_id(&input.type_id).await? {
             Some(t) if !t.deleting => Some(t),
             _ => {
-                errors.push(FieldError::new(vec![json!("typeId")], "Credential type not found"));
+                errors.push(FieldError::new(
+                    vec![json!("typeId")],
+                    "Credential type not found",
+                ));
                 None
             }
         };
@@ -488,17 +721,36 @@ impl Service {
             created_at: now.clone(),
             updated_at: now,
         };
-        self.store.insert(CREDENTIALS, to_document(&credential)).await.map_err(store_failed)?;
-        if let Err(error) = self.record(ctx, Self::credential_record("credential.created", &credential)).await {
+        self.store
+            .insert(CREDENTIALS, to_document(&credential))
+            .await
+            .map_err(store_failed)?;
+        if let Err(error) = self
+            .record(ctx, Self::credential_record("credential.created", &credential))
+            .await
+        {
             let _ = self.store.delete(CREDENTIALS, &credential.id).await;
             return Err(error);
         }
-        self.events.publish(ctx, "credential", "created", &credential.id, Self::event_data(&credential)).await;
+        self.events
+            .publish(
+                ctx,
+                "credential",
+                "created",
+                &credential.id,
+                Self::event_data(&credential),
+            )
+            .await;
         Ok(Self::to_wire(&credential, &credential_type, company))
     }
 
     /// Renames a credential.
-    pub async fn rename(&self, ctx: &CallContext, id: &str, patch: CredentialPatch) -> Result<Credential, WireError> {
+    pub async fn rename(
+        &self,
+        ctx: &CallContext,
+        id: &str,
+        patch: CredentialPatch,
+    ) -> Result<Credential, WireError> {
         let mut errors = Vec::new();
         domain::check_name(&patch.name, vec![json!("name")], &mut errors);
         if !errors.is_empty() {
@@ -507,32 +759,68 @@ impl Service {
         let (mut credential, credential_type) = self.accessible(ctx, id).await?;
         credential.name = patch.name.trim().to_owned();
         credential.updated_at = clock::now_iso();
-        let update = Update::default().set("name", credential.name.clone()).set("updatedAt", credential.updated_at.clone());
-        if !self.store.update_one(CREDENTIALS, &Filter::id(id), &update).await.map_err(store_failed)? {
+        let update = Update::default()
+            .set("name", credential.name.clone())
+            .set("updatedAt", credential.updated_at.clone());
+        if !self
+            .store
+            .update_one(CREDENTIALS, &Filter::id(id), &update)
+            .await
+            .map_err(store_failed)?
+        {
             return Err(credential_not_found());
         }
-        self.record(ctx, Self::credential_record("credential.updated", &credential)).await?;
-        self.events.publish(ctx, "credential", "updated", id, Self::event_data(&credential)).await;
+        self.record(ctx, Self::credential_record("credential.updated", &credential))
+            .await?;
+        self.events
+            .publish(ctx, "credential", "updated", id, Self::event_data(&credential))
+            .await;
         let company = self.company(ctx, &credential.company_id).await?;
         Ok(Self::to_wire(&credential, &credential_type, company))
     }
 
     /// Replaces a credential's values.
-    pub async fn update_fields(&self, ctx: &CallContext, id: &str, input: CredentialFieldsInput) -> Result<Credential, WireError> {
+    pub async fn update_fields(
+        &self,
+        ctx: &CallContext,
+        id: &str,
+        input: CredentialFieldsInput,
+    ) -> Result<Credential, WireError> {
         let (mut credential, credential_type) = self.accessible(ctx, id).await?;
-        let checked = domain::check_values(&credential_type.fields, &input.fields).map_err(WireError::validation)?;
+        let checked =
+            domain::check_values(&credential_type.fields, &input.fields).map_err(WireError::validation)?;
         credential.values = self.seal(ctx, id, checked, &credential.values).await?;
         credential.updated_at = clock::now_iso();
         let update = Update::default()
-            .set("values", serde_json::to_value(&credential.values).expect("values serialize"))
+            .set(
+                "values",
+                serde_json::to_value(&credential.values).expect("values serialize"),
+            )
             .set("updatedAt", credential.updated_at.clone());
-        if !self.store.update_one(CREDENTIALS, &Filter::id(id), &update).await.map_err(store_failed)? {
+        if !self
+            .store
+            .update_one(CREDENTIALS, &Filter::id(id), &update)
+            .await
+            .map_err(store_failed)?
+        {
             return Err(credential_not_found());
         }
-        self.record(ctx, Self::credential_record("credential.fields_updated", &credential)).await?;
+        self.record(
+            ctx,
+            Self::credential_record("credential.fields_updated", &credential),
+        )
+        .await?;
         let mut data = Self::event_data(&credential);
-        data["fieldIds"] = json!(credential.values.iter().map(|v| v.field_id.clone()).collect::<Vec<_>>());
-        self.events.publish(ctx, "credential", "fields_updated", id, data).await;
+        data["fieldIds"] = json!(
+            credential
+                .values
+                .iter()
+                .map(|v| v.field_id.clone())
+                .collect::<Vec<_>>()
+        );
+        self.events
+            .publish(ctx, "credential", "fields_updated", id, data)
+            .await;
         let company = self.company(ctx, &credential.company_id).await?;
         Ok(Self::to_wire(&credential, &credential_type, company))
     }
@@ -543,7 +831,11 @@ impl Service {
         Ok(credential
             .values
             .into_iter()
-            .map(|v| FieldValue { id: v.id, field_id: v.field_id, value: Value::String(v.value) })
+            .map(|v| FieldValue {
+                id: v.id,
+                field_id: v.field_id,
+                value: Value::String(v.value),
+            })
             .collect())
     }
 
@@ -552,8 +844,10 @@ impl Service {
         let (credential, _) = self.accessible(ctx, id).await?;
         let sealed: Vec<&StoredValue> = credential.values.iter().filter(|v| v.sealed).collect();
         let opened = self.unseal(ctx, id, &sealed).await?;
-        let revealed: BTreeMap<String, String> = sealed.iter().map(|v| v.field_id.clone()).zip(opened).collect();
-        self.record(ctx, Self::credential_record("credential.revealed", &credential)).await?;
+        let revealed: BTreeMap<String, String> =
+            sealed.iter().map(|v| v.field_id.clone()).zip(opened).collect();
+        self.record(ctx, Self::credential_record("credential.revealed", &credential))
+            .await?;
         let mut data = Self::event_data(&credential);
         data["fieldIds"] = json!(revealed.keys().collect::<Vec<_>>());
         self.events.publish(ctx, "credential", "revealed", id, data).await;
@@ -563,11 +857,14 @@ impl Service {
     /// Deletes a credential and its sealed values.
     pub async fn delete(&self, ctx: &CallContext, id: &str) -> Result<(), WireError> {
         let (credential, _) = self.accessible(ctx, id).await?;
-        self.record(ctx, Self::credential_record("credential.deleted", &credential)).await?;
+        self.record(ctx, Self::credential_record("credential.deleted", &credential))
+            .await?;
         if !self.store.delete(CREDENTIALS, id).await.map_err(store_failed)? {
             return Err(credential_not_found());
         }
-        self.events.publish(ctx, "credential", "deleted", id, Self::event_data(&credential)).await;
+        self.events
+            .publish(ctx, "credential", "deleted", id, Self::event_data(&credential))
+            .await;
         Ok(())
     }
 }

@@ -15,12 +15,28 @@ pub const CREDENTIALS: &str = "credentials";
 /// Events that could not be published yet (see `events.rs`).
 pub const EVENT_OUTBOX: &str = "event_outbox";
 
-const TYPE_INDEXES: &[IndexSpec] = &[IndexSpec { name: "name_key_unique", fields: &["nameKey"], unique: true }];
+const TYPE_INDEXES: &[IndexSpec] = &[IndexSpec {
+    name: "name_key_unique",
+    fields: &["nameKey"],
+    unique: true,
+}];
 const CREDENTIAL_INDEXES: &[IndexSpec] = &[
-    IndexSpec { name: "type_id", fields: &["typeId"], unique: false },
-    IndexSpec { name: "company_id", fields: &["companyId"], unique: false },
+    IndexSpec {
+        name: "type_id",
+        fields: &["typeId"],
+        unique: false,
+    },
+    IndexSpec {
+        name: "company_id",
+        fields: &["companyId"],
+        unique: false,
+    },
 ];
-const OUTBOX_INDEXES: &[IndexSpec] = &[IndexSpec { name: "at", fields: &["at"], unique: false }];
+const OUTBOX_INDEXES: &[IndexSpec] = &[IndexSpec {
+    name: "at",
+    fields: &["at"],
+    unique: false,
+}];
 
 /// Declares the indexes.
 pub async fn prepare(store: &Store) -> Result<(), StoreError> {

@@ -16,16 +16,19 @@
 //! field, or given another kid or version, is opened with a different key and fails
 //! authentication: [`open`] returns an error, never someone else's plaintext.
 //!
+//! HKDF-Extract depends on the master key only, so the key ring computes it once per key
+//! ([`extract`]) and each value costs one HKDF-Expand.
+//!
 //! Derived keys and plaintext buffers are zeroized after use; [`Plaintext`] zeroizes itself and
-//! prints `***`. (ring's HKDF keeps its HMAC state in values it does not zeroize; that state is
-//! derived from the master key but is not the per-value key.)
+//! prints `***`. (ring's HMAC keeps short-lived internal state on the stack that it does not
+//! zeroize; that is the one copy of key-derived material this module cannot wipe.)
 
 use std::ops::Range;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ring::hkdf;
 use ring::rand::{SecureRandom, SystemRandom};
+use ring::{hkdf, hmac};
 use ttscm_contract::vault::Place;
 use xsalsa20poly1305::aead::{AeadInPlace, KeyInit};
 use xsalsa20poly1305::{Key, Nonce, Tag, XSalsa20Poly1305};
@@ -168,8 +171,17 @@ impl Layout {
     }
 }
 
-/// Derives the key of the value at `place` sealed under `kid` (whose master key is `master`).
-fn derive_key(master: &[u8; 32], kid: &str, place: ValuePlace<'_>) -> Zeroizing<[u8; 32]> {
+/// HKDF-Extract (RFC 5869 §2.2) of `master` with [`HKDF_SALT`]: `HMAC-SHA256(salt, master)`.
+pub(crate) fn extract(master: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, HKDF_SALT), master);
+    let mut prk = Zeroizing::new([0u8; 32]);
+    prk.copy_from_slice(tag.as_ref());
+    prk
+}
+
+/// Derives the key of the value at `place` sealed under `kid`, from the HKDF pseudorandom key
+/// `prk` of `kid`'s master key (HKDF-Expand, RFC 5869 §2.3).
+fn derive_key(prk: &[u8; 32], kid: &str, place: ValuePlace<'_>) -> Zeroizing<[u8; 32]> {
     let length = |text: &str| {
         u64::try_from(text.len())
             .expect("a length always fits in 64 bits")
@@ -186,7 +198,9 @@ fn derive_key(master: &[u8; 32], kid: &str, place: ValuePlace<'_>) -> Zeroizing<
         &field_len,
         place.field_id.as_bytes(),
     ];
-    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, HKDF_SALT).extract(master);
+    // `prk` is the output of HKDF-Extract, a uniformly random key, which is what ring's
+    // "less safe" constructor asks for.
+    let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, prk);
     let okm = prk
         .expand(&info, hkdf::HKDF_SHA256)
         .expect("32 bytes is within HKDF-SHA256's output limit");
@@ -204,8 +218,8 @@ fn cipher(key: &[u8; 32]) -> XSalsa20Poly1305 {
 /// Seals `plaintext` for `place` with the ring's active key; returns the blob, base64.
 pub fn seal(ring: &KeyRing, place: ValuePlace<'_>, plaintext: &[u8]) -> Result<String, SealError> {
     let kid = ring.active_kid();
-    let master = ring
-        .key(kid)
+    let prk = ring
+        .prk(kid)
         .expect("the active kid is always in the ring (KeyRing checks on load)");
     let kid_len = u8::try_from(kid.len()).expect("kids are at most 64 bytes (KeyRing checks on load)");
     let mut nonce = [0u8; NONCE_LEN];
@@ -221,7 +235,7 @@ pub fn seal(ring: &KeyRing, place: ValuePlace<'_>, plaintext: &[u8]) -> Result<S
     // The plaintext is copied only here, and encrypted in place right away.
     blob.extend_from_slice(plaintext);
 
-    let key = derive_key(master, kid, place);
+    let key = derive_key(prk, kid, place);
     let tag = cipher(&key)
         .encrypt_in_place_detached(Nonce::from_slice(&nonce), b"", &mut blob[body..])
         .expect("XSalsa20-Poly1305 encrypts any plaintext when there is no associated data");
@@ -235,10 +249,10 @@ pub fn open(ring: &KeyRing, place: ValuePlace<'_>, sealed: &str) -> Result<Plain
     let mut blob = Zeroizing::new(STANDARD.decode(sealed).map_err(|_| SealError::Malformed)?);
     let layout = Layout::parse(&blob)?;
     let kid = layout.kid(&blob);
-    let master = ring
-        .key(kid)
+    let prk = ring
+        .prk(kid)
         .ok_or_else(|| SealError::UnknownKid(kid.to_owned()))?;
-    let key = derive_key(master, kid, place);
+    let key = derive_key(prk, kid, place);
     let nonce = *Nonce::from_slice(&blob[layout.nonce.clone()]);
     let tag = *Tag::from_slice(&blob[layout.tag.clone()]);
     cipher(&key)
@@ -294,6 +308,25 @@ mod tests {
         credential_id: "c1",
         field_id: "password",
     };
+
+    #[test]
+    fn the_precomputed_extract_is_rings_hkdf_extract() {
+        let info: [&[u8]; 1] = [b"info"];
+        let mut expected = [0u8; 32];
+        hkdf::Salt::new(hkdf::HKDF_SHA256, HKDF_SALT)
+            .extract(&OLD_KEY)
+            .expand(&info, hkdf::HKDF_SHA256)
+            .expect("expands")
+            .fill(&mut expected)
+            .expect("fills");
+        let mut actual = [0u8; 32];
+        hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, &*extract(&OLD_KEY))
+            .expand(&info, hkdf::HKDF_SHA256)
+            .expect("expands")
+            .fill(&mut actual)
+            .expect("fills");
+        assert_eq!(actual, expected);
+    }
 
     #[test]
     fn a_sealed_value_opens_at_its_place() {

@@ -52,7 +52,10 @@ async fn a_canary_secret_never_reaches_the_logs() {
 
     let vault = spawn_vault().await;
     let (here, there) = (place("c-canary", "password"), place("c-other", "password"));
-    let sealed = vault.seal(&[here.clone()], &[CANARY]).await.expect("seals");
+    let sealed = vault
+        .seal(std::slice::from_ref(&here), &[CANARY])
+        .await
+        .expect("seals");
     let opened = vault
         .unseal(all_at(std::slice::from_ref(&here), &sealed))
         .await
