@@ -75,7 +75,13 @@ async fn an_outside_tool_replays_cloud_events_without_secrets() {
     );
 
     let url = app.nats.as_ref().expect("mesh has nats").url();
-    let events = replay_events(&url).await;
+    // Events leave through an ordered publisher off the request path: wait for all eight.
+    let events = ttscm_testkit::eventually(Duration::from_secs(10), || async {
+        let events = replay_events(&url).await;
+        (events.len() >= 8).then_some(events)
+    })
+    .await
+    .expect("all events arrive");
     let subjects: Vec<&str> = events.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(
         subjects,

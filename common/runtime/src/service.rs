@@ -125,6 +125,25 @@ where
     }))
 }
 
+/// Like [`respond`], but runs the work on the tokio worker pool instead of the actor's thread.
+///
+/// Actors run on one thread (the actix system arbiter); work that only reads shared, immutable
+/// state (store handles, clients) would serialize every request of the process on that thread.
+/// Handlers use this for such work and keep mutations of actor state on the actor.
+pub fn respond_send<T, F>(work: F) -> ResponseFuture<Result<T, WireError>>
+where
+    F: Future<Output = Result<T, WireError>> + Send + 'static,
+    T: Send + 'static,
+{
+    let task = tokio::spawn(work);
+    Box::pin(async move {
+        task.await.unwrap_or_else(|_| {
+            tracing::error!("a request handler panicked");
+            Err(WireError::internal())
+        })
+    })
+}
+
 /// Serves operation `O` on the bus in queue group `queue`, handing each request to `addr`.
 /// Stops taking requests on `shutdown` and finishes the ones in flight before the task ends.
 pub async fn serve<O, A>(

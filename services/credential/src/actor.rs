@@ -1,5 +1,6 @@
 //! The credential actor: owns the service's dependencies and hands each typed call to
-//! [`Service`]. One generic handler serves every operation that implements [`CredentialOp`].
+//! [`Service`] on the tokio worker pool (the work reads shared state only, so it need not hold
+//! the actor's thread). One generic handler serves every operation that implements [`CredentialOp`].
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use actix::{Actor, Context, Handler, ResponseFuture};
 use ttscm_contract::audit::{AuditPage, AuditVerification, ListAuditEvents, VerifyAudit};
 use ttscm_contract::credential::*;
 use ttscm_contract::{Operation, WireError};
-use ttscm_runtime::service::{Call, CallContext, respond};
+use ttscm_runtime::service::{Call, CallContext, respond_send};
 
 use crate::service::{Service, store_failed};
 
@@ -38,14 +39,14 @@ pub trait CredentialOp: Operation {
         self,
         service: Arc<Service>,
         ctx: CallContext,
-    ) -> impl Future<Output = Result<Self::Reply, WireError>> + 'static;
+    ) -> impl Future<Output = Result<Self::Reply, WireError>> + Send + 'static;
 }
 
 impl<O: CredentialOp> Handler<Call<O>> for CredentialActor {
     type Result = ResponseFuture<Result<O::Reply, WireError>>;
 
     fn handle(&mut self, call: Call<O>, _: &mut Self::Context) -> Self::Result {
-        respond(call.op.run(self.service.clone(), call.ctx))
+        respond_send(call.op.run(self.service.clone(), call.ctx))
     }
 }
 

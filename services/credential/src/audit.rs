@@ -1,13 +1,14 @@
 //! The audit log: append-only, hash-chained entries in the `audit_entries` collection.
 //!
-//! [`AuditLog`] is an actor that owns the chain head (last sequence number and hash), so appends
-//! are serialized without a read per append. Each entry's `hash` is SHA-256 over its canonical
+//! [`AuditLog`] is an actor that owns the chain head (last sequence number and hash) and writes
+//! appends in batches (group commit), so appends are serialized without a read per append. Each entry's `hash` is SHA-256 over its canonical
 //! JSON (every field but `hash`, `prevHash` included); a unique index on `seq` stops two writers
 //! (replicas) from both extending the chain at the same point — the loser reloads the head and
 //! retries. Tampering with any stored entry breaks verification from that entry on.
 
-use actix::{Actor, ActorFutureExt, AtomicResponse, Context, Handler, Message, WrapFuture};
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture};
 use serde_json::Value;
+use tokio::sync::oneshot;
 use ttscm_contract::audit::{AuditActor, AuditEvent, AuditTarget, AuditVerification};
 use ttscm_runtime::service::CallContext;
 use ttscm_runtime::store::{Document, FindOptions, IndexSpec, Order};
@@ -60,11 +61,21 @@ impl Message for Append {
     type Result = Result<(), StoreError>;
 }
 
-/// The chain head and the store it lives in.
+type Waiting = (Append, oneshot::Sender<Result<(), StoreError>>);
+
+/// The chain head, the appends waiting for the next write, and the store they go to.
+///
+/// Group commit: while one batch is being written, new appends queue up; the next write takes
+/// them all in one transaction (one commit for the batch on SQLite). Each append is answered
+/// only after its batch is stored.
 pub struct AuditLog {
     store: Store,
     /// `(seq, hash)` of the last entry, once loaded.
     head: Option<(u64, String)>,
+    /// Appends waiting for the next batch.
+    pending: Vec<Waiting>,
+    /// Whether a batch is being written now.
+    writing: bool,
 }
 
 impl AuditLog {
@@ -75,7 +86,47 @@ impl AuditLog {
 
     /// A log over `store`.
     pub fn new(store: Store) -> Self {
-        Self { store, head: None }
+        Self {
+            store,
+            head: None,
+            pending: Vec::new(),
+            writing: false,
+        }
+    }
+
+    fn write_pending(&mut self, ctx: &mut Context<Self>) {
+        self.writing = true;
+        let batch = std::mem::take(&mut self.pending);
+        let store = self.store.clone();
+        let head = self.head.clone();
+        let records: Vec<(CallContext, AuditRecord)> = batch
+            .iter()
+            .map(|(a, _)| (a.ctx.clone(), a.record.clone()))
+            .collect();
+        ctx.spawn(
+            async move { write_batch(&store, head, &records).await }
+                .into_actor(self)
+                .map(move |result, log, ctx| {
+                    match result {
+                        Ok(head) => {
+                            log.head = Some(head);
+                            for (_, reply) in batch {
+                                let _ = reply.send(Ok(()));
+                            }
+                        }
+                        Err(error) => {
+                            log.head = None;
+                            for (_, reply) in batch {
+                                let _ = reply.send(Err(error.clone()));
+                            }
+                        }
+                    }
+                    log.writing = false;
+                    if !log.pending.is_empty() {
+                        log.write_pending(ctx);
+                    }
+                }),
+        );
     }
 }
 
@@ -103,6 +154,54 @@ async fn load_head(store: &Store) -> Result<(u64, String), StoreError> {
     })
 }
 
+/// Writes one batch after `head`, retrying from a fresh head when another writer extended the
+/// chain first. Entries that did get stored before a conflict (MongoDB inserts one by one) are
+/// recognised by id and not written twice. Answers the new head.
+async fn write_batch(
+    store: &Store,
+    head: Option<(u64, String)>,
+    records: &[(CallContext, AuditRecord)],
+) -> Result<(u64, String), StoreError> {
+    let mut head = match head {
+        Some(head) => head,
+        None => load_head(store).await?,
+    };
+    let entry_ids: Vec<String> = records.iter().map(|_| ids::new_id()).collect();
+    let mut start = 0;
+    for _ in 0..MAX_APPEND_ATTEMPTS {
+        let mut events = Vec::with_capacity(records.len() - start);
+        let (mut seq, mut prev) = head.clone();
+        for ((ctx, record), id) in records[start..].iter().zip(&entry_ids[start..]) {
+            seq += 1;
+            let event = build(ctx, record, id, seq, &prev);
+            prev = event.hash.clone();
+            events.push(event);
+        }
+        let last = (seq, prev);
+        match store
+            .insert_many(AUDIT_ENTRIES, events.iter().map(to_document).collect())
+            .await
+        {
+            Ok(()) => return Ok(last),
+            Err(StoreError::Conflict) => {
+                head = load_head(store).await?;
+                // Skip the entries of this batch that are already stored.
+                while start < entry_ids.len() && store.get(AUDIT_ENTRIES, &entry_ids[start]).await?.is_some()
+                {
+                    start += 1;
+                }
+                if start == entry_ids.len() {
+                    return Ok(head);
+                }
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Err(StoreError::Unavailable(
+        "the audit chain is contended; try again".into(),
+    ))
+}
+
 /// The hash of an entry: SHA-256 over its canonical JSON without `hash`.
 pub fn entry_hash(event: &AuditEvent) -> String {
     let mut unhashed = event.clone();
@@ -111,8 +210,8 @@ pub fn entry_hash(event: &AuditEvent) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes))
 }
 
-fn build(ctx: &CallContext, record: &AuditRecord, seq: u64, prev_hash: &str) -> AuditEvent {
-    let (id, kind, name) = match &ctx.principal {
+fn build(ctx: &CallContext, record: &AuditRecord, id: &str, seq: u64, prev_hash: &str) -> AuditEvent {
+    let (actor_id, kind, name) = match &ctx.principal {
         Some(p) => (p.id.clone(), p.kind, p.name.clone()),
         None => (
             "system".to_owned(),
@@ -121,11 +220,15 @@ fn build(ctx: &CallContext, record: &AuditRecord, seq: u64, prev_hash: &str) -> 
         ),
     };
     let mut event = AuditEvent {
-        id: ids::new_id(),
+        id: id.to_owned(),
         seq,
         at: clock::now_iso(),
         action: record.action.to_owned(),
-        actor: AuditActor { id, kind, name },
+        actor: AuditActor {
+            id: actor_id,
+            kind,
+            name,
+        },
         target: AuditTarget {
             kind: record.target_kind.to_owned(),
             id: record.target_id.clone(),
@@ -150,43 +253,19 @@ fn to_document(event: &AuditEvent) -> Document {
 }
 
 impl Handler<Append> for AuditLog {
-    type Result = AtomicResponse<Self, Result<(), StoreError>>;
+    type Result = ResponseFuture<Result<(), StoreError>>;
 
-    fn handle(&mut self, append: Append, _: &mut Self::Context) -> Self::Result {
-        // Appends run one at a time (AtomicResponse holds the mailbox), so the cached head is
-        // exact within this process; another replica's append shows up as a unique-index conflict.
-        let store = self.store.clone();
-        let head = self.head.clone();
-        AtomicResponse::new(Box::pin(
-            async move {
-                let mut head = match head {
-                    Some(head) => head,
-                    None => load_head(&store).await?,
-                };
-                for _ in 0..MAX_APPEND_ATTEMPTS {
-                    let event = build(&append.ctx, &append.record, head.0 + 1, &head.1);
-                    match store.insert(AUDIT_ENTRIES, to_document(&event)).await {
-                        Ok(()) => return Ok(Some((event.seq, event.hash))),
-                        Err(StoreError::Conflict) => head = load_head(&store).await?,
-                        Err(other) => return Err(other),
-                    }
-                }
-                Err(StoreError::Unavailable(
-                    "the audit chain is contended; try again".into(),
-                ))
-            }
-            .into_actor(self)
-            .map(|result, actor, _| match result {
-                Ok(head) => {
-                    actor.head = head;
-                    Ok(())
-                }
-                Err(error) => {
-                    actor.head = None;
-                    Err(error)
-                }
-            }),
-        ))
+    fn handle(&mut self, append: Append, ctx: &mut Self::Context) -> Self::Result {
+        let (reply, answer) = oneshot::channel();
+        self.pending.push((append, reply));
+        if !self.writing {
+            self.write_pending(ctx);
+        }
+        Box::pin(async move {
+            answer
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("the audit log stopped".into())))
+        })
     }
 }
 

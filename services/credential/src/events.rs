@@ -1,8 +1,10 @@
 //! Credential events as CloudEvents 1.0 JSON on `ttscm.events.<aggregate>.<action>`. Events carry
 //! ids, names and field ids — never a value, sealed or not.
 //!
-//! An event that cannot be published (bus down) goes to the `event_outbox` collection, and a
-//! background task publishes the outbox every few seconds, so a bus outage loses nothing.
+//! Requests only queue their events; one publisher task sends them in order, off the request
+//! path (a JetStream acknowledgement costs a round trip). An event that cannot be published (bus
+//! down) goes to the `event_outbox` collection, and a background task publishes the outbox every
+//! few seconds, so a bus outage loses nothing.
 
 use std::time::Duration;
 
@@ -31,17 +33,69 @@ struct CloudEvent<'a> {
     data: Value,
 }
 
+/// Events waiting for the publisher; beyond this, requests wait (backpressure).
+const QUEUE: usize = 10_000;
+
+/// One serialized event on its way out.
+struct Outgoing {
+    id: String,
+    subject: String,
+    payload: String,
+    time: String,
+}
+
 /// Publishes events, falling back to the outbox.
 #[derive(Clone)]
 pub struct Events {
     bus: Bus,
     store: Store,
+    queue: tokio::sync::mpsc::Sender<Outgoing>,
+}
+
+/// The task that publishes queued events in order.
+pub struct Publisher {
+    events: Events,
+    queue: tokio::sync::mpsc::Receiver<Outgoing>,
 }
 
 impl Events {
-    /// Events over `bus`, with an outbox in `store`.
-    pub fn new(bus: Bus, store: Store) -> Self {
-        Self { bus, store }
+    /// Events over `bus`, with an outbox in `store`, and the publisher task to run.
+    pub fn new(bus: Bus, store: Store) -> (Self, Publisher) {
+        let (sender, receiver) = tokio::sync::mpsc::channel(QUEUE);
+        let events = Self {
+            bus,
+            store,
+            queue: sender,
+        };
+        (
+            events.clone(),
+            Publisher {
+                events,
+                queue: receiver,
+            },
+        )
+    }
+
+    async fn send_or_keep(&self, outgoing: Outgoing) {
+        let published = self
+            .bus
+            .publish(
+                &outgoing.subject,
+                Headers::new(),
+                Bytes::from(outgoing.payload.clone()),
+            )
+            .await;
+        if let Err(error) = published {
+            tracing::warn!(%error, subject = outgoing.subject, "event not published; keeping it in the outbox");
+            let document = json!({"id": outgoing.id, "subject": outgoing.subject, "payload": outgoing.payload, "at": outgoing.time});
+            if let Err(error) = self
+                .store
+                .insert(EVENT_OUTBOX, crate::store::to_document(&document))
+                .await
+            {
+                tracing::error!(%error, "event lost: neither the bus nor the outbox took it");
+            }
+        }
     }
 
     /// Publishes `<aggregate>.<action>` about `subject` (the resource id) with `data`.
@@ -70,23 +124,17 @@ impl Events {
             datacontenttype: "application/json",
             data,
         };
-        let bus_subject = format!("{}.{aggregate}.{action}", ttscm_contract::subjects::EVENTS_PREFIX);
+        let subject = format!("{}.{aggregate}.{action}", ttscm_contract::subjects::EVENTS_PREFIX);
         let payload = serde_json::to_string(&event).expect("events serialize");
-        if let Err(error) = self
-            .bus
-            .publish(&bus_subject, Headers::new(), Bytes::from(payload.clone()))
-            .await
-        {
-            tracing::warn!(%error, subject = bus_subject, "event not published; keeping it in the outbox");
-            let document =
-                json!({"id": event.id, "subject": bus_subject, "payload": payload, "at": event.time});
-            if let Err(error) = self
-                .store
-                .insert(EVENT_OUTBOX, crate::store::to_document(&document))
-                .await
-            {
-                tracing::error!(%error, "event lost: neither the bus nor the outbox took it");
-            }
+        let outgoing = Outgoing {
+            id: event.id,
+            subject,
+            payload,
+            time: event.time,
+        };
+        if let Err(returned) = self.queue.send(outgoing).await {
+            // The publisher stopped (shutdown): publish inline so nothing is lost.
+            self.send_or_keep(returned.0).await;
         }
     }
 
@@ -125,6 +173,15 @@ impl Events {
                 }
                 let _ = self.store.delete(EVENT_OUTBOX, &text("id")).await;
             }
+        }
+    }
+}
+
+impl Publisher {
+    /// Publishes queued events in order until every sender is gone (shutdown).
+    pub async fn run(mut self) {
+        while let Some(outgoing) = self.queue.recv().await {
+            self.events.send_or_keep(outgoing).await;
         }
     }
 }

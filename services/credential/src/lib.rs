@@ -41,13 +41,16 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<Vec<JoinHandle<()>>, CredentialError> {
     store::prepare(store).await?;
-    let events = events::Events::new(bus.clone(), store.clone());
+    let (events, publisher) = events::Events::new(bus.clone(), store.clone());
+    tokio::spawn(publisher.run());
     let audit = audit::AuditLog::new(store.clone()).start();
+    let caches = std::sync::Arc::new(service::Caches::default());
     let service = service::Service {
         store: store.clone(),
         client: BusClient::new(bus.clone(), settings.request_timeout()),
         events: events.clone(),
         audit,
+        caches: caches.clone(),
     };
     let addr = actor::CredentialActor::new(service).start();
     let q = CREDENTIAL_QUEUE;
@@ -82,6 +85,30 @@ pub async fn run(
         })
         .await?,
     );
-    tasks.push(tokio::spawn(events.drain_outbox_forever(shutdown)));
+    tasks.push(tokio::spawn(events.drain_outbox_forever(shutdown.clone())));
+    tasks.push(tokio::spawn(forget_changed_types(
+        bus.subscribe(TYPE_EVENTS).await?,
+        caches,
+        shutdown,
+    )));
     Ok(tasks)
+}
+
+/// Type events from every replica; each clears this replica's type caches.
+const TYPE_EVENTS: &str = "ttscm.events.credential_type.>";
+
+async fn forget_changed_types(
+    mut events: ttscm_runtime::bus::Subscription,
+    caches: std::sync::Arc<service::Caches>,
+    shutdown: Shutdown,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            event = events.next() => match event {
+                Some(_) => caches.clear_types(),
+                None => return,
+            },
+        }
+    }
 }

@@ -10,7 +10,8 @@
 //! - a type delete marks the type, deletes its credentials, then deletes the type.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix::Addr;
 use serde_json::{Value, json};
@@ -29,6 +30,35 @@ use crate::store::{
     CREDENTIAL_TYPES, CREDENTIALS, CredentialDoc, StoredValue, TypeDoc, from_document, to_document,
 };
 
+/// How long a cached credential type is trusted. Changes made through any replica also clear
+/// every replica's cache at once (the service listens to its own type events).
+const TYPE_TTL: Duration = Duration::from_secs(2);
+/// How long a cached company name is trusted.
+const COMPANY_TTL: Duration = Duration::from_secs(10);
+/// How long the list of types (with counts) is reused; local writes clear it.
+const TYPE_LIST_TTL: Duration = Duration::from_secs(1);
+
+/// Short-lived caches of what nearly every request reads: credential types and company names.
+#[derive(Default)]
+pub struct Caches {
+    types: Mutex<HashMap<String, (Instant, Option<TypeDoc>)>>,
+    companies: Mutex<HashMap<String, (Instant, CompanySummary)>>,
+    type_list: Mutex<Option<(Instant, Vec<CredentialType>)>>,
+}
+
+impl Caches {
+    /// Forgets every type (after a type changed anywhere).
+    pub fn clear_types(&self) {
+        self.types.lock().expect("cache lock is never poisoned").clear();
+        self.clear_type_list();
+    }
+
+    /// Forgets the type list (after counts changed).
+    pub fn clear_type_list(&self) {
+        *self.type_list.lock().expect("cache lock is never poisoned") = None;
+    }
+}
+
 /// The credential service's dependencies.
 pub struct Service {
     /// Owned collections.
@@ -39,6 +69,8 @@ pub struct Service {
     pub events: Events,
     /// The audit chain.
     pub audit: Addr<AuditLog>,
+    /// Caches of types and company names.
+    pub caches: Arc<Caches>,
 }
 
 /// A store failure as a client sees it.
@@ -96,6 +128,30 @@ impl Service {
     }
 
     async fn type_by_id(&self, id: &str) -> Result<Option<TypeDoc>, WireError> {
+        if let Some((at, cached)) = self
+            .caches
+            .types
+            .lock()
+            .expect("cache lock is never poisoned")
+            .get(id)
+            && at.elapsed() < TYPE_TTL
+        {
+            return Ok(cached.clone());
+        }
+        let found: Option<TypeDoc> = match self.store.get(CREDENTIAL_TYPES, id).await.map_err(store_failed)? {
+            Some(document) => Some(from_document(document).map_err(store_failed)?),
+            None => None,
+        };
+        let mut types = self.caches.types.lock().expect("cache lock is never poisoned");
+        if types.len() > 10_000 {
+            types.clear();
+        }
+        types.insert(id.to_owned(), (Instant::now(), found.clone()));
+        Ok(found)
+    }
+
+    /// The type as stored now, bypassing the cache (for writes).
+    async fn type_fresh(&self, id: &str) -> Result<Option<TypeDoc>, WireError> {
         match self.store.get(CREDENTIAL_TYPES, id).await.map_err(store_failed)? {
             Some(document) => Ok(Some(from_document(document).map_err(store_failed)?)),
             None => Ok(None),
@@ -135,8 +191,42 @@ impl Service {
         ctx: &CallContext,
         ids: Vec<String>,
     ) -> Result<HashMap<String, CompanySummary>, WireError> {
-        let summaries = self.client.call(ctx, &GetCompanySummaries { ids }).await?;
-        Ok(summaries.into_iter().map(|c| (c.id.clone(), c)).collect())
+        let mut found = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let cache = self
+                .caches
+                .companies
+                .lock()
+                .expect("cache lock is never poisoned");
+            for id in ids {
+                match cache.get(&id) {
+                    Some((at, summary)) if at.elapsed() < COMPANY_TTL => {
+                        found.insert(id, summary.clone());
+                    }
+                    _ => missing.push(id),
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let summaries = self
+                .client
+                .call(ctx, &GetCompanySummaries { ids: missing })
+                .await?;
+            let mut cache = self
+                .caches
+                .companies
+                .lock()
+                .expect("cache lock is never poisoned");
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            for summary in summaries {
+                cache.insert(summary.id.clone(), (Instant::now(), summary.clone()));
+                found.insert(summary.id.clone(), summary);
+            }
+        }
+        Ok(found)
     }
 
     async fn company(&self, ctx: &CallContext, id: &str) -> Result<Option<CompanySummary>, WireError> {
@@ -275,6 +365,16 @@ impl Service {
 
     /// Every live type with its credential count.
     pub async fn list_types(&self) -> Result<Vec<CredentialType>, WireError> {
+        if let Some((at, cached)) = self
+            .caches
+            .type_list
+            .lock()
+            .expect("cache lock is never poisoned")
+            .as_ref()
+            && at.elapsed() < TYPE_LIST_TTL
+        {
+            return Ok(cached.clone());
+        }
         let documents = self
             .store
             .find(
@@ -291,6 +391,11 @@ impl Service {
             let count = self.count_of(&doc.id).await?;
             types.push(doc.to_wire(count));
         }
+        *self
+            .caches
+            .type_list
+            .lock()
+            .expect("cache lock is never poisoned") = Some((Instant::now(), types.clone()));
         Ok(types)
     }
 
@@ -352,6 +457,7 @@ impl Service {
             }
             Err(other) => return Err(store_failed(other)),
         }
+        self.caches.clear_type_list();
         if let Err(error) = self
             .record(ctx, Self::type_record("credential_type.created", &doc.id))
             .await
@@ -378,7 +484,11 @@ impl Service {
         id: &str,
         patch: CredentialTypePatch,
     ) -> Result<CredentialType, WireError> {
-        let old = self.live_type(id).await?;
+        let old = self
+            .type_fresh(id)
+            .await?
+            .filter(|t| !t.deleting)
+            .ok_or_else(type_not_found)?;
         let mut new = old.clone();
         let mut errors = Vec::new();
         if let Some(name) = &patch.name {
@@ -444,6 +554,7 @@ impl Service {
             }
             Err(other) => return Err(store_failed(other)),
         }
+        self.caches.clear_types();
         self.record(ctx, Self::type_record("credential_type.updated", id))
             .await?;
         self.events
@@ -538,7 +649,7 @@ impl Service {
 
     /// Deletes a type and every credential of it.
     pub async fn delete_type(&self, ctx: &CallContext, id: &str) -> Result<(), WireError> {
-        let doc = self.type_by_id(id).await?.ok_or_else(type_not_found)?;
+        let doc = self.type_fresh(id).await?.ok_or_else(type_not_found)?;
         self.record(ctx, Self::type_record("credential_type.deleted", id))
             .await?;
         if !doc.deleting {
@@ -564,6 +675,7 @@ impl Service {
             .delete(CREDENTIAL_TYPES, id)
             .await
             .map_err(store_failed)?;
+        self.caches.clear_types();
         for document in doomed {
             if let Ok(credential) = from_document::<CredentialDoc>(document) {
                 self.events
@@ -725,6 +837,7 @@ impl Service {
             .insert(CREDENTIALS, to_document(&credential))
             .await
             .map_err(store_failed)?;
+        self.caches.clear_type_list();
         if let Err(error) = self
             .record(ctx, Self::credential_record("credential.created", &credential))
             .await
@@ -862,6 +975,7 @@ impl Service {
         if !self.store.delete(CREDENTIALS, id).await.map_err(store_failed)? {
             return Err(credential_not_found());
         }
+        self.caches.clear_type_list();
         self.events
             .publish(ctx, "credential", "deleted", id, Self::event_data(&credential))
             .await;

@@ -222,7 +222,7 @@ pub struct IndexSpec {
 }
 
 /// Errors callers handle differently.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A unique index (or the id) already holds the value.
     #[error("unique constraint violated")]
@@ -276,6 +276,27 @@ impl Store {
             return Err(StoreError::Invalid("documents need a string id".into()));
         }
         dispatch!(self, s => s.insert(collection, document))
+    }
+
+    /// Inserts documents in order. SQLite: all or nothing, in one transaction (one commit for
+    /// the batch). MongoDB: one by one, stopping at the first failure (earlier ones stay).
+    pub async fn insert_many(&self, collection: &str, documents: Vec<Document>) -> Result<(), StoreError> {
+        check_collection(collection)?;
+        if documents
+            .iter()
+            .any(|d| !d.get("id").is_some_and(Value::is_string))
+        {
+            return Err(StoreError::Invalid("documents need a string id".into()));
+        }
+        match self {
+            Store::Mongo(s) => {
+                for document in documents {
+                    s.insert(collection, document).await?;
+                }
+                Ok(())
+            }
+            Store::Sqlite(s) => s.insert_many(collection, documents),
+        }
     }
 
     /// The document with `id`.

@@ -141,6 +141,31 @@ impl SqliteStore {
         })
     }
 
+    pub(super) fn insert_many(&self, collection: &str, documents: Vec<Document>) -> Result<(), StoreError> {
+        self.ensure_table(collection)?;
+        let rows = documents
+            .iter()
+            .map(|d| {
+                let id = d.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+                serde_json::to_string(d)
+                    .map(|doc| (id, doc))
+                    .map_err(|e| StoreError::Invalid(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.with_writer(|conn| {
+            let tx = conn.unchecked_transaction().map_err(map_error)?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(&format!("INSERT INTO \"{collection}\" (id, doc) VALUES (?1, ?2)"))
+                    .map_err(map_error)?;
+                for (id, doc) in &rows {
+                    stmt.execute([id, doc]).map_err(map_error)?;
+                }
+            }
+            tx.commit().map_err(map_error)
+        })
+    }
+
     pub(super) fn find(&self, collection: &str, options: &FindOptions) -> Result<Vec<Document>, StoreError> {
         self.ensure_table(collection)?;
         let mut params = Vec::new();
