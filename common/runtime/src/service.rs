@@ -125,25 +125,6 @@ where
     }))
 }
 
-/// Like [`respond`], but runs the work on the tokio worker pool instead of the actor's thread.
-///
-/// Actors run on one thread (the actix system arbiter); work that only reads shared, immutable
-/// state (store handles, clients) would serialize every request of the process on that thread.
-/// Handlers use this for such work and keep mutations of actor state on the actor.
-pub fn respond_send<T, F>(work: F) -> ResponseFuture<Result<T, WireError>>
-where
-    F: Future<Output = Result<T, WireError>> + Send + 'static,
-    T: Send + 'static,
-{
-    let task = tokio::spawn(work);
-    Box::pin(async move {
-        task.await.unwrap_or_else(|_| {
-            tracing::error!("a request handler panicked");
-            Err(WireError::internal())
-        })
-    })
-}
-
 /// Serves operation `O` on the bus in queue group `queue`, handing each request to `addr`.
 /// Stops taking requests on `shutdown` and finishes the ones in flight before the task ends.
 pub async fn serve<O, A>(
@@ -213,11 +194,15 @@ where
     telemetry::set_parent_from(&span, &request.headers);
     let result = match serde_json::from_slice::<O>(&request.payload) {
         Ok(op) => {
-            // Run the handler in its own task so a panic is contained to this request.
-            match tokio::spawn(handler(ctx, op).instrument(span.clone())).await {
+            // Each request already runs in its own task; catching the unwind here contains a
+            // panic to this request without a second spawn (a thread hop) per request.
+            match AssertUnwindSafe(handler(ctx, op).instrument(span.clone()))
+                .catch_unwind()
+                .await
+            {
                 Ok(result) => result,
-                Err(error) => {
-                    span.in_scope(|| tracing::error!(%error, "a request handler panicked"));
+                Err(_) => {
+                    span.in_scope(|| tracing::error!("a request handler panicked"));
                     Err(WireError::internal())
                 }
             }

@@ -4,10 +4,10 @@
 //!
 //! Owns the `credential_types`, `credentials`, `audit_entries` and `event_outbox` collections.
 
-pub mod actor;
 pub mod audit;
 pub mod domain;
 pub mod events;
+pub mod ops;
 pub mod reseal;
 pub mod service;
 pub mod store;
@@ -18,7 +18,7 @@ use ttscm_contract::audit::{ListAuditEvents, VerifyAudit};
 use ttscm_contract::credential::*;
 use ttscm_contract::health::{CredentialHealth, HealthReply};
 use ttscm_contract::subjects::CREDENTIAL_QUEUE;
-use ttscm_runtime::service::{BusClient, serve, serve_fn};
+use ttscm_runtime::service::{BusClient, serve_fn};
 use ttscm_runtime::{Bus, BusError, Settings, Shutdown, Store, StoreError};
 
 /// Why the credential service could not start.
@@ -52,25 +52,25 @@ pub async fn run(
         audit,
         caches: caches.clone(),
     };
-    let addr = actor::CredentialActor::new(service).start();
+    let service = std::sync::Arc::new(service);
     let q = CREDENTIAL_QUEUE;
     let mut tasks = vec![
-        serve::<ListCredentialTypes, _>(bus, q, addr.clone(), shutdown.clone()).await?,
-        serve::<GetCredentialType, _>(bus, q, addr.clone(), shutdown.clone()).await?,
-        serve::<CreateCredentialType, _>(bus, q, addr.clone(), shutdown.clone()).await?,
-        serve::<UpdateCredentialType, _>(bus, q, addr.clone(), shutdown.clone()).await?,
-        serve::<DeleteCredentialType, _>(bus, q, addr.clone(), shutdown.clone()).await?,
-        serve::<ListCredentialsByType, _>(bus, q, addr.clone(), shutdown.clone()).await?,
-        serve::<ListCredentialsByCompany, _>(bus, q, addr.clone(), shutdown.clone()).await?,
-        serve::<GetCredential, _>(bus, q, addr.clone(), shutdown.clone()).await?,
-        serve::<CreateCredential, _>(bus, q, addr.clone(), shutdown.clone()).await?,
-        serve::<UpdateCredential, _>(bus, q, addr.clone(), shutdown.clone()).await?,
-        serve::<UpdateCredentialFields, _>(bus, q, addr.clone(), shutdown.clone()).await?,
-        serve::<GetCredentialFields, _>(bus, q, addr.clone(), shutdown.clone()).await?,
-        serve::<RevealSecureValues, _>(bus, q, addr.clone(), shutdown.clone()).await?,
-        serve::<DeleteCredential, _>(bus, q, addr.clone(), shutdown.clone()).await?,
-        serve::<ListAuditEvents, _>(bus, q, addr.clone(), shutdown.clone()).await?,
-        serve::<VerifyAudit, _>(bus, q, addr, shutdown.clone()).await?,
+        ops::serve_op::<ListCredentialTypes>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<GetCredentialType>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<CreateCredentialType>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<UpdateCredentialType>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<DeleteCredentialType>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<ListCredentialsByType>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<ListCredentialsByCompany>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<GetCredential>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<CreateCredential>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<UpdateCredential>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<UpdateCredentialFields>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<GetCredentialFields>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<RevealSecureValues>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<DeleteCredential>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<ListAuditEvents>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<VerifyAudit>(bus, q, service.clone(), shutdown.clone()).await?,
     ];
     let health_store = store.clone();
     tasks.push(

@@ -1,35 +1,33 @@
-//! The credential actor: owns the service's dependencies and hands each typed call to
-//! [`Service`] on the tokio worker pool (the work reads shared state only, so it need not hold
-//! the actor's thread). One generic handler serves every operation that implements [`CredentialOp`].
+//! The credential service's operations: each bus operation maps to one [`Service`] method.
+//!
+//! These run straight on the tokio worker pool, not through an actor: they only read shared
+//! state (store handles, clients, caches), and routing them through one actor thread would add
+//! two thread hops per request and serialize the whole service. The state that needs one owner —
+//! the audit chain head with its group commit — is an actor ([`crate::audit::AuditLog`]).
 
 use std::future::Future;
 use std::sync::Arc;
 
-use actix::{Actor, Context, Handler, ResponseFuture};
+use tokio::task::JoinHandle;
 use ttscm_contract::audit::{AuditPage, AuditVerification, ListAuditEvents, VerifyAudit};
 use ttscm_contract::credential::*;
 use ttscm_contract::{Operation, WireError};
-use ttscm_runtime::service::{Call, CallContext, respond_send};
+use ttscm_runtime::service::{CallContext, serve_fn};
+use ttscm_runtime::{Bus, BusError, Shutdown};
 
 use crate::service::{Service, store_failed};
 
-/// State of the credential service.
-pub struct CredentialActor {
-    /// Everything the operations need.
+/// Serves operation `O` with `service` in queue group `queue`.
+pub async fn serve_op<O: CredentialOp>(
+    bus: &Bus,
+    queue: &str,
     service: Arc<Service>,
-}
-
-impl CredentialActor {
-    /// A new actor.
-    pub fn new(service: Service) -> Self {
-        Self {
-            service: Arc::new(service),
-        }
-    }
-}
-
-impl Actor for CredentialActor {
-    type Context = Context<Self>;
+    shutdown: Shutdown,
+) -> Result<JoinHandle<()>, BusError> {
+    serve_fn::<O, _, _>(bus, queue, shutdown, move |ctx, op: O| {
+        op.run(service.clone(), ctx)
+    })
+    .await
 }
 
 /// An operation the credential service answers.
@@ -40,14 +38,6 @@ pub trait CredentialOp: Operation {
         service: Arc<Service>,
         ctx: CallContext,
     ) -> impl Future<Output = Result<Self::Reply, WireError>> + Send + 'static;
-}
-
-impl<O: CredentialOp> Handler<Call<O>> for CredentialActor {
-    type Result = ResponseFuture<Result<O::Reply, WireError>>;
-
-    fn handle(&mut self, call: Call<O>, _: &mut Self::Context) -> Self::Result {
-        respond_send(call.op.run(self.service.clone(), call.ctx))
-    }
 }
 
 impl CredentialOp for ListCredentialTypes {
