@@ -34,7 +34,26 @@ struct KeySet {
     fetched: Instant,
 }
 
-type Cache = RwLock<HashMap<String, (Arc<Principal>, Instant)>>;
+/// A resolved caller with its bus-header encoding, computed once per cache entry.
+#[derive(Debug)]
+pub struct Authenticated {
+    /// The caller.
+    pub principal: Arc<Principal>,
+    /// `principal` as the bus header carries it.
+    pub header: Arc<str>,
+}
+
+impl Authenticated {
+    fn new(principal: Principal) -> Arc<Self> {
+        let header = CallContext::encode_principal(&principal).into();
+        Arc::new(Self {
+            principal: Arc::new(principal),
+            header,
+        })
+    }
+}
+
+type Cache = RwLock<HashMap<String, (Arc<Authenticated>, Instant)>>;
 
 /// Resolves bearer tokens to principals, with short-lived caches.
 pub struct Authenticator {
@@ -55,7 +74,7 @@ fn sha256_hex(token: &str) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()))
 }
 
-fn cached(cache: &Cache, key: &str) -> Option<Arc<Principal>> {
+fn cached(cache: &Cache, key: &str) -> Option<Arc<Authenticated>> {
     let map = cache
         .read()
         .expect("cache lock is never poisoned: no panics under it");
@@ -64,7 +83,7 @@ fn cached(cache: &Cache, key: &str) -> Option<Arc<Principal>> {
         .map(|(p, _)| p.clone())
 }
 
-fn remember(cache: &Cache, key: String, principal: Arc<Principal>, until: Instant) {
+fn remember(cache: &Cache, key: String, principal: Arc<Authenticated>, until: Instant) {
     let mut map = cache
         .write()
         .expect("cache lock is never poisoned: no panics under it");
@@ -95,7 +114,7 @@ impl Authenticator {
         &self,
         ctx: &CallContext,
         authorization: Option<&str>,
-    ) -> Result<Arc<Principal>, WireError> {
+    ) -> Result<Arc<Authenticated>, WireError> {
         let token = authorization
             .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .map(str::trim)
@@ -124,7 +143,7 @@ impl Authenticator {
                 let left = (expiry - time::OffsetDateTime::now_utc()).max(time::Duration::ZERO);
                 until = until.min(Instant::now() + Duration::try_from(left).unwrap_or_default());
             }
-            let principal = Arc::new(resolved.principal);
+            let principal = Authenticated::new(resolved.principal);
             remember(&self.api_tokens, key, principal.clone(), until);
             return Ok(principal);
         }
@@ -141,7 +160,7 @@ impl Authenticator {
                 },
             )
             .await?;
-        let principal = Arc::new(Principal {
+        let principal = Authenticated::new(Principal {
             id: claims.sub,
             kind: PrincipalKind::User,
             name: claims.name,

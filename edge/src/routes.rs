@@ -55,10 +55,11 @@ impl RequestCtx {
             .auth
             .authenticate(&self.call, self.authorization.as_deref())
             .await?;
-        if !principal.permissions.grants_all(required) {
+        if !principal.principal.permissions.grants_all(required) {
             return Err(WireError::forbidden());
         }
-        self.call.principal = Some((*principal).clone());
+        self.call.principal = Some(principal.principal.clone());
+        self.call.principal_header = Some(principal.header.clone());
         Ok(())
     }
 

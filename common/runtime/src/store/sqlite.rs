@@ -53,6 +53,12 @@ fn open_connection(path: &Path, write: bool) -> Result<Connection, StoreError> {
         .map_err(other)?;
     conn.pragma_update(None, "journal_mode", "WAL").map_err(other)?;
     conn.pragma_update(None, "synchronous", "NORMAL").map_err(other)?;
+    // Reads through a memory map instead of a read syscall per page; checkpoints (which copy the
+    // WAL back and fsync) every ~16 MiB of WAL instead of every 4 MiB.
+    conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)
+        .map_err(other)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 4000)
+        .map_err(other)?;
     conn.set_prepared_statement_cache_capacity(128);
     // Unicode-aware lowercase, so case-insensitive search matches MongoDB's `$regex` with `i`.
     conn.create_scalar_function(
@@ -90,7 +96,7 @@ impl SqliteStore {
         let writer = self.inner.writer.lock().map_err(poisoned)?;
         writer
             .execute_batch(&format!(
-                "CREATE TABLE IF NOT EXISTS \"{collection}\" (id TEXT PRIMARY KEY NOT NULL, doc TEXT NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS \"{collection}\" (id TEXT PRIMARY KEY NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID"
             ))
             .map_err(other)?;
         tables.insert(collection.to_owned());
