@@ -78,14 +78,14 @@ impl SqliteStore {
         let readers = (0..READERS)
             .map(|_| open_connection(path, false).map(Mutex::new))
             .collect::<Result<_, _>>()?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                writer: Mutex::new(writer),
-                readers,
-                next_reader: AtomicUsize::new(0),
-                tables: Mutex::new(HashSet::new()),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+            tables: Mutex::new(HashSet::new()),
+        });
+        spawn_checkpointer(path, Arc::downgrade(&inner))?;
+        Ok(Self { inner })
     }
 
     fn ensure_table(&self, collection: &str) -> Result<(), StoreError> {
@@ -288,6 +288,28 @@ impl SqliteStore {
     pub(super) fn ping(&self) -> Result<(), StoreError> {
         self.with_reader(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(map_error))
     }
+}
+
+/// How often the background thread checkpoints the WAL.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Checkpoints the WAL every [`CHECKPOINT_INTERVAL`] on a connection of its own, in PASSIVE mode
+/// (it never blocks readers or the writer), until the store is dropped. Keeps fsyncs off the
+/// request path and the WAL from growing without bound.
+fn spawn_checkpointer(path: &Path, store: std::sync::Weak<Inner>) -> Result<(), StoreError> {
+    let conn = open_connection(path, false)?;
+    std::thread::Builder::new()
+        .name("ttscm-sqlite-checkpoint".into())
+        .spawn(move || {
+            while store.strong_count() > 0 {
+                std::thread::sleep(CHECKPOINT_INTERVAL);
+                if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(%error, "WAL checkpoint failed; retrying");
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| StoreError::Other(format!("cannot start the checkpoint thread: {e}")))
 }
 
 fn json_path(field: &str) -> String {
