@@ -291,7 +291,7 @@ impl SqliteStore {
 }
 
 /// How often the background thread checkpoints the WAL.
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Checkpoints the WAL every [`CHECKPOINT_INTERVAL`] on a connection of its own, in PASSIVE mode
 /// (it never blocks readers or the writer), until the store is dropped. Keeps fsyncs off the
