@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod company_routes;
 pub mod envelope;
 pub mod error;
 pub mod routes;

@@ -73,7 +73,7 @@ fn valid_request_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
-fn ctx(state: Arc<EdgeState>) -> impl Filter<Extract = (RequestCtx,), Error = Rejection> + Clone {
+pub(crate) fn ctx(state: Arc<EdgeState>) -> impl Filter<Extract = (RequestCtx,), Error = Rejection> + Clone {
     warp::header::optional::<String>(REQUEST_ID_HEADER)
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::addr::remote())
@@ -94,7 +94,7 @@ fn ctx(state: Arc<EdgeState>) -> impl Filter<Extract = (RequestCtx,), Error = Re
 }
 
 /// Runs a handler in a span carrying the request id, and stamps the id on the response.
-async fn finish<F>(
+pub(crate) async fn finish<F>(
     ctx: RequestCtx,
     route: &'static str,
     handler: impl FnOnce(RequestCtx) -> F,
@@ -117,14 +117,14 @@ where
 
 /// How a route answers on success.
 #[derive(Clone, Copy)]
-struct Answer {
+pub(crate) struct Answer {
     route: &'static str,
     required: &'static [&'static str],
     status: StatusCode,
     message: &'static str,
 }
 
-const fn answer(
+pub(crate) const fn answer(
     route: &'static str,
     required: &'static [&'static str],
     status: StatusCode,
@@ -139,7 +139,7 @@ const fn answer(
 }
 
 /// Authorizes, calls `op`, and answers its reply in the envelope.
-async fn respond_with<O>(
+pub(crate) async fn respond_with<O>(
     ctx: RequestCtx,
     answer: Answer,
     op: Result<O, WireError>,
@@ -157,7 +157,7 @@ where
     .await
 }
 
-fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<T, WireError> {
+pub(crate) fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<T, WireError> {
     body::parse(headers, bytes)
 }
 
@@ -165,6 +165,7 @@ fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result
 pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let limit = state.body_limit;
     let v1 = warp::path("v1");
+    let company_routes = crate::company_routes::routes(state.clone(), limit);
     let c = move || ctx(state.clone());
     let types = v1
         .and(warp::path("credential-type"))
@@ -410,7 +411,8 @@ pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error
         .and(c())
         .and_then(|ctx| finish(ctx, "readyz", readiness));
 
-    let table: Vec<Route> = vec![
+    let mut table: Vec<Route> = company_routes;
+    table.extend([
         teapot.boxed(),
         list_types.boxed(),
         create_type.boxed(),
@@ -430,13 +432,13 @@ pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error
         audit_verify.boxed(),
         healthz.boxed(),
         readyz.boxed(),
-    ];
+    ]);
     any_of(table).recover(handle_rejection).unify()
 }
 
 /// One route, type-erased. Boxing each route keeps warp's filter types shallow: an or-chain of
 /// twenty concrete filters takes rustc many minutes to type-check.
-type Route = warp::filters::BoxedFilter<(Response,)>;
+pub(crate) type Route = warp::filters::BoxedFilter<(Response,)>;
 
 /// The first route that matches.
 fn any_of(routes: Vec<Route>) -> Route {
