@@ -166,7 +166,12 @@ fn wait_for_signal(shutdown: Shutdown) {
     });
 }
 
-fn token(settings: &Settings, command: TokenCommand) -> Result<(), AppError> {
+/// Runs an admin command against the store the settings name, on a small runtime of its own.
+fn with_store<F, Fut>(settings: &Settings, command: F) -> Result<(), AppError>
+where
+    F: FnOnce(ttscm_runtime::Store) -> Fut,
+    Fut: std::future::Future<Output = Result<(), AppError>>,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -175,6 +180,12 @@ fn token(settings: &Settings, command: TokenCommand) -> Result<(), AppError> {
         let store = connect::store(settings)
             .await
             .map_err(|e| AppError::Runtime(e.to_string()))?;
+        command(store).await
+    })
+}
+
+fn token(settings: &Settings, command: TokenCommand) -> Result<(), AppError> {
+    with_store(settings, |store| async move {
         let failed = |e: ttscm_identity::IdentityError| match e {
             ttscm_identity::IdentityError::NotFound(m) | ttscm_identity::IdentityError::Invalid(m) => {
                 AppError::Config(m)
@@ -225,14 +236,7 @@ fn token(settings: &Settings, command: TokenCommand) -> Result<(), AppError> {
 }
 
 fn company(settings: &Settings, command: CompanyCommand) -> Result<(), AppError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime can be built");
-    runtime.block_on(async {
-        let store = connect::store(settings)
-            .await
-            .map_err(|e| AppError::Runtime(e.to_string()))?;
+    with_store(settings, |store| async move {
         match command {
             CompanyCommand::Add { name } => {
                 let id = ttscm_company_sync::admin::create_company(&store, &name)

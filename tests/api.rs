@@ -1,6 +1,7 @@
 //! End-to-end tests of the HTTP surface, each run in both modes: embedded (one process) and
 //! mesh (components joined only by NATS and FerretDB).
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
@@ -143,17 +144,6 @@ async fn health_and_readiness_report_ok(mode: Mode) {
     let (status, body) = app.get("/readyz", None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["credential"]["store"], json!(true));
-}
-
-macro_rules! both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $( #[tokio::test] async fn $name() { super::$name(super::Mode::Embedded).await } )*
-        }
-        mod mesh {
-            $( #[tokio::test] async fn $name() { super::$name(super::Mode::Mesh).await } )*
-        }
-    };
 }
 
 both_modes!(

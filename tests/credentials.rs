@@ -1,6 +1,7 @@
 //! Credentials and credential types end to end, in both modes: the spec's routes field for
 //! field, validation with paths, scopes, sealing, type changes, cascades, audit.
 
+#[macro_use]
 mod support;
 
 use serde_json::{Value, json};
@@ -666,17 +667,6 @@ async fn a_ciphertext_moved_to_another_credential_does_not_open(mode: Mode) {
             .1["data"]["secretAccessKey"],
         "first-secret"
     );
-}
-
-macro_rules! both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $( #[tokio::test] async fn $name() { super::$name(super::Mode::Embedded).await } )*
-        }
-        mod mesh {
-            $( #[tokio::test] async fn $name() { super::$name(super::Mode::Mesh).await } )*
-        }
-    };
 }
 
 both_modes!(

@@ -1,6 +1,7 @@
 //! Access tokens (JWTs) at the edge: a valid one works; every forged, expired or misused one
 //! answers 401. Run in both modes.
 
+#[macro_use]
 mod support;
 
 use base64::Engine;
@@ -101,17 +102,6 @@ async fn forged_and_misused_access_tokens_are_refused(mode: Mode) {
         200,
         "the untampered token still works"
     );
-}
-
-macro_rules! both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $( #[tokio::test] async fn $name() { super::$name(super::Mode::Embedded).await } )*
-        }
-        mod mesh {
-            $( #[tokio::test] async fn $name() { super::$name(super::Mode::Mesh).await } )*
-        }
-    };
 }
 
 both_modes!(

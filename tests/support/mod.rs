@@ -5,6 +5,19 @@
 
 #![allow(dead_code)]
 
+/// Runs each named `async fn(Mode)` as two tests: `embedded::<name>` and `mesh::<name>`.
+#[macro_export]
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $( #[tokio::test] async fn $name() { super::$name(super::Mode::Embedded).await } )*
+        }
+        mod mesh {
+            $( #[tokio::test] async fn $name() { super::$name(super::Mode::Mesh).await } )*
+        }
+    };
+}
+
 use std::net::{SocketAddr, TcpListener};
 use std::thread::JoinHandle;
 use std::time::Duration;
