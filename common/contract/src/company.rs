@@ -25,3 +25,192 @@ impl Operation for GetCompanySummaries {
     const SUBJECT: &'static str = subjects::COMPANY_SUMMARIES;
     type Reply = Vec<CompanySummary>;
 }
+
+/// Where a company comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompanySource {
+    /// Added by hand (API or CLI); editable through the API.
+    Manual,
+    /// Synced from ConnectWise Manage; read-only through the API.
+    Connectwise,
+}
+
+/// A company as the company routes answer it. Field names follow the spec (`cw_CompanyId`,
+/// `cw_Identifier`); the ConnectWise fields are `null` for manual companies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Company {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// The ConnectWise company id (`null` for manual companies).
+    #[serde(rename = "cw_CompanyId")]
+    pub cw_company_id: Option<i64>,
+    /// The ConnectWise identifier (`null` for manual companies).
+    #[serde(rename = "cw_Identifier")]
+    pub cw_identifier: Option<String>,
+    /// False once the company was deleted or flagged in ConnectWise (kept: credentials may
+    /// point at it).
+    pub active: bool,
+    /// Where the company comes from.
+    pub source: CompanySource,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// Updated (RFC 3339).
+    pub updated_at: String,
+}
+
+/// One page of companies and how many match in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompanyPage {
+    /// The companies on this page, ordered by name (case-insensitively), then id.
+    pub items: Vec<Company>,
+    /// How many companies match the search.
+    pub total: u64,
+}
+
+/// List companies, optionally searching name and ConnectWise identifier.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListCompanies {
+    /// Page, from 1.
+    pub page: u64,
+    /// Records per page.
+    pub rpp: u64,
+    /// Case-insensitive literal text to find in the name or the identifier.
+    pub search: Option<String>,
+}
+
+impl Operation for ListCompanies {
+    const SUBJECT: &'static str = subjects::COMPANY_LIST;
+    type Reply = CompanyPage;
+}
+
+/// Get one company by id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetCompany {
+    /// The company id.
+    pub id: String,
+}
+
+impl Operation for GetCompany {
+    const SUBJECT: &'static str = subjects::COMPANY_GET;
+    type Reply = Company;
+}
+
+/// The body of creating or renaming a manual company.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompanyInput {
+    /// The name: 1 to 200 characters after trimming.
+    pub name: String,
+}
+
+/// Create a manual company.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateCompany {
+    /// What to create.
+    pub input: CompanyInput,
+}
+
+impl Operation for CreateCompany {
+    const SUBJECT: &'static str = subjects::COMPANY_CREATE;
+    type Reply = Company;
+}
+
+/// Rename a manual company; a synced company is a conflict.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdateCompany {
+    /// The company id.
+    pub id: String,
+    /// The change.
+    pub patch: CompanyInput,
+}
+
+impl Operation for UpdateCompany {
+    const SUBJECT: &'static str = subjects::COMPANY_UPDATE;
+    type Reply = Company;
+}
+
+/// Delete a manual company; a synced company is a conflict.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteCompany {
+    /// The company id.
+    pub id: String,
+}
+
+impl Operation for DeleteCompany {
+    const SUBJECT: &'static str = subjects::COMPANY_DELETE;
+    type Reply = ();
+}
+
+/// What one ConnectWise sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncReport {
+    /// `full` (every company, deletions noticed) or `incremental` (changed since the last sync).
+    pub kind: String,
+    /// Started (RFC 3339).
+    pub started_at: String,
+    /// Finished (RFC 3339).
+    pub finished_at: String,
+    /// Companies ConnectWise returned.
+    pub fetched: u64,
+    /// Companies added.
+    pub created: u64,
+    /// Companies changed (name, identifier, or reactivated).
+    pub updated: u64,
+    /// Companies turned inactive (deleted or flagged in ConnectWise).
+    pub deactivated: u64,
+    /// Why the sync failed, if it did (e.g. ConnectWise rejected the credentials).
+    pub error: Option<String>,
+}
+
+/// Whether sync is on, and the last run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatus {
+    /// Whether ConnectWise settings are present (otherwise nothing syncs).
+    pub enabled: bool,
+    /// The last run, if any.
+    pub last: Option<SyncReport>,
+    /// When the last successful run finished.
+    pub last_success_at: Option<String>,
+}
+
+/// Run a ConnectWise sync now and answer its report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunCompanySync {
+    /// A full sync (noticing deletions) rather than an incremental one.
+    #[serde(default)]
+    pub full: bool,
+}
+
+impl Operation for RunCompanySync {
+    const SUBJECT: &'static str = subjects::COMPANY_SYNC_RUN;
+    type Reply = SyncReport;
+}
+
+/// The sync status.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GetCompanySyncStatus {}
+
+impl Operation for GetCompanySyncStatus {
+    const SUBJECT: &'static str = subjects::COMPANY_SYNC_STATUS;
+    type Reply = SyncStatus;
+}
+
+/// A company's ConnectWise configurations, fetched live (empty when the company has no
+/// ConnectWise id).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetCompanyConfigurations {
+    /// The company id.
+    pub id: String,
+}
+
+impl Operation for GetCompanyConfigurations {
+    const SUBJECT: &'static str = subjects::COMPANY_CONFIGURATIONS;
+    type Reply = Vec<serde_json::Value>;
+}

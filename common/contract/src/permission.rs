@@ -151,6 +151,14 @@ pub mod names {
     pub const USER_READ: &str = "user.read";
     /// Scope for `PATCH /user/@me`.
     pub const USER_WRITE: &str = "user.write";
+    /// `POST /company/companies` (beyond the spec: manual companies).
+    pub const COMPANY_CREATE: &str = "company.create";
+    /// `PATCH /company/companies/:id` (beyond the spec: manual companies).
+    pub const COMPANY_UPDATE: &str = "company.update";
+    /// `DELETE /company/companies/:id` (beyond the spec: manual companies).
+    pub const COMPANY_DELETE: &str = "company.delete";
+    /// `GET|POST /company/sync` (beyond the spec: ConnectWise sync status and run).
+    pub const COMPANY_SYNC: &str = "company.sync";
 }
 
 #[cfg(test)]

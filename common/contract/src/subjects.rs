@@ -23,6 +23,22 @@ pub const IDENTITY_HEALTH: &str = "ttscm.identity.v1.health";
 pub const COMPANY_SUMMARIES: &str = "ttscm.company-sync.v1.summaries";
 /// Company-sync: health (store reachable).
 pub const COMPANY_SYNC_HEALTH: &str = "ttscm.company-sync.v1.health";
+/// Company-sync: a page of companies (search, pagination).
+pub const COMPANY_LIST: &str = "ttscm.company-sync.v1.list";
+/// Company-sync: one company by id.
+pub const COMPANY_GET: &str = "ttscm.company-sync.v1.get";
+/// Company-sync: create a manual company.
+pub const COMPANY_CREATE: &str = "ttscm.company-sync.v1.create";
+/// Company-sync: rename a manual company.
+pub const COMPANY_UPDATE: &str = "ttscm.company-sync.v1.update";
+/// Company-sync: delete a manual company.
+pub const COMPANY_DELETE: &str = "ttscm.company-sync.v1.delete";
+/// Company-sync: run a ConnectWise sync now.
+pub const COMPANY_SYNC_RUN: &str = "ttscm.company-sync.v1.sync_run";
+/// Company-sync: the last sync's report.
+pub const COMPANY_SYNC_STATUS: &str = "ttscm.company-sync.v1.sync_status";
+/// Company-sync: a company's ConnectWise configurations.
+pub const COMPANY_CONFIGURATIONS: &str = "ttscm.company-sync.v1.configurations";
 
 /// Credential: list credential types.
 pub const CREDENTIAL_TYPE_LIST: &str = "ttscm.credential.v1.type_list";

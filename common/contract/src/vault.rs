@@ -27,6 +27,12 @@ pub struct SealItem {
     pub plaintext: String,
 }
 
+impl Drop for SealItem {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.plaintext);
+    }
+}
+
 impl std::fmt::Debug for SealItem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SealItem")
@@ -70,6 +76,12 @@ pub struct Unseal {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Plaintexts(pub Vec<String>);
+
+impl Drop for Plaintexts {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
 
 impl std::fmt::Debug for Plaintexts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

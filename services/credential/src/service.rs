@@ -325,7 +325,8 @@ impl Service {
                 sealed: v.value.clone(),
             })
             .collect();
-        Ok(self.client.call(ctx, &Unseal { items }).await?.0)
+        let mut opened = self.client.call(ctx, &Unseal { items }).await?;
+        Ok(std::mem::take(&mut opened.0))
     }
 
     async fn count_of(&self, type_id: &str) -> Result<u64, WireError> {
