@@ -94,7 +94,8 @@ impl TestVault {
     /// Opens `items`.
     pub async fn unseal(&self, items: Vec<SealedItem>) -> Result<Vec<String>, WireError> {
         let op = Unseal { items };
-        Ok(self.client.call(&CallContext::new(None), &op).await?.0)
+        let mut opened = self.client.call(&CallContext::new(None), &op).await?;
+        Ok(std::mem::take(&mut opened.0))
     }
 
     /// Moves `items` to the active key.
