@@ -51,14 +51,20 @@ fn open_connection(path: &Path, write: bool) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, flags).map_err(other)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(other)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(other)?;
-    conn.pragma_update(None, "synchronous", "NORMAL").map_err(other)?;
-    // Reads through a memory map instead of a read syscall per page; checkpoints (which copy the
-    // WAL back and fsync) every ~16 MiB of WAL instead of every 4 MiB.
-    conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)
+    conn.execute("ATTACH DATABASE ?1 AS log", [log_path(path).to_string_lossy()])
         .map_err(other)?;
-    conn.pragma_update(None, "wal_autocheckpoint", 4000)
-        .map_err(other)?;
+    for schema in ["main", "log"] {
+        conn.pragma_update(Some(schema), "journal_mode", "WAL")
+            .map_err(other)?;
+        conn.pragma_update(Some(schema), "synchronous", "NORMAL")
+            .map_err(other)?;
+        // Reads through a memory map instead of a read syscall per page. Commits never
+        // checkpoint (which copies the WAL back and fsyncs while holding the write lock): a
+        // background thread does it (see `spawn_checkpointer`).
+        conn.pragma_update(Some(schema), "mmap_size", 256 * 1024 * 1024)
+            .map_err(other)?;
+    }
+    conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(other)?;
     conn.set_prepared_statement_cache_capacity(128);
     // Unicode-aware lowercase, so case-insensitive search matches MongoDB's `$regex` with `i`.
     conn.create_scalar_function(
@@ -96,7 +102,8 @@ impl SqliteStore {
         let writer = self.inner.writer.lock().map_err(poisoned)?;
         writer
             .execute_batch(&format!(
-                "CREATE TABLE IF NOT EXISTS \"{collection}\" (id TEXT PRIMARY KEY NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID"
+                "CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID",
+                table = table(collection)
             ))
             .map_err(other)?;
         tables.insert(collection.to_owned());
@@ -121,7 +128,8 @@ impl SqliteStore {
                 let columns: Vec<String> = index.fields.iter().map(|f| field_expr(f)).collect();
                 let unique = if index.unique { "UNIQUE " } else { "" };
                 conn.execute_batch(&format!(
-                    "CREATE {unique}INDEX IF NOT EXISTS \"{collection}__{name}\" ON \"{collection}\" ({columns})",
+                    "CREATE {unique}INDEX IF NOT EXISTS {schema}.\"{collection}__{name}\" ON \"{collection}\" ({columns})",
+                    schema = schema(collection),
                     name = index.name,
                     columns = columns.join(", ")
                 ))
@@ -140,10 +148,13 @@ impl SqliteStore {
             .to_owned();
         let doc = serde_json::to_string(&document).map_err(|e| StoreError::Invalid(e.to_string()))?;
         self.with_writer(|conn| {
-            conn.prepare_cached(&format!("INSERT INTO \"{collection}\" (id, doc) VALUES (?1, ?2)"))
-                .and_then(|mut stmt| stmt.execute([id, doc]))
-                .map(|_| ())
-                .map_err(map_error)
+            conn.prepare_cached(&format!(
+                "INSERT INTO {} (id, doc) VALUES (?1, ?2)",
+                table(collection)
+            ))
+            .and_then(|mut stmt| stmt.execute([id, doc]))
+            .map(|_| ())
+            .map_err(map_error)
         })
     }
 
@@ -162,7 +173,10 @@ impl SqliteStore {
             let tx = conn.unchecked_transaction().map_err(map_error)?;
             {
                 let mut stmt = tx
-                    .prepare_cached(&format!("INSERT INTO \"{collection}\" (id, doc) VALUES (?1, ?2)"))
+                    .prepare_cached(&format!(
+                        "INSERT INTO {} (id, doc) VALUES (?1, ?2)",
+                        table(collection)
+                    ))
                     .map_err(map_error)?;
                 for (id, doc) in &rows {
                     stmt.execute([id, doc]).map_err(map_error)?;
@@ -176,7 +190,8 @@ impl SqliteStore {
         self.ensure_table(collection)?;
         let mut params = Vec::new();
         let mut sql = format!(
-            "SELECT doc FROM \"{collection}\" WHERE {}",
+            "SELECT doc FROM {} WHERE {}",
+            table(collection),
             compile(&options.filter, &mut params)
         );
         if !options.sort.is_empty() {
@@ -217,7 +232,8 @@ impl SqliteStore {
         self.ensure_table(collection)?;
         let mut params = Vec::new();
         let sql = format!(
-            "SELECT count(*) FROM \"{collection}\" WHERE {}",
+            "SELECT count(*) FROM {} WHERE {}",
+            table(collection),
             compile(filter, &mut params)
         );
         self.with_reader(|conn| {
@@ -259,10 +275,11 @@ impl SqliteStore {
         }
         let condition = compile(filter, &mut params);
         let sql = if many {
-            format!("UPDATE \"{collection}\" SET doc = {expr} WHERE {condition}")
+            format!("UPDATE {} SET doc = {expr} WHERE {condition}", table(collection))
         } else {
             format!(
-                "UPDATE \"{collection}\" SET doc = {expr} WHERE id = (SELECT id FROM \"{collection}\" WHERE {condition} LIMIT 1)"
+                "UPDATE {t} SET doc = {expr} WHERE id = (SELECT id FROM {t} WHERE {condition} LIMIT 1)",
+                t = table(collection)
             )
         };
         self.with_writer(|conn| {
@@ -276,7 +293,8 @@ impl SqliteStore {
         self.ensure_table(collection)?;
         let mut params = Vec::new();
         let sql = format!(
-            "DELETE FROM \"{collection}\" WHERE {}",
+            "DELETE FROM {} WHERE {}",
+            table(collection),
             compile(filter, &mut params)
         );
         self.with_writer(|conn| {
@@ -288,6 +306,34 @@ impl SqliteStore {
     pub(super) fn ping(&self) -> Result<(), StoreError> {
         self.with_reader(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(map_error))
     }
+}
+
+/// Append-heavy collections, kept in a second file attached as schema `log`: writes to one file
+/// invalidate the page caches of every reader of that file, so the audit entries written on
+/// every reveal would otherwise make every read of credentials start from a cold cache.
+const LOG_COLLECTIONS: &[&str] = &["audit_entries", "event_outbox"];
+
+/// The schema holding `collection`.
+fn schema(collection: &str) -> &'static str {
+    if LOG_COLLECTIONS.contains(&collection) {
+        "log"
+    } else {
+        "main"
+    }
+}
+
+/// The qualified, quoted table name of `collection`.
+fn table(collection: &str) -> String {
+    format!("{}.\"{collection}\"", schema(collection))
+}
+
+/// The second file, next to the main one: `ttscm.sqlite3` → `ttscm-log.sqlite3`.
+fn log_path(path: &Path) -> std::path::PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "ttscm".into());
+    path.with_file_name(format!("{stem}-log.sqlite3"))
 }
 
 /// How often the background thread checkpoints the WAL.
@@ -303,8 +349,11 @@ fn spawn_checkpointer(path: &Path, store: std::sync::Weak<Inner>) -> Result<(), 
         .spawn(move || {
             while store.strong_count() > 0 {
                 std::thread::sleep(CHECKPOINT_INTERVAL);
-                if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(%error, "WAL checkpoint failed; retrying");
+                for schema in ["main", "log"] {
+                    let pragma = format!("PRAGMA {schema}.wal_checkpoint(PASSIVE)");
+                    if let Err(error) = conn.query_row(&pragma, [], |_| Ok(())) {
+                        tracing::warn!(%error, "WAL checkpoint failed; retrying");
+                    }
                 }
             }
         })
