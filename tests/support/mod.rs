@@ -226,6 +226,35 @@ impl TestApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Sends only a request head announcing a `content_length`-byte JSON body, and reads the
+    /// answer (for limits enforced before the body is read).
+    pub async fn send_head_only(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        content_length: usize,
+    ) -> (u16, Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let host = self.address.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(host).await.expect("connects");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {token}\r\n\
+             content-type: application/json\r\ncontent-length: {content_length}\r\nconnection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.expect("head sent");
+        let mut response = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
+        let text = String::from_utf8_lossy(&response);
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
     /// Sends JSON with the admin token.
     pub async fn send_json(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
         self.send(
@@ -407,4 +436,74 @@ impl TestApp {
         assert_eq!(status, 201, "{body}");
         body["data"]["id"].as_str().expect("credential id").to_owned()
     }
+}
+
+/// Starts TTSCM in `mode` after `configure` adjusted the settings every component gets (e.g. the
+/// `connectwise` section). The same steps as [`spawn_app`]; `spawn_app(mode)` could become
+/// `spawn_app_with(mode, |_| {})`.
+pub async fn spawn_app_with(mode: Mode, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    ttscm_testkit::init_tracing();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings {
+        data_dir: data_dir.path().to_path_buf(),
+        request_timeout_ms: 3000,
+        ..Settings::default()
+    };
+    settings.edge.token_cache_secs = 1;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address: SocketAddr = listener.local_addr().expect("address");
+    let (nats, mongo) = match mode {
+        Mode::Embedded => (None, None),
+        Mode::Mesh => {
+            let nats = NatsServer::start();
+            let mongo = MongoFixture::start();
+            settings.nats_url = Some(nats.url());
+            settings.mongodb_uri = Some(SecretString::from(mongo.uri.clone()));
+            settings.mongodb_database = mongo.database.clone();
+            settings.identity.signing_key = Some(SecretString::from(
+                ttscm_identity::SigningKey::generate("k1").to_base64(),
+            ));
+            settings.identity.signing_kid = Some("k1".into());
+            settings.vault.keys = Some(SecretString::from(format!("v1:{}", base64_key())));
+            (Some(nats), Some(mongo))
+        }
+    };
+    configure(&mut settings);
+    let mut components = Vec::new();
+    match mode {
+        Mode::Embedded => {
+            let (shutdown, handle) = start_component(&settings, Component::ALL.to_vec(), Some(listener));
+            components.push((Component::Edge, shutdown, Some(handle)));
+        }
+        Mode::Mesh => {
+            let mut listener = Some(listener);
+            for component in Component::ALL {
+                let own = if component == Component::Edge {
+                    listener.take()
+                } else {
+                    None
+                };
+                let (shutdown, handle) = start_component(&settings, vec![component], own);
+                components.push((component, shutdown, Some(handle)));
+            }
+        }
+    }
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let mut app = TestApp {
+        address: format!("http://{address}"),
+        settings,
+        http,
+        admin_token: String::new(),
+        components,
+        nats,
+        _mongo: mongo,
+        _data_dir: data_dir,
+    };
+    app.wait_ready().await;
+    app.admin_token = app.create_token("admin", &["admin"], None).await;
+    app
 }
