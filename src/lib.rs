@@ -139,7 +139,7 @@ pub async fn serve(
                     .as_ref()
                     .expect("company-sync needs the store, opened above");
                 tasks.extend(
-                    ttscm_company_sync::run(&bus, store, shutdown.clone())
+                    ttscm_company_sync::run(&bus, store, settings, shutdown.clone())
                         .await
                         .map_err(config_or_runtime(false))?,
                 );

@@ -53,6 +53,8 @@ pub struct Settings {
     pub identity: IdentitySettings,
     /// Vault settings.
     pub vault: VaultSettings,
+    /// ConnectWise Manage settings (company sync); all unset means sync is off.
+    pub connectwise: ConnectWiseSettings,
 }
 
 /// Settings of the edge.
@@ -97,6 +99,44 @@ pub struct VaultSettings {
     pub active_kid: Option<String>,
 }
 
+/// Settings of the ConnectWise Manage client (company-sync). Sync runs only when `site`,
+/// `company_id`, `public_key`, `private_key` and `client_id` are all set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectWiseSettings {
+    /// Host of the site, with or without the cloud `api-` prefix, e.g. `na.myconnectwise.net`
+    /// (`TTSCM_CONNECTWISE__SITE`). A full `http(s)://` URL is taken as the base as is (tests).
+    pub site: Option<String>,
+    /// Codebase, e.g. `v4_6_release/` (`TTSCM_CONNECTWISE__CODEBASE`); unset means discovered
+    /// through `/login/companyinfo/{companyId}`.
+    pub codebase: Option<String>,
+    /// The ConnectWise company id used to log in (`TTSCM_CONNECTWISE__COMPANY_ID`).
+    pub company_id: Option<String>,
+    /// API member public key (`TTSCM_CONNECTWISE__PUBLIC_KEY`).
+    pub public_key: Option<String>,
+    /// API member private key (`TTSCM_CONNECTWISE__PRIVATE_KEY`); never printed.
+    #[serde(serialize_with = "ser_secret_opt")]
+    pub private_key: Option<SecretString>,
+    /// The integrator's client id GUID (`TTSCM_CONNECTWISE__CLIENT_ID`).
+    pub client_id: Option<String>,
+    /// Seconds between incremental syncs (`TTSCM_CONNECTWISE__SYNC_INTERVAL_SECS`, default 900).
+    pub sync_interval_secs: u64,
+}
+
+impl Default for ConnectWiseSettings {
+    fn default() -> Self {
+        Self {
+            site: None,
+            codebase: None,
+            company_id: None,
+            public_key: None,
+            private_key: None,
+            client_id: None,
+            sync_interval_secs: 900,
+        }
+    }
+}
+
 fn ser_secret_opt<S: serde::Serializer>(
     value: &Option<SecretString>,
     serializer: S,
@@ -124,6 +164,7 @@ impl Default for Settings {
             edge: EdgeSettings::default(),
             identity: IdentitySettings::default(),
             vault: VaultSettings::default(),
+            connectwise: ConnectWiseSettings::default(),
         }
     }
 }
@@ -164,6 +205,7 @@ const KNOWN_KEYS: &[&str] = &[
     "edge",
     "identity",
     "vault",
+    "connectwise",
 ];
 
 /// Settings that cannot be loaded.

@@ -1,26 +1,32 @@
-//! The company-sync service: keeps companies from ConnectWise Manage in its `companies`
-//! collection. This first cut declares the collection and answers health; syncing and the
-//! company routes build on it.
+//! The company-sync service: owns the `companies` collection — companies synced from
+//! ConnectWise Manage and manual ones — and answers the company operations (list with search
+//! and pagination, get, and create/rename/delete of manual companies), syncs from ConnectWise
+//! ([`sync`]) and fetches configurations live.
 
 pub mod admin;
+pub mod connectwise;
+pub mod events;
+pub mod ops;
+pub mod service;
+pub mod store;
+pub mod sync;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Actor;
 
 use tokio::task::JoinHandle;
-use ttscm_contract::company::{CompanySummary, GetCompanySummaries};
+use ttscm_contract::company::{
+    CreateCompany, DeleteCompany, GetCompany, GetCompanyConfigurations, GetCompanySummaries,
+    GetCompanySyncStatus, ListCompanies, RunCompanySync, UpdateCompany,
+};
 use ttscm_contract::health::{CompanySyncHealth, HealthReply};
 use ttscm_contract::subjects::COMPANY_SYNC_QUEUE;
-use ttscm_contract::{ErrorCode, WireError};
 use ttscm_runtime::service::serve_fn;
-use ttscm_runtime::store::{FindOptions, IndexSpec};
-use ttscm_runtime::{Bus, BusError, Filter, Shutdown, Store, StoreError};
+use ttscm_runtime::{Bus, BusError, Settings, Shutdown, Store, StoreError};
 
-/// Companies: `{id, name, nameKey, cwCompanyId, cwIdentifier, …}`; owned by this service only.
-pub const COMPANIES: &str = "companies";
-
-const COMPANY_INDEXES: &[IndexSpec] = &[IndexSpec {
-    name: "name_key",
-    fields: &["nameKey"],
-    unique: false,
-}];
+pub use store::COMPANIES;
 
 /// Why company-sync could not start.
 #[derive(Debug, thiserror::Error)]
@@ -31,24 +37,47 @@ pub enum CompanySyncError {
     /// The bus failed.
     #[error(transparent)]
     Bus(#[from] BusError),
+    /// The ConnectWise settings are incomplete or invalid.
+    #[error(transparent)]
+    Config(#[from] connectwise::ConnectWiseError),
 }
 
 /// Starts company-sync and serves its subjects until `shutdown`.
 pub async fn run(
     bus: &Bus,
     store: &Store,
+    settings: &Settings,
     shutdown: Shutdown,
 ) -> Result<Vec<JoinHandle<()>>, CompanySyncError> {
-    store.ensure_indexes(COMPANIES, COMPANY_INDEXES).await?;
+    store::prepare(store).await?;
+    sync::Syncer::prepare(store).await?;
+    let config = connectwise::ConnectWiseConfig::from_settings(&settings.connectwise)?;
+    let upstream = Arc::new(sync::Upstream::new(config, connectwise::RetryPolicy::default()));
+    let syncer = Arc::new(sync::Syncer::new(store.clone(), bus.clone(), upstream.clone()));
+    let interval = Duration::from_secs(settings.connectwise.sync_interval_secs.max(10));
+    let sync = sync::SyncActor::new(syncer.clone(), interval).start();
+    let service = Arc::new(service::Service {
+        store: store.clone(),
+        upstream,
+        syncer,
+        sync,
+        listing: service::Listing::default(),
+    });
+    let q = COMPANY_SYNC_QUEUE;
+    let mut tasks = vec![
+        ops::serve_op::<GetCompanySummaries>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<ListCompanies>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<GetCompany>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<CreateCompany>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<UpdateCompany>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<DeleteCompany>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<RunCompanySync>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<GetCompanySyncStatus>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<GetCompanyConfigurations>(bus, q, service.clone(), shutdown.clone()).await?,
+    ];
     let health_store = store.clone();
-    let summaries_store = store.clone();
-    Ok(vec![
-        serve_fn::<GetCompanySummaries, _, _>(bus, COMPANY_SYNC_QUEUE, shutdown.clone(), move |_, op| {
-            let store = summaries_store.clone();
-            async move { summaries(&store, op.ids).await }
-        })
-        .await?,
-        serve_fn::<CompanySyncHealth, _, _>(bus, COMPANY_SYNC_QUEUE, shutdown, move |_, _| {
+    tasks.push(
+        serve_fn::<CompanySyncHealth, _, _>(bus, q, shutdown, move |_, _| {
             let store = health_store.clone();
             async move {
                 Ok(HealthReply {
@@ -58,39 +87,6 @@ pub async fn run(
             }
         })
         .await?,
-    ])
-}
-
-/// Most ids one summaries call may ask for.
-const MAX_SUMMARY_IDS: usize = 1000;
-
-async fn summaries(store: &Store, ids: Vec<String>) -> Result<Vec<CompanySummary>, WireError> {
-    if ids.len() > MAX_SUMMARY_IDS {
-        return Err(WireError::new(
-            ErrorCode::Validation,
-            format!("at most {MAX_SUMMARY_IDS} ids"),
-        ));
-    }
-    let documents = store
-        .find(COMPANIES, &FindOptions::new(Filter::is_in("id", ids)))
-        .await
-        .map_err(|error| {
-            tracing::warn!(%error, "company lookup failed");
-            WireError::new(ErrorCode::Unavailable, "The store is unavailable")
-        })?;
-    Ok(documents
-        .into_iter()
-        .map(|d| CompanySummary {
-            id: d
-                .get("id")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_owned(),
-            name: d
-                .get("name")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_owned(),
-        })
-        .collect())
+    );
+    Ok(tasks)
 }
