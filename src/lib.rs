@@ -141,7 +141,12 @@ pub async fn serve(
                 tasks.extend(
                     ttscm_company_sync::run(&bus, store, settings, shutdown.clone())
                         .await
-                        .map_err(config_or_runtime(false))?,
+                        .map_err(|e| match e {
+                            ttscm_company_sync::CompanySyncError::Config(c) => {
+                                AppError::Config(c.to_string())
+                            }
+                            other => AppError::Runtime(other.to_string()),
+                        })?,
                 );
             }
             Component::Credential => {

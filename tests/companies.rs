@@ -4,6 +4,7 @@
 //! fetched live from a small ConnectWise stand-in (the full client and sync are tested against a
 //! wiremock fake in `services/company-sync/tests`).
 
+#[macro_use]
 mod support;
 
 use serde_json::{Value, json};
@@ -498,7 +499,42 @@ async fn companies_sync_on_demand_and_configurations_come_live_from_connectwise(
     );
 }
 
+async fn a_company_with_credentials_cannot_be_deleted(mode: Mode) {
+    let app = spawn_app(mode).await;
+    let token = app.admin_token.clone();
+    let (status, created) = app
+        .post("/v1/company/companies", &token, &json!({"name": "Keep Co"}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let company = created["data"]["id"].as_str().expect("id").to_owned();
+    let type_id = app.create_aws_type(None).await;
+    let credential = app.create_aws_credential(&type_id, &company, "kept").await;
+    let (status, body) = app
+        .delete(&format!("/v1/company/companies/{company}"), &token)
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("1 credential")),
+        "{body}"
+    );
+    assert_eq!(
+        app.delete(&format!("/v1/credential/credentials/{credential}"), &token)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        app.delete(&format!("/v1/company/companies/{company}"), &token)
+            .await
+            .0,
+        200
+    );
+}
+
 both_modes!(
+    a_company_with_credentials_cannot_be_deleted,
     sync_is_off_without_connectwise_settings,
     companies_sync_on_demand_and_configurations_come_live_from_connectwise,
     the_list_pages_in_the_spec_envelope_with_every_edge,

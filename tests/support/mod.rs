@@ -71,69 +71,7 @@ fn start_component(
 
 /// Starts TTSCM in `mode`.
 pub async fn spawn_app(mode: Mode) -> TestApp {
-    ttscm_testkit::init_tracing();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let data_dir = tempfile::tempdir().expect("temp dir");
-    let mut settings = Settings {
-        data_dir: data_dir.path().to_path_buf(),
-        request_timeout_ms: 3000,
-        ..Settings::default()
-    };
-    settings.edge.token_cache_secs = 1;
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let address: SocketAddr = listener.local_addr().expect("address");
-    let (nats, mongo) = match mode {
-        Mode::Embedded => (None, None),
-        Mode::Mesh => {
-            let nats = NatsServer::start();
-            let mongo = MongoFixture::start();
-            settings.nats_url = Some(nats.url());
-            settings.mongodb_uri = Some(SecretString::from(mongo.uri.clone()));
-            settings.mongodb_database = mongo.database.clone();
-            settings.identity.signing_key = Some(SecretString::from(
-                ttscm_identity::SigningKey::generate("k1").to_base64(),
-            ));
-            settings.identity.signing_kid = Some("k1".into());
-            settings.vault.keys = Some(SecretString::from(format!("v1:{}", base64_key())));
-            (Some(nats), Some(mongo))
-        }
-    };
-    let mut components = Vec::new();
-    match mode {
-        Mode::Embedded => {
-            let (shutdown, handle) = start_component(&settings, Component::ALL.to_vec(), Some(listener));
-            components.push((Component::Edge, shutdown, Some(handle)));
-        }
-        Mode::Mesh => {
-            let mut listener = Some(listener);
-            for component in Component::ALL {
-                let own = if component == Component::Edge {
-                    listener.take()
-                } else {
-                    None
-                };
-                let (shutdown, handle) = start_component(&settings, vec![component], own);
-                components.push((component, shutdown, Some(handle)));
-            }
-        }
-    }
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let mut app = TestApp {
-        address: format!("http://{address}"),
-        settings,
-        http,
-        admin_token: String::new(),
-        components,
-        nats,
-        _mongo: mongo,
-        _data_dir: data_dir,
-    };
-    app.wait_ready().await;
-    app.admin_token = app.create_token("admin", &["admin"], None).await;
-    app
+    spawn_app_with(mode, |_| {}).await
 }
 
 fn base64_key() -> String {
@@ -439,8 +377,7 @@ impl TestApp {
 }
 
 /// Starts TTSCM in `mode` after `configure` adjusted the settings every component gets (e.g. the
-/// `connectwise` section). The same steps as [`spawn_app`]; `spawn_app(mode)` could become
-/// `spawn_app_with(mode, |_| {})`.
+/// `connectwise` section).
 pub async fn spawn_app_with(mode: Mode, configure: impl FnOnce(&mut Settings)) -> TestApp {
     ttscm_testkit::init_tracing();
     let _ = rustls::crypto::ring::default_provider().install_default();

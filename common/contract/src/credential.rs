@@ -358,6 +358,19 @@ impl Operation for RevealSecureValues {
     type Reply = SecureValues;
 }
 
+/// How many credentials belong to a company (company-sync asks before deleting one).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CountCompanyCredentials {
+    /// The company's id.
+    pub company_id: String,
+}
+
+impl Operation for CountCompanyCredentials {
+    const SUBJECT: &'static str = subjects::CREDENTIAL_COUNT_BY_COMPANY;
+    type Reply = u64;
+}
+
 /// Delete a credential.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeleteCredential {

@@ -54,6 +54,8 @@ pub const CREDENTIAL_TYPE_DELETE: &str = "ttscm.credential.v1.type_delete";
 pub const CREDENTIAL_LIST_BY_TYPE: &str = "ttscm.credential.v1.list_by_type";
 /// Credential: credentials of a company.
 pub const CREDENTIAL_LIST_BY_COMPANY: &str = "ttscm.credential.v1.list_by_company";
+/// Credential: how many credentials a company has.
+pub const CREDENTIAL_COUNT_BY_COMPANY: &str = "ttscm.credential.v1.count_by_company";
 /// Credential: get a credential.
 pub const CREDENTIAL_GET: &str = "ttscm.credential.v1.get";
 /// Credential: create a credential.

@@ -62,6 +62,7 @@ pub async fn run(
         syncer,
         sync,
         listing: service::Listing::default(),
+        client: ttscm_runtime::service::BusClient::new(bus.clone(), settings.request_timeout()),
     });
     let q = COMPANY_SYNC_QUEUE;
     let mut tasks = vec![

@@ -67,8 +67,8 @@ impl CompanyOp for UpdateCompany {
 }
 
 impl CompanyOp for DeleteCompany {
-    async fn run(self, service: Arc<Service>, _: CallContext) -> Result<(), WireError> {
-        service.delete(&self.id).await
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<(), WireError> {
+        service.delete(&ctx, &self.id).await
     }
 }
 

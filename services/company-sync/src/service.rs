@@ -36,6 +36,8 @@ pub struct Service {
     pub sync: Addr<SyncActor>,
     /// The in-memory copy lists and searches run on.
     pub listing: Listing,
+    /// Asks the credential service whether a company still has credentials.
+    pub client: ttscm_runtime::service::BusClient,
 }
 
 /// How long a snapshot is trusted even when the collection's version looks unchanged: the
@@ -265,11 +267,27 @@ impl Service {
         Ok(doc.to_wire())
     }
 
-    /// Deletes a manual company.
-    ///
-    /// Whether credentials still point at it is not checked yet: that needs an operation of
-    /// the credential service.
-    pub async fn delete(&self, id: &str) -> Result<(), WireError> {
+    /// Deletes a manual company that has no credentials (409 when it has: they would point at
+    /// nothing). A credential created between the check and the delete is possible and rare;
+    /// it keeps pointing at the company id and shows an empty company name.
+    pub async fn delete(&self, ctx: &ttscm_runtime::service::CallContext, id: &str) -> Result<(), WireError> {
+        if self.doc(id).await?.is_some() {
+            let count = self
+                .client
+                .call(
+                    ctx,
+                    &ttscm_contract::credential::CountCompanyCredentials {
+                        company_id: id.to_owned(),
+                    },
+                )
+                .await?;
+            if count > 0 {
+                return Err(WireError::new(
+                    ErrorCode::Conflict,
+                    format!("The company still has {count} credential(s); delete or move them first"),
+                ));
+            }
+        }
         let deleted = self
             .store
             .delete_many(COMPANIES, &manual_only(id))

@@ -62,6 +62,7 @@ pub async fn run(
         ops::serve_op::<DeleteCredentialType>(bus, q, service.clone(), shutdown.clone()).await?,
         ops::serve_op::<ListCredentialsByType>(bus, q, service.clone(), shutdown.clone()).await?,
         ops::serve_op::<ListCredentialsByCompany>(bus, q, service.clone(), shutdown.clone()).await?,
+        ops::serve_op::<CountCompanyCredentials>(bus, q, service.clone(), shutdown.clone()).await?,
         ops::serve_op::<GetCredential>(bus, q, service.clone(), shutdown.clone()).await?,
         ops::serve_op::<CreateCredential>(bus, q, service.clone(), shutdown.clone()).await?,
         ops::serve_op::<UpdateCredential>(bus, q, service.clone(), shutdown.clone()).await?,

@@ -82,6 +82,12 @@ impl CredentialOp for ListCredentialsByCompany {
     }
 }
 
+impl CredentialOp for CountCompanyCredentials {
+    async fn run(self, service: Arc<Service>, _: CallContext) -> Result<u64, WireError> {
+        service.count_of_company(&self.company_id).await
+    }
+}
+
 impl CredentialOp for GetCredential {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Credential, WireError> {
         service.get(&ctx, &self.id).await

@@ -782,6 +782,14 @@ impl Service {
         Ok(out)
     }
 
+    /// How many credentials a company has.
+    pub async fn count_of_company(&self, company_id: &str) -> Result<u64, WireError> {
+        self.store
+            .count(CREDENTIALS, &Filter::eq("companyId", company_id))
+            .await
+            .map_err(store_failed)
+    }
+
     /// One credential.
     pub async fn get(&self, ctx: &CallContext, id: &str) -> Result<Credential, WireError> {
         let (credential, credential_type) = self.accessible(ctx, id).await?;
