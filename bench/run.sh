@@ -59,6 +59,7 @@ TARGETS=(
     "ttscm|ttscm fetch credential|/v1/credential/credentials/@CID@|1|warp list|200"
     "ttscm|ttscm reveal|/v1/credential/credentials/@CID@/secure-values|1|warp list|200"
     "ttscm|ttscm create credential|/v1/credential/credentials|1|warp list|201|bench/create.lua"
+    "ttscm|ttscm search companies|/v1/company/companies?search=corp%2042&rpp=30|1|warp list|200"
     "mesh|mesh list|/v1/credential-type/credential-types|1|warp list|200"
     "mesh|mesh fetch credential|/v1/credential/credentials/@CID@|1|warp list|200"
     "mesh|mesh reveal|/v1/credential/credentials/@CID@/secure-values|1|warp list|200"
@@ -322,8 +323,65 @@ start_mesh() {
         die "mesh token create failed: $(cat "$TMP_DIR/token.log")"
 }
 
+# A ConnectWise stand-in with BENCH_COMPANIES companies: the embedded ttscm syncs them at start
+# (measured below), and the search rows run over them.
+BENCH_COMPANIES=${BENCH_COMPANIES:-10000}
+start_connectwise() {
+    free_port
+    CW_PORT=$PORT
+    SERVER_LOG[cw]="$TMP_DIR/cw.log"
+    python3 bench/connectwise_fake.py "$CW_PORT" "$BENCH_COMPANIES" >"${SERVER_LOG[cw]}" 2>&1 &
+    SERVER_PID[cw]=$!
+    track_pid $!
+    wait_ready cw "http://127.0.0.1:$CW_PORT/v4_6_release/apis/3.0/company/companies?page=1" 200
+    # The stand-in's own serving time for every page: the floor under the sync's time.
+    CW_SERVE_SECS=$(python3 - "$CW_PORT" <<'PY'
+import sys, time, urllib.request
+start, url = time.monotonic(), f"http://127.0.0.1:{sys.argv[1]}/v4_6_release/apis/3.0/company/companies?page=1&pageSize=1000"
+while url:
+    with urllib.request.urlopen(url) as r:
+        r.read()
+        link = r.headers.get("link") or ""
+        url = link[1:link.index(">")] if 'rel="next"' in link else None
+print(f"{time.monotonic() - start:.2f}")
+PY
+)
+    export TTSCM_CONNECTWISE__SITE="http://127.0.0.1:$CW_PORT" TTSCM_CONNECTWISE__CODEBASE="v4_6_release/" \
+        TTSCM_CONNECTWISE__COMPANY_ID=bench TTSCM_CONNECTWISE__PUBLIC_KEY=pub TTSCM_CONNECTWISE__PRIVATE_KEY=priv \
+        TTSCM_CONNECTWISE__CLIENT_ID=00000000-0000-0000-0000-000000000000
+}
+
+# Waits for the start-up sync of the embedded ttscm and reads its duration from the report.
+measure_sync() {
+    local deadline=$((SECONDS + 300)) status
+    while ((SECONDS < deadline)); do
+        status=$(curl -s -H "Authorization: Bearer ${SERVER_TOKEN[ttscm]}" "${SERVER_URL[ttscm]}/v1/company/sync")
+        if [[ $status == *'"finishedAt"'* ]]; then
+            SYNC_REPORT=$(python3 -c '
+import json, sys
+from datetime import datetime
+last = json.loads(sys.argv[1])["data"]["last"]
+took = datetime.fromisoformat(last["finishedAt"].replace("Z", "+00:00")) - datetime.fromisoformat(last["startedAt"].replace("Z", "+00:00"))
+print("%.2f s (fetched %s, created %s, error %s)" % (took.total_seconds(), last["fetched"], last["created"], last["error"]))
+' "$status")
+            return
+        fi
+        sleep 0.2
+    done
+    SYNC_REPORT="did not finish within 300 s"
+}
+
 start_baseline
+if ((!STANDIN)); then
+    start_connectwise
+fi
 start_ttscm
+if ((!STANDIN)); then
+    # Only the embedded server syncs: the CLI calls and the mesh start without ConnectWise.
+    unset TTSCM_CONNECTWISE__SITE TTSCM_CONNECTWISE__CODEBASE TTSCM_CONNECTWISE__COMPANY_ID \
+        TTSCM_CONNECTWISE__PUBLIC_KEY TTSCM_CONNECTWISE__PRIVATE_KEY TTSCM_CONNECTWISE__CLIENT_ID
+    measure_sync
+fi
 if ((!STANDIN)); then
     SERVER_ENV[ttscm]="TTSCM_DATA_DIR=$TMP_DIR/ttscm-data TTSCM_LOG=warn"
     seed ttscm
@@ -485,6 +543,11 @@ mkdir -p "$RESULTS_DIR"
     echo "Idle RSS after startup: ttscm $(fmt_mib "$IDLE_RSS_TTSCM")" \
         "(warp baseline $(fmt_mib "$IDLE_RSS_BASELINE")). After the load: ttscm" \
         "$(fmt_mib "$(rss_kib "${SERVER_PID[ttscm]}" VmRSS)"), peak $(fmt_mib "$(rss_kib "${SERVER_PID[ttscm]}" VmHWM)")."
+    if [[ -n ${SYNC_REPORT:-} ]]; then
+        echo
+        echo "Full sync of $BENCH_COMPANIES companies from the ConnectWise stand-in (embedded):" \
+            "$SYNC_REPORT; the stand-in alone serves every page in ${CW_SERVE_SECS} s."
+    fi
     if ((${#BUSY_ROWS[@]})); then
         echo
         echo "**Other processes used more than ${BENCH_BUSY_WARN}% of the CPUs during ${#BUSY_ROWS[@]} row(s)" \
