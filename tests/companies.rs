@@ -119,7 +119,13 @@ async fn the_list_pages_in_the_spec_envelope_with_every_edge(mode: Mode) {
     let many: Vec<String> = (0..120).map(|i| format!("Bulk {i:03}")).collect();
     let many: Vec<(&str, Option<(i64, &str)>)> = many.iter().map(|n| (n.as_str(), None)).collect();
     insert_companies(&app, &many).await;
-    let (_, defaults) = app.get(COMPANIES, Some(&token)).await;
+    // Written behind the service's back (as another replica would): visible within a second.
+    let defaults = ttscm_testkit::eventually(std::time::Duration::from_secs(5), || async {
+        let (_, page) = app.get(COMPANIES, Some(&token)).await;
+        (page["pagination"]["totalRecords"] == 125).then_some(page)
+    })
+    .await
+    .expect("the new companies show up");
     assert_eq!(
         defaults["pagination"],
         json!({"previousPage": null, "currentPage": 1, "nextPage": 2, "totalPages": 5, "totalRecords": 125, "listedRecords": 30})

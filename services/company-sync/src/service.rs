@@ -86,7 +86,14 @@ impl Snapshot {
 #[derive(Default)]
 pub struct Listing {
     snapshot: tokio::sync::Mutex<Option<Arc<Snapshot>>>,
+    /// When the version was last found unchanged: within [`VERSION_CHECK_INTERVAL`] of it the
+    /// snapshot is used without asking the store (the version costs a count and a sort).
+    checked: std::sync::Mutex<Option<Instant>>,
 }
+
+/// How long a version check is trusted; writes through this replica reset it at once, so this
+/// bounds only how late another replica's writes show.
+const VERSION_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Listing {
     async fn version(store: &Store) -> Result<(u64, Option<String>), StoreError> {
@@ -104,14 +111,28 @@ impl Listing {
         Ok((count, newest))
     }
 
+    /// Forgets that the version was checked: the next list asks the store (after a write here).
+    pub fn invalidate(&self) {
+        *self.checked.lock().expect("listing lock is never poisoned") = None;
+    }
+
     /// The current snapshot; one caller reloads while the others wait for it.
     async fn current(&self, store: &Store) -> Result<Arc<Snapshot>, StoreError> {
+        let fresh = self
+            .checked
+            .lock()
+            .expect("listing lock is never poisoned")
+            .is_some_and(|at| at.elapsed() < VERSION_CHECK_INTERVAL);
+        if fresh && let Some(current) = self.snapshot.lock().await.as_ref() {
+            return Ok(current.clone());
+        }
         let version = Self::version(store).await?;
         let mut snapshot = self.snapshot.lock().await;
         if let Some(current) = snapshot.as_ref()
             && current.version == version
             && current.taken.elapsed() < SNAPSHOT_TTL
         {
+            *self.checked.lock().expect("listing lock is never poisoned") = Some(Instant::now());
             return Ok(current.clone());
         }
         let mut docs = store
@@ -140,6 +161,7 @@ impl Listing {
             starts,
         });
         *snapshot = Some(fresh.clone());
+        *self.checked.lock().expect("listing lock is never poisoned") = Some(Instant::now());
         Ok(fresh)
     }
 }
@@ -239,6 +261,7 @@ impl Service {
 
     /// Creates a manual company.
     pub async fn create(&self, input: CompanyInput) -> Result<Company, WireError> {
+        let _invalidate = Invalidate(&self.listing);
         let name = parse_name(&input.name)?;
         let doc = new_manual(name);
         self.store
@@ -250,6 +273,7 @@ impl Service {
 
     /// Renames a manual company.
     pub async fn rename(&self, id: &str, patch: CompanyInput) -> Result<Company, WireError> {
+        let _invalidate = Invalidate(&self.listing);
         let name = parse_name(&patch.name)?;
         let update = Update::default()
             .set("name", name.clone())
@@ -271,6 +295,7 @@ impl Service {
     /// nothing). A credential created between the check and the delete is possible and rare;
     /// it keeps pointing at the company id and shows an empty company name.
     pub async fn delete(&self, ctx: &ttscm_runtime::service::CallContext, id: &str) -> Result<(), WireError> {
+        let _invalidate = Invalidate(&self.listing);
         if self.doc(id).await?.is_some() {
             let count = self
                 .client
@@ -323,6 +348,7 @@ impl Service {
 
     /// Runs a sync now (after any running in this replica).
     pub async fn run_sync(&self, full: bool) -> Result<ttscm_contract::company::SyncReport, WireError> {
+        let _invalidate = Invalidate(&self.listing);
         self.sync
             .send(RunSync { full })
             .await
@@ -391,6 +417,15 @@ pub fn new_manual(name: String) -> CompanyDoc {
         source: CompanySource::Manual,
         created_at: now.clone(),
         updated_at: now,
+    }
+}
+
+/// Invalidates the listing when dropped: at the end of a write, whatever its outcome.
+struct Invalidate<'a>(&'a Listing);
+
+impl Drop for Invalidate<'_> {
+    fn drop(&mut self) {
+        self.0.invalidate();
     }
 }
 
