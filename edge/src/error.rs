@@ -61,7 +61,7 @@ pub async fn handle_rejection(rejection: Rejection) -> Result<Response, Infallib
     let mut response = envelope::error(status, message, &[]).into_response();
     response.headers_mut().insert(
         crate::routes::REQUEST_ID_HEADER,
-        warp::http::HeaderValue::from_str(&ttscm_runtime::ids::new_id()).expect("ids are ASCII"),
+        warp::http::HeaderValue::from_str(&ttscm_runtime::ids::new_request_id()).expect("ids are ASCII"),
     );
     Ok(response)
 }

@@ -47,10 +47,10 @@ pub struct CallContext {
 pub const HEADER_CLIENT_IP: &str = "ttscm-client-ip";
 
 impl CallContext {
-    /// A context for a new request (CLI tools, background jobs).
+    /// A context for a new request (CLI tools, background jobs, the edge).
     pub fn new(principal: Option<Principal>) -> Self {
         Self {
-            request_id: ids::new_id(),
+            request_id: ids::new_request_id(),
             principal: principal.map(Arc::new),
             principal_header: None,
             client_ip: None,
@@ -103,7 +103,7 @@ impl CallContext {
         Self {
             request_id: headers
                 .get(HEADER_REQUEST_ID)
-                .map_or_else(ids::new_id, str::to_owned),
+                .map_or_else(ids::new_request_id, str::to_owned),
             principal: principal.map(Arc::new),
             principal_header: None,
             client_ip: headers.get(HEADER_CLIENT_IP).map(str::to_owned),
