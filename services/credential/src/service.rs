@@ -44,6 +44,9 @@ pub struct Caches {
     types: Mutex<HashMap<String, (Instant, Option<TypeDoc>)>>,
     companies: Mutex<HashMap<String, (Instant, CompanySummary)>>,
     type_list: Mutex<Option<(Instant, Vec<CredentialType>)>>,
+    /// Held while one caller recounts the type list: counting is a scan per type, and a
+    /// stampede of recounts when the cache expires under load would bury the store.
+    type_list_refresh: tokio::sync::Mutex<()>,
 }
 
 impl Caches {
@@ -366,7 +369,27 @@ impl Service {
 
     /// Every live type with its credential count.
     pub async fn list_types(&self) -> Result<Vec<CredentialType>, WireError> {
-        if let Some((at, cached)) = self
+        let cached = self
+            .caches
+            .type_list
+            .lock()
+            .expect("cache lock is never poisoned")
+            .clone();
+        if let Some((at, list)) = &cached
+            && at.elapsed() < TYPE_LIST_TTL
+        {
+            return Ok(list.clone());
+        }
+        // One caller recounts; meanwhile the others get the previous list (at most a second or
+        // two old) or, when there is none, wait for the recount.
+        let _refreshing = match self.caches.type_list_refresh.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => match cached {
+                Some((_, list)) => return Ok(list),
+                None => self.caches.type_list_refresh.lock().await,
+            },
+        };
+        if let Some((at, list)) = self
             .caches
             .type_list
             .lock()
@@ -374,7 +397,7 @@ impl Service {
             .as_ref()
             && at.elapsed() < TYPE_LIST_TTL
         {
-            return Ok(cached.clone());
+            return Ok(list.clone());
         }
         let documents = self
             .store
