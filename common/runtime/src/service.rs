@@ -235,6 +235,52 @@ where
     }
 }
 
+/// An operation a service answers with its shared state `S` (the stateless request path: no
+/// actor hop). Services implement it per operation and serve it with [`serve_op`].
+pub trait ServiceOp<S>: Operation {
+    /// Does the work.
+    fn run(
+        self,
+        service: Arc<S>,
+        ctx: CallContext,
+    ) -> impl Future<Output = Result<Self::Reply, WireError>> + Send + 'static;
+}
+
+/// Serves operation `O` with `service` in queue group `queue`.
+pub async fn serve_op<O, S>(
+    bus: &Bus,
+    queue: &str,
+    service: Arc<S>,
+    shutdown: Shutdown,
+) -> Result<JoinHandle<()>, BusError>
+where
+    O: ServiceOp<S>,
+    S: Send + Sync + 'static,
+{
+    serve_fn::<O, _, _>(bus, queue, shutdown, move |ctx, op: O| {
+        op.run(service.clone(), ctx)
+    })
+    .await
+}
+
+/// A store failure as a client sees it: 503 when the store is unreachable, 409 on a unique
+/// conflict, otherwise 500 (the cause is logged here, never sent).
+pub fn store_failed(error: crate::StoreError) -> WireError {
+    match error {
+        crate::StoreError::Unavailable(cause) => {
+            tracing::warn!(%cause, "store unavailable");
+            WireError::new(ErrorCode::Unavailable, "The store is unavailable")
+        }
+        crate::StoreError::Conflict => {
+            WireError::new(ErrorCode::Conflict, "The change conflicts with existing data")
+        }
+        other => {
+            tracing::error!(error = %other, "store failure");
+            WireError::internal()
+        }
+    }
+}
+
 /// Calls operations over the bus with a deadline, mapping bus failures to wire errors.
 #[derive(Clone, Debug)]
 pub struct BusClient {

@@ -66,15 +66,33 @@ pub async fn run(
     });
     let q = COMPANY_SYNC_QUEUE;
     let mut tasks = vec![
-        ops::serve_op::<GetCompanySummaries>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<ListCompanies>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<GetCompany>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<CreateCompany>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<UpdateCompany>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<DeleteCompany>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<RunCompanySync>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<GetCompanySyncStatus>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<GetCompanyConfigurations>(bus, q, service.clone(), shutdown.clone()).await?,
+        ttscm_runtime::service::serve_op::<GetCompanySummaries, _>(bus, q, service.clone(), shutdown.clone())
+            .await?,
+        ttscm_runtime::service::serve_op::<ListCompanies, _>(bus, q, service.clone(), shutdown.clone())
+            .await?,
+        ttscm_runtime::service::serve_op::<GetCompany, _>(bus, q, service.clone(), shutdown.clone()).await?,
+        ttscm_runtime::service::serve_op::<CreateCompany, _>(bus, q, service.clone(), shutdown.clone())
+            .await?,
+        ttscm_runtime::service::serve_op::<UpdateCompany, _>(bus, q, service.clone(), shutdown.clone())
+            .await?,
+        ttscm_runtime::service::serve_op::<DeleteCompany, _>(bus, q, service.clone(), shutdown.clone())
+            .await?,
+        ttscm_runtime::service::serve_op::<RunCompanySync, _>(bus, q, service.clone(), shutdown.clone())
+            .await?,
+        ttscm_runtime::service::serve_op::<GetCompanySyncStatus, _>(
+            bus,
+            q,
+            service.clone(),
+            shutdown.clone(),
+        )
+        .await?,
+        ttscm_runtime::service::serve_op::<GetCompanyConfigurations, _>(
+            bus,
+            q,
+            service.clone(),
+            shutdown.clone(),
+        )
+        .await?,
     ];
     let health_store = store.clone();
     tasks.push(

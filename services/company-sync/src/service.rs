@@ -166,22 +166,7 @@ impl Listing {
     }
 }
 
-/// A store failure as a client sees it.
-pub fn store_failed(error: StoreError) -> WireError {
-    match error {
-        StoreError::Unavailable(cause) => {
-            tracing::warn!(%cause, "store unavailable");
-            WireError::new(ErrorCode::Unavailable, "The store is unavailable")
-        }
-        StoreError::Conflict => {
-            WireError::new(ErrorCode::Conflict, "The change conflicts with existing data")
-        }
-        other => {
-            tracing::error!(error = %other, "company store failure");
-            WireError::internal()
-        }
-    }
-}
+pub use ttscm_runtime::service::store_failed;
 
 fn not_found() -> WireError {
     WireError::not_found("Company")

@@ -55,23 +55,74 @@ pub async fn run(
     let service = std::sync::Arc::new(service);
     let q = CREDENTIAL_QUEUE;
     let mut tasks = vec![
-        ops::serve_op::<ListCredentialTypes>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<GetCredentialType>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<CreateCredentialType>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<UpdateCredentialType>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<DeleteCredentialType>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<ListCredentialsByType>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<ListCredentialsByCompany>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<CountCompanyCredentials>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<GetCredential>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<CreateCredential>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<UpdateCredential>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<UpdateCredentialFields>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<GetCredentialFields>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<RevealSecureValues>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<DeleteCredential>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<ListAuditEvents>(bus, q, service.clone(), shutdown.clone()).await?,
-        ops::serve_op::<VerifyAudit>(bus, q, service.clone(), shutdown.clone()).await?,
+        ttscm_runtime::service::serve_op::<ListCredentialTypes, _>(bus, q, service.clone(), shutdown.clone())
+            .await?,
+        ttscm_runtime::service::serve_op::<GetCredentialType, _>(bus, q, service.clone(), shutdown.clone())
+            .await?,
+        ttscm_runtime::service::serve_op::<CreateCredentialType, _>(
+            bus,
+            q,
+            service.clone(),
+            shutdown.clone(),
+        )
+        .await?,
+        ttscm_runtime::service::serve_op::<UpdateCredentialType, _>(
+            bus,
+            q,
+            service.clone(),
+            shutdown.clone(),
+        )
+        .await?,
+        ttscm_runtime::service::serve_op::<DeleteCredentialType, _>(
+            bus,
+            q,
+            service.clone(),
+            shutdown.clone(),
+        )
+        .await?,
+        ttscm_runtime::service::serve_op::<ListCredentialsByType, _>(
+            bus,
+            q,
+            service.clone(),
+            shutdown.clone(),
+        )
+        .await?,
+        ttscm_runtime::service::serve_op::<ListCredentialsByCompany, _>(
+            bus,
+            q,
+            service.clone(),
+            shutdown.clone(),
+        )
+        .await?,
+        ttscm_runtime::service::serve_op::<CountCompanyCredentials, _>(
+            bus,
+            q,
+            service.clone(),
+            shutdown.clone(),
+        )
+        .await?,
+        ttscm_runtime::service::serve_op::<GetCredential, _>(bus, q, service.clone(), shutdown.clone())
+            .await?,
+        ttscm_runtime::service::serve_op::<CreateCredential, _>(bus, q, service.clone(), shutdown.clone())
+            .await?,
+        ttscm_runtime::service::serve_op::<UpdateCredential, _>(bus, q, service.clone(), shutdown.clone())
+            .await?,
+        ttscm_runtime::service::serve_op::<UpdateCredentialFields, _>(
+            bus,
+            q,
+            service.clone(),
+            shutdown.clone(),
+        )
+        .await?,
+        ttscm_runtime::service::serve_op::<GetCredentialFields, _>(bus, q, service.clone(), shutdown.clone())
+            .await?,
+        ttscm_runtime::service::serve_op::<RevealSecureValues, _>(bus, q, service.clone(), shutdown.clone())
+            .await?,
+        ttscm_runtime::service::serve_op::<DeleteCredential, _>(bus, q, service.clone(), shutdown.clone())
+            .await?,
+        ttscm_runtime::service::serve_op::<ListAuditEvents, _>(bus, q, service.clone(), shutdown.clone())
+            .await?,
+        ttscm_runtime::service::serve_op::<VerifyAudit, _>(bus, q, service.clone(), shutdown.clone()).await?,
     ];
     let health_store = store.clone();
     tasks.push(

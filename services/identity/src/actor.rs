@@ -5,7 +5,7 @@ use ttscm_contract::identity::{
     AuthenticateToken, AuthenticatedToken, GetPublicKeys, PublicKeys, ResolveRoles,
 };
 use ttscm_contract::{ErrorCode, PermissionSet, Principal, PrincipalKind, WireError};
-use ttscm_runtime::service::{Call, respond};
+use ttscm_runtime::service::{Call, respond, store_failed};
 use ttscm_runtime::store::Filter;
 use ttscm_runtime::{Settings, Store, clock};
 
@@ -42,16 +42,6 @@ impl Actor for IdentityActor {
 
 fn unauthorized() -> WireError {
     WireError::new(ErrorCode::Unauthorized, "Unauthorized")
-}
-
-fn store_failed(error: ttscm_runtime::StoreError) -> WireError {
-    tracing::error!(%error, "identity store failure");
-    match error {
-        ttscm_runtime::StoreError::Unavailable(_) => {
-            WireError::new(ErrorCode::Unavailable, "The store is unavailable")
-        }
-        _ => WireError::internal(),
-    }
 }
 
 impl Handler<Call<AuthenticateToken>> for IdentityActor {
