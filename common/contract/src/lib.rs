@@ -8,6 +8,7 @@ pub mod audit;
 pub mod company;
 pub mod credential;
 pub mod error;
+pub mod event;
 pub mod health;
 pub mod identity;
 pub mod operation;

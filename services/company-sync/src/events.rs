@@ -4,22 +4,9 @@
 //! events (the companies themselves are in the store).
 
 use bytes::Bytes;
-use serde::Serialize;
 use serde_json::Value;
+use ttscm_contract::event::CloudEvent;
 use ttscm_runtime::{Bus, Headers, clock, ids};
-
-#[derive(Serialize)]
-struct CloudEvent<'a> {
-    specversion: &'static str,
-    id: String,
-    source: &'static str,
-    #[serde(rename = "type")]
-    kind: String,
-    time: String,
-    subject: &'a str,
-    datacontenttype: &'static str,
-    data: Value,
-}
 
 /// One event to publish: `(action, subject id, data)`.
 pub type Event = (&'static str, String, Value);
@@ -32,18 +19,17 @@ pub fn publish_all(bus: &Bus, events: Vec<Event>) {
     let bus = bus.clone();
     tokio::spawn(async move {
         for (action, subject, data) in events {
-            let event = CloudEvent {
-                specversion: "1.0",
-                id: ids::new_id(),
-                source: "ttscm/company-sync",
-                kind: format!("ttscm.company.{action}"),
-                time: clock::now_iso(),
-                subject: &subject,
-                datacontenttype: "application/json",
+            let event = CloudEvent::new(
+                "ttscm/company-sync",
+                "company",
+                action,
+                ids::new_id(),
+                clock::now_iso(),
+                &subject,
                 data,
-            };
+            );
             let payload = serde_json::to_vec(&event).expect("events serialize");
-            let topic = format!("{}.company.{action}", ttscm_contract::subjects::EVENTS_PREFIX);
+            let topic = CloudEvent::bus_subject("company", action);
             if let Err(error) = bus.publish(&topic, Headers::new(), Bytes::from(payload)).await {
                 tracing::warn!(%error, topic, "company event not published");
             }

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::Serialize;
 use serde_json::{Value, json};
+use ttscm_contract::event::CloudEvent;
 use ttscm_runtime::service::CallContext;
 use ttscm_runtime::store::{FindOptions, Order};
 use ttscm_runtime::{Bus, Filter, Headers, Shutdown, Store, clock, ids};
@@ -19,19 +19,6 @@ use crate::store::EVENT_OUTBOX;
 
 /// How often the outbox is retried.
 const OUTBOX_INTERVAL: Duration = Duration::from_secs(2);
-
-#[derive(Serialize)]
-struct CloudEvent<'a> {
-    specversion: &'static str,
-    id: String,
-    source: &'static str,
-    #[serde(rename = "type")]
-    kind: String,
-    time: String,
-    subject: &'a str,
-    datacontenttype: &'static str,
-    data: Value,
-}
 
 /// Events waiting for the publisher; beyond this, requests wait (backpressure).
 const QUEUE: usize = 10_000;
@@ -114,17 +101,16 @@ impl Events {
             );
             map.insert("requestId".into(), json!(ctx.request_id));
         }
-        let event = CloudEvent {
-            specversion: "1.0",
-            id: ids::new_id(),
-            source: "ttscm/credential",
-            kind: format!("ttscm.{aggregate}.{action}"),
-            time: clock::now_iso(),
+        let event = CloudEvent::new(
+            "ttscm/credential",
+            aggregate,
+            action,
+            ids::new_id(),
+            clock::now_iso(),
             subject,
-            datacontenttype: "application/json",
             data,
-        };
-        let subject = format!("{}.{aggregate}.{action}", ttscm_contract::subjects::EVENTS_PREFIX);
+        );
+        let subject = CloudEvent::bus_subject(aggregate, action);
         let payload = serde_json::to_string(&event).expect("events serialize");
         let outgoing = Outgoing {
             id: event.id,
