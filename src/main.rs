@@ -29,6 +29,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage users who sign in with Microsoft Entra ID.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Manage companies kept by hand (without ConnectWise).
     Company {
         #[command(subcommand)]
@@ -66,6 +71,19 @@ enum TokenCommand {
     Revoke {
         /// The token's id.
         id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Give a role to a user who has signed in at least once.
+    Grant {
+        /// The user's e-mail address.
+        #[arg(long)]
+        email: String,
+        /// The role to give.
+        #[arg(long)]
+        role: String,
     },
 }
 
@@ -116,6 +134,7 @@ fn main() -> ExitCode {
         Command::Token { command } => token(&settings, command),
         Command::Vault { command } => vault(settings, command),
         Command::Company { command } => company(&settings, command),
+        Command::User { command } => user(&settings, command),
         Command::Keys { command } => {
             keys(command);
             Ok(())
@@ -229,6 +248,23 @@ fn token(settings: &Settings, command: TokenCommand) -> Result<(), AppError> {
                     .await
                     .map_err(failed)?;
                 eprintln!("revoked API token {id}");
+            }
+        }
+        Ok(())
+    })
+}
+
+fn user(settings: &Settings, command: UserCommand) -> Result<(), AppError> {
+    with_store(settings, |store| async move {
+        match command {
+            UserCommand::Grant { email, role } => {
+                let roles = ttscm_identity::admin::grant_role(&store, &email, &role)
+                    .await
+                    .map_err(|e| match e {
+                        ttscm_identity::IdentityError::NotFound(m) => AppError::Config(m),
+                        other => AppError::Runtime(other.to_string()),
+                    })?;
+                eprintln!("{email} now holds the roles {roles:?} (effective within seconds)");
             }
         }
         Ok(())

@@ -167,3 +167,73 @@ fn an_unknown_setting_exits_64() {
         .expect("runs");
     assert_eq!(output.status.code(), Some(64));
 }
+
+#[tokio::test]
+async fn user_grant_gives_a_signed_in_user_a_role_and_refuses_unknown_users() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let grant = |email: &str, role: &str| {
+        Command::new(BIN)
+            .args(["user", "grant", "--email", email, "--role", role])
+            .env("TTSCM_DATA_DIR", dir.path())
+            .env_remove("TTSCM_MONGODB_URI")
+            .env_remove("MONGODB_URI")
+            .output()
+            .expect("runs")
+    };
+    let output = grant("nobody@contoso.example", "admin");
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("signed in yet") && stderr.contains("TTSCM_IDENTITY__ADMIN_EMAILS"),
+        "{stderr}"
+    );
+
+    let settings = ttscm_runtime::Settings {
+        data_dir: dir.path().to_path_buf(),
+        ..ttscm_runtime::Settings::default()
+    };
+    let store = ttscm_runtime::connect::store(&settings).await.expect("store");
+    let profile = ttscm_identity::users::SignInProfile {
+        tid: "t".into(),
+        oid: "o".into(),
+        name: "Frank".into(),
+        email: "Frank@Contoso.example".into(),
+        bootstrap_admin: false,
+    };
+    let user = ttscm_identity::users::upsert_signed_in(&store, &profile)
+        .await
+        .expect("user");
+    drop(store);
+
+    let output = grant("frank@contoso.example", "ADMIN");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        grant("frank@contoso.example", "no-such-role").status.code(),
+        Some(64)
+    );
+    let store = ttscm_runtime::connect::store(&settings).await.expect("store");
+    let stored = ttscm_identity::users::get_user(&store, &user.id)
+        .await
+        .expect("read")
+        .expect("user");
+    assert_eq!(stored.roles, vec!["admin".to_owned()]);
+}
+
+#[test]
+fn admin_emails_are_read_from_a_comma_separated_variable() {
+    let output = Command::new(BIN)
+        .args(["user", "grant", "--email", "x@y.z", "--role", "admin"])
+        .env("TTSCM_DATA_DIR", tempfile::tempdir().expect("dir").path())
+        .env("TTSCM_IDENTITY__ADMIN_EMAILS", "a@b.c, d@e.f")
+        .env("TTSCM_ENTRA__ALLOWED_TENANTS", "t1,t2")
+        .output()
+        .expect("runs");
+    // The settings load (a list from a comma-separated string); the grant itself finds no user.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("invalid settings"), "{stderr}");
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+}

@@ -67,14 +67,38 @@ PIDS+=($!)
 wait_port "$FDB_PORT" "$!" 30 "$TMP/ferretdb.log" FerretDB
 echo "    listening on 127.0.0.1:$FDB_PORT" >&2
 
-# ---- OIDC provider --------------------------------------------------------------------------
-start_oidc_provider() {
-  # TODO(OIDC): install the npm package `oidc-provider` (tests/oidc, `npm ci`), start it on a
-  # free_port in the background, `PIDS+=($!)`, wait_port, and export its issuer URL for the
-  # tests. No-op for now.
-  :
+# ---- OpenID provider and browser (tests/oidc) ----------------------------------------------
+# Providers are started per test by the Rust fixture (ttscm_testkit::oidc); here only their
+# tools: Node packages (`npm ci`, skipped while node_modules matches the lock) and chromium for
+# the real-browser sign-in check.
+setup_oidc_tools() {
+  local dir=$PWD/tests/oidc
+  command -v node >/dev/null || { echo "node (>= 20) is required for tests/oidc" >&2; return 1; }
+  local stamp=$dir/node_modules/.ttscm-npm-ci.stamp
+  local want
+  want="$(node --version) $(sha256sum <"$dir/package-lock.json" | cut -d' ' -f1)"
+  if [[ ! -f $stamp || $(<"$stamp") != "$want" ]]; then
+    phase "tools: npm ci (tests/oidc)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >&2
+    echo "$want" >"$stamp"
+  fi
+  echo "    oidc-provider $(node -p "require('$dir/node_modules/oidc-provider/package.json').version")," \
+    "playwright-core $(node -p "require('$dir/node_modules/playwright-core/package.json').version")" >&2
+
+  if [[ ! -x /usr/bin/chromium ]]; then
+    phase "tools: apt-get install chromium"
+    local sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq >&2
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+  fi
+  echo "    $(/usr/bin/chromium --version 2>/dev/null)" >&2
+
+  export TTSCM_TEST_OIDC_DIR=$dir
+  export TTSCM_TEST_CHROMIUM=/usr/bin/chromium
 }
-start_oidc_provider
+phase "tools: OpenID provider and browser"
+setup_oidc_tools
 
 # ---- tests ----------------------------------------------------------------------------------
 export TTSCM_TEST_MONGODB_URI="mongodb://127.0.0.1:$FDB_PORT/"

@@ -22,14 +22,17 @@ fn b64(value: &serde_json::Value) -> String {
 async fn a_valid_access_token_is_accepted_and_its_roles_apply(mode: Mode) {
     let app = spawn_app(mode).await;
     let key = app.signing_key();
-    assert_eq!(status_with(&app, &key.sign(&app.claims(&["admin"]))).await, 200);
-    assert_eq!(status_with(&app, &key.sign(&app.claims(&[]))).await, 403);
+    assert_eq!(
+        status_with(&app, &key.sign(&app.claims(&["admin"]).await)).await,
+        200
+    );
+    assert_eq!(status_with(&app, &key.sign(&app.claims(&[]).await)).await, 403);
 }
 
 async fn forged_and_misused_access_tokens_are_refused(mode: Mode) {
     let app = spawn_app(mode).await;
     let key = app.signing_key();
-    let good = app.claims(&["admin"]);
+    let good = app.claims(&["admin"]).await;
     let mut cases: Vec<(&str, String)> = Vec::new();
 
     let mut expired = good.clone();

@@ -2,8 +2,9 @@
 //! tokens (JWTs verified locally with identity's published Ed25519 keys).
 //!
 //! Both are cached until they expire or for `token_cache_secs` (default 5 s), whichever is
-//! sooner, so the hot path is a hash and a map lookup, and a revoked token or a changed role
-//! stops working within seconds. JWT checks: algorithm pinned to EdDSA, `kid` known, `iss`,
+//! sooner, so the hot path is a hash and a map lookup, and a revoked token, a signed-out
+//! session or a changed role stops working within seconds: an access token's principal is
+//! resolved by identity from its session (`sid`, must be live) and the user's current roles. JWT checks: algorithm pinned to EdDSA, `kid` known, `iss`,
 //! `aud`, `exp`, `nbf` and `typ` (= `access`).
 
 use std::collections::HashMap;
@@ -12,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use ttscm_contract::identity::{
-    ACCESS_TOKEN_TYPE, AccessClaims, AuthenticateToken, GetPublicKeys, ResolveRoles,
+    ACCESS_TOKEN_TYPE, AccessClaims, AuthenticateToken, GetPublicKeys, ResolveSession,
 };
-use ttscm_contract::{ErrorCode, Principal, PrincipalKind, WireError};
+use ttscm_contract::{ErrorCode, Principal, WireError};
 use ttscm_runtime::service::{BusClient, CallContext};
 
 /// Tokens longer than this are refused before any parsing (absurd headers).
@@ -70,7 +71,7 @@ fn unauthorized() -> WireError {
     WireError::new(ErrorCode::Unauthorized, "Unauthorized")
 }
 
-fn sha256_hex(token: &str) -> String {
+pub(crate) fn sha256_hex(token: &str) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()))
 }
 
@@ -151,26 +152,38 @@ impl Authenticator {
             return Ok(principal);
         }
         let claims = self.verify_jwt(ctx, token).await?;
-        let permissions = self
+        if claims.sid.is_empty() {
+            return Err(unauthorized());
+        }
+        // The session must still be live, and the user's roles as of now decide permissions.
+        let mut resolved: Principal = self
             .client
             .call(
                 ctx,
-                &ResolveRoles {
-                    roles: claims.roles.clone(),
+                &ResolveSession {
+                    user_id: claims.sub.clone(),
+                    session_id: claims.sid.clone(),
                 },
             )
             .await?;
-        let principal = Authenticated::new(Principal {
-            id: claims.sub,
-            kind: PrincipalKind::User,
-            name: claims.name,
-            permissions,
-            scopes: claims.scope.split_whitespace().map(str::to_owned).collect(),
-        });
+        resolved.scopes = claims.scope.split_whitespace().map(str::to_owned).collect();
+        let principal = Authenticated::new(resolved);
         let left = claims.exp.saturating_sub(ttscm_runtime::clock::unix_now());
         let until = Instant::now() + self.ttl.min(Duration::from_secs(left));
         remember(&self.access_tokens, key, principal.clone(), until);
         Ok(principal)
+    }
+
+    /// Forgets a token at once (after sign-out on this replica; others forget it within the
+    /// cache time).
+    pub fn forget(&self, authorization: Option<&str>) {
+        if let Some(token) = authorization.and_then(|h| h.strip_prefix("Bearer ")) {
+            let key = sha256_hex(token.trim());
+            self.access_tokens
+                .write()
+                .expect("cache lock is never poisoned: no panics under it")
+                .remove(&key);
+        }
     }
 
     async fn verify_jwt(&self, ctx: &CallContext, token: &str) -> Result<AccessClaims, WireError> {

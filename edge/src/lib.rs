@@ -6,11 +6,13 @@
 //! seconds; any number of replicas can serve.
 
 pub mod auth;
+pub mod auth_routes;
 pub mod body;
 pub mod company_routes;
 pub mod envelope;
 pub mod error;
 pub mod routes;
+pub mod user_routes;
 
 use std::sync::Arc;
 
@@ -29,11 +31,13 @@ pub struct EdgeState {
     pub auth: Authenticator,
     /// Largest accepted request body.
     pub body_limit: u64,
+    /// Cancelled when the edge stops (ends waiting WebSockets, so draining does not wait on them).
+    pub shutdown: Shutdown,
 }
 
 impl EdgeState {
     /// State for the given bus and settings.
-    pub fn new(bus: Bus, settings: &Settings) -> Arc<Self> {
+    pub fn new(bus: Bus, settings: &Settings, shutdown: Shutdown) -> Arc<Self> {
         let client = BusClient::new(bus, settings.request_timeout());
         Arc::new(Self {
             auth: Authenticator::new(
@@ -42,13 +46,14 @@ impl EdgeState {
             ),
             client,
             body_limit: settings.edge.body_limit,
+            shutdown,
         })
     }
 }
 
 /// Serves the HTTP surface on `listener` until `shutdown`, then drains in-flight requests.
 pub fn run(bus: Bus, settings: &Settings, listener: TcpListener, shutdown: Shutdown) -> JoinHandle<()> {
-    let state = EdgeState::new(bus, settings);
+    let state = EdgeState::new(bus, settings, shutdown.clone());
     let filter = routes::routes(state);
     tokio::spawn(async move {
         warp::serve(filter)

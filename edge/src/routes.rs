@@ -166,6 +166,8 @@ pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error
     let limit = state.body_limit;
     let v1 = warp::path("v1");
     let company_routes = crate::company_routes::routes(state.clone(), limit);
+    let user_routes = crate::user_routes::routes(state.clone(), limit);
+    let auth_routes = crate::auth_routes::routes(state.clone());
     let c = move || ctx(state.clone());
     let types = v1
         .and(warp::path("credential-type"))
@@ -428,11 +430,11 @@ pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error
         get.boxed(),
         update.boxed(),
         delete.boxed(),
-        audit_events.boxed(),
-        audit_verify.boxed(),
-        healthz.boxed(),
     ]);
+    table.extend(user_routes);
+    table.extend([audit_events.boxed(), audit_verify.boxed(), healthz.boxed()]);
     table.extend(company_routes);
+    table.extend(auth_routes);
     table.push(readyz.boxed());
     any_of(table).recover(handle_rejection).unify()
 }

@@ -49,6 +49,8 @@ pub struct TestApp {
     pub admin_token: String,
     components: Vec<(Component, Shutdown, Option<JoinHandle<()>>)>,
     pub nats: Option<NatsServer>,
+    /// The OpenID provider sign-in uses, when started with [`spawn_app_with_sign_in`].
+    pub oidc: Option<ttscm_testkit::oidc::OidcProvider>,
     _mongo: Option<MongoFixture>,
     _data_dir: tempfile::TempDir,
 }
@@ -244,24 +246,89 @@ impl TestApp {
         ttscm_identity::SigningKey::load(&self.settings).expect("the app's signing key loads")
     }
 
-    /// Access-token claims for a user with `roles`, valid now.
-    pub fn claims(&self, roles: &[&str]) -> ttscm_contract::identity::AccessClaims {
-        let now = ttscm_runtime::clock::unix_now();
-        ttscm_contract::identity::AccessClaims {
-            iss: self.settings.identity.issuer.clone(),
-            aud: self.settings.identity.audience.clone(),
-            sub: ttscm_runtime::ids::new_id(),
-            sid: ttscm_runtime::ids::new_id(),
+    /// A signed-in user with `roles` (created straight in identity's store, as a sign-in would,
+    /// with a live session): the claims of its access token, its tokens and ids.
+    pub async fn signed_in_user(&self, roles: &[&str]) -> SignedInUser {
+        let store = self.store().await;
+        let oid = ttscm_runtime::ids::new_id();
+        let profile = ttscm_identity::users::SignInProfile {
+            tid: ttscm_testkit::oidc::TEST_TENANT.into(),
+            oid: oid.clone(),
             name: "Alice".into(),
-            scope: "user.read user.write".into(),
-            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-            perms: Vec::new(),
-            typ: ttscm_contract::identity::ACCESS_TOKEN_TYPE.into(),
-            iat: now,
-            nbf: now,
-            exp: now + 600,
+            email: format!("alice.{oid}@contoso.example"),
+            bootstrap_admin: false,
+        };
+        let user = ttscm_identity::users::upsert_signed_in(&store, &profile)
+            .await
+            .expect("user created");
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        let user = ttscm_identity::users::update_user(
+            &store,
+            &user.id,
+            ttscm_runtime::Update::default().set("roles", roles),
+        )
+        .await
+        .expect("roles set")
+        .expect("user exists");
+        let tokens = ttscm_identity::users::TokenSettings {
+            key: self.signing_key(),
+            issuer: self.settings.identity.issuer.clone(),
+            audience: self.settings.identity.audience.clone(),
+            access_ttl: 600,
+            refresh_ttl: 3600,
+            session_ttl: 3600,
+        };
+        let pair = ttscm_identity::users::start_session(&store, &tokens, &user)
+            .await
+            .expect("session started");
+        let claims = decode_claims(&pair.access_token);
+        SignedInUser {
+            user_id: user.id,
+            session_id: claims.sid.clone(),
+            claims,
+            access_token: pair.access_token,
+            refresh_token: pair.refresh_token,
         }
     }
+
+    /// Access-token claims of a fresh signed-in user with `roles`, valid now.
+    pub async fn claims(&self, roles: &[&str]) -> ttscm_contract::identity::AccessClaims {
+        self.signed_in_user(roles).await.claims
+    }
+
+    /// Starts one more edge on its own port (mesh mode): another replica behind the same
+    /// load balancer. Answers its base URL.
+    pub fn start_extra_edge(&mut self) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (shutdown, handle) = start_component(&self.settings, vec![Component::Edge], Some(listener));
+        self.components.push((Component::Edge, shutdown, Some(handle)));
+        format!("http://{address}")
+    }
+}
+
+/// A user signed in for a test.
+pub struct SignedInUser {
+    /// User id.
+    pub user_id: String,
+    /// Session id.
+    pub session_id: String,
+    /// The access token's claims.
+    pub claims: ttscm_contract::identity::AccessClaims,
+    /// The access token.
+    pub access_token: String,
+    /// The refresh token.
+    pub refresh_token: String,
+}
+
+/// The claims of a JWT (not verified; tests only).
+pub fn decode_claims(jwt: &str) -> ttscm_contract::identity::AccessClaims {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).expect("a JWT has a payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("the payload is base64url");
+    serde_json::from_slice(&bytes).expect("the payload holds access claims")
 }
 
 impl TestApp {
@@ -390,6 +457,7 @@ pub async fn spawn_app_with(mode: Mode, configure: impl FnOnce(&mut Settings)) -
     settings.edge.token_cache_secs = 1;
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let address: SocketAddr = listener.local_addr().expect("address");
+    settings.public_url = format!("http://{address}");
     let (nats, mongo) = match mode {
         Mode::Embedded => (None, None),
         Mode::Mesh => {
@@ -437,10 +505,30 @@ pub async fn spawn_app_with(mode: Mode, configure: impl FnOnce(&mut Settings)) -
         admin_token: String::new(),
         components,
         nats,
+        oidc: None,
         _mongo: mongo,
         _data_dir: data_dir,
     };
     app.wait_ready().await;
     app.admin_token = app.create_token("admin", &["admin"], None).await;
+    app
+}
+
+/// Starts TTSCM in `mode` with sign-in configured against a real OpenID provider of its own
+/// (`oidc-provider`, Entra-shaped ID tokens); `configure` adjusts the settings further.
+pub async fn spawn_app_with_sign_in(mode: Mode, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut provider = None;
+    let mut app = spawn_app_with(mode, |settings| {
+        let redirect = format!("{}/v1/auth/redirect", settings.public_url);
+        let oidc = ttscm_testkit::oidc::OidcProvider::start(std::slice::from_ref(&redirect));
+        settings.entra.issuer = Some(oidc.issuer.clone());
+        settings.entra.client_id = Some(ttscm_testkit::oidc::TEST_CLIENT_ID.into());
+        settings.entra.client_secret = Some(SecretString::from(ttscm_testkit::oidc::TEST_CLIENT_SECRET));
+        settings.entra.redirect_url = Some(redirect);
+        provider = Some(oidc);
+        configure(settings);
+    })
+    .await;
+    app.oidc = provider;
     app
 }

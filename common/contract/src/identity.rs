@@ -109,3 +109,327 @@ impl Operation for ResolveRoles {
     const SUBJECT: &'static str = subjects::IDENTITY_RESOLVE_ROLES;
     type Reply = crate::PermissionSet;
 }
+
+// ---- sign-in (OIDC code flow) -------------------------------------------------------------
+
+/// Start a sign-in: identity builds the provider's authorization URL (PKCE S256, nonce,
+/// `state` = a fresh callback key) and stores the pending login for ~10 minutes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BeginLogin {}
+
+/// A started sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginStart {
+    /// The provider's authorization URL to open in a browser.
+    pub uri: String,
+    /// The key a client waits on (WebSocket) and the `state` the provider echoes back.
+    pub callback_key: String,
+    /// When the pending login expires (RFC 3339).
+    pub expires_at: String,
+}
+
+impl Operation for BeginLogin {
+    const SUBJECT: &'static str = subjects::IDENTITY_LOGIN_BEGIN;
+    type Reply = LoginStart;
+}
+
+/// Is a sign-in pending for this callback key? Answers its expiry, or 404.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckLogin {
+    /// The callback key.
+    pub callback_key: String,
+}
+
+/// A pending sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginPending {
+    /// When it expires (RFC 3339).
+    pub expires_at: String,
+}
+
+impl Operation for CheckLogin {
+    const SUBJECT: &'static str = subjects::IDENTITY_LOGIN_CHECK;
+    type Reply = LoginPending;
+}
+
+/// Finish a sign-in with what the provider's redirect carried. Consumes the pending login
+/// (single use) whatever the outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompleteLogin {
+    /// `state`, i.e. the callback key.
+    pub state: String,
+    /// The authorization code.
+    pub code: Option<String>,
+    /// The provider's `error`, when it refused.
+    pub error: Option<String>,
+    /// The provider's `error_description`.
+    pub error_description: Option<String>,
+}
+
+/// A new access/refresh token pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenPair {
+    /// The access token (JWT).
+    pub access_token: String,
+    /// The refresh token (opaque; shown once, stored hashed).
+    pub refresh_token: String,
+}
+
+/// A finished sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedIn {
+    /// The access token (JWT).
+    pub access_token: String,
+    /// The refresh token.
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Access-token lifetime in seconds.
+    pub expires_in: u64,
+    /// The user signed in.
+    pub user: User,
+}
+
+impl Operation for CompleteLogin {
+    const SUBJECT: &'static str = subjects::IDENTITY_LOGIN_COMPLETE;
+    type Reply = SignedIn;
+}
+
+/// Rotate a refresh token. Carries only its SHA-256 (hex), never the token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshSession {
+    /// Lowercase hex SHA-256 of the presented refresh token.
+    pub token_hash: String,
+}
+
+impl Operation for RefreshSession {
+    const SUBJECT: &'static str = subjects::IDENTITY_REFRESH;
+    type Reply = TokenPair;
+}
+
+/// Revoke the caller's session (the refresh-token family of its access token).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Logout {}
+
+/// A revoked session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoggedOut {
+    /// The session id.
+    pub session_id: String,
+}
+
+impl Operation for Logout {
+    const SUBJECT: &'static str = subjects::IDENTITY_LOGOUT;
+    type Reply = LoggedOut;
+}
+
+/// The principal of a user's access token as of now: the session must be live and the user's
+/// current roles decide the permissions (so role changes apply within the edge's cache time).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolveSession {
+    /// The token's `sub`.
+    pub user_id: String,
+    /// The token's `sid`.
+    pub session_id: String,
+}
+
+impl Operation for ResolveSession {
+    const SUBJECT: &'static str = subjects::IDENTITY_RESOLVE_SESSION;
+    type Reply = Principal;
+}
+
+// ---- users and roles ------------------------------------------------------------------------
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// E-mail (from the ID token's `email`, else `preferred_username`).
+    pub email: String,
+    /// The part of `email` before `@`.
+    pub login: String,
+    /// Avatar URL (`https`), if set.
+    pub image: Option<String>,
+    /// Role names.
+    pub roles: Vec<String>,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// Last changed (RFC 3339).
+    pub updated_at: String,
+}
+
+/// The caller's user.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GetMe {}
+
+impl Operation for GetMe {
+    const SUBJECT: &'static str = subjects::IDENTITY_ME_GET;
+    type Reply = User;
+}
+
+/// Change the caller's name and/or image (`image: null` removes it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMe {
+    /// New display name (1–100 characters).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New avatar URL (`https`), or `null` to remove it.
+    #[serde(default, with = "double_option")]
+    pub image: Option<Option<String>>,
+}
+
+impl Operation for UpdateMe {
+    const SUBJECT: &'static str = subjects::IDENTITY_ME_UPDATE;
+    type Reply = User;
+}
+
+/// `Option<Option<T>>` that tells a missing key (`None`) from `null` (`Some(None)`).
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer, T: Serialize>(
+        value: &Option<Option<T>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            None => s.serialize_none(),
+            Some(inner) => inner.serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+/// A page of users, newest first; `search` matches name or e-mail (literal, case-insensitive).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListUsers {
+    /// Page, from 1.
+    pub page: u64,
+    /// Records per page.
+    pub rpp: u64,
+    /// Optional search text.
+    pub search: Option<String>,
+}
+
+/// A page of users.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserPage {
+    /// The users on this page.
+    pub users: Vec<User>,
+    /// How many match in all.
+    pub total: u64,
+}
+
+impl Operation for ListUsers {
+    const SUBJECT: &'static str = subjects::IDENTITY_USER_LIST;
+    type Reply = UserPage;
+}
+
+/// Replace a user's roles (every role must exist).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetUserRoles {
+    /// User id.
+    pub id: String,
+    /// Role names.
+    pub roles: Vec<String>,
+}
+
+impl Operation for SetUserRoles {
+    const SUBJECT: &'static str = subjects::IDENTITY_USER_ROLES_SET;
+    type Reply = User;
+}
+
+/// A role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Role {
+    /// Id (`admin` for the built-in role).
+    pub id: String,
+    /// Name (unique, case-insensitively).
+    pub name: String,
+    /// Permission strings (wildcards allowed).
+    pub permissions: Vec<String>,
+    /// The built-in `admin` role cannot be changed or deleted.
+    pub built_in: bool,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// Last changed (RFC 3339).
+    pub updated_at: String,
+}
+
+/// Every role, by name.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListRoles {}
+
+impl Operation for ListRoles {
+    const SUBJECT: &'static str = subjects::IDENTITY_ROLE_LIST;
+    type Reply = Vec<Role>;
+}
+
+/// What a role create or update carries.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleInput {
+    /// Name: letters, digits, `_`, `-`, `.`; 1–64 characters.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Permission strings.
+    #[serde(default)]
+    pub permissions: Option<Vec<String>>,
+}
+
+/// Create a role (name and permissions required).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateRole {
+    /// The role.
+    pub input: RoleInput,
+}
+
+impl Operation for CreateRole {
+    const SUBJECT: &'static str = subjects::IDENTITY_ROLE_CREATE;
+    type Reply = Role;
+}
+
+/// Rename a role and/or replace its permissions (renaming carries the new name to its users).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdateRole {
+    /// Role id.
+    pub id: String,
+    /// The changes.
+    pub input: RoleInput,
+}
+
+impl Operation for UpdateRole {
+    const SUBJECT: &'static str = subjects::IDENTITY_ROLE_UPDATE;
+    type Reply = Role;
+}
+
+/// Delete a role; refused (409) while users or API tokens hold it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteRole {
+    /// Role id.
+    pub id: String,
+}
+
+impl Operation for DeleteRole {
+    const SUBJECT: &'static str = subjects::IDENTITY_ROLE_DELETE;
+    type Reply = Role;
+}

@@ -159,6 +159,18 @@ pub mod names {
     pub const COMPANY_DELETE: &str = "company.delete";
     /// `GET|POST /company/sync` (beyond the spec: ConnectWise sync status and run).
     pub const COMPANY_SYNC: &str = "company.sync";
+    /// List roles (beyond the spec).
+    pub const ROLE_FETCH_MANY: &str = "role.fetch.many";
+    /// Create a role.
+    pub const ROLE_CREATE: &str = "role.create";
+    /// Update a role.
+    pub const ROLE_UPDATE: &str = "role.update";
+    /// Delete a role.
+    pub const ROLE_DELETE: &str = "role.delete";
+    /// List users.
+    pub const USER_FETCH_MANY: &str = "user.fetch.many";
+    /// Set a user's roles.
+    pub const USER_ROLES_UPDATE: &str = "user.roles.update";
 }
 
 #[cfg(test)]

@@ -30,4 +30,8 @@ pub struct Principal {
     /// OAuth-style scopes of a user's access token (`user.read user.write`); empty for API tokens.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
+    /// The sign-in session (refresh-token family) of a user's access token; `None` for API
+    /// tokens. Sign-out revokes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
 }

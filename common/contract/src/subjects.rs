@@ -16,6 +16,38 @@ pub const IDENTITY_AUTHENTICATE_TOKEN: &str = "ttscm.identity.v1.authenticate_to
 pub const IDENTITY_PUBLIC_KEYS: &str = "ttscm.identity.v1.public_keys";
 /// Identity: the permissions of a set of roles.
 pub const IDENTITY_RESOLVE_ROLES: &str = "ttscm.identity.v1.resolve_roles";
+/// Identity: start a sign-in (authorization URL + callback key).
+pub const IDENTITY_LOGIN_BEGIN: &str = "ttscm.identity.v1.login_begin";
+/// Identity: whether a sign-in is pending for a callback key (the WebSocket asks).
+pub const IDENTITY_LOGIN_CHECK: &str = "ttscm.identity.v1.login_check";
+/// Identity: finish a sign-in from the provider's redirect.
+pub const IDENTITY_LOGIN_COMPLETE: &str = "ttscm.identity.v1.login_complete";
+/// Identity: rotate a refresh token.
+pub const IDENTITY_REFRESH: &str = "ttscm.identity.v1.refresh";
+/// Identity: revoke a sign-in session.
+pub const IDENTITY_LOGOUT: &str = "ttscm.identity.v1.logout";
+/// Identity: the current principal of a user's session (roles resolved now).
+pub const IDENTITY_RESOLVE_SESSION: &str = "ttscm.identity.v1.resolve_session";
+/// Identity: the caller's user.
+pub const IDENTITY_ME_GET: &str = "ttscm.identity.v1.me_get";
+/// Identity: update the caller's user.
+pub const IDENTITY_ME_UPDATE: &str = "ttscm.identity.v1.me_update";
+/// Identity: list users.
+pub const IDENTITY_USER_LIST: &str = "ttscm.identity.v1.user_list";
+/// Identity: set a user's roles.
+pub const IDENTITY_USER_ROLES_SET: &str = "ttscm.identity.v1.user_roles_set";
+/// Identity: list roles.
+pub const IDENTITY_ROLE_LIST: &str = "ttscm.identity.v1.role_list";
+/// Identity: create a role.
+pub const IDENTITY_ROLE_CREATE: &str = "ttscm.identity.v1.role_create";
+/// Identity: update a role.
+pub const IDENTITY_ROLE_UPDATE: &str = "ttscm.identity.v1.role_update";
+/// Identity: delete a role.
+pub const IDENTITY_ROLE_DELETE: &str = "ttscm.identity.v1.role_delete";
+/// Edge: delivery of a finished sign-in to the WebSocket waiting on it. The last token is the
+/// SHA-256 (hex) of the callback key, never the key itself; only the edge replica holding that
+/// WebSocket serves it.
+pub const EDGE_LOGIN_DELIVERY_PREFIX: &str = "ttscm.edge.v1.login";
 /// Identity: health (store reachable).
 pub const IDENTITY_HEALTH: &str = "ttscm.identity.v1.health";
 

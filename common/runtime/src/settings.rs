@@ -55,6 +55,8 @@ pub struct Settings {
     pub vault: VaultSettings,
     /// ConnectWise Manage settings (company sync); all unset means sync is off.
     pub connectwise: ConnectWiseSettings,
+    /// Microsoft Entra ID sign-in; unset means the sign-in routes answer 503.
+    pub entra: EntraSettings,
 }
 
 /// Settings of the edge.
@@ -85,6 +87,69 @@ pub struct IdentitySettings {
     pub audience: String,
     /// Access-token lifetime in seconds (`TTSCM_IDENTITY__ACCESS_TOKEN_TTL_SECS`, default 900).
     pub access_token_ttl_secs: u64,
+    /// Refresh-token lifetime in seconds (`TTSCM_IDENTITY__REFRESH_TOKEN_TTL_SECS`, default 14
+    /// days); each refresh issues a new one, so an active session keeps going.
+    pub refresh_token_ttl_secs: u64,
+    /// Longest a sign-in session lasts, however often it is refreshed, in seconds
+    /// (`TTSCM_IDENTITY__SESSION_TTL_SECS`, default 30 days).
+    pub session_ttl_secs: u64,
+    /// E-mail addresses that receive the `admin` role at sign-in
+    /// (`TTSCM_IDENTITY__ADMIN_EMAILS`, comma-separated; bootstrap).
+    #[serde(deserialize_with = "comma_list")]
+    pub admin_emails: Vec<String>,
+    /// Entra object ids (`oid`) that receive the `admin` role at sign-in
+    /// (`TTSCM_IDENTITY__ADMIN_OBJECT_IDS`, comma-separated; bootstrap).
+    #[serde(deserialize_with = "comma_list")]
+    pub admin_object_ids: Vec<String>,
+}
+
+/// Settings of Microsoft Entra ID sign-in (OpenID Connect code flow). Sign-in works when
+/// `tenant_id` (or `issuer`), `client_id`, `client_secret` and `redirect_url` are set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EntraSettings {
+    /// Directory (tenant) id GUID (`TTSCM_ENTRA__TENANT_ID`); the issuer is then
+    /// `https://login.microsoftonline.com/{tenant}/v2.0`.
+    pub tenant_id: Option<String>,
+    /// Issuer URL to use instead of the one derived from `tenant_id` (`TTSCM_ENTRA__ISSUER`):
+    /// another OpenID provider, or the local one the tests run.
+    pub issuer: Option<String>,
+    /// Application (client) id (`TTSCM_ENTRA__CLIENT_ID`).
+    pub client_id: Option<String>,
+    /// Client secret (`TTSCM_ENTRA__CLIENT_SECRET`); never printed.
+    #[serde(serialize_with = "ser_secret_opt")]
+    pub client_secret: Option<SecretString>,
+    /// The redirect URL registered with the app, ending in `/v1/auth/redirect`
+    /// (`TTSCM_ENTRA__REDIRECT_URL`).
+    pub redirect_url: Option<String>,
+    /// Multi-tenant: accept ID tokens of these tenant ids (`TTSCM_ENTRA__ALLOWED_TENANTS`,
+    /// comma-separated). Uses the `organizations` authority; `iss` must be
+    /// `https://login.microsoftonline.com/{tid}/v2.0` with `tid` in this list.
+    #[serde(deserialize_with = "comma_list")]
+    pub allowed_tenants: Vec<String>,
+}
+
+/// A list from either a sequence (TOML) or a comma-separated string (environment).
+fn comma_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Raw::deserialize(deserializer)? {
+        Raw::List(list) => list,
+        Raw::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    }
+    .into_iter()
+    .map(|s| s.trim().to_owned())
+    .filter(|s| !s.is_empty())
+    .collect())
 }
 
 /// Settings of the vault service.
@@ -165,6 +230,7 @@ impl Default for Settings {
             identity: IdentitySettings::default(),
             vault: VaultSettings::default(),
             connectwise: ConnectWiseSettings::default(),
+            entra: EntraSettings::default(),
         }
     }
 }
@@ -186,6 +252,10 @@ impl Default for IdentitySettings {
             issuer: "ttscm".into(),
             audience: "ttscm-api".into(),
             access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 14 * 24 * 3600,
+            session_ttl_secs: 30 * 24 * 3600,
+            admin_emails: Vec::new(),
+            admin_object_ids: Vec::new(),
         }
     }
 }
@@ -206,6 +276,7 @@ const KNOWN_KEYS: &[&str] = &[
     "identity",
     "vault",
     "connectwise",
+    "entra",
 ];
 
 /// Settings that cannot be loaded.

@@ -8,12 +8,14 @@
 
 pub mod ferretdb;
 pub mod nats;
+pub mod oidc;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 pub use ferretdb::MongoFixture;
 pub use nats::NatsServer;
+pub use oidc::OidcProvider;
 
 /// A free loopback port (bound and released; good enough for test servers).
 pub fn free_port() -> u16 {

@@ -84,6 +84,7 @@ impl Handler<Call<AuthenticateToken>> for IdentityActor {
                     name: text("name"),
                     permissions,
                     scopes: Vec::new(),
+                    session_id: None,
                 },
                 expires_at,
             })

@@ -164,3 +164,33 @@ pub async fn upsert_role(store: &Store, name: &str, permissions: &[&str]) -> Res
         Err(other) => Err(other.into()),
     }
 }
+
+/// Gives the user with `email` (who has signed in at least once) the role `role`; answers the
+/// user's roles afterwards. Bootstrap admins before anyone signed in go in
+/// `TTSCM_IDENTITY__ADMIN_EMAILS` instead.
+pub async fn grant_role(store: &Store, email: &str, role: &str) -> Result<Vec<String>, IdentityError> {
+    prepare(store).await?;
+    let user = crate::users::find_by_email(store, email.trim())
+        .await?
+        .ok_or_else(|| {
+            IdentityError::NotFound(format!(
+                "no user with e-mail '{email}' has signed in yet; sign in once first \
+             (or list the address in TTSCM_IDENTITY__ADMIN_EMAILS to be admin at first sign-in)"
+            ))
+        })?;
+    let stored = store
+        .find_one(ROLES, Filter::eq("nameKey", role.to_lowercase()))
+        .await?
+        .ok_or_else(|| IdentityError::NotFound(format!("there is no role '{role}'")))?;
+    let name = stored
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or(role)
+        .to_owned();
+    let mut roles = user.roles.clone();
+    if !roles.iter().any(|r| r.eq_ignore_ascii_case(&name)) {
+        roles.push(name);
+        crate::users::update_user(store, &user.id, Update::default().set("roles", roles.clone())).await?;
+    }
+    Ok(roles)
+}

@@ -8,14 +8,22 @@ pub mod actor;
 pub mod admin;
 pub mod error;
 pub mod keys;
+pub mod logins;
+pub mod oidc;
+pub mod roles;
+pub mod service;
 pub mod store;
+pub mod users;
 
 use actix::Actor;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::task::JoinHandle;
 use ttscm_contract::health::{HealthReply, IdentityHealth};
-use ttscm_contract::identity::{AuthenticateToken, GetPublicKeys, ResolveRoles};
+
+use ttscm_contract::identity::*;
 use ttscm_contract::subjects::IDENTITY_QUEUE;
-use ttscm_runtime::service::{serve, serve_fn};
+use ttscm_runtime::service::{serve, serve_fn, serve_op};
 use ttscm_runtime::{Bus, Settings, Shutdown, Store};
 
 pub use error::IdentityError;
@@ -30,13 +38,41 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<Vec<JoinHandle<()>>, IdentityError> {
     store::prepare(store).await?;
+    users::prepare(store).await?;
     let signing_key = SigningKey::load(settings)?;
+    let identity = Arc::new(service::Identity::new(
+        store.clone(),
+        signing_key.clone(),
+        settings,
+    ));
     let addr = actor::IdentityActor::new(store.clone(), signing_key, settings).start();
     let mut tasks = vec![
         serve::<AuthenticateToken, _>(bus, IDENTITY_QUEUE, addr.clone(), shutdown.clone()).await?,
         serve::<GetPublicKeys, _>(bus, IDENTITY_QUEUE, addr.clone(), shutdown.clone()).await?,
         serve::<ResolveRoles, _>(bus, IDENTITY_QUEUE, addr, shutdown.clone()).await?,
     ];
+    macro_rules! ops {
+        ($($op:ty),* $(,)?) => {
+            $( tasks.push(serve_op::<$op, _>(bus, IDENTITY_QUEUE, identity.clone(), shutdown.clone()).await?); )*
+        };
+    }
+    ops!(
+        BeginLogin,
+        CheckLogin,
+        CompleteLogin,
+        RefreshSession,
+        Logout,
+        ResolveSession,
+        GetMe,
+        UpdateMe,
+        ListUsers,
+        SetUserRoles,
+        ListRoles,
+        CreateRole,
+        UpdateRole,
+        DeleteRole,
+    );
+    tasks.push(tokio::spawn(sweep_expired(store.clone(), shutdown.clone())));
     let health_store = store.clone();
     tasks.push(
         serve_fn::<IdentityHealth, _, _>(bus, IDENTITY_QUEUE, shutdown, move |_, _| {
@@ -51,4 +87,27 @@ pub async fn run(
         .await?,
     );
     Ok(tasks)
+}
+
+/// How often expired pending logins, refresh tokens and sessions are deleted.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Deletes expired sign-in state now and then until `shutdown` (every replica does; deleting
+/// twice is harmless).
+async fn sweep_expired(store: Store, shutdown: Shutdown) {
+    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        let swept = async {
+            Ok::<_, ttscm_runtime::StoreError>(logins::sweep(&store).await? + users::sweep(&store).await?)
+        };
+        match swept.await {
+            Ok(0) => {}
+            Ok(removed) => tracing::debug!(removed, "expired sign-in state deleted"),
+            Err(error) => tracing::warn!(%error, "could not delete expired sign-in state"),
+        }
+    }
 }

@@ -1,0 +1,215 @@
+//! Role administration (beyond the spec, needed to run it): list, create, change permissions,
+//! delete. Roles are referenced by name from users and API tokens, so a role's name never
+//! changes, and a role still held by anyone cannot be deleted (409 with the count).
+
+use serde_json::{Value, json};
+use ttscm_contract::identity::{Role, RoleInput};
+use ttscm_contract::{ErrorCode, FieldError, Permission, WireError};
+use ttscm_runtime::service::store_failed;
+use ttscm_runtime::store::{Document, FindOptions, Order};
+use ttscm_runtime::{Filter, Store, StoreError, Update, clock, ids};
+
+use crate::store::{API_TOKENS, ROLES, as_document};
+use crate::users::all_users;
+
+fn role_of(document: &Document) -> Role {
+    let text = |k: &str| {
+        document
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    Role {
+        id: text("id"),
+        name: text("name"),
+        permissions: document
+            .get("permissions")
+            .and_then(Value::as_array)
+            .map(|p| p.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default(),
+        built_in: document.get("builtIn").and_then(Value::as_bool).unwrap_or(false),
+        created_at: text("createdAt"),
+        updated_at: text("updatedAt"),
+    }
+}
+
+/// Whether `name` is a valid role name.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+fn validate_permissions(permissions: &[String], errors: &mut Vec<FieldError>) {
+    for (i, permission) in permissions.iter().enumerate() {
+        if let Err(e) = Permission::parse(permission) {
+            errors.push(FieldError::new(
+                vec![json!("permissions"), json!(i)],
+                e.to_string(),
+            ));
+        }
+    }
+}
+
+/// Every role, by name.
+pub async fn list(store: &Store) -> Result<Vec<Role>, WireError> {
+    let documents = store
+        .find(ROLES, &FindOptions::new(Filter::All).sort("nameKey", Order::Asc))
+        .await
+        .map_err(store_failed)?;
+    Ok(documents.iter().map(role_of).collect())
+}
+
+/// Creates a role.
+pub async fn create(store: &Store, input: RoleInput) -> Result<Role, WireError> {
+    let mut errors = Vec::new();
+    let name = input.name.unwrap_or_default();
+    if !valid_name(&name) {
+        errors.push(FieldError::new(
+            vec![json!("name")],
+            "A role name is 1 to 64 letters, digits, '_', '-' or '.'",
+        ));
+    }
+    let permissions = input.permissions.unwrap_or_default();
+    validate_permissions(&permissions, &mut errors);
+    if !errors.is_empty() {
+        return Err(WireError::validation(errors));
+    }
+    let now = clock::now_iso();
+    let document = as_document(json!({
+        "id": ids::new_id(), "name": name, "nameKey": name.to_lowercase(), "permissions": permissions,
+        "builtIn": false, "createdAt": now, "updatedAt": now,
+    }));
+    match store.insert(ROLES, document.clone()).await {
+        Ok(()) => Ok(role_of(&document)),
+        Err(StoreError::Conflict) => Err(WireError::new(
+            ErrorCode::Conflict,
+            format!("A role named '{name}' already exists"),
+        )),
+        Err(other) => Err(store_failed(other)),
+    }
+}
+
+async fn existing(store: &Store, id: &str) -> Result<Document, WireError> {
+    let role = store
+        .get(ROLES, id)
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(|| WireError::not_found("Role"))?;
+    if role.get("builtIn").and_then(Value::as_bool) == Some(true) {
+        return Err(WireError::new(
+            ErrorCode::Conflict,
+            "The built-in admin role cannot be changed or deleted",
+        ));
+    }
+    Ok(role)
+}
+
+/// Replaces a role's permissions (its name cannot change).
+pub async fn update(store: &Store, id: &str, input: RoleInput) -> Result<Role, WireError> {
+    let role = existing(store, id).await?;
+    let mut errors = Vec::new();
+    if let Some(name) = &input.name
+        && role.get("name").and_then(Value::as_str) != Some(name.as_str())
+    {
+        errors.push(FieldError::new(
+            vec![json!("name")],
+            "A role's name cannot change (users and API tokens refer to it); create a new role",
+        ));
+    }
+    let permissions = input.permissions.unwrap_or_else(|| role_of(&role).permissions);
+    validate_permissions(&permissions, &mut errors);
+    if !errors.is_empty() {
+        return Err(WireError::validation(errors));
+    }
+    let now = clock::now_iso();
+    store
+        .update_one(
+            ROLES,
+            &Filter::id(id),
+            &Update::default()
+                .set("permissions", permissions.clone())
+                .set("updatedAt", now.as_str()),
+        )
+        .await
+        .map_err(store_failed)?;
+    let mut updated = role;
+    updated.insert("permissions".into(), json!(permissions));
+    updated.insert("updatedAt".into(), json!(now));
+    Ok(role_of(&updated))
+}
+
+/// Deletes a role nobody holds.
+pub async fn delete(store: &Store, id: &str) -> Result<Role, WireError> {
+    let role = existing(store, id).await?;
+    let key = role
+        .get("nameKey")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let holds = |roles: &[String]| roles.iter().any(|r| r.to_lowercase() == key);
+    let users = all_users(store)
+        .await
+        .map_err(store_failed)?
+        .iter()
+        .filter(|u| holds(&u.roles))
+        .count();
+    let tokens = store
+        .find(
+            API_TOKENS,
+            &FindOptions::new(Filter::eq("revokedAt", ttscm_runtime::store::Scalar::Null)),
+        )
+        .await
+        .map_err(store_failed)?
+        .iter()
+        .filter(|t| {
+            let roles: Vec<String> = t
+                .get("roles")
+                .and_then(Value::as_array)
+                .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            holds(&roles)
+        })
+        .count();
+    if users + tokens > 0 {
+        return Err(WireError::new(
+            ErrorCode::Conflict,
+            format!(
+                "The role is still held by {users} user(s) and {tokens} API token(s); take it away from them first"
+            ),
+        ));
+    }
+    store.delete(ROLES, id).await.map_err(store_failed)?;
+    Ok(role_of(&role))
+}
+
+/// Checks that every name is an existing role; answers them as stored (canonical case).
+pub async fn existing_names(store: &Store, names: &[String]) -> Result<Vec<String>, WireError> {
+    let mut canonical = Vec::new();
+    let mut errors = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        match store
+            .find_one(ROLES, Filter::eq("nameKey", name.to_lowercase()))
+            .await
+            .map_err(store_failed)?
+        {
+            Some(role) => {
+                let name = role_of(&role).name;
+                if !canonical.contains(&name) {
+                    canonical.push(name);
+                }
+            }
+            None => errors.push(FieldError::new(
+                vec![json!("roles"), json!(i)],
+                format!("There is no role '{name}'"),
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(canonical)
+    } else {
+        Err(WireError::validation(errors))
+    }
+}

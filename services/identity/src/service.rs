@@ -1,0 +1,333 @@
+//! identity's sign-in, session, user and role operations ([`ServiceOp`]s on shared state; each
+//! request runs in its own task, the store does the coordination).
+
+use std::sync::Arc;
+
+use serde_json::json;
+use ttscm_contract::identity::*;
+use ttscm_contract::{ErrorCode, FieldError, Principal, PrincipalKind, WireError};
+use ttscm_runtime::service::{CallContext, ServiceOp, store_failed};
+use ttscm_runtime::{Settings, Store, Update};
+
+use crate::logins::{self, LoginError};
+use crate::oidc::Oidc;
+use crate::store::permissions_of;
+use crate::users::{self, SessionError, SignInProfile, TokenSettings, USER_SCOPES, UserDoc};
+use crate::{SigningKey, roles};
+
+/// What identity's operations share.
+#[derive(Debug)]
+pub struct Identity {
+    /// identity's collections.
+    pub store: Store,
+    /// The OpenID Connect client.
+    pub oidc: Oidc,
+    /// Token issuing.
+    pub tokens: TokenSettings,
+    /// Bootstrap admins by e-mail (lowercase).
+    admin_emails: Vec<String>,
+    /// Bootstrap admins by Entra object id (lowercase).
+    admin_object_ids: Vec<String>,
+}
+
+impl Identity {
+    /// The state for `settings`.
+    pub fn new(store: Store, key: SigningKey, settings: &Settings) -> Self {
+        let lower = |list: &[String]| list.iter().map(|s| s.to_lowercase()).collect();
+        Self {
+            store,
+            oidc: Oidc::new(&settings.entra),
+            tokens: TokenSettings {
+                key,
+                issuer: settings.identity.issuer.clone(),
+                audience: settings.identity.audience.clone(),
+                access_ttl: settings.identity.access_token_ttl_secs,
+                refresh_ttl: settings.identity.refresh_token_ttl_secs,
+                session_ttl: settings.identity.session_ttl_secs,
+            },
+            admin_emails: lower(&settings.identity.admin_emails),
+            admin_object_ids: lower(&settings.identity.admin_object_ids),
+        }
+    }
+}
+
+fn unauthorized() -> WireError {
+    WireError::new(ErrorCode::Unauthorized, "Unauthorized")
+}
+
+fn session_failed(error: SessionError) -> WireError {
+    match error {
+        SessionError::Invalid | SessionError::Reused => unauthorized(),
+        SessionError::Store(e) => store_failed(e),
+    }
+}
+
+fn login_failed(error: LoginError) -> WireError {
+    match error {
+        LoginError::Unknown => WireError::new(
+            ErrorCode::Validation,
+            "This sign-in is unknown, expired or already used; please start the sign-in again",
+        ),
+        LoginError::Store(e) => store_failed(e),
+    }
+}
+
+/// The signed-in user behind the call (API tokens have no user).
+fn user_principal(ctx: &CallContext) -> Result<&Principal, WireError> {
+    let principal = ctx.principal()?;
+    if principal.kind != PrincipalKind::User {
+        return Err(WireError::new(
+            ErrorCode::Forbidden,
+            "Only a signed-in user has a profile and a session",
+        ));
+    }
+    Ok(principal)
+}
+
+async fn user_or_404(store: &Store, id: &str) -> Result<UserDoc, WireError> {
+    users::get_user(store, id)
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(|| WireError::not_found("User"))
+}
+
+impl ServiceOp<Identity> for BeginLogin {
+    async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<LoginStart, WireError> {
+        identity.oidc.configured()?;
+        let callback_key = logins::new_callback_key();
+        let request = identity.oidc.authorize(&callback_key).await?;
+        let expires_at = logins::store_pending(
+            &identity.store,
+            &callback_key,
+            &request.pkce_verifier,
+            &request.nonce,
+        )
+        .await
+        .map_err(store_failed)?;
+        Ok(LoginStart {
+            uri: request.url,
+            callback_key,
+            expires_at,
+        })
+    }
+}
+
+impl ServiceOp<Identity> for CheckLogin {
+    async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<LoginPending, WireError> {
+        identity.oidc.configured()?;
+        let expires_at = logins::check(&identity.store, &self.callback_key)
+            .await
+            .map_err(login_failed)?;
+        Ok(LoginPending { expires_at })
+    }
+}
+
+/// The provider's `error` code if it is a plain OAuth error code (it is shown to the user).
+fn safe_error_code(error: &str) -> &str {
+    if !error.is_empty() && error.len() <= 64 && error.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        error
+    } else {
+        "unknown_error"
+    }
+}
+
+impl ServiceOp<Identity> for CompleteLogin {
+    async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<SignedIn, WireError> {
+        identity.oidc.configured()?;
+        let pending = logins::take(&identity.store, &self.state)
+            .await
+            .map_err(login_failed)?;
+        if let Some(error) = &self.error {
+            let code = safe_error_code(error);
+            tracing::info!(
+                error = code,
+                "the identity provider answered the sign-in with an error"
+            );
+            return Err(WireError::new(
+                ErrorCode::Unauthorized,
+                format!("The identity provider refused the sign-in ({code})"),
+            ));
+        }
+        let code = self
+            .code
+            .filter(|c| !c.is_empty() && c.len() <= 4096)
+            .ok_or_else(|| {
+                WireError::new(
+                    ErrorCode::Validation,
+                    "The redirect carries no authorization code",
+                )
+            })?;
+        let person = identity
+            .oidc
+            .exchange(&code, &pending.pkce_verifier, &pending.nonce)
+            .await?;
+        let email = person
+            .email
+            .clone()
+            .or_else(|| person.preferred_username.clone())
+            .unwrap_or_default();
+        let bootstrap_admin = identity.admin_emails.contains(&email.to_lowercase())
+            || identity.admin_object_ids.contains(&person.oid.to_lowercase());
+        let profile = SignInProfile {
+            name: person.name.clone().unwrap_or_else(|| users::login_of(&email)),
+            tid: person.tid,
+            oid: person.oid,
+            email,
+            bootstrap_admin,
+        };
+        let user = users::upsert_signed_in(&identity.store, &profile)
+            .await
+            .map_err(store_failed)?;
+        let pair = users::start_session(&identity.store, &identity.tokens, &user)
+            .await
+            .map_err(store_failed)?;
+        tracing::info!(user = %user.id, "signed in");
+        Ok(SignedIn {
+            access_token: pair.access_token,
+            refresh_token: pair.refresh_token,
+            token_type: "Bearer".into(),
+            expires_in: identity.tokens.access_ttl,
+            user: user.to_user(),
+        })
+    }
+}
+
+impl ServiceOp<Identity> for RefreshSession {
+    async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<TokenPair, WireError> {
+        users::refresh(&identity.store, &identity.tokens, &self.token_hash)
+            .await
+            .map_err(session_failed)
+    }
+}
+
+impl ServiceOp<Identity> for Logout {
+    async fn run(self, identity: Arc<Identity>, ctx: CallContext) -> Result<LoggedOut, WireError> {
+        let principal = user_principal(&ctx)?;
+        let session_id = principal.session_id.clone().ok_or_else(unauthorized)?;
+        users::revoke_session(&identity.store, &session_id, "logout")
+            .await
+            .map_err(store_failed)?;
+        Ok(LoggedOut { session_id })
+    }
+}
+
+impl ServiceOp<Identity> for ResolveSession {
+    async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<Principal, WireError> {
+        let store = &identity.store;
+        users::live_session(store, &self.session_id, &self.user_id)
+            .await
+            .map_err(store_failed)?
+            .ok_or_else(unauthorized)?;
+        let user = users::get_user(store, &self.user_id)
+            .await
+            .map_err(store_failed)?
+            .ok_or_else(unauthorized)?;
+        let permissions = permissions_of(store, &user.roles).await.map_err(store_failed)?;
+        Ok(Principal {
+            id: user.id,
+            kind: PrincipalKind::User,
+            name: user.name,
+            permissions,
+            scopes: USER_SCOPES.split(' ').map(str::to_owned).collect(),
+            session_id: Some(self.session_id),
+        })
+    }
+}
+
+impl ServiceOp<Identity> for GetMe {
+    async fn run(self, identity: Arc<Identity>, ctx: CallContext) -> Result<User, WireError> {
+        let principal = user_principal(&ctx)?;
+        Ok(user_or_404(&identity.store, &principal.id).await?.to_user())
+    }
+}
+
+/// Whether `text` is an absolute `https` URL of reasonable length.
+pub fn is_https_url(text: &str) -> bool {
+    text.len() <= 2048
+        && url::Url::parse(text)
+            .is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some_and(|h| !h.is_empty()))
+}
+
+impl ServiceOp<Identity> for UpdateMe {
+    async fn run(self, identity: Arc<Identity>, ctx: CallContext) -> Result<User, WireError> {
+        let principal = user_principal(&ctx)?;
+        let mut errors = Vec::new();
+        let mut update = Update::default();
+        if let Some(name) = &self.name {
+            let name = name.trim();
+            if name.is_empty() || name.chars().count() > 100 {
+                errors.push(FieldError::new(
+                    vec![json!("name")],
+                    "A name is 1 to 100 characters",
+                ));
+            } else {
+                update = update.set("name", name);
+            }
+        }
+        match &self.image {
+            Some(Some(image)) if !is_https_url(image) => errors.push(FieldError::new(
+                vec![json!("image")],
+                "The image must be an https URL",
+            )),
+            Some(Some(image)) => update = update.set("image", image.as_str()),
+            Some(None) => update = update.set("image", serde_json::Value::Null),
+            None => {}
+        }
+        if !errors.is_empty() {
+            return Err(WireError::validation(errors));
+        }
+        users::update_user(&identity.store, &principal.id, update)
+            .await
+            .map_err(store_failed)?
+            .map(|u| u.to_user())
+            .ok_or_else(|| WireError::not_found("User"))
+    }
+}
+
+impl ServiceOp<Identity> for ListUsers {
+    async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<UserPage, WireError> {
+        let (found, total) = users::list_users(&identity.store, self.page, self.rpp, self.search.as_deref())
+            .await
+            .map_err(store_failed)?;
+        Ok(UserPage {
+            users: found.iter().map(UserDoc::to_user).collect(),
+            total,
+        })
+    }
+}
+
+impl ServiceOp<Identity> for SetUserRoles {
+    async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<User, WireError> {
+        user_or_404(&identity.store, &self.id).await?;
+        let names = roles::existing_names(&identity.store, &self.roles).await?;
+        users::update_user(&identity.store, &self.id, Update::default().set("roles", names))
+            .await
+            .map_err(store_failed)?
+            .map(|u| u.to_user())
+            .ok_or_else(|| WireError::not_found("User"))
+    }
+}
+
+impl ServiceOp<Identity> for ListRoles {
+    async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<Vec<Role>, WireError> {
+        roles::list(&identity.store).await
+    }
+}
+
+impl ServiceOp<Identity> for CreateRole {
+    async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<Role, WireError> {
+        roles::create(&identity.store, self.input).await
+    }
+}
+
+impl ServiceOp<Identity> for UpdateRole {
+    async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<Role, WireError> {
+        roles::update(&identity.store, &self.id, self.input).await
+    }
+}
+
+impl ServiceOp<Identity> for DeleteRole {
+    async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<Role, WireError> {
+        roles::delete(&identity.store, &self.id).await
+    }
+}

@@ -1,0 +1,610 @@
+//! Sign-in with a real OpenID provider (`oidc-provider`, Entra-shaped ID tokens): the code flow
+//! with tokens delivered on the WebSocket, refresh rotation with reuse detection, sign-out, the
+//! user routes, role administration, and the failure paths. Run in both modes.
+
+#[macro_use]
+mod support;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use support::{Mode, TestApp, spawn_app, spawn_app_with_sign_in};
+use tokio_tungstenite::tungstenite::Message;
+use ttscm_testkit::oidc;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// `GET /v1/auth/uri` on `base`: the authorize URL and the callback key.
+async fn start_sign_in(app: &TestApp, base: &str) -> (String, String) {
+    let response = app
+        .http
+        .get(format!("{base}/v1/auth/uri"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["message"], "Successfully fetch Auth URI");
+    assert_eq!(body["successful"], true);
+    (
+        body["data"]["uri"].as_str().expect("uri").to_owned(),
+        body["data"]["callbackKey"]
+            .as_str()
+            .expect("callbackKey")
+            .to_owned(),
+    )
+}
+
+/// Opens the WebSocket for `key` on `base` and waits for `waiting`.
+async fn open_socket(base: &str, key: &str) -> Socket {
+    let url = format!(
+        "{}/v1/auth/ws?callbackKey={key}",
+        base.replace("http://", "ws://")
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("WebSocket opens");
+    let first = next_json(&mut socket).await;
+    assert_eq!(first["type"], "waiting", "{first}");
+    socket
+}
+
+async fn next_json(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(15), socket.next())
+            .await
+            .expect("a message within 15 s")
+            .expect("the socket is open")
+            .expect("a message");
+        match message {
+            Message::Text(text) => return serde_json::from_str(&text).expect("json message"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected message {other:?}"),
+        }
+    }
+}
+
+/// Asserts the socket closes next.
+async fn expect_closed(socket: &mut Socket) {
+    let next = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .expect("closes within 5 s");
+    assert!(
+        matches!(next, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
+        "expected close, got {next:?}"
+    );
+}
+
+/// GETs the provider's redirect on `base` (same path and query, maybe another edge).
+async fn follow_redirect(app: &TestApp, location: &str, base: &str, json: bool) -> (u16, String) {
+    let url = url::Url::parse(location).expect("absolute redirect");
+    let target = format!("{base}{}?{}", url.path(), url.query().unwrap_or_default());
+    let mut request = app.http.get(target);
+    if json {
+        request = request.header("accept", "application/json");
+    }
+    let response = request.send().await.expect("sent");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+async fn me(app: &TestApp, token: &str) -> (u16, Value) {
+    app.get("/v1/user/@me", Some(token)).await
+}
+
+async fn refresh(app: &TestApp, refresh_token: &str) -> (u16, Value) {
+    let response = app
+        .http
+        .post(format!("{}/v1/auth/refresh", app.address))
+        .header("x-refresh-token", refresh_token)
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Signs in as `login` through the JSON answer of the redirect (no WebSocket): the data.
+async fn sign_in_json(app: &TestApp, login: &str) -> Value {
+    let (uri, _) = start_sign_in(app, &app.address).await;
+    let location = oidc::sign_in(&uri, login).await;
+    let (status, body) = follow_redirect(app, &location, &app.address, true).await;
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).expect("json");
+    body["data"].clone()
+}
+
+async fn session_count(app: &TestApp) -> u64 {
+    app.store()
+        .await
+        .count("sessions", &ttscm_runtime::Filter::All)
+        .await
+        .expect("count")
+}
+
+async fn code_flow_delivers_tokens_on_the_websocket(mode: Mode) {
+    let app = spawn_app_with_sign_in(mode, |_| {}).await;
+    let (uri, key) = start_sign_in(&app, &app.address).await;
+    let issuer = &app.oidc.as_ref().expect("provider").issuer;
+    let parsed = url::Url::parse(&uri).expect("uri");
+    assert!(uri.starts_with(issuer.as_str()), "{uri}");
+    let query: std::collections::HashMap<_, _> = parsed.query_pairs().into_owned().collect();
+    assert_eq!(query["state"], key);
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["response_type"], "code");
+    assert!(query["nonce"].len() >= 16);
+    assert!(key.len() >= 22, "callback key carries >= 128 bits");
+    for scope in ["openid", "profile", "email"] {
+        assert!(query["scope"].split(' ').any(|s| s == scope), "{scope}");
+    }
+
+    let mut socket = open_socket(&app.address, &key).await;
+    let location = oidc::sign_in(&uri, "alice").await;
+    let (status, page) = follow_redirect(&app, &location, &app.address, false).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("window.close()"), "{page}");
+    let message = next_json(&mut socket).await;
+    assert_eq!(message["type"], "authenticated", "{message}");
+    assert_eq!(message["tokenType"], "Bearer");
+    assert_eq!(message["user"]["email"], "alice@contoso.example");
+    assert_eq!(message["user"]["login"], "alice");
+    assert_eq!(message["user"]["name"], "Alice");
+    expect_closed(&mut socket).await;
+    let access = message["accessToken"].as_str().expect("access token").to_owned();
+    let refresh_1 = message["refreshToken"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned();
+    let claims = support::decode_claims(&access);
+    assert_eq!(claims.scope, "user.read user.write");
+    assert_eq!(claims.typ, "access");
+    assert!(claims.exp - claims.iat <= 900);
+
+    // The same redirect again: the state is used up.
+    let (status, page) = follow_redirect(&app, &location, &app.address, false).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("already used"), "{page}");
+
+    let (status, body) = me(&app, &access).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["message"], "Fetched user.");
+    let user = &body["data"];
+    for field in [
+        "id",
+        "name",
+        "email",
+        "login",
+        "image",
+        "roles",
+        "createdAt",
+        "updatedAt",
+    ] {
+        assert!(user.get(field).is_some(), "{field} in {user}");
+    }
+    assert_eq!(user["roles"], json!([]));
+    assert_eq!(user["email"], "alice@contoso.example");
+
+    let (status, body) = app
+        .patch(
+            "/v1/user/@me",
+            &access,
+            &json!({"name": "Alice Smith", "image": "https://example.com/a.png"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["message"], "Successfully updated user.");
+    assert_eq!(body["data"]["name"], "Alice Smith");
+    assert_eq!(body["data"]["image"], "https://example.com/a.png");
+    assert_eq!(me(&app, &access).await.1["data"]["name"], "Alice Smith");
+    let (status, body) = app
+        .patch("/v1/user/@me", &access, &json!({"email": "x@y.z"}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("email")
+    );
+    let (status, body) = app
+        .patch(
+            "/v1/user/@me",
+            &access,
+            &json!({"image": "http://example.com/a.png"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errors"][0]["path"], json!(["image"]));
+
+    // Rotation: a new pair, the old refresh token is spent.
+    let (status, body) = refresh(&app, &refresh_1).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["message"], "Token refreshed successfully!");
+    let access_2 = body["data"]["accessToken"].as_str().expect("access").to_owned();
+    let refresh_2 = body["data"]["refreshToken"].as_str().expect("refresh").to_owned();
+    assert_ne!(refresh_2, refresh_1);
+    assert_eq!(me(&app, &access_2).await.0, 200);
+
+    // Reuse of the spent token revokes the whole family: the newest tokens stop working too.
+    assert_eq!(refresh(&app, &refresh_1).await.0, 401);
+    assert_eq!(refresh(&app, &refresh_2).await.0, 401);
+    let revoked = ttscm_testkit::eventually(Duration::from_secs(5), || async {
+        (me(&app, &access_2).await.0 == 401).then_some(())
+    })
+    .await;
+    assert!(
+        revoked.is_some(),
+        "a revoked family's access token stops working within seconds"
+    );
+
+    // Sign-out of a second session: its access and refresh tokens stop at once on this edge.
+    let data = sign_in_json(&app, "alice").await;
+    let access_3 = data["accessToken"].as_str().expect("access").to_owned();
+    assert_eq!(me(&app, &access_3).await.0, 200);
+    let (status, body) = app.post("/v1/auth/logout", &access_3, &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(me(&app, &access_3).await.0, 401);
+    assert_eq!(
+        refresh(&app, data["refreshToken"].as_str().expect("refresh"))
+            .await
+            .0,
+        401
+    );
+
+    // A refresh token is not an access token, and unknown refresh tokens are refused.
+    assert_eq!(
+        me(&app, data["refreshToken"].as_str().expect("refresh")).await.0,
+        401
+    );
+    assert_eq!(refresh(&app, "ttscmr_unknown").await.0, 401);
+    let response = app
+        .http
+        .post(format!("{}/v1/auth/refresh", app.address))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 401, "no x-refresh-token");
+}
+
+async fn failures_are_clear_and_create_no_session(mode: Mode) {
+    let app = spawn_app_with_sign_in(mode, |_| {}).await;
+
+    // Unknown state.
+    let unknown = "Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eHF1dXg";
+    let (status, page) = follow_redirect(
+        &app,
+        &format!("http://x/v1/auth/redirect?state={unknown}&code=abc"),
+        &app.address,
+        false,
+    )
+    .await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("unknown, expired or already used"), "{page}");
+    let (status, _) = follow_redirect(&app, "http://x/v1/auth/redirect?code=abc", &app.address, true).await;
+    assert_eq!(status, 400, "no state");
+
+    // The user cancels at the provider: error page, the socket hears it, the state is spent.
+    let (uri, key) = start_sign_in(&app, &app.address).await;
+    let mut socket = open_socket(&app.address, &key).await;
+    let location = oidc::abort(&uri).await;
+    assert!(location.contains("error=access_denied"), "{location}");
+    let (status, page) = follow_redirect(&app, &location, &app.address, false).await;
+    assert_eq!(status, 401, "{page}");
+    assert!(page.contains("access_denied"), "{page}");
+    let message = next_json(&mut socket).await;
+    assert_eq!(message["type"], "error");
+    assert_eq!(message["status"], 401);
+    expect_closed(&mut socket).await;
+
+    // A code the provider rejects.
+    let (_, key) = start_sign_in(&app, &app.address).await;
+    let mut socket = open_socket(&app.address, &key).await;
+    let (status, body) = follow_redirect(
+        &app,
+        &format!("http://x/v1/auth/redirect?state={key}&code=not-a-code"),
+        &app.address,
+        true,
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(next_json(&mut socket).await["type"], "error");
+
+    // A nonce that does not match the pending login's (the request was tampered with on its way
+    // to the provider): the provider signs the tampered nonce, identity refuses the ID token.
+    let (uri, _) = start_sign_in(&app, &app.address).await;
+    let mut tampered = url::Url::parse(&uri).expect("uri");
+    let pairs: Vec<(String, String)> = tampered
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "nonce" {
+                "attacker-nonce".into()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    tampered.query_pairs_mut().clear().extend_pairs(pairs);
+    let location = oidc::sign_in(tampered.as_str(), "mallory").await;
+    let (status, body) = follow_redirect(&app, &location, &app.address, true).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("failed verification"), "{body}");
+
+    // A callback key nobody issued: the socket is told and closed.
+    let url = format!(
+        "{}/v1/auth/ws?callbackKey={unknown}",
+        app.address.replace("http://", "ws://")
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("opens");
+    let message = next_json(&mut socket).await;
+    assert_eq!(message["type"], "error", "{message}");
+    assert_eq!(message["status"], 400);
+
+    assert_eq!(session_count(&app).await, 0, "no failure created a session");
+}
+
+async fn concurrent_refreshes_with_one_token_let_exactly_one_win(mode: Mode) {
+    let app = spawn_app_with_sign_in(mode, |_| {}).await;
+    let data = sign_in_json(&app, "dave").await;
+    let token = data["refreshToken"].as_str().expect("refresh").to_owned();
+    let (a, b) = tokio::join!(refresh(&app, &token), refresh(&app, &token));
+    let mut statuses = [a.0, b.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 401], "exactly one refresh wins");
+}
+
+async fn bootstrap_admin_and_role_changes_reach_the_edge(mode: Mode) {
+    let app = spawn_app_with_sign_in(mode, |settings| {
+        settings.identity.admin_emails = vec!["Boss@Contoso.example".into()];
+    })
+    .await;
+    let boss = sign_in_json(&app, "boss").await;
+    assert_eq!(boss["user"]["roles"], json!(["admin"]));
+    let boss_token = boss["accessToken"].as_str().expect("token").to_owned();
+    let types = "/v1/credential-type/credential-types";
+    assert_eq!(app.get(types, Some(&boss_token)).await.0, 200);
+
+    let alice = sign_in_json(&app, "alice").await;
+    let alice_token = alice["accessToken"].as_str().expect("token").to_owned();
+    let alice_id = alice["user"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(app.get(types, Some(&alice_token)).await.0, 403);
+
+    // Role administration with the boss's own access token.
+    let (status, body) = app
+        .post(
+            "/v1/role/roles",
+            &boss_token,
+            &json!({"name": "type-reader", "permissions": ["credential_type.fetch.many"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let role_id = body["data"]["id"].as_str().expect("role id").to_owned();
+    let (status, body) = app
+        .post(
+            "/v1/role/roles",
+            &boss_token,
+            &json!({"name": "Type-Reader", "permissions": []}),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = app
+        .post(
+            "/v1/role/roles",
+            &boss_token,
+            &json!({"name": "bad name!", "permissions": ["ok.perm", "Not A Permission"]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let paths: Vec<&Value> = body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| &e["path"])
+        .collect();
+    assert!(paths.contains(&&json!(["name"])), "{body}");
+    assert!(paths.contains(&&json!(["permissions", 1])), "{body}");
+    let (status, body) = app.get("/v1/role/roles", Some(&boss_token)).await;
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<&str> = body["data"]
+        .as_array()
+        .expect("roles")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"admin") && names.contains(&"type-reader"),
+        "{names:?}"
+    );
+    assert_eq!(
+        app.patch("/v1/role/roles/admin", &boss_token, &json!({"permissions": []}))
+            .await
+            .0,
+        409
+    );
+    assert_eq!(app.delete("/v1/role/roles/admin", &boss_token).await.0, 409);
+    let (status, body) = app
+        .patch(
+            &format!("/v1/role/roles/{role_id}"),
+            &boss_token,
+            &json!({"name": "renamed"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    // Give alice the role: her existing access token gains the permission within seconds.
+    let (status, body) = app
+        .put(
+            &format!("/v1/user/users/{alice_id}/roles"),
+            &boss_token,
+            &json!({"roles": ["type-reader"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["roles"], json!(["type-reader"]));
+    let allowed = ttscm_testkit::eventually(Duration::from_secs(5), || async {
+        (app.get(types, Some(&alice_token)).await.0 == 200).then_some(())
+    })
+    .await;
+    assert!(
+        allowed.is_some(),
+        "a role granted reaches the edge within seconds"
+    );
+    let (status, body) = app
+        .put(
+            &format!("/v1/user/users/{alice_id}/roles"),
+            &boss_token,
+            &json!({"roles": ["nope"]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errors"][0]["path"], json!(["roles", 0]));
+
+    // A role someone holds cannot go; taken away, it can.
+    let role_path = format!("/v1/role/roles/{role_id}");
+    assert_eq!(app.delete(&role_path, &boss_token).await.0, 409);
+    // Narrowing the role's permissions reaches alice's token too.
+    let (status, _) = app
+        .patch(
+            &role_path,
+            &boss_token,
+            &json!({"permissions": ["company.fetch"]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let narrowed = ttscm_testkit::eventually(Duration::from_secs(5), || async {
+        (app.get(types, Some(&alice_token)).await.0 == 403).then_some(())
+    })
+    .await;
+    assert!(
+        narrowed.is_some(),
+        "a role's changed permissions reach the edge within seconds"
+    );
+    app.put(
+        &format!("/v1/user/users/{alice_id}/roles"),
+        &boss_token,
+        &json!({"roles": []}),
+    )
+    .await;
+    assert_eq!(app.delete(&role_path, &boss_token).await.0, 200);
+
+    // Users list, paginated, searchable; alice cannot list.
+    let (status, body) = app
+        .get("/v1/user/users?search=BOSS&rpp=10", Some(&boss_token))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["pagination"]["totalRecords"], 1);
+    assert_eq!(body["data"][0]["email"], "boss@contoso.example");
+    assert_eq!(app.get("/v1/user/users", Some(&alice_token)).await.0, 403);
+    // API tokens are not users: no profile.
+    assert_eq!(me(&app, &app.admin_token).await.0, 403);
+}
+
+async fn sign_in_without_settings_answers_503_and_the_rest_works(mode: Mode) {
+    let app = spawn_app(mode).await;
+    let (status, body) = app.get("/v1/auth/uri", None).await;
+    assert_eq!(status, 503, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    for name in [
+        "TTSCM_ENTRA__CLIENT_ID",
+        "TTSCM_ENTRA__CLIENT_SECRET",
+        "TTSCM_ENTRA__REDIRECT_URL",
+    ] {
+        assert!(message.contains(name), "{message}");
+    }
+    assert_eq!(
+        app.get("/v1/credential-type/credential-types", Some(&app.admin_token))
+            .await
+            .0,
+        200
+    );
+    let user = app.signed_in_user(&[]).await;
+    assert_eq!(me(&app, &user.access_token).await.0, 200);
+    assert_eq!(refresh(&app, &user.refresh_token).await.0, 201);
+}
+
+async fn entra_shaped_claims_fill_the_user(mode: Mode) {
+    let app = spawn_app_with_sign_in(mode, |_| {}).await;
+    // No `email` claim: the e-mail comes from preferred_username.
+    let data = sign_in_json(&app, "noemail7").await;
+    assert_eq!(data["user"]["email"], "noemail7@contoso.example");
+    assert_eq!(data["user"]["login"], "noemail7");
+    // Keyed on (tid, oid): signing in again is the same user, whose chosen name is kept.
+    let access = data["accessToken"].as_str().expect("token");
+    app.patch("/v1/user/@me", access, &json!({"name": "Chosen"}))
+        .await;
+    let again = sign_in_json(&app, "noemail7").await;
+    assert_eq!(again["user"]["id"], data["user"]["id"]);
+    assert_eq!(again["user"]["name"], "Chosen");
+    let stored = app
+        .store()
+        .await
+        .get("users", data["user"]["id"].as_str().expect("id"))
+        .await
+        .expect("read")
+        .expect("user");
+    assert_eq!(stored["tid"], oidc::TEST_TENANT);
+    assert_eq!(stored["oid"], oidc::object_id("noemail7"));
+}
+
+both_modes!(
+    code_flow_delivers_tokens_on_the_websocket,
+    failures_are_clear_and_create_no_session,
+    concurrent_refreshes_with_one_token_let_exactly_one_win,
+    bootstrap_admin_and_role_changes_reach_the_edge,
+    sign_in_without_settings_answers_503_and_the_rest_works,
+    entra_shaped_claims_fill_the_user,
+);
+
+/// Two edge replicas: the WebSocket waits on one, the provider's redirect lands on the other.
+#[tokio::test]
+async fn delivery_crosses_edge_replicas() {
+    let mut app = spawn_app_with_sign_in(Mode::Mesh, |_| {}).await;
+    let other = app.start_extra_edge();
+    let ready = ttscm_testkit::eventually(Duration::from_secs(20), || async {
+        let response = app.http.get(format!("{other}/readyz")).send().await.ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "the second edge is ready");
+    let (uri, key) = start_sign_in(&app, &app.address).await;
+    let mut socket = open_socket(&app.address, &key).await;
+    let location = oidc::sign_in(&uri, "erin").await;
+    let (status, page) = follow_redirect(&app, &location, &other, false).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("window.close()"),
+        "the other edge knew the socket got it: {page}"
+    );
+    let message = next_json(&mut socket).await;
+    assert_eq!(message["type"], "authenticated", "{message}");
+    assert_eq!(message["user"]["login"], "erin");
+}
+
+/// The redirect page as a person sees it: a real browser opens the provider in a popup, signs
+/// in, and the popup closes itself while the opener's WebSocket gets the tokens.
+#[tokio::test]
+async fn the_sign_in_popup_closes_itself_in_a_real_browser() {
+    let app = spawn_app_with_sign_in(Mode::Embedded, |_| {}).await;
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifact dir");
+    let edge = app.address.clone();
+    let dir = artifacts.clone();
+    let result = tokio::task::spawn_blocking(move || oidc::run_browser_check(&edge, "carol", &dir))
+        .await
+        .expect("browser check ran");
+    assert_eq!(result["error"], Value::Null, "{result}");
+    assert_eq!(result["popupClosed"], true, "{result}");
+    let message = &result["message"];
+    assert_eq!(message["type"], "authenticated", "{result}");
+    assert_eq!(message["user"]["login"], "carol");
+    let access = message["accessToken"].as_str().expect("access token");
+    assert_eq!(me(&app, access).await.0, 200);
+    let text = result["errorPageText"].as_str().unwrap_or_default();
+    assert!(text.contains("Sign-in failed"), "{text}");
+    let screenshot = result["screenshot"].as_str().expect("screenshot path");
+    assert!(
+        std::fs::metadata(screenshot).is_ok_and(|m| m.len() > 1000),
+        "{screenshot}"
+    );
+}
