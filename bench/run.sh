@@ -41,7 +41,9 @@ RESULTS_DIR=bench/results
 #               server's BENCH_CREATE_BODY)
 # server        key of a started server (see start_* below): baseline, ttscm, ...
 # name          row label, unique; the ratio column looks baseline rows up by it
-# needs_auth    1 = send `Authorization: Bearer <that server's token>`
+# needs_auth    1 = send `Authorization: Bearer <that server's API token>`; user = the access
+#               token of a user signed in through the OpenID provider; refresh = the row rotates
+#               that user's refresh token itself (its script; 1 connection only)
 # baseline_name name of the baseline row with the same route, for the ratio column ("" = none)
 # expect        HTTP status every response must have: checked with curl before measuring; in
 #               the wrk runs a 2xx expectation tolerates no non-2xx response and a non-2xx
@@ -60,6 +62,8 @@ TARGETS=(
     "ttscm|ttscm reveal|/v1/credential/credentials/@CID@/secure-values|1|warp list|200"
     "ttscm|ttscm create credential|/v1/credential/credentials|1|warp list|201|bench/create.lua"
     "ttscm|ttscm search companies|/v1/company/companies?search=corp%2042&rpp=30|1|warp list|200"
+    "ttscm|ttscm @me|/v1/user/@me|user|warp list|200"
+    "ttscm|ttscm refresh|/v1/auth/refresh|refresh|warp list|201|bench/refresh.lua"
     "mesh|mesh list|/v1/credential-type/credential-types|1|warp list|200"
     "mesh|mesh fetch credential|/v1/credential/credentials/@CID@|1|warp list|200"
     "mesh|mesh reveal|/v1/credential/credentials/@CID@/secure-values|1|warp list|200"
@@ -270,7 +274,10 @@ start_ttscm() {
         SERVER_TOKEN[ttscm]=stand-in
         return
     fi
+    start_oidc_provider "${SERVER_URL[ttscm]}/v1/auth/redirect"
     TTSCM_LISTEN_ADDR="127.0.0.1:$PORT" TTSCM_DATA_DIR="$data_dir" TTSCM_LOG=warn \
+        TTSCM_ENTRA__ISSUER="$OIDC_ISSUER" TTSCM_ENTRA__CLIENT_ID=bench TTSCM_ENTRA__CLIENT_SECRET=bench-secret \
+        TTSCM_ENTRA__REDIRECT_URL="${SERVER_URL[ttscm]}/v1/auth/redirect" \
         "$TTSCM_BIN" serve >"${SERVER_LOG[ttscm]}" 2>&1 &
     SERVER_PID[ttscm]=$!
     track_pid $!
@@ -279,6 +286,37 @@ start_ttscm() {
         2>"$TMP_DIR/token.log") || die "ttscm token create failed: $(cat "$TMP_DIR/token.log")"
     SERVER_TOKEN[ttscm]=${out%%$'\n'*}
     [[ -n ${SERVER_TOKEN[ttscm]} ]] || die "ttscm token create printed no token"
+}
+
+# The test OpenID provider (tests/oidc, npm `oidc-provider`) for the sign-in rows; its client
+# may redirect to $1. Sets OIDC_ISSUER.
+start_oidc_provider() {
+    local dir=tests/oidc deadline
+    if [[ ! -d $dir/node_modules/oidc-provider ]]; then
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2) || die "npm ci in $dir failed"
+    fi
+    OIDC_PORT=0 OIDC_REDIRECT_URIS="$1" OIDC_CLIENT_ID=bench OIDC_CLIENT_SECRET=bench-secret OIDC_WATCH_STDIN=0 \
+        node "$dir/provider.mjs" >"$TMP_DIR/oidc.out" 2>"$TMP_DIR/oidc.log" &
+    SERVER_PID[oidc]=$!
+    track_pid $!
+    deadline=$((SECONDS + BENCH_START_TIMEOUT))
+    until grep -q issuer "$TMP_DIR/oidc.out" 2>/dev/null; do
+        kill -0 "${SERVER_PID[oidc]}" 2>/dev/null || die "the OpenID provider died: $(cat "$TMP_DIR/oidc.log")"
+        ((SECONDS < deadline)) || die "the OpenID provider did not start"
+        sleep 0.1
+    done
+    OIDC_ISSUER=$(sed -E 's/.*"issuer":"([^"]+)".*/\1/' "$TMP_DIR/oidc.out")
+}
+
+# Signs a user in on a server through the OpenID provider: SERVER_USER_TOKEN and a file with
+# its refresh token (SERVER_REFRESH_FILE) for the refresh row.
+declare -A SERVER_USER_TOKEN=() SERVER_REFRESH_FILE=()
+sign_in_user() {
+    local server=$1 out
+    out=$(python3 bench/oidc_login.py "${SERVER_URL[$server]}" bench-user) || die "$server: sign-in failed"
+    SERVER_USER_TOKEN[$server]=${out%%$'\n'*}
+    SERVER_REFRESH_FILE[$server]="$TMP_DIR/$server.refresh"
+    echo "${out##*$'\n'}" >"${SERVER_REFRESH_FILE[$server]}"
 }
 
 # Seeds a company (CLI), a credential type and one credential (API) on a server, for the
@@ -385,6 +423,7 @@ fi
 if ((!STANDIN)); then
     SERVER_ENV[ttscm]="TTSCM_DATA_DIR=$TMP_DIR/ttscm-data TTSCM_LOG=warn"
     seed ttscm
+    sign_in_user ttscm
     if ((BENCH_MESH)); then
         start_mesh
         seed mesh
@@ -410,6 +449,9 @@ for row in "${TARGETS[@]}"; do
     curl_args=(-s -o "$TMP_DIR/preflight.body" -w '%{http_code}' --max-time 5)
     if [[ $auth == 1 ]]; then
         curl_args+=(-H "Authorization: Bearer ${SERVER_TOKEN[$server]}")
+    elif [[ $auth == user ]]; then
+        [[ -n ${SERVER_USER_TOKEN[$server]:-} ]] || continue
+        curl_args+=(-H "Authorization: Bearer ${SERVER_USER_TOKEN[$server]}")
     fi
     code=$(curl "${curl_args[@]}" "${SERVER_URL[$server]}$path" || true)
     [[ $code == "$expect" ]] ||
@@ -438,12 +480,20 @@ for conns in $BENCH_CONNS; do
         [[ $path == *@CID@* && -z ${SERVER_CID[$server]:-} ]] && continue
         path=${path//@CID@/${SERVER_CID[$server]:-}}
         url="${SERVER_URL[$server]}$path"
-        wrk_cmd=(env BENCH_CREATE_BODY="${SERVER_BODY[$server]:-}" "${pin[@]}" wrk -t"$threads" -c"$conns")
+        if [[ $auth == user || $auth == refresh ]]; then
+            [[ -n ${SERVER_USER_TOKEN[$server]:-} ]] || continue
+        fi
+        # A refresh chain is strictly sequential: one connection.
+        [[ $auth == refresh ]] && ((conns > 1)) && continue
+        wrk_cmd=(env BENCH_CREATE_BODY="${SERVER_BODY[$server]:-}" BENCH_REFRESH_FILE="${SERVER_REFRESH_FILE[$server]:-}"
+            "${pin[@]}" wrk -t"$threads" -c"$conns")
         if [[ -n ${script:-} ]]; then
             wrk_cmd+=(-s "$script")
         fi
         if [[ $auth == 1 ]]; then
             wrk_cmd+=(-H "Authorization: Bearer ${SERVER_TOKEN[$server]}")
+        elif [[ $auth == user ]]; then
+            wrk_cmd+=(-H "Authorization: Bearer ${SERVER_USER_TOKEN[$server]}")
         fi
         echo "bench: $name, $conns connection(s), $threads wrk thread(s):" \
             "${BENCH_WARMUP_SECS}s warm-up + ${BENCH_RUNS} × ${BENCH_SECS}s" >&2

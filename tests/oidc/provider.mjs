@@ -143,12 +143,13 @@ server.on('error', (err) => console.error(`provider.mjs: ${err.stack ?? err}`));
 
 process.stdout.write(`${JSON.stringify({ issuer })}\n`);
 
-// Stop when the parent goes away (stdin closed) or asks politely.
+// Stop when the parent goes away (stdin closed) or asks politely. OIDC_WATCH_STDIN=0 turns the
+// stdin watch off for callers that start it in the background (bench/run.sh) and stop it by pid.
 function stop() {
   server.close(() => process.exit(0));
   server.closeAllConnections();
 }
-if (!process.stdin.isTTY) {
+if (!process.stdin.isTTY && process.env.OIDC_WATCH_STDIN !== '0') {
   process.stdin.on('end', stop);
   process.stdin.on('error', stop);
   process.stdin.resume();

@@ -415,8 +415,7 @@ mod tests {
 
     #[test]
     fn missing_settings_are_named() {
-        let oidc = Oidc::new(&EntraSettings::default());
-        let Err(OidcError::NotConfigured(message)) = oidc.configured() else {
+        let Err(message) = Oidc::config(&EntraSettings::default()) else {
             panic!("unconfigured sign-in must say so")
         };
         for name in ["TENANT_ID", "CLIENT_ID", "CLIENT_SECRET", "REDIRECT_URL"] {
