@@ -177,9 +177,29 @@ where
     F: Fn(CallContext, O) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = Result<O::Reply, WireError>> + Send + 'static,
 {
+    let tracker = TaskTracker::new();
+    if let Bus::InProc(inproc) = bus {
+        // In-process: the requester's task runs the handler (no channel, no task hop); the
+        // tracker still counts requests in flight so shutdown drains them.
+        let counted = tracker.clone();
+        let direct: crate::bus::inproc::DirectHandler = Arc::new(move |request| {
+            let in_flight = counted.token();
+            let handler = handler.clone();
+            Box::pin(async move {
+                handle::<O, F, Fut>(request, handler).await;
+                drop(in_flight);
+            })
+        });
+        let registration = inproc.serve_direct(O::SUBJECT, queue, direct)?;
+        return Ok(tokio::spawn(async move {
+            shutdown.cancelled().await;
+            drop(registration);
+            tracker.close();
+            tracker.wait().await;
+        }));
+    }
     let mut requests = bus.serve(O::SUBJECT, queue).await?;
     Ok(tokio::spawn(async move {
-        let tracker = TaskTracker::new();
         loop {
             let request = tokio::select! {
                 () = shutdown.cancelled() => break,

@@ -271,6 +271,80 @@ async fn a_stopped_server_stops_taking_requests(adapter: Adapter) {
     );
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Slow {
+    tag: String,
+}
+
+impl Operation for Slow {
+    const SUBJECT: &'static str = "ttscm.test.v1.slow";
+    type Reply = String;
+}
+
+/// A handler is never cut off half-way: not when its caller's deadline passes, not when the
+/// caller goes away (in-process, the caller's own task runs it).
+async fn a_handler_finishes_after_its_caller_gave_up(adapter: Adapter) {
+    let (bus, server) = bus(&adapter).await;
+    let shutdown = Shutdown::new();
+    let finished = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = finished.clone();
+    serve_fn::<Slow, _, _>(&bus, "slow", shutdown.clone(), move |_ctx, op: Slow| {
+        let record = record.clone();
+        async move {
+            record
+                .lock()
+                .expect("not poisoned")
+                .push(format!("started:{}", op.tag));
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            record.lock().expect("not poisoned").push(op.tag.clone());
+            Ok(op.tag)
+        }
+    })
+    .await
+    .expect("serves");
+    let caller = second(&bus, &server).await;
+    let quick = BusClient::new(caller.clone(), Duration::from_millis(100));
+    let error = quick
+        .call(
+            &CallContext::new(None),
+            &Slow {
+                tag: "timed-out".into(),
+            },
+        )
+        .await
+        .expect_err("the deadline passes first");
+    assert_eq!(error.code, ErrorCode::Timeout, "{error:?}");
+    let patient = client(&caller);
+    let abandoned = tokio::spawn(async move {
+        patient
+            .call(
+                &CallContext::new(None),
+                &Slow {
+                    tag: "abandoned".into(),
+                },
+            )
+            .await
+    });
+    let started = ttscm_testkit::eventually(Duration::from_secs(3), || async {
+        let seen = finished.lock().expect("not poisoned").clone();
+        seen.contains(&"started:abandoned".to_owned()).then_some(())
+    })
+    .await;
+    assert!(started.is_some(), "the second call reached its handler");
+    abandoned.abort();
+    let done = ttscm_testkit::eventually(Duration::from_secs(3), || async {
+        let seen = finished.lock().expect("not poisoned").clone();
+        (seen.contains(&"timed-out".to_owned()) && seen.contains(&"abandoned".to_owned())).then_some(())
+    })
+    .await;
+    assert!(
+        done.is_some(),
+        "both handlers ran to the end: {:?}",
+        finished.lock()
+    );
+    shutdown.cancel();
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod in_process {
@@ -292,6 +366,7 @@ contract!(
     a_panicking_responder_fails_one_request_and_keeps_serving,
     an_oversized_payload_is_refused,
     a_stopped_server_stops_taking_requests,
+    a_handler_finishes_after_its_caller_gave_up,
 );
 
 #[tokio::test]

@@ -1,5 +1,10 @@
 //! The in-process bus adapter: queue groups and subscriptions over bounded tokio channels.
 //!
+//! A queue member may also be a *direct handler* ([`InProcBus::serve_direct`]): the requester's
+//! own task runs it, so a request costs a function call instead of a channel send, a task
+//! spawn and two cross-thread wake-ups. A direct handler is never cancelled half-way: when the
+//! requester times out or goes away, the rest of it moves to a task of its own and finishes.
+//!
 //! Requests go to one member of the first queue group serving the exact subject, round-robin;
 //! serving wildcard subjects is not supported (no service does it). Subscriptions match
 //! wildcards. A subscriber whose channel is full misses the message, as a slow NATS consumer
@@ -11,6 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
@@ -40,9 +46,86 @@ struct Inner {
 #[derive(Debug)]
 struct QueueGroup {
     name: String,
-    members: Vec<mpsc::Sender<Request>>,
+    members: Vec<Member>,
     /// Round-robin cursor.
     next: AtomicUsize,
+}
+
+/// A function that answers requests; it runs in the requester's task.
+pub type DirectHandler = Arc<dyn Fn(Request) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// One member of a queue group.
+#[derive(Clone)]
+enum Member {
+    /// A consumer of a request stream (`serve`).
+    Channel(mpsc::Sender<Request>),
+    /// A handler called directly (`serve_direct`); serves while `live` holds.
+    Direct {
+        handler: DirectHandler,
+        live: Arc<std::sync::atomic::AtomicBool>,
+    },
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Member::Channel(_) => f.write_str("Channel"),
+            Member::Direct { .. } => f.write_str("Direct"),
+        }
+    }
+}
+
+impl Member {
+    fn is_closed(&self) -> bool {
+        match self {
+            Member::Channel(sender) => sender.is_closed(),
+            Member::Direct { live, .. } => !live.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// While held, a direct handler serves its subject; dropping it stops that.
+#[derive(Debug)]
+pub struct DirectRegistration {
+    bus: InProcBus,
+    subject: String,
+    live: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for DirectRegistration {
+    fn drop(&mut self) {
+        self.live.store(false, Ordering::Release);
+        self.bus.prune(&self.subject);
+    }
+}
+
+/// Runs a handler's future to the end even if the requester stops polling it: on drop before
+/// completion, the rest is spawned onto the runtime.
+struct Detached(Option<BoxFuture<'static, ()>>);
+
+impl std::future::Future for Detached {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let Some(future) = self.0.as_mut() else {
+            return std::task::Poll::Ready(());
+        };
+        let poll = future.as_mut().poll(cx);
+        if poll.is_ready() {
+            self.0 = None;
+        }
+        poll
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        if let Some(rest) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(rest);
+        }
+    }
 }
 
 impl InProcBus {
@@ -51,7 +134,7 @@ impl InProcBus {
         Self::default()
     }
 
-    fn pick_member(&self, subject: &str) -> Option<mpsc::Sender<Request>> {
+    fn pick_member(&self, subject: &str) -> Option<Member> {
         let groups = self
             .inner
             .groups
@@ -61,7 +144,7 @@ impl InProcBus {
             .get(subject)?
             .iter()
             .find(|g| g.members.iter().any(|m| !m.is_closed()))?;
-        let live: Vec<&mpsc::Sender<Request>> = group.members.iter().filter(|m| !m.is_closed()).collect();
+        let live: Vec<&Member> = group.members.iter().filter(|m| !m.is_closed()).collect();
         let index = group.next.fetch_add(1, Ordering::Relaxed) % live.len();
         Some(live[index].clone())
     }
@@ -111,6 +194,18 @@ impl InProcBus {
                     subject: subject.to_owned(),
                 });
             };
+            let member = match member {
+                Member::Channel(sender) => sender,
+                Member::Direct { handler, .. } => {
+                    let mut run = Detached(Some(handler(request)));
+                    if tokio::time::timeout_at(deadline, &mut run).await.is_err() {
+                        return Err(BusError::TimedOut {
+                            subject: subject.to_owned(),
+                        });
+                    }
+                    break;
+                }
+            };
             match tokio::time::timeout_at(deadline, member.send(request)).await {
                 Ok(Ok(())) => break,
                 Ok(Err(mpsc::error::SendError(returned))) => {
@@ -145,16 +240,39 @@ impl InProcBus {
             .groups
             .write()
             .expect("bus lock is never poisoned: no panics under it");
-        let list = groups.entry(subject.to_owned()).or_default();
-        match list.iter_mut().find(|g| g.name == queue) {
-            Some(group) => group.members.push(tx),
-            None => list.push(QueueGroup {
-                name: queue.to_owned(),
-                members: vec![tx],
-                next: AtomicUsize::new(0),
-            }),
-        }
+        add_member(&mut groups, subject, queue, Member::Channel(tx));
         Ok(Requests(RequestsInner::InProc(rx)))
+    }
+
+    /// Serves `subject` in queue group `queue` with `handler`, called in each requester's task,
+    /// until the registration is dropped.
+    pub fn serve_direct(
+        &self,
+        subject: &str,
+        queue: &str,
+        handler: DirectHandler,
+    ) -> Result<DirectRegistration, BusError> {
+        validate_subject(subject, false)?;
+        let live = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let mut groups = self
+            .inner
+            .groups
+            .write()
+            .expect("bus lock is never poisoned: no panics under it");
+        add_member(
+            &mut groups,
+            subject,
+            queue,
+            Member::Direct {
+                handler,
+                live: live.clone(),
+            },
+        );
+        Ok(DirectRegistration {
+            bus: self.clone(),
+            subject: subject.to_owned(),
+            live,
+        })
     }
 
     pub(super) fn publish(&self, subject: &str, headers: Headers, payload: Bytes) -> Result<(), BusError> {
@@ -209,6 +327,18 @@ impl InProcBus {
             .expect("bus lock is never poisoned: no panics under it")
             .push((pattern.to_owned(), tx));
         Ok(Subscription(SubscriptionInner::InProc(rx)))
+    }
+}
+
+fn add_member(groups: &mut HashMap<String, Vec<QueueGroup>>, subject: &str, queue: &str, member: Member) {
+    let list = groups.entry(subject.to_owned()).or_default();
+    match list.iter_mut().find(|g| g.name == queue) {
+        Some(group) => group.members.push(member),
+        None => list.push(QueueGroup {
+            name: queue.to_owned(),
+            members: vec![member],
+            next: AtomicUsize::new(0),
+        }),
     }
 }
 
