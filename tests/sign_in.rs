@@ -554,6 +554,7 @@ both_modes!(
     bootstrap_admin_and_role_changes_reach_the_edge,
     sign_in_without_settings_answers_503_and_the_rest_works,
     entra_shaped_claims_fill_the_user,
+    the_sign_in_popup_closes_itself_in_a_real_browser,
 );
 
 /// Two edge replicas: the WebSocket waits on one, the provider's redirect lands on the other.
@@ -583,10 +584,11 @@ async fn delivery_crosses_edge_replicas() {
 
 /// The redirect page as a person sees it: a real browser opens the provider in a popup, signs
 /// in, and the popup closes itself while the opener's WebSocket gets the tokens.
-#[tokio::test]
-async fn the_sign_in_popup_closes_itself_in_a_real_browser() {
-    let app = spawn_app_with_sign_in(Mode::Embedded, |_| {}).await;
-    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+async fn the_sign_in_popup_closes_itself_in_a_real_browser(mode: Mode) {
+    let app = spawn_app_with_sign_in(mode, |_| {}).await;
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-artifacts")
+        .join(format!("{mode:?}").to_lowercase());
     std::fs::create_dir_all(&artifacts).expect("artifact dir");
     let edge = app.address.clone();
     let dir = artifacts.clone();
