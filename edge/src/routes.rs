@@ -67,6 +67,14 @@ impl RequestCtx {
     pub async fn call<O: Operation>(&self, op: &O) -> Result<O::Reply, WireError> {
         self.state.client.call(&self.call, op).await
     }
+
+    /// Calls a service and answers its reply undecoded, to be passed on as it is.
+    pub async fn call_raw<O: Operation>(
+        &self,
+        op: &O,
+    ) -> Result<Box<serde_json::value::RawValue>, WireError> {
+        self.state.client.call_raw(&self.call, op).await
+    }
 }
 
 fn valid_request_id(id: &str) -> bool {
@@ -151,7 +159,8 @@ where
     finish(ctx, answer.route, move |mut ctx| async move {
         ctx.authorize(answer.required).await?;
         let op = op?;
-        let reply = ctx.call(&op).await?;
+        // The reply goes out as the service encoded it: no decode and re-encode here.
+        let reply = ctx.call_raw(&op).await?;
         Ok(envelope::success(answer.status, answer.message, &reply))
     })
     .await

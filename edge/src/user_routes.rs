@@ -85,7 +85,7 @@ pub fn routes(state: Arc<EdgeState>, body_limit: u64) -> Vec<Route> {
     let get_me = me.and(warp::get()).and(c()).and_then(|ctx| {
         finish(ctx, "user.me", |mut ctx| async move {
             ctx.authorize_scopes(&[names::USER_READ]).await?;
-            let user = ctx.call(&GetMe {}).await?;
+            let user = ctx.call_raw(&GetMe {}).await?;
             Ok(envelope::success(StatusCode::OK, "Fetched user.", &user))
         })
     });

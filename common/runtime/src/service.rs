@@ -96,19 +96,44 @@ impl CallContext {
     }
 
     fn from_headers(headers: &Headers) -> Self {
-        let principal = headers
-            .get(HEADER_PRINCIPAL)
-            .and_then(|encoded| URL_SAFE_NO_PAD.decode(encoded).ok())
-            .and_then(|json| serde_json::from_slice(&json).ok());
+        let principal = headers.get(HEADER_PRINCIPAL).and_then(decode_principal);
         Self {
             request_id: headers
                 .get(HEADER_REQUEST_ID)
                 .map_or_else(ids::new_request_id, str::to_owned),
-            principal: principal.map(Arc::new),
+            principal,
             principal_header: None,
             client_ip: headers.get(HEADER_CLIENT_IP).map(str::to_owned),
         }
     }
+}
+
+/// Decoded principal headers by their exact text. The header fully determines the principal, so
+/// an entry can never be stale; the map is bounded by clearing it when full. Decoding (base64,
+/// JSON, parsing every permission) per request is measurable on the hot path.
+static PRINCIPALS: std::sync::LazyLock<std::sync::RwLock<std::collections::HashMap<String, Arc<Principal>>>> =
+    std::sync::LazyLock::new(Default::default);
+/// Entries kept before the principal cache is cleared.
+const MAX_PRINCIPALS: usize = 10_000;
+
+fn decode_principal(encoded: &str) -> Option<Arc<Principal>> {
+    if let Some(principal) = PRINCIPALS
+        .read()
+        .expect("the principal cache lock is never poisoned")
+        .get(encoded)
+    {
+        return Some(principal.clone());
+    }
+    let json = URL_SAFE_NO_PAD.decode(encoded).ok()?;
+    let principal: Arc<Principal> = Arc::new(serde_json::from_slice(&json).ok()?);
+    let mut cache = PRINCIPALS
+        .write()
+        .expect("the principal cache lock is never poisoned");
+    if cache.len() >= MAX_PRINCIPALS {
+        cache.clear();
+    }
+    cache.insert(encoded.to_owned(), principal.clone());
+    Some(principal)
 }
 
 /// An operation sent to a service actor.
@@ -324,6 +349,37 @@ impl BusClient {
         self.call_with_timeout(ctx, op, self.timeout).await
     }
 
+    /// Calls `op` and answers its reply as the service encoded it, without decoding it (for
+    /// replies the caller only passes on).
+    pub async fn call_raw<O: Operation>(
+        &self,
+        ctx: &CallContext,
+        op: &O,
+    ) -> Result<Box<serde_json::value::RawValue>, WireError> {
+        let reply = self.request(ctx, op, self.timeout).await?;
+        match serde_json::from_slice::<ReplyBody<Box<serde_json::value::RawValue>>>(&reply.payload) {
+            Ok(ReplyBody::Ok(value)) => Ok(value),
+            Ok(ReplyBody::Err(error)) => Err(error),
+            Err(error) => {
+                tracing::error!(subject = O::SUBJECT, %error, "undecodable reply");
+                Err(WireError::internal())
+            }
+        }
+    }
+
+    async fn request<O: Operation>(
+        &self,
+        ctx: &CallContext,
+        op: &O,
+        timeout: Duration,
+    ) -> Result<crate::bus::Message, WireError> {
+        let payload = serde_json::to_vec(op).expect("operations always serialize");
+        self.bus
+            .request(O::SUBJECT, ctx.to_headers(), Bytes::from(payload), timeout)
+            .await
+            .map_err(|error| bus_error_to_wire(O::SUBJECT, &error))
+    }
+
     /// Calls `op` with a specific deadline.
     pub async fn call_with_timeout<O: Operation>(
         &self,
@@ -331,12 +387,7 @@ impl BusClient {
         op: &O,
         timeout: Duration,
     ) -> Result<O::Reply, WireError> {
-        let payload = serde_json::to_vec(op).expect("operations always serialize");
-        let reply = self
-            .bus
-            .request(O::SUBJECT, ctx.to_headers(), Bytes::from(payload), timeout)
-            .await
-            .map_err(|error| bus_error_to_wire(O::SUBJECT, &error))?;
+        let reply = self.request(ctx, op, timeout).await?;
         match serde_json::from_slice::<ReplyBody<O::Reply>>(&reply.payload) {
             Ok(ReplyBody::Ok(value)) => Ok(value),
             Ok(ReplyBody::Err(error)) => Err(error),
