@@ -610,3 +610,27 @@ async fn the_sign_in_popup_closes_itself_in_a_real_browser(mode: Mode) {
         "{screenshot}"
     );
 }
+
+/// Stopping the server does not wait for sign-ins in progress: a waiting WebSocket is told and
+/// closed, and the server stops within seconds (not at the 30 s drain deadline).
+#[tokio::test]
+async fn shutdown_closes_waiting_sockets_promptly() {
+    let mut app = spawn_app_with_sign_in(Mode::Embedded, |_| {}).await;
+    let (_, key) = start_sign_in(&app, &app.address).await;
+    let mut socket = open_socket(&app.address, &key).await;
+    let started = std::time::Instant::now();
+    let stopping = tokio::task::spawn_blocking(move || {
+        app.stop(ttscm::Component::Edge);
+        app
+    });
+    let message = next_json(&mut socket).await;
+    assert_eq!(message["type"], "error", "{message}");
+    assert_eq!(message["status"], 503);
+    expect_closed(&mut socket).await;
+    let _app = stopping.await.expect("stopped");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopping took {:?}",
+        started.elapsed()
+    );
+}

@@ -166,6 +166,7 @@ async fn write_batch(
         Some(head) => head,
         None => load_head(store).await?,
     };
+    tracing::trace!(entries = records.len(), "writing an audit batch");
     let entry_ids: Vec<String> = records.iter().map(|_| ids::new_id()).collect();
     let mut start = 0;
     for _ in 0..MAX_APPEND_ATTEMPTS {
@@ -259,7 +260,15 @@ impl Handler<Append> for AuditLog {
         let (reply, answer) = oneshot::channel();
         self.pending.push((append, reply));
         if !self.writing {
-            self.write_pending(ctx);
+            // Write on the next turn, not now: appends already in the mailbox join this batch.
+            // (A SQLite write completes without yielding, so writing at once would commit every
+            // append alone.)
+            self.writing = true;
+            ctx.spawn(
+                tokio::task::yield_now()
+                    .into_actor(self)
+                    .map(|(), log, ctx| log.write_pending(ctx)),
+            );
         }
         Box::pin(async move {
             answer
