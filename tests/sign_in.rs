@@ -634,3 +634,26 @@ async fn shutdown_closes_waiting_sockets_promptly() {
         started.elapsed()
     );
 }
+
+/// Two identity replicas, each with a user cache: a change made through one is seen through the
+/// other at once (the change is announced on the bus), not after the cache time.
+#[tokio::test]
+async fn a_profile_change_is_seen_through_every_identity_replica() {
+    let mut app = spawn_app_with_sign_in(Mode::Mesh, |_| {}).await;
+    app.start_extra_replica(ttscm::Component::Identity);
+    let data = sign_in_json(&app, "gina").await;
+    let token = data["accessToken"].as_str().expect("token").to_owned();
+    // Warm both replicas' caches (NATS spreads the queue group's requests).
+    for _ in 0..20 {
+        assert_eq!(me(&app, &token).await.0, 200);
+    }
+    let (status, _) = app
+        .patch("/v1/user/@me", &token, &json!({"name": "Gina Renamed"}))
+        .await;
+    assert_eq!(status, 200);
+    for _ in 0..20 {
+        let (status, body) = me(&app, &token).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["data"]["name"], "Gina Renamed", "a stale replica answered");
+    }
+}

@@ -175,7 +175,7 @@ pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error
     let limit = state.body_limit;
     let v1 = warp::path("v1");
     let company_routes = crate::company_routes::routes(state.clone(), limit);
-    let user_routes = crate::user_routes::routes(state.clone(), limit);
+    let (me_route, user_routes) = crate::user_routes::routes(state.clone(), limit);
     let auth_routes = crate::auth_routes::routes(state.clone());
     let c = move || ctx(state.clone());
     let types = v1
@@ -426,6 +426,7 @@ pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error
     let mut table: Vec<Route> = Vec::from([
         teapot.boxed(),
         list_types.boxed(),
+        me_route,
         create_type.boxed(),
         type_credentials.boxed(),
         get_type.boxed(),

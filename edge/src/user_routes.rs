@@ -76,8 +76,9 @@ impl RequestCtx {
     }
 }
 
-/// The user and role routes.
-pub fn routes(state: Arc<EdgeState>, body_limit: u64) -> Vec<Route> {
+/// The user and role routes: `GET /v1/user/@me` (called on every app start and page load, so
+/// the route table tries it early), and the rest.
+pub fn routes(state: Arc<EdgeState>, body_limit: u64) -> (Route, Vec<Route>) {
     let c = move || ctx(state.clone());
     let user = warp::path("v1").and(warp::path("user"));
     let me = user.and(warp::path("@me")).and(warp::path::end());
@@ -159,8 +160,7 @@ pub fn routes(state: Arc<EdgeState>, body_limit: u64) -> Vec<Route> {
         .and(c())
         .and_then(|id: String, ctx| respond_with(ctx, DELETE_ROLE, Ok(DeleteRole { id })));
 
-    vec![
-        get_me.boxed(),
+    let rest = vec![
         update_me.boxed(),
         list_users.boxed(),
         set_roles.boxed(),
@@ -168,7 +168,8 @@ pub fn routes(state: Arc<EdgeState>, body_limit: u64) -> Vec<Route> {
         create_role.boxed(),
         update_role.boxed(),
         delete_role.boxed(),
-    ]
+    ];
+    (get_me.boxed(), rest)
 }
 
 /// `GET /v1/user/users?page&rpp&search`.

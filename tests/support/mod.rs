@@ -296,6 +296,12 @@ impl TestApp {
         self.signed_in_user(roles).await.claims
     }
 
+    /// Starts one more replica of a service component (mesh mode).
+    pub fn start_extra_replica(&mut self, component: Component) {
+        let (shutdown, handle) = start_component(&self.settings, vec![component], None);
+        self.components.push((component, shutdown, Some(handle)));
+    }
+
     /// Starts one more edge on its own port (mesh mode): another replica behind the same
     /// load balancer. Answers its base URL.
     pub fn start_extra_edge(&mut self) -> String {

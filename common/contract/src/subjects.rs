@@ -44,6 +44,9 @@ pub const IDENTITY_ROLE_CREATE: &str = "ttscm.identity.v1.role_create";
 pub const IDENTITY_ROLE_UPDATE: &str = "ttscm.identity.v1.role_update";
 /// Identity: delete a role.
 pub const IDENTITY_ROLE_DELETE: &str = "ttscm.identity.v1.role_delete";
+/// Identity: a user changed (payload: the user id); every identity replica drops it from its
+/// user cache. Published, not requested; not an event (no stream keeps it).
+pub const IDENTITY_USER_CHANGED: &str = "ttscm.identity.v1.user_changed";
 /// Edge: delivery of a finished sign-in to the WebSocket waiting on it. The last token is the
 /// SHA-256 (hex) of the callback key, never the key itself; only the edge replica holding that
 /// WebSocket serves it.

@@ -42,9 +42,13 @@ pub async fn run(
     let signing_key = SigningKey::load(settings)?;
     let identity = Arc::new(service::Identity::new(
         store.clone(),
+        bus.clone(),
         signing_key.clone(),
         settings,
     ));
+    let mut changes = bus
+        .subscribe(ttscm_contract::subjects::IDENTITY_USER_CHANGED)
+        .await?;
     let addr = actor::IdentityActor::new(store.clone(), signing_key, settings).start();
     let mut tasks = vec![
         serve::<AuthenticateToken, _>(bus, IDENTITY_QUEUE, addr.clone(), shutdown.clone()).await?,
@@ -73,6 +77,20 @@ pub async fn run(
         DeleteRole,
     );
     tasks.push(tokio::spawn(sweep_expired(store.clone(), shutdown.clone())));
+    // User changes made through other replicas: drop them from this replica's user cache.
+    let cache_owner = identity.clone();
+    let stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                message = changes.next() => match message {
+                    Some(message) => cache_owner.users.forget(&String::from_utf8_lossy(&message.payload)),
+                    None => return,
+                },
+            }
+        }
+    }));
     let health_store = store.clone();
     tasks.push(
         serve_fn::<IdentityHealth, _, _>(bus, IDENTITY_QUEUE, shutdown, move |_, _| {

@@ -1,13 +1,15 @@
 //! identity's sign-in, session, user and role operations ([`ServiceOp`]s on shared state; each
 //! request runs in its own task, the store does the coordination).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use ttscm_contract::identity::*;
 use ttscm_contract::{ErrorCode, FieldError, Principal, PrincipalKind, WireError};
 use ttscm_runtime::service::{CallContext, ServiceOp, store_failed};
-use ttscm_runtime::{Settings, Store, Update};
+use ttscm_runtime::{Bus, Headers, Settings, Store, Update};
 
 use crate::logins::{self, LoginError};
 use crate::oidc::Oidc;
@@ -15,11 +17,51 @@ use crate::store::permissions_of;
 use crate::users::{self, SessionError, SignInProfile, TokenSettings, USER_SCOPES, UserDoc};
 use crate::{SigningKey, roles};
 
+/// How long a replica answers `GET /user/@me` from its user cache. Changes made through this
+/// replica apply at once; other replicas drop the user when they hear of the change on the bus
+/// (normally within milliseconds); this bounds what a lost message or a CLI change can leave.
+const USER_CACHE_TTL: Duration = Duration::from_secs(2);
+/// Users kept in the cache before it is cleared.
+const USER_CACHE_MAX: usize = 50_000;
+
+/// Recently read users, by id.
+#[derive(Debug, Default)]
+pub struct UserCache(RwLock<HashMap<String, (Arc<UserDoc>, Instant)>>);
+
+impl UserCache {
+    fn get(&self, id: &str) -> Option<Arc<UserDoc>> {
+        let map = self.0.read().expect("the user cache lock is never poisoned");
+        map.get(id)
+            .filter(|(_, at)| at.elapsed() < USER_CACHE_TTL)
+            .map(|(user, _)| user.clone())
+    }
+
+    fn put(&self, user: Arc<UserDoc>) {
+        let mut map = self.0.write().expect("the user cache lock is never poisoned");
+        if map.len() >= USER_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(user.id.clone(), (user, Instant::now()));
+    }
+
+    /// Forgets a user (after a change here or elsewhere).
+    pub fn forget(&self, id: &str) {
+        self.0
+            .write()
+            .expect("the user cache lock is never poisoned")
+            .remove(id);
+    }
+}
+
 /// What identity's operations share.
 #[derive(Debug)]
 pub struct Identity {
     /// identity's collections.
     pub store: Store,
+    /// Announces user changes to the other replicas.
+    pub bus: Bus,
+    /// Users recently read for `@me`.
+    pub users: UserCache,
     /// The OpenID Connect client.
     pub oidc: Oidc,
     /// Token issuing.
@@ -32,10 +74,12 @@ pub struct Identity {
 
 impl Identity {
     /// The state for `settings`.
-    pub fn new(store: Store, key: SigningKey, settings: &Settings) -> Self {
+    pub fn new(store: Store, bus: Bus, key: SigningKey, settings: &Settings) -> Self {
         let lower = |list: &[String]| list.iter().map(|s| s.to_lowercase()).collect();
         Self {
             store,
+            bus,
+            users: UserCache::default(),
             oidc: Oidc::new(&settings.entra),
             tokens: TokenSettings {
                 key,
@@ -47,6 +91,24 @@ impl Identity {
             },
             admin_emails: lower(&settings.identity.admin_emails),
             admin_object_ids: lower(&settings.identity.admin_object_ids),
+        }
+    }
+}
+
+impl Identity {
+    /// Drops a changed user from this replica's cache and tells the other replicas.
+    pub async fn user_changed(&self, id: &str) {
+        self.users.forget(id);
+        let published = self
+            .bus
+            .publish(
+                ttscm_contract::subjects::IDENTITY_USER_CHANGED,
+                Headers::new(),
+                bytes::Bytes::from(id.to_owned()),
+            )
+            .await;
+        if let Err(error) = published {
+            tracing::warn!(%error, "could not announce a user change; other replicas catch up within their cache time");
         }
     }
 }
@@ -178,6 +240,7 @@ impl ServiceOp<Identity> for CompleteLogin {
         let user = users::upsert_signed_in(&identity.store, &profile)
             .await
             .map_err(store_failed)?;
+        identity.user_changed(&user.id).await;
         let pair = users::start_session(&identity.store, &identity.tokens, &user)
             .await
             .map_err(store_failed)?;
@@ -237,7 +300,12 @@ impl ServiceOp<Identity> for ResolveSession {
 impl ServiceOp<Identity> for GetMe {
     async fn run(self, identity: Arc<Identity>, ctx: CallContext) -> Result<User, WireError> {
         let principal = user_principal(&ctx)?;
-        Ok(user_or_404(&identity.store, &principal.id).await?.to_user())
+        if let Some(user) = identity.users.get(&principal.id) {
+            return Ok(user.to_user());
+        }
+        let user = Arc::new(user_or_404(&identity.store, &principal.id).await?);
+        identity.users.put(user.clone());
+        Ok(user.to_user())
     }
 }
 
@@ -276,11 +344,13 @@ impl ServiceOp<Identity> for UpdateMe {
         if !errors.is_empty() {
             return Err(WireError::validation(errors));
         }
-        users::update_user(&identity.store, &principal.id, update)
+        let user = users::update_user(&identity.store, &principal.id, update)
             .await
             .map_err(store_failed)?
             .map(|u| u.to_user())
-            .ok_or_else(|| WireError::not_found("User"))
+            .ok_or_else(|| WireError::not_found("User"))?;
+        identity.user_changed(&user.id).await;
+        Ok(user)
     }
 }
 
@@ -300,11 +370,13 @@ impl ServiceOp<Identity> for SetUserRoles {
     async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<User, WireError> {
         user_or_404(&identity.store, &self.id).await?;
         let names = roles::existing_names(&identity.store, &self.roles).await?;
-        users::update_user(&identity.store, &self.id, Update::default().set("roles", names))
+        let user = users::update_user(&identity.store, &self.id, Update::default().set("roles", names))
             .await
             .map_err(store_failed)?
             .map(|u| u.to_user())
-            .ok_or_else(|| WireError::not_found("User"))
+            .ok_or_else(|| WireError::not_found("User"))?;
+        identity.user_changed(&user.id).await;
+        Ok(user)
     }
 }
 
