@@ -555,6 +555,7 @@ both_modes!(
     sign_in_without_settings_answers_503_and_the_rest_works,
     entra_shaped_claims_fill_the_user,
     the_sign_in_popup_closes_itself_in_a_real_browser,
+    an_expired_sign_in_is_refused,
 );
 
 /// Two edge replicas: the WebSocket waits on one, the provider's redirect lands on the other.
@@ -656,4 +657,43 @@ async fn a_profile_change_is_seen_through_every_identity_replica() {
         assert_eq!(status, 200);
         assert_eq!(body["data"]["name"], "Gina Renamed", "a stale replica answered");
     }
+}
+
+/// A sign-in older than its 10 minutes is refused on the socket and on the redirect, and
+/// creates no session (the pending login is aged directly in identity's store).
+async fn an_expired_sign_in_is_refused(mode: Mode) {
+    let app = spawn_app_with_sign_in(mode, |_| {}).await;
+    let (uri, key) = start_sign_in(&app, &app.address).await;
+    let id = hex_sha256(&key);
+    let store = app.store().await;
+    let past = ttscm_runtime::clock::format_iso(time::OffsetDateTime::now_utc() - time::Duration::minutes(1));
+    let aged = store
+        .update_one(
+            "pending_logins",
+            &ttscm_runtime::Filter::id(&id),
+            &ttscm_runtime::Update::default().set("expiresAt", past),
+        )
+        .await
+        .expect("updated");
+    assert!(aged, "the pending login is stored under the key's hash");
+    let url = format!(
+        "{}/v1/auth/ws?callbackKey={key}",
+        app.address.replace("http://", "ws://")
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("opens");
+    let message = next_json(&mut socket).await;
+    assert_eq!(message["type"], "error", "{message}");
+    let location = oidc::sign_in(&uri, "henry").await;
+    let (status, body) = follow_redirect(&app, &location, &app.address, true).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("expired"), "{body}");
+    assert_eq!(session_count(&app).await, 0);
+}
+
+fn hex_sha256(text: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
