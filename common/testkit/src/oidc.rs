@@ -30,8 +30,10 @@ pub const TEST_CLIENT_SECRET: &str = "ttscm-test-secret";
 /// The domain of `preferred_username` and `email`.
 pub const TEST_DOMAIN: &str = "contoso.example";
 
-const START_DEADLINE: Duration = Duration::from_secs(10);
-const BROWSER_DEADLINE: Duration = Duration::from_secs(60);
+/// Generous: on a fresh machine with a cold disk cache, several providers (and Chromium) start at
+/// once on two cores.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+const BROWSER_DEADLINE: Duration = Duration::from_secs(120);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Redirects and form posts a sign-in may take (it needs five).
 const MAX_STEPS: usize = 12;
@@ -51,7 +53,7 @@ impl OidcProvider {
     /// Starts a provider whose client [`TEST_CLIENT_ID`] may redirect to exactly `redirect_uris`.
     ///
     /// Panics when Node or the npm packages are missing (run the suite with `tests/run.sh`) or
-    /// when the provider does not report its issuer within 10 s.
+    /// when the provider does not report its issuer within 30 s.
     pub fn start(redirect_uris: &[String]) -> Self {
         let dir = oidc_dir();
         let log_dir = tempfile::tempdir().expect("a temp dir can be created");
@@ -266,7 +268,7 @@ fn form_action(html: &str, page: &Url) -> Url {
 /// `errorPageText`, `screenshot`, `errorPageStatus`, `popupLastUrl` and `error` (a step of the
 /// flow that failed, or null).
 ///
-/// Blocks for up to 60 s; call it from `spawn_blocking` when the edge runs on the caller's
+/// Blocks for up to 120 s; call it from `spawn_blocking` when the edge runs on the caller's
 /// runtime. Panics with the script's stderr when it fails or times out. Chromium is
 /// `$TTSCM_TEST_CHROMIUM` (default `/usr/bin/chromium`).
 pub fn run_browser_check(edge: &str, login: &str, screenshot_dir: &Path) -> serde_json::Value {
@@ -293,7 +295,7 @@ pub fn browser_self_test(screenshot_dir: &Path) -> serde_json::Value {
     ])
 }
 
-/// `node browser.mjs <args>` with a 60 s limit; its JSON result line.
+/// `node browser.mjs <args>` with a 120 s limit; its JSON result line.
 fn run_browser_script(args: &[&OsStr]) -> serde_json::Value {
     let dir = oidc_dir();
     let mut child = Command::new("node")
