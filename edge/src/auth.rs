@@ -177,7 +177,9 @@ impl Authenticator {
     /// Forgets a token at once (after sign-out on this replica; others forget it within the
     /// cache time).
     pub fn forget(&self, authorization: Option<&str>) {
-        if let Some(token) = authorization.and_then(|h| h.strip_prefix("Bearer ")) {
+        if let Some(token) =
+            authorization.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        {
             let key = sha256_hex(token.trim());
             self.access_tokens
                 .write()
