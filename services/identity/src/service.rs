@@ -96,6 +96,17 @@ impl Identity {
 }
 
 impl Identity {
+    /// Applies `update` to a user, answers the user as stored, and announces the change.
+    async fn update_user(&self, id: &str, update: Update) -> Result<User, WireError> {
+        let user = users::update_user(&self.store, id, update)
+            .await
+            .map_err(store_failed)?
+            .map(|u| u.to_user())
+            .ok_or_else(|| WireError::not_found("User"))?;
+        self.user_changed(&user.id).await;
+        Ok(user)
+    }
+
     /// Drops a changed user from this replica's cache and tells the other replicas.
     pub async fn user_changed(&self, id: &str) {
         self.users.forget(id);
@@ -344,13 +355,7 @@ impl ServiceOp<Identity> for UpdateMe {
         if !errors.is_empty() {
             return Err(WireError::validation(errors));
         }
-        let user = users::update_user(&identity.store, &principal.id, update)
-            .await
-            .map_err(store_failed)?
-            .map(|u| u.to_user())
-            .ok_or_else(|| WireError::not_found("User"))?;
-        identity.user_changed(&user.id).await;
-        Ok(user)
+        identity.update_user(&principal.id, update).await
     }
 }
 
@@ -370,13 +375,9 @@ impl ServiceOp<Identity> for SetUserRoles {
     async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<User, WireError> {
         user_or_404(&identity.store, &self.id).await?;
         let names = roles::existing_names(&identity.store, &self.roles).await?;
-        let user = users::update_user(&identity.store, &self.id, Update::default().set("roles", names))
+        identity
+            .update_user(&self.id, Update::default().set("roles", names))
             .await
-            .map_err(store_failed)?
-            .map(|u| u.to_user())
-            .ok_or_else(|| WireError::not_found("User"))?;
-        identity.user_changed(&user.id).await;
-        Ok(user)
     }
 }
 
