@@ -142,13 +142,7 @@ impl Events {
                 continue;
             };
             for document in waiting {
-                let text = |k: &str| {
-                    document
-                        .get(k)
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned()
-                };
+                let text = |k: &str| ttscm_runtime::store::text(&document, k);
                 let published = self
                     .bus
                     .publish(&text("subject"), Headers::new(), Bytes::from(text("payload")))

@@ -6,7 +6,7 @@ use ttscm_contract::identity::{
 };
 use ttscm_contract::{ErrorCode, PermissionSet, Principal, PrincipalKind, WireError};
 use ttscm_runtime::service::{Call, respond, store_failed};
-use ttscm_runtime::store::Filter;
+use ttscm_runtime::store::{Filter, text, texts};
 use ttscm_runtime::{Settings, Store, clock};
 
 use crate::SigningKey;
@@ -64,19 +64,9 @@ impl Handler<Call<AuthenticateToken>> for IdentityActor {
             {
                 return Err(unauthorized());
             }
-            let roles: Vec<String> = token
-                .get("roles")
-                .and_then(|r| r.as_array())
-                .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default();
+            let roles = texts(&token, "roles");
             let permissions = permissions_of(&store, &roles).await.map_err(store_failed)?;
-            let text = |key: &str| {
-                token
-                    .get(key)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_owned()
-            };
+            let text = |key: &str| text(&token, key);
             Ok(AuthenticatedToken {
                 principal: Principal {
                     id: text("id"),

@@ -101,11 +101,7 @@ pub async fn list_api_tokens(store: &Store) -> Result<Vec<ApiTokenInfo>, Identit
             ApiTokenInfo {
                 id: text("id").unwrap_or_default(),
                 name: text("name").unwrap_or_default(),
-                roles: d
-                    .get("roles")
-                    .and_then(Value::as_array)
-                    .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-                    .unwrap_or_default(),
+                roles: ttscm_runtime::store::texts(&d, "roles"),
                 created_at: text("createdAt").unwrap_or_default(),
                 expires_at: text("expiresAt"),
                 revoked_at: text("revokedAt"),

@@ -111,13 +111,7 @@ pub async fn take(store: &Store, key: &str) -> Result<Pending, LoginError> {
         Err(other) => return Err(other.into()),
     }
     live(&pending).ok_or(LoginError::Unknown)?;
-    let text = |k: &str| {
-        pending
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let text = |k: &str| ttscm_runtime::store::text(&pending, k);
     Ok(Pending {
         pkce_verifier: text("pkceVerifier"),
         nonce: text("nonce"),

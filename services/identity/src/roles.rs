@@ -6,28 +6,18 @@ use serde_json::{Value, json};
 use ttscm_contract::identity::{Role, RoleInput};
 use ttscm_contract::{ErrorCode, FieldError, Permission, WireError};
 use ttscm_runtime::service::store_failed;
-use ttscm_runtime::store::{Document, FindOptions, Order};
+use ttscm_runtime::store::{Document, FindOptions, Order, text, texts};
 use ttscm_runtime::{Filter, Store, StoreError, Update, clock, ids};
 
 use crate::store::{API_TOKENS, ROLES, as_document};
 use crate::users::all_users;
 
 fn role_of(document: &Document) -> Role {
-    let text = |k: &str| {
-        document
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let text = |k: &str| text(document, k);
     Role {
         id: text("id"),
         name: text("name"),
-        permissions: document
-            .get("permissions")
-            .and_then(Value::as_array)
-            .map(|p| p.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-            .unwrap_or_default(),
+        permissions: texts(document, "permissions"),
         built_in: document.get("builtIn").and_then(Value::as_bool).unwrap_or(false),
         created_at: text("createdAt"),
         updated_at: text("updatedAt"),
@@ -164,14 +154,7 @@ pub async fn delete(store: &Store, id: &str) -> Result<Role, WireError> {
         .await
         .map_err(store_failed)?
         .iter()
-        .filter(|t| {
-            let roles: Vec<String> = t
-                .get("roles")
-                .and_then(Value::as_array)
-                .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default();
-            holds(&roles)
-        })
+        .filter(|t| holds(&texts(t, "roles")))
         .count();
     if users + tokens > 0 {
         return Err(WireError::new(

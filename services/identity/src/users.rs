@@ -396,13 +396,7 @@ pub async fn refresh(
         .get(REFRESH_TOKENS, token_hash)
         .await?
         .ok_or(SessionError::Invalid)?;
-    let text = |key: &str| {
-        token
-            .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let text = |key: &str| ttscm_runtime::store::text(&token, key);
     let (session_id, user_id) = (text("sessionId"), text("userId"));
     let mut claim = Document::new();
     claim.insert("id".into(), token_hash.into());

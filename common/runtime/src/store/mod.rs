@@ -21,6 +21,29 @@ use serde_json::{Map, Value};
 /// A stored document: a JSON object whose `id` is a string.
 pub type Document = Map<String, Value>;
 
+/// The string at `key` of a document, or `""` when absent or not a string.
+pub fn text(document: &Document, key: &str) -> String {
+    document
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The strings in the array at `key` of a document (non-strings skipped; empty when absent).
+pub fn texts(document: &Document, key: &str) -> Vec<String> {
+    document
+        .get(key)
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A value a filter compares with.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scalar {
