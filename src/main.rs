@@ -6,6 +6,12 @@ use clap::{Parser, Subcommand};
 use ttscm::{AppError, Component};
 use ttscm_runtime::{Settings, Shutdown, connect};
 
+/// mimalloc instead of glibc's malloc: the request path allocates and frees many small objects
+/// across threads, and glibc's arenas spent about 15 % of the server's CPU on it under load
+/// (see bench/README.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for invalid settings or usage (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
 
