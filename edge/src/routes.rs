@@ -8,7 +8,9 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,26 +103,33 @@ pub(crate) fn ctx(state: Arc<EdgeState>) -> impl Filter<Extract = (RequestCtx,),
         )
 }
 
+/// A handler's answer, boxed: warp boxes every route's future while it tries the routes in
+/// turn, so a handler future stored inline would be allocated and copied for every route tried
+/// before the match; boxed, only the route that matched pays for it.
+pub(crate) type Answering = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
 /// Runs a handler in a span carrying the request id, and stamps the id on the response.
-pub(crate) async fn finish<F>(
+pub(crate) fn finish<F>(
     ctx: RequestCtx,
     route: &'static str,
-    handler: impl FnOnce(RequestCtx) -> F,
-) -> Result<Response, Infallible>
+    handler: impl FnOnce(RequestCtx) -> F + Send + 'static,
+) -> Answering
 where
-    F: std::future::Future<Output = Result<Response, WireError>>,
+    F: Future<Output = Result<Response, WireError>> + Send + 'static,
 {
-    let request_id = ctx.call.request_id.clone();
-    let span = tracing::info_span!("request", route, request_id = %request_id);
-    let mut response = handler(ctx)
-        .instrument(span)
-        .await
-        .unwrap_or_else(|error| error_response(&error));
-    response.headers_mut().insert(
-        REQUEST_ID_HEADER,
-        HeaderValue::from_str(&request_id).unwrap_or_else(|_| HeaderValue::from_static("invalid")),
-    );
-    Ok(response)
+    Box::pin(async move {
+        let request_id = ctx.call.request_id.clone();
+        let span = tracing::info_span!("request", route, request_id = %request_id);
+        let mut response = handler(ctx)
+            .instrument(span)
+            .await
+            .unwrap_or_else(|error| error_response(&error));
+        response.headers_mut().insert(
+            REQUEST_ID_HEADER,
+            HeaderValue::from_str(&request_id).unwrap_or_else(|_| HeaderValue::from_static("invalid")),
+        );
+        Ok(response)
+    })
 }
 
 /// How a route answers on success.
@@ -147,13 +156,9 @@ pub(crate) const fn answer(
 }
 
 /// Authorizes, calls `op`, and answers its reply in the envelope.
-pub(crate) async fn respond_with<O>(
-    ctx: RequestCtx,
-    answer: Answer,
-    op: Result<O, WireError>,
-) -> Result<Response, Infallible>
+pub(crate) fn respond_with<O>(ctx: RequestCtx, answer: Answer, op: Result<O, WireError>) -> Answering
 where
-    O: Operation,
+    O: Operation + Sync,
     O::Reply: Serialize,
 {
     finish(ctx, answer.route, move |mut ctx| async move {
@@ -163,7 +168,6 @@ where
         let reply = ctx.call_raw(&op).await?;
         Ok(envelope::success(answer.status, answer.message, &reply))
     })
-    .await
 }
 
 pub(crate) fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<T, WireError> {

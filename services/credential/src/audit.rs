@@ -1,12 +1,22 @@
 //! The audit log: append-only, hash-chained entries in the `audit_entries` collection.
 //!
-//! [`AuditLog`] is an actor that owns the chain head (last sequence number and hash) and writes
-//! appends in batches (group commit), so appends are serialized without a read per append. Each entry's `hash` is SHA-256 over its canonical
+//! [`AuditLog`] owns the chain head (last sequence number and hash) and writes appends in
+//! batches (group commit), so appends are serialized without a read per append. Each entry's `hash` is SHA-256 over its canonical
 //! JSON (every field but `hash`, `prevHash` included); a unique index on `seq` stops two writers
 //! (replicas) from both extending the chain at the same point — the loser reloads the head and
 //! retries. Tampering with any stored entry breaks verification from that entry on.
+//!
+//! Group commit runs in the callers' own tasks, not on an actor thread: the first caller to find
+//! no write in progress becomes the *leader* and writes; callers arriving meanwhile queue up;
+//! when its write is done the leader answers the batch it wrote and hands the lead to the first
+//! queued caller, which writes everything queued by then in one transaction. So an append costs
+//! no thread hop of its own (on the 2-core target a cross-thread wake-up costs more than the
+//! SQLite insert), and under load each commit carries every append that arrived during the
+//! previous one. A leader that is dropped mid-write (it never is: bus handlers run to the end)
+//! still hands the lead on, and the next leader reloads the head from the store.
 
-use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture};
+use std::sync::Mutex;
+
 use serde_json::Value;
 use tokio::sync::oneshot;
 use ttscm_contract::audit::{AuditActor, AuditEvent, AuditTarget, AuditVerification};
@@ -49,33 +59,68 @@ pub struct AuditRecord {
     pub company_id: Option<String>,
 }
 
-/// Append one record; answers once it is stored.
-pub struct Append {
-    /// The request context (actor, request id, client IP).
-    pub ctx: CallContext,
-    /// The record.
-    pub record: AuditRecord,
+/// One append: the request context (actor, request id, client IP) and the record.
+type Entry = (CallContext, AuditRecord);
+
+/// What a queued caller is told when its turn comes.
+enum Turn {
+    /// Its entry was written in a batch (or the batch failed).
+    Written(Result<(), StoreError>),
+    /// It leads now: it writes its entry (handed back) and everything queued behind it.
+    Lead(Entry),
 }
 
-impl Message for Append {
-    type Result = Result<(), StoreError>;
-}
+/// A queued append and where to tell its caller.
+type Waiting = (Entry, oneshot::Sender<Turn>);
 
-type Waiting = (Append, oneshot::Sender<Result<(), StoreError>>);
-
-/// The chain head, the appends waiting for the next write, and the store they go to.
-///
-/// Group commit: while one batch is being written, new appends queue up; the next write takes
-/// them all in one transaction (one commit for the batch on SQLite). Each append is answered
-/// only after its batch is stored.
-pub struct AuditLog {
-    store: Store,
-    /// `(seq, hash)` of the last entry, once loaded.
+/// The chain head and the appends waiting for the next write.
+#[derive(Default)]
+struct State {
+    /// `(seq, hash)` of the last entry, once loaded (`None`: load it before writing).
     head: Option<(u64, String)>,
     /// Appends waiting for the next batch.
-    pending: Vec<Waiting>,
-    /// Whether a batch is being written now.
+    queue: Vec<Waiting>,
+    /// Whether a leader is writing now.
     writing: bool,
+}
+
+/// The audit chain of one credential service replica.
+pub struct AuditLog {
+    store: Store,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").finish_non_exhaustive()
+    }
+}
+
+/// Held by the leader while it writes. Dropped without [`LeadGuard::finish`] (the leader's
+/// future was dropped mid-write), it forgets the head, whose state is then unknown, and hands
+/// the lead on.
+struct LeadGuard<'a> {
+    log: &'a AuditLog,
+    done: bool,
+}
+
+impl LeadGuard<'_> {
+    fn finish(mut self, head: Option<(u64, String)>) {
+        self.done = true;
+        let mut state = self.log.lock();
+        state.head = head;
+        AuditLog::hand_on(&mut state);
+    }
+}
+
+impl Drop for LeadGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut state = self.log.lock();
+            state.head = None;
+            AuditLog::hand_on(&mut state);
+        }
+    }
 }
 
 impl AuditLog {
@@ -88,50 +133,83 @@ impl AuditLog {
     pub fn new(store: Store) -> Self {
         Self {
             store,
-            head: None,
-            pending: Vec::new(),
-            writing: false,
+            state: Mutex::new(State::default()),
         }
     }
 
-    fn write_pending(&mut self, ctx: &mut Context<Self>) {
-        self.writing = true;
-        let batch = std::mem::take(&mut self.pending);
-        let store = self.store.clone();
-        let head = self.head.clone();
-        let records: Vec<(CallContext, AuditRecord)> = batch
-            .iter()
-            .map(|(a, _)| (a.ctx.clone(), a.record.clone()))
-            .collect();
-        ctx.spawn(
-            async move { write_batch(&store, head, &records).await }
-                .into_actor(self)
-                .map(move |result, log, ctx| {
-                    match result {
-                        Ok(head) => {
-                            log.head = Some(head);
-                            for (_, reply) in batch {
-                                let _ = reply.send(Ok(()));
-                            }
-                        }
-                        Err(error) => {
-                            log.head = None;
-                            for (_, reply) in batch {
-                                let _ = reply.send(Err(error.clone()));
-                            }
-                        }
-                    }
-                    log.writing = false;
-                    if !log.pending.is_empty() {
-                        log.write_pending(ctx);
-                    }
-                }),
-        );
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is consistent between statements (no panics while held), so a poisoned
+        // lock is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
 
-impl Actor for AuditLog {
-    type Context = Context<Self>;
+    /// Passes the lead to the first queued caller still waiting, or ends the writing.
+    fn hand_on(state: &mut State) {
+        while !state.queue.is_empty() {
+            let (entry, turn) = state.queue.remove(0);
+            if turn.send(Turn::Lead(entry)).is_ok() {
+                return;
+            }
+            // That caller is gone, and its request with it: its entry is not written.
+        }
+        state.writing = false;
+    }
+
+    /// Appends one record; answers once it is stored (and fails if it could not be).
+    pub async fn append(&self, ctx: &CallContext, record: AuditRecord) -> Result<(), StoreError> {
+        let entry = (ctx.clone(), record);
+        let told = {
+            let mut state = self.lock();
+            if state.writing {
+                let (turn, told) = oneshot::channel();
+                state.queue.push((entry, turn));
+                Ok(told)
+            } else {
+                state.writing = true;
+                Err(entry)
+            }
+        };
+        match told {
+            Err(entry) => self.lead(entry).await,
+            Ok(told) => match told.await {
+                Ok(Turn::Written(result)) => result,
+                Ok(Turn::Lead(entry)) => self.lead(entry).await,
+                Err(_) => Err(StoreError::Unavailable("the audit log stopped".into())),
+            },
+        }
+    }
+
+    /// Writes `own` and everything queued, answers the queued callers, hands the lead on, and
+    /// answers the batch's result.
+    async fn lead(&self, own: Entry) -> Result<(), StoreError> {
+        let guard = LeadGuard {
+            log: self,
+            done: false,
+        };
+        let (head, queued) = {
+            let mut state = self.lock();
+            (state.head.clone(), std::mem::take(&mut state.queue))
+        };
+        let mut records = Vec::with_capacity(queued.len() + 1);
+        let mut turns = Vec::with_capacity(queued.len());
+        records.push(own);
+        for (entry, turn) in queued {
+            records.push(entry);
+            turns.push(turn);
+        }
+        let result = write_batch(&self.store, head, &records).await;
+        let (head, answer) = match result {
+            Ok(head) => (Some(head), Ok(())),
+            Err(error) => (None, Err(error)),
+        };
+        for turn in turns {
+            let _ = turn.send(Turn::Written(answer.clone()));
+        }
+        guard.finish(head);
+        answer
+    }
 }
 
 async fn load_head(store: &Store) -> Result<(u64, String), StoreError> {
@@ -250,31 +328,6 @@ fn to_document(event: &AuditEvent) -> Document {
     match serde_json::to_value(event).expect("audit events serialize") {
         Value::Object(map) => map,
         _ => unreachable!("an audit event serializes to an object"),
-    }
-}
-
-impl Handler<Append> for AuditLog {
-    type Result = ResponseFuture<Result<(), StoreError>>;
-
-    fn handle(&mut self, append: Append, ctx: &mut Self::Context) -> Self::Result {
-        let (reply, answer) = oneshot::channel();
-        self.pending.push((append, reply));
-        if !self.writing {
-            // Write on the next turn, not now: appends already in the mailbox join this batch.
-            // (A SQLite write completes without yielding, so writing at once would commit every
-            // append alone.)
-            self.writing = true;
-            ctx.spawn(
-                tokio::task::yield_now()
-                    .into_actor(self)
-                    .map(|(), log, ctx| log.write_pending(ctx)),
-            );
-        }
-        Box::pin(async move {
-            answer
-                .await
-                .unwrap_or_else(|_| Err(StoreError::Unavailable("the audit log stopped".into())))
-        })
     }
 }
 

@@ -12,7 +12,6 @@ pub mod reseal;
 pub mod service;
 pub mod store;
 
-use actix::Actor;
 use tokio::task::JoinHandle;
 use ttscm_contract::audit::{ListAuditEvents, VerifyAudit};
 use ttscm_contract::credential::*;
@@ -32,8 +31,7 @@ pub enum CredentialError {
     Bus(#[from] BusError),
 }
 
-/// Starts the credential service and serves its subjects until `shutdown`. Must be called on an
-/// actix thread.
+/// Starts the credential service and serves its subjects until `shutdown`.
 pub async fn run(
     bus: &Bus,
     store: &Store,
@@ -43,7 +41,7 @@ pub async fn run(
     store::prepare(store).await?;
     let (events, publisher) = events::Events::new(bus.clone(), store.clone());
     tokio::spawn(publisher.run());
-    let audit = audit::AuditLog::new(store.clone()).start();
+    let audit = audit::AuditLog::new(store.clone());
     let caches = std::sync::Arc::new(service::Caches::default());
     let service = service::Service {
         store: store.clone(),
@@ -140,10 +138,43 @@ pub async fn run(
     tasks.push(tokio::spawn(events.drain_outbox_forever(shutdown.clone())));
     tasks.push(tokio::spawn(forget_changed_types(
         bus.subscribe(TYPE_EVENTS).await?,
+        caches.clone(),
+        shutdown.clone(),
+    )));
+    tasks.push(tokio::spawn(forget_changed_credentials(
+        bus.subscribe(CREDENTIAL_EVENTS).await?,
         caches,
         shutdown,
     )));
     Ok(tasks)
+}
+
+/// Credential events from every replica; a change forgets that credential here.
+const CREDENTIAL_EVENTS: &str = "ttscm.events.credential.>";
+
+async fn forget_changed_credentials(
+    mut events: ttscm_runtime::bus::Subscription,
+    caches: std::sync::Arc<service::Caches>,
+    shutdown: Shutdown,
+) {
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => return,
+            event = events.next() => match event {
+                Some(event) => event,
+                None => return,
+            },
+        };
+        // Reveals and creations change nothing a cache holds.
+        let action = event.subject.rsplit('.').next().unwrap_or_default();
+        if !matches!(action, "updated" | "fields_updated" | "deleted") {
+            continue;
+        }
+        match serde_json::from_slice::<ttscm_contract::event::CloudEvent>(&event.payload) {
+            Ok(cloud_event) => caches.credentials.forget(&cloud_event.subject),
+            Err(_) => caches.credentials.clear(),
+        }
+    }
 }
 
 /// Type events from every replica; each clears this replica's type caches.

@@ -3,7 +3,8 @@
 //! These run straight on the tokio worker pool, not through an actor: they only read shared
 //! state (store handles, clients, caches), and routing them through one actor thread would add
 //! two thread hops per request and serialize the whole service. The state that needs one owner —
-//! the audit chain head with its group commit — is an actor ([`crate::audit::AuditLog`]).
+//! the audit chain head with its group commit — is behind a lock and written by its callers in
+//! turn ([`crate::audit::AuditLog`]).
 
 use std::sync::Arc;
 

@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix::Addr;
 use serde_json::{Value, json};
 use ttscm_contract::company::{CompanySummary, GetCompanySummaries};
 use ttscm_contract::credential::*;
@@ -23,7 +22,7 @@ use ttscm_runtime::service::{BusClient, CallContext};
 use ttscm_runtime::store::{FindOptions, Order};
 use ttscm_runtime::{Filter, Store, StoreError, Update, clock, ids};
 
-use crate::audit::{Append, AuditLog, AuditRecord};
+use crate::audit::{AuditLog, AuditRecord};
 use crate::domain::{self, CheckedValue};
 use crate::events::Events;
 use crate::store::{
@@ -37,6 +36,78 @@ const TYPE_TTL: Duration = Duration::from_secs(2);
 const COMPANY_TTL: Duration = Duration::from_secs(10);
 /// How long the list of types (with counts) is reused; local writes clear it.
 const TYPE_LIST_TTL: Duration = Duration::from_secs(1);
+/// How long a cached credential is trusted. Writes through this replica forget it at once;
+/// writes through another replica as soon as its change event arrives here (a NATS hop).
+const CREDENTIAL_TTL: Duration = Duration::from_secs(2);
+/// Credentials kept at most (the cache is cleared when full).
+const MAX_CACHED_CREDENTIALS: usize = 10_000;
+/// Credentials whose stored values are longer than this in total are not cached.
+const MAX_CACHED_CREDENTIAL_BYTES: usize = 16 * 1024;
+
+/// Recently read credentials, as stored (secure values sealed: the cache never holds plaintext).
+///
+/// Reads (fetch, fields, reveal) are served from here, so the hot reveal path reads nothing
+/// from the store; writes read fresh. A read that raced a write is never cached: every write
+/// bumps the generation after it is stored, and a read caches only if the generation did not
+/// move while it read.
+#[derive(Default)]
+pub struct CredentialCache {
+    state: Mutex<CredentialCacheState>,
+}
+
+#[derive(Default)]
+struct CredentialCacheState {
+    generation: u64,
+    entries: HashMap<String, (Instant, Arc<CredentialDoc>)>,
+}
+
+impl CredentialCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CredentialCacheState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The cached credential, if fresh; else the generation to pass to [`Self::put`].
+    fn get(&self, id: &str) -> Result<Arc<CredentialDoc>, u64> {
+        let state = self.lock();
+        match state.entries.get(id) {
+            Some((at, doc)) if at.elapsed() < CREDENTIAL_TTL => Ok(doc.clone()),
+            _ => Err(state.generation),
+        }
+    }
+
+    /// Caches `doc`, read when the generation was `generation`, unless a write happened since.
+    fn put(&self, generation: u64, doc: &Arc<CredentialDoc>) {
+        if doc.values.iter().map(|v| v.value.len()).sum::<usize>() > MAX_CACHED_CREDENTIAL_BYTES {
+            return;
+        }
+        let mut state = self.lock();
+        if state.generation != generation {
+            return;
+        }
+        if state.entries.len() >= MAX_CACHED_CREDENTIALS {
+            state.entries.clear();
+        }
+        state
+            .entries
+            .insert(doc.id.clone(), (Instant::now(), doc.clone()));
+    }
+
+    /// Forgets one credential (after it was written, here or on another replica).
+    pub fn forget(&self, id: &str) {
+        let mut state = self.lock();
+        state.generation += 1;
+        state.entries.remove(id);
+    }
+
+    /// Forgets every credential (after a write to many).
+    pub fn clear(&self) {
+        let mut state = self.lock();
+        state.generation += 1;
+        state.entries.clear();
+    }
+}
 
 /// Short-lived caches of what nearly every request reads: credential types and company names.
 #[derive(Default)]
@@ -44,16 +115,20 @@ pub struct Caches {
     types: Mutex<HashMap<String, (Instant, Option<TypeDoc>)>>,
     companies: Mutex<HashMap<String, (Instant, CompanySummary)>>,
     type_list: Mutex<Option<(Instant, Vec<CredentialType>)>>,
+    /// Recently read credentials.
+    pub credentials: CredentialCache,
     /// Held while one caller recounts the type list: counting is a scan per type, and a
     /// stampede of recounts when the cache expires under load would bury the store.
     type_list_refresh: tokio::sync::Mutex<()>,
 }
 
 impl Caches {
-    /// Forgets every type (after a type changed anywhere).
+    /// Forgets every type (after a type changed anywhere), and every credential (a type
+    /// change may have migrated its credentials' values).
     pub fn clear_types(&self) {
         self.types.lock().expect("cache lock is never poisoned").clear();
         self.clear_type_list();
+        self.credentials.clear();
     }
 
     /// Forgets the type list (after counts changed).
@@ -71,7 +146,7 @@ pub struct Service {
     /// Publishes events.
     pub events: Events,
     /// The audit chain.
-    pub audit: Addr<AuditLog>,
+    pub audit: AuditLog,
     /// Caches of types and company names.
     pub caches: Arc<Caches>,
 }
@@ -92,27 +167,10 @@ fn invalid(path: &str, message: &str) -> WireError {
 
 impl Service {
     async fn record(&self, ctx: &CallContext, record: AuditRecord) -> Result<(), WireError> {
-        match self
-            .audit
-            .send(Append {
-                ctx: ctx.clone(),
-                record,
-            })
-            .await
-        {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => {
-                tracing::error!(%error, "audit write failed; failing the request");
-                Err(WireError::new(
-                    ErrorCode::Unavailable,
-                    "The audit log is unavailable",
-                ))
-            }
-            Err(_) => Err(WireError::new(
-                ErrorCode::Unavailable,
-                "The audit log is unavailable",
-            )),
-        }
+        self.audit.append(ctx, record).await.map_err(|error| {
+            tracing::error!(%error, "audit write failed; failing the request");
+            WireError::new(ErrorCode::Unavailable, "The audit log is unavailable")
+        })
     }
 
     async fn type_by_id(&self, id: &str) -> Result<Option<TypeDoc>, WireError> {
@@ -153,7 +211,8 @@ impl Service {
             .ok_or_else(type_not_found)
     }
 
-    async fn credential(&self, id: &str) -> Result<CredentialDoc, WireError> {
+    /// A credential as stored now, bypassing the cache (for writes).
+    async fn credential_fresh(&self, id: &str) -> Result<CredentialDoc, WireError> {
         let document = self
             .store
             .get(CREDENTIALS, id)
@@ -163,15 +222,47 @@ impl Service {
         from_document(document).map_err(store_failed)
     }
 
-    /// A credential and its type, after checking the type's scope.
-    async fn accessible(&self, ctx: &CallContext, id: &str) -> Result<(CredentialDoc, TypeDoc), WireError> {
+    /// A credential, from the cache when it holds it.
+    async fn credential(&self, id: &str) -> Result<Arc<CredentialDoc>, WireError> {
+        let generation = match self.caches.credentials.get(id) {
+            Ok(cached) => return Ok(cached),
+            Err(generation) => generation,
+        };
+        let doc = Arc::new(self.credential_fresh(id).await?);
+        self.caches.credentials.put(generation, &doc);
+        Ok(doc)
+    }
+
+    /// A credential (possibly cached) and its type, after checking the type's scope.
+    async fn accessible(
+        &self,
+        ctx: &CallContext,
+        id: &str,
+    ) -> Result<(Arc<CredentialDoc>, TypeDoc), WireError> {
         let credential = self.credential(id).await?;
+        let credential_type = self.scoped_type(ctx, &credential).await?;
+        Ok((credential, credential_type))
+    }
+
+    /// A credential as stored now and its type, after checking the type's scope (for writes).
+    async fn accessible_fresh(
+        &self,
+        ctx: &CallContext,
+        id: &str,
+    ) -> Result<(CredentialDoc, TypeDoc), WireError> {
+        let credential = self.credential_fresh(id).await?;
+        let credential_type = self.scoped_type(ctx, &credential).await?;
+        Ok((credential, credential_type))
+    }
+
+    /// The credential's type, after checking its scope.
+    async fn scoped_type(&self, ctx: &CallContext, credential: &CredentialDoc) -> Result<TypeDoc, WireError> {
         let credential_type = self
             .type_by_id(&credential.type_id)
             .await?
             .ok_or_else(credential_not_found)?;
         check_scope(ctx, &credential_type)?;
-        Ok((credential, credential_type))
+        Ok(credential_type)
     }
 
     async fn companies(
@@ -647,10 +738,12 @@ impl Service {
                 let update = Update::default()
                     .set("values", serde_json::to_value(&values).expect("values serialize"))
                     .set("updatedAt", clock::now_iso());
-                self.store
+                let updated = self
+                    .store
                     .update_one(CREDENTIALS, &Filter::id(&credential.id), &update)
-                    .await
-                    .map_err(store_failed)?;
+                    .await;
+                self.caches.credentials.forget(&credential.id);
+                updated.map_err(store_failed)?;
             }
         }
         Ok(())
@@ -676,10 +769,12 @@ impl Service {
             .find(CREDENTIALS, &FindOptions::new(Filter::eq("typeId", id)))
             .await
             .map_err(store_failed)?;
-        self.store
+        let deleted = self
+            .store
             .delete_many(CREDENTIALS, &Filter::eq("typeId", id))
-            .await
-            .map_err(store_failed)?;
+            .await;
+        self.caches.credentials.clear();
+        deleted.map_err(store_failed)?;
         self.store
             .delete(CREDENTIAL_TYPES, id)
             .await
@@ -860,6 +955,7 @@ impl Service {
             .await
         {
             let _ = self.store.delete(CREDENTIALS, &credential.id).await;
+            self.caches.credentials.forget(&credential.id);
             return Err(error);
         }
         self.events
@@ -886,18 +982,15 @@ impl Service {
         if !errors.is_empty() {
             return Err(WireError::validation(errors));
         }
-        let (mut credential, credential_type) = self.accessible(ctx, id).await?;
+        let (mut credential, credential_type) = self.accessible_fresh(ctx, id).await?;
         credential.name = patch.name.trim().to_owned();
         credential.updated_at = clock::now_iso();
         let update = Update::default()
             .set("name", credential.name.clone())
             .set("updatedAt", credential.updated_at.clone());
-        if !self
-            .store
-            .update_one(CREDENTIALS, &Filter::id(id), &update)
-            .await
-            .map_err(store_failed)?
-        {
+        let updated = self.store.update_one(CREDENTIALS, &Filter::id(id), &update).await;
+        self.caches.credentials.forget(id);
+        if !updated.map_err(store_failed)? {
             return Err(credential_not_found());
         }
         self.record(ctx, Self::credential_record("credential.updated", &credential))
@@ -916,7 +1009,7 @@ impl Service {
         id: &str,
         input: CredentialFieldsInput,
     ) -> Result<Credential, WireError> {
-        let (mut credential, credential_type) = self.accessible(ctx, id).await?;
+        let (mut credential, credential_type) = self.accessible_fresh(ctx, id).await?;
         let checked =
             domain::check_values(&credential_type.fields, &input.fields).map_err(WireError::validation)?;
         credential.values = self.seal(ctx, id, checked, &credential.values).await?;
@@ -927,12 +1020,9 @@ impl Service {
                 serde_json::to_value(&credential.values).expect("values serialize"),
             )
             .set("updatedAt", credential.updated_at.clone());
-        if !self
-            .store
-            .update_one(CREDENTIALS, &Filter::id(id), &update)
-            .await
-            .map_err(store_failed)?
-        {
+        let updated = self.store.update_one(CREDENTIALS, &Filter::id(id), &update).await;
+        self.caches.credentials.forget(id);
+        if !updated.map_err(store_failed)? {
             return Err(credential_not_found());
         }
         self.record(
@@ -960,11 +1050,11 @@ impl Service {
         let (credential, _) = self.accessible(ctx, id).await?;
         Ok(credential
             .values
-            .into_iter()
+            .iter()
             .map(|v| FieldValue {
-                id: v.id,
-                field_id: v.field_id,
-                value: Value::String(v.value),
+                id: v.id.clone(),
+                field_id: v.field_id.clone(),
+                value: Value::String(v.value.clone()),
             })
             .collect())
     }
@@ -986,10 +1076,12 @@ impl Service {
 
     /// Deletes a credential and its sealed values.
     pub async fn delete(&self, ctx: &CallContext, id: &str) -> Result<(), WireError> {
-        let (credential, _) = self.accessible(ctx, id).await?;
+        let (credential, _) = self.accessible_fresh(ctx, id).await?;
         self.record(ctx, Self::credential_record("credential.deleted", &credential))
             .await?;
-        if !self.store.delete(CREDENTIALS, id).await.map_err(store_failed)? {
+        let deleted = self.store.delete(CREDENTIALS, id).await;
+        self.caches.credentials.forget(id);
+        if !deleted.map_err(store_failed)? {
             return Err(credential_not_found());
         }
         self.caches.clear_type_list();

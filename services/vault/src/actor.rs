@@ -1,4 +1,5 @@
 //! The vault actor: owns the key ring and seals, opens and re-seals values for other services.
+//! Its handlers run under a lock in the caller's task (see [`SharedVault`]).
 //!
 //! Callers are services (the credential service), which have already authorized their own
 //! caller; vault checks no principal. Each value is bound to its place (credential id, field
@@ -15,7 +16,6 @@ use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Context, Handler};
 use ttscm_contract::vault::{Place, Plaintexts, Reseal, Seal, SealedItem, Unseal};
 use ttscm_contract::{ErrorCode, FieldError, WireError};
 use ttscm_runtime::Settings;
@@ -275,7 +275,7 @@ fn seal_failed(error: SealError) -> WireError {
     WireError::internal()
 }
 
-/// Runs a handler's work, answering a panic with a 500 instead of stopping the actor's thread.
+/// Runs a handler's work, answering a panic with a 500 instead of unwinding into the caller.
 fn guarded<T>(work: impl FnOnce() -> Result<T, WireError>) -> Result<T, WireError> {
     std::panic::catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|_| {
         tracing::error!("a vault handler panicked");
@@ -283,37 +283,42 @@ fn guarded<T>(work: impl FnOnce() -> Result<T, WireError>) -> Result<T, WireErro
     })
 }
 
-impl Actor for VaultActor {
-    type Context = Context<Self>;
+/// The vault's state as its handlers share it: one [`VaultActor`] behind a lock.
+///
+/// Vault's handlers are synchronous and take microseconds (a seal of 1 KiB is ~3 µs), so they
+/// run under this lock in the caller's task — in one process, the credential service's request
+/// task itself — instead of through an actix mailbox on another thread: on the 2-core target a
+/// cross-thread wake-up and the reply's wake-up back cost more than the work.
+pub type SharedVault = std::sync::Arc<std::sync::Mutex<VaultActor>>;
+
+fn with_vault<T>(
+    vault: &SharedVault,
+    work: impl FnOnce(&mut VaultActor) -> Result<T, WireError>,
+) -> Result<T, WireError> {
+    // A panic inside `work` is answered as a 500 by `guarded` before the lock is released, and
+    // leaves the ring as it was (handlers only replace it whole), so a poisoned lock is usable.
+    let mut actor = vault.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    guarded(|| work(&mut actor))
 }
 
-impl Handler<Call<Seal>> for VaultActor {
-    type Result = Result<Vec<String>, WireError>;
-
-    fn handle(&mut self, call: Call<Seal>, _: &mut Self::Context) -> Self::Result {
-        let mut op = call.op;
-        let result = guarded(|| self.seal(&op));
-        for item in &mut op.items {
-            item.plaintext.zeroize();
-        }
-        result
+/// Seals a call's items, then wipes their plaintext.
+pub fn handle_seal(vault: &SharedVault, call: Call<Seal>) -> Result<Vec<String>, WireError> {
+    let mut op = call.op;
+    let result = with_vault(vault, |actor| actor.seal(&op));
+    for item in &mut op.items {
+        item.plaintext.zeroize();
     }
+    result
 }
 
-impl Handler<Call<Unseal>> for VaultActor {
-    type Result = Result<Plaintexts, WireError>;
-
-    fn handle(&mut self, call: Call<Unseal>, _: &mut Self::Context) -> Self::Result {
-        guarded(|| self.unseal(&call.op))
-    }
+/// Opens a call's items.
+pub fn handle_unseal(vault: &SharedVault, call: Call<Unseal>) -> Result<Plaintexts, WireError> {
+    with_vault(vault, |actor| actor.unseal(&call.op))
 }
 
-impl Handler<Call<Reseal>> for VaultActor {
-    type Result = Result<Vec<String>, WireError>;
-
-    fn handle(&mut self, call: Call<Reseal>, _: &mut Self::Context) -> Self::Result {
-        guarded(|| self.reseal(&call.op))
-    }
+/// Moves a call's items to the active key.
+pub fn handle_reseal(vault: &SharedVault, call: Call<Reseal>) -> Result<Vec<String>, WireError> {
+    with_vault(vault, |actor| actor.reseal(&call.op))
 }
 
 #[cfg(test)]

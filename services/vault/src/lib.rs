@@ -9,12 +9,11 @@ pub mod actor;
 pub mod keyring;
 pub mod seal;
 
-use actix::Actor;
 use tokio::task::JoinHandle;
 use ttscm_contract::health::{HealthReply, VaultHealth};
 use ttscm_contract::subjects::VAULT_QUEUE;
 use ttscm_contract::vault::{Reseal, Seal, Unseal};
-use ttscm_runtime::service::{serve, serve_fn};
+use ttscm_runtime::service::{Call, serve_fn};
 use ttscm_runtime::{Bus, BusError, Settings, Shutdown};
 
 pub use actor::VaultActor;
@@ -32,8 +31,7 @@ pub enum VaultError {
     Bus(#[from] BusError),
 }
 
-/// Starts vault and serves its subjects until `shutdown`. Must be called on an actix thread
-/// (the actor starts there).
+/// Starts vault and serves its subjects until `shutdown`.
 pub async fn run(
     bus: &Bus,
     settings: &Settings,
@@ -46,11 +44,22 @@ pub async fn run(
         key_file = actor.key_file().map(|p| p.display().to_string()),
         "vault key ring loaded"
     );
-    let addr = actor.start();
+    let vault: actor::SharedVault = std::sync::Arc::new(std::sync::Mutex::new(actor));
+    let seal = vault.clone();
+    let unseal = vault.clone();
     Ok(vec![
-        serve::<Seal, _>(bus, VAULT_QUEUE, addr.clone(), shutdown.clone()).await?,
-        serve::<Unseal, _>(bus, VAULT_QUEUE, addr.clone(), shutdown.clone()).await?,
-        serve::<Reseal, _>(bus, VAULT_QUEUE, addr, shutdown.clone()).await?,
+        serve_fn::<Seal, _, _>(bus, VAULT_QUEUE, shutdown.clone(), move |ctx, op| {
+            std::future::ready(actor::handle_seal(&seal, Call { ctx, op }))
+        })
+        .await?,
+        serve_fn::<Unseal, _, _>(bus, VAULT_QUEUE, shutdown.clone(), move |ctx, op| {
+            std::future::ready(actor::handle_unseal(&unseal, Call { ctx, op }))
+        })
+        .await?,
+        serve_fn::<Reseal, _, _>(bus, VAULT_QUEUE, shutdown.clone(), move |ctx, op| {
+            std::future::ready(actor::handle_reseal(&vault, Call { ctx, op }))
+        })
+        .await?,
         serve_fn::<VaultHealth, _, _>(bus, VAULT_QUEUE, shutdown, move |_, _| async move {
             Ok(HealthReply {
                 service: "vault".into(),

@@ -36,7 +36,7 @@ impl Captured {
     }
 }
 
-#[actix::test]
+#[tokio::test]
 async fn a_canary_secret_never_reaches_the_logs() {
     const CANARY: &str = "canary-7c1f2e9a-secret";
     let captured = Captured::default();
@@ -46,7 +46,7 @@ async fn a_canary_secret_never_reaches_the_logs() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    // Everything runs on this thread (actix's current-thread runtime): the vault actor, the
+    // Everything runs on this thread (a current-thread runtime): the vault's handlers, the
     // serving loop and the bus. A thread-local subscriber sees all of their logs.
     let _guard = tracing::subscriber::set_default(subscriber);
 

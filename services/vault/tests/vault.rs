@@ -9,7 +9,7 @@ use ttscm_vault::actor::{MAX_VALUE_LEN, NOT_SEALED_HERE};
 
 use support::{all_at, kid_of, place, sealed_at, spawn_vault};
 
-#[actix::test]
+#[tokio::test]
 async fn sealed_values_come_back_when_opened_at_their_places() {
     let vault = spawn_vault().await;
     let largest = "é".repeat(MAX_VALUE_LEN / 2);
@@ -29,7 +29,7 @@ async fn sealed_values_come_back_when_opened_at_their_places() {
     assert_eq!(opened, plaintexts);
 }
 
-#[actix::test]
+#[tokio::test]
 async fn a_sealed_value_swapped_between_places_fails_with_a_clear_message() {
     let vault = spawn_vault().await;
     let (first, second, other_field) = (
@@ -58,7 +58,7 @@ async fn a_sealed_value_swapped_between_places_fails_with_a_clear_message() {
     }
 }
 
-#[actix::test]
+#[tokio::test]
 async fn reseal_after_rotate_moves_values_to_the_new_key_and_keeps_active_ones() {
     let vault = spawn_vault().await;
     let places = [
@@ -101,7 +101,7 @@ async fn reseal_after_rotate_moves_values_to_the_new_key_and_keeps_active_ones()
     assert_eq!(kid_of(&fresh[0]), new_kid);
 }
 
-#[actix::test]
+#[tokio::test]
 async fn a_value_over_64_kib_is_a_validation_error() {
     let vault = spawn_vault().await;
     let here = place("c1", "note");
