@@ -47,6 +47,9 @@ pub const IDENTITY_ROLE_DELETE: &str = "ttscm.identity.v1.role_delete";
 /// Identity: a user changed (payload: the user id); every identity replica drops it from its
 /// user cache. Published, not requested; not an event (no stream keeps it).
 pub const IDENTITY_USER_CHANGED: &str = "ttscm.identity.v1.user_changed";
+/// Credential: credentials changed (payload: a credential id, or `*` for every credential); every
+/// credential replica drops them from its cache. Published, not requested; not an event.
+pub const CREDENTIAL_CHANGED: &str = "ttscm.credential.v1.changed";
 /// Edge: delivery of a finished sign-in to the WebSocket waiting on it. The last token is the
 /// SHA-256 (hex) of the callback key, never the key itself; only the edge replica holding that
 /// WebSocket serves it.

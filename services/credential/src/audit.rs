@@ -16,6 +16,7 @@
 //! still hands the lead on, and the next leader reloads the head from the store.
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -39,8 +40,22 @@ const INDEXES: &[IndexSpec] = &[
     },
 ];
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-/// How often an append retries after losing a race for the next sequence number.
-const MAX_APPEND_ATTEMPTS: usize = 20;
+/// How long a batch keeps retrying after losing races for the next sequence number (to another
+/// replica), before its appends fail. Below the bus request timeout (5 s by default).
+const APPEND_DEADLINE: Duration = Duration::from_secs(3);
+/// The longest pause before a retry.
+const MAX_BACKOFF: Duration = Duration::from_millis(10);
+
+/// A random pause before retry `attempt` (1, 2, …), up to 200 µs doubling per attempt, at most
+/// [`MAX_BACKOFF`]. Without it, the replica that just won keeps winning: it holds the head in
+/// memory and writes its next batch at once, while the loser still reloads the head.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = (200u64 << attempt.min(10)).min(MAX_BACKOFF.as_micros() as u64);
+    let mut random = [0u8; 8];
+    // An RNG failure only loses the jitter.
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random);
+    Duration::from_micros(u64::from_le_bytes(random) % ceiling)
+}
 
 /// What happened, to whom, about what.
 #[derive(Debug, Clone)]
@@ -247,7 +262,10 @@ async fn write_batch(
     tracing::trace!(entries = records.len(), "writing an audit batch");
     let entry_ids: Vec<String> = records.iter().map(|_| ids::new_id()).collect();
     let mut start = 0;
-    for _ in 0..MAX_APPEND_ATTEMPTS {
+    let deadline = Instant::now() + APPEND_DEADLINE;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
         let mut events = Vec::with_capacity(records.len() - start);
         let (mut seq, mut prev) = head.clone();
         for ((ctx, record), id) in records[start..].iter().zip(&entry_ids[start..]) {
@@ -262,7 +280,8 @@ async fn write_batch(
             .await
         {
             Ok(()) => return Ok(last),
-            Err(StoreError::Conflict) => {
+            Err(StoreError::Conflict) if Instant::now() < deadline => {
+                tokio::time::sleep(backoff(attempt)).await;
                 head = load_head(store).await?;
                 // Skip the entries of this batch that are already stored.
                 while start < entry_ids.len() && store.get(AUDIT_ENTRIES, &entry_ids[start]).await?.is_some()
@@ -273,12 +292,14 @@ async fn write_batch(
                     return Ok(head);
                 }
             }
+            Err(StoreError::Conflict) => {
+                return Err(StoreError::Unavailable(
+                    "the audit chain is contended; try again".into(),
+                ));
+            }
             Err(other) => return Err(other),
         }
     }
-    Err(StoreError::Unavailable(
-        "the audit chain is contended; try again".into(),
-    ))
 }
 
 /// The hash of an entry: SHA-256 over its canonical JSON without `hash`.

@@ -142,37 +142,31 @@ pub async fn run(
         shutdown.clone(),
     )));
     tasks.push(tokio::spawn(forget_changed_credentials(
-        bus.subscribe(CREDENTIAL_EVENTS).await?,
+        bus.subscribe(ttscm_contract::subjects::CREDENTIAL_CHANGED)
+            .await?,
         caches,
         shutdown,
     )));
     Ok(tasks)
 }
 
-/// Credential events from every replica; a change forgets that credential here.
-const CREDENTIAL_EVENTS: &str = "ttscm.events.credential.>";
-
+/// Credential changes announced by every replica (this one included); each forgets the
+/// credential (or, for `*`, every credential) here.
 async fn forget_changed_credentials(
-    mut events: ttscm_runtime::bus::Subscription,
+    mut changes: ttscm_runtime::bus::Subscription,
     caches: std::sync::Arc<service::Caches>,
     shutdown: Shutdown,
 ) {
     loop {
-        let event = tokio::select! {
+        tokio::select! {
             () = shutdown.cancelled() => return,
-            event = events.next() => match event {
-                Some(event) => event,
+            change = changes.next() => match change {
+                Some(change) => match std::str::from_utf8(&change.payload) {
+                    Ok(id) if id != "*" => caches.credentials.forget(id),
+                    _ => caches.credentials.clear(),
+                },
                 None => return,
             },
-        };
-        // Reveals and creations change nothing a cache holds.
-        let action = event.subject.rsplit('.').next().unwrap_or_default();
-        if !matches!(action, "updated" | "fields_updated" | "deleted") {
-            continue;
-        }
-        match serde_json::from_slice::<ttscm_contract::event::CloudEvent>(&event.payload) {
-            Ok(cloud_event) => caches.credentials.forget(&cloud_event.subject),
-            Err(_) => caches.credentials.clear(),
         }
     }
 }

@@ -166,6 +166,28 @@ fn invalid(path: &str, message: &str) -> WireError {
 }
 
 impl Service {
+    /// Forgets changed credentials (`None`: every credential) here, and tells the other
+    /// replicas. Called after the change is stored and before the request is answered, so a
+    /// client's next request finds no replica serving the old values.
+    async fn credentials_changed(&self, id: Option<&str>) {
+        match id {
+            Some(id) => self.caches.credentials.forget(id),
+            None => self.caches.credentials.clear(),
+        }
+        let published = self
+            .client
+            .bus()
+            .publish(
+                ttscm_contract::subjects::CREDENTIAL_CHANGED,
+                ttscm_runtime::Headers::new(),
+                bytes::Bytes::from(id.unwrap_or("*").to_owned()),
+            )
+            .await;
+        if let Err(error) = published {
+            tracing::warn!(%error, "could not announce a credential change; other replicas catch up within their cache time");
+        }
+    }
+
     async fn record(&self, ctx: &CallContext, record: AuditRecord) -> Result<(), WireError> {
         self.audit.append(ctx, record).await.map_err(|error| {
             tracing::error!(%error, "audit write failed; failing the request");
@@ -742,7 +764,7 @@ impl Service {
                     .store
                     .update_one(CREDENTIALS, &Filter::id(&credential.id), &update)
                     .await;
-                self.caches.credentials.forget(&credential.id);
+                self.credentials_changed(Some(&credential.id)).await;
                 updated.map_err(store_failed)?;
             }
         }
@@ -773,7 +795,7 @@ impl Service {
             .store
             .delete_many(CREDENTIALS, &Filter::eq("typeId", id))
             .await;
-        self.caches.credentials.clear();
+        self.credentials_changed(None).await;
         deleted.map_err(store_failed)?;
         self.store
             .delete(CREDENTIAL_TYPES, id)
@@ -955,7 +977,7 @@ impl Service {
             .await
         {
             let _ = self.store.delete(CREDENTIALS, &credential.id).await;
-            self.caches.credentials.forget(&credential.id);
+            self.credentials_changed(Some(&credential.id)).await;
             return Err(error);
         }
         self.events
@@ -989,7 +1011,7 @@ impl Service {
             .set("name", credential.name.clone())
             .set("updatedAt", credential.updated_at.clone());
         let updated = self.store.update_one(CREDENTIALS, &Filter::id(id), &update).await;
-        self.caches.credentials.forget(id);
+        self.credentials_changed(Some(id)).await;
         if !updated.map_err(store_failed)? {
             return Err(credential_not_found());
         }
@@ -1021,7 +1043,7 @@ impl Service {
             )
             .set("updatedAt", credential.updated_at.clone());
         let updated = self.store.update_one(CREDENTIALS, &Filter::id(id), &update).await;
-        self.caches.credentials.forget(id);
+        self.credentials_changed(Some(id)).await;
         if !updated.map_err(store_failed)? {
             return Err(credential_not_found());
         }
@@ -1080,7 +1102,7 @@ impl Service {
         self.record(ctx, Self::credential_record("credential.deleted", &credential))
             .await?;
         let deleted = self.store.delete(CREDENTIALS, id).await;
-        self.caches.credentials.forget(id);
+        self.credentials_changed(Some(id)).await;
         if !deleted.map_err(store_failed)? {
             return Err(credential_not_found());
         }
