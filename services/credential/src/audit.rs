@@ -97,6 +97,8 @@ struct State {
     queue: Vec<Waiting>,
     /// Whether a leader is writing now.
     writing: bool,
+    /// Entries in the last batch written (a hint of how busy the log is).
+    last_batch: usize,
 }
 
 /// The audit chain of one credential service replica.
@@ -203,8 +205,20 @@ impl AuditLog {
             log: self,
             done: false,
         };
+        // Under load, let the tasks already runnable on this thread reach their appends first,
+        // so they join this batch: a SQLite commit never yields, so without this each would
+        // commit alone. Alone (the last batch had one entry and nobody queued since), skip it:
+        // a yield costs a turn of the scheduler's I/O poll.
+        let busy = {
+            let state = self.lock();
+            state.last_batch > 1 || !state.queue.is_empty()
+        };
+        if busy {
+            tokio::task::yield_now().await;
+        }
         let (head, queued) = {
             let mut state = self.lock();
+            state.last_batch = state.queue.len() + 1;
             (state.head.clone(), std::mem::take(&mut state.queue))
         };
         let mut records = Vec::with_capacity(queued.len() + 1);
