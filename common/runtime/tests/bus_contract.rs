@@ -188,6 +188,33 @@ async fn wildcard_subscriptions_get_matching_messages_only(adapter: Adapter) {
     assert_eq!(&message.payload[..], b"yes");
 }
 
+/// A publisher may skip a message only when it could reach nobody: never over NATS (streams and
+/// other processes), in process exactly while no open subscription matches.
+async fn a_message_may_be_skipped_only_when_nobody_could_get_it(adapter: Adapter) {
+    let (bus, _server) = bus(&adapter).await;
+    let subject = "ttscm.events.credential.revealed";
+    let nobody = !bus.may_have_subscribers(subject);
+    assert_eq!(nobody, matches!(adapter, Adapter::InProc));
+    let other = bus.subscribe("ttscm.events.company.>").await.expect("subscribes");
+    assert_eq!(
+        !bus.may_have_subscribers(subject),
+        nobody,
+        "a pattern that does not match"
+    );
+    let matching = bus
+        .subscribe("ttscm.events.*.revealed")
+        .await
+        .expect("subscribes");
+    assert!(bus.may_have_subscribers(subject));
+    drop(matching);
+    assert_eq!(
+        !bus.may_have_subscribers(subject),
+        nobody,
+        "a dropped subscription"
+    );
+    drop(other);
+}
+
 async fn headers_survive_the_round_trip(adapter: Adapter) {
     let (bus, server) = bus(&adapter).await;
     let mut requests = bus.serve("ttscm.test.v1.headers", "h").await.expect("serves");
@@ -362,6 +389,7 @@ contract!(
     a_request_nobody_serves_fails_at_once,
     a_request_times_out_at_its_deadline,
     wildcard_subscriptions_get_matching_messages_only,
+    a_message_may_be_skipped_only_when_nobody_could_get_it,
     headers_survive_the_round_trip,
     a_panicking_responder_fails_one_request_and_keeps_serving,
     an_oversized_payload_is_refused,

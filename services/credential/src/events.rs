@@ -94,6 +94,11 @@ impl Events {
         subject: &str,
         mut data: Value,
     ) {
+        let bus_subject = CloudEvent::bus_subject(aggregate, action);
+        if !self.bus.may_have_subscribers(&bus_subject) {
+            // In one process with nobody listening the event would be dropped: skip building it.
+            return;
+        }
         if let (Some(principal), Value::Object(map)) = (&ctx.principal, &mut data) {
             map.insert(
                 "actor".into(),
@@ -110,11 +115,10 @@ impl Events {
             subject,
             data,
         );
-        let subject = CloudEvent::bus_subject(aggregate, action);
         let payload = serde_json::to_string(&event).expect("events serialize");
         let outgoing = Outgoing {
             id: event.id,
-            subject,
+            subject: bus_subject,
             payload,
             time: event.time,
         };

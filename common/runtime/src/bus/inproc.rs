@@ -275,6 +275,16 @@ impl InProcBus {
         })
     }
 
+    /// Whether any open subscription matches `subject`.
+    pub(super) fn has_subscribers(&self, subject: &str) -> bool {
+        self.inner
+            .subscribers
+            .read()
+            .expect("bus lock is never poisoned: no panics under it")
+            .iter()
+            .any(|(pattern, sender)| !sender.is_closed() && subject_matches(pattern, subject))
+    }
+
     pub(super) fn publish(&self, subject: &str, headers: Headers, payload: Bytes) -> Result<(), BusError> {
         validate_subject(subject, false)?;
         if payload.len() > DEFAULT_MAX_PAYLOAD {

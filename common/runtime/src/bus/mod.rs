@@ -142,6 +142,17 @@ impl Bus {
         }
     }
 
+    /// Whether a message published on `subject` now could reach anyone. Always true over NATS
+    /// (subscribers are other processes, and streams keep messages for later ones); in process,
+    /// only when a subscription matches, since nothing keeps a message nobody took. Lets a
+    /// publisher skip building a message that would be dropped.
+    pub fn may_have_subscribers(&self, subject: &str) -> bool {
+        match self {
+            Bus::Nats(_) => true,
+            Bus::InProc(bus) => bus.has_subscribers(subject),
+        }
+    }
+
     /// Whether the bus is connected now.
     pub fn is_connected(&self) -> bool {
         match self {
