@@ -43,6 +43,8 @@ const GENESIS: &str = "000000000000000000000000000000000000000000000000000000000
 /// How long a batch keeps retrying after losing races for the next sequence number (to another
 /// replica), before its appends fail. Below the bus request timeout (5 s by default).
 const APPEND_DEADLINE: Duration = Duration::from_secs(3);
+/// The most scheduler turns a busy leader waits for more appends to join its batch.
+const MAX_GATHER_TURNS: usize = 4;
 /// The longest pause before a retry.
 const MAX_BACKOFF: Duration = Duration::from_millis(10);
 
@@ -214,7 +216,16 @@ impl AuditLog {
             state.last_batch > 1 || !state.queue.is_empty()
         };
         if busy {
-            tokio::task::yield_now().await;
+            // Keep yielding while appends keep arriving (at most a few turns).
+            let mut queued = self.lock().queue.len();
+            for _ in 0..MAX_GATHER_TURNS {
+                tokio::task::yield_now().await;
+                let now = self.lock().queue.len();
+                if now == queued {
+                    break;
+                }
+                queued = now;
+            }
         }
         let (head, queued) = {
             let mut state = self.lock();
