@@ -1,12 +1,13 @@
-//! Mesh-only behaviour of credentials: events an outside tool replays from JetStream, and a
-//! vault outage (fast 503, nothing half-written, recovery without restarts).
+//! Mesh-only behaviour of credentials: events an outside tool replays from JetStream, a vault
+//! outage (fast 503, nothing half-written, recovery without restarts), and a store outage while
+//! the credential is cached (the audit write fails, so the reveal fails: fail closed).
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Mode, spawn_app};
+use support::{Mode, spawn_app, spawn_mesh_with_own_store};
 use ttscm::Component;
 
 const CREDS: &str = "/v1/credential/credentials";
@@ -174,4 +175,47 @@ async fn a_vault_outage_answers_503_fast_writes_nothing_and_recovers() {
     .await
     .expect("reveals work again without restarting anything else");
     assert_eq!(back["data"]["secretAccessKey"], "before");
+}
+
+/// The credential is in the credential service's cache, so a reveal needs the store only for its
+/// audit entry: with the store down, the reveal fails fast with 503 and no secret, and once the
+/// store is back reveals work (and are audited) without restarting anything.
+#[tokio::test]
+async fn a_reveal_whose_audit_entry_cannot_be_written_fails_closed() {
+    let mut app = spawn_mesh_with_own_store().await;
+    let token = app.admin_token.clone();
+    let company = app.seed_company("Closed Co").await;
+    let type_id = app.create_aws_type(None).await;
+    let id = app
+        .create_aws_credential(&type_id, &company, "never-unaudited")
+        .await;
+    let reveal = format!("{CREDS}/{id}/secure-values");
+    let (status, body) = app.get(&reveal, Some(&token)).await;
+    assert_eq!(
+        (status, &body["data"]["secretAccessKey"]),
+        (200, &json!("never-unaudited"))
+    );
+
+    app.store_server().stop();
+    let started = Instant::now();
+    let (status, body) = app.get(&reveal, Some(&token)).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["message"], "The audit log is unavailable");
+    assert!(!body.to_string().contains("never-unaudited"), "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    app.store_server().restart();
+    let back = ttscm_testkit::eventually(Duration::from_secs(30), || async {
+        let (status, body) = app.get(&reveal, Some(&token)).await;
+        (status == 200).then_some(body)
+    })
+    .await
+    .expect("reveals work again once the store is back");
+    assert_eq!(back["data"]["secretAccessKey"], "never-unaudited");
+    let (_, verified) = app.get("/v1/audit/verify", Some(&token)).await;
+    assert_eq!(verified["data"]["valid"], true, "{verified}");
 }

@@ -51,7 +51,7 @@ pub struct TestApp {
     pub nats: Option<NatsServer>,
     /// The OpenID provider sign-in uses, when started with [`spawn_app_with_sign_in`].
     pub oidc: Option<ttscm_testkit::oidc::OidcProvider>,
-    _mongo: Option<MongoFixture>,
+    mongo: Option<MongoFixture>,
     _data_dir: tempfile::TempDir,
 }
 
@@ -296,6 +296,11 @@ impl TestApp {
         self.signed_in_user(roles).await.claims
     }
 
+    /// The mesh's MongoDB-wire server (started with [`spawn_mesh_with_own_store`] to stop it).
+    pub fn store_server(&mut self) -> &mut MongoFixture {
+        self.mongo.as_mut().expect("a mesh has a store server")
+    }
+
     /// Starts one more replica of a service component (mesh mode).
     pub fn start_extra_replica(&mut self, component: Component) {
         let (shutdown, handle) = start_component(&self.settings, vec![component], None);
@@ -452,6 +457,16 @@ impl TestApp {
 /// Starts TTSCM in `mode` after `configure` adjusted the settings every component gets (e.g. the
 /// `connectwise` section).
 pub async fn spawn_app_with(mode: Mode, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn(mode, false, configure).await
+}
+
+/// Starts TTSCM as a mesh on a FerretDB of its own, which the test may stop
+/// ([`TestApp::store_server`]).
+pub async fn spawn_mesh_with_own_store() -> TestApp {
+    spawn(Mode::Mesh, true, |_| {}).await
+}
+
+async fn spawn(mode: Mode, own_store: bool, configure: impl FnOnce(&mut Settings)) -> TestApp {
     ttscm_testkit::init_tracing();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let data_dir = tempfile::tempdir().expect("temp dir");
@@ -468,7 +483,11 @@ pub async fn spawn_app_with(mode: Mode, configure: impl FnOnce(&mut Settings)) -
         Mode::Embedded => (None, None),
         Mode::Mesh => {
             let nats = NatsServer::start();
-            let mongo = MongoFixture::start();
+            let mongo = if own_store {
+                MongoFixture::start_own()
+            } else {
+                MongoFixture::start()
+            };
             settings.nats_url = Some(nats.url());
             settings.mongodb_uri = Some(SecretString::from(mongo.uri.clone()));
             settings.mongodb_database = mongo.database.clone();
@@ -512,7 +531,7 @@ pub async fn spawn_app_with(mode: Mode, configure: impl FnOnce(&mut Settings)) -
         components,
         nats,
         oidc: None,
-        _mongo: mongo,
+        mongo,
         _data_dir: data_dir,
     };
     app.wait_ready().await;

@@ -193,6 +193,14 @@ pub struct FieldValue {
 #[serde(transparent)]
 pub struct SecureValues(pub BTreeMap<String, String>);
 
+impl Drop for SecureValues {
+    fn drop(&mut self) {
+        for value in self.0.values_mut() {
+            zeroize::Zeroize::zeroize(value);
+        }
+    }
+}
+
 impl std::fmt::Debug for SecureValues {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.0.keys()).finish()

@@ -13,27 +13,29 @@ pub struct MongoFixture {
     pub uri: String,
     /// The fresh database's name.
     pub database: String,
-    server: Option<(Child, TempDir)>,
+    server: Option<OwnServer>,
 }
 
-impl MongoFixture {
-    /// A fresh database.
-    pub fn start() -> Self {
-        let database = format!("t{}", ttscm_runtime::ids::new_id());
-        if let Ok(uri) = std::env::var("TTSCM_TEST_MONGODB_URI") {
-            return Self {
-                uri,
-                database,
-                server: None,
-            };
-        }
+/// A FerretDB this fixture started: its data dir and port outlive a stop, so a restart serves
+/// the same data at the same address.
+struct OwnServer {
+    child: Option<Child>,
+    dir: TempDir,
+    port: u16,
+}
+
+impl OwnServer {
+    fn spawn(&mut self) {
         let bin = crate::binary("TTSCM_TEST_FERRETDB", "ferretdb");
-        let dir = tempfile::tempdir().expect("a temp dir can be created");
-        let port = crate::free_port();
         let child = Command::new(&bin)
             .arg("--handler=sqlite")
-            .arg(format!("--sqlite-url=file:{}/", dir.path().display()))
-            .arg(format!("--listen-addr=127.0.0.1:{port}"))
+            // synchronous=NORMAL: a write is acknowledged once in SQLite's WAL, not after an
+            // fsync each, like MongoDB's default write concern (journal flushed every 100 ms).
+            .arg(format!(
+                "--sqlite-url=file:{}/?_pragma=synchronous(normal)",
+                self.dir.path().display()
+            ))
+            .arg(format!("--listen-addr=127.0.0.1:{}", self.port))
             .args([
                 "--telemetry=disable",
                 "--state-dir=-",
@@ -44,24 +46,76 @@ impl MongoFixture {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {bin} ({e}); run the suite with tests/run.sh"));
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        self.child = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         assert!(
             crate::wait_for_port(addr, Duration::from_secs(20)),
             "FerretDB did not start on {addr}"
         );
-        Self {
-            uri: format!("mongodb://127.0.0.1:{port}/"),
-            database,
-            server: Some((child, dir)),
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
+    }
+}
+
+impl MongoFixture {
+    /// A fresh database.
+    pub fn start() -> Self {
+        match std::env::var("TTSCM_TEST_MONGODB_URI") {
+            Ok(uri) => Self {
+                uri,
+                database: format!("t{}", ttscm_runtime::ids::new_id()),
+                server: None,
+            },
+            Err(_) => Self::start_own(),
+        }
+    }
+
+    /// A fresh database on a FerretDB of its own, even when a shared one runs (for tests that
+    /// stop it).
+    pub fn start_own() -> Self {
+        let database = format!("t{}", ttscm_runtime::ids::new_id());
+        let mut server = OwnServer {
+            child: None,
+            dir: tempfile::tempdir().expect("a temp dir can be created"),
+            port: crate::free_port(),
+        };
+        server.spawn();
+        Self {
+            uri: format!("mongodb://127.0.0.1:{}/", server.port),
+            database,
+            server: Some(server),
+        }
+    }
+
+    /// Stops the server (clients see the store unavailable). Panics for a shared server
+    /// (`TTSCM_TEST_MONGODB_URI`), which other tests use: see [`Self::start_own`].
+    pub fn stop(&mut self) {
+        self.own().stop();
+    }
+
+    /// Starts it again at the same address with the same data.
+    pub fn restart(&mut self) {
+        let server = self.own();
+        server.stop();
+        server.spawn();
+    }
+
+    fn own(&mut self) -> &mut OwnServer {
+        self.server
+            .as_mut()
+            .expect("only a FerretDB this fixture started can be stopped")
     }
 }
 
 impl Drop for MongoFixture {
     fn drop(&mut self) {
-        if let Some((mut child, _dir)) = self.server.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(server) = &mut self.server {
+            server.stop();
         }
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use ttscm_contract::company::{CompanySummary, GetCompanySummaries};
 use ttscm_contract::credential::*;
-use ttscm_contract::vault::{Place, Seal, SealItem, SealedItem, Unseal};
+use ttscm_contract::vault::{Place, Plaintexts, Seal, SealItem, SealedItem, Unseal};
 use ttscm_contract::{ErrorCode, FieldError, WireError};
 use ttscm_runtime::service::{BusClient, CallContext};
 use ttscm_runtime::store::{FindOptions, Order};
@@ -407,14 +407,15 @@ impl Service {
         Ok(out)
     }
 
+    /// Opens `values` through vault; the plaintexts are wiped when the answer is dropped.
     async fn unseal(
         &self,
         ctx: &CallContext,
         credential_id: &str,
         values: &[&StoredValue],
-    ) -> Result<Vec<String>, WireError> {
+    ) -> Result<Plaintexts, WireError> {
         if values.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Plaintexts(Vec::new()));
         }
         let items = values
             .iter()
@@ -426,8 +427,7 @@ impl Service {
                 sealed: v.value.clone(),
             })
             .collect();
-        let mut opened = self.client.call(ctx, &Unseal { items }).await?;
-        Ok(std::mem::take(&mut opened.0))
+        self.client.call(ctx, &Unseal { items }).await
     }
 
     async fn count_of(&self, type_id: &str) -> Result<u64, WireError> {
@@ -719,7 +719,8 @@ impl Service {
                 .filter(|v| new.field(&v.field_id).is_some())
                 .collect();
             let sealed: Vec<&StoredValue> = kept.iter().copied().filter(|v| v.sealed).collect();
-            let mut opened = self.unseal(ctx, &credential.id, &sealed).await?.into_iter();
+            let mut opened =
+                std::mem::take(&mut self.unseal(ctx, &credential.id, &sealed).await?.0).into_iter();
             let mut inputs = Vec::with_capacity(kept.len());
             for value in &kept {
                 let text = if value.sealed {
@@ -1081,15 +1082,26 @@ impl Service {
             .collect())
     }
 
-    /// Secure values in the clear, after writing the audit entry.
+    /// Secure values in the clear, once the audit entry is stored.
+    ///
+    /// The entry is written while vault opens the values (the two round trips overlap), so
+    /// nothing leaves before it is stored, and an attempt that then fails in vault (503, or a
+    /// value that does not open) is still on record: the log errs on the side of recording.
     pub async fn reveal(&self, ctx: &CallContext, id: &str) -> Result<SecureValues, WireError> {
         let (credential, _) = self.accessible(ctx, id).await?;
         let sealed: Vec<&StoredValue> = credential.values.iter().filter(|v| v.sealed).collect();
-        let opened = self.unseal(ctx, id, &sealed).await?;
-        let revealed: BTreeMap<String, String> =
-            sealed.iter().map(|v| v.field_id.clone()).zip(opened).collect();
-        self.record(ctx, Self::credential_record("credential.revealed", &credential))
-            .await?;
+        let (opened, recorded) = tokio::join!(
+            self.unseal(ctx, id, &sealed),
+            self.record(ctx, Self::credential_record("credential.revealed", &credential)),
+        );
+        // On either error the opened values are wiped as `opened` drops.
+        let mut opened = opened?;
+        recorded?;
+        let revealed: BTreeMap<String, String> = sealed
+            .iter()
+            .map(|v| v.field_id.clone())
+            .zip(std::mem::take(&mut opened.0))
+            .collect();
         let mut data = Self::event_data(&credential);
         data["fieldIds"] = json!(revealed.keys().collect::<Vec<_>>());
         self.events.publish(ctx, "credential", "revealed", id, data).await;
