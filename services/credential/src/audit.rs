@@ -44,7 +44,7 @@ const GENESIS: &str = "000000000000000000000000000000000000000000000000000000000
 /// replica), before its appends fail. Below the bus request timeout (5 s by default).
 const APPEND_DEADLINE: Duration = Duration::from_secs(3);
 /// The most scheduler turns a busy leader waits for more appends to join its batch.
-const MAX_GATHER_TURNS: usize = 4;
+const MAX_GATHER_TURNS: usize = 8;
 /// The longest pause before a retry.
 const MAX_BACKOFF: Duration = Duration::from_millis(10);
 
@@ -327,11 +327,18 @@ async fn write_batch(
     }
 }
 
-/// The hash of an entry: SHA-256 over its canonical JSON without `hash`.
+/// The hash of an entry: SHA-256 over its canonical JSON without `hash` (as the empty string).
 pub fn entry_hash(event: &AuditEvent) -> String {
+    if event.hash.is_empty() {
+        return unhashed_digest(event);
+    }
     let mut unhashed = event.clone();
     unhashed.hash = String::new();
-    let bytes = serde_json::to_vec(&unhashed).expect("audit events serialize");
+    unhashed_digest(&unhashed)
+}
+
+fn unhashed_digest(event: &AuditEvent) -> String {
+    let bytes = serde_json::to_vec(event).expect("audit events serialize");
     hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes))
 }
 
