@@ -95,6 +95,55 @@ async fn a_document_reads_back_as_written(adapter: Adapter) {
     assert_eq!(store.get(THINGS, "nope").await.expect("read"), None);
 }
 
+/// Typed documents go in as their JSON (no `Document` built first on SQLite) and read back as
+/// the same documents; a batch with a taken id or a non-object is refused.
+async fn typed_documents_insert_as_their_json(adapter: Adapter) {
+    #[derive(serde::Serialize)]
+    struct Entry {
+        id: String,
+        seq: u64,
+        tags: Vec<&'static str>,
+        note: Option<String>,
+    }
+    let (store, _guard) = store(&adapter).await;
+    let entries: Vec<Entry> = (1..=3)
+        .map(|seq| Entry {
+            id: format!("e{seq}"),
+            seq,
+            tags: vec!["a", "b"],
+            note: (seq == 2).then(|| "two".to_owned()),
+        })
+        .collect();
+    store
+        .insert_many_as(THINGS, &entries, |e| e.id.as_str())
+        .await
+        .expect("inserted");
+    assert_eq!(
+        store.get(THINGS, "e2").await.expect("read"),
+        Some(doc(
+            json!({"id": "e2", "seq": 2, "tags": ["a", "b"], "note": "two"})
+        ))
+    );
+    let found = store
+        .find(
+            THINGS,
+            &FindOptions::new(Filter::Gte("seq".into(), 2i64.into())).sort("seq", Order::Asc),
+        )
+        .await
+        .expect("found");
+    assert_eq!(found.len(), 2, "numbers stay numbers: {found:?}");
+    let again = store
+        .insert_many_as(THINGS, &entries[..1], |e| e.id.as_str())
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+    let not_objects = store.insert_many_as(THINGS, &[7u8], |_| "n1").await;
+    assert!(
+        matches!(not_objects, Err(StoreError::Invalid(_))),
+        "{not_objects:?}"
+    );
+    assert_eq!(store.count(THINGS, &Filter::All).await.expect("count"), 3);
+}
+
 async fn duplicate_ids_and_unique_values_are_conflicts(adapter: Adapter) {
     let (store, _guard) = seeded(&adapter).await;
     let same_id = store
@@ -349,6 +398,7 @@ macro_rules! contract {
 
 contract!(
     a_document_reads_back_as_written,
+    typed_documents_insert_as_their_json,
     duplicate_ids_and_unique_values_are_conflicts,
     filters_sorts_and_pages_agree,
     case_insensitive_search_takes_metacharacters_literally,

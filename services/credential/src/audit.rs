@@ -22,7 +22,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use ttscm_contract::audit::{AuditActor, AuditEvent, AuditTarget, AuditVerification};
 use ttscm_runtime::service::CallContext;
-use ttscm_runtime::store::{Document, FindOptions, IndexSpec, Order};
+use ttscm_runtime::store::{FindOptions, IndexSpec, Order};
 use ttscm_runtime::{Filter, Store, StoreError, clock, ids};
 
 /// Audit entries; owned by the credential service.
@@ -301,7 +301,7 @@ async fn write_batch(
         }
         let last = (seq, prev);
         match store
-            .insert_many(AUDIT_ENTRIES, events.iter().map(to_document).collect())
+            .insert_many_as(AUDIT_ENTRIES, &events, |e| e.id.as_str())
             .await
         {
             Ok(()) => return Ok(last),
@@ -375,13 +375,6 @@ fn build(ctx: &CallContext, record: &AuditRecord, id: &str, seq: u64, prev_hash:
     };
     event.hash = entry_hash(&event);
     event
-}
-
-fn to_document(event: &AuditEvent) -> Document {
-    match serde_json::to_value(event).expect("audit events serialize") {
-        Value::Object(map) => map,
-        _ => unreachable!("an audit event serializes to an object"),
-    }
 }
 
 /// Checks every entry's hash and link, in sequence order.

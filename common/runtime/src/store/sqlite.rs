@@ -169,6 +169,16 @@ impl SqliteStore {
                     .map_err(|e| StoreError::Invalid(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        self.insert_rows(collection, rows)
+    }
+
+    /// Inserts `(id, JSON text)` rows in one transaction.
+    pub(super) fn insert_rows(
+        &self,
+        collection: &str,
+        rows: Vec<(String, String)>,
+    ) -> Result<(), StoreError> {
+        self.ensure_table(collection)?;
         self.with_writer(|conn| {
             let tx = conn.unchecked_transaction().map_err(map_error)?;
             {
