@@ -349,11 +349,9 @@ fn log_path(path: &Path) -> std::path::PathBuf {
 /// How often the background thread checkpoints the WAL.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Checkpoints the WAL every [`CHECKPOINT_INTERVAL`] on a connection of its own, in PASSIVE mode
-/// (it never blocks readers or the writer), until the store is dropped. Keeps fsyncs off the
-/// request path and the WAL from growing without bound.
-/// WAL size past which the checkpointer restarts the WAL instead of a passive checkpoint.
-const WAL_RESTART_BYTES: u64 = 128 * 1024 * 1024;
+/// WAL content (frames × page size) past which the checkpointer restarts the WAL after its
+/// passive checkpoint.
+const WAL_RESTART_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Checkpoints all of `schema`'s WAL and restarts it, holding every connection of the store.
 fn restart_wal(inner: &Inner, schema: &str) -> Result<(), StoreError> {
@@ -372,37 +370,39 @@ fn restart_wal(inner: &Inner, schema: &str) -> Result<(), StoreError> {
         .map_err(other)
 }
 
+/// Checkpoints the WAL every [`CHECKPOINT_INTERVAL`] on a connection of its own, in PASSIVE mode
+/// (it never blocks readers or the writer), until the store is dropped. Keeps fsyncs off the
+/// request path and the WAL from growing without bound.
 fn spawn_checkpointer(path: &Path, store: std::sync::Weak<Inner>) -> Result<(), StoreError> {
     let conn = open_connection(path, false)?;
-    let wal_of = |db: &Path| {
-        let mut name = db.as_os_str().to_owned();
-        name.push("-wal");
-        std::path::PathBuf::from(name)
-    };
-    let (main_wal, log_wal) = (wal_of(path), wal_of(&log_path(path)));
+    let page_size: u64 = conn
+        .query_row("PRAGMA page_size", [], |row| row.get::<_, i64>(0))
+        .map_err(other)?
+        .max(512) as u64;
     std::thread::Builder::new()
         .name("ttscm-sqlite-checkpoint".into())
         .spawn(move || {
             while store.strong_count() > 0 {
                 std::thread::sleep(CHECKPOINT_INTERVAL);
-                for (schema, wal) in [("main", main_wal.as_path()), ("log", log_wal.as_path())] {
+                for schema in ["main", "log"] {
                     // PASSIVE never waits, but under constant load some reader always holds a
                     // snapshot, the WAL never restarts, and it grows without bound (seen: 870 MB
                     // after minutes of reveals). Past the limit, the WAL restarts while this
                     // process's connections are all held here: nobody in the process is reading
                     // or writing, so it completes without busy-waiting (a few ms of stall).
-                    let large = std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_RESTART_BYTES);
+                    // The size is what the WAL holds now (its frames), not the file's length:
+                    // the file keeps its length when the WAL restarts from its beginning.
                     // A passive checkpoint first (no locks held), so the restart has little left
-                    // to copy and sync.
+                    // to copy and sync; it answers (busy, frames in the WAL, frames copied).
                     let mut result = conn
-                        .query_row(
-                            &format!("PRAGMA {schema}.wal_checkpoint(PASSIVE)"),
-                            [],
-                            |_| Ok(()),
-                        )
-                        .map_err(other);
-                    if let (true, Some(inner)) = (large && result.is_ok(), store.upgrade()) {
-                        result = restart_wal(&inner, schema);
+                        .query_row(&format!("PRAGMA {schema}.wal_checkpoint(PASSIVE)"), [], |row| {
+                            row.get::<_, i64>(1)
+                        })
+                        .map_err(other)
+                        .map(|frames| frames.max(0) as u64 * page_size);
+                    let large = result.as_ref().is_ok_and(|bytes| *bytes > WAL_RESTART_BYTES);
+                    if let (true, Some(inner)) = (large, store.upgrade()) {
+                        result = restart_wal(&inner, schema).map(|()| 0);
                     }
                     if let Err(error) = result {
                         tracing::warn!(%error, "WAL checkpoint failed; retrying");
