@@ -50,6 +50,19 @@ pub async fn reseal_all(
             .await
             .map_err(store_failed)?;
         if page.is_empty() {
+            if report.resealed > 0 {
+                // Credential replicas on the same bus (the mesh) drop their cached copies now;
+                // others (a server in another process on the embedded store) within their
+                // cache time. Either way the old copies still open: old keys are kept.
+                let _ = client
+                    .bus()
+                    .publish(
+                        ttscm_contract::subjects::CREDENTIAL_CHANGED,
+                        ttscm_runtime::Headers::new(),
+                        bytes::Bytes::from_static(b"*"),
+                    )
+                    .await;
+            }
             return Ok(report);
         }
         offset += page.len() as u64;
