@@ -136,56 +136,26 @@ pub async fn run(
         .await?,
     );
     tasks.push(tokio::spawn(events.drain_outbox_forever(shutdown.clone())));
-    tasks.push(tokio::spawn(forget_changed_types(
-        bus.subscribe(TYPE_EVENTS).await?,
-        caches.clone(),
-        shutdown.clone(),
-    )));
-    tasks.push(tokio::spawn(forget_changed_credentials(
+    // Type events from every replica clear this replica's type caches; credential changes
+    // announced by every replica (this one included) forget the credential, or for `*` all.
+    let types_changed = caches.clone();
+    tasks.push(tokio::spawn(
+        bus.subscribe(TYPE_EVENTS)
+            .await?
+            .for_each_until(shutdown.clone(), move |_| types_changed.clear_types()),
+    ));
+    tasks.push(tokio::spawn(
         bus.subscribe(ttscm_contract::subjects::CREDENTIAL_CHANGED)
-            .await?,
-        caches,
-        shutdown,
-    )));
+            .await?
+            .for_each_until(shutdown, move |change| {
+                match std::str::from_utf8(&change.payload) {
+                    Ok(id) if id != "*" => caches.credentials.forget(id),
+                    _ => caches.credentials.clear(),
+                }
+            }),
+    ));
     Ok(tasks)
 }
 
-/// Credential changes announced by every replica (this one included); each forgets the
-/// credential (or, for `*`, every credential) here.
-async fn forget_changed_credentials(
-    mut changes: ttscm_runtime::bus::Subscription,
-    caches: std::sync::Arc<service::Caches>,
-    shutdown: Shutdown,
-) {
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            change = changes.next() => match change {
-                Some(change) => match std::str::from_utf8(&change.payload) {
-                    Ok(id) if id != "*" => caches.credentials.forget(id),
-                    _ => caches.credentials.clear(),
-                },
-                None => return,
-            },
-        }
-    }
-}
-
-/// Type events from every replica; each clears this replica's type caches.
+/// Type events from every replica.
 const TYPE_EVENTS: &str = "ttscm.events.credential_type.>";
-
-async fn forget_changed_types(
-    mut events: ttscm_runtime::bus::Subscription,
-    caches: std::sync::Arc<service::Caches>,
-    shutdown: Shutdown,
-) {
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            event = events.next() => match event {
-                Some(_) => caches.clear_types(),
-                None => return,
-            },
-        }
-    }
-}

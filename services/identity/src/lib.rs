@@ -46,7 +46,7 @@ pub async fn run(
         signing_key.clone(),
         settings,
     ));
-    let mut changes = bus
+    let changes = bus
         .subscribe(ttscm_contract::subjects::IDENTITY_USER_CHANGED)
         .await?;
     let addr = actor::IdentityActor::new(store.clone(), signing_key, settings).start();
@@ -79,18 +79,14 @@ pub async fn run(
     tasks.push(tokio::spawn(sweep_expired(store.clone(), shutdown.clone())));
     // User changes made through other replicas: drop them from this replica's user cache.
     let cache_owner = identity.clone();
-    let stop = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                message = changes.next() => match message {
-                    Some(message) => cache_owner.users.forget(&String::from_utf8_lossy(&message.payload)),
-                    None => return,
-                },
-            }
-        }
-    }));
+    tasks.push(tokio::spawn(changes.for_each_until(
+        shutdown.clone(),
+        move |message| {
+            cache_owner
+                .users
+                .forget(&String::from_utf8_lossy(&message.payload));
+        },
+    )));
     let health_store = store.clone();
     tasks.push(
         serve_fn::<IdentityHealth, _, _>(bus, IDENTITY_QUEUE, shutdown, move |_, _| {

@@ -270,6 +270,20 @@ impl Subscription {
             SubscriptionInner::InProc(receiver) => receiver.recv().await,
         }
     }
+
+    /// Calls `handle` with each message until `shutdown` or the end of the subscription (for
+    /// background listeners, e.g. cache invalidation).
+    pub async fn for_each_until(mut self, shutdown: crate::Shutdown, mut handle: impl FnMut(Message)) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                message = self.next() => match message {
+                    Some(message) => handle(message),
+                    None => return,
+                },
+            }
+        }
+    }
 }
 
 /// Whether `subject` matches `pattern` with NATS wildcard rules.
