@@ -669,21 +669,7 @@ async fn every_credential_replica_sees_a_change_at_once() {
     let token = app.admin_token.clone();
     let company = app.seed_company("Acme Corp").await;
     let type_id = app.create_aws_type(None).await;
-    let (status, created) = app
-        .post(
-            CREDS,
-            &token,
-            &json!({
-                "name": "Prod", "typeId": type_id, "companyId": company,
-                "fields": [
-                    {"fieldId": "accessKeyId", "value": "AKIA-ONE"},
-                    {"fieldId": "secretAccessKey", "value": "secret-one"}
-                ]
-            }),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["data"]["id"].as_str().expect("id").to_owned();
+    let id = app.create_aws_credential(&type_id, &company, "secret-one").await;
     let reveal = format!("{CREDS}/{id}/secure-values");
     let fetch = format!("{CREDS}/{id}");
     // Warm both replicas' caches (NATS spreads the queue group's requests).
