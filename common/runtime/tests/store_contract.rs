@@ -144,6 +144,69 @@ async fn typed_documents_insert_as_their_json(adapter: Adapter) {
     assert_eq!(store.count(THINGS, &Filter::All).await.expect("count"), 3);
 }
 
+/// The append-only log collections (stored differently on SQLite: a rowid table with an id
+/// index) keep the same contract: ids unique, lookups by id, unique indexes, sorts, updates,
+/// deletes.
+async fn log_collections_keep_the_contract(adapter: Adapter) {
+    const LOG: &str = "audit_entries";
+    let (store, _guard) = store(&adapter).await;
+    store
+        .ensure_indexes(
+            LOG,
+            &[IndexSpec {
+                name: "seq_unique",
+                fields: &["seq"],
+                unique: true,
+            }],
+        )
+        .await
+        .expect("indexes");
+    // Ids deliberately out of insertion order.
+    let entries: Vec<Value> = [(1, "m"), (2, "c"), (3, "x"), (4, "a")]
+        .into_iter()
+        .map(|(seq, id)| json!({"id": id, "seq": seq}))
+        .collect();
+    store
+        .insert_many_as(LOG, &entries, |e| e["id"].as_str().unwrap_or_default())
+        .await
+        .expect("inserted");
+    assert_eq!(
+        store.get(LOG, "x").await.expect("read"),
+        Some(doc(json!({"id": "x", "seq": 3})))
+    );
+    let same_id = store.insert(LOG, doc(json!({"id": "c", "seq": 9}))).await;
+    assert!(matches!(same_id, Err(StoreError::Conflict)), "{same_id:?}");
+    let same_seq = store.insert(LOG, doc(json!({"id": "q", "seq": 4}))).await;
+    assert!(matches!(same_seq, Err(StoreError::Conflict)), "{same_seq:?}");
+    let by_seq = store
+        .find(LOG, &FindOptions::new(Filter::All).sort("seq", Order::Desc))
+        .await
+        .expect("found");
+    assert_eq!(ids(&by_seq), ["a", "x", "c", "m"]);
+    let mut set = Update::default();
+    set.set.push(("note".into(), json!("seen")));
+    assert!(
+        store
+            .update_one(LOG, &Filter::id("c"), &set)
+            .await
+            .expect("updated")
+    );
+    assert_eq!(
+        store
+            .get(LOG, "c")
+            .await
+            .expect("read")
+            .map(|d| d["note"].clone()),
+        Some(json!("seen"))
+    );
+    assert_eq!(
+        store.delete_many(LOG, &Filter::id("m")).await.expect("deleted"),
+        1
+    );
+    assert_eq!(store.count(LOG, &Filter::All).await.expect("count"), 3);
+    assert_eq!(store.get(LOG, "m").await.expect("read"), None);
+}
+
 async fn duplicate_ids_and_unique_values_are_conflicts(adapter: Adapter) {
     let (store, _guard) = seeded(&adapter).await;
     let same_id = store
@@ -399,6 +462,7 @@ macro_rules! contract {
 contract!(
     a_document_reads_back_as_written,
     typed_documents_insert_as_their_json,
+    log_collections_keep_the_contract,
     duplicate_ids_and_unique_values_are_conflicts,
     filters_sorts_and_pages_agree,
     case_insensitive_search_takes_metacharacters_literally,
@@ -483,6 +547,58 @@ async fn the_embedded_store_keeps_documents_across_a_restart() {
     assert!(
         matches!(dup, Err(StoreError::Conflict)),
         "unique index survives too: {dup:?}"
+    );
+}
+
+/// New log tables are rowid tables (appends fill pages in order) with a unique id index.
+#[tokio::test]
+async fn a_new_embedded_log_table_appends_in_rowid_order() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::Sqlite(SqliteStore::open(&dir.path().join("new.sqlite3")).expect("opens"));
+    for id in ["z", "a"] {
+        store
+            .insert("audit_entries", doc(json!({ "id": id })))
+            .await
+            .expect("appended");
+    }
+    let log = rusqlite::Connection::open(dir.path().join("new-log.sqlite3")).expect("opens");
+    let rows: Vec<(i64, String)> = log
+        .prepare(r#"SELECT rid, id FROM "audit_entries" ORDER BY rid"#)
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .expect("a rowid table");
+    assert_eq!(rows, [(1, "z".to_owned()), (2, "a".to_owned())]);
+}
+
+/// A data dir made before log tables became rowid tables (its audit table keyed by id,
+/// `WITHOUT ROWID`) keeps working as it is: read, appended to, ids still unique.
+#[tokio::test]
+async fn an_embedded_log_table_of_the_earlier_layout_keeps_working() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("old.sqlite3");
+    {
+        let log = rusqlite::Connection::open(dir.path().join("old-log.sqlite3")).expect("opens");
+        log.execute_batch(
+            r#"CREATE TABLE "audit_entries" (id TEXT PRIMARY KEY NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID;
+               INSERT INTO "audit_entries" VALUES ('old', '{"id":"old","seq":1}');"#,
+        )
+        .expect("old layout");
+    }
+    let store = Store::Sqlite(SqliteStore::open(&path).expect("opens"));
+    assert_eq!(
+        store.get("audit_entries", "old").await.expect("read"),
+        Some(doc(json!({"id": "old", "seq": 1})))
+    );
+    store
+        .insert("audit_entries", doc(json!({"id": "new", "seq": 2})))
+        .await
+        .expect("appended");
+    let again = store
+        .insert("audit_entries", doc(json!({"id": "old", "seq": 3})))
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+    assert_eq!(
+        store.count("audit_entries", &Filter::All).await.expect("count"),
+        2
     );
 }
 

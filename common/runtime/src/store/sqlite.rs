@@ -100,12 +100,22 @@ impl SqliteStore {
             return Ok(());
         }
         let writer = self.inner.writer.lock().map_err(poisoned)?;
-        writer
-            .execute_batch(&format!(
-                "CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID",
-                table = table(collection)
-            ))
+        let exists: bool = writer
+            .query_row(
+                &format!(
+                    "SELECT count(*) > 0 FROM {}.sqlite_master WHERE type = 'table' AND name = ?1",
+                    schema(collection)
+                ),
+                [collection],
+                |row| row.get(0),
+            )
             .map_err(other)?;
+        if !exists {
+            // In one transaction: a log table never exists without its id index.
+            let tx = writer.unchecked_transaction().map_err(other)?;
+            tx.execute_batch(&create_table(collection)).map_err(other)?;
+            tx.commit().map_err(other)?;
+        }
         tables.insert(collection.to_owned());
         Ok(())
     }
@@ -329,6 +339,28 @@ fn schema(collection: &str) -> &'static str {
         "log"
     } else {
         "main"
+    }
+}
+
+/// The statements creating `collection`'s table (if it does not exist).
+///
+/// A collection's rows are `(id, doc)`. Most tables are keyed by `id` itself (`WITHOUT ROWID`:
+/// a lookup by id is one B-tree search). The append-only log collections are rowid tables with
+/// a unique index on `id` instead: appends then fill pages in order, where an `id`-keyed tree
+/// of ~600-byte rows splits and rebalances its last pages on every few inserts — measured, a
+/// commit of 15 audit entries writes 12.6 pages to the WAL instead of 16. Queries name only
+/// `id` and `doc`, so files made before this (with `WITHOUT ROWID` log tables) keep working.
+fn create_table(collection: &str) -> String {
+    let table = table(collection);
+    if schema(collection) == "log" {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {table} (rid INTEGER PRIMARY KEY, id TEXT NOT NULL, doc TEXT NOT NULL);
+             CREATE UNIQUE INDEX IF NOT EXISTS log.\"{collection}__id\" ON \"{collection}\" (id)"
+        )
+    } else {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID"
+        )
     }
 }
 
