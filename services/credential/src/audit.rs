@@ -291,17 +291,17 @@ async fn write_batch(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut events = Vec::with_capacity(records.len() - start);
+        let mut entries = Vec::with_capacity(records.len() - start);
         let (mut seq, mut prev) = head.clone();
         for ((ctx, record), id) in records[start..].iter().zip(&entry_ids[start..]) {
             seq += 1;
-            let event = build(ctx, record, id, seq, &prev);
-            prev = event.hash.clone();
-            events.push(event);
+            let (stored, hash) = seal_entry(&build(ctx, record, id, seq, &prev));
+            prev = hash;
+            entries.push(stored);
         }
         let last = (seq, prev);
         match store
-            .insert_many_as(AUDIT_ENTRIES, &events, |e| e.id.as_str())
+            .insert_many_as(AUDIT_ENTRIES, &entries, |e| e.id.as_str())
             .await
         {
             Ok(()) => return Ok(last),
@@ -342,6 +342,39 @@ fn unhashed_digest(event: &AuditEvent) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes))
 }
 
+/// An entry as it is stored: its id and its JSON.
+struct Stored {
+    id: String,
+    json: Box<serde_json::value::RawValue>,
+}
+
+impl serde::Serialize for Stored {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(serializer)
+    }
+}
+
+/// The tail of an entry's canonical JSON: `hash`, empty, is its last field.
+const UNHASHED_TAIL: &str = r#""hash":""}"#;
+
+/// `event` (its `hash` empty) ready to store, and its hash. The canonical JSON is serialized
+/// once: hashed as it is, then stored with the hash spliced into its last field.
+fn seal_entry(event: &AuditEvent) -> (Stored, String) {
+    debug_assert!(event.hash.is_empty());
+    let mut json = serde_json::to_string(event).expect("audit events serialize");
+    let hash = hex::encode(ring::digest::digest(&ring::digest::SHA256, json.as_bytes()));
+    // `hash` is the struct's last field, so the JSON always ends with it.
+    debug_assert!(json.ends_with(UNHASHED_TAIL));
+    json.truncate(json.len() - 2);
+    json.push_str(&hash);
+    json.push_str("\"}");
+    let stored = Stored {
+        id: event.id.clone(),
+        json: serde_json::value::RawValue::from_string(json).expect("still JSON"),
+    };
+    (stored, hash)
+}
+
 fn build(ctx: &CallContext, record: &AuditRecord, id: &str, seq: u64, prev_hash: &str) -> AuditEvent {
     let (actor_id, kind, name) = match &ctx.principal {
         Some(p) => (p.id.clone(), p.kind, p.name.clone()),
@@ -351,7 +384,7 @@ fn build(ctx: &CallContext, record: &AuditRecord, id: &str, seq: u64, prev_hash:
             "system".to_owned(),
         ),
     };
-    let mut event = AuditEvent {
+    AuditEvent {
         id: id.to_owned(),
         seq,
         at: clock::now_iso(),
@@ -372,9 +405,7 @@ fn build(ctx: &CallContext, record: &AuditRecord, id: &str, seq: u64, prev_hash:
         client_ip: ctx.client_ip.clone(),
         prev_hash: prev_hash.to_owned(),
         hash: String::new(),
-    };
-    event.hash = entry_hash(&event);
-    event
+    }
 }
 
 /// Checks every entry's hash and link, in sequence order.
@@ -458,4 +489,46 @@ pub async fn list(
         .map(|d| serde_json::from_value(Value::Object(d)).map_err(|e| StoreError::Corrupt(e.to_string())))
         .collect::<Result<_, _>>()?;
     Ok(ttscm_contract::audit::AuditPage { items, total })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stored JSON, made from the hashed JSON by splicing in the hash, reads back as the
+    /// entry with that hash, and verification recomputes the same hash — names with quotes,
+    /// escapes and non-ASCII included.
+    #[test]
+    fn a_stored_entry_verifies_against_the_hash_it_was_stored_with() {
+        let ctx = CallContext {
+            principal: Some(std::sync::Arc::new(ttscm_contract::Principal {
+                id: "u1".into(),
+                kind: ttscm_contract::PrincipalKind::User,
+                name: "Zoë \"the admin\" \\ O'Brien\n".into(),
+                permissions: Default::default(),
+                scopes: Vec::new(),
+                session_id: None,
+            })),
+            request_id: "r1".into(),
+            client_ip: Some("::1".into()),
+            ..CallContext::default()
+        };
+        let record = AuditRecord {
+            action: "credential.revealed",
+            target_kind: "credential",
+            target_id: "c1".into(),
+            credential_id: Some("c1".into()),
+            type_id: None,
+            company_id: Some("k1".into()),
+        };
+        let (stored, hash) = seal_entry(&build(&ctx, &record, "e1", 7, GENESIS));
+        let read: AuditEvent = serde_json::from_str(stored.json.get()).expect("stored JSON is an entry");
+        assert_eq!(read.hash, hash);
+        assert_eq!(read.seq, 7);
+        assert_eq!(read.actor.name, "Zoë \"the admin\" \\ O'Brien\n");
+        assert_eq!(entry_hash(&read), hash);
+        let mut tampered = read.clone();
+        tampered.company_id = Some("k2".into());
+        assert_ne!(entry_hash(&tampered), hash);
+    }
 }
