@@ -550,6 +550,34 @@ async fn the_embedded_store_keeps_documents_across_a_restart() {
     );
 }
 
+/// A commit by another connection to the same file (as by a `ttscm` command run beside the
+/// server) moves the embedded store's change epoch, so caches can drop what they hold.
+#[tokio::test]
+async fn another_process_commit_moves_the_embedded_change_epoch() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("shared.sqlite3");
+    let server = Store::Sqlite(SqliteStore::open(&path).expect("opens"));
+    let other = Store::Sqlite(SqliteStore::open(&path).expect("opens again"));
+    let before = server.change_epoch();
+    other
+        .insert(THINGS, doc(json!({"id": "w1"})))
+        .await
+        .expect("written elsewhere");
+    ttscm_testkit::eventually(std::time::Duration::from_secs(2), || async {
+        (server.change_epoch() != before).then_some(())
+    })
+    .await
+    .expect("the epoch moved");
+    assert_eq!(
+        server
+            .get(THINGS, "w1")
+            .await
+            .expect("read")
+            .map(|d| d["id"].clone()),
+        Some(json!("w1"))
+    );
+}
+
 /// New log tables are rowid tables (appends fill pages in order) with a unique id index.
 #[tokio::test]
 async fn a_new_embedded_log_table_appends_in_rowid_order() {

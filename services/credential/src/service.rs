@@ -49,7 +49,8 @@ const MAX_CACHED_CREDENTIAL_BYTES: usize = 16 * 1024;
 /// Reads (fetch, fields, reveal) are served from here, so the hot reveal path reads nothing
 /// from the store; writes read fresh. A read that raced a write is never cached: every write
 /// bumps the generation after it is stored, and a read caches only if the generation did not
-/// move while it read.
+/// move while it read. Writes by another process to the embedded store (`ttscm vault reseal`)
+/// are noticed through the store's change epoch within 100 ms.
 #[derive(Default)]
 pub struct CredentialCache {
     state: Mutex<CredentialCacheState>,
@@ -58,6 +59,8 @@ pub struct CredentialCache {
 #[derive(Default)]
 struct CredentialCacheState {
     generation: u64,
+    /// The store's change epoch the entries were read under.
+    epoch: u64,
     entries: HashMap<String, (Instant, Arc<CredentialDoc>)>,
 }
 
@@ -68,9 +71,16 @@ impl CredentialCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The cached credential, if fresh; else the generation to pass to [`Self::put`].
-    fn get(&self, id: &str) -> Result<Arc<CredentialDoc>, u64> {
-        let state = self.lock();
+    /// The cached credential, if fresh; else the generation to pass to [`Self::put`]. When the
+    /// store's change `epoch` moved (another process wrote to the embedded store, e.g.
+    /// `ttscm vault reseal`), everything cached is forgotten first.
+    fn get(&self, id: &str, epoch: u64) -> Result<Arc<CredentialDoc>, u64> {
+        let mut state = self.lock();
+        if state.epoch != epoch {
+            state.epoch = epoch;
+            state.generation += 1;
+            state.entries.clear();
+        }
         match state.entries.get(id) {
             Some((at, doc)) if at.elapsed() < CREDENTIAL_TTL => Ok(doc.clone()),
             _ => Err(state.generation),
@@ -246,7 +256,7 @@ impl Service {
 
     /// A credential, from the cache when it holds it.
     async fn credential(&self, id: &str) -> Result<Arc<CredentialDoc>, WireError> {
-        let generation = match self.caches.credentials.get(id) {
+        let generation = match self.caches.credentials.get(id, self.store.change_epoch()) {
             Ok(cached) => return Ok(cached),
             Err(generation) => generation,
         };

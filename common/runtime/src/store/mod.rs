@@ -362,6 +362,17 @@ impl Store {
         }
     }
 
+    /// A number that moves after the store changed, for caches of what other processes may
+    /// write: on SQLite it moves within 100 ms of any commit to the main file, by this process
+    /// or another (`ttscm` commands run beside the server); on MongoDB it never moves (other
+    /// replicas announce their writes on the bus instead).
+    pub fn change_epoch(&self) -> u64 {
+        match self {
+            Store::Sqlite(s) => s.change_epoch(),
+            Store::Mongo(_) => 0,
+        }
+    }
+
     /// The document with `id`.
     pub async fn get(&self, collection: &str, id: &str) -> Result<Option<Document>, StoreError> {
         Ok(self

@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::functions::FunctionFlags;
@@ -40,6 +40,9 @@ struct Inner {
     next_reader: AtomicUsize,
     /// Collections whose table exists, so `CREATE TABLE IF NOT EXISTS` runs once per collection.
     tables: Mutex<HashSet<String>>,
+    /// Bumped when the checkpointer sees the main file changed by a commit on another
+    /// connection (see [`SqliteStore::change_epoch`]).
+    epoch: AtomicU64,
 }
 
 fn open_connection(path: &Path, write: bool) -> Result<Connection, StoreError> {
@@ -89,9 +92,18 @@ impl SqliteStore {
             readers,
             next_reader: AtomicUsize::new(0),
             tables: Mutex::new(HashSet::new()),
+            epoch: AtomicU64::new(0),
         });
         spawn_checkpointer(path, Arc::downgrade(&inner))?;
         Ok(Self { inner })
+    }
+
+    /// A number that moves (within [`CHECKPOINT_INTERVAL`]) after any commit to the main file
+    /// — by this process or another one, such as `ttscm vault reseal` run beside the server —
+    /// so a cache can tell that the store changed under it. Commits to the log file (audit
+    /// entries, events) do not move it.
+    pub fn change_epoch(&self) -> u64 {
+        self.inner.epoch.load(Ordering::Acquire)
     }
 
     fn ensure_table(&self, collection: &str) -> Result<(), StoreError> {
@@ -414,8 +426,22 @@ fn spawn_checkpointer(path: &Path, store: std::sync::Weak<Inner>) -> Result<(), 
     std::thread::Builder::new()
         .name("ttscm-sqlite-checkpoint".into())
         .spawn(move || {
+            // SQLite's data_version moves when another connection (of any process) commits
+            // to the file; this connection never writes, so it sees every commit.
+            let data_version = || {
+                conn.query_row("PRAGMA main.data_version", [], |row| row.get::<_, i64>(0))
+                    .ok()
+            };
+            let mut seen = data_version();
             while store.strong_count() > 0 {
                 std::thread::sleep(CHECKPOINT_INTERVAL);
+                let now = data_version();
+                if now != seen {
+                    seen = now;
+                    if let Some(inner) = store.upgrade() {
+                        inner.epoch.fetch_add(1, Ordering::AcqRel);
+                    }
+                }
                 for schema in ["main", "log"] {
                     // PASSIVE never waits, but under constant load some reader always holds a
                     // snapshot, the WAL never restarts, and it grows without bound (seen: 870 MB
