@@ -83,12 +83,34 @@ impl Snapshot {
 /// Lists and searches companies from a snapshot, reloaded when the collection's version
 /// (count, newest `updatedAt`) changes or the snapshot is older than [`SNAPSHOT_TTL`]. Every
 /// write of this service sets `updatedAt` to the current time, so a change shows at once.
+///
+/// One caller at a time checks the version (a count and a sort over every company: tens of
+/// milliseconds on FerretDB with 10,000 companies) and reloads. When the check is due only
+/// because [`VERSION_CHECK_INTERVAL`] passed, the others meanwhile answer from the snapshot
+/// they have (stale by at most the interval plus one check) instead of all asking the store at
+/// once — measured before: every second, 32 concurrent lists each ran the check, and p99 went
+/// to ~180 ms. After a write through this replica nobody answers from the old snapshot: they
+/// wait for a check that started after the write.
 #[derive(Default)]
 pub struct Listing {
-    snapshot: tokio::sync::Mutex<Option<Arc<Snapshot>>>,
-    /// When the version was last found unchanged: within [`VERSION_CHECK_INTERVAL`] of it the
-    /// snapshot is used without asking the store (the version costs a count and a sort).
-    checked: std::sync::Mutex<Option<Instant>>,
+    /// The current snapshot; read without waiting for a check or reload in progress.
+    snapshot: std::sync::Mutex<Option<Arc<Snapshot>>>,
+    /// Held by the one caller checking the version (and reloading).
+    refresh: tokio::sync::Mutex<()>,
+    checked: std::sync::Mutex<Checked>,
+    /// Version checks made (for tests and diagnostics).
+    checks: std::sync::atomic::AtomicU64,
+}
+
+/// When the version was last found unchanged, and how many writes invalidated it.
+#[derive(Default)]
+struct Checked {
+    /// Within [`VERSION_CHECK_INTERVAL`] of it the snapshot is used without asking the store;
+    /// `None` after a write here: the next list must check.
+    at: Option<Instant>,
+    /// Bumped by every invalidation, so a check that began before a write cannot mark the
+    /// snapshot fresh after it.
+    generation: u64,
 }
 
 /// How long a version check is trusted; writes through this replica reset it at once, so this
@@ -111,29 +133,79 @@ impl Listing {
         Ok((count, newest))
     }
 
-    /// Forgets that the version was checked: the next list asks the store (after a write here).
-    pub fn invalidate(&self) {
-        *self.checked.lock().expect("listing lock is never poisoned") = None;
+    fn checked(&self) -> std::sync::MutexGuard<'_, Checked> {
+        self.checked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The current snapshot; one caller reloads while the others wait for it.
-    async fn current(&self, store: &Store) -> Result<Arc<Snapshot>, StoreError> {
-        let fresh = self
-            .checked
+    fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.snapshot
             .lock()
-            .expect("listing lock is never poisoned")
-            .is_some_and(|at| at.elapsed() < VERSION_CHECK_INTERVAL);
-        if fresh && let Some(current) = self.snapshot.lock().await.as_ref() {
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Forgets that the version was checked: the next list asks the store (after a write here).
+    pub fn invalidate(&self) {
+        let mut checked = self.checked();
+        checked.at = None;
+        checked.generation += 1;
+    }
+
+    /// How many times the version was checked.
+    pub fn version_checks(&self) -> u64 {
+        self.checks.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the last check is recent, and whether a check is due only because it is not.
+    fn freshness(&self) -> (bool, bool) {
+        let checked = self.checked();
+        match checked.at {
+            Some(at) => (at.elapsed() < VERSION_CHECK_INTERVAL, true),
+            None => (false, false),
+        }
+    }
+
+    /// The current snapshot; one caller checks (and reloads) while the others wait for it, or,
+    /// when only time made the check due, answer from the snapshot they have.
+    async fn current(&self, store: &Store) -> Result<Arc<Snapshot>, StoreError> {
+        let (fresh, merely_old) = self.freshness();
+        let current = self.snapshot();
+        if let (true, Some(current)) = (fresh, &current) {
             return Ok(current.clone());
         }
+        let _refreshing = match (merely_old, current) {
+            (true, Some(current)) => match self.refresh.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => return Ok(current),
+            },
+            _ => {
+                let guard = self.refresh.lock().await;
+                // A check may have finished while this one waited.
+                if self.freshness().0
+                    && let Some(current) = self.snapshot()
+                {
+                    return Ok(current);
+                }
+                guard
+            }
+        };
+        let generation = self.checked().generation;
+        self.checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let version = Self::version(store).await?;
-        let mut snapshot = self.snapshot.lock().await;
-        if let Some(current) = snapshot.as_ref()
+        let mark_checked = || {
+            let mut checked = self.checked();
+            if checked.generation == generation {
+                checked.at = Some(Instant::now());
+            }
+        };
+        if let Some(current) = self.snapshot()
             && current.version == version
             && current.taken.elapsed() < SNAPSHOT_TTL
         {
-            *self.checked.lock().expect("listing lock is never poisoned") = Some(Instant::now());
-            return Ok(current.clone());
+            mark_checked();
+            return Ok(current);
         }
         let mut docs = store
             .find(COMPANIES, &FindOptions::new(Filter::All))
@@ -160,8 +232,11 @@ impl Listing {
             haystack,
             starts,
         });
-        *snapshot = Some(fresh.clone());
-        *self.checked.lock().expect("listing lock is never poisoned") = Some(Instant::now());
+        *self
+            .snapshot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fresh.clone());
+        mark_checked();
         Ok(fresh)
     }
 }
@@ -438,6 +513,54 @@ mod tests {
             companies: wire,
             haystack,
             starts,
+        }
+    }
+
+    /// When the version check is due only because time passed, one caller checks while the
+    /// others answer from the snapshot; after a write here, every caller sees the write.
+    /// On FerretDB, where the check takes long enough for the callers to overlap.
+    #[tokio::test]
+    async fn concurrent_lists_check_the_version_once_and_never_miss_a_local_write() {
+        ttscm_testkit::init_tracing();
+        let fixture = ttscm_testkit::MongoFixture::start();
+        let store = Store::Mongo(
+            ttscm_runtime::store::mongo::MongoStore::connect(&fixture.uri, &fixture.database)
+                .await
+                .expect("connects"),
+        );
+        crate::store::prepare(&store).await.expect("prepared");
+        let docs: Vec<ttscm_runtime::store::Document> = (0..2000)
+            .map(|i| new_manual(format!("Company {i:04}")).to_document())
+            .collect();
+        store.insert_many(COMPANIES, docs).await.expect("seeded");
+        let listing = Listing::default();
+        assert_eq!(
+            listing.current(&store).await.expect("listed").companies.len(),
+            2000
+        );
+        assert_eq!(listing.version_checks(), 1);
+
+        // Time made the check due: 32 lists at once, one check.
+        listing.checked().at = Some(Instant::now() - VERSION_CHECK_INTERVAL);
+        let lists = (0..32).map(|_| listing.current(&store));
+        for listed in futures_util::future::join_all(lists).await {
+            assert_eq!(listed.expect("listed").companies.len(), 2000);
+        }
+        assert_eq!(
+            listing.version_checks(),
+            2,
+            "one caller checked; the rest used the snapshot"
+        );
+
+        // A write here: nobody answers from the old snapshot any more.
+        store
+            .insert(COMPANIES, new_manual("Company new".into()).to_document())
+            .await
+            .expect("written");
+        listing.invalidate();
+        let lists = (0..32).map(|_| listing.current(&store));
+        for listed in futures_util::future::join_all(lists).await {
+            assert_eq!(listed.expect("listed").companies.len(), 2001);
         }
     }
 
