@@ -70,11 +70,52 @@ pub fn init(settings: &Settings, service_name: &str) -> Result<TelemetryGuard, S
     };
     tracing_subscriber::registry()
         .with(filter)
+        .with(ClientHangups)
         .with(fmt_layer)
         .with(otel_layer)
         .try_init()
         .map_err(|e| format!("cannot install the tracing subscriber: {e}"))?;
     Ok(guard)
+}
+
+/// Drops warp's ERROR "server connection error" events when the client caused them: it hung up
+/// mid-request or reset the connection (every load test's end, every impatient browser).
+/// Those are not the server's errors and would bury real ones; any other connection error, and
+/// warp's accept errors (out of file descriptors), still log.
+struct ClientHangups;
+
+/// What hyper's `Debug` of an error caused by the client going away contains.
+const HANGUP_MARKERS: &[&str] = &[
+    "IncompleteMessage",
+    "ConnectionReset",
+    "ConnectionAborted",
+    "BrokenPipe",
+    "UnexpectedEof",
+];
+
+impl<S: tracing::Subscriber> Layer<S> for ClientHangups {
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        if !event.metadata().target().starts_with("warp::server") {
+            return true;
+        }
+        struct Message(bool);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    let text = format!("{value:?}");
+                    self.0 = text.starts_with("server connection error")
+                        && HANGUP_MARKERS.iter().any(|m| text.contains(m));
+                }
+            }
+        }
+        let mut hangup = Message(false);
+        event.record(&mut hangup);
+        !hangup.0
+    }
 }
 
 struct HeaderInjector<'a>(&'a mut Headers);
@@ -111,5 +152,54 @@ pub fn set_parent_from(span: &tracing::Span, headers: &Headers) {
     {
         let context = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
         let _ = span.set_parent(context);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::ClientHangups;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("not poisoned").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A client hanging up is not logged as the server's error; other connection errors and
+    /// accept errors still are.
+    #[test]
+    fn client_hangups_are_not_logged_as_errors() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::registry().with(ClientHangups).with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(move || writer.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(target: "warp::server::run", "server connection error: {:?}", "hyper::Error(IncompleteMessage)");
+            tracing::error!(target: "warp::server::run", "server connection error: {:?}", "hyper::Error(Io, Os { code: 104, kind: ConnectionReset })");
+            tracing::error!(target: "warp::server::run", "server connection error: {:?}", "hyper::Error(Parse(TooLarge))");
+            tracing::error!(target: "warp::server::run", "accept error: {:?}", "Os { code: 24, kind: Uncategorized, message: \"Too many open files\" }");
+            tracing::error!(target: "ttscm_edge", "IncompleteMessage in our own code");
+        });
+        let text = String::from_utf8(captured.0.lock().expect("not poisoned").clone()).expect("UTF-8");
+        assert!(!text.contains("IncompleteMessage\""), "{text}");
+        assert!(!text.contains("ConnectionReset"), "{text}");
+        assert!(text.contains("TooLarge"), "{text}");
+        assert!(text.contains("Too many open files"), "{text}");
+        assert!(text.contains("IncompleteMessage in our own code"), "{text}");
     }
 }
