@@ -98,18 +98,6 @@ pub struct AccessClaims {
     pub exp: u64,
 }
 
-/// The effective permissions of a set of role names (the union of the roles' permissions).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ResolveRoles {
-    /// Role names.
-    pub roles: Vec<String>,
-}
-
-impl Operation for ResolveRoles {
-    const SUBJECT: &'static str = subjects::IDENTITY_RESOLVE_ROLES;
-    type Reply = crate::PermissionSet;
-}
-
 // ---- sign-in (OIDC code flow) -------------------------------------------------------------
 
 /// Start a sign-in: identity builds the provider's authorization URL (PKCE S256, nonce,

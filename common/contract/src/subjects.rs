@@ -14,8 +14,6 @@ pub const VAULT_QUEUE: &str = "vault";
 pub const IDENTITY_AUTHENTICATE_TOKEN: &str = "ttscm.identity.v1.authenticate_token";
 /// Identity: the public keys access tokens are verified with.
 pub const IDENTITY_PUBLIC_KEYS: &str = "ttscm.identity.v1.public_keys";
-/// Identity: the permissions of a set of roles.
-pub const IDENTITY_RESOLVE_ROLES: &str = "ttscm.identity.v1.resolve_roles";
 /// Identity: start a sign-in (authorization URL + callback key).
 pub const IDENTITY_LOGIN_BEGIN: &str = "ttscm.identity.v1.login_begin";
 /// Identity: whether a sign-in is pending for a callback key (the WebSocket asks).

@@ -1,10 +1,8 @@
 //! The identity actor: owns the signing key and answers token and role questions.
 
 use actix::{Actor, Context, Handler};
-use ttscm_contract::identity::{
-    AuthenticateToken, AuthenticatedToken, GetPublicKeys, PublicKeys, ResolveRoles,
-};
-use ttscm_contract::{ErrorCode, PermissionSet, Principal, PrincipalKind, WireError};
+use ttscm_contract::identity::{AuthenticateToken, AuthenticatedToken, GetPublicKeys, PublicKeys};
+use ttscm_contract::{ErrorCode, Principal, PrincipalKind, WireError};
 use ttscm_runtime::service::{Call, respond, store_failed};
 use ttscm_runtime::store::{Filter, text, texts};
 use ttscm_runtime::{Settings, Store, clock};
@@ -91,14 +89,5 @@ impl Handler<Call<GetPublicKeys>> for IdentityActor {
             audience: self.audience.clone(),
             keys: vec![self.signing_key.public_key()],
         })
-    }
-}
-
-impl Handler<Call<ResolveRoles>> for IdentityActor {
-    type Result = actix::ResponseFuture<Result<PermissionSet, WireError>>;
-
-    fn handle(&mut self, call: Call<ResolveRoles>, _: &mut Self::Context) -> Self::Result {
-        let store = self.store.clone();
-        respond(async move { permissions_of(&store, &call.op.roles).await.map_err(store_failed) })
     }
 }

@@ -53,7 +53,6 @@ pub async fn run(
     let mut tasks = vec![
         serve::<AuthenticateToken, _>(bus, IDENTITY_QUEUE, addr.clone(), shutdown.clone()).await?,
         serve::<GetPublicKeys, _>(bus, IDENTITY_QUEUE, addr.clone(), shutdown.clone()).await?,
-        serve::<ResolveRoles, _>(bus, IDENTITY_QUEUE, addr, shutdown.clone()).await?,
     ];
     macro_rules! ops {
         ($($op:ty),* $(,)?) => {
