@@ -180,17 +180,14 @@ impl Listing {
                 Ok(guard) => guard,
                 Err(_) => return Ok(current),
             },
-            _ => {
-                let guard = self.refresh.lock().await;
-                // A check may have finished while this one waited.
-                if self.freshness().0
-                    && let Some(current) = self.snapshot()
-                {
-                    return Ok(current);
-                }
-                guard
-            }
+            _ => self.refresh.lock().await,
         };
+        // A check may have finished while this caller waited for the lock, or just before.
+        if self.freshness().0
+            && let Some(current) = self.snapshot()
+        {
+            return Ok(current);
+        }
         let generation = self.checked().generation;
         self.checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let version = Self::version(store).await?;
