@@ -4,29 +4,13 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use futures_util::StreamExt;
 use serde_json::json;
 use support::{Mode, spawn_app};
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer lock").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_canary_secret_never_reaches_logs_subjects_or_events() {
-    let logs = Captured::default();
+    let logs = ttscm_testkit::CapturedLog::default();
     let writer = logs.clone();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("debug,ttscm=trace,ttscm_edge=trace,ttscm_runtime=trace,ttscm_credential=trace,ttscm_vault=trace,ttscm_identity=trace"))
@@ -103,7 +87,7 @@ async fn a_canary_secret_never_reaches_logs_subjects_or_events() {
         "an event carries the canary"
     );
     drop(app);
-    let captured = String::from_utf8_lossy(&logs.0.lock().expect("log buffer lock")).into_owned();
+    let captured = logs.text();
     assert!(
         captured.len() > 1000,
         "logs were captured ({} bytes)",

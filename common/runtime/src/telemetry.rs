@@ -157,31 +157,15 @@ pub fn set_parent_from(span: &tracing::Span, headers: &Headers) {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::ClientHangups;
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("not poisoned").extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     /// A client hanging up is not logged as the server's error; other connection errors and
     /// accept errors still are.
     #[test]
     fn client_hangups_are_not_logged_as_errors() {
-        let captured = Captured::default();
+        let captured = ttscm_testkit::CapturedLog::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::registry().with(ClientHangups).with(
             tracing_subscriber::fmt::layer()
@@ -195,7 +179,7 @@ mod tests {
             tracing::error!(target: "warp::server::run", "accept error: {:?}", "Os { code: 24, kind: Uncategorized, message: \"Too many open files\" }");
             tracing::error!(target: "ttscm_edge", "IncompleteMessage in our own code");
         });
-        let text = String::from_utf8(captured.0.lock().expect("not poisoned").clone()).expect("UTF-8");
+        let text = captured.text();
         assert!(!text.contains("IncompleteMessage\""), "{text}");
         assert!(!text.contains("ConnectionReset"), "{text}");
         assert!(text.contains("TooLarge"), "{text}");
