@@ -585,6 +585,26 @@ async fn reveals_and_changes_are_audited_in_a_verifiable_chain(mode: Mode) {
             "credential_type.created"
         ]
     );
+    // A time range splits the log at the reveal: from it (inclusive) and before it.
+    let at = entry["at"].as_str().expect("a time");
+    let (_, since) = app
+        .get(&format!("/v1/audit/events?rpp=100&from={at}"), Some(&token))
+        .await;
+    let (_, before) = app
+        .get(&format!("/v1/audit/events?rpp=100&to={at}"), Some(&token))
+        .await;
+    let times = |page: &Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter_map(|e| e["at"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert!(times(&since).iter().all(|t| t.as_str() >= at), "{since}");
+    assert!(times(&before).iter().all(|t| t.as_str() < at), "{before}");
+    assert_eq!(since["data"][0]["action"], "credential.revealed", "{since}");
+    assert_eq!(times(&since).len() + times(&before).len(), 3);
     assert_eq!(app.get("/v1/audit/events?page=0", Some(&token)).await.0, 400);
     let weak = app.token_with(&["credential.*"]).await;
     assert_eq!(app.get("/v1/audit/events", Some(&weak)).await.0, 403);

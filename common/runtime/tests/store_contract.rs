@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 use ttscm_runtime::store::{
-    Document, Filter, FindOptions, IndexSpec, Order, Scalar, Store, StoreError, Update, mongo::MongoStore,
-    sqlite::SqliteStore,
+    Document, DocumentKeys, Filter, FindOptions, IndexSpec, Order, Scalar, Store, StoreError, Update,
+    mongo::MongoStore, sqlite::SqliteStore,
 };
 use ttscm_testkit::MongoFixture;
 
@@ -115,7 +115,7 @@ async fn typed_documents_insert_as_their_json(adapter: Adapter) {
         })
         .collect();
     store
-        .insert_many_as(THINGS, &entries, |e| e.id.as_str())
+        .insert_many_as(THINGS, &entries, |e| DocumentKeys::id(&e.id))
         .await
         .expect("inserted");
     assert_eq!(
@@ -133,10 +133,12 @@ async fn typed_documents_insert_as_their_json(adapter: Adapter) {
         .expect("found");
     assert_eq!(found.len(), 2, "numbers stay numbers: {found:?}");
     let again = store
-        .insert_many_as(THINGS, &entries[..1], |e| e.id.as_str())
+        .insert_many_as(THINGS, &entries[..1], |e| DocumentKeys::id(&e.id))
         .await;
     assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
-    let not_objects = store.insert_many_as(THINGS, &[7u8], |_| "n1").await;
+    let not_objects = store
+        .insert_many_as(THINGS, &[7u8], |_| DocumentKeys::id("n1"))
+        .await;
     assert!(
         matches!(not_objects, Err(StoreError::Invalid(_))),
         "{not_objects:?}"
@@ -167,7 +169,9 @@ async fn log_collections_keep_the_contract(adapter: Adapter) {
         .map(|(seq, id)| json!({"id": id, "seq": seq}))
         .collect();
     store
-        .insert_many_as(LOG, &entries, |e| e["id"].as_str().unwrap_or_default())
+        .insert_many_as(LOG, &entries, |e| {
+            DocumentKeys::id(e["id"].as_str().unwrap_or_default())
+        })
         .await
         .expect("inserted");
     assert_eq!(
@@ -579,55 +583,205 @@ async fn another_process_commit_moves_the_embedded_change_epoch() {
 }
 
 /// New log tables are rowid tables (appends fill pages in order) with a unique id index.
+/// The rows of an embedded log table, in the order of its integer primary key.
+fn log_rows(dir: &std::path::Path, table: &str, key: &str) -> Vec<(i64, String)> {
+    let log = rusqlite::Connection::open(dir.join("new-log.sqlite3")).expect("opens");
+    log.prepare(&format!(r#"SELECT {key}, id FROM "{table}" ORDER BY {key}"#))
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .expect("a table with an integer key")
+}
+
+/// The indexes SQLite holds for `table` of the log file.
+fn log_indexes(dir: &std::path::Path, table: &str) -> Vec<String> {
+    let log = rusqlite::Connection::open(dir.join("new-log.sqlite3")).expect("opens");
+    log.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 ORDER BY name")
+        .and_then(|mut s| s.query_map([table], |r| r.get(0))?.collect())
+        .expect("indexes")
+}
+
+/// A new embedded log table without a sequence (the event outbox) appends in rowid order.
 #[tokio::test]
 async fn a_new_embedded_log_table_appends_in_rowid_order() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::Sqlite(SqliteStore::open(&dir.path().join("new.sqlite3")).expect("opens"));
     for id in ["z", "a"] {
         store
-            .insert("audit_entries", doc(json!({ "id": id })))
+            .insert("event_outbox", doc(json!({ "id": id })))
             .await
             .expect("appended");
     }
-    let log = rusqlite::Connection::open(dir.path().join("new-log.sqlite3")).expect("opens");
-    let rows: Vec<(i64, String)> = log
-        .prepare(r#"SELECT rid, id FROM "audit_entries" ORDER BY rid"#)
-        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
-        .expect("a rowid table");
-    assert_eq!(rows, [(1, "z".to_owned()), (2, "a".to_owned())]);
+    assert_eq!(
+        log_rows(dir.path(), "event_outbox", "rid"),
+        [(1, "z".to_owned()), (2, "a".to_owned())]
+    );
 }
 
-/// A data dir made before log tables became rowid tables (its audit table keyed by id,
-/// `WITHOUT ROWID`) keeps working as it is: read, appended to, ids still unique.
+/// A new embedded audit table is keyed by `seq` itself: no index of its own for the sequence,
+/// none for non-unique fields (appends stay cheap; a query on them scans), the id index kept;
+/// a document needs an integer `seq`, which never changes. Everything still answers through
+/// the store as on MongoDB (`log_collections_keep_the_contract`).
 #[tokio::test]
-async fn an_embedded_log_table_of_the_earlier_layout_keeps_working() {
+async fn a_new_embedded_audit_table_is_keyed_by_its_sequence() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("old.sqlite3");
-    {
-        let log = rusqlite::Connection::open(dir.path().join("old-log.sqlite3")).expect("opens");
-        log.execute_batch(
-            r#"CREATE TABLE "audit_entries" (id TEXT PRIMARY KEY NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID;
-               INSERT INTO "audit_entries" VALUES ('old', '{"id":"old","seq":1}');"#,
-        )
-        .expect("old layout");
-    }
-    let store = Store::Sqlite(SqliteStore::open(&path).expect("opens"));
-    assert_eq!(
-        store.get("audit_entries", "old").await.expect("read"),
-        Some(doc(json!({"id": "old", "seq": 1})))
-    );
+    let store = Store::Sqlite(SqliteStore::open(&dir.path().join("new.sqlite3")).expect("opens"));
     store
-        .insert("audit_entries", doc(json!({"id": "new", "seq": 2})))
+        .ensure_indexes(
+            "audit_entries",
+            &[
+                IndexSpec {
+                    name: "seq_unique",
+                    fields: &["seq"],
+                    unique: true,
+                },
+                IndexSpec {
+                    name: "at",
+                    fields: &["at"],
+                    unique: false,
+                },
+            ],
+        )
         .await
-        .expect("appended");
-    let again = store
-        .insert("audit_entries", doc(json!({"id": "old", "seq": 3})))
+        .expect("indexes");
+    // Told the sequence, read from the document, and from the JSON text (nested `seq` first).
+    let typed = [json!({"id": "e7", "seq": 7, "at": "b"})];
+    store
+        .insert_many_as("audit_entries", &typed, |e| DocumentKeys {
+            id: e["id"].as_str().unwrap_or_default(),
+            sequence: Some(7),
+        })
+        .await
+        .expect("told");
+    store
+        .insert("audit_entries", doc(json!({"id": "e3", "seq": 3, "at": "a"})))
+        .await
+        .expect("from the document");
+    let nested = [json!({"id": "e5", "target": {"seq": 99}, "seq": 5, "at": "c"})];
+    store
+        .insert_many_as("audit_entries", &nested, |e| {
+            DocumentKeys::id(e["id"].as_str().unwrap_or_default())
+        })
+        .await
+        .expect("from the JSON");
+    assert_eq!(
+        log_rows(dir.path(), "audit_entries", "key"),
+        [(3, "e3".to_owned()), (5, "e5".to_owned()), (7, "e7".to_owned())]
+    );
+    assert_eq!(log_indexes(dir.path(), "audit_entries"), ["audit_entries__id"]);
+    let in_range = store
+        .find(
+            "audit_entries",
+            &FindOptions::new(Filter::And(vec![
+                Filter::Gte("at".into(), "b".into()),
+                Filter::Lt("seq".into(), 7i64.into()),
+            ]))
+            .sort("seq", Order::Desc),
+        )
+        .await
+        .expect("found");
+    assert_eq!(ids(&in_range), ["e5"]);
+    for bad in [
+        json!({"id": "x1"}),
+        json!({"id": "x2", "seq": "8"}),
+        json!({"id": "x3", "seq": 8.5}),
+        json!({"id": "x4", "meta": {"seq": 8}}),
+    ] {
+        let refused = store.insert("audit_entries", doc(bad.clone())).await;
+        assert!(
+            matches!(refused, Err(StoreError::Invalid(_))),
+            "{bad}: {refused:?}"
+        );
+        let refused = store
+            .insert_many_as("audit_entries", std::slice::from_ref(&bad), |e| {
+                DocumentKeys::id(e["id"].as_str().unwrap_or_default())
+            })
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Invalid(_))),
+            "{bad}: {refused:?}"
+        );
+    }
+    let mut renumber = Update::default();
+    renumber.set.push(("seq".into(), json!(4)));
+    let refused = store
+        .update_one("audit_entries", &Filter::id("e3"), &renumber)
         .await;
-    assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+    assert!(matches!(refused, Err(StoreError::Invalid(_))), "{refused:?}");
     assert_eq!(
         store.count("audit_entries", &Filter::All).await.expect("count"),
-        2
+        3
     );
+}
+
+/// Data dirs made before log tables were keyed keep working as they are, their sequence
+/// still unique through an index: the first layout (keyed by id, `WITHOUT ROWID`) and the
+/// rowid layout that followed it.
+#[tokio::test]
+async fn embedded_log_tables_of_earlier_layouts_keep_working() {
+    for (name, layout) in [
+        (
+            "old",
+            r#"CREATE TABLE "audit_entries" (id TEXT PRIMARY KEY NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID;"#,
+        ),
+        (
+            "rowid",
+            r#"CREATE TABLE "audit_entries" (rid INTEGER PRIMARY KEY, id TEXT NOT NULL, doc TEXT NOT NULL);
+               CREATE UNIQUE INDEX "audit_entries__id" ON "audit_entries" (id);"#,
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(format!("{name}.sqlite3"));
+        {
+            let log =
+                rusqlite::Connection::open(dir.path().join(format!("{name}-log.sqlite3"))).expect("opens");
+            log.execute_batch(&format!(
+                r#"{layout} INSERT INTO "audit_entries" (id, doc) VALUES ('old', '{{"id":"old","seq":1}}');"#
+            ))
+            .expect("earlier layout");
+        }
+        let store = Store::Sqlite(SqliteStore::open(&path).expect("opens"));
+        store
+            .ensure_indexes(
+                "audit_entries",
+                &[IndexSpec {
+                    name: "seq_unique",
+                    fields: &["seq"],
+                    unique: true,
+                }],
+            )
+            .await
+            .expect("indexes");
+        assert_eq!(
+            store.get("audit_entries", "old").await.expect("read"),
+            Some(doc(json!({"id": "old", "seq": 1}))),
+            "{name}"
+        );
+        store
+            .insert("audit_entries", doc(json!({"id": "new", "seq": 2})))
+            .await
+            .expect("appended");
+        let same_id = store
+            .insert("audit_entries", doc(json!({"id": "old", "seq": 3})))
+            .await;
+        assert!(
+            matches!(same_id, Err(StoreError::Conflict)),
+            "{name}: {same_id:?}"
+        );
+        let same_seq = store
+            .insert("audit_entries", doc(json!({"id": "other", "seq": 2})))
+            .await;
+        assert!(
+            matches!(same_seq, Err(StoreError::Conflict)),
+            "{name}: {same_seq:?}"
+        );
+        let newest = store
+            .find(
+                "audit_entries",
+                &FindOptions::new(Filter::All).sort("seq", Order::Desc).page(0, 1),
+            )
+            .await
+            .expect("found");
+        assert_eq!(ids(&newest), ["new"], "{name}");
+    }
 }
 
 #[tokio::test]

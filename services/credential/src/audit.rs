@@ -22,7 +22,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use ttscm_contract::audit::{AuditActor, AuditEvent, AuditTarget, AuditVerification};
 use ttscm_runtime::service::CallContext;
-use ttscm_runtime::store::{FindOptions, IndexSpec, Order};
+use ttscm_runtime::store::{DocumentKeys, FindOptions, IndexSpec, Order};
 use ttscm_runtime::{Filter, Store, StoreError, clock, ids};
 
 /// Audit entries; owned by the credential service.
@@ -301,7 +301,10 @@ async fn write_batch(
         }
         let last = (seq, prev);
         match store
-            .insert_many_as(AUDIT_ENTRIES, &entries, |e| e.id.as_str())
+            .insert_many_as(AUDIT_ENTRIES, &entries, |e| DocumentKeys {
+                id: &e.id,
+                sequence: Some(e.seq),
+            })
             .await
         {
             Ok(()) => return Ok(last),
@@ -342,9 +345,10 @@ fn unhashed_digest(event: &AuditEvent) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes))
 }
 
-/// An entry as it is stored: its id and its JSON.
+/// An entry as it is stored: its id, its sequence number and its JSON.
 struct Stored {
     id: String,
+    seq: u64,
     json: Box<serde_json::value::RawValue>,
 }
 
@@ -370,6 +374,7 @@ fn seal_entry(event: &AuditEvent) -> (Stored, String) {
     json.push_str("\"}");
     let stored = Stored {
         id: event.id.clone(),
+        seq: event.seq,
         json: serde_json::value::RawValue::from_string(json).expect("still JSON"),
     };
     (stored, hash)
@@ -418,9 +423,13 @@ pub async fn verify(store: &Store) -> Result<AuditVerification, StoreError> {
         let batch = store
             .find(
                 AUDIT_ENTRIES,
-                &FindOptions::new(Filter::All)
-                    .sort("seq", Order::Asc)
-                    .page(checked, BATCH),
+                // By key (seq ≥ the next expected), not by offset: each batch is one seek.
+                &FindOptions::new(Filter::Gte(
+                    "seq".into(),
+                    i64::try_from(expected_seq).unwrap_or(i64::MAX).into(),
+                ))
+                .sort("seq", Order::Asc)
+                .page(0, BATCH),
             )
             .await?;
         if batch.is_empty() {

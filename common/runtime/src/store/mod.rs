@@ -233,6 +233,24 @@ impl Update {
     }
 }
 
+/// What [`Store::insert_many_as`] needs to know of a document without reading its JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct DocumentKeys<'a> {
+    /// Its `id` field.
+    pub id: &'a str,
+    /// Its sequence number, in a collection appended in sequence order (the audit chain's
+    /// `seq`), which must also be that field's value. The embedded store keys such a
+    /// collection by it (and reads it from the JSON when this is `None`); MongoDB ignores it.
+    pub sequence: Option<u64>,
+}
+
+impl<'a> DocumentKeys<'a> {
+    /// A document known by its id alone.
+    pub fn id(id: &'a str) -> Self {
+        Self { id, sequence: None }
+    }
+}
+
 /// An index to declare at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexSpec {
@@ -323,13 +341,13 @@ impl Store {
     }
 
     /// Inserts typed documents in order, as [`Self::insert_many`] does, without building a
-    /// [`Document`] for each first when the store takes JSON text (SQLite). `id` names each
-    /// document's id, which must also be its `id` field.
+    /// [`Document`] for each first when the store takes JSON text (SQLite). `keys` names what
+    /// the store needs to know of each document without reading its JSON.
     pub async fn insert_many_as<T: serde::Serialize>(
         &self,
         collection: &str,
         documents: &[T],
-        id: impl Fn(&T) -> &str,
+        keys: impl Fn(&T) -> DocumentKeys<'_>,
     ) -> Result<(), StoreError> {
         let invalid = |e: serde_json::Error| StoreError::Invalid(e.to_string());
         match self {
@@ -349,12 +367,17 @@ impl Store {
                     .iter()
                     .map(|d| {
                         let text = serde_json::to_string(d).map_err(invalid)?;
-                        if id(d).is_empty() || !text.starts_with('{') {
+                        let keys = keys(d);
+                        if keys.id.is_empty() || !text.starts_with('{') {
                             return Err(StoreError::Invalid(
                                 "documents are objects with a string id".into(),
                             ));
                         }
-                        Ok((id(d).to_owned(), text))
+                        Ok(sqlite::Row {
+                            id: keys.id.to_owned(),
+                            sequence: keys.sequence.and_then(|n| i64::try_from(n).ok()),
+                            doc: text,
+                        })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 s.insert_rows(collection, rows)
