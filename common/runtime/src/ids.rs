@@ -1,6 +1,7 @@
 //! Opaque, collision-resistant, cuid-style ids (`c` + 24 lowercase base-36 characters): a
 //! millisecond timestamp (so ids roughly sort by creation), a process-local counter and 72 bits
-//! from the OS RNG. Written here rather than taken from a crate because the cuid crates pull in
+//! from a thread-local CSPRNG seeded from the OS (`rand`'s `ThreadRng`: no system call per id;
+//! ids are not secrets, keys and nonces come from the OS RNG directly). Written here rather than taken from a crate because the cuid crates pull in
 //! big-number and hashing dependencies for what is a dozen lines.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -23,9 +24,7 @@ fn push_base36(out: &mut String, mut value: u128, width: usize) {
 pub fn new_id() -> String {
     let millis = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
     let mut random = [0u8; 9];
-    SystemRandom::new()
-        .fill(&mut random)
-        .expect("the OS random number generator is available");
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut random);
     let mut out = String::with_capacity(25);
     out.push('c');
     push_base36(&mut out, u128::try_from(millis).unwrap_or(0), 9);
