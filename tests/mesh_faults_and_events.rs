@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Mode, spawn_app, spawn_mesh_with_own_store};
+use support::{Mode, spawn_app, spawn_mesh_with_own_store, spawn_mesh_with_own_store_with};
 use ttscm::Component;
 
 const CREDS: &str = "/v1/credential/credentials";
@@ -218,4 +218,61 @@ async fn a_reveal_whose_audit_entry_cannot_be_written_fails_closed() {
     assert_eq!(back["data"]["secretAccessKey"], "never-unaudited");
     let (_, verified) = app.get("/v1/audit/verify", Some(&token)).await;
     assert_eq!(verified["data"]["valid"], true, "{verified}");
+}
+
+/// Once the cached list of credential types (with counts) is a little old, requests answer from
+/// it while one recount runs in the background: with the store down, the list keeps answering
+/// at once (counts a few seconds old) instead of every second request waiting for a recount.
+/// After a local write the list is recounted before it answers.
+#[tokio::test]
+async fn a_stale_type_list_answers_at_once_while_it_is_recounted() {
+    const TYPES: &str = "/v1/credential-type/credential-types";
+    // The edge trusts a resolved token for the product's default 5 s (the suite's 1 s would
+    // send it to identity, whose store is down, during the window below).
+    let mut app = spawn_mesh_with_own_store_with(|settings| settings.edge.token_cache_secs = 5).await;
+    let token = app.admin_token.clone();
+    let company = app.seed_company("Counted Co").await;
+    let type_id = app.create_aws_type(None).await;
+    let count_of = |list: &Value| {
+        list["data"]
+            .as_array()
+            .and_then(|types| types.iter().find(|t| t["id"] == type_id.as_str()))
+            .map(|t| t["credentialCount"].clone())
+    };
+    // A token first used now, so the edge still trusts it throughout the window.
+    let reader = app.token_with(&["credential_type.fetch.many"]).await;
+    let (status, list) = app.get(TYPES, Some(&reader)).await;
+    assert_eq!((status, count_of(&list)), (200, Some(json!(0))), "{list}");
+
+    app.store_server().stop();
+    // For 2.5 s (the list expires after one) every request answers from the list.
+    let window = Instant::now();
+    while window.elapsed() < Duration::from_millis(2500) {
+        let started = Instant::now();
+        let (status, list) = app.get(TYPES, Some(&reader)).await;
+        assert_eq!(
+            (status, count_of(&list)),
+            (200, Some(json!(0))),
+            "{list} after {:?}, the request took {:?}",
+            window.elapsed(),
+            started.elapsed()
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "waited {:?} for the list",
+            started.elapsed()
+        );
+    }
+
+    app.store_server().restart();
+    let created = ttscm_testkit::eventually(Duration::from_secs(30), || async {
+        let body = json!({"name": "counted", "typeId": type_id, "companyId": company,
+            "fields": [{"fieldId": "accessKeyId", "value": "AKIA"}, {"fieldId": "secretAccessKey", "value": "s"}]});
+        let (status, _) = app.post(CREDS, &token, &body).await;
+        (status == 201).then_some(())
+    })
+    .await;
+    assert!(created.is_some(), "creates work again once the store is back");
+    let (status, list) = app.get(TYPES, Some(&token)).await;
+    assert_eq!((status, count_of(&list)), (200, Some(json!(1))), "{list}");
 }

@@ -466,6 +466,11 @@ pub async fn spawn_mesh_with_own_store() -> TestApp {
     spawn(Mode::Mesh, true, |_| {}).await
 }
 
+/// [`spawn_mesh_with_own_store`] with `configure` applied to the settings.
+pub async fn spawn_mesh_with_own_store_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn(Mode::Mesh, true, configure).await
+}
+
 async fn spawn(mode: Mode, own_store: bool, configure: impl FnOnce(&mut Settings)) -> TestApp {
     ttscm_testkit::init_tracing();
     let _ = rustls::crypto::ring::default_provider().install_default();

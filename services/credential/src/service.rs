@@ -36,6 +36,9 @@ const TYPE_TTL: Duration = Duration::from_secs(2);
 const COMPANY_TTL: Duration = Duration::from_secs(10);
 /// How long the list of types (with counts) is reused; local writes clear it.
 const TYPE_LIST_TTL: Duration = Duration::from_secs(1);
+/// How old a type list may be and still answer while one caller recounts in the background;
+/// an older one (the store has been failing that long) is recounted while the caller waits.
+const TYPE_LIST_STALE: Duration = Duration::from_secs(10);
 /// How long a cached credential is trusted. Writes through this replica forget it at once;
 /// writes through another replica as soon as its change event arrives here (a NATS hop).
 const CREDENTIAL_TTL: Duration = Duration::from_secs(2);
@@ -129,7 +132,10 @@ pub struct Caches {
     pub credentials: CredentialCache,
     /// Held while one caller recounts the type list: counting is a scan per type, and a
     /// stampede of recounts when the cache expires under load would bury the store.
-    type_list_refresh: tokio::sync::Mutex<()>,
+    type_list_refresh: Arc<tokio::sync::Mutex<()>>,
+    /// Moves when the type list is cleared, so a recount that began before a write does not
+    /// store counts that miss it.
+    type_list_generation: std::sync::atomic::AtomicU64,
 }
 
 impl Caches {
@@ -143,8 +149,55 @@ impl Caches {
 
     /// Forgets the type list (after counts changed).
     pub fn clear_type_list(&self) {
-        *self.type_list.lock().expect("cache lock is never poisoned") = None;
+        let mut list = self.type_list.lock().expect("cache lock is never poisoned");
+        self.type_list_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        *list = None;
     }
+
+    /// The cached type list and its age.
+    fn cached_type_list(&self) -> Option<(Duration, Vec<CredentialType>)> {
+        self.type_list
+            .lock()
+            .expect("cache lock is never poisoned")
+            .as_ref()
+            .map(|(at, list)| (at.elapsed(), list.clone()))
+    }
+}
+
+/// Lists the live types and counts their credentials (a count per type), and caches the list
+/// unless the list was cleared meanwhile.
+async fn recount_types(store: &Store, caches: &Caches) -> Result<Vec<CredentialType>, WireError> {
+    let generation = caches
+        .type_list_generation
+        .load(std::sync::atomic::Ordering::Acquire);
+    let documents = store
+        .find(
+            CREDENTIAL_TYPES,
+            &FindOptions::new(Filter::Ne("deleting".into(), true.into()))
+                .sort("nameKey", Order::Asc)
+                .sort("id", Order::Asc),
+        )
+        .await
+        .map_err(store_failed)?;
+    let mut types = Vec::with_capacity(documents.len());
+    for document in documents {
+        let doc: TypeDoc = from_document(document).map_err(store_failed)?;
+        let count = store
+            .count(CREDENTIALS, &Filter::eq("typeId", doc.id.as_str()))
+            .await
+            .map_err(store_failed)?;
+        types.push(doc.to_wire(count));
+    }
+    let mut list = caches.type_list.lock().expect("cache lock is never poisoned");
+    if caches
+        .type_list_generation
+        .load(std::sync::atomic::Ordering::Acquire)
+        == generation
+    {
+        *list = Some((Instant::now(), types.clone()));
+    }
+    Ok(types)
 }
 
 /// The credential service's dependencies.
@@ -476,59 +529,37 @@ impl Service {
     // ---- credential types ----------------------------------------------------------------
 
     /// Every live type with its credential count.
+    ///
+    /// The list is cached for [`TYPE_LIST_TTL`]. Once it is older, the first caller starts a
+    /// recount in the background and everybody answers from the old list until it is done —
+    /// counting scans (FerretDB counts without its indexes: seconds with 10⁵ credentials),
+    /// and no request should wait for it while a list a few seconds old exists. Without a
+    /// list (after a local write, at start, or one older than [`TYPE_LIST_STALE`]), callers
+    /// wait for one recount.
     pub async fn list_types(&self) -> Result<Vec<CredentialType>, WireError> {
-        let cached = self
-            .caches
-            .type_list
-            .lock()
-            .expect("cache lock is never poisoned")
-            .clone();
-        if let Some((at, list)) = &cached
-            && at.elapsed() < TYPE_LIST_TTL
-        {
-            return Ok(list.clone());
+        let cached = self.caches.cached_type_list();
+        match cached {
+            Some((age, list)) if age < TYPE_LIST_TTL => Ok(list),
+            Some((age, list)) if age < TYPE_LIST_STALE => {
+                if let Ok(recounting) = self.caches.type_list_refresh.clone().try_lock_owned() {
+                    let (store, caches) = (self.store.clone(), self.caches.clone());
+                    tokio::spawn(async move {
+                        if let Err(error) = recount_types(&store, &caches).await {
+                            tracing::warn!(message = %error.message, "recounting credential types failed");
+                        }
+                        drop(recounting);
+                    });
+                }
+                Ok(list)
+            }
+            _ => {
+                let _recounting = self.caches.type_list_refresh.lock().await;
+                match self.caches.cached_type_list() {
+                    Some((age, list)) if age < TYPE_LIST_TTL => Ok(list),
+                    _ => recount_types(&self.store, &self.caches).await,
+                }
+            }
         }
-        // One caller recounts; meanwhile the others get the previous list (at most a second or
-        // two old) or, when there is none, wait for the recount.
-        let _refreshing = match self.caches.type_list_refresh.try_lock() {
-            Ok(guard) => guard,
-            Err(_) => match cached {
-                Some((_, list)) => return Ok(list),
-                None => self.caches.type_list_refresh.lock().await,
-            },
-        };
-        if let Some((at, list)) = self
-            .caches
-            .type_list
-            .lock()
-            .expect("cache lock is never poisoned")
-            .as_ref()
-            && at.elapsed() < TYPE_LIST_TTL
-        {
-            return Ok(list.clone());
-        }
-        let documents = self
-            .store
-            .find(
-                CREDENTIAL_TYPES,
-                &FindOptions::new(Filter::Ne("deleting".into(), true.into()))
-                    .sort("nameKey", Order::Asc)
-                    .sort("id", Order::Asc),
-            )
-            .await
-            .map_err(store_failed)?;
-        let mut types = Vec::with_capacity(documents.len());
-        for document in documents {
-            let doc: TypeDoc = from_document(document).map_err(store_failed)?;
-            let count = self.count_of(&doc.id).await?;
-            types.push(doc.to_wire(count));
-        }
-        *self
-            .caches
-            .type_list
-            .lock()
-            .expect("cache lock is never poisoned") = Some((Instant::now(), types.clone()));
-        Ok(types)
     }
 
     /// A type by id or case-insensitive name.
