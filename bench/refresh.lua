@@ -1,6 +1,8 @@
 -- wrk script: POST /v1/auth/refresh, each request with the refresh token the previous response
 -- handed out (tokens are single use). The first token is read from the file BENCH_REFRESH_FILE;
--- the last one is written back there when the run ends, so warm-up and measured runs chain.
+-- the last one is written back there when the run ends. run.sh signs in afresh before every
+-- run all the same: a run that stops with a refresh in flight leaves a token the server already
+-- took in the file, and presenting it again revokes the session.
 -- One thread and one connection only: two requests in flight would reuse a token and revoke
 -- the session (as they should).
 local threads = {}

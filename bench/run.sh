@@ -319,6 +319,17 @@ sign_in_user() {
     echo "${out##*$'\n'}" >"${SERVER_REFRESH_FILE[$server]}"
 }
 
+# Starts another session for the refresh row's next wrk run and puts its refresh token in the
+# row's file. Every run needs its own: when wrk stops with a refresh in flight, the server has
+# used the token the file holds but wrk never saw the next one, and presenting a used token
+# again revokes the session (as it should) — every later refresh, and that session's access
+# token, would then fail. The other user rows keep the first session.
+renew_refresh_session() {
+    local server=$1 out
+    out=$(python3 bench/oidc_login.py "${SERVER_URL[$server]}" bench-user) || die "$server: sign-in failed"
+    echo "${out##*$'\n'}" >"${SERVER_REFRESH_FILE[$server]}"
+}
+
 # Seeds a company (CLI), a credential type and one credential (API) on a server, for the
 # credential rows: SERVER_CID (the credential) and SERVER_BODY (a create body for wrk).
 seed() {
@@ -499,6 +510,7 @@ for conns in $BENCH_CONNS; do
         fi
         echo "bench: $name, $conns connection(s), $threads wrk thread(s):" \
             "${BENCH_WARMUP_SECS}s warm-up + ${BENCH_RUNS} × ${BENCH_SECS}s" >&2
+        [[ $auth == refresh ]] && renew_refresh_session "$server"
         "${wrk_cmd[@]}" -d"${BENCH_WARMUP_SECS}s" "$url" >/dev/null
 
         runs="$TMP_DIR/runs.txt"
@@ -509,6 +521,7 @@ for conns in $BENCH_CONNS; do
         times >"$TMP_DIR/times0"
         for ((run = 0; run < BENCH_RUNS; run++)); do
             out="$TMP_DIR/wrk.txt"
+            [[ $auth == refresh ]] && renew_refresh_session "$server"
             "${wrk_cmd[@]}" -d"${BENCH_SECS}s" --latency "$url" >"$out"
             parsed=$(parse_wrk <"$out") || die "cannot parse wrk output for $name:"$'\n'"$(cat "$out")"
             read -r rps p50 p99 requests non2xx errors <<<"$parsed"
