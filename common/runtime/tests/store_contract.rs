@@ -38,6 +38,13 @@ async fn store(adapter: &Adapter) -> (Store, Guard) {
     }
 }
 
+/// The audit log's sequence index, as the log tests declare it.
+const SEQ_UNIQUE: IndexSpec = IndexSpec {
+    name: "seq_unique",
+    fields: &["seq"],
+    unique: true,
+};
+
 fn doc(value: Value) -> Document {
     match value {
         Value::Object(map) => map,
@@ -152,17 +159,7 @@ async fn typed_documents_insert_as_their_json(adapter: Adapter) {
 async fn log_collections_keep_the_contract(adapter: Adapter) {
     const LOG: &str = "audit_entries";
     let (store, _guard) = store(&adapter).await;
-    store
-        .ensure_indexes(
-            LOG,
-            &[IndexSpec {
-                name: "seq_unique",
-                fields: &["seq"],
-                unique: true,
-            }],
-        )
-        .await
-        .expect("indexes");
+    store.ensure_indexes(LOG, &[SEQ_UNIQUE]).await.expect("indexes");
     // Ids deliberately out of insertion order.
     let entries: Vec<Value> = [(1, "m"), (2, "c"), (3, "x"), (4, "a")]
         .into_iter()
@@ -628,11 +625,7 @@ async fn a_new_embedded_audit_table_is_keyed_by_its_sequence() {
         .ensure_indexes(
             "audit_entries",
             &[
-                IndexSpec {
-                    name: "seq_unique",
-                    fields: &["seq"],
-                    unique: true,
-                },
+                SEQ_UNIQUE,
                 IndexSpec {
                     name: "at",
                     fields: &["at"],
@@ -740,14 +733,7 @@ async fn embedded_log_tables_of_earlier_layouts_keep_working() {
         }
         let store = Store::Sqlite(SqliteStore::open(&path).expect("opens"));
         store
-            .ensure_indexes(
-                "audit_entries",
-                &[IndexSpec {
-                    name: "seq_unique",
-                    fields: &["seq"],
-                    unique: true,
-                }],
-            )
+            .ensure_indexes("audit_entries", &[SEQ_UNIQUE])
             .await
             .expect("indexes");
         assert_eq!(
