@@ -165,6 +165,14 @@ impl Caches {
     }
 }
 
+/// How many credentials a type has.
+async fn credentials_of_type(store: &Store, type_id: &str) -> Result<u64, WireError> {
+    store
+        .count(CREDENTIALS, &Filter::eq("typeId", type_id))
+        .await
+        .map_err(store_failed)
+}
+
 /// Lists the live types and counts their credentials (a count per type), and caches the list
 /// unless the list was cleared meanwhile.
 async fn recount_types(store: &Store, caches: &Caches) -> Result<Vec<CredentialType>, WireError> {
@@ -183,10 +191,7 @@ async fn recount_types(store: &Store, caches: &Caches) -> Result<Vec<CredentialT
     let mut types = Vec::with_capacity(documents.len());
     for document in documents {
         let doc: TypeDoc = from_document(document).map_err(store_failed)?;
-        let count = store
-            .count(CREDENTIALS, &Filter::eq("typeId", doc.id.as_str()))
-            .await
-            .map_err(store_failed)?;
+        let count = credentials_of_type(store, &doc.id).await?;
         types.push(doc.to_wire(count));
     }
     let mut list = caches.type_list.lock().expect("cache lock is never poisoned");
@@ -494,10 +499,7 @@ impl Service {
     }
 
     async fn count_of(&self, type_id: &str) -> Result<u64, WireError> {
-        self.store
-            .count(CREDENTIALS, &Filter::eq("typeId", type_id))
-            .await
-            .map_err(store_failed)
+        credentials_of_type(&self.store, type_id).await
     }
 
     fn event_data(credential: &CredentialDoc) -> Value {
