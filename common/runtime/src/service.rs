@@ -96,44 +96,51 @@ impl CallContext {
     }
 
     fn from_headers(headers: &Headers) -> Self {
-        let principal = headers.get(HEADER_PRINCIPAL).and_then(decode_principal);
+        // The header text is kept to forward as it is on calls this request makes.
+        let (principal, principal_header) = headers.get(HEADER_PRINCIPAL).and_then(decode_principal).unzip();
         Self {
             request_id: headers
                 .get(HEADER_REQUEST_ID)
                 .map_or_else(ids::new_request_id, str::to_owned),
             principal,
-            principal_header: None,
+            principal_header,
             client_ip: headers.get(HEADER_CLIENT_IP).map(str::to_owned),
         }
     }
 }
 
+/// A decoded principal header: the principal, and the header's text to forward unchanged.
+type DecodedPrincipal = (Arc<Principal>, Arc<str>);
+
 /// Decoded principal headers by their exact text. The header fully determines the principal, so
 /// an entry can never be stale; the map is bounded by clearing it when full. Decoding (base64,
-/// JSON, parsing every permission) per request is measurable on the hot path.
-static PRINCIPALS: std::sync::LazyLock<std::sync::RwLock<std::collections::HashMap<String, Arc<Principal>>>> =
-    std::sync::LazyLock::new(Default::default);
+/// JSON, parsing every permission) per request, and encoding again for each call onwards, is
+/// measurable on the hot path.
+static PRINCIPALS: std::sync::LazyLock<
+    std::sync::RwLock<std::collections::HashMap<Arc<str>, Arc<Principal>>>,
+> = std::sync::LazyLock::new(Default::default);
 /// Entries kept before the principal cache is cleared.
 const MAX_PRINCIPALS: usize = 10_000;
 
-fn decode_principal(encoded: &str) -> Option<Arc<Principal>> {
-    if let Some(principal) = PRINCIPALS
+fn decode_principal(encoded: &str) -> Option<DecodedPrincipal> {
+    if let Some((text, principal)) = PRINCIPALS
         .read()
         .expect("the principal cache lock is never poisoned")
-        .get(encoded)
+        .get_key_value(encoded)
     {
-        return Some(principal.clone());
+        return Some((principal.clone(), text.clone()));
     }
     let json = URL_SAFE_NO_PAD.decode(encoded).ok()?;
     let principal: Arc<Principal> = Arc::new(serde_json::from_slice(&json).ok()?);
+    let text: Arc<str> = Arc::from(encoded);
     let mut cache = PRINCIPALS
         .write()
         .expect("the principal cache lock is never poisoned");
     if cache.len() >= MAX_PRINCIPALS {
         cache.clear();
     }
-    cache.insert(encoded.to_owned(), principal.clone());
-    Some(principal)
+    cache.insert(text.clone(), principal.clone());
+    Some((principal, text))
 }
 
 /// An operation sent to a service actor.

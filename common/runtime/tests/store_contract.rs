@@ -151,6 +151,38 @@ async fn typed_documents_insert_as_their_json(adapter: Adapter) {
         "{not_objects:?}"
     );
     assert_eq!(store.count(THINGS, &Filter::All).await.expect("count"), 3);
+
+    // A caller holding the JSON text already hands it over instead of the document's own
+    // serialization; both stores read it back as that document.
+    let texts = [r#"{"id":"t1","seq":11,"tags":["x"],"note":null}"#];
+    store
+        .insert_many_as(THINGS, &texts, |text| DocumentKeys {
+            id: "t1",
+            sequence: None,
+            json: Some(text),
+        })
+        .await
+        .expect("inserted as text");
+    assert_eq!(
+        store.get(THINGS, "t1").await.expect("read"),
+        Some(doc(json!({"id": "t1", "seq": 11, "tags": ["x"], "note": null})))
+    );
+    let found = store
+        .find(THINGS, &FindOptions::new(Filter::Gte("seq".into(), 11i64.into())))
+        .await
+        .expect("found");
+    assert_eq!(found.len(), 1, "the text's fields are queryable: {found:?}");
+    let not_an_object = store
+        .insert_many_as(THINGS, &["[1]"], |text| DocumentKeys {
+            id: "t2",
+            sequence: None,
+            json: Some(text),
+        })
+        .await;
+    assert!(
+        matches!(not_an_object, Err(StoreError::Invalid(_))),
+        "{not_an_object:?}"
+    );
 }
 
 /// The append-only log collections (stored differently on SQLite: a rowid table with an id
@@ -641,6 +673,7 @@ async fn a_new_embedded_audit_table_is_keyed_by_its_sequence() {
         .insert_many_as("audit_entries", &typed, |e| DocumentKeys {
             id: e["id"].as_str().unwrap_or_default(),
             sequence: Some(7),
+            json: None,
         })
         .await
         .expect("told");

@@ -304,6 +304,7 @@ async fn write_batch(
             .insert_many_as(AUDIT_ENTRIES, &entries, |e| DocumentKeys {
                 id: &e.id,
                 sequence: Some(e.seq),
+                json: Some(&e.json),
             })
             .await
         {
@@ -345,16 +346,20 @@ fn unhashed_digest(event: &AuditEvent) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes))
 }
 
-/// An entry as it is stored: its id, its sequence number and its JSON.
+/// An entry as it is stored: its id, its sequence number and its JSON (handed to the store as
+/// text, so it is neither parsed again nor serialized again).
 struct Stored {
     id: String,
     seq: u64,
-    json: Box<serde_json::value::RawValue>,
+    json: String,
 }
 
 impl serde::Serialize for Stored {
+    /// The entry's JSON as it is (the store takes `json` directly; this is the general path).
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.json.serialize(serializer)
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(&self.json).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
     }
 }
 
@@ -366,18 +371,26 @@ const UNHASHED_TAIL: &str = r#""hash":""}"#;
 fn seal_entry(event: &AuditEvent) -> (Stored, String) {
     debug_assert!(event.hash.is_empty());
     let mut json = serde_json::to_string(event).expect("audit events serialize");
-    let hash = hex::encode(ring::digest::digest(&ring::digest::SHA256, json.as_bytes()));
-    // `hash` is the struct's last field, so the JSON always ends with it.
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(
+        ring::digest::digest(&ring::digest::SHA256, json.as_bytes()),
+        &mut hex,
+    )
+    .expect("64 hex digits hold 32 bytes");
+    let hash = std::str::from_utf8(&hex).expect("hex digits are ASCII");
+    // `hash` is the struct's last field, so the JSON always ends with it (and hex digits need
+    // no escaping).
     debug_assert!(json.ends_with(UNHASHED_TAIL));
     json.truncate(json.len() - 2);
-    json.push_str(&hash);
+    json.push_str(hash);
     json.push_str("\"}");
+    debug_assert!(serde_json::from_str::<serde::de::IgnoredAny>(&json).is_ok());
     let stored = Stored {
         id: event.id.clone(),
         seq: event.seq,
-        json: serde_json::value::RawValue::from_string(json).expect("still JSON"),
+        json,
     };
-    (stored, hash)
+    (stored, hash.to_owned())
 }
 
 fn build(ctx: &CallContext, record: &AuditRecord, id: &str, seq: u64, prev_hash: &str) -> AuditEvent {
@@ -531,7 +544,7 @@ mod tests {
             company_id: Some("k1".into()),
         };
         let (stored, hash) = seal_entry(&build(&ctx, &record, "e1", 7, GENESIS));
-        let read: AuditEvent = serde_json::from_str(stored.json.get()).expect("stored JSON is an entry");
+        let read: AuditEvent = serde_json::from_str(&stored.json).expect("stored JSON is an entry");
         assert_eq!(read.hash, hash);
         assert_eq!(read.seq, 7);
         assert_eq!(read.actor.name, "Zoë \"the admin\" \\ O'Brien\n");

@@ -85,20 +85,22 @@ impl Events {
         }
     }
 
-    /// Publishes `<aggregate>.<action>` about `subject` (the resource id) with `data`.
+    /// Publishes `<aggregate>.<action>` about `subject` (the resource id) with the `data` it
+    /// builds (only when someone may listen).
     pub async fn publish(
         &self,
         ctx: &CallContext,
         aggregate: &str,
         action: &str,
         subject: &str,
-        mut data: Value,
+        data: impl FnOnce() -> Value,
     ) {
         let bus_subject = CloudEvent::bus_subject(aggregate, action);
         if !self.bus.may_have_subscribers(&bus_subject) {
             // In one process with nobody listening the event would be dropped: skip building it.
             return;
         }
+        let mut data = data();
         if let (Some(principal), Value::Object(map)) = (&ctx.principal, &mut data) {
             map.insert(
                 "actor".into(),

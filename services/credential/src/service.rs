@@ -122,10 +122,15 @@ impl CredentialCache {
     }
 }
 
+/// A type as read at a time (`None`: there was none).
+type CachedType = (Instant, Option<Arc<TypeDoc>>);
+
 /// Short-lived caches of what nearly every request reads: credential types and company names.
 #[derive(Default)]
 pub struct Caches {
-    types: Mutex<HashMap<String, (Instant, Option<TypeDoc>)>>,
+    /// Types by id, shared with their readers (a reveal reads one; cloning it per request is
+    /// measurable).
+    types: Mutex<HashMap<String, CachedType>>,
     companies: Mutex<HashMap<String, (Instant, CompanySummary)>>,
     type_list: Mutex<Option<(Instant, Vec<CredentialType>)>>,
     /// Recently read credentials.
@@ -263,7 +268,7 @@ impl Service {
         })
     }
 
-    async fn type_by_id(&self, id: &str) -> Result<Option<TypeDoc>, WireError> {
+    async fn type_by_id(&self, id: &str) -> Result<Option<Arc<TypeDoc>>, WireError> {
         if let Some((at, cached)) = self
             .caches
             .types
@@ -274,10 +279,11 @@ impl Service {
         {
             return Ok(cached.clone());
         }
-        let found: Option<TypeDoc> = match self.store.get(CREDENTIAL_TYPES, id).await.map_err(store_failed)? {
-            Some(document) => Some(from_document(document).map_err(store_failed)?),
-            None => None,
-        };
+        let found: Option<Arc<TypeDoc>> =
+            match self.store.get(CREDENTIAL_TYPES, id).await.map_err(store_failed)? {
+                Some(document) => Some(Arc::new(from_document(document).map_err(store_failed)?)),
+                None => None,
+            };
         let mut types = self.caches.types.lock().expect("cache lock is never poisoned");
         if types.len() > 10_000 {
             types.clear();
@@ -294,7 +300,7 @@ impl Service {
         }
     }
 
-    async fn live_type(&self, id: &str) -> Result<TypeDoc, WireError> {
+    async fn live_type(&self, id: &str) -> Result<Arc<TypeDoc>, WireError> {
         self.type_by_id(id)
             .await?
             .filter(|t| !t.deleting)
@@ -328,7 +334,7 @@ impl Service {
         &self,
         ctx: &CallContext,
         id: &str,
-    ) -> Result<(Arc<CredentialDoc>, TypeDoc), WireError> {
+    ) -> Result<(Arc<CredentialDoc>, Arc<TypeDoc>), WireError> {
         let credential = self.credential(id).await?;
         let credential_type = self.scoped_type(ctx, &credential).await?;
         Ok((credential, credential_type))
@@ -339,14 +345,18 @@ impl Service {
         &self,
         ctx: &CallContext,
         id: &str,
-    ) -> Result<(CredentialDoc, TypeDoc), WireError> {
+    ) -> Result<(CredentialDoc, Arc<TypeDoc>), WireError> {
         let credential = self.credential_fresh(id).await?;
         let credential_type = self.scoped_type(ctx, &credential).await?;
         Ok((credential, credential_type))
     }
 
     /// The credential's type, after checking its scope.
-    async fn scoped_type(&self, ctx: &CallContext, credential: &CredentialDoc) -> Result<TypeDoc, WireError> {
+    async fn scoped_type(
+        &self,
+        ctx: &CallContext,
+        credential: &CredentialDoc,
+    ) -> Result<Arc<TypeDoc>, WireError> {
         let credential_type = self
             .type_by_id(&credential.type_id)
             .await?
@@ -583,7 +593,7 @@ impl Service {
                 if doc.deleting {
                     return Err(type_not_found());
                 }
-                doc
+                Arc::new(doc)
             }
         };
         let count = self.count_of(&found.id).await?;
@@ -636,7 +646,7 @@ impl Service {
                 "credential_type",
                 "created",
                 &doc.id,
-                json!({"id": doc.id, "name": doc.name}),
+                || json!({"id": doc.id, "name": doc.name}),
             )
             .await;
         Ok(doc.to_wire(0))
@@ -728,7 +738,7 @@ impl Service {
                 "credential_type",
                 "updated",
                 id,
-                json!({"id": id, "name": new.name}),
+                || json!({"id": id, "name": new.name}),
             )
             .await;
         let count = self.count_of(id).await?;
@@ -849,13 +859,9 @@ impl Service {
         for document in doomed {
             if let Ok(credential) = from_document::<CredentialDoc>(document) {
                 self.events
-                    .publish(
-                        ctx,
-                        "credential",
-                        "deleted",
-                        &credential.id,
-                        Self::event_data(&credential),
-                    )
+                    .publish(ctx, "credential", "deleted", &credential.id, || {
+                        Self::event_data(&credential)
+                    })
                     .await;
             }
         }
@@ -865,7 +871,7 @@ impl Service {
                 "credential_type",
                 "deleted",
                 id,
-                json!({"id": id, "name": doc.name}),
+                || json!({"id": id, "name": doc.name}),
             )
             .await;
         Ok(())
@@ -876,7 +882,7 @@ impl Service {
     async fn with_companies(
         &self,
         ctx: &CallContext,
-        credentials: Vec<(CredentialDoc, TypeDoc)>,
+        credentials: Vec<(CredentialDoc, Arc<TypeDoc>)>,
     ) -> Result<Vec<Credential>, WireError> {
         let mut company_ids: Vec<String> = credentials.iter().map(|(c, _)| c.company_id.clone()).collect();
         company_ids.sort();
@@ -934,7 +940,7 @@ impl Service {
             )
             .await
             .map_err(store_failed)?;
-        let mut types: HashMap<String, Option<TypeDoc>> = HashMap::new();
+        let mut types: HashMap<String, Option<Arc<TypeDoc>>> = HashMap::new();
         let mut out = Vec::new();
         for document in documents {
             let credential: CredentialDoc = from_document(document).map_err(store_failed)?;
@@ -1025,13 +1031,9 @@ impl Service {
             return Err(error);
         }
         self.events
-            .publish(
-                ctx,
-                "credential",
-                "created",
-                &credential.id,
-                Self::event_data(&credential),
-            )
+            .publish(ctx, "credential", "created", &credential.id, || {
+                Self::event_data(&credential)
+            })
             .await;
         Ok(Self::to_wire(&credential, &credential_type, company))
     }
@@ -1062,7 +1064,7 @@ impl Service {
         self.record(ctx, Self::credential_record("credential.updated", &credential))
             .await?;
         self.events
-            .publish(ctx, "credential", "updated", id, Self::event_data(&credential))
+            .publish(ctx, "credential", "updated", id, || Self::event_data(&credential))
             .await;
         let company = self.company(ctx, &credential.company_id).await?;
         Ok(Self::to_wire(&credential, &credential_type, company))
@@ -1096,16 +1098,18 @@ impl Service {
             Self::credential_record("credential.fields_updated", &credential),
         )
         .await?;
-        let mut data = Self::event_data(&credential);
-        data["fieldIds"] = json!(
-            credential
-                .values
-                .iter()
-                .map(|v| v.field_id.clone())
-                .collect::<Vec<_>>()
-        );
         self.events
-            .publish(ctx, "credential", "fields_updated", id, data)
+            .publish(ctx, "credential", "fields_updated", id, || {
+                let mut data = Self::event_data(&credential);
+                data["fieldIds"] = json!(
+                    credential
+                        .values
+                        .iter()
+                        .map(|v| v.field_id.clone())
+                        .collect::<Vec<_>>()
+                );
+                data
+            })
             .await;
         let company = self.company(ctx, &credential.company_id).await?;
         Ok(Self::to_wire(&credential, &credential_type, company))
@@ -1145,9 +1149,13 @@ impl Service {
             .map(|v| v.field_id.clone())
             .zip(std::mem::take(&mut opened.0))
             .collect();
-        let mut data = Self::event_data(&credential);
-        data["fieldIds"] = json!(revealed.keys().collect::<Vec<_>>());
-        self.events.publish(ctx, "credential", "revealed", id, data).await;
+        self.events
+            .publish(ctx, "credential", "revealed", id, || {
+                let mut data = Self::event_data(&credential);
+                data["fieldIds"] = json!(revealed.keys().collect::<Vec<_>>());
+                data
+            })
+            .await;
         Ok(SecureValues(revealed))
     }
 
@@ -1163,7 +1171,7 @@ impl Service {
         }
         self.caches.clear_type_list();
         self.events
-            .publish(ctx, "credential", "deleted", id, Self::event_data(&credential))
+            .publish(ctx, "credential", "deleted", id, || Self::event_data(&credential))
             .await;
         Ok(())
     }

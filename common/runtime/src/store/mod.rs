@@ -242,12 +242,20 @@ pub struct DocumentKeys<'a> {
     /// `seq`), which must also be that field's value. The embedded store keys such a
     /// collection by it (and reads it from the JSON when this is `None`); MongoDB ignores it.
     pub sequence: Option<u64>,
+    /// The document as JSON text, when the caller holds it already: the store takes it instead
+    /// of serializing the document. It must be what serializing the document gives (a JSON
+    /// object); the embedded store stores it as it is.
+    pub json: Option<&'a str>,
 }
 
 impl<'a> DocumentKeys<'a> {
     /// A document known by its id alone.
     pub fn id(id: &'a str) -> Self {
-        Self { id, sequence: None }
+        Self {
+            id,
+            sequence: None,
+            json: None,
+        }
     }
 }
 
@@ -354,9 +362,15 @@ impl Store {
             Store::Mongo(_) => {
                 let documents = documents
                     .iter()
-                    .map(|d| match serde_json::to_value(d).map_err(invalid)? {
-                        Value::Object(map) => Ok(map),
-                        _ => Err(StoreError::Invalid("documents are objects".into())),
+                    .map(|d| {
+                        let value = match keys(d).json {
+                            Some(text) => serde_json::from_str(text).map_err(invalid)?,
+                            None => serde_json::to_value(d).map_err(invalid)?,
+                        };
+                        match value {
+                            Value::Object(map) => Ok(map),
+                            _ => Err(StoreError::Invalid("documents are objects".into())),
+                        }
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 self.insert_many(collection, documents).await
@@ -366,8 +380,11 @@ impl Store {
                 let rows = documents
                     .iter()
                     .map(|d| {
-                        let text = serde_json::to_string(d).map_err(invalid)?;
                         let keys = keys(d);
+                        let text = match keys.json {
+                            Some(text) => text.to_owned(),
+                            None => serde_json::to_string(d).map_err(invalid)?,
+                        };
                         if keys.id.is_empty() || !text.starts_with('{') {
                             return Err(StoreError::Invalid(
                                 "documents are objects with a string id".into(),
