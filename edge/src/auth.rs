@@ -54,7 +54,11 @@ impl Authenticated {
     }
 }
 
-type Cache = RwLock<HashMap<String, (Arc<Authenticated>, Instant)>>;
+/// Callers by the SHA-256 of their token (never the token itself).
+type Cache = RwLock<HashMap<TokenDigest, (Arc<Authenticated>, Instant)>>;
+
+/// The SHA-256 of a token: the caches' key (hex-encoded only when it goes to identity).
+type TokenDigest = [u8; 32];
 
 /// Resolves bearer tokens to principals, with short-lived caches.
 pub struct Authenticator {
@@ -72,10 +76,17 @@ fn unauthorized() -> WireError {
 }
 
 pub(crate) fn sha256_hex(token: &str) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()))
+    hex::encode(sha256(token))
 }
 
-fn cached(cache: &Cache, key: &str) -> Option<Arc<Authenticated>> {
+fn sha256(token: &str) -> TokenDigest {
+    ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .try_into()
+        .expect("SHA-256 digests are 32 bytes")
+}
+
+fn cached(cache: &Cache, key: &TokenDigest) -> Option<Arc<Authenticated>> {
     let map = cache
         .read()
         .expect("cache lock is never poisoned: no panics under it");
@@ -84,7 +95,7 @@ fn cached(cache: &Cache, key: &str) -> Option<Arc<Authenticated>> {
         .map(|(p, _)| p.clone())
 }
 
-fn remember(cache: &Cache, key: String, principal: Arc<Authenticated>, until: Instant) {
+fn remember(cache: &Cache, key: TokenDigest, principal: Arc<Authenticated>, until: Instant) {
     let mut map = cache
         .write()
         .expect("cache lock is never poisoned: no panics under it");
@@ -121,7 +132,7 @@ impl Authenticator {
             .map(str::trim)
             .filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_LEN)
             .ok_or_else(unauthorized)?;
-        let key = sha256_hex(token);
+        let key = sha256(token);
         if token.starts_with(API_TOKEN_PREFIX) {
             if let Some(principal) = cached(&self.api_tokens, &key) {
                 return Ok(principal);
@@ -131,7 +142,7 @@ impl Authenticator {
                 .call(
                     ctx,
                     &AuthenticateToken {
-                        token_hash: key.clone(),
+                        token_hash: hex::encode(key),
                     },
                 )
                 .await?;
@@ -180,7 +191,7 @@ impl Authenticator {
         if let Some(token) =
             authorization.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
         {
-            let key = sha256_hex(token.trim());
+            let key = sha256(token.trim());
             self.access_tokens
                 .write()
                 .expect("cache lock is never poisoned: no panics under it")
