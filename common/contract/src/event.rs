@@ -50,6 +50,7 @@ impl CloudEvent {
 
     /// The bus subject it is published on.
     pub fn bus_subject(aggregate: &str, action: &str) -> String {
-        format!("{}.{aggregate}.{action}", crate::subjects::EVENTS_PREFIX)
+        // Concatenated rather than formatted: every credential write and reveal asks.
+        [crate::subjects::EVENTS_PREFIX, ".", aggregate, ".", action].concat()
     }
 }

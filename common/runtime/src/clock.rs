@@ -12,9 +12,36 @@ pub fn now_iso() -> String {
 
 /// A time, formatted.
 pub fn format_iso(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    let Ok(year) = u32::try_from(at.year()) else {
+        return format_iso_generic(at);
+    };
+    if year > 9999 {
+        return format_iso_generic(at);
+    }
+    // Digits written in place: the audit log stamps every entry, and the general formatter
+    // walks its description item by item (measurable per reveal).
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut value: u32| {
+        for slot in text[at..at + width].iter_mut().rev() {
+            *slot = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, u32::from(u8::from(at.month())));
+    put(8, 2, u32::from(at.day()));
+    put(11, 2, u32::from(at.hour()));
+    put(14, 2, u32::from(at.minute()));
+    put(17, 2, u32::from(at.second()));
+    put(20, 3, u32::from(at.millisecond()));
+    String::from_utf8(text.to_vec()).expect("digits and separators are ASCII")
+}
+
+/// [`format_iso`] through `time`'s formatter (years outside 0–9999).
+fn format_iso_generic(at: OffsetDateTime) -> String {
     let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    at.to_offset(time::UtcOffset::UTC)
-        .format(&format)
+    at.format(&format)
         .expect("a UTC date with a 4-digit year always formats")
 }
 
@@ -31,4 +58,38 @@ pub fn unix_now() -> u64 {
 /// Milliseconds since the Unix epoch.
 pub fn unix_now_millis() -> i64 {
     i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_format_as_the_general_formatter_does() {
+        let mut checked = 0;
+        for seconds in [
+            0i64,
+            59,
+            951_782_400,
+            1_709_164_799,
+            1_798_761_599,
+            253_402_300_799,
+        ]
+        .into_iter()
+        .chain((0..2000).map(|i| i * 126_230_401 % 253_402_300_799))
+        {
+            for nanos in [0i128, 1_000_000, 999_999_999, 123_456_789] {
+                let at =
+                    OffsetDateTime::from_unix_timestamp_nanos(i128::from(seconds) * 1_000_000_000 + nanos)
+                        .expect("in range");
+                assert_eq!(format_iso(at), format_iso_generic(at), "{seconds}.{nanos}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 2006 * 4);
+        let offset = OffsetDateTime::from_unix_timestamp(0)
+            .expect("in range")
+            .to_offset(time::UtcOffset::from_hms(5, 30, 0).expect("valid"));
+        assert_eq!(format_iso(offset), "1970-01-01T00:00:00.000Z");
+    }
 }

@@ -11,13 +11,17 @@ use ring::rand::{SecureRandom, SystemRandom};
 const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-fn push_base36(out: &mut String, mut value: u128, width: usize) {
-    let mut digits = [b'0'; 16];
+fn push_base36(out: &mut String, value: u128, width: usize) {
+    debug_assert!(width <= 12, "36^12 < 2^64");
+    // The last `width` digits, computed in 64 bits: one 128-bit division instead of one per
+    // digit (each a library call; ids are made on every audited request).
+    let mut value = u64::try_from(value % 36u128.pow(width as u32)).expect("36^12 < 2^64");
+    let mut digits = [b'0'; 12];
     for slot in digits[..width].iter_mut().rev() {
         *slot = ALPHABET[(value % 36) as usize];
         value /= 36;
     }
-    out.extend(digits[..width].iter().map(|b| char::from(*b)));
+    out.push_str(std::str::from_utf8(&digits[..width]).expect("base-36 digits are ASCII"));
 }
 
 /// A new id.
@@ -86,6 +90,32 @@ mod tests {
         let ids: std::collections::HashSet<String> = (0..10_000).map(|_| new_id()).collect();
         assert_eq!(ids.len(), 10_000);
         assert!(ids.iter().all(|id| is_id(id)), "{:?}", ids.iter().next());
+    }
+
+    #[test]
+    fn base36_keeps_the_last_digits_of_any_value() {
+        let naive = |mut value: u128, width: usize| {
+            let mut digits = vec![b'0'; width];
+            for slot in digits.iter_mut().rev() {
+                *slot = ALPHABET[(value % 36) as usize];
+                value /= 36;
+            }
+            String::from_utf8(digits).expect("ASCII")
+        };
+        for (value, width) in [
+            (0u128, 4),
+            (35, 1),
+            (36, 2),
+            (1_679_615, 4),
+            (1_679_616, 4),
+            (u128::from(u64::MAX), 12),
+            ((1u128 << 72) - 1, 11),
+            (u128::MAX, 9),
+        ] {
+            let mut out = String::new();
+            push_base36(&mut out, value, width);
+            assert_eq!(out, naive(value, width), "{value} in {width} digits");
+        }
     }
 
     #[test]
