@@ -166,9 +166,20 @@ async fn a_credential_goes_through_its_whole_life(mode: Mode) {
             .all(|v| v["id"].as_str().is_some_and(|i| !i.is_empty()))
     );
 
-    let (status, revealed) = app
-        .get(&format!("{CREDS}/{id}/secure-values"), Some(&token))
-        .await;
+    let response = app
+        .http
+        .get(format!("{}{CREDS}/{id}/secure-values", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        response.headers().get("cache-control").map(|v| v.as_bytes()),
+        Some(&b"no-store"[..]),
+        "revealed secrets must not be cached"
+    );
+    let status = response.status().as_u16();
+    let revealed: Value = response.json().await.expect("json");
     assert_eq!(
         (status, revealed["message"].as_str()),
         (200, Some("Secure Values Fetched Successfully!"))

@@ -389,7 +389,14 @@ pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error
         .and(warp::path::end())
         .and(warp::get())
         .and(c())
-        .and_then(|id: String, ctx| respond_with(ctx, REVEAL, Ok(RevealSecureValues { id })));
+        .and_then(|id: String, ctx| respond_with(ctx, REVEAL, Ok(RevealSecureValues { id })))
+        // Plaintext secrets: no browser or proxy may keep a copy.
+        .map(|mut response: Response| {
+            response
+                .headers_mut()
+                .insert("cache-control", HeaderValue::from_static("no-store"));
+            response
+        });
     let delete = creds
         .and(warp::path::param::<String>())
         .and(warp::path::end())
