@@ -76,8 +76,8 @@ pub struct AuditRecord {
     pub company_id: Option<String>,
 }
 
-/// One append: the request context (actor, request id, client IP) and the record.
-type Entry = (CallContext, AuditRecord);
+/// One append, serialized by its caller before it joins a batch (see [`Prepared`]).
+type Entry = Prepared;
 
 /// What a queued caller is told when its turn comes.
 enum Turn {
@@ -178,7 +178,9 @@ impl AuditLog {
 
     /// Appends one record; answers once it is stored (and fails if it could not be).
     pub async fn append(&self, ctx: &CallContext, record: AuditRecord) -> Result<(), StoreError> {
-        let entry = (ctx.clone(), record);
+        // Serialized here, in the caller's task, so the leader's write — which every request in
+        // the batch waits for — only places the entry in the chain and hashes it.
+        let entry = Prepared::new(ctx, &record);
         let told = {
             let mut state = self.lock();
             if state.writing {
@@ -278,14 +280,13 @@ async fn load_head(store: &Store) -> Result<(u64, String), StoreError> {
 async fn write_batch(
     store: &Store,
     head: Option<(u64, String)>,
-    records: &[(CallContext, AuditRecord)],
+    records: &[Prepared],
 ) -> Result<(u64, String), StoreError> {
     let mut head = match head {
         Some(head) => head,
         None => load_head(store).await?,
     };
     tracing::trace!(entries = records.len(), "writing an audit batch");
-    let entry_ids: Vec<String> = records.iter().map(|_| ids::new_id()).collect();
     let mut start = 0;
     let deadline = Instant::now() + APPEND_DEADLINE;
     let mut attempt = 0;
@@ -293,9 +294,9 @@ async fn write_batch(
         attempt += 1;
         let mut entries = Vec::with_capacity(records.len() - start);
         let (mut seq, mut prev) = head.clone();
-        for ((ctx, record), id) in records[start..].iter().zip(&entry_ids[start..]) {
+        for prepared in &records[start..] {
             seq += 1;
-            let (stored, hash) = seal_entry(&build(ctx, record, id, seq, &prev));
+            let (stored, hash) = prepared.seal(seq, &prev);
             prev = hash;
             entries.push(stored);
         }
@@ -313,11 +314,10 @@ async fn write_batch(
                 tokio::time::sleep(backoff(attempt)).await;
                 head = load_head(store).await?;
                 // Skip the entries of this batch that are already stored.
-                while start < entry_ids.len() && store.get(AUDIT_ENTRIES, &entry_ids[start]).await?.is_some()
-                {
+                while start < records.len() && store.get(AUDIT_ENTRIES, &records[start].id).await?.is_some() {
                     start += 1;
                 }
-                if start == entry_ids.len() {
+                if start == records.len() {
                     return Ok(head);
                 }
             }
@@ -363,34 +363,68 @@ impl serde::Serialize for Stored {
     }
 }
 
-/// The tail of an entry's canonical JSON: `hash`, empty, is its last field.
-const UNHASHED_TAIL: &str = r#""hash":""}"#;
+/// An entry's canonical JSON before it has a place in the chain: everything but `seq` and
+/// `prevHash`, which the batch's leader fills in. Made by the appending caller, so the
+/// serialization runs in parallel across requests instead of inside the leader's write.
+struct Prepared {
+    /// The entry's id (kept across retries, so an entry already stored is recognised).
+    id: String,
+    /// `{"id":"…","seq":` — the JSON before the sequence number.
+    head: String,
+    /// `,"at":…,"prevHash":"` — the JSON between the sequence number and the previous hash.
+    body: String,
+}
 
-/// `event` (its `hash` empty) ready to store, and its hash. The canonical JSON is serialized
-/// once: hashed as it is, then stored with the hash spliced into its last field.
-fn seal_entry(event: &AuditEvent) -> (Stored, String) {
-    debug_assert!(event.hash.is_empty());
-    let mut json = serde_json::to_string(event).expect("audit events serialize");
-    let mut hex = [0u8; 64];
-    hex::encode_to_slice(
-        ring::digest::digest(&ring::digest::SHA256, json.as_bytes()),
-        &mut hex,
-    )
-    .expect("64 hex digits hold 32 bytes");
-    let hash = std::str::from_utf8(&hex).expect("hex digits are ASCII");
-    // `hash` is the struct's last field, so the JSON always ends with it (and hex digits need
-    // no escaping).
-    debug_assert!(json.ends_with(UNHASHED_TAIL));
-    json.truncate(json.len() - 2);
-    json.push_str(hash);
-    json.push_str("\"}");
-    debug_assert!(serde_json::from_str::<serde::de::IgnoredAny>(&json).is_ok());
-    let stored = Stored {
-        id: event.id.clone(),
-        seq: event.seq,
-        json,
-    };
-    (stored, hash.to_owned())
+/// The end of an entry's canonical JSON after `prevHash`'s value: `hash`, empty, is its last
+/// field (hex digits need no escaping, so the value is spliced in as it is).
+const UNHASHED_TAIL: &str = r#"","hash":""}"#;
+
+impl Prepared {
+    fn new(ctx: &CallContext, record: &AuditRecord) -> Self {
+        let id = ids::new_id();
+        let json = serde_json::to_string(&build(ctx, record, &id, 0, "")).expect("audit events serialize");
+        // `{"id":"<id>","seq":0,…,"prevHash":"","hash":""}`: `id` (an id, nothing to escape)
+        // and `seq` are the struct's first fields, `prevHash` and `hash` its last.
+        let seq_at = json.find(r#","seq":0,"#).expect("seq follows id") + r#","seq":"#.len();
+        debug_assert!(json.ends_with(r#""prevHash":"","hash":""}"#));
+        Self {
+            head: json[..seq_at].to_owned(),
+            body: json[seq_at + 1..json.len() - UNHASHED_TAIL.len()].to_owned(),
+            id,
+        }
+    }
+
+    /// The entry at `seq` after `prev_hash`, ready to store, and its hash (SHA-256 over the
+    /// canonical JSON with `hash` empty, as [`entry_hash`] computes it).
+    fn seal(&self, seq: u64, prev_hash: &str) -> (Stored, String) {
+        let mut digits = itoa::Buffer::new();
+        let seq_text = digits.format(seq);
+        let mut json = String::with_capacity(
+            self.head.len() + seq_text.len() + self.body.len() + prev_hash.len() + 64 + UNHASHED_TAIL.len(),
+        );
+        json.push_str(&self.head);
+        json.push_str(seq_text);
+        json.push_str(&self.body);
+        json.push_str(prev_hash);
+        json.push_str(UNHASHED_TAIL);
+        let mut hex = [0u8; 64];
+        hex::encode_to_slice(
+            ring::digest::digest(&ring::digest::SHA256, json.as_bytes()),
+            &mut hex,
+        )
+        .expect("64 hex digits hold 32 bytes");
+        let hash = std::str::from_utf8(&hex).expect("hex digits are ASCII");
+        json.truncate(json.len() - 2);
+        json.push_str(hash);
+        json.push_str("\"}");
+        debug_assert!(serde_json::from_str::<serde::de::IgnoredAny>(&json).is_ok());
+        let stored = Stored {
+            id: self.id.clone(),
+            seq,
+            json,
+        };
+        (stored, hash.to_owned())
+    }
 }
 
 fn build(ctx: &CallContext, record: &AuditRecord, id: &str, seq: u64, prev_hash: &str) -> AuditEvent {
@@ -543,10 +577,23 @@ mod tests {
             type_id: None,
             company_id: Some("k1".into()),
         };
-        let (stored, hash) = seal_entry(&build(&ctx, &record, "e1", 7, GENESIS));
+        let prepared = Prepared::new(&ctx, &record);
+        let (stored, hash) = prepared.seal(7, GENESIS);
         let read: AuditEvent = serde_json::from_str(&stored.json).expect("stored JSON is an entry");
         assert_eq!(read.hash, hash);
         assert_eq!(read.seq, 7);
+        assert_eq!(read.id, prepared.id);
+        assert_eq!(read.prev_hash, GENESIS);
+        // The stored text is the entry's canonical JSON, as serde writes it.
+        assert_eq!(stored.json, serde_json::to_string(&read).expect("serializes"));
+        // Placed again further along the chain, the same entry hashes differently.
+        let (later, later_hash) = prepared.seal(12_345_678_901, &hash);
+        let later: AuditEvent = serde_json::from_str(&later.json).expect("stored JSON is an entry");
+        assert_eq!(
+            (later.seq, later.prev_hash.as_str()),
+            (12_345_678_901, hash.as_str())
+        );
+        assert_eq!(entry_hash(&later), later_hash);
         assert_eq!(read.actor.name, "Zoë \"the admin\" \\ O'Brien\n");
         assert_eq!(entry_hash(&read), hash);
         let mut tampered = read.clone();
