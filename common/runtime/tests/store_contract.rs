@@ -240,6 +240,31 @@ async fn log_collections_keep_the_contract(adapter: Adapter) {
     assert_eq!(store.get(LOG, "m").await.expect("read"), None);
 }
 
+/// A batch that hits a duplicate is a conflict. SQLite writes none of it (one transaction);
+/// MongoDB stops at the duplicate, keeping the documents before it and writing none after.
+async fn a_batch_with_a_duplicate_is_a_conflict(adapter: Adapter) {
+    let (store, _guard) = seeded(&adapter).await;
+    let batch = vec![
+        doc(json!({"id": "n1", "nameKey": "n1"})),
+        doc(json!({"id": "a1", "nameKey": "n-dup"})),
+        doc(json!({"id": "n2", "nameKey": "n2"})),
+    ];
+    let result = store.insert_many(THINGS, batch).await;
+    assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
+    let before = store.get(THINGS, "n1").await.expect("read").is_some();
+    let after = store.get(THINGS, "n2").await.expect("read").is_some();
+    match adapter {
+        Adapter::Sqlite => assert_eq!((before, after), (false, false)),
+        Adapter::Mongo => assert_eq!((before, after), (true, false)),
+    }
+    // A clean batch goes in whole, in one call.
+    let clean: Vec<Document> = (3..=40)
+        .map(|n| doc(json!({"id": format!("n{n}"), "nameKey": format!("n{n}")})))
+        .collect();
+    store.insert_many(THINGS, clean).await.expect("inserted");
+    assert!(store.get(THINGS, "n40").await.expect("read").is_some());
+}
+
 async fn duplicate_ids_and_unique_values_are_conflicts(adapter: Adapter) {
     let (store, _guard) = seeded(&adapter).await;
     let same_id = store
@@ -496,6 +521,7 @@ contract!(
     a_document_reads_back_as_written,
     typed_documents_insert_as_their_json,
     log_collections_keep_the_contract,
+    a_batch_with_a_duplicate_is_a_conflict,
     duplicate_ids_and_unique_values_are_conflicts,
     filters_sorts_and_pages_agree,
     case_insensitive_search_takes_metacharacters_literally,

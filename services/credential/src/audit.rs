@@ -275,8 +275,8 @@ async fn load_head(store: &Store) -> Result<(u64, String), StoreError> {
 }
 
 /// Writes one batch after `head`, retrying from a fresh head when another writer extended the
-/// chain first. Entries that did get stored before a conflict (MongoDB inserts one by one) are
-/// recognised by id and not written twice. Answers the new head.
+/// chain first. Entries that did get stored before a conflict (MongoDB keeps those before the
+/// failed one) are recognised by id and not written twice. Answers the new head.
 async fn write_batch(
     store: &Store,
     head: Option<(u64, String)>,

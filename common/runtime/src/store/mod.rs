@@ -328,7 +328,8 @@ impl Store {
     }
 
     /// Inserts documents in order. SQLite: all or nothing, in one transaction (one commit for
-    /// the batch). MongoDB: one by one, stopping at the first failure (earlier ones stay).
+    /// the batch). MongoDB: one ordered `insert` command (one round trip), which stops at the
+    /// first failure (earlier ones stay).
     pub async fn insert_many(&self, collection: &str, documents: Vec<Document>) -> Result<(), StoreError> {
         check_collection(collection)?;
         if documents
@@ -338,12 +339,7 @@ impl Store {
             return Err(StoreError::Invalid("documents need a string id".into()));
         }
         match self {
-            Store::Mongo(s) => {
-                for document in documents {
-                    s.insert(collection, document).await?;
-                }
-                Ok(())
-            }
+            Store::Mongo(s) => s.insert_many(collection, documents).await,
             Store::Sqlite(s) => s.insert_many(collection, documents),
         }
     }

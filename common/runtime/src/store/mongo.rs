@@ -78,6 +78,29 @@ impl MongoStore {
             .map_err(map_error)
     }
 
+    /// Inserts `documents` in one ordered `insert` command: one round trip for the batch (an
+    /// audit batch under load holds the chain head while it is written); the server stops at
+    /// the first failure, and the documents before it stay.
+    pub(super) async fn insert_many(
+        &self,
+        collection: &str,
+        documents: Vec<Document>,
+    ) -> Result<(), StoreError> {
+        let documents = documents
+            .into_iter()
+            .map(to_bson_document)
+            .collect::<Result<Vec<_>, _>>()?;
+        if documents.is_empty() {
+            return Ok(());
+        }
+        self.collection(collection)
+            .insert_many(documents)
+            .ordered(true)
+            .await
+            .map(|_| ())
+            .map_err(map_error)
+    }
+
     pub(super) async fn find(
         &self,
         collection: &str,
@@ -394,6 +417,15 @@ fn from_bson(value: Bson) -> Result<Value, StoreError> {
 fn map_error(error: mongodb::error::Error) -> StoreError {
     if let ErrorKind::Write(WriteFailure::WriteError(write)) = error.kind.as_ref()
         && write.code == 11000
+    {
+        return StoreError::Conflict;
+    }
+    // An ordered batch insert stops at its first failure: a duplicate key there is a conflict.
+    if let ErrorKind::InsertMany(batch) = error.kind.as_ref()
+        && batch
+            .write_errors
+            .as_ref()
+            .is_some_and(|errors| errors.iter().any(|e| e.code == 11000))
     {
         return StoreError::Conflict;
     }
