@@ -385,8 +385,12 @@ impl Prepared {
         let json = serde_json::to_string(&build(ctx, record, &id, 0, "")).expect("audit events serialize");
         // `{"id":"<id>","seq":0,…,"prevHash":"","hash":""}`: `id` (an id, nothing to escape)
         // and `seq` are the struct's first fields, `prevHash` and `hash` its last.
+        // Checked in every build: the slicing below relies on that layout.
         let seq_at = json.find(r#","seq":0,"#).expect("seq follows id") + r#","seq":"#.len();
-        debug_assert!(json.ends_with(r#""prevHash":"","hash":""}"#));
+        assert!(
+            json.ends_with(r#""prevHash":"","hash":""}"#),
+            "prevHash and hash end an audit entry"
+        );
         Self {
             head: json[..seq_at].to_owned(),
             body: json[seq_at + 1..json.len() - UNHASHED_TAIL.len()].to_owned(),
