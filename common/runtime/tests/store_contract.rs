@@ -646,14 +646,6 @@ fn log_rows(dir: &std::path::Path, table: &str, key: &str) -> Vec<(i64, String)>
         .expect("a table with an integer key")
 }
 
-/// The indexes SQLite holds for `table` of the log file.
-fn log_indexes(dir: &std::path::Path, table: &str) -> Vec<String> {
-    let log = rusqlite::Connection::open(dir.join("new-log.sqlite3")).expect("opens");
-    log.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 ORDER BY name")
-        .and_then(|mut s| s.query_map([table], |r| r.get(0))?.collect())
-        .expect("indexes")
-}
-
 /// A new embedded log table without a sequence (the event outbox) appends in rowid order.
 #[tokio::test]
 async fn a_new_embedded_log_table_appends_in_rowid_order() {
@@ -671,12 +663,32 @@ async fn a_new_embedded_log_table_appends_in_rowid_order() {
     );
 }
 
-/// A new embedded audit table is keyed by `seq` itself: no index of its own for the sequence,
-/// none for non-unique fields (appends stay cheap; a query on them scans), the id index kept;
-/// a document needs an integer `seq`, which never changes. Everything still answers through
-/// the store as on MongoDB (`log_collections_keep_the_contract`).
+/// The lines of the embedded audit journal, as documents, in file order.
+fn journal_lines(dir: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("new-audit_entries.jsonl"))
+        .expect("the journal")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a document per line"))
+        .collect()
+}
+
+/// Whether the log file holds a table named `table`.
+fn log_table_exists(dir: &std::path::Path, table: &str) -> bool {
+    let log = rusqlite::Connection::open(dir.join("new-log.sqlite3")).expect("opens");
+    log.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [table],
+        |r| r.get(0),
+    )
+    .expect("schema")
+}
+
+/// Embedded audit entries are a journal: one JSON document per line, in append order, next to
+/// the SQLite files (no table); queries see them in sequence order. A document needs an integer
+/// `seq`, which never changes. Everything still answers through the store as on MongoDB
+/// (`log_collections_keep_the_contract`).
 #[tokio::test]
-async fn a_new_embedded_audit_table_is_keyed_by_its_sequence() {
+async fn embedded_audit_entries_are_a_journal_of_json_lines() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::Sqlite(SqliteStore::open(&dir.path().join("new.sqlite3")).expect("opens"));
     store
@@ -714,11 +726,32 @@ async fn a_new_embedded_audit_table_is_keyed_by_its_sequence() {
         })
         .await
         .expect("from the JSON");
+    let lines = journal_lines(dir.path());
     assert_eq!(
-        log_rows(dir.path(), "audit_entries", "key"),
-        [(3, "e3".to_owned()), (5, "e5".to_owned()), (7, "e7".to_owned())]
+        lines
+            .iter()
+            .map(|l| l["id"].as_str().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        ["e7", "e3", "e5"]
     );
-    assert_eq!(log_indexes(dir.path(), "audit_entries"), ["audit_entries__id"]);
+    assert_eq!(
+        lines[2],
+        json!({"id": "e5", "target": {"seq": 99}, "seq": 5, "at": "c"})
+    );
+    assert!(!log_table_exists(dir.path(), "audit_entries"));
+    let all = store
+        .find("audit_entries", &FindOptions::new(Filter::All))
+        .await
+        .expect("found");
+    assert_eq!(ids(&all), ["e3", "e5", "e7"]);
+    let by_time = store
+        .find(
+            "audit_entries",
+            &FindOptions::new(Filter::All).sort("at", Order::Desc).page(1, 1),
+        )
+        .await
+        .expect("found");
+    assert_eq!(ids(&by_time), ["e7"]);
     let in_range = store
         .find(
             "audit_entries",
@@ -731,6 +764,11 @@ async fn a_new_embedded_audit_table_is_keyed_by_its_sequence() {
         .await
         .expect("found");
     assert_eq!(ids(&in_range), ["e5"]);
+    let counted = store
+        .count("audit_entries", &Filter::Gt("seq".into(), 3i64.into()))
+        .await
+        .expect("count");
+    assert_eq!(counted, 2);
     for bad in [
         json!({"id": "x1"}),
         json!({"id": "x2", "seq": "8"}),
@@ -762,50 +800,87 @@ async fn a_new_embedded_audit_table_is_keyed_by_its_sequence() {
         store.count("audit_entries", &Filter::All).await.expect("count"),
         3
     );
+    assert_eq!(journal_lines(dir.path()).len(), 3, "nothing refused was written");
+    // A second handle on the same files (a `ttscm` command beside the server) sees everything.
+    let other = Store::Sqlite(SqliteStore::open(&dir.path().join("new.sqlite3")).expect("opens"));
+    assert_eq!(
+        other.count("audit_entries", &Filter::All).await.expect("count"),
+        3
+    );
 }
 
-/// Data dirs made before log tables were keyed keep working as they are, their sequence
-/// still unique through an index: the first layout (keyed by id, `WITHOUT ROWID`) and the
-/// rowid layout that followed it.
+/// Data dirs made before journals had their audit entries in a table of the log file, in one of
+/// three layouts (keyed by id `WITHOUT ROWID`; rowid with an id index; keyed by the sequence).
+/// On first use the entries move to the journal, in sequence order, and the table is dropped;
+/// the ids and sequence numbers stay unique.
 #[tokio::test]
-async fn embedded_log_tables_of_earlier_layouts_keep_working() {
-    for (name, layout) in [
+async fn embedded_audit_tables_of_earlier_layouts_move_to_the_journal() {
+    for (name, layout, key) in [
         (
             "old",
             r#"CREATE TABLE "audit_entries" (id TEXT PRIMARY KEY NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID;"#,
+            false,
         ),
         (
             "rowid",
             r#"CREATE TABLE "audit_entries" (rid INTEGER PRIMARY KEY, id TEXT NOT NULL, doc TEXT NOT NULL);
                CREATE UNIQUE INDEX "audit_entries__id" ON "audit_entries" (id);"#,
+            false,
+        ),
+        (
+            "keyed",
+            r#"CREATE TABLE "audit_entries" (key INTEGER PRIMARY KEY, id TEXT NOT NULL, doc TEXT NOT NULL);
+               CREATE UNIQUE INDEX "audit_entries__id" ON "audit_entries" (id);"#,
+            true,
         ),
     ] {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join(format!("{name}.sqlite3"));
+        let path = dir.path().join("new.sqlite3");
         {
-            let log =
-                rusqlite::Connection::open(dir.path().join(format!("{name}-log.sqlite3"))).expect("opens");
-            log.execute_batch(&format!(
-                r#"{layout} INSERT INTO "audit_entries" (id, doc) VALUES ('old', '{{"id":"old","seq":1}}');"#
-            ))
-            .expect("earlier layout");
+            let log = rusqlite::Connection::open(dir.path().join("new-log.sqlite3")).expect("opens");
+            log.execute_batch(layout).expect("earlier layout");
+            // Inserted out of sequence order.
+            for (id, seq) in [("second", 2), ("first", 1)] {
+                let document = json!({"id": id, "seq": seq}).to_string();
+                if key {
+                    log.execute(
+                        r#"INSERT INTO "audit_entries" (key, id, doc) VALUES (?1, ?2, ?3)"#,
+                        rusqlite::params![seq, id, document],
+                    )
+                } else {
+                    log.execute(
+                        r#"INSERT INTO "audit_entries" (id, doc) VALUES (?1, ?2)"#,
+                        rusqlite::params![id, document],
+                    )
+                }
+                .expect("an earlier entry");
+            }
         }
         let store = Store::Sqlite(SqliteStore::open(&path).expect("opens"));
         store
             .ensure_indexes("audit_entries", &[SEQ_UNIQUE])
             .await
             .expect("indexes");
+        assert!(!log_table_exists(dir.path(), "audit_entries"), "{name}");
         assert_eq!(
-            store.get("audit_entries", "old").await.expect("read"),
-            Some(doc(json!({"id": "old", "seq": 1}))),
+            journal_lines(dir.path()),
+            [
+                json!({"id": "first", "seq": 1}),
+                json!({"id": "second", "seq": 2})
+            ],
+            "{name}"
+        );
+        assert_eq!(
+            store.get("audit_entries", "first").await.expect("read"),
+            Some(doc(json!({"id": "first", "seq": 1}))),
             "{name}"
         );
         store
-            .insert("audit_entries", doc(json!({"id": "new", "seq": 2})))
+            .insert("audit_entries", doc(json!({"id": "new", "seq": 3})))
             .await
             .expect("appended");
         let same_id = store
-            .insert("audit_entries", doc(json!({"id": "old", "seq": 3})))
+            .insert("audit_entries", doc(json!({"id": "first", "seq": 4})))
             .await;
         assert!(
             matches!(same_id, Err(StoreError::Conflict)),

@@ -13,6 +13,7 @@
 //!   field as `null` and lets only one document lack it; SQLite would let many).
 //! - Case-insensitive matching ([`Filter::ContainsCi`]) takes the needle literally.
 
+mod journal;
 pub mod mongo;
 pub mod sqlite;
 
