@@ -95,6 +95,16 @@ struct Plan {
     id: Option<String>,
     /// Whether the filter is decided by the range alone (no document needs reading to count).
     covered: bool,
+    /// Texts every matching line contains: the JSON form of each string the filter requires a
+    /// field to equal. Lines are written by serde (compact, one escaping of each string), so a
+    /// line without one of them cannot match and is skipped unparsed.
+    needles: Vec<String>,
+}
+
+/// Whether `haystack` contains `needle`.
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    // Lines are UTF-8 JSON; `str::contains` is a two-way search (no allocation).
+    std::str::from_utf8(haystack).map_or(true, |text| text.contains(needle))
 }
 
 fn io(context: &str, error: std::io::Error) -> StoreError {
@@ -404,6 +414,7 @@ impl Journal {
             hi: i64::MAX,
             id: None,
             covered: true,
+            needles: Vec::new(),
         };
         let leaves: Vec<&Filter> = match filter {
             Filter::And(all) => all.iter().collect(),
@@ -427,6 +438,10 @@ impl Journal {
                 Filter::Lte(f, Scalar::Int(n)) if f == self.sequence => plan.hi = plan.hi.min(*n),
                 Filter::Eq(f, Scalar::Str(id)) if f == "id" => {
                     plan.id = Some(id.clone());
+                    plan.covered = false;
+                }
+                Filter::Eq(_, Scalar::Str(value)) => {
+                    plan.needles.push(Value::String(value.clone()).to_string());
                     plan.covered = false;
                 }
                 _ => plan.covered = false,
@@ -498,6 +513,9 @@ impl Journal {
             };
             cursor = Some(last.seq);
             for (slot, text) in chunk.iter().zip(read_slots(&file, &chunk)?) {
+                if !plan.needles.iter().all(|needle| contains(&text, needle)) {
+                    continue;
+                }
                 let document = parse(&text).map_err(|e| match e {
                     StoreError::Corrupt(m) => StoreError::Corrupt(format!("sequence {}: {m}", slot.seq)),
                     other => other,
@@ -973,6 +991,37 @@ mod tests {
             std::fs::metadata(dir.path().join("j.jsonl")).expect("file").len(),
             0
         );
+    }
+
+    #[test]
+    fn string_equalities_skip_lines_without_the_string_and_find_escaped_ones() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let journal = Journal::open(&dir.path().join("j.jsonl"), "seq").expect("opens");
+        journal
+            .append(vec![
+                row(json!({"id": "a", "seq": 1, "action": "say \"hi\"\n", "target": {"id": "t"}})),
+                row(json!({"id": "b", "seq": 2, "action": "other", "target": {"id": "t"}})),
+                row(json!({"id": "c", "seq": 3, "action": "say \"hi\"\n", "note": "t"})),
+            ])
+            .expect("appended");
+        let found = |filter: Filter| {
+            journal
+                .find(&FindOptions::new(filter))
+                .expect("found")
+                .iter()
+                .map(|d| d["id"].as_str().unwrap_or_default().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(found(Filter::eq("action", "say \"hi\"\n")), ["a", "c"]);
+        assert_eq!(
+            found(Filter::And(vec![
+                Filter::eq("action", "say \"hi\"\n"),
+                Filter::eq("target.id", "t"),
+            ])),
+            ["a"]
+        );
+        assert_eq!(found(Filter::eq("action", "say")), Vec::<String>::new());
+        assert_eq!(journal.count(&Filter::eq("target.id", "t")).expect("count"), 2);
     }
 
     #[test]
