@@ -451,13 +451,16 @@ impl Journal {
     }
 
     /// Calls `visit` with each document the filter matches in the plan's range, in sequence
-    /// order, until it answers `false`.
+    /// order, until it answers `false`. `wanted` is how many matches the caller expects to
+    /// need (the first chunk read is no larger: the newest entry costs one read, not 1024).
     fn scan(
         &self,
         filter: &Filter,
         order: Order,
+        wanted: u64,
         mut visit: impl FnMut(Document) -> bool,
     ) -> Result<(), StoreError> {
+        let mut chunk_size = usize::try_from(wanted).unwrap_or(CHUNK).clamp(1, CHUNK);
         let plan = self.plan(filter);
         if plan.lo > plan.hi {
             return Ok(());
@@ -496,14 +499,23 @@ impl Journal {
                     Order::Asc => {
                         let from = start(cursor.map_or(plan.lo, |c| c.saturating_add(1).max(plan.lo)));
                         let until = slots.partition_point(|s| s.seq <= plan.hi);
-                        slots[from..until.max(from)].iter().take(CHUNK).copied().collect()
+                        slots[from..until.max(from)]
+                            .iter()
+                            .take(chunk_size)
+                            .copied()
+                            .collect()
                     }
                     Order::Desc => {
                         let until = slots.partition_point(|s| {
                             s.seq <= cursor.map_or(plan.hi, |c| c.saturating_sub(1).min(plan.hi))
                         });
                         let from = start(plan.lo).min(until);
-                        slots[from..until].iter().rev().take(CHUNK).copied().collect()
+                        slots[from..until]
+                            .iter()
+                            .rev()
+                            .take(chunk_size)
+                            .copied()
+                            .collect()
                     }
                 };
                 (state.file.clone(), chunk)
@@ -512,6 +524,7 @@ impl Journal {
                 return Ok(());
             };
             cursor = Some(last.seq);
+            chunk_size = CHUNK;
             for (slot, text) in chunk.iter().zip(read_slots(&file, &chunk)?) {
                 if !plan.needles.iter().all(|needle| contains(&text, needle)) {
                     continue;
@@ -541,7 +554,8 @@ impl Journal {
         match by_sequence {
             Some(order) => {
                 let mut skip = options.skip;
-                self.scan(&options.filter, order, |document| {
+                let wanted = options.skip.saturating_add(limit);
+                self.scan(&options.filter, order, wanted, |document| {
                     if skip > 0 {
                         skip -= 1;
                         return true;
@@ -551,7 +565,7 @@ impl Journal {
                 })?;
             }
             None => {
-                self.scan(&options.filter, Order::Asc, |document| {
+                self.scan(&options.filter, Order::Asc, u64::MAX, |document| {
                     found.push(document);
                     true
                 })?;
@@ -591,7 +605,7 @@ impl Journal {
             return Ok(until.saturating_sub(from) as u64);
         }
         let mut count = 0u64;
-        self.scan(filter, Order::Asc, |_| {
+        self.scan(filter, Order::Asc, u64::MAX, |_| {
             count += 1;
             true
         })?;
@@ -632,7 +646,7 @@ impl Journal {
         mut change: impl FnMut(&mut Document) -> bool,
     ) -> Result<u64, StoreError> {
         let mut matched: Vec<Document> = Vec::new();
-        self.scan(filter, Order::Asc, |document| {
+        self.scan(filter, Order::Asc, if many { u64::MAX } else { 1 }, |document| {
             matched.push(document);
             many
         })?;
@@ -1022,6 +1036,55 @@ mod tests {
         );
         assert_eq!(found(Filter::eq("action", "say")), Vec::<String>::new());
         assert_eq!(journal.count(&Filter::eq("target.id", "t")).expect("count"), 2);
+    }
+
+    #[test]
+    fn pages_across_chunks_visit_every_document_once_in_sequence_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let journal = Journal::open(&dir.path().join("j.jsonl"), "seq").expect("opens");
+        let total = 2 * CHUNK as i64 + 7;
+        for batch in (1..=total).collect::<Vec<_>>().chunks(100) {
+            let rows = batch
+                .iter()
+                .map(|n| row(json!({"id": format!("e{n}"), "seq": n, "odd": n % 2 == 1})))
+                .collect();
+            journal.append(rows).expect("appended");
+        }
+        let seqs = |options: FindOptions| {
+            journal
+                .find(&options)
+                .expect("found")
+                .iter()
+                .map(|d| d["seq"].as_i64().unwrap_or_default())
+                .collect::<Vec<_>>()
+        };
+        let mut newest_first = Vec::new();
+        for page in 0..25 {
+            let options = FindOptions::new(Filter::All)
+                .sort("seq", Order::Desc)
+                .page(page * 100, 100);
+            newest_first.extend(seqs(options));
+        }
+        assert_eq!(newest_first, (1..=total).rev().collect::<Vec<_>>());
+        let odd_from = seqs(
+            FindOptions::new(Filter::And(vec![
+                Filter::Gte("seq".into(), 1000i64.into()),
+                Filter::eq("odd", true),
+            ]))
+            .sort("seq", Order::Asc)
+            .page(3, 2),
+        );
+        assert_eq!(odd_from, [1007, 1009]);
+        assert_eq!(
+            journal
+                .count(&Filter::Lt("seq".into(), 11i64.into()))
+                .expect("count"),
+            10
+        );
+        assert_eq!(
+            journal.count(&Filter::eq("odd", false)).expect("count"),
+            u64::try_from(total / 2).expect("positive")
+        );
     }
 
     #[test]
