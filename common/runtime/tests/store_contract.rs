@@ -904,6 +904,46 @@ async fn embedded_audit_tables_of_earlier_layouts_move_to_the_journal() {
     }
 }
 
+/// A move into the journal that stopped before the table was dropped finishes on the next
+/// start (the entries once, the table gone); a journal holding other entries next to a table is
+/// never overwritten: the collection does not open, and both stay as they were.
+#[tokio::test]
+async fn an_interrupted_move_to_the_journal_finishes_and_a_conflicting_one_is_refused() {
+    for (journal, expected) in [
+        (
+            "{\"id\":\"first\",\"seq\":1}\n{\"id\":\"second\",\"seq\":2}\n",
+            true,
+        ),
+        ("{\"id\":\"elsewhere\",\"seq\":1}\n", false),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let log = rusqlite::Connection::open(dir.path().join("new-log.sqlite3")).expect("opens");
+            log.execute_batch(
+                r#"CREATE TABLE "audit_entries" (key INTEGER PRIMARY KEY, id TEXT NOT NULL, doc TEXT NOT NULL);
+                   INSERT INTO "audit_entries" VALUES (1, 'first', '{"id":"first","seq":1}');
+                   INSERT INTO "audit_entries" VALUES (2, 'second', '{"id":"second","seq":2}');"#,
+            )
+            .expect("an earlier table");
+        }
+        std::fs::write(dir.path().join("new-audit_entries.jsonl"), journal).expect("a journal");
+        let store = Store::Sqlite(SqliteStore::open(&dir.path().join("new.sqlite3")).expect("opens"));
+        let count = store.count("audit_entries", &Filter::All).await;
+        if expected {
+            assert_eq!(count.expect("count"), 2);
+            assert!(!log_table_exists(dir.path(), "audit_entries"));
+            assert_eq!(journal_lines(dir.path()).len(), 2);
+        } else {
+            assert!(matches!(count, Err(StoreError::Corrupt(_))), "{count:?}");
+            assert!(log_table_exists(dir.path(), "audit_entries"));
+            assert_eq!(
+                std::fs::read_to_string(dir.path().join("new-audit_entries.jsonl")).expect("journal"),
+                journal
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_unreachable_mongodb_fails_fast_as_unavailable() {
     let port = ttscm_testkit::free_port();

@@ -14,8 +14,10 @@
 //!   of the process at once; the store's background thread `fdatasync`s the file every
 //!   100 ms, so a power loss may drop the last appends, never a line in the middle.
 //! - **Index**: in memory, built by reading the file on open: per document its sequence number,
-//!   byte offset and length (sorted by sequence), and a map from a 64-bit hash of each id to its
-//!   sequence (a hash hit is confirmed by reading the document). About 45 bytes per document.
+//!   byte offset and length (sorted by sequence, in chunks of 65,536), and a map from a 64-bit
+//!   hash of each id to its sequence (64 shards; a hash hit is confirmed by reading the
+//!   document). About 45 bytes per document; growing it never moves more than a chunk or a
+//!   shard, so an append is never held up by a resize of millions of entries.
 //! - **Queries** evaluate the [`Filter`] on each document, narrowed by the filter's bounds on the
 //!   sequence and by an `id` equality; sorted by sequence they stream and stop at the page's
 //!   end, otherwise they sort the matches in memory (type order: null, numbers, strings,
@@ -79,11 +81,9 @@ struct State {
     /// Bytes of the file indexed; always just after a `\n` (or 0).
     end: u64,
     /// Every document, sorted by sequence.
-    slots: Vec<Slot>,
-    /// Id hash → sequence of the first document with that hash.
-    ids: HashMap<u64, i64>,
-    /// Further documents whose id hash is taken (distinct ids; practically never any).
-    collisions: Vec<(u64, i64)>,
+    slots: Slots,
+    /// Id hash → sequence.
+    ids: Ids,
     /// Whether appends were written since the last sync.
     unsynced: bool,
 }
@@ -157,9 +157,8 @@ impl Journal {
             state: Mutex::new(State {
                 file: Arc::new(file),
                 end: 0,
-                slots: Vec::new(),
-                ids: HashMap::new(),
-                collisions: Vec::new(),
+                slots: Slots::default(),
+                ids: Ids::default(),
                 unsynced: false,
             }),
         };
@@ -215,7 +214,6 @@ impl Journal {
         state.end = 0;
         state.slots.clear();
         state.ids.clear();
-        state.collisions.clear();
         let len = state
             .file
             .metadata()
@@ -288,7 +286,7 @@ impl Journal {
         match state.slots.last() {
             Some(last) if last.seq < seq => Err(state.slots.len()),
             None => Err(0),
-            _ => state.slots.binary_search_by_key(&seq, |s| s.seq),
+            _ => state.slots.binary_search(seq),
         }
     }
 
@@ -296,26 +294,14 @@ impl Journal {
         if let Err(at) = self.position(state, slot.seq) {
             state.slots.insert(at, slot);
         }
-        match state.ids.entry(hash) {
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(slot.seq);
-            }
-            std::collections::hash_map::Entry::Occupied(_) => state.collisions.push((hash, slot.seq)),
-        }
+        state.ids.insert(hash, slot.seq);
     }
 
     /// The sequence of the document with `id`, if any.
     fn find_id(&self, state: &State, hash: u64, id: &str) -> Result<Option<i64>, StoreError> {
-        let candidates = state.ids.get(&hash).copied().into_iter().chain(
-            state
-                .collisions
-                .iter()
-                .filter(|(h, _)| *h == hash)
-                .map(|(_, s)| *s),
-        );
-        for seq in candidates {
+        for seq in state.ids.candidates(hash) {
             if let Ok(at) = self.position(state, seq) {
-                let text = read_slot(&state.file, state.slots[at])?;
+                let text = read_slot(&state.file, state.slots.get(at))?;
                 if keys(&text, self.sequence).is_some_and(|(stored, _)| stored == id) {
                     return Ok(Some(seq));
                 }
@@ -472,7 +458,7 @@ impl Journal {
                 let hash = self.id_hash(id);
                 self.find_id(&state, hash, id)?
                     .and_then(|seq| self.position(&state, seq).ok())
-                    .map(|at| (state.file.clone(), state.slots[at]))
+                    .map(|at| (state.file.clone(), state.slots.get(at)))
             };
             if let Some((file, slot)) = found
                 && (plan.lo..=plan.hi).contains(&slot.seq)
@@ -499,23 +485,14 @@ impl Journal {
                     Order::Asc => {
                         let from = start(cursor.map_or(plan.lo, |c| c.saturating_add(1).max(plan.lo)));
                         let until = slots.partition_point(|s| s.seq <= plan.hi);
-                        slots[from..until.max(from)]
-                            .iter()
-                            .take(chunk_size)
-                            .copied()
-                            .collect()
+                        slots.range(from, until.max(from)).take(chunk_size).collect()
                     }
                     Order::Desc => {
                         let until = slots.partition_point(|s| {
                             s.seq <= cursor.map_or(plan.hi, |c| c.saturating_sub(1).min(plan.hi))
                         });
                         let from = start(plan.lo).min(until);
-                        slots[from..until]
-                            .iter()
-                            .rev()
-                            .take(chunk_size)
-                            .copied()
-                            .collect()
+                        slots.range(from, until).rev().take(chunk_size).collect()
                     }
                 };
                 (state.file.clone(), chunk)
@@ -670,7 +647,7 @@ impl Journal {
             replacements.insert(seq, text);
         }
         let count = replacements.len() as u64;
-        let mut by_offset = state.slots.clone();
+        let mut by_offset = state.slots.to_vec();
         by_offset.sort_by_key(|s| s.offset);
         let mut buffer = Vec::with_capacity(usize::try_from(state.end).unwrap_or(0));
         for (slot, text) in by_offset.iter().zip(read_slots(&state.file, &by_offset)?) {
@@ -722,6 +699,165 @@ impl Journal {
             let _ = File::open(dir).and_then(|d| d.sync_all());
         }
         self.refresh(&mut state, true)
+    }
+}
+
+/// Slots per chunk of [`Slots`] (1.5 MiB).
+const SLOT_CHUNK: usize = 1 << 16;
+
+/// Documents' places sorted by sequence, in chunks of [`SLOT_CHUNK`]: growing allocates one
+/// chunk, where one vector of millions of slots would copy all of them each time it doubled,
+/// holding appends up for milliseconds.
+#[derive(Default)]
+struct Slots {
+    chunks: Vec<Vec<Slot>>,
+    len: usize,
+}
+
+impl Slots {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, at: usize) -> Slot {
+        self.chunks[at / SLOT_CHUNK][at % SLOT_CHUNK]
+    }
+
+    fn last(&self) -> Option<Slot> {
+        self.len.checked_sub(1).map(|at| self.get(at))
+    }
+
+    fn clear(&mut self) {
+        self.chunks.clear();
+        self.len = 0;
+    }
+
+    fn push(&mut self, slot: Slot) {
+        if self.len.is_multiple_of(SLOT_CHUNK) {
+            self.chunks.push(Vec::with_capacity(SLOT_CHUNK));
+        }
+        if let Some(chunk) = self.chunks.last_mut() {
+            chunk.push(slot);
+            self.len += 1;
+        }
+    }
+
+    /// Inserts at `at`. In the middle — a sequence number appended out of order, which the audit
+    /// log never does — every chunk is rebuilt.
+    fn insert(&mut self, at: usize, slot: Slot) {
+        if at == self.len {
+            return self.push(slot);
+        }
+        let mut all = self.to_vec();
+        all.insert(at, slot);
+        self.clear();
+        all.into_iter().for_each(|s| self.push(s));
+    }
+
+    /// The first index whose slot does not satisfy `below` (which holds for a prefix).
+    fn partition_point(&self, below: impl Fn(&Slot) -> bool) -> usize {
+        let (mut lo, mut hi) = (0, self.len);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if below(&self.get(mid)) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    fn binary_search(&self, seq: i64) -> Result<usize, usize> {
+        let at = self.partition_point(|s| s.seq < seq);
+        if at < self.len && self.get(at).seq == seq {
+            Ok(at)
+        } else {
+            Err(at)
+        }
+    }
+
+    fn range(&self, from: usize, until: usize) -> impl DoubleEndedIterator<Item = Slot> + '_ {
+        (from..until).map(|at| self.get(at))
+    }
+
+    fn to_vec(&self) -> Vec<Slot> {
+        self.chunks.iter().flatten().copied().collect()
+    }
+}
+
+/// Shards of [`Ids`]: each grows on its own, so a resize rehashes 1/64 of the ids.
+const ID_SHARDS: usize = 64;
+
+/// Id hash → sequence number, sharded by the hash's top bits (a single map of millions would
+/// stall appends for tens of milliseconds each time it doubled).
+struct Ids {
+    shards: Vec<HashMap<u64, i64, std::hash::BuildHasherDefault<Mix>>>,
+    /// Further documents whose id hash is taken (distinct ids; practically never any).
+    collisions: Vec<(u64, i64)>,
+}
+
+impl Default for Ids {
+    fn default() -> Self {
+        Self {
+            shards: (0..ID_SHARDS).map(|_| HashMap::default()).collect(),
+            collisions: Vec::new(),
+        }
+    }
+}
+
+impl Ids {
+    fn shard(&mut self, hash: u64) -> &mut HashMap<u64, i64, std::hash::BuildHasherDefault<Mix>> {
+        &mut self.shards[(hash >> 58) as usize % ID_SHARDS]
+    }
+
+    fn clear(&mut self) {
+        self.shards.iter_mut().for_each(HashMap::clear);
+        self.collisions.clear();
+    }
+
+    fn insert(&mut self, hash: u64, seq: i64) {
+        match self.shard(hash).entry(hash) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(seq);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => self.collisions.push((hash, seq)),
+        }
+    }
+
+    /// The sequence numbers of documents whose id has `hash`.
+    fn candidates(&self, hash: u64) -> impl Iterator<Item = i64> + '_ {
+        self.shards[(hash >> 58) as usize % ID_SHARDS]
+            .get(&hash)
+            .copied()
+            .into_iter()
+            .chain(
+                self.collisions
+                    .iter()
+                    .filter(move |(h, _)| *h == hash)
+                    .map(|(_, s)| *s),
+            )
+    }
+}
+
+/// The hasher of [`Ids`]' keys, which are already hashes (SipHash, keyed per journal): one
+/// multiplication spreads them over the map's buckets and tags.
+#[derive(Default)]
+struct Mix(u64);
+
+impl std::hash::Hasher for Mix {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 
@@ -1085,6 +1221,42 @@ mod tests {
             journal.count(&Filter::eq("odd", false)).expect("count"),
             u64::try_from(total / 2).expect("positive")
         );
+    }
+
+    #[test]
+    fn slots_and_ids_stay_ordered_and_exact_across_chunks_and_shards() {
+        let mut slots = Slots::default();
+        let total = 2 * SLOT_CHUNK as i64 + 3;
+        for seq in (1..=total).filter(|n| *n != 70_000) {
+            slots.push(Slot {
+                seq,
+                offset: seq as u64,
+                len: 1,
+            });
+        }
+        let at = slots.binary_search(70_000).expect_err("missing");
+        slots.insert(
+            at,
+            Slot {
+                seq: 70_000,
+                offset: 0,
+                len: 1,
+            },
+        );
+        assert_eq!(slots.len() as i64, total);
+        assert!(slots.range(0, slots.len()).map(|s| s.seq).eq(1..=total));
+        assert_eq!(slots.binary_search(SLOT_CHUNK as i64 + 1), Ok(SLOT_CHUNK));
+        assert_eq!(slots.partition_point(|s| s.seq <= 70_000), 70_000);
+        assert_eq!(slots.last().map(|s| s.seq), Some(total));
+        let mut ids = Ids::default();
+        let hasher = std::hash::RandomState::new();
+        for n in 0..10_000i64 {
+            ids.insert(hasher.hash_one(format!("e{n}")), n);
+        }
+        ids.insert(hasher.hash_one("e7"), 99);
+        let found: Vec<i64> = ids.candidates(hasher.hash_one("e7")).collect();
+        assert_eq!(found, [7, 99], "a taken hash keeps every candidate");
+        assert_eq!(ids.candidates(hasher.hash_one("e10000")).count(), 0);
     }
 
     #[test]

@@ -388,9 +388,10 @@ fn journal_path(path: &Path, collection: &str) -> PathBuf {
 
 /// Moves the documents of a journal collection's table in the log file — where versions before
 /// journals kept it, in any of their layouts — into its journal, then drops the table. The
-/// journal is replaced whole and synced before the drop, so a crash in between redoes the move
-/// on the next start (nothing can have been appended to the journal meanwhile: appends only go
-/// there once the table is gone).
+/// journal is written whole and synced before the drop, so after a crash in between the next
+/// start finds the journal holding exactly the table's entries and only drops the table. A
+/// journal holding anything else next to a table (say, a downgrade that made a new table, then
+/// an upgrade) is never overwritten: the store refuses to open the collection, naming both.
 fn migrate_to_journal(
     conn: &Connection,
     collection: &str,
@@ -417,7 +418,24 @@ fn migrate_to_journal(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let moved = documents.len();
-    journal.replace_all(documents)?;
+    if journal.count(&Filter::All)? > 0 {
+        // Either a move that stopped after writing the journal (it holds exactly the table's
+        // entries: only the drop is left), or entries in both — never overwritten.
+        let mut already_moved = true;
+        for (seq, text) in &documents {
+            let stored = journal.find(&FindOptions::new(Filter::eq(sequence, *seq)).page(0, 1))?;
+            let id = journal::keys(text.as_bytes(), sequence).map(|(id, _)| id);
+            already_moved &=
+                stored.first().and_then(|d| d.get("id")).and_then(Value::as_str) == id.as_deref();
+        }
+        if !already_moved || journal.count(&Filter::All)? != moved as u64 {
+            return Err(StoreError::Corrupt(format!(
+                "both the {collection} table of the log file and its journal hold entries; move one aside"
+            )));
+        }
+    } else {
+        journal.replace_all(documents)?;
+    }
     conn.execute_batch(&format!("DROP TABLE {}", table(collection)))
         .map_err(other)?;
     tracing::info!(
