@@ -658,16 +658,7 @@ impl Journal {
             }
             buffer.push(b'\n');
         }
-        let temporary = self.path.with_extension("rewrite");
-        let mut file = File::create(&temporary).map_err(|e| io("cannot write the journal", e))?;
-        file.write_all(&buffer)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| io("cannot write the journal", e))?;
-        std::fs::rename(&temporary, &self.path).map_err(|e| io("cannot replace the journal", e))?;
-        if let Some(dir) = self.path.parent() {
-            // The rename is durable once the directory is.
-            let _ = File::open(dir).and_then(|d| d.sync_all());
-        }
+        self.replace_file(&buffer)?;
         self.refresh(&mut state, true)?;
         Ok(count)
     }
@@ -677,8 +668,6 @@ impl Journal {
         documents.sort_by_key(|(seq, _)| *seq);
         let mut state = self.lock()?;
         let _held = self.hold()?;
-        let temporary = self.path.with_extension("rewrite");
-        let mut file = File::create(&temporary).map_err(|e| io("cannot write the journal", e))?;
         let mut buffer = Vec::new();
         for (_, text) in &documents {
             if text.contains('\n') {
@@ -691,14 +680,24 @@ impl Journal {
             }
             buffer.push(b'\n');
         }
-        file.write_all(&buffer)
+        self.replace_file(&buffer)?;
+        self.refresh(&mut state, true)
+    }
+
+    /// Replaces the file with `content`: written and synced beside it, then renamed over it
+    /// (the caller holds the file lock; other handles notice the new file on their next use).
+    fn replace_file(&self, content: &[u8]) -> Result<(), StoreError> {
+        let temporary = self.path.with_extension("rewrite");
+        let mut file = File::create(&temporary).map_err(|e| io("cannot write the journal", e))?;
+        file.write_all(content)
             .and_then(|()| file.sync_all())
             .map_err(|e| io("cannot write the journal", e))?;
         std::fs::rename(&temporary, &self.path).map_err(|e| io("cannot replace the journal", e))?;
         if let Some(dir) = self.path.parent() {
+            // The rename is durable once the directory is.
             let _ = File::open(dir).and_then(|d| d.sync_all());
         }
-        self.refresh(&mut state, true)
+        Ok(())
     }
 }
 
