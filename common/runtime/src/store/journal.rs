@@ -28,6 +28,8 @@
 //! - **Processes**: appends and rewrites hold an exclusive lock on `<file>.lock`; before each,
 //!   the journal indexes what another process appended (or reopens a file it replaced), so a
 //!   `ttscm` command beside the server cannot fork the sequence.
+//! - **Platforms**: Unix (positioned reads and inode identity through `std::os::unix`), as the
+//!   rest of TTSCM's targets are (Linux containers; macOS for development).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
