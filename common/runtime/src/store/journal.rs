@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
 
-use super::sqlite::Row;
+use super::sqlite::{Row, poisoned};
 use super::{Document, Filter, FindOptions, IndexSpec, Order, Scalar, StoreError, Update};
 
 /// Documents read per lock turn when scanning: the journal's lock is released between chunks,
@@ -116,10 +116,6 @@ fn io(context: &str, error: std::io::Error) -> StoreError {
         }
         _ => StoreError::Other(format!("{context}: {error}")),
     }
-}
-
-fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
-    StoreError::Other("a store lock was poisoned by a panic".into())
 }
 
 fn open_file(path: &Path) -> Result<File, StoreError> {

@@ -683,6 +683,6 @@ fn other(error: rusqlite::Error) -> StoreError {
     StoreError::Other(error.to_string())
 }
 
-fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
+pub(super) fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
     StoreError::Other("a store lock was poisoned by a panic".into())
 }
