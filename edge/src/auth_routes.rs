@@ -108,10 +108,11 @@ pub fn routes(state: Arc<EdgeState>) -> Vec<Route> {
         .map(move |query: HashMap<String, String>, ws: Ws| {
             let state = ws_state.clone();
             let key = query.get("callbackKey").cloned().unwrap_or_default();
-            let response: Response = warp::reply::Reply::into_response(
-                ws.max_message_size(4096)
-                    .on_upgrade(move |socket| wait_for_sign_in(socket, state, key)),
-            );
+            let response: Response =
+                warp::reply::Reply::into_response(ws.max_message_size(4096).on_upgrade(move |socket| {
+                    let sockets = state.sockets.clone();
+                    sockets.track_future(wait_for_sign_in(socket, state, key))
+                }));
             response
         });
 

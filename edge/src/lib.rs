@@ -18,10 +18,14 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 use ttscm_runtime::service::BusClient;
 use ttscm_runtime::{Bus, Settings, Shutdown};
 
 pub use auth::Authenticator;
+
+/// How long a stopping edge waits for its WebSockets to finish closing.
+const SOCKET_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// What the edge's handlers share.
 pub struct EdgeState {
@@ -33,6 +37,10 @@ pub struct EdgeState {
     pub body_limit: u64,
     /// Cancelled when the edge stops (ends waiting WebSockets, so draining does not wait on them).
     pub shutdown: Shutdown,
+    /// The WebSocket tasks. An upgraded connection runs outside the HTTP server's graceful
+    /// drain, so [`run`] waits for these too: a waiting socket gets its "restarting" message
+    /// and a close frame before the edge's runtime goes away, not a reset.
+    pub sockets: TaskTracker,
 }
 
 impl EdgeState {
@@ -47,6 +55,7 @@ impl EdgeState {
             client,
             body_limit: settings.edge.body_limit,
             shutdown,
+            sockets: TaskTracker::new(),
         })
     }
 }
@@ -54,6 +63,7 @@ impl EdgeState {
 /// Serves the HTTP surface on `listener` until `shutdown`, then drains in-flight requests.
 pub fn run(bus: Bus, settings: &Settings, listener: TcpListener, shutdown: Shutdown) -> JoinHandle<()> {
     let state = EdgeState::new(bus, settings, shutdown.clone());
+    let sockets = state.sockets.clone();
     let filter = routes::routes(state);
     tokio::spawn(async move {
         warp::serve(filter)
@@ -61,5 +71,9 @@ pub fn run(bus: Bus, settings: &Settings, listener: TcpListener, shutdown: Shutd
             .graceful(async move { shutdown.cancelled().await })
             .run()
             .await;
+        // Waiting sockets end at once on shutdown (they send a message and close); the bound
+        // only guards against a client that never reads.
+        sockets.close();
+        let _ = tokio::time::timeout(SOCKET_DRAIN, sockets.wait()).await;
     })
 }
