@@ -1,6 +1,7 @@
 //! Mesh-only behaviour of credentials: events an outside tool replays from JetStream, a vault
-//! outage (fast 503, nothing half-written, recovery without restarts), and a store outage while
-//! the credential is cached (the audit write fails, so the reveal fails: fail closed).
+//! outage (fast 503, nothing half-written, recovery without restarts), audit entries held in
+//! their stream through a store outage, and a reveal whose audit entry cannot be stored (fail
+//! closed).
 
 mod support;
 
@@ -177,12 +178,80 @@ async fn a_vault_outage_answers_503_fast_writes_nothing_and_recovers() {
     assert_eq!(back["data"]["secretAccessKey"], "before");
 }
 
-/// The credential is in the credential service's cache, so a reveal needs the store only for its
-/// audit entry: with the store down, the reveal fails fast with 503 and no secret, and once the
-/// store is back reveals work (and are audited) without restarting anything.
+/// Audit entries are stored in the JetStream stream `TTSCM_AUDIT` before the reveal answers, and
+/// copied into the store from there. With the store down (the credential cached), reveals still
+/// answer — their entries wait in the stream — and reading the log answers 503 rather than a
+/// partial list; once the store is back, every entry of the outage is listed, in one intact chain.
 #[tokio::test]
-async fn a_reveal_whose_audit_entry_cannot_be_written_fails_closed() {
+async fn a_store_outage_keeps_audit_entries_in_the_stream_until_the_store_is_back() {
     let mut app = spawn_mesh_with_own_store().await;
+    let token = app.admin_token.clone();
+    let company = app.seed_company("Outage Co").await;
+    let type_id = app.create_aws_type(None).await;
+    let id = app
+        .create_aws_credential(&type_id, &company, "kept-audited")
+        .await;
+    let reveal = format!("{}{CREDS}/{id}/secure-values", app.address);
+    let http = app.http.clone();
+    let reveal_as = |request_id: &'static str| {
+        http.get(&reveal)
+            .bearer_auth(&token)
+            .header("x-request-id", request_id)
+            .send()
+    };
+    assert_eq!(reveal_as("before-outage").await.expect("reveal").status(), 200);
+
+    app.store_server().stop();
+    for request_id in ["during-outage-1", "during-outage-2"] {
+        let response = reveal_as(request_id).await.expect("reveal");
+        assert_eq!(
+            response.status(),
+            200,
+            "audited in the stream while the store is down"
+        );
+    }
+    let started = Instant::now();
+    let (status, body) = app.get("/v1/audit/events", Some(&token)).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    app.store_server().restart();
+    let listed = ttscm_testkit::eventually(Duration::from_secs(30), || async {
+        let (status, body) = app
+            .get(
+                "/v1/audit/events?action=credential.revealed&rpp=100",
+                Some(&token),
+            )
+            .await;
+        (status == 200).then_some(body)
+    })
+    .await
+    .expect("the log reads again once the store is back");
+    let request_ids: Vec<&str> = listed["data"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["requestId"].as_str())
+        .collect();
+    assert_eq!(
+        request_ids,
+        ["during-outage-2", "during-outage-1", "before-outage"],
+        "{listed}"
+    );
+    let (_, verified) = app.get("/v1/audit/verify", Some(&token)).await;
+    assert_eq!(verified["data"]["valid"], true, "{verified}");
+}
+
+/// When the audit stream refuses the entry, the reveal fails fast with 503 and no secret (fail
+/// closed), and reveals work again, audited, once the stream takes entries again — without
+/// restarting anything.
+#[tokio::test]
+async fn a_reveal_whose_audit_entry_cannot_be_stored_fails_closed() {
+    let app = spawn_app(Mode::Mesh).await;
     let token = app.admin_token.clone();
     let company = app.seed_company("Closed Co").await;
     let type_id = app.create_aws_type(None).await;
@@ -196,7 +265,21 @@ async fn a_reveal_whose_audit_entry_cannot_be_written_fails_closed() {
         (200, &json!("never-unaudited"))
     );
 
-    app.store_server().stop();
+    // An operator points the stream elsewhere: it no longer takes audit entries.
+    let nats_url = app.nats.as_ref().expect("mesh has NATS").url();
+    let client = async_nats::connect(nats_url).await.expect("connects");
+    let jetstream = async_nats::jetstream::new(client);
+    let mut stream = jetstream
+        .get_stream("TTSCM_AUDIT")
+        .await
+        .expect("the audit stream exists");
+    let config = stream.info().await.expect("info").config.clone();
+    let parked = async_nats::jetstream::stream::Config {
+        subjects: vec!["ttscm.parked.audit".into()],
+        ..config.clone()
+    };
+    jetstream.update_stream(&parked).await.expect("stream updated");
+
     let started = Instant::now();
     let (status, body) = app.get(&reveal, Some(&token)).await;
     assert_eq!(status, 503, "{body}");
@@ -208,14 +291,17 @@ async fn a_reveal_whose_audit_entry_cannot_be_written_fails_closed() {
         started.elapsed()
     );
 
-    app.store_server().restart();
-    let back = ttscm_testkit::eventually(Duration::from_secs(30), || async {
-        let (status, body) = app.get(&reveal, Some(&token)).await;
-        (status == 200).then_some(body)
-    })
-    .await
-    .expect("reveals work again once the store is back");
+    jetstream.update_stream(&config).await.expect("stream restored");
+    let (status, back) = app.get(&reveal, Some(&token)).await;
+    assert_eq!(
+        status, 200,
+        "reveals work again without restarting anything: {back}"
+    );
     assert_eq!(back["data"]["secretAccessKey"], "never-unaudited");
+    let (_, listed) = app
+        .get("/v1/audit/events?action=credential.revealed", Some(&token))
+        .await;
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(2), "{listed}");
     let (_, verified) = app.get("/v1/audit/verify", Some(&token)).await;
     assert_eq!(verified["data"]["valid"], true, "{verified}");
 }

@@ -129,6 +129,12 @@ pub const EVENTS_ALL: &str = "ttscm.events.>";
 /// Name of the JetStream stream holding events.
 pub const EVENTS_STREAM: &str = "TTSCM_EVENTS";
 
+/// Audit entries on their way to the store (mesh mode): the JetStream stream `TTSCM_AUDIT`
+/// captures them until they are copied into the `audit_entries` collection.
+pub const AUDIT_SUBJECT: &str = "ttscm.credential.v1.audit_entries";
+/// Name of the JetStream stream holding audit entries not yet copied to the store.
+pub const AUDIT_STREAM: &str = "TTSCM_AUDIT";
+
 /// Bus header carrying the request id.
 pub const HEADER_REQUEST_ID: &str = "ttscm-request-id";
 /// Bus header carrying the W3C trace context.

@@ -14,6 +14,11 @@
 //! SQLite insert), and under load each commit carries every append that arrived during the
 //! previous one. A leader that is dropped mid-write (it never is: bus handlers run to the end)
 //! still hands the lead on, and the next leader reloads the head from the store.
+//!
+//! In mesh mode a batch goes to the write-ahead stream instead ([`crate::audit_stream`]): it
+//! counts as written once the stream has stored it, and is copied into the collection a moment
+//! later; the stream's expected-last-sequence check takes the unique index's place in keeping
+//! one chain across replicas.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -24,6 +29,8 @@ use ttscm_contract::audit::{AuditActor, AuditEvent, AuditTarget, AuditVerificati
 use ttscm_runtime::service::CallContext;
 use ttscm_runtime::store::{DocumentKeys, FindOptions, IndexSpec, Order};
 use ttscm_runtime::{Filter, Store, StoreError, clock, ids};
+
+use crate::audit_stream::{AppendError, AuditStream, StreamHead};
 
 /// Audit entries; owned by the credential service.
 pub const AUDIT_ENTRIES: &str = "audit_entries";
@@ -94,7 +101,7 @@ type Waiting = (Entry, oneshot::Sender<Turn>);
 #[derive(Default)]
 struct State {
     /// `(seq, hash)` of the last entry, once loaded (`None`: load it before writing).
-    head: Option<(u64, String)>,
+    head: Option<Head>,
     /// Appends waiting for the next batch.
     queue: Vec<Waiting>,
     /// Whether a leader is writing now.
@@ -106,8 +113,14 @@ struct State {
 /// The audit chain of one credential service replica.
 pub struct AuditLog {
     store: Store,
+    /// In mesh mode, the write-ahead stream entries are appended to (see [`crate::audit_stream`]).
+    stream: Option<AuditStream>,
     state: Mutex<State>,
 }
+
+/// The head of the chain: the last entry's sequence number and hash, and (stream path) the
+/// stream sequence of the message holding it.
+type Head = StreamHead;
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -124,7 +137,7 @@ struct LeadGuard<'a> {
 }
 
 impl LeadGuard<'_> {
-    fn finish(mut self, head: Option<(u64, String)>) {
+    fn finish(mut self, head: Option<Head>) {
         self.done = true;
         let mut state = self.log.lock();
         state.head = head;
@@ -148,11 +161,21 @@ impl AuditLog {
         store.ensure_indexes(AUDIT_ENTRIES, INDEXES).await
     }
 
-    /// A log over `store`.
-    pub fn new(store: Store) -> Self {
+    /// A log written straight to `store` (embedded mode), or through `stream` (mesh mode).
+    pub fn new(store: Store, stream: Option<AuditStream>) -> Self {
         Self {
             store,
+            stream,
             state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Waits until entries appended so far can be read from the store (the stream path copies
+    /// them there a moment later).
+    pub async fn settled(&self) -> Result<(), StoreError> {
+        match &self.stream {
+            Some(stream) => stream.settled().await,
+            None => Ok(()),
         }
     }
 
@@ -241,7 +264,10 @@ impl AuditLog {
             records.push(entry);
             turns.push(turn);
         }
-        let result = write_batch(&self.store, head, &records).await;
+        let result = match &self.stream {
+            Some(stream) => write_batch_to_stream(stream, head, &records).await,
+            None => write_batch(&self.store, head, &records).await,
+        };
         let (head, answer) = match result {
             Ok(head) => (Some(head), Ok(())),
             Err(error) => (None, Err(error)),
@@ -254,7 +280,8 @@ impl AuditLog {
     }
 }
 
-async fn load_head(store: &Store) -> Result<(u64, String), StoreError> {
+/// The last entry of the collection (`(0, GENESIS)` when empty).
+pub(crate) async fn load_head(store: &Store) -> Result<(u64, String), StoreError> {
     let last = store
         .find(
             AUDIT_ENTRIES,
@@ -274,16 +301,28 @@ async fn load_head(store: &Store) -> Result<(u64, String), StoreError> {
     })
 }
 
+/// `records` chained after `(seq, hash)`: the entries to store and the new head.
+fn chain(records: &[Prepared], (mut seq, mut prev): (u64, String)) -> (Vec<Stored>, (u64, String)) {
+    let mut entries = Vec::with_capacity(records.len());
+    for prepared in records {
+        seq += 1;
+        let (stored, hash) = prepared.seal(seq, &prev);
+        prev = hash;
+        entries.push(stored);
+    }
+    (entries, (seq, prev))
+}
+
+fn contended() -> StoreError {
+    StoreError::Unavailable("the audit chain is contended; try again".into())
+}
+
 /// Writes one batch after `head`, retrying from a fresh head when another writer extended the
 /// chain first. Entries that did get stored before a conflict (MongoDB keeps those before the
 /// failed one) are recognised by id and not written twice. Answers the new head.
-async fn write_batch(
-    store: &Store,
-    head: Option<(u64, String)>,
-    records: &[Prepared],
-) -> Result<(u64, String), StoreError> {
+async fn write_batch(store: &Store, head: Option<Head>, records: &[Prepared]) -> Result<Head, StoreError> {
     let mut head = match head {
-        Some(head) => head,
+        Some(known) => (known.seq, known.hash),
         None => load_head(store).await?,
     };
     tracing::trace!(entries = records.len(), "writing an audit batch");
@@ -292,24 +331,16 @@ async fn write_batch(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut entries = Vec::with_capacity(records.len() - start);
-        let (mut seq, mut prev) = head.clone();
-        for prepared in &records[start..] {
-            seq += 1;
-            let (stored, hash) = prepared.seal(seq, &prev);
-            prev = hash;
-            entries.push(stored);
-        }
-        let last = (seq, prev);
-        match store
+        let (entries, last) = chain(&records[start..], head.clone());
+        let stored = store
             .insert_many_as(AUDIT_ENTRIES, &entries, |e| DocumentKeys {
                 id: &e.id,
                 sequence: Some(e.seq),
                 json: Some(&e.json),
             })
-            .await
-        {
-            Ok(()) => return Ok(last),
+            .await;
+        match stored {
+            Ok(()) => head = last,
             Err(StoreError::Conflict) if Instant::now() < deadline => {
                 tokio::time::sleep(backoff(attempt)).await;
                 head = load_head(store).await?;
@@ -317,18 +348,63 @@ async fn write_batch(
                 while start < records.len() && store.get(AUDIT_ENTRIES, &records[start].id).await?.is_some() {
                     start += 1;
                 }
-                if start == records.len() {
-                    return Ok(head);
+                if start < records.len() {
+                    continue;
                 }
             }
-            Err(StoreError::Conflict) => {
-                return Err(StoreError::Unavailable(
-                    "the audit chain is contended; try again".into(),
-                ));
-            }
+            Err(StoreError::Conflict) => return Err(contended()),
             Err(other) => return Err(other),
         }
+        return Ok(Head {
+            seq: head.0,
+            hash: head.1,
+            stream_seq: 0,
+        });
     }
+}
+
+/// Writes one batch after `head` to the write-ahead stream, in messages of at most
+/// [`crate::audit_stream::ENTRIES_PER_MESSAGE`] entries, each expecting the one before it;
+/// retries from a fresh head when another replica appended first (a refused message stored
+/// nothing). Answers the new head.
+async fn write_batch_to_stream(
+    stream: &AuditStream,
+    head: Option<Head>,
+    records: &[Prepared],
+) -> Result<Head, StoreError> {
+    let mut head = match head {
+        Some(known) => known,
+        None => stream.head().await?,
+    };
+    let deadline = Instant::now() + APPEND_DEADLINE;
+    let mut attempt = 0;
+    let mut start = 0;
+    while start < records.len() {
+        let end = records
+            .len()
+            .min(start + crate::audit_stream::ENTRIES_PER_MESSAGE);
+        let (entries, (seq, hash)) = chain(&records[start..end], (head.seq, head.hash.clone()));
+        match stream.append(head.stream_seq, &entries).await {
+            Ok(stream_seq) => {
+                head = Head {
+                    seq,
+                    hash,
+                    stream_seq,
+                };
+                start = end;
+            }
+            Err(AppendError::Conflict) if Instant::now() < deadline => {
+                attempt += 1;
+                tokio::time::sleep(backoff(attempt)).await;
+                head = stream.head().await?;
+            }
+            Err(AppendError::Conflict) => return Err(contended()),
+            Err(AppendError::Unavailable(reason)) => {
+                return Err(StoreError::Unavailable(format!("the audit stream: {reason}")));
+            }
+        }
+    }
+    Ok(head)
 }
 
 /// The hash of an entry: SHA-256 over its canonical JSON without `hash` (as the empty string).
@@ -348,10 +424,10 @@ fn unhashed_digest(event: &AuditEvent) -> String {
 
 /// An entry as it is stored: its id, its sequence number and its JSON (handed to the store as
 /// text, so it is neither parsed again nor serialized again).
-struct Stored {
-    id: String,
-    seq: u64,
-    json: String,
+pub(crate) struct Stored {
+    pub(crate) id: String,
+    pub(crate) seq: u64,
+    pub(crate) json: String,
 }
 
 impl serde::Serialize for Stored {

@@ -5,6 +5,7 @@
 //! Owns the `credential_types`, `credentials`, `audit_entries` and `event_outbox` collections.
 
 pub mod audit;
+pub mod audit_stream;
 pub mod domain;
 pub mod events;
 pub mod ops;
@@ -41,7 +42,16 @@ pub async fn run(
     store::prepare(store).await?;
     let (events, publisher) = events::Events::new(bus.clone(), store.clone());
     tokio::spawn(publisher.run());
-    let audit = audit::AuditLog::new(store.clone());
+    // Over NATS, audit entries are appended to a JetStream stream and copied into the store.
+    let stream = match bus {
+        Bus::Nats(nats) => {
+            let stream = audit_stream::AuditStream::new(nats.client().clone(), store.clone());
+            tokio::spawn(stream.clone().copy_forever(shutdown.clone()));
+            Some(stream)
+        }
+        Bus::InProc(_) => None,
+    };
+    let audit = audit::AuditLog::new(store.clone(), stream);
     let caches = std::sync::Arc::new(service::Caches::default());
     let service = service::Service {
         store: store.clone(),

@@ -107,6 +107,7 @@ impl ServiceOp<Service> for DeleteCredential {
 
 impl ServiceOp<Service> for ListAuditEvents {
     async fn run(self, service: Arc<Service>, _: CallContext) -> Result<AuditPage, WireError> {
+        service.audit.settled().await.map_err(store_failed)?;
         crate::audit::list(&service.store, &self)
             .await
             .map_err(store_failed)
@@ -115,6 +116,7 @@ impl ServiceOp<Service> for ListAuditEvents {
 
 impl ServiceOp<Service> for VerifyAudit {
     async fn run(self, service: Arc<Service>, _: CallContext) -> Result<AuditVerification, WireError> {
+        service.audit.settled().await.map_err(store_failed)?;
         crate::audit::verify(&service.store).await.map_err(store_failed)
     }
 }

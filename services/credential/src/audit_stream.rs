@@ -1,0 +1,407 @@
+//! The audit log's write-ahead stream in mesh mode: entries are appended to the JetStream stream
+//! `TTSCM_AUDIT` (file storage) and copied from there into the `audit_entries` collection, where
+//! they are listed and verified.
+//!
+//! Why: an acknowledged JetStream publish is one round trip to nats-server, which a reveal
+//! already depends on; a MongoDB insert (with the `seq` and `at` indexes) is a slower one. The
+//! reveal still waits for its entry to be stored durably before its values leave (fail closed) —
+//! stored in the stream. Nothing is lost while the document store is down: entries wait in the
+//! stream until the copier writes them.
+//!
+//! - **One chain across replicas.** Each batch of entries is one message, published with
+//!   `Nats-Expected-Last-Sequence` = the stream sequence of the message that holds the head the
+//!   writer chained onto. If another replica appended first, the server refuses the publish
+//!   (nothing stored) and the writer reloads the head and retries — the same optimistic scheme
+//!   as the `seq` unique index on the store path.
+//! - **Work queue.** The stream keeps an entry until the copier (a durable pull consumer,
+//!   shared by all replicas) has inserted it into the collection and acknowledged it; then the
+//!   server removes it. So the stream holds only entries not yet copied, and when it is empty the
+//!   collection holds them all.
+//! - **The head**, when a replica does not know it: the last message of the stream, or — when
+//!   the stream is empty (everything copied) — the last entry of the collection.
+//! - **Reads settle first.** Listing and verifying wait until every entry in the stream when
+//!   they start has been copied, so a client reads its own writes.
+//! - **A redelivered message** (the copier stopped between insert and acknowledgement) finds
+//!   some entries already stored: those are skipped by id.
+//!
+//! Entries carry no secret (who, what, which ids, when): they may travel on the bus.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::time::Instant;
+use ttscm_contract::subjects::{AUDIT_STREAM, AUDIT_SUBJECT};
+use ttscm_runtime::store::DocumentKeys;
+use ttscm_runtime::{Shutdown, Store, StoreError};
+
+use crate::audit::{AUDIT_ENTRIES, Stored};
+
+/// The durable consumer that copies entries into the collection.
+const COPIER: &str = "audit-copier";
+/// How long an append waits for the server's acknowledgement (below the bus request timeout).
+const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a list or verify waits for earlier entries to reach the collection (well below the
+/// bus request timeout, so a store outage answers 503, not 504).
+const SETTLE_DEADLINE: Duration = Duration::from_secs(2);
+/// Entries per message (a batch larger than this is several messages).
+pub const ENTRIES_PER_MESSAGE: usize = 256;
+/// How long the copier gathers arriving messages before it inserts them (one insert for all).
+const GATHER: Duration = Duration::from_millis(20);
+/// The most messages the copier inserts at once.
+const GATHER_MESSAGES: usize = 64;
+/// Pause before the copier retries after an error.
+const COPY_RETRY: Duration = Duration::from_millis(250);
+
+/// The head of the chain as the stream knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamHead {
+    /// The last entry's sequence number.
+    pub seq: u64,
+    /// The last entry's hash.
+    pub hash: String,
+    /// The stream sequence of the last message (what the next publish expects).
+    pub stream_seq: u64,
+}
+
+/// Why an append did not happen.
+#[derive(Debug)]
+pub enum AppendError {
+    /// Another writer appended after the expected message: nothing was stored.
+    Conflict,
+    /// The stream could not be reached or did not answer; the entries may or may not be stored.
+    Unavailable(String),
+}
+
+/// The write-ahead stream of one credential service replica.
+#[derive(Clone)]
+pub struct AuditStream {
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    store: Store,
+}
+
+impl std::fmt::Debug for AuditStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditStream").finish_non_exhaustive()
+    }
+}
+
+fn unavailable(what: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("the audit stream: {what}: {error}"))
+}
+
+impl AuditStream {
+    /// A stream over `client`, copying into `store`.
+    pub fn new(client: async_nats::Client, store: Store) -> Self {
+        let mut jetstream = jetstream::new(client.clone());
+        jetstream.set_timeout(ACK_TIMEOUT);
+        Self {
+            client,
+            jetstream,
+            store,
+        }
+    }
+
+    fn connected(&self) -> Result<(), StoreError> {
+        if self.client.connection_state() == async_nats::connection::State::Connected {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable("the bus is disconnected".into()))
+        }
+    }
+
+    /// The stream, created if absent.
+    pub async fn stream(&self) -> Result<stream::Stream, StoreError> {
+        self.connected()?;
+        self.jetstream
+            .get_or_create_stream(stream::Config {
+                name: AUDIT_STREAM.to_owned(),
+                subjects: vec![AUDIT_SUBJECT.to_owned()],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                deny_delete: true,
+                deny_purge: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable("cannot open", e))
+    }
+
+    /// The head of the chain: the stream's last message, or the collection's last entry when
+    /// every message has been copied.
+    pub async fn head(&self) -> Result<StreamHead, StoreError> {
+        let stream = self.stream().await?;
+        let state = stream
+            .get_info()
+            .await
+            .map_err(|e| unavailable("no stream info", e))?
+            .state;
+        let stream_seq = state.last_sequence;
+        if state.messages > 0 {
+            match stream.get_raw_message(stream_seq).await {
+                Ok(message) => {
+                    let last = parse_entries(&message.payload)?
+                        .pop()
+                        .ok_or_else(|| StoreError::Corrupt("an empty audit stream message".into()))?;
+                    return Ok(StreamHead {
+                        seq: last.stored.seq,
+                        hash: last.hash,
+                        stream_seq,
+                    });
+                }
+                // Copied (and removed) since the info: the collection holds it now.
+                Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {}
+                Err(error) => return Err(unavailable("cannot read the last message", error)),
+            }
+        }
+        let (seq, hash) = crate::audit::load_head(&self.store).await?;
+        Ok(StreamHead {
+            seq,
+            hash,
+            stream_seq,
+        })
+    }
+
+    /// Appends `entries` (already chained after `after`'s head) as one message; answers the
+    /// message's stream sequence.
+    pub(crate) async fn append(&self, after: u64, entries: &[Stored]) -> Result<u64, AppendError> {
+        if self.connected().is_err() {
+            return Err(AppendError::Unavailable("the bus is disconnected".into()));
+        }
+        let mut payload = Vec::with_capacity(entries.iter().map(|e| e.json.len() + 1).sum());
+        for entry in entries {
+            payload.extend_from_slice(entry.json.as_bytes());
+            payload.push(b'\n');
+        }
+        let message = jetstream::message::PublishMessage::build()
+            .payload(Bytes::from(payload))
+            .expected_last_sequence(after);
+        let mut created = false;
+        loop {
+            let ack = match self.jetstream.send_publish(AUDIT_SUBJECT, message.clone()).await {
+                Ok(ack) => ack.await,
+                Err(error) => return Err(AppendError::Unavailable(error.to_string())),
+            };
+            return match ack {
+                Ok(ack) => Ok(ack.sequence),
+                Err(error) => match error.kind() {
+                    jetstream::context::PublishErrorKind::WrongLastSequence => Err(AppendError::Conflict),
+                    jetstream::context::PublishErrorKind::StreamNotFound if !created => {
+                        // First append of a new deployment (or the stream was removed).
+                        self.stream()
+                            .await
+                            .map_err(|e| AppendError::Unavailable(e.to_string()))?;
+                        created = true;
+                        continue;
+                    }
+                    _ => Err(AppendError::Unavailable(error.to_string())),
+                },
+            };
+        }
+    }
+
+    /// Waits until every entry in the stream now has been copied into the collection.
+    pub async fn settled(&self) -> Result<(), StoreError> {
+        let stream = self.stream().await?;
+        let deadline = Instant::now() + SETTLE_DEADLINE;
+        let mut pause = Duration::from_micros(500);
+        let mut target = None;
+        loop {
+            let state = stream
+                .get_info()
+                .await
+                .map_err(|e| unavailable("no stream info", e))?
+                .state;
+            let target = *target.get_or_insert(state.last_sequence);
+            if state.messages == 0 || state.first_sequence > target {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(StoreError::Unavailable(
+                    "audit entries are still being copied to the store; try again".into(),
+                ));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Copies entries from the stream into the collection until `shutdown`, riding out NATS and
+    /// store outages.
+    pub async fn copy_forever(self, shutdown: Shutdown) {
+        loop {
+            match self.copy_until_error(&shutdown).await {
+                Ok(()) => return,
+                Err(error) => tracing::warn!(%error, "audit copier paused; retrying"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(COPY_RETRY) => {}
+            }
+        }
+    }
+
+    async fn copy_until_error(&self, shutdown: &Shutdown) -> Result<(), String> {
+        let stream = self.stream().await.map_err(|e| e.to_string())?;
+        let copier = stream
+            .get_or_create_consumer(
+                COPIER,
+                consumer::pull::Config {
+                    durable_name: Some(COPIER.to_owned()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut messages = copier.messages().await.map_err(|e| e.to_string())?;
+        loop {
+            let first = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                next = messages.next() => next,
+            };
+            // Gather what arrives for a moment, up to a limit: one insert for many entries.
+            let mut batch = Vec::new();
+            let mut ended = None;
+            let mut next = first;
+            let until = Instant::now() + GATHER;
+            loop {
+                match next {
+                    None => ended = Some("the consumer ended".to_owned()),
+                    Some(Err(error)) => ended = Some(error.to_string()),
+                    Some(Ok(message)) => batch.push(message),
+                }
+                if ended.is_some() || batch.len() >= GATHER_MESSAGES {
+                    break;
+                }
+                match tokio::time::timeout_at(until, messages.next()).await {
+                    Ok(more) => next = more,
+                    Err(_) => break,
+                }
+            }
+            let mut entries = Vec::new();
+            let mut copied = Vec::with_capacity(batch.len());
+            for message in batch {
+                match parse_entries(&message.payload) {
+                    Ok(parsed) => {
+                        entries.extend(parsed);
+                        copied.push(message);
+                    }
+                    Err(error) => {
+                        // Not written by TTSCM: reported, and not left to block the rest.
+                        tracing::error!(%error, "an audit stream message is not a batch of entries; dropping it");
+                        message
+                            .ack_with(jetstream::AckKind::Term)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+            while let Err(error) = self.insert(&entries).await {
+                tracing::warn!(%error, "audit entries not copied yet; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(COPY_RETRY) => {}
+                }
+            }
+            for message in copied {
+                message.ack().await.map_err(|e| e.to_string())?;
+            }
+            if let Some(error) = ended {
+                return Err(error);
+            }
+        }
+    }
+
+    /// Inserts `entries`, skipping those already stored (a redelivered message).
+    async fn insert(&self, entries: &[ParsedEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        match self.store.insert_many_as(AUDIT_ENTRIES, entries, keys_of).await {
+            Err(StoreError::Conflict) => {
+                for entry in entries {
+                    if self.store.get(AUDIT_ENTRIES, &entry.stored.id).await?.is_none() {
+                        self.store
+                            .insert_many_as(AUDIT_ENTRIES, std::slice::from_ref(entry), keys_of)
+                            .await?;
+                    }
+                }
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+fn keys_of(entry: &ParsedEntry) -> DocumentKeys<'_> {
+    DocumentKeys {
+        id: &entry.stored.id,
+        sequence: Some(entry.stored.seq),
+        json: Some(&entry.stored.json),
+    }
+}
+
+/// An entry read back from a stream message.
+pub struct ParsedEntry {
+    stored: Stored,
+    hash: String,
+}
+
+impl serde::Serialize for ParsedEntry {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.stored.serialize(serializer)
+    }
+}
+
+/// The entries of one message: one JSON entry per line.
+fn parse_entries(payload: &[u8]) -> Result<Vec<ParsedEntry>, StoreError> {
+    let text = std::str::from_utf8(payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    text.lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let value: Value = serde_json::from_str(line).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let field = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_owned);
+            match (
+                field("id"),
+                value.get("seq").and_then(Value::as_u64),
+                field("hash"),
+            ) {
+                (Some(id), Some(seq), Some(hash)) => Ok(ParsedEntry {
+                    stored: Stored {
+                        id,
+                        seq,
+                        json: line.to_owned(),
+                    },
+                    hash,
+                }),
+                _ => Err(StoreError::Corrupt(
+                    "an audit entry without id, seq or hash".into(),
+                )),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_reads_back_as_its_entries_and_junk_is_refused() {
+        let payload = b"{\"id\":\"a\",\"seq\":1,\"hash\":\"h1\"}\n{\"id\":\"b\",\"seq\":2,\"hash\":\"h2\"}\n";
+        let entries = parse_entries(payload).expect("entries");
+        assert_eq!(entries.len(), 2);
+        assert_eq!((entries[1].stored.id.as_str(), entries[1].stored.seq), ("b", 2));
+        assert_eq!(entries[1].hash, "h2");
+        assert!(matches!(
+            parse_entries(b"{\"id\":\"a\"}\n"),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(parse_entries(b"not json"), Err(StoreError::Corrupt(_))));
+    }
+}
