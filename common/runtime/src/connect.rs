@@ -14,7 +14,9 @@ pub const SQLITE_FILE: &str = "ttscm.sqlite3";
 pub async fn bus(settings: &Settings, client_name: &str) -> Result<Bus, crate::BusError> {
     match &settings.nats_url {
         Some(url) => {
-            let bus = NatsBus::connect(url, client_name).await?;
+            let bus = NatsBus::connect(url, client_name)
+                .await?
+                .with_stream_replicas(settings.nats_stream_replicas);
             // NATS may not be up yet: then the stream is created on the first event published.
             if !bus.wait_connected(std::time::Duration::from_secs(2)).await {
                 tracing::warn!("NATS is not reachable yet; requests answer 503 until it is");

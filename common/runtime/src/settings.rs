@@ -32,6 +32,10 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// NATS server URL (`TTSCM_NATS_URL` or `NATS_URL`); unset means the in-process bus.
     pub nats_url: Option<String>,
+    /// Replicas of TTSCM's JetStream streams (`TTSCM_NATS_STREAM_REPLICAS`, default 1): 3 on a
+    /// clustered NATS, so an event or an audit entry not yet copied to MongoDB survives the
+    /// loss of a NATS node. Applied when a stream is created.
+    pub nats_stream_replicas: usize,
     /// MongoDB URI (`TTSCM_MONGODB_URI` or `MONGODB_URI`); unset means the embedded SQLite store.
     #[serde(serialize_with = "ser_secret_opt")]
     pub mongodb_uri: Option<SecretString>,
@@ -219,6 +223,7 @@ impl Default for Settings {
             listen_addr: SocketAddr::from(([0, 0, 0, 0], 3000)),
             data_dir: PathBuf::from("./data"),
             nats_url: None,
+            nats_stream_replicas: 1,
             mongodb_uri: None,
             mongodb_database: "ttscm".into(),
             public_url: "http://localhost:3000".into(),
@@ -265,6 +270,7 @@ const KNOWN_KEYS: &[&str] = &[
     "listen_addr",
     "data_dir",
     "nats_url",
+    "nats_stream_replicas",
     "mongodb_uri",
     "mongodb_database",
     "public_url",
@@ -343,6 +349,7 @@ mod tests {
         let settings =
             Settings::load_from(None, Env::prefixed("TTSCM_TEST_NOTHING_")).expect("defaults load");
         assert_eq!(settings.listen_addr.port(), 3000);
+        assert_eq!(settings.nats_stream_replicas, 1);
         assert!(settings.nats_url.is_none() || std::env::var("NATS_URL").is_ok());
     }
 

@@ -81,6 +81,7 @@ pub struct AuditStream {
     client: async_nats::Client,
     jetstream: jetstream::Context,
     store: Store,
+    replicas: usize,
 }
 
 impl std::fmt::Debug for AuditStream {
@@ -102,7 +103,14 @@ impl AuditStream {
             client,
             jetstream,
             store,
+            replicas: 1,
         }
+    }
+
+    /// Creates the stream with `replicas` copies (at least 1), when it creates it.
+    pub fn with_replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas.max(1);
+        self
     }
 
     fn connected(&self) -> Result<(), StoreError> {
@@ -122,6 +130,7 @@ impl AuditStream {
                 subjects: vec![AUDIT_SUBJECT.to_owned()],
                 retention: stream::RetentionPolicy::WorkQueue,
                 storage: stream::StorageType::File,
+                num_replicas: self.replicas,
                 deny_delete: true,
                 deny_purge: true,
                 ..Default::default()

@@ -45,7 +45,8 @@ pub async fn run(
     // Over NATS, audit entries are appended to a JetStream stream and copied into the store.
     let stream = match bus {
         Bus::Nats(nats) => {
-            let stream = audit_stream::AuditStream::new(nats.client().clone(), store.clone());
+            let stream = audit_stream::AuditStream::new(nats.client().clone(), store.clone())
+                .with_replicas(nats.stream_replicas());
             tokio::spawn(stream.clone().copy_forever(shutdown.clone()));
             Some(stream)
         }

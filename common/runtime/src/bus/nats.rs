@@ -18,6 +18,7 @@ const EVENTS_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 pub struct NatsBus {
     client: async_nats::Client,
     jetstream: jetstream::Context,
+    stream_replicas: usize,
 }
 
 impl NatsBus {
@@ -32,8 +33,23 @@ impl NatsBus {
             .await
             .map_err(|e| BusError::Other(format!("cannot connect to NATS: {e}")))?;
         let jetstream = jetstream::new(client.clone());
-        let bus = Self { client, jetstream };
+        let bus = Self {
+            client,
+            jetstream,
+            stream_replicas: 1,
+        };
         Ok(bus)
+    }
+
+    /// Creates streams with `replicas` copies (at least 1).
+    pub fn with_stream_replicas(mut self, replicas: usize) -> Self {
+        self.stream_replicas = replicas.max(1);
+        self
+    }
+
+    /// How many copies of each stream TTSCM creates.
+    pub fn stream_replicas(&self) -> usize {
+        self.stream_replicas
     }
 
     /// Creates the events stream if it is absent.
@@ -44,6 +60,7 @@ impl NatsBus {
                 subjects: vec![EVENTS_ALL.to_owned()],
                 max_age: EVENTS_MAX_AGE,
                 storage: jetstream::stream::StorageType::File,
+                num_replicas: self.stream_replicas,
                 ..Default::default()
             })
             .await
