@@ -54,6 +54,12 @@ const GATHER: Duration = Duration::from_millis(20);
 const GATHER_MESSAGES: usize = 64;
 /// Pause before the copier retries after an error.
 const COPY_RETRY: Duration = Duration::from_millis(250);
+/// How long a copier may hold a message without acknowledging it before the server hands it
+/// to another copier.
+const ACK_WAIT: Duration = Duration::from_secs(10);
+/// While the store refuses a batch, the copier tells the server it is still working on its
+/// messages every this many retries (well within `ACK_WAIT`).
+const PROGRESS_EVERY: u32 = 8;
 
 /// The head of the chain as the stream knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,10 +247,16 @@ impl AuditStream {
     /// Copies entries from the stream into the collection until `shutdown`, riding out NATS and
     /// store outages.
     pub async fn copy_forever(self, shutdown: Shutdown) {
+        let mut warned: Option<Instant> = None;
         loop {
             match self.copy_until_error(&shutdown).await {
                 Ok(()) => return,
-                Err(error) => tracing::warn!(%error, "audit copier paused; retrying"),
+                // Said once a minute at most, not every retry.
+                Err(error) if warned.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) => {
+                    tracing::warn!(%error, "audit copier paused; retrying");
+                    warned = Some(Instant::now());
+                }
+                Err(error) => tracing::debug!(%error, "audit copier still paused"),
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -261,13 +273,20 @@ impl AuditStream {
                 consumer::pull::Config {
                     durable_name: Some(COPIER.to_owned()),
                     ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(30),
+                    ack_wait: ACK_WAIT,
                     ..Default::default()
                 },
             )
             .await
             .map_err(|e| e.to_string())?;
-        let mut messages = copier.messages().await.map_err(|e| e.to_string())?;
+        // A small prefetch: messages this copier holds when it stops reach another copier (or
+        // this one, restarted) only after `ACK_WAIT`.
+        let mut messages = copier
+            .stream()
+            .max_messages_per_batch(GATHER_MESSAGES)
+            .messages()
+            .await
+            .map_err(|e| e.to_string())?;
         loop {
             let first = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -310,12 +329,28 @@ impl AuditStream {
                     }
                 }
             }
+            let mut retries = 0u32;
             while let Err(error) = self.insert(&entries).await {
-                tracing::warn!(%error, "audit entries not copied yet; retrying");
+                if retries == 0 {
+                    tracing::warn!(%error, "audit entries not copied yet (the store?); retrying");
+                }
+                retries = retries.saturating_add(1);
+                if retries.is_multiple_of(PROGRESS_EVERY) {
+                    // Still working on them: keep them from being handed to another copier.
+                    for message in &copied {
+                        message
+                            .ack_with(jetstream::AckKind::Progress)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
                     () = tokio::time::sleep(COPY_RETRY) => {}
                 }
+            }
+            if retries > 0 {
+                tracing::info!(retries, "audit entries copied again");
             }
             for message in copied {
                 message.ack().await.map_err(|e| e.to_string())?;
