@@ -10,6 +10,10 @@
 #                          the 1-connection numbers flip between two modes 3x apart)
 #   BENCH_START_TIMEOUT=30 seconds to wait for a server to become ready
 #   BENCH_BUSY_WARN=10     mark rows during which other processes used more than this % of CPU
+#   BENCH_PAIRED=1         run a row's baseline right before each of its runs and compute its
+#                          ratio against those paired runs (the host's speed drifts over minutes,
+#                          so a baseline measured once, minutes earlier, skews ratios); 0 = use
+#                          the baseline row alone (faster)
 #   BENCH_MESH=1           also measure the mesh (five `ttscm serve --only` processes joined by a
 #                          nats-server and FerretDB, installed/built by tests/tools/*.sh); 0 = skip
 #   TTSCM_BIN=path         use this binary instead of building target/release/ttscm. If its file
@@ -29,6 +33,7 @@ BENCH_PIN_WRK=${BENCH_PIN_WRK:-1}
 BENCH_START_TIMEOUT=${BENCH_START_TIMEOUT:-30}
 BENCH_BUSY_WARN=${BENCH_BUSY_WARN:-10}
 BENCH_MESH=${BENCH_MESH:-1}
+BENCH_PAIRED=${BENCH_PAIRED:-1}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 BASELINE_BIN="$TARGET_DIR/release/ttscm-warp-baseline"
 RESULTS_DIR=bench/results
@@ -475,8 +480,12 @@ done
 # ---------------------------------------------------------------------------------------------
 # Measure
 # ---------------------------------------------------------------------------------------------
-declare -A RPS=()
+declare -A RPS=() PAIRED_RPS=() BASELINE_ROW=()
 RESULTS=() # name|conns|server|baseline_name|rps|p50|p99|cpu_us|note
+for row in "${TARGETS[@]}"; do
+    IFS='|' read -r server name path _ <<<"$row"
+    [[ $server == baseline ]] && BASELINE_ROW[$name]="$server|$path"
+done
 FAILURES=()
 BUSY_ROWS=()
 for conns in $BENCH_CONNS; do
@@ -515,12 +524,30 @@ for conns in $BENCH_CONNS; do
 
         runs="$TMP_DIR/runs.txt"
         : >"$runs"
+        # The paired baseline: the same wrk settings against the baseline row's route.
+        paired_cmd=()
+        paired_runs="$TMP_DIR/paired.txt"
+        : >"$paired_runs"
+        if ((BENCH_PAIRED)) && [[ $server != baseline && -n $baseline_name && -n ${BASELINE_ROW[$baseline_name]:-} ]]; then
+            IFS='|' read -r paired_server paired_path <<<"${BASELINE_ROW[$baseline_name]}"
+            if server_started "$paired_server"; then
+                paired_cmd=("${pin[@]}" wrk -t"$threads" -c"$conns" -d"${BENCH_SECS}s" --latency
+                    "${SERVER_URL[$paired_server]}$paired_path")
+            fi
+        fi
+        paired_ticks0=0
+        [[ ${#paired_cmd[@]} -gt 0 ]] && paired_ticks0=$(proc_ticks "${SERVER_PID[$paired_server]}")
         requests_all=0 non2xx_all=0 errors_all=0
         server_ticks0=$(proc_ticks "${SERVER_PID[$server]}")
         read -r busy0 total0 < <(stat_ticks)
         times >"$TMP_DIR/times0"
         for ((run = 0; run < BENCH_RUNS; run++)); do
             out="$TMP_DIR/wrk.txt"
+            if ((${#paired_cmd[@]})); then
+                "${paired_cmd[@]}" >"$out"
+                parsed=$(parse_wrk <"$out") || die "cannot parse wrk output for the baseline of $name:"$'\n'"$(cat "$out")"
+                echo "$parsed" >>"$paired_runs"
+            fi
             [[ $auth == refresh ]] && renew_refresh_session "$server"
             "${wrk_cmd[@]}" -d"${BENCH_SECS}s" --latency "$url" >"$out"
             parsed=$(parse_wrk <"$out") || die "cannot parse wrk output for $name:"$'\n'"$(cat "$out")"
@@ -534,15 +561,22 @@ for conns in $BENCH_CONNS; do
         times >"$TMP_DIR/times1"
         read -r busy1 total1 < <(stat_ticks)
         server_ticks=$(($(proc_ticks "${SERVER_PID[$server]}") - server_ticks0))
+        paired_ticks=0
+        ((${#paired_cmd[@]})) && paired_ticks=$(($(proc_ticks "${SERVER_PID[$paired_server]}") - paired_ticks0))
         wrk_secs=$(children_cpu_delta "$TMP_DIR/times0" "$TMP_DIR/times1")
         # Server CPU per request, and the share of all CPUs that neither the server nor wrk used
         # (other processes, plus some kernel time not charged to either).
-        read -r cpu_us foreign_pct < <(awk -v st="$server_ticks" -v hz="$CLK_TCK" -v n="$requests_all" \
-            -v w="$wrk_secs" -v b="$((busy1 - busy0))" -v t="$((total1 - total0))" 'BEGIN {
-                printf "%.1f %.0f\n", st * 1000000 / hz / n, (t > 0 ? 100 * (b - st - w * hz) / t : 0)
+        # The paired baseline's server is not "elsewhere" (its wrk is among wrk_secs already).
+        read -r cpu_us foreign_pct < <(awk -v st="$server_ticks" -v pt="$paired_ticks" -v hz="$CLK_TCK" \
+            -v n="$requests_all" -v w="$wrk_secs" -v b="$((busy1 - busy0))" -v t="$((total1 - total0))" 'BEGIN {
+                printf "%.1f %.0f\n", st * 1000000 / hz / n, (t > 0 ? 100 * (b - st - pt - w * hz) / t : 0)
             }')
         # The run with the median req/s (the upper middle one for an even count).
         read -r rps p50 p99 _ < <(sort -n -k1,1 "$runs" | sed -n "$((BENCH_RUNS / 2 + 1))p")
+        if [[ -s $paired_runs ]]; then
+            read -r paired_rps _ < <(sort -n -k1,1 "$paired_runs" | sed -n "$((BENCH_RUNS / 2 + 1))p")
+            PAIRED_RPS["$name|$conns"]=$paired_rps
+        fi
 
         note=""
         if [[ $expect == 2* ]] && ((non2xx_all > 0)); then
@@ -575,6 +609,8 @@ for result in "${RESULTS[@]}"; do
         ratio="baseline"
     elif [[ -z $baseline_name ]]; then
         ratio="–"
+    elif [[ -n ${PAIRED_RPS["$name|$conns"]:-} ]]; then
+        ratio="$(awk -v a="$rps" -v b="${PAIRED_RPS["$name|$conns"]}" 'BEGIN { printf "%.1f%%", 100 * a / b }') of $(fmt_int "${PAIRED_RPS["$name|$conns"]}")"
     elif [[ -n ${RPS["$baseline_name|$conns"]:-} ]]; then
         ratio=$(awk -v a="$rps" -v b="${RPS["$baseline_name|$conns"]}" 'BEGIN { printf "%.1f%%", 100 * a / b }')
     else
@@ -596,6 +632,11 @@ mkdir -p "$RESULTS_DIR"
         "Per cell: ${BENCH_WARMUP_SECS}s warm-up, then ${BENCH_RUNS} × ${BENCH_SECS}s" \
         "(median req/s run shown); wrk -t1 for 1 connection${WRK_PIN[*]:+ (pinned: ${WRK_PIN[*]})}," \
         "-t${BENCH_WRK_THREADS} otherwise."
+    if ((BENCH_PAIRED)); then
+        echo
+        echo "Ratios are paired: before each run of a row, its baseline runs with the same wrk settings;" \
+            "\"N% of B\" is the row's median req/s against B, the median of those paired baseline runs."
+    fi
     if ((STANDIN)); then
         echo
         echo "**STAND-IN RUN: the \"ttscm\" rows are served by $TTSCM_BIN, not by ttscm.**"
