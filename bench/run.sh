@@ -507,6 +507,9 @@ for conns in $BENCH_CONNS; do
         fi
         # A refresh chain is strictly sequential: one connection.
         [[ $auth == refresh ]] && ((conns > 1)) && continue
+        # A fresh access token per row: one from the start would expire (15 minutes) before the
+        # last rows of a paired, 3-run bench.
+        [[ $auth == user ]] && sign_in_user "$server"
         wrk_cmd=(env BENCH_CREATE_BODY="${SERVER_BODY[$server]:-}" BENCH_REFRESH_FILE="${SERVER_REFRESH_FILE[$server]:-}"
             "${pin[@]}" wrk -t"$threads" -c"$conns")
         if [[ -n ${script:-} ]]; then
