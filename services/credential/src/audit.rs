@@ -400,7 +400,7 @@ async fn write_batch_to_stream(
             }
             Err(AppendError::Conflict) => return Err(contended()),
             Err(AppendError::Unavailable(reason)) => {
-                return Err(StoreError::Unavailable(format!("the audit stream: {reason}")));
+                return Err(StoreError::Unavailable(reason));
             }
         }
     }

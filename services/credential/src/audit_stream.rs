@@ -184,7 +184,9 @@ impl AuditStream {
     /// message's stream sequence.
     pub(crate) async fn append(&self, after: u64, entries: &[Stored]) -> Result<u64, AppendError> {
         if self.connected().is_err() {
-            return Err(AppendError::Unavailable("the bus is disconnected".into()));
+            return Err(AppendError::Unavailable(
+                "the audit stream: the bus is disconnected".into(),
+            ));
         }
         let mut payload = Vec::with_capacity(entries.iter().map(|e| e.json.len() + 1).sum());
         for entry in entries {
@@ -198,7 +200,7 @@ impl AuditStream {
         loop {
             let ack = match self.jetstream.send_publish(AUDIT_SUBJECT, message.clone()).await {
                 Ok(ack) => ack.await,
-                Err(error) => return Err(AppendError::Unavailable(error.to_string())),
+                Err(error) => return Err(AppendError::Unavailable(format!("the audit stream: {error}"))),
             };
             return match ack {
                 Ok(ack) => Ok(ack.sequence),
@@ -212,7 +214,7 @@ impl AuditStream {
                         created = true;
                         continue;
                     }
-                    _ => Err(AppendError::Unavailable(error.to_string())),
+                    _ => Err(AppendError::Unavailable(format!("the audit stream: {error}"))),
                 },
             };
         }
