@@ -15,6 +15,7 @@ pub mod operation;
 pub mod permission;
 pub mod principal;
 pub mod subjects;
+pub mod token;
 pub mod vault;
 
 pub use error::{ErrorCode, FieldError, WireError};
