@@ -179,6 +179,23 @@ impl AuditLog {
         }
     }
 
+    /// A page of entries matching `query`, newest first, with the total that match; waits
+    /// first until entries appended so far can be read (see [`Self::settled`]).
+    pub async fn list(
+        &self,
+        query: &ttscm_contract::audit::ListAuditEvents,
+    ) -> Result<ttscm_contract::audit::AuditPage, StoreError> {
+        self.settled().await?;
+        list(&self.store, query).await
+    }
+
+    /// Checks every entry's hash and link, in sequence order; waits first until entries
+    /// appended so far can be read (see [`Self::settled`]).
+    pub async fn verify(&self) -> Result<AuditVerification, StoreError> {
+        self.settled().await?;
+        verify(&self.store).await
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // The state is consistent between statements (no panics while held), so a poisoned
         // lock is still usable.
