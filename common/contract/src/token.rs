@@ -51,7 +51,10 @@ mod tests {
     #[test]
     fn api_tokens_are_told_apart_by_their_prefix() {
         assert!(is_api_token("ttscm_AAAA"));
-        assert!(!is_api_token("ttscmr_AAAA"), "a refresh token is not an API token");
+        assert!(
+            !is_api_token("ttscmr_AAAA"),
+            "a refresh token is not an API token"
+        );
         assert!(!is_api_token("eyJhbGciOiJFZERTQSJ9.e30.sig"));
     }
 }

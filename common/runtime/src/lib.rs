@@ -2,9 +2,11 @@
 //! with their adapters, the bridge from bus requests to actix actors, ids and clocks.
 
 pub mod bus;
+pub mod cache;
 pub mod clock;
 pub mod connect;
 pub mod ids;
+pub mod retry;
 pub mod service;
 pub mod settings;
 pub mod store;
