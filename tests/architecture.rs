@@ -41,3 +41,68 @@ fn no_service_crate_depends_on_another_service_crate() {
         }
     }
 }
+
+/// Which service serves each subject, from the routers the services declare.
+fn served_subjects() -> Vec<(&'static str, &'static str)> {
+    let mut served = Vec::new();
+    let mut add = |service: &'static str, subjects: Vec<&'static str>| {
+        served.extend(subjects.into_iter().map(|subject| (subject, service)));
+    };
+    let identity = ttscm_identity::router();
+    add(identity.service(), identity.subjects().collect());
+    let company_sync = ttscm_company_sync::router();
+    add(company_sync.service(), company_sync.subjects().collect());
+    let credential = ttscm_credential::router();
+    add(credential.service(), credential.subjects().collect());
+    let vault = ttscm_vault::router();
+    add(vault.service(), vault.subjects().collect());
+    served
+}
+
+#[test]
+fn every_operation_of_the_contract_is_served_by_exactly_one_service() {
+    let served = served_subjects();
+    let operations: Vec<_> = ttscm_contract::operations().collect();
+    // The contract's list is produced by the `operation!` declarations themselves; this guards
+    // against the list being empty because registration stopped working.
+    assert!(
+        operations.len() >= 40,
+        "the contract lists {} operations",
+        operations.len()
+    );
+    let mut problems = Vec::new();
+    for operation in &operations {
+        let servers: Vec<&str> = served
+            .iter()
+            .filter(|(subject, _)| *subject == operation.subject)
+            .map(|(_, service)| *service)
+            .collect();
+        if servers.len() != 1 {
+            problems.push(format!(
+                "{} ({}) is served by {servers:?}",
+                operation.name, operation.subject
+            ));
+        }
+    }
+    for (subject, service) in &served {
+        if !operations.iter().any(|operation| operation.subject == *subject) {
+            problems.push(format!(
+                "{service} serves {subject}, which the contract does not declare"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn no_two_operations_share_a_subject() {
+    let mut subjects: Vec<&str> = ttscm_contract::operations().map(|o| o.subject).collect();
+    let count = subjects.len();
+    subjects.sort_unstable();
+    subjects.dedup();
+    assert_eq!(
+        subjects.len(),
+        count,
+        "two operations are declared on one subject"
+    );
+}

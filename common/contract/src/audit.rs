@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Operation, PrincipalKind, subjects};
+use crate::{PrincipalKind, subjects};
 
 /// Who did it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,10 +26,12 @@ pub struct AuditTarget {
     pub id: String,
 }
 
-/// One audit entry.
+/// One entry of the audit log as it is stored and listed: chained to the entry before it by
+/// `prev_hash`, sealed by `hash`. (The operation listing them keeps its API name,
+/// `ListAuditEvents`.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AuditEvent {
+pub struct AuditEntry {
     /// Id.
     pub id: String,
     /// Position in the chain, from 1.
@@ -83,15 +85,12 @@ pub struct ListAuditEvents {
 #[serde(rename_all = "camelCase")]
 pub struct AuditPage {
     /// The entries on this page.
-    pub items: Vec<AuditEvent>,
+    pub items: Vec<AuditEntry>,
     /// How many entries match in all.
     pub total: u64,
 }
 
-impl Operation for ListAuditEvents {
-    const SUBJECT: &'static str = subjects::AUDIT_LIST;
-    type Reply = AuditPage;
-}
+crate::operation!(ListAuditEvents => subjects::AUDIT_LIST, AuditPage);
 
 /// Check the whole chain.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -109,7 +108,4 @@ pub struct AuditVerification {
     pub first_broken_seq: Option<u64>,
 }
 
-impl Operation for VerifyAudit {
-    const SUBJECT: &'static str = subjects::AUDIT_VERIFY;
-    type Reply = AuditVerification;
-}
+crate::operation!(VerifyAudit => subjects::AUDIT_VERIFY, AuditVerification);

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Operation, subjects};
+use crate::subjects;
 
 /// A company as embedded in other resources.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,10 +21,7 @@ pub struct GetCompanySummaries {
     pub ids: Vec<String>,
 }
 
-impl Operation for GetCompanySummaries {
-    const SUBJECT: &'static str = subjects::COMPANY_SUMMARIES;
-    type Reply = Vec<CompanySummary>;
-}
+crate::operation!(GetCompanySummaries => subjects::COMPANY_SUMMARIES, Vec<CompanySummary>);
 
 /// Where a company comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,10 +80,7 @@ pub struct ListCompanies {
     pub search: Option<String>,
 }
 
-impl Operation for ListCompanies {
-    const SUBJECT: &'static str = subjects::COMPANY_LIST;
-    type Reply = CompanyPage;
-}
+crate::operation!(ListCompanies => subjects::COMPANY_LIST, CompanyPage);
 
 /// Get one company by id.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,10 +89,7 @@ pub struct GetCompany {
     pub id: String,
 }
 
-impl Operation for GetCompany {
-    const SUBJECT: &'static str = subjects::COMPANY_GET;
-    type Reply = Company;
-}
+crate::operation!(GetCompany => subjects::COMPANY_GET, Company);
 
 /// The body of creating or renaming a manual company.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,10 +106,7 @@ pub struct CreateCompany {
     pub input: CompanyInput,
 }
 
-impl Operation for CreateCompany {
-    const SUBJECT: &'static str = subjects::COMPANY_CREATE;
-    type Reply = Company;
-}
+crate::operation!(CreateCompany => subjects::COMPANY_CREATE, Company);
 
 /// Rename a manual company; a synced company is a conflict.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,10 +117,7 @@ pub struct UpdateCompany {
     pub patch: CompanyInput,
 }
 
-impl Operation for UpdateCompany {
-    const SUBJECT: &'static str = subjects::COMPANY_UPDATE;
-    type Reply = Company;
-}
+crate::operation!(UpdateCompany => subjects::COMPANY_UPDATE, Company);
 
 /// Delete a manual company; a synced company is a conflict.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,10 +126,7 @@ pub struct DeleteCompany {
     pub id: String,
 }
 
-impl Operation for DeleteCompany {
-    const SUBJECT: &'static str = subjects::COMPANY_DELETE;
-    type Reply = ();
-}
+crate::operation!(DeleteCompany => subjects::COMPANY_DELETE, ());
 
 /// What one ConnectWise sync did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,19 +170,13 @@ pub struct RunCompanySync {
     pub full: bool,
 }
 
-impl Operation for RunCompanySync {
-    const SUBJECT: &'static str = subjects::COMPANY_SYNC_RUN;
-    type Reply = SyncReport;
-}
+crate::operation!(RunCompanySync => subjects::COMPANY_SYNC_RUN, SyncReport);
 
 /// The sync status.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct GetCompanySyncStatus {}
 
-impl Operation for GetCompanySyncStatus {
-    const SUBJECT: &'static str = subjects::COMPANY_SYNC_STATUS;
-    type Reply = SyncStatus;
-}
+crate::operation!(GetCompanySyncStatus => subjects::COMPANY_SYNC_STATUS, SyncStatus);
 
 /// A company's ConnectWise configurations, fetched live (empty when the company has no
 /// ConnectWise id).
@@ -210,7 +186,4 @@ pub struct GetCompanyConfigurations {
     pub id: String,
 }
 
-impl Operation for GetCompanyConfigurations {
-    const SUBJECT: &'static str = subjects::COMPANY_CONFIGURATIONS;
-    type Reply = Vec<serde_json::Value>;
-}
+crate::operation!(GetCompanyConfigurations => subjects::COMPANY_CONFIGURATIONS, Vec<serde_json::Value>);

@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::company::CompanySummary;
-use crate::{Operation, subjects};
+use crate::subjects;
 
 /// One field definition of a credential type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,10 +211,7 @@ impl std::fmt::Debug for SecureValues {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ListCredentialTypes {}
 
-impl Operation for ListCredentialTypes {
-    const SUBJECT: &'static str = subjects::CREDENTIAL_TYPE_LIST;
-    type Reply = Vec<CredentialType>;
-}
+crate::operation!(ListCredentialTypes => subjects::CREDENTIAL_TYPE_LIST, Vec<CredentialType>);
 
 /// Get a credential type by id or (case-insensitive) name.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -223,10 +220,7 @@ pub struct GetCredentialType {
     pub identifier: String,
 }
 
-impl Operation for GetCredentialType {
-    const SUBJECT: &'static str = subjects::CREDENTIAL_TYPE_GET;
-    type Reply = CredentialType;
-}
+crate::operation!(GetCredentialType => subjects::CREDENTIAL_TYPE_GET, CredentialType);
 
 /// Create a credential type.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -235,10 +229,7 @@ pub struct CreateCredentialType {
     pub input: CredentialTypeInput,
 }
 
-impl Operation for CreateCredentialType {
-    const SUBJECT: &'static str = subjects::CREDENTIAL_TYPE_CREATE;
-    type Reply = CredentialType;
-}
+crate::operation!(CreateCredentialType => subjects::CREDENTIAL_TYPE_CREATE, CredentialType);
 
 /// Update a credential type.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -249,10 +240,7 @@ pub struct UpdateCredentialType {
     pub patch: CredentialTypePatch,
 }
 
-impl Operation for UpdateCredentialType {
-    const SUBJECT: &'static str = subjects::CREDENTIAL_TYPE_UPDATE;
-    type Reply = CredentialType;
-}
+crate::operation!(UpdateCredentialType => subjects::CREDENTIAL_TYPE_UPDATE, CredentialType);
 
 /// Delete a credential type and every credential of it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -261,10 +249,7 @@ pub struct DeleteCredentialType {
     pub id: String,
 }
 
-impl Operation for DeleteCredentialType {
-    const SUBJECT: &'static str = subjects::CREDENTIAL_TYPE_DELETE;
-    type Reply = ();
-}
+crate::operation!(DeleteCredentialType => subjects::CREDENTIAL_TYPE_DELETE, ());
 
 /// Every credential of a type.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -273,10 +258,7 @@ pub struct ListCredentialsByType {
     pub id: String,
 }
 
-impl Operation for ListCredentialsByType {
-    const SUBJECT: &'static str = subjects::CREDENTIAL_LIST_BY_TYPE;
-    type Reply = Vec<Credential>;
-}
+crate::operation!(ListCredentialsByType => subjects::CREDENTIAL_LIST_BY_TYPE, Vec<Credential>);
 
 /// Every credential of a company the caller may see.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -285,10 +267,7 @@ pub struct ListCredentialsByCompany {
     pub company_id: String,
 }
 
-impl Operation for ListCredentialsByCompany {
-    const SUBJECT: &'static str = subjects::CREDENTIAL_LIST_BY_COMPANY;
-    type Reply = Vec<Credential>;
-}
+crate::operation!(ListCredentialsByCompany => subjects::CREDENTIAL_LIST_BY_COMPANY, Vec<Credential>);
 
 /// Get one credential.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -297,10 +276,7 @@ pub struct GetCredential {
     pub id: String,
 }
 
-impl Operation for GetCredential {
-    const SUBJECT: &'static str = subjects::CREDENTIAL_GET;
-    type Reply = Credential;
-}
+crate::operation!(GetCredential => subjects::CREDENTIAL_GET, Credential);
 
 /// Create a credential.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -309,10 +285,7 @@ pub struct CreateCredential {
     pub input: CredentialInput,
 }
 
-impl Operation for CreateCredential {
-    const SUBJECT: &'static str = subjects::CREDENTIAL_CREATE;
-    type Reply = Credential;
-}
+crate::operation!(CreateCredential => subjects::CREDENTIAL_CREATE, Credential);
 
 /// Rename a credential.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -323,10 +296,7 @@ pub struct UpdateCredential {
     pub patch: CredentialPatch,
 }
 
-impl Operation for UpdateCredential {
-    const SUBJECT: &'static str = subjects::CREDENTIAL_UPDATE;
-    type Reply = Credential;
-}
+crate::operation!(UpdateCredential => subjects::CREDENTIAL_UPDATE, Credential);
 
 /// Replace a credential's values.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -337,10 +307,7 @@ pub struct UpdateCredentialFields {
     pub input: CredentialFieldsInput,
 }
 
-impl Operation for UpdateCredentialFields {
-    const SUBJECT: &'static str = subjects::CREDENTIAL_FIELDS_UPDATE;
-    type Reply = Credential;
-}
+crate::operation!(UpdateCredentialFields => subjects::CREDENTIAL_FIELDS_UPDATE, Credential);
 
 /// A credential's values, secure ones sealed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -349,10 +316,7 @@ pub struct GetCredentialFields {
     pub id: String,
 }
 
-impl Operation for GetCredentialFields {
-    const SUBJECT: &'static str = subjects::CREDENTIAL_FIELDS_GET;
-    type Reply = Vec<FieldValue>;
-}
+crate::operation!(GetCredentialFields => subjects::CREDENTIAL_FIELDS_GET, Vec<FieldValue>);
 
 /// Reveal a credential's secure values (audited).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -361,10 +325,7 @@ pub struct RevealSecureValues {
     pub id: String,
 }
 
-impl Operation for RevealSecureValues {
-    const SUBJECT: &'static str = subjects::CREDENTIAL_REVEAL;
-    type Reply = SecureValues;
-}
+crate::operation!(RevealSecureValues => subjects::CREDENTIAL_REVEAL, SecureValues);
 
 /// How many credentials belong to a company (company-sync asks before deleting one).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -374,10 +335,7 @@ pub struct CountCompanyCredentials {
     pub company_id: String,
 }
 
-impl Operation for CountCompanyCredentials {
-    const SUBJECT: &'static str = subjects::CREDENTIAL_COUNT_BY_COMPANY;
-    type Reply = u64;
-}
+crate::operation!(CountCompanyCredentials => subjects::CREDENTIAL_COUNT_BY_COMPANY, u64);
 
 /// Delete a credential.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -386,7 +344,4 @@ pub struct DeleteCredential {
     pub id: String,
 }
 
-impl Operation for DeleteCredential {
-    const SUBJECT: &'static str = subjects::CREDENTIAL_DELETE;
-    type Reply = ();
-}
+crate::operation!(DeleteCredential => subjects::CREDENTIAL_DELETE, ());

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Operation, subjects};
+use crate::subjects;
 
 /// The state a service reports about its own dependencies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,34 +18,22 @@ pub struct HealthReply {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct IdentityHealth {}
 
-impl Operation for IdentityHealth {
-    const SUBJECT: &'static str = subjects::IDENTITY_HEALTH;
-    type Reply = HealthReply;
-}
+crate::operation!(IdentityHealth => subjects::IDENTITY_HEALTH, HealthReply);
 
 /// Ask company-sync whether it is healthy.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CompanySyncHealth {}
 
-impl Operation for CompanySyncHealth {
-    const SUBJECT: &'static str = subjects::COMPANY_SYNC_HEALTH;
-    type Reply = HealthReply;
-}
+crate::operation!(CompanySyncHealth => subjects::COMPANY_SYNC_HEALTH, HealthReply);
 
 /// Ask credential whether it is healthy.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CredentialHealth {}
 
-impl Operation for CredentialHealth {
-    const SUBJECT: &'static str = subjects::CREDENTIAL_HEALTH;
-    type Reply = HealthReply;
-}
+crate::operation!(CredentialHealth => subjects::CREDENTIAL_HEALTH, HealthReply);
 
 /// Ask vault whether it is healthy.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct VaultHealth {}
 
-impl Operation for VaultHealth {
-    const SUBJECT: &'static str = subjects::VAULT_HEALTH;
-    type Reply = HealthReply;
-}
+crate::operation!(VaultHealth => subjects::VAULT_HEALTH, HealthReply);

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Operation, Principal, subjects};
+use crate::{Principal, subjects};
 
 /// Resolve an API token to its principal. Carries only the token's SHA-256 hash (hex), never the
 /// token itself.
@@ -23,10 +23,7 @@ pub struct AuthenticatedToken {
     pub expires_at: Option<String>,
 }
 
-impl Operation for AuthenticateToken {
-    const SUBJECT: &'static str = subjects::IDENTITY_AUTHENTICATE_TOKEN;
-    type Reply = AuthenticatedToken;
-}
+crate::operation!(AuthenticateToken => subjects::IDENTITY_AUTHENTICATE_TOKEN, AuthenticatedToken);
 
 /// Ask for the public keys and the claims access tokens must carry.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -56,10 +53,7 @@ pub struct PublicKeys {
     pub keys: Vec<PublicKey>,
 }
 
-impl Operation for GetPublicKeys {
-    const SUBJECT: &'static str = subjects::IDENTITY_PUBLIC_KEYS;
-    type Reply = PublicKeys;
-}
+crate::operation!(GetPublicKeys => subjects::IDENTITY_PUBLIC_KEYS, PublicKeys);
 
 /// The `typ` claim value of access tokens; refresh and ID tokens never carry it.
 pub const ACCESS_TOKEN_TYPE: &str = "access";
@@ -117,10 +111,7 @@ pub struct LoginStart {
     pub expires_at: String,
 }
 
-impl Operation for BeginLogin {
-    const SUBJECT: &'static str = subjects::IDENTITY_LOGIN_BEGIN;
-    type Reply = LoginStart;
-}
+crate::operation!(BeginLogin => subjects::IDENTITY_LOGIN_BEGIN, LoginStart);
 
 /// Is a sign-in pending for this callback key? Answers its expiry, or 404.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -138,10 +129,7 @@ pub struct LoginPending {
     pub expires_at: String,
 }
 
-impl Operation for CheckLogin {
-    const SUBJECT: &'static str = subjects::IDENTITY_LOGIN_CHECK;
-    type Reply = LoginPending;
-}
+crate::operation!(CheckLogin => subjects::IDENTITY_LOGIN_CHECK, LoginPending);
 
 /// Finish a sign-in with what the provider's redirect carried. Consumes the pending login
 /// (single use) whatever the outcome.
@@ -184,10 +172,7 @@ pub struct SignedIn {
     pub user: User,
 }
 
-impl Operation for CompleteLogin {
-    const SUBJECT: &'static str = subjects::IDENTITY_LOGIN_COMPLETE;
-    type Reply = SignedIn;
-}
+crate::operation!(CompleteLogin => subjects::IDENTITY_LOGIN_COMPLETE, SignedIn);
 
 /// Rotate a refresh token. Carries only its SHA-256 (hex), never the token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -197,10 +182,7 @@ pub struct RefreshSession {
     pub token_hash: String,
 }
 
-impl Operation for RefreshSession {
-    const SUBJECT: &'static str = subjects::IDENTITY_REFRESH;
-    type Reply = TokenPair;
-}
+crate::operation!(RefreshSession => subjects::IDENTITY_REFRESH, TokenPair);
 
 /// Revoke the caller's session (the refresh-token family of its access token).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -214,10 +196,7 @@ pub struct LoggedOut {
     pub session_id: String,
 }
 
-impl Operation for Logout {
-    const SUBJECT: &'static str = subjects::IDENTITY_LOGOUT;
-    type Reply = LoggedOut;
-}
+crate::operation!(Logout => subjects::IDENTITY_LOGOUT, LoggedOut);
 
 /// The principal of a user's access token as of now: the session must be live and the user's
 /// current roles decide the permissions (so role changes apply within the edge's cache time).
@@ -230,10 +209,7 @@ pub struct ResolveSession {
     pub session_id: String,
 }
 
-impl Operation for ResolveSession {
-    const SUBJECT: &'static str = subjects::IDENTITY_RESOLVE_SESSION;
-    type Reply = Principal;
-}
+crate::operation!(ResolveSession => subjects::IDENTITY_RESOLVE_SESSION, Principal);
 
 // ---- users and roles ------------------------------------------------------------------------
 
@@ -263,10 +239,7 @@ pub struct User {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct GetMe {}
 
-impl Operation for GetMe {
-    const SUBJECT: &'static str = subjects::IDENTITY_ME_GET;
-    type Reply = User;
-}
+crate::operation!(GetMe => subjects::IDENTITY_ME_GET, User);
 
 /// Change the caller's name and/or image (`image: null` removes it).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -280,10 +253,7 @@ pub struct UpdateMe {
     pub image: Option<Option<String>>,
 }
 
-impl Operation for UpdateMe {
-    const SUBJECT: &'static str = subjects::IDENTITY_ME_UPDATE;
-    type Reply = User;
-}
+crate::operation!(UpdateMe => subjects::IDENTITY_ME_UPDATE, User);
 
 /// `Option<Option<T>>` that tells a missing key (`None`) from `null` (`Some(None)`).
 mod double_option {
@@ -326,10 +296,7 @@ pub struct UserPage {
     pub total: u64,
 }
 
-impl Operation for ListUsers {
-    const SUBJECT: &'static str = subjects::IDENTITY_USER_LIST;
-    type Reply = UserPage;
-}
+crate::operation!(ListUsers => subjects::IDENTITY_USER_LIST, UserPage);
 
 /// Replace a user's roles (every role must exist).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -340,10 +307,7 @@ pub struct SetUserRoles {
     pub roles: Vec<String>,
 }
 
-impl Operation for SetUserRoles {
-    const SUBJECT: &'static str = subjects::IDENTITY_USER_ROLES_SET;
-    type Reply = User;
-}
+crate::operation!(SetUserRoles => subjects::IDENTITY_USER_ROLES_SET, User);
 
 /// A role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -367,10 +331,7 @@ pub struct Role {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ListRoles {}
 
-impl Operation for ListRoles {
-    const SUBJECT: &'static str = subjects::IDENTITY_ROLE_LIST;
-    type Reply = Vec<Role>;
-}
+crate::operation!(ListRoles => subjects::IDENTITY_ROLE_LIST, Vec<Role>);
 
 /// What a role create or update carries.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -391,10 +352,7 @@ pub struct CreateRole {
     pub input: RoleInput,
 }
 
-impl Operation for CreateRole {
-    const SUBJECT: &'static str = subjects::IDENTITY_ROLE_CREATE;
-    type Reply = Role;
-}
+crate::operation!(CreateRole => subjects::IDENTITY_ROLE_CREATE, Role);
 
 /// Rename a role and/or replace its permissions (renaming carries the new name to its users).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -405,10 +363,7 @@ pub struct UpdateRole {
     pub input: RoleInput,
 }
 
-impl Operation for UpdateRole {
-    const SUBJECT: &'static str = subjects::IDENTITY_ROLE_UPDATE;
-    type Reply = Role;
-}
+crate::operation!(UpdateRole => subjects::IDENTITY_ROLE_UPDATE, Role);
 
 /// Delete a role; refused (409) while users or API tokens hold it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -417,7 +372,4 @@ pub struct DeleteRole {
     pub id: String,
 }
 
-impl Operation for DeleteRole {
-    const SUBJECT: &'static str = subjects::IDENTITY_ROLE_DELETE;
-    type Reply = Role;
-}
+crate::operation!(DeleteRole => subjects::IDENTITY_ROLE_DELETE, Role);

@@ -19,6 +19,9 @@ pub mod token;
 pub mod vault;
 
 pub use error::{ErrorCode, FieldError, WireError};
-pub use operation::Operation;
+pub use operation::{Operation, OperationInfo, operations};
+
+#[doc(hidden)]
+pub use inventory;
 pub use permission::{Permission, PermissionSet};
 pub use principal::{Principal, PrincipalKind};

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Operation, subjects};
+use crate::subjects;
 
 /// Where a value lives; the key that seals it is derived from this, so a sealed value copied to
 /// another credential or field fails to open.
@@ -49,10 +49,7 @@ pub struct Seal {
     pub items: Vec<SealItem>,
 }
 
-impl Operation for Seal {
-    const SUBJECT: &'static str = subjects::VAULT_SEAL;
-    type Reply = Vec<String>;
-}
+crate::operation!(Seal => subjects::VAULT_SEAL, Vec<String>);
 
 /// One sealed value to open.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,10 +86,7 @@ impl std::fmt::Debug for Plaintexts {
     }
 }
 
-impl Operation for Unseal {
-    const SUBJECT: &'static str = subjects::VAULT_UNSEAL;
-    type Reply = Plaintexts;
-}
+crate::operation!(Unseal => subjects::VAULT_UNSEAL, Plaintexts);
 
 /// Re-seal values with the active key (for key rotation). Items already under the active key
 /// come back unchanged. Replies with one sealed blob per item, in order.
@@ -102,7 +96,4 @@ pub struct Reseal {
     pub items: Vec<SealedItem>,
 }
 
-impl Operation for Reseal {
-    const SUBJECT: &'static str = subjects::VAULT_RESEAL;
-    type Reply = Vec<String>;
-}
+crate::operation!(Reseal => subjects::VAULT_RESEAL, Vec<String>);

@@ -6,7 +6,7 @@
 pub mod admin;
 pub mod connectwise;
 pub mod events;
-pub mod ops;
+pub mod listing;
 pub mod service;
 pub mod store;
 pub mod sync;
@@ -21,9 +21,9 @@ use ttscm_contract::company::{
     CreateCompany, DeleteCompany, GetCompany, GetCompanyConfigurations, GetCompanySummaries,
     GetCompanySyncStatus, ListCompanies, RunCompanySync, UpdateCompany,
 };
-use ttscm_contract::health::{CompanySyncHealth, HealthReply};
+use ttscm_contract::health::CompanySyncHealth;
 use ttscm_contract::subjects::COMPANY_SYNC_QUEUE;
-use ttscm_runtime::service::serve_fn;
+use ttscm_runtime::router::ServiceRouter;
 use ttscm_runtime::{Bus, BusError, Settings, Shutdown, Store, StoreError};
 
 pub use store::COMPANIES;
@@ -61,51 +61,24 @@ pub async fn run(
         upstream,
         syncer,
         sync,
-        listing: service::Listing::default(),
+        listing: listing::Listing::default(),
         client: ttscm_runtime::service::BusClient::new(bus.clone(), settings.request_timeout()),
     });
-    let q = COMPANY_SYNC_QUEUE;
-    let mut tasks = vec![
-        ttscm_runtime::service::serve_op::<GetCompanySummaries, _>(bus, q, service.clone(), shutdown.clone())
-            .await?,
-        ttscm_runtime::service::serve_op::<ListCompanies, _>(bus, q, service.clone(), shutdown.clone())
-            .await?,
-        ttscm_runtime::service::serve_op::<GetCompany, _>(bus, q, service.clone(), shutdown.clone()).await?,
-        ttscm_runtime::service::serve_op::<CreateCompany, _>(bus, q, service.clone(), shutdown.clone())
-            .await?,
-        ttscm_runtime::service::serve_op::<UpdateCompany, _>(bus, q, service.clone(), shutdown.clone())
-            .await?,
-        ttscm_runtime::service::serve_op::<DeleteCompany, _>(bus, q, service.clone(), shutdown.clone())
-            .await?,
-        ttscm_runtime::service::serve_op::<RunCompanySync, _>(bus, q, service.clone(), shutdown.clone())
-            .await?,
-        ttscm_runtime::service::serve_op::<GetCompanySyncStatus, _>(
-            bus,
-            q,
-            service.clone(),
-            shutdown.clone(),
-        )
-        .await?,
-        ttscm_runtime::service::serve_op::<GetCompanyConfigurations, _>(
-            bus,
-            q,
-            service.clone(),
-            shutdown.clone(),
-        )
-        .await?,
-    ];
-    let health_store = store.clone();
-    tasks.push(
-        serve_fn::<CompanySyncHealth, _, _>(bus, q, shutdown, move |_, _| {
-            let store = health_store.clone();
-            async move {
-                Ok(HealthReply {
-                    service: "company-sync".into(),
-                    store_ok: Some(store.ping().await.is_ok()),
-                })
-            }
-        })
-        .await?,
-    );
-    Ok(tasks)
+    Ok(router()
+        .serve(bus, service, Some(store.clone()), shutdown)
+        .await?)
+}
+
+/// Every operation company-sync serves.
+pub fn router() -> ServiceRouter<service::Service> {
+    ServiceRouter::new::<CompanySyncHealth>("company-sync", COMPANY_SYNC_QUEUE)
+        .op::<GetCompanySummaries>()
+        .op::<ListCompanies>()
+        .op::<GetCompany>()
+        .op::<CreateCompany>()
+        .op::<UpdateCompany>()
+        .op::<DeleteCompany>()
+        .op::<RunCompanySync>()
+        .op::<GetCompanySyncStatus>()
+        .op::<GetCompanyConfigurations>()
 }

@@ -6,19 +6,24 @@
 
 pub mod audit;
 pub mod audit_stream;
+pub mod auditing;
+pub mod caches;
+pub mod credentials;
 pub mod domain;
 pub mod events;
-pub mod ops;
 pub mod reseal;
+pub mod sealing;
 pub mod service;
 pub mod store;
+pub mod types;
 
 use tokio::task::JoinHandle;
 use ttscm_contract::audit::{ListAuditEvents, VerifyAudit};
 use ttscm_contract::credential::*;
-use ttscm_contract::health::{CredentialHealth, HealthReply};
+use ttscm_contract::health::CredentialHealth;
 use ttscm_contract::subjects::CREDENTIAL_QUEUE;
-use ttscm_runtime::service::{BusClient, serve_fn};
+use ttscm_runtime::router::ServiceRouter;
+use ttscm_runtime::service::BusClient;
 use ttscm_runtime::{Bus, BusError, Settings, Shutdown, Store, StoreError};
 
 /// Why the credential service could not start.
@@ -53,7 +58,7 @@ pub async fn run(
         Bus::InProc(_) => None,
     };
     let audit = audit::AuditLog::new(store.clone(), stream);
-    let caches = std::sync::Arc::new(service::Caches::default());
+    let caches = std::sync::Arc::new(caches::Caches::default());
     let service = service::Service {
         store: store.clone(),
         client: BusClient::new(bus.clone(), settings.request_timeout()),
@@ -62,90 +67,9 @@ pub async fn run(
         caches: caches.clone(),
     };
     let service = std::sync::Arc::new(service);
-    let q = CREDENTIAL_QUEUE;
-    let mut tasks = vec![
-        ttscm_runtime::service::serve_op::<ListCredentialTypes, _>(bus, q, service.clone(), shutdown.clone())
-            .await?,
-        ttscm_runtime::service::serve_op::<GetCredentialType, _>(bus, q, service.clone(), shutdown.clone())
-            .await?,
-        ttscm_runtime::service::serve_op::<CreateCredentialType, _>(
-            bus,
-            q,
-            service.clone(),
-            shutdown.clone(),
-        )
-        .await?,
-        ttscm_runtime::service::serve_op::<UpdateCredentialType, _>(
-            bus,
-            q,
-            service.clone(),
-            shutdown.clone(),
-        )
-        .await?,
-        ttscm_runtime::service::serve_op::<DeleteCredentialType, _>(
-            bus,
-            q,
-            service.clone(),
-            shutdown.clone(),
-        )
-        .await?,
-        ttscm_runtime::service::serve_op::<ListCredentialsByType, _>(
-            bus,
-            q,
-            service.clone(),
-            shutdown.clone(),
-        )
-        .await?,
-        ttscm_runtime::service::serve_op::<ListCredentialsByCompany, _>(
-            bus,
-            q,
-            service.clone(),
-            shutdown.clone(),
-        )
-        .await?,
-        ttscm_runtime::service::serve_op::<CountCompanyCredentials, _>(
-            bus,
-            q,
-            service.clone(),
-            shutdown.clone(),
-        )
-        .await?,
-        ttscm_runtime::service::serve_op::<GetCredential, _>(bus, q, service.clone(), shutdown.clone())
-            .await?,
-        ttscm_runtime::service::serve_op::<CreateCredential, _>(bus, q, service.clone(), shutdown.clone())
-            .await?,
-        ttscm_runtime::service::serve_op::<UpdateCredential, _>(bus, q, service.clone(), shutdown.clone())
-            .await?,
-        ttscm_runtime::service::serve_op::<UpdateCredentialFields, _>(
-            bus,
-            q,
-            service.clone(),
-            shutdown.clone(),
-        )
-        .await?,
-        ttscm_runtime::service::serve_op::<GetCredentialFields, _>(bus, q, service.clone(), shutdown.clone())
-            .await?,
-        ttscm_runtime::service::serve_op::<RevealSecureValues, _>(bus, q, service.clone(), shutdown.clone())
-            .await?,
-        ttscm_runtime::service::serve_op::<DeleteCredential, _>(bus, q, service.clone(), shutdown.clone())
-            .await?,
-        ttscm_runtime::service::serve_op::<ListAuditEvents, _>(bus, q, service.clone(), shutdown.clone())
-            .await?,
-        ttscm_runtime::service::serve_op::<VerifyAudit, _>(bus, q, service.clone(), shutdown.clone()).await?,
-    ];
-    let health_store = store.clone();
-    tasks.push(
-        serve_fn::<CredentialHealth, _, _>(bus, q, shutdown.clone(), move |_, _| {
-            let store = health_store.clone();
-            async move {
-                Ok(HealthReply {
-                    service: "credential".into(),
-                    store_ok: Some(store.ping().await.is_ok()),
-                })
-            }
-        })
-        .await?,
-    );
+    let mut tasks = router()
+        .serve(bus, service, Some(store.clone()), shutdown.clone())
+        .await?;
     tasks.push(tokio::spawn(events.drain_outbox_forever(shutdown.clone())));
     // Type events from every replica clear this replica's type caches; credential changes
     // announced by every replica (this one included) forget the credential, or for `*` all.
@@ -166,6 +90,28 @@ pub async fn run(
             }),
     ));
     Ok(tasks)
+}
+
+/// Every operation the credential service serves.
+pub fn router() -> ServiceRouter<service::Service> {
+    ServiceRouter::new::<CredentialHealth>("credential", CREDENTIAL_QUEUE)
+        .op::<GetCredential>()
+        .op::<RevealSecureValues>()
+        .op::<GetCredentialFields>()
+        .op::<ListCredentialsByType>()
+        .op::<ListCredentialsByCompany>()
+        .op::<CreateCredential>()
+        .op::<UpdateCredential>()
+        .op::<UpdateCredentialFields>()
+        .op::<DeleteCredential>()
+        .op::<CountCompanyCredentials>()
+        .op::<ListCredentialTypes>()
+        .op::<GetCredentialType>()
+        .op::<CreateCredentialType>()
+        .op::<UpdateCredentialType>()
+        .op::<DeleteCredentialType>()
+        .op::<ListAuditEvents>()
+        .op::<VerifyAudit>()
 }
 
 /// Type events from every replica.

@@ -4,7 +4,6 @@
 //! `run` serves identity's bus subjects until shutdown; [`admin`] holds the operations the CLI
 //! runs directly against the store (create/list/revoke API tokens).
 
-pub mod actor;
 pub mod admin;
 pub mod error;
 pub mod keys;
@@ -13,24 +12,23 @@ pub mod oidc;
 pub mod roles;
 pub mod service;
 pub mod store;
+pub mod tokens;
 pub mod users;
 
-use actix::Actor;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
-use ttscm_contract::health::{HealthReply, IdentityHealth};
-
+use ttscm_contract::health::IdentityHealth;
 use ttscm_contract::identity::*;
 use ttscm_contract::subjects::IDENTITY_QUEUE;
-use ttscm_runtime::service::{serve, serve_fn, serve_op};
+use ttscm_runtime::router::ServiceRouter;
 use ttscm_runtime::{Bus, Settings, Shutdown, Store};
 
 pub use error::IdentityError;
 pub use keys::SigningKey;
 
 /// Starts the identity service: prepares its collections, loads the signing key, and serves
-/// its subjects until `shutdown`. Must be called on an actix thread (the actor starts there).
+/// its subjects until `shutdown`.
 pub async fn run(
     bus: &Bus,
     store: &Store,
@@ -49,57 +47,39 @@ pub async fn run(
     let changes = bus
         .subscribe(ttscm_contract::subjects::IDENTITY_USER_CHANGED)
         .await?;
-    let addr = actor::IdentityActor::new(store.clone(), signing_key, settings).start();
-    let mut tasks = vec![
-        serve::<AuthenticateToken, _>(bus, IDENTITY_QUEUE, addr.clone(), shutdown.clone()).await?,
-        serve::<GetPublicKeys, _>(bus, IDENTITY_QUEUE, addr.clone(), shutdown.clone()).await?,
-    ];
-    macro_rules! ops {
-        ($($op:ty),* $(,)?) => {
-            $( tasks.push(serve_op::<$op, _>(bus, IDENTITY_QUEUE, identity.clone(), shutdown.clone()).await?); )*
-        };
-    }
-    ops!(
-        BeginLogin,
-        CheckLogin,
-        CompleteLogin,
-        RefreshSession,
-        Logout,
-        ResolveSession,
-        GetMe,
-        UpdateMe,
-        ListUsers,
-        SetUserRoles,
-        ListRoles,
-        CreateRole,
-        UpdateRole,
-        DeleteRole,
-    );
+    let mut tasks = router()
+        .serve(bus, identity.clone(), Some(store.clone()), shutdown.clone())
+        .await?;
     tasks.push(tokio::spawn(sweep_expired(store.clone(), shutdown.clone())));
     // User changes made through other replicas: drop them from this replica's user cache.
     let cache_owner = identity.clone();
-    tasks.push(tokio::spawn(changes.for_each_until(
-        shutdown.clone(),
-        move |message| {
-            cache_owner
-                .users
-                .forget(&String::from_utf8_lossy(&message.payload));
-        },
-    )));
-    let health_store = store.clone();
-    tasks.push(
-        serve_fn::<IdentityHealth, _, _>(bus, IDENTITY_QUEUE, shutdown, move |_, _| {
-            let store = health_store.clone();
-            async move {
-                Ok(HealthReply {
-                    service: "identity".into(),
-                    store_ok: Some(store.ping().await.is_ok()),
-                })
-            }
-        })
-        .await?,
-    );
+    tasks.push(tokio::spawn(changes.for_each_until(shutdown, move |message| {
+        cache_owner
+            .users
+            .forget(&String::from_utf8_lossy(&message.payload));
+    })));
     Ok(tasks)
+}
+
+/// Every operation identity serves.
+pub fn router() -> ServiceRouter<service::Identity> {
+    ServiceRouter::new::<IdentityHealth>("identity", IDENTITY_QUEUE)
+        .op::<AuthenticateToken>()
+        .op::<GetPublicKeys>()
+        .op::<BeginLogin>()
+        .op::<CheckLogin>()
+        .op::<CompleteLogin>()
+        .op::<RefreshSession>()
+        .op::<Logout>()
+        .op::<ResolveSession>()
+        .op::<GetMe>()
+        .op::<UpdateMe>()
+        .op::<ListUsers>()
+        .op::<SetUserRoles>()
+        .op::<ListRoles>()
+        .op::<CreateRole>()
+        .op::<UpdateRole>()
+        .op::<DeleteRole>()
 }
 
 /// How often expired pending logins, refresh tokens and sessions are deleted.

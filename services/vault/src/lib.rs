@@ -9,11 +9,15 @@ pub mod actor;
 pub mod keyring;
 pub mod seal;
 
+use std::sync::Arc;
 use tokio::task::JoinHandle;
-use ttscm_contract::health::{HealthReply, VaultHealth};
+
+use ttscm_contract::WireError;
+use ttscm_contract::health::VaultHealth;
 use ttscm_contract::subjects::VAULT_QUEUE;
-use ttscm_contract::vault::{Reseal, Seal, Unseal};
-use ttscm_runtime::service::{Call, serve_fn};
+use ttscm_contract::vault::{Plaintexts, Reseal, Seal, Unseal};
+use ttscm_runtime::router::ServiceRouter;
+use ttscm_runtime::service::{Call, CallContext, ServiceOp};
 use ttscm_runtime::{Bus, BusError, Settings, Shutdown};
 
 pub use actor::VaultActor;
@@ -44,30 +48,42 @@ pub async fn run(
         key_file = actor.key_file().map(|p| p.display().to_string()),
         "vault key ring loaded"
     );
-    let vault: actor::SharedVault = std::sync::Arc::new(std::sync::Mutex::new(actor));
-    let seal = vault.clone();
-    let unseal = vault.clone();
-    Ok(vec![
-        serve_fn::<Seal, _, _>(bus, VAULT_QUEUE, shutdown.clone(), move |ctx, op| {
-            std::future::ready(actor::handle_seal(&seal, Call { ctx, op }))
-        })
-        .await?,
-        serve_fn::<Unseal, _, _>(bus, VAULT_QUEUE, shutdown.clone(), move |ctx, op| {
-            std::future::ready(actor::handle_unseal(&unseal, Call { ctx, op }))
-        })
-        .await?,
-        serve_fn::<Reseal, _, _>(bus, VAULT_QUEUE, shutdown.clone(), move |ctx, op| {
-            std::future::ready(actor::handle_reseal(&vault, Call { ctx, op }))
-        })
-        .await?,
-        serve_fn::<VaultHealth, _, _>(bus, VAULT_QUEUE, shutdown, move |_, _| async move {
-            Ok(HealthReply {
-                service: "vault".into(),
-                store_ok: None,
-            })
-        })
-        .await?,
-    ])
+    let vault = VaultState {
+        vault: Arc::new(std::sync::Mutex::new(actor)),
+    };
+    Ok(router().serve(bus, Arc::new(vault), None, shutdown).await?)
+}
+
+/// What vault's handlers share: the key ring's owner behind its lock.
+#[derive(Debug)]
+pub struct VaultState {
+    vault: actor::SharedVault,
+}
+
+/// Every operation vault serves.
+pub fn router() -> ServiceRouter<VaultState> {
+    ServiceRouter::new::<VaultHealth>("vault", VAULT_QUEUE)
+        .op::<Seal>()
+        .op::<Unseal>()
+        .op::<Reseal>()
+}
+
+impl ServiceOp<VaultState> for Seal {
+    async fn run(self, vault: Arc<VaultState>, ctx: CallContext) -> Result<Vec<String>, WireError> {
+        actor::handle_seal(&vault.vault, Call { ctx, op: self })
+    }
+}
+
+impl ServiceOp<VaultState> for Unseal {
+    async fn run(self, vault: Arc<VaultState>, ctx: CallContext) -> Result<Plaintexts, WireError> {
+        actor::handle_unseal(&vault.vault, Call { ctx, op: self })
+    }
+}
+
+impl ServiceOp<VaultState> for Reseal {
+    async fn run(self, vault: Arc<VaultState>, ctx: CallContext) -> Result<Vec<String>, WireError> {
+        actor::handle_reseal(&vault.vault, Call { ctx, op: self })
+    }
 }
 
 /// Makes a new random key the active one (`ttscm vault rotate`) and returns its kid.

@@ -1,0 +1,163 @@
+//! A service's operations, declared once: [`ServiceRouter`].
+//!
+//! Every service builds its router in one function (`router()` in its `lib.rs`) — a health
+//! operation, then one `.op::<Operation>()` line per operation it serves — and `run` serves it.
+//! The handler of an operation is its [`ServiceOp`] impl, next to the code it uses. Because the
+//! router can be built without any state, a test lists what every service serves
+//! ([`ServiceRouter::subjects`]) and walks the contract's own operation list
+//! ([`ttscm_contract::operations`]): an operation nobody serves, or two services serve, fails
+//! that test instead of answering 503 "no responders" at run time.
+//!
+//! Adding an operation: a contract type declared with `operation!`, a `ServiceOp` impl, one
+//! `.op::<NewOperation>()` line here, and an edge route.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use ttscm_contract::Operation;
+use ttscm_contract::health::HealthReply;
+
+use crate::service::{ServiceOp, serve_fn, serve_op};
+use crate::{Bus, BusError, Shutdown, Store};
+
+/// What starting one operation's serving loop returns.
+type Serving<'a> = Pin<Box<dyn Future<Output = Result<JoinHandle<()>, BusError>> + Send + 'a>>;
+
+/// Starts one operation's serving loop.
+type ServeOne<S> = for<'a> fn(&'a Bus, &'static str, Arc<S>, Shutdown) -> Serving<'a>;
+
+/// One declared operation.
+struct Route<S> {
+    /// The operation's request type, for messages.
+    name: &'static str,
+    /// The subject it is served on.
+    subject: &'static str,
+    /// Starts serving it.
+    serve: ServeOne<S>,
+}
+
+/// The operations one service serves on its state `S`, plus its health check.
+pub struct ServiceRouter<S> {
+    /// The service's name, as the health reply reports it.
+    service: &'static str,
+    /// The queue group every replica of the service joins.
+    queue: &'static str,
+    /// The health operation's subject.
+    health: &'static str,
+    /// Serves the health operation.
+    serve_health: ServeHealth,
+    /// The declared operations, in declaration order.
+    routes: Vec<Route<S>>,
+}
+
+/// Starts the health operation's serving loop: reports `service` and whether `store` answers.
+type ServeHealth = for<'a> fn(&'a Bus, &'static str, &'static str, Option<Store>, Shutdown) -> Serving<'a>;
+
+impl<S> std::fmt::Debug for ServiceRouter<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceRouter")
+            .field("service", &self.service)
+            .field(
+                "operations",
+                &self.routes.iter().map(|r| r.name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl<S: Send + Sync + 'static> ServiceRouter<S> {
+    /// A router for `service` serving in queue group `queue`, answering the health operation `H`
+    /// (every service has one: its name and whether its store answers a ping).
+    pub fn new<H>(service: &'static str, queue: &'static str) -> Self
+    where
+        H: Operation<Reply = HealthReply>,
+    {
+        Self {
+            service,
+            queue,
+            health: H::SUBJECT,
+            serve_health: serve_health::<H>,
+            routes: Vec::new(),
+        }
+    }
+
+    /// Declares that this service serves `O` with its [`ServiceOp`] impl.
+    ///
+    /// # Panics
+    /// When `O`'s subject is declared twice (a programming error the first test run shows).
+    #[must_use]
+    pub fn op<O: ServiceOp<S>>(mut self) -> Self {
+        assert!(
+            O::SUBJECT != self.health && self.routes.iter().all(|r| r.subject != O::SUBJECT),
+            "{} is declared twice in the {} router",
+            std::any::type_name::<O>(),
+            self.service
+        );
+        self.routes.push(Route {
+            name: std::any::type_name::<O>(),
+            subject: O::SUBJECT,
+            serve: serve_route::<O, S>,
+        });
+        self
+    }
+
+    /// The service's name.
+    pub fn service(&self) -> &'static str {
+        self.service
+    }
+
+    /// Every subject this router serves, the health operation's included.
+    pub fn subjects(&self) -> impl Iterator<Item = &'static str> + '_ {
+        std::iter::once(self.health).chain(self.routes.iter().map(|r| r.subject))
+    }
+
+    /// Serves every declared operation with `state` until `shutdown`; the health operation
+    /// pings `store` (`None`: a service without a store). Answers the serving loops' handles.
+    pub async fn serve(
+        self,
+        bus: &Bus,
+        state: Arc<S>,
+        store: Option<Store>,
+        shutdown: Shutdown,
+    ) -> Result<Vec<JoinHandle<()>>, BusError> {
+        let mut tasks = Vec::with_capacity(self.routes.len() + 1);
+        for route in &self.routes {
+            tasks.push((route.serve)(bus, self.queue, state.clone(), shutdown.clone()).await?);
+        }
+        tasks.push((self.serve_health)(bus, self.queue, self.service, store, shutdown).await?);
+        Ok(tasks)
+    }
+}
+
+fn serve_route<'a, O: ServiceOp<S>, S: Send + Sync + 'static>(
+    bus: &'a Bus,
+    queue: &'static str,
+    state: Arc<S>,
+    shutdown: Shutdown,
+) -> Serving<'a> {
+    Box::pin(serve_op::<O, S>(bus, queue, state, shutdown))
+}
+
+fn serve_health<'a, H: Operation<Reply = HealthReply>>(
+    bus: &'a Bus,
+    queue: &'static str,
+    service: &'static str,
+    store: Option<Store>,
+    shutdown: Shutdown,
+) -> Serving<'a> {
+    Box::pin(serve_fn::<H, _, _>(bus, queue, shutdown, move |_, _| {
+        let store = store.clone();
+        async move {
+            let store_ok = match &store {
+                Some(store) => Some(store.ping().await.is_ok()),
+                None => None,
+            };
+            Ok(HealthReply {
+                service: service.into(),
+                store_ok,
+            })
+        }
+    }))
+}

@@ -1,0 +1,58 @@
+//! What the credential service writes to the audit log (one entry per reveal and change,
+//! before the answer leaves; a failed write fails the request) and the audit-log queries it
+//! answers (list, verify).
+
+use std::sync::Arc;
+
+use ttscm_contract::audit::{AuditPage, AuditVerification, ListAuditEvents, VerifyAudit};
+use ttscm_contract::{ErrorCode, WireError};
+use ttscm_runtime::service::{CallContext, ServiceOp};
+
+use crate::audit::AuditRecord;
+use crate::service::{Service, store_failed};
+use crate::store::CredentialDoc;
+
+impl Service {
+    pub(crate) async fn record(&self, ctx: &CallContext, record: AuditRecord) -> Result<(), WireError> {
+        self.audit.append(ctx, record).await.map_err(|error| {
+            tracing::error!(%error, "audit write failed; failing the request");
+            WireError::new(ErrorCode::Unavailable, "The audit log is unavailable")
+        })
+    }
+
+    pub(crate) fn credential_record(action: &'static str, credential: &CredentialDoc) -> AuditRecord {
+        AuditRecord {
+            action,
+            target_kind: "credential",
+            target_id: credential.id.clone(),
+            credential_id: Some(credential.id.clone()),
+            type_id: Some(credential.type_id.clone()),
+            company_id: Some(credential.company_id.clone()),
+        }
+    }
+
+    pub(crate) fn type_record(action: &'static str, id: &str) -> AuditRecord {
+        AuditRecord {
+            action,
+            target_kind: "credential_type",
+            target_id: id.to_owned(),
+            credential_id: None,
+            type_id: Some(id.to_owned()),
+            company_id: None,
+        }
+    }
+}
+
+impl ServiceOp<Service> for ListAuditEvents {
+    async fn run(self, service: Arc<Service>, _: CallContext) -> Result<AuditPage, WireError> {
+        service.audit.settled().await.map_err(store_failed)?;
+        service.audit.list(&self).await.map_err(store_failed)
+    }
+}
+
+impl ServiceOp<Service> for VerifyAudit {
+    async fn run(self, service: Arc<Service>, _: CallContext) -> Result<AuditVerification, WireError> {
+        service.audit.settled().await.map_err(store_failed)?;
+        service.audit.verify().await.map_err(store_failed)
+    }
+}

@@ -1,0 +1,373 @@
+//! The credential operations: list by type or company, count, get, create, rename, update
+//! fields, read fields, reveal secure values (audited before they leave), delete.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use ttscm_contract::credential::*;
+use ttscm_contract::{FieldError, WireError};
+use ttscm_runtime::service::{CallContext, ServiceOp};
+use ttscm_runtime::store::{FindOptions, Order};
+use ttscm_runtime::{Filter, Update, clock, ids};
+
+use crate::domain;
+use crate::service::{Service, check_scope, credential_not_found, store_failed};
+use crate::store::{CREDENTIALS, CredentialDoc, StoredValue, TypeDoc, from_document, to_document};
+
+impl Service {
+    pub(crate) fn event_data(credential: &CredentialDoc) -> Value {
+        json!({"id": credential.id, "name": credential.name, "typeId": credential.type_id, "companyId": credential.company_id})
+    }
+
+    pub(crate) async fn with_companies(
+        &self,
+        ctx: &CallContext,
+        credentials: Vec<(CredentialDoc, Arc<TypeDoc>)>,
+    ) -> Result<Vec<Credential>, WireError> {
+        let mut company_ids: Vec<String> = credentials.iter().map(|(c, _)| c.company_id.clone()).collect();
+        company_ids.sort();
+        company_ids.dedup();
+        let companies = if company_ids.is_empty() {
+            HashMap::new()
+        } else {
+            self.companies(ctx, company_ids).await?
+        };
+        Ok(credentials
+            .iter()
+            .map(|(c, t)| Self::to_wire(c, t, companies.get(&c.company_id).cloned()))
+            .collect())
+    }
+}
+
+/// Every credential of a type.
+impl ServiceOp<Service> for ListCredentialsByType {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Vec<Credential>, WireError> {
+        let ctx = &ctx;
+        let id = self.id.as_str();
+        let credential_type = service.live_type(id).await?;
+        check_scope(ctx, &credential_type)?;
+        let documents = service
+            .store
+            .find(
+                CREDENTIALS,
+                &FindOptions::new(Filter::eq("typeId", id))
+                    .sort("name", Order::Asc)
+                    .sort("id", Order::Asc),
+            )
+            .await
+            .map_err(store_failed)?;
+        let credentials = documents
+            .into_iter()
+            .map(|d| from_document::<CredentialDoc>(d).map(|c| (c, credential_type.clone())))
+            .collect::<Result<_, _>>()
+            .map_err(store_failed)?;
+        service.with_companies(ctx, credentials).await
+    }
+}
+
+/// Every credential of a company the caller may see (types whose scope it lacks are left out).
+impl ServiceOp<Service> for ListCredentialsByCompany {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Vec<Credential>, WireError> {
+        let ctx = &ctx;
+        let company_id = self.company_id.as_str();
+        let company = service
+            .company(ctx, company_id)
+            .await?
+            .ok_or_else(|| WireError::not_found("Company"))?;
+        let documents = service
+            .store
+            .find(
+                CREDENTIALS,
+                &FindOptions::new(Filter::eq("companyId", company_id))
+                    .sort("name", Order::Asc)
+                    .sort("id", Order::Asc),
+            )
+            .await
+            .map_err(store_failed)?;
+        let mut types: HashMap<String, Option<Arc<TypeDoc>>> = HashMap::new();
+        let mut out = Vec::new();
+        for document in documents {
+            let credential: CredentialDoc = from_document(document).map_err(store_failed)?;
+            if !types.contains_key(&credential.type_id) {
+                let found = service.type_by_id(&credential.type_id).await?;
+                types.insert(credential.type_id.clone(), found);
+            }
+            if let Some(Some(credential_type)) = types.get(&credential.type_id)
+                && check_scope(ctx, credential_type).is_ok()
+            {
+                out.push(Service::to_wire(
+                    &credential,
+                    credential_type,
+                    Some(company.clone()),
+                ));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// How many credentials a company has.
+impl ServiceOp<Service> for CountCompanyCredentials {
+    async fn run(self, service: Arc<Service>, _: CallContext) -> Result<u64, WireError> {
+        let company_id = self.company_id.as_str();
+        service
+            .store
+            .count(CREDENTIALS, &Filter::eq("companyId", company_id))
+            .await
+            .map_err(store_failed)
+    }
+}
+
+/// One credential.
+impl ServiceOp<Service> for GetCredential {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Credential, WireError> {
+        let ctx = &ctx;
+        let id = self.id.as_str();
+        let (credential, credential_type) = service.accessible(ctx, id).await?;
+        let company = service.company(ctx, &credential.company_id).await?;
+        Ok(Service::to_wire(&credential, &credential_type, company))
+    }
+}
+
+/// Creates a credential.
+impl ServiceOp<Service> for CreateCredential {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Credential, WireError> {
+        let ctx = &ctx;
+        let input = self.input;
+        let mut errors = Vec::new();
+        domain::check_name(&input.name, vec![json!("name")], &mut errors);
+        let credential_type = match service.type_by_id(&input.type_id).await? {
+            Some(t) if !t.deleting => Some(t),
+            _ => {
+                errors.push(FieldError::new(
+                    vec![json!("typeId")],
+                    "Credential type not found",
+                ));
+                None
+            }
+        };
+        let company = service.company(ctx, &input.company_id).await?;
+        if company.is_none() {
+            errors.push(FieldError::new(vec![json!("companyId")], "Company not found"));
+        }
+        let checked = match &credential_type {
+            Some(t) => match domain::check_values(&t.fields, &input.fields) {
+                Ok(checked) => checked,
+                Err(problems) => {
+                    errors.extend(problems);
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
+        if !errors.is_empty() {
+            return Err(WireError::validation(errors));
+        }
+        let credential_type = credential_type.ok_or_else(WireError::internal)?;
+        check_scope(ctx, &credential_type)?;
+        let id = ids::new_id();
+        let values = service.seal(ctx, &id, checked, &[]).await?;
+        let now = clock::now_iso();
+        let credential = CredentialDoc {
+            id,
+            name: input.name.trim().to_owned(),
+            type_id: credential_type.id.clone(),
+            company_id: input.company_id,
+            values,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        service
+            .store
+            .insert(CREDENTIALS, to_document(&credential))
+            .await
+            .map_err(store_failed)?;
+        service.caches.clear_type_list();
+        if let Err(error) = service
+            .record(ctx, Service::credential_record("credential.created", &credential))
+            .await
+        {
+            let _ = service.store.delete(CREDENTIALS, &credential.id).await;
+            service.credentials_changed(Some(&credential.id)).await;
+            return Err(error);
+        }
+        service
+            .events
+            .publish(ctx, "credential", "created", &credential.id, || {
+                Service::event_data(&credential)
+            })
+            .await;
+        Ok(Service::to_wire(&credential, &credential_type, company))
+    }
+}
+
+/// Renames a credential.
+impl ServiceOp<Service> for UpdateCredential {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Credential, WireError> {
+        let ctx = &ctx;
+        let id = self.id.as_str();
+        let patch = self.patch;
+        let mut errors = Vec::new();
+        domain::check_name(&patch.name, vec![json!("name")], &mut errors);
+        if !errors.is_empty() {
+            return Err(WireError::validation(errors));
+        }
+        let (mut credential, credential_type) = service.accessible_fresh(ctx, id).await?;
+        credential.name = patch.name.trim().to_owned();
+        credential.updated_at = clock::now_iso();
+        let update = Update::default()
+            .set("name", credential.name.clone())
+            .set("updatedAt", credential.updated_at.clone());
+        let updated = service
+            .store
+            .update_one(CREDENTIALS, &Filter::id(id), &update)
+            .await;
+        service.credentials_changed(Some(id)).await;
+        if !updated.map_err(store_failed)? {
+            return Err(credential_not_found());
+        }
+        service
+            .record(ctx, Service::credential_record("credential.updated", &credential))
+            .await?;
+        service
+            .events
+            .publish(ctx, "credential", "updated", id, || {
+                Service::event_data(&credential)
+            })
+            .await;
+        let company = service.company(ctx, &credential.company_id).await?;
+        Ok(Service::to_wire(&credential, &credential_type, company))
+    }
+}
+
+/// Replaces a credential's values.
+impl ServiceOp<Service> for UpdateCredentialFields {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Credential, WireError> {
+        let ctx = &ctx;
+        let id = self.id.as_str();
+        let input = self.input;
+        let (mut credential, credential_type) = service.accessible_fresh(ctx, id).await?;
+        let checked =
+            domain::check_values(&credential_type.fields, &input.fields).map_err(WireError::validation)?;
+        credential.values = service.seal(ctx, id, checked, &credential.values).await?;
+        credential.updated_at = clock::now_iso();
+        let update = Update::default()
+            .set(
+                "values",
+                serde_json::to_value(&credential.values).expect("values serialize"),
+            )
+            .set("updatedAt", credential.updated_at.clone());
+        let updated = service
+            .store
+            .update_one(CREDENTIALS, &Filter::id(id), &update)
+            .await;
+        service.credentials_changed(Some(id)).await;
+        if !updated.map_err(store_failed)? {
+            return Err(credential_not_found());
+        }
+        service
+            .record(
+                ctx,
+                Service::credential_record("credential.fields_updated", &credential),
+            )
+            .await?;
+        service
+            .events
+            .publish(ctx, "credential", "fields_updated", id, || {
+                let mut data = Service::event_data(&credential);
+                data["fieldIds"] = json!(
+                    credential
+                        .values
+                        .iter()
+                        .map(|v| v.field_id.clone())
+                        .collect::<Vec<_>>()
+                );
+                data
+            })
+            .await;
+        let company = service.company(ctx, &credential.company_id).await?;
+        Ok(Service::to_wire(&credential, &credential_type, company))
+    }
+}
+
+/// Values, secure ones sealed.
+impl ServiceOp<Service> for GetCredentialFields {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Vec<FieldValue>, WireError> {
+        let ctx = &ctx;
+        let id = self.id.as_str();
+        let (credential, _) = service.accessible(ctx, id).await?;
+        Ok(credential
+            .values
+            .iter()
+            .map(|v| FieldValue {
+                id: v.id.clone(),
+                field_id: v.field_id.clone(),
+                value: Value::String(v.value.clone()),
+            })
+            .collect())
+    }
+}
+
+/// Secure values in the clear, once the audit entry is stored.
+///
+/// The entry is written while vault opens the values (the two round trips overlap), so
+/// nothing leaves before it is stored, and an attempt that then fails in vault (503, or a
+/// value that does not open) is still on record: the log errs on the side of recording.
+impl ServiceOp<Service> for RevealSecureValues {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<SecureValues, WireError> {
+        let ctx = &ctx;
+        let id = self.id.as_str();
+        let (credential, _) = service.accessible(ctx, id).await?;
+        let sealed: Vec<&StoredValue> = credential.values.iter().filter(|v| v.sealed).collect();
+        let (opened, recorded) = tokio::join!(
+            service.unseal(ctx, id, &sealed),
+            service.record(
+                ctx,
+                Service::credential_record("credential.revealed", &credential)
+            ),
+        );
+        // On either error the opened values are wiped as `opened` drops.
+        let mut opened = opened?;
+        recorded?;
+        let revealed: BTreeMap<String, String> = sealed
+            .iter()
+            .map(|v| v.field_id.clone())
+            .zip(std::mem::take(&mut opened.0))
+            .collect();
+        service
+            .events
+            .publish(ctx, "credential", "revealed", id, || {
+                let mut data = Service::event_data(&credential);
+                data["fieldIds"] = json!(revealed.keys().collect::<Vec<_>>());
+                data
+            })
+            .await;
+        Ok(SecureValues(revealed))
+    }
+}
+
+/// Deletes a credential and its sealed values.
+impl ServiceOp<Service> for DeleteCredential {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<(), WireError> {
+        let ctx = &ctx;
+        let id = self.id.as_str();
+        let (credential, _) = service.accessible_fresh(ctx, id).await?;
+        service
+            .record(ctx, Service::credential_record("credential.deleted", &credential))
+            .await?;
+        let deleted = service.store.delete(CREDENTIALS, id).await;
+        service.credentials_changed(Some(id)).await;
+        if !deleted.map_err(store_failed)? {
+            return Err(credential_not_found());
+        }
+        service.caches.clear_type_list();
+        service
+            .events
+            .publish(ctx, "credential", "deleted", id, || {
+                Service::event_data(&credential)
+            })
+            .await;
+        Ok(())
+    }
+}

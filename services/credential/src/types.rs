@@ -1,0 +1,419 @@
+//! The credential-type operations: list (with counts), get, create, update (migrating every
+//! credential of the type first), delete (with its credentials).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use ttscm_contract::credential::*;
+use ttscm_contract::{ErrorCode, WireError};
+use ttscm_runtime::service::{CallContext, ServiceOp};
+use ttscm_runtime::store::{FindOptions, Order};
+use ttscm_runtime::{Filter, Store, StoreError, Update, clock, ids};
+
+use crate::caches::{Caches, TYPE_LIST_STALE, TYPE_LIST_TTL};
+use crate::domain;
+use crate::service::{Service, check_scope, store_failed, type_not_found};
+use crate::store::{
+    CREDENTIAL_TYPES, CREDENTIALS, CredentialDoc, StoredValue, TypeDoc, from_document, to_document,
+};
+
+/// How many credentials a type has.
+async fn credentials_of_type(store: &Store, type_id: &str) -> Result<u64, WireError> {
+    store
+        .count(CREDENTIALS, &Filter::eq("typeId", type_id))
+        .await
+        .map_err(store_failed)
+}
+
+/// Lists the live types and counts their credentials (a count per type), and caches the list
+/// unless the list was cleared meanwhile.
+async fn recount_types(store: &Store, caches: &Caches) -> Result<Vec<CredentialType>, WireError> {
+    let generation = caches
+        .type_list_generation
+        .load(std::sync::atomic::Ordering::Acquire);
+    let documents = store
+        .find(
+            CREDENTIAL_TYPES,
+            &FindOptions::new(Filter::Ne("deleting".into(), true.into()))
+                .sort("nameKey", Order::Asc)
+                .sort("id", Order::Asc),
+        )
+        .await
+        .map_err(store_failed)?;
+    let mut types = Vec::with_capacity(documents.len());
+    for document in documents {
+        let doc: TypeDoc = from_document(document).map_err(store_failed)?;
+        let count = credentials_of_type(store, &doc.id).await?;
+        types.push(doc.to_wire(count));
+    }
+    let mut list = caches.type_list.lock().expect("cache lock is never poisoned");
+    if caches
+        .type_list_generation
+        .load(std::sync::atomic::Ordering::Acquire)
+        == generation
+    {
+        *list = Some((Instant::now(), types.clone()));
+    }
+    Ok(types)
+}
+
+impl Service {
+    pub(crate) async fn count_of(&self, type_id: &str) -> Result<u64, WireError> {
+        credentials_of_type(&self.store, type_id).await
+    }
+
+    /// Brings every credential of a type in line with its new field definitions, or refuses
+    /// (409) when existing values cannot satisfy them. Writes nothing when refusing.
+    pub(crate) async fn migrate(&self, ctx: &CallContext, new: &TypeDoc) -> Result<(), WireError> {
+        let documents = self
+            .store
+            .find(
+                CREDENTIALS,
+                &FindOptions::new(Filter::eq("typeId", new.id.as_str())),
+            )
+            .await
+            .map_err(store_failed)?;
+        let credentials: Vec<CredentialDoc> = documents
+            .into_iter()
+            .map(from_document)
+            .collect::<Result<_, _>>()
+            .map_err(store_failed)?;
+        let mut blocked = 0usize;
+        let mut reasons = Vec::new();
+        let mut planned = Vec::new();
+        for credential in &credentials {
+            // Plaintext of every kept value (unsealing secure ones), then the new stored form.
+            let kept: Vec<&StoredValue> = credential
+                .values
+                .iter()
+                .filter(|v| new.field(&v.field_id).is_some())
+                .collect();
+            let sealed: Vec<&StoredValue> = kept.iter().copied().filter(|v| v.sealed).collect();
+            let mut opened =
+                std::mem::take(&mut self.unseal(ctx, &credential.id, &sealed).await?.0).into_iter();
+            let mut inputs = Vec::with_capacity(kept.len());
+            for value in &kept {
+                let text = if value.sealed {
+                    opened.next().ok_or_else(WireError::internal)?
+                } else {
+                    value.value.clone()
+                };
+                inputs.push(FieldValueInput {
+                    id: Some(value.id.clone()),
+                    field_id: value.field_id.clone(),
+                    value: Value::String(text),
+                });
+            }
+            match domain::check_values(&new.fields, &inputs) {
+                Ok(checked) => planned.push((credential, checked)),
+                Err(problems) => {
+                    blocked += 1;
+                    if reasons.len() < 3 {
+                        reasons.extend(problems.into_iter().map(|p| p.message).take(1));
+                    }
+                }
+            }
+        }
+        if blocked > 0 {
+            return Err(WireError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "{blocked} credential(s) of this type block the change: {}",
+                    reasons.join("; ")
+                ),
+            ));
+        }
+        for (credential, checked) in planned {
+            let values = self
+                .seal(ctx, &credential.id, checked, &credential.values)
+                .await?;
+            if values != credential.values {
+                let update = Update::default()
+                    .set("values", serde_json::to_value(&values).expect("values serialize"))
+                    .set("updatedAt", clock::now_iso());
+                let updated = self
+                    .store
+                    .update_one(CREDENTIALS, &Filter::id(&credential.id), &update)
+                    .await;
+                self.credentials_changed(Some(&credential.id)).await;
+                updated.map_err(store_failed)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every live type with its credential count.
+///
+/// The list is cached for [`TYPE_LIST_TTL`]. Once it is older, the first caller starts a
+/// recount in the background and everybody answers from the old list until it is done —
+/// counting scans (FerretDB counts without its indexes: seconds with 10⁵ credentials),
+/// and no request should wait for it while a list a few seconds old exists. Without a
+/// list (after a local write, at start, or one older than [`TYPE_LIST_STALE`]), callers
+/// wait for one recount.
+impl ServiceOp<Service> for ListCredentialTypes {
+    async fn run(self, service: Arc<Service>, _: CallContext) -> Result<Vec<CredentialType>, WireError> {
+        let cached = service.caches.cached_type_list();
+        match cached {
+            Some((age, list)) if age < TYPE_LIST_TTL => Ok(list),
+            Some((age, list)) if age < TYPE_LIST_STALE => {
+                if let Ok(recounting) = service.caches.type_list_refresh.clone().try_lock_owned() {
+                    let (store, caches) = (service.store.clone(), service.caches.clone());
+                    tokio::spawn(async move {
+                        if let Err(error) = recount_types(&store, &caches).await {
+                            tracing::warn!(message = %error.message, "recounting credential types failed");
+                        }
+                        drop(recounting);
+                    });
+                }
+                Ok(list)
+            }
+            _ => {
+                let _recounting = service.caches.type_list_refresh.lock().await;
+                match service.caches.cached_type_list() {
+                    Some((age, list)) if age < TYPE_LIST_TTL => Ok(list),
+                    _ => recount_types(&service.store, &service.caches).await,
+                }
+            }
+        }
+    }
+}
+
+/// A type by id or case-insensitive name.
+impl ServiceOp<Service> for GetCredentialType {
+    async fn run(self, service: Arc<Service>, _: CallContext) -> Result<CredentialType, WireError> {
+        let identifier = self.identifier.as_str();
+        let by_id = service.type_by_id(identifier).await?.filter(|t| !t.deleting);
+        let found = match by_id {
+            Some(found) => found,
+            None => {
+                let document = service
+                    .store
+                    .find_one(
+                        CREDENTIAL_TYPES,
+                        Filter::eq("nameKey", identifier.trim().to_lowercase()),
+                    )
+                    .await
+                    .map_err(store_failed)?
+                    .ok_or_else(type_not_found)?;
+                let doc: TypeDoc = from_document(document).map_err(store_failed)?;
+                if doc.deleting {
+                    return Err(type_not_found());
+                }
+                Arc::new(doc)
+            }
+        };
+        let count = service.count_of(&found.id).await?;
+        Ok(found.to_wire(count))
+    }
+}
+
+/// Creates a type.
+impl ServiceOp<Service> for CreateCredentialType {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<CredentialType, WireError> {
+        let ctx = &ctx;
+        let mut input = self.input;
+        let errors = domain::check_type_input(&mut input);
+        if !errors.is_empty() {
+            return Err(WireError::validation(errors));
+        }
+        let now = clock::now_iso();
+        let doc = TypeDoc {
+            id: ids::new_id(),
+            name_key: input.name.to_lowercase(),
+            name: input.name,
+            permission_scope: input.permission_scope,
+            icon: input.icon,
+            fields: input.fields,
+            deleting: false,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        match service.store.insert(CREDENTIAL_TYPES, to_document(&doc)).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => {
+                return Err(WireError::new(
+                    ErrorCode::Conflict,
+                    format!("A credential type named '{}' already exists", doc.name),
+                ));
+            }
+            Err(other) => return Err(store_failed(other)),
+        }
+        service.caches.clear_type_list();
+        if let Err(error) = service
+            .record(ctx, Service::type_record("credential_type.created", &doc.id))
+            .await
+        {
+            let _ = service.store.delete(CREDENTIAL_TYPES, &doc.id).await;
+            return Err(error);
+        }
+        service
+            .events
+            .publish(
+                ctx,
+                "credential_type",
+                "created",
+                &doc.id,
+                || json!({"id": doc.id, "name": doc.name}),
+            )
+            .await;
+        Ok(doc.to_wire(0))
+    }
+}
+
+/// Changes a type, migrating its credentials first.
+impl ServiceOp<Service> for UpdateCredentialType {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<CredentialType, WireError> {
+        let ctx = &ctx;
+        let id = self.id.as_str();
+        let patch = self.patch;
+        let old = service
+            .type_fresh(id)
+            .await?
+            .filter(|t| !t.deleting)
+            .ok_or_else(type_not_found)?;
+        let mut new = old.clone();
+        let mut errors = Vec::new();
+        if let Some(name) = &patch.name {
+            domain::check_name(name, vec![json!("name")], &mut errors);
+            new.name = name.trim().to_owned();
+            new.name_key = new.name.to_lowercase();
+        }
+        if let Some(scope) = patch.permission_scope {
+            domain::check_scope(&scope, &mut errors);
+            new.permission_scope = scope;
+        }
+        if let Some(icon) = patch.icon {
+            domain::check_icon(&icon, &mut errors);
+            new.icon = icon;
+        }
+        if let Some(mut fields) = patch.fields {
+            domain::check_fields(&mut fields, &mut errors);
+            new.fields = fields;
+        }
+        if !errors.is_empty() {
+            return Err(WireError::validation(errors));
+        }
+        check_scope(ctx, &old)?;
+        if new.name_key != old.name_key
+            && service
+                .store
+                .find_one(CREDENTIAL_TYPES, Filter::eq("nameKey", new.name_key.as_str()))
+                .await
+                .map_err(store_failed)?
+                .is_some()
+        {
+            return Err(WireError::new(
+                ErrorCode::Conflict,
+                format!("A credential type named '{}' already exists", new.name),
+            ));
+        }
+        if new.fields != old.fields {
+            service.migrate(ctx, &new).await?;
+        }
+        new.updated_at = clock::now_iso();
+        let update = Update::default()
+            .set("name", new.name.clone())
+            .set("nameKey", new.name_key.clone())
+            .set("permissionScope", json!(new.permission_scope))
+            .set("icon", json!(new.icon))
+            .set(
+                "fields",
+                serde_json::to_value(&new.fields).expect("fields serialize"),
+            )
+            .set("updatedAt", new.updated_at.clone());
+        match service
+            .store
+            .update_one(CREDENTIAL_TYPES, &Filter::id(id), &update)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return Err(type_not_found()),
+            Err(StoreError::Conflict) => {
+                return Err(WireError::new(
+                    ErrorCode::Conflict,
+                    format!("A credential type named '{}' already exists", new.name),
+                ));
+            }
+            Err(other) => return Err(store_failed(other)),
+        }
+        service.caches.clear_types();
+        service
+            .record(ctx, Service::type_record("credential_type.updated", id))
+            .await?;
+        service
+            .events
+            .publish(
+                ctx,
+                "credential_type",
+                "updated",
+                id,
+                || json!({"id": id, "name": new.name}),
+            )
+            .await;
+        let count = service.count_of(id).await?;
+        Ok(new.to_wire(count))
+    }
+}
+
+/// Deletes a type and every credential of it.
+impl ServiceOp<Service> for DeleteCredentialType {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<(), WireError> {
+        let ctx = &ctx;
+        let id = self.id.as_str();
+        let doc = service.type_fresh(id).await?.ok_or_else(type_not_found)?;
+        service
+            .record(ctx, Service::type_record("credential_type.deleted", id))
+            .await?;
+        if !doc.deleting {
+            service
+                .store
+                .update_one(
+                    CREDENTIAL_TYPES,
+                    &Filter::id(id),
+                    &Update::default().set("deleting", true),
+                )
+                .await
+                .map_err(store_failed)?;
+        }
+        let doomed = service
+            .store
+            .find(CREDENTIALS, &FindOptions::new(Filter::eq("typeId", id)))
+            .await
+            .map_err(store_failed)?;
+        let deleted = service
+            .store
+            .delete_many(CREDENTIALS, &Filter::eq("typeId", id))
+            .await;
+        service.credentials_changed(None).await;
+        deleted.map_err(store_failed)?;
+        service
+            .store
+            .delete(CREDENTIAL_TYPES, id)
+            .await
+            .map_err(store_failed)?;
+        service.caches.clear_types();
+        for document in doomed {
+            if let Ok(credential) = from_document::<CredentialDoc>(document) {
+                service
+                    .events
+                    .publish(ctx, "credential", "deleted", &credential.id, || {
+                        Service::event_data(&credential)
+                    })
+                    .await;
+            }
+        }
+        service
+            .events
+            .publish(
+                ctx,
+                "credential_type",
+                "deleted",
+                id,
+                || json!({"id": id, "name": doc.name}),
+            )
+            .await;
+        Ok(())
+    }
+}
