@@ -7,6 +7,7 @@ pub mod clock;
 pub mod connect;
 pub mod ids;
 pub mod retry;
+pub mod router;
 pub mod service;
 pub mod settings;
 pub mod store;

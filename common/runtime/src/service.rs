@@ -1,9 +1,10 @@
 //! The bridge between the bus and actix actors, and the typed client the edge and services use
 //! to call each other.
 //!
-//! A service declares `impl Handler<Call<SomeOperation>> for ItsActor`; [`serve`] subscribes to the
-//! operation's subject in the service's queue group, decodes each request, sends it to the actor
-//! as a [`Call`], and replies with the result. [`BusClient::call`] is the other side.
+//! A service implements [`ServiceOp`] for each operation it serves and declares them in its
+//! [`crate::router::ServiceRouter`]; [`serve_fn`] subscribes to an operation's subject in the
+//! service's queue group, decodes each request, runs the handler, and replies with the result.
+//! [`BusClient::call`] is the other side.
 //!
 //! **Architecture Invariant**: a panicking handler answers that one request with a 500 and the
 //! service keeps serving. Handlers wrap their futures in [`respond`], which catches the panic.
@@ -13,8 +14,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::dev::ToEnvelope;
-use actix::{Actor, Addr, Handler, ResponseFuture};
+use actix::ResponseFuture;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
@@ -168,33 +168,6 @@ where
             Err(WireError::internal())
         })
     }))
-}
-
-/// Serves operation `O` on the bus in queue group `queue`, handing each request to `addr`.
-/// Stops taking requests on `shutdown` and finishes the ones in flight before the task ends.
-pub async fn serve<O, A>(
-    bus: &Bus,
-    queue: &str,
-    addr: Addr<A>,
-    shutdown: Shutdown,
-) -> Result<JoinHandle<()>, BusError>
-where
-    O: Operation,
-    A: Actor + Handler<Call<O>>,
-    A::Context: ToEnvelope<A, Call<O>>,
-{
-    serve_fn::<O, _, _>(bus, queue, shutdown, move |ctx, op| {
-        let addr = addr.clone();
-        async move {
-            addr.send(Call { ctx, op }).await.unwrap_or_else(|_| {
-                Err(WireError::new(
-                    ErrorCode::Unavailable,
-                    "The service is shutting down",
-                ))
-            })
-        }
-    })
-    .await
 }
 
 /// Serves operation `O` with a plain async function (each request in its own task).
