@@ -8,26 +8,31 @@
 //! `aud`, `exp`, `nbf` and `typ` (= `access`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use tokio::time::Instant;
 use ttscm_contract::identity::{
     ACCESS_TOKEN_TYPE, AccessClaims, AuthenticateToken, GetPublicKeys, ResolveSession,
 };
+use ttscm_contract::token::{TokenDigest, is_api_token, token_digest};
 use ttscm_contract::{ErrorCode, Principal, WireError};
+use ttscm_runtime::cache::Cache;
 use ttscm_runtime::service::{BusClient, CallContext};
+
+/// Lowercase hex SHA-256 (also of sign-in callback keys).
+pub(crate) use ttscm_contract::token::token_hash as sha256_hex;
 
 /// Tokens longer than this are refused before any parsing (absurd headers).
 const MAX_TOKEN_LEN: usize = 8 * 1024;
-/// Entries kept per cache before it is cleared (bounds memory under token spraying).
+/// Entries kept per cache (bounds memory under token spraying; see [`Cache`] for what goes
+/// when it is full).
 const MAX_CACHE_ENTRIES: usize = 100_000;
 /// How often an unknown `kid` may trigger a key refresh.
 const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 5;
-/// Prefix of API tokens (identity's `admin::TOKEN_PREFIX`).
-const API_TOKEN_PREFIX: &str = "ttscm_";
 
 struct KeySet {
     keys: HashMap<String, DecodingKey>,
@@ -54,20 +59,17 @@ impl Authenticated {
     }
 }
 
-/// Callers by the SHA-256 of their token (never the token itself).
-type Cache = RwLock<HashMap<TokenDigest, (Arc<Authenticated>, Instant)>>;
-
-/// The SHA-256 of a token: the caches' key (hex-encoded only when it goes to identity).
-type TokenDigest = [u8; 32];
+/// Callers by the SHA-256 of their token (never the token itself; hex-encoded only when it goes
+/// to identity).
+type TokenCache = Cache<TokenDigest, Arc<Authenticated>>;
 
 /// Resolves bearer tokens to principals, with short-lived caches.
 pub struct Authenticator {
     client: BusClient,
-    ttl: Duration,
     /// SHA-256 of API token → principal.
-    api_tokens: Cache,
+    api_tokens: TokenCache,
     /// SHA-256 of access token → principal.
-    access_tokens: Cache,
+    access_tokens: TokenCache,
     keys: tokio::sync::RwLock<Option<KeySet>>,
 }
 
@@ -75,47 +77,13 @@ fn unauthorized() -> WireError {
     WireError::new(ErrorCode::Unauthorized, "Unauthorized")
 }
 
-pub(crate) fn sha256_hex(token: &str) -> String {
-    hex::encode(sha256(token))
-}
-
-fn sha256(token: &str) -> TokenDigest {
-    ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
-        .as_ref()
-        .try_into()
-        .expect("SHA-256 digests are 32 bytes")
-}
-
-fn cached(cache: &Cache, key: &TokenDigest) -> Option<Arc<Authenticated>> {
-    let map = cache
-        .read()
-        .expect("cache lock is never poisoned: no panics under it");
-    map.get(key)
-        .filter(|(_, until)| *until > Instant::now())
-        .map(|(p, _)| p.clone())
-}
-
-fn remember(cache: &Cache, key: TokenDigest, principal: Arc<Authenticated>, until: Instant) {
-    let mut map = cache
-        .write()
-        .expect("cache lock is never poisoned: no panics under it");
-    if map.len() >= MAX_CACHE_ENTRIES {
-        map.retain(|_, (_, valid)| *valid > Instant::now());
-        if map.len() >= MAX_CACHE_ENTRIES {
-            map.clear();
-        }
-    }
-    map.insert(key, (principal, until));
-}
-
 impl Authenticator {
     /// An authenticator calling identity through `client`.
     pub fn new(client: BusClient, ttl: Duration) -> Self {
         Self {
             client,
-            ttl,
-            api_tokens: RwLock::default(),
-            access_tokens: RwLock::default(),
+            api_tokens: Cache::new(ttl, MAX_CACHE_ENTRIES),
+            access_tokens: Cache::new(ttl, MAX_CACHE_ENTRIES),
             keys: tokio::sync::RwLock::new(None),
         }
     }
@@ -132,9 +100,9 @@ impl Authenticator {
             .map(str::trim)
             .filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_LEN)
             .ok_or_else(unauthorized)?;
-        let key = sha256(token);
-        if token.starts_with(API_TOKEN_PREFIX) {
-            if let Some(principal) = cached(&self.api_tokens, &key) {
+        let key = token_digest(token);
+        if is_api_token(token) {
+            if let Some(principal) = self.api_tokens.get(&key) {
                 return Ok(principal);
             }
             let resolved = self
@@ -146,20 +114,20 @@ impl Authenticator {
                     },
                 )
                 .await?;
-            let mut until = Instant::now() + self.ttl;
-            if let Some(expiry) = resolved
+            // Cached for the cache's time, or until the token expires if that is sooner.
+            let left = resolved
                 .expires_at
                 .as_deref()
                 .and_then(ttscm_runtime::clock::parse_iso)
-            {
-                let left = (expiry - time::OffsetDateTime::now_utc()).max(time::Duration::ZERO);
-                until = until.min(Instant::now() + Duration::try_from(left).unwrap_or_default());
-            }
+                .map_or(Duration::MAX, |expiry| {
+                    let left = (expiry - time::OffsetDateTime::now_utc()).max(time::Duration::ZERO);
+                    Duration::try_from(left).unwrap_or_default()
+                });
             let principal = Authenticated::new(resolved.principal);
-            remember(&self.api_tokens, key, principal.clone(), until);
+            self.api_tokens.insert_for(key, principal.clone(), left);
             return Ok(principal);
         }
-        if let Some(principal) = cached(&self.access_tokens, &key) {
+        if let Some(principal) = self.access_tokens.get(&key) {
             return Ok(principal);
         }
         let claims = self.verify_jwt(ctx, token).await?;
@@ -180,8 +148,8 @@ impl Authenticator {
         resolved.scopes = claims.scope.split_whitespace().map(str::to_owned).collect();
         let principal = Authenticated::new(resolved);
         let left = claims.exp.saturating_sub(ttscm_runtime::clock::unix_now());
-        let until = Instant::now() + self.ttl.min(Duration::from_secs(left));
-        remember(&self.access_tokens, key, principal.clone(), until);
+        self.access_tokens
+            .insert_for(key, principal.clone(), Duration::from_secs(left));
         Ok(principal)
     }
 
@@ -191,11 +159,7 @@ impl Authenticator {
         if let Some(token) =
             authorization.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
         {
-            let key = sha256(token.trim());
-            self.access_tokens
-                .write()
-                .expect("cache lock is never poisoned: no panics under it")
-                .remove(&key);
+            self.access_tokens.remove(&token_digest(token.trim()));
         }
     }
 

@@ -1,21 +1,18 @@
 //! Administrative operations the `ttscm` CLI runs directly against the store (embedded or
 //! MongoDB), e.g. while the server is running: API tokens.
 //!
-//! An API token is `ttscm_` + 43 base64url characters (256 random bits). Only its SHA-256 is
-//! stored; with 256 bits of entropy a fast hash is the right choice (no password stretching
-//! needed), and it lets the edge send just the hash over the bus.
+//! An API token is [`API_TOKEN_PREFIX`] + 43 base64url characters (256 random bits). Only its
+//! SHA-256 is stored ([`ttscm_contract::token`] says why a fast hash).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
+use ttscm_contract::token::{API_TOKEN_PREFIX, token_hash};
 use ttscm_runtime::store::{FindOptions, Order};
 use ttscm_runtime::{Filter, Store, StoreError, Update, clock, ids};
 
 use crate::IdentityError;
 use crate::store::{API_TOKENS, ROLES, as_document, prepare};
-
-/// Prefix of every API token, so scanners and the edge can recognise one.
-pub const TOKEN_PREFIX: &str = "ttscm_";
 
 /// An API token as listed (never the secret).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -33,11 +30,6 @@ pub struct ApiTokenInfo {
     pub expires_at: Option<String>,
     /// Revocation time, if revoked.
     pub revoked_at: Option<String>,
-}
-
-/// Lowercase hex SHA-256 of a presented token.
-pub fn hash_token(token: &str) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()))
 }
 
 /// Creates a token with `roles`, valid until `expires_at` (if given). Answers its info and the
@@ -68,7 +60,7 @@ pub async fn create_api_token(
         }
     }
     let token = format!(
-        "{TOKEN_PREFIX}{}",
+        "{API_TOKEN_PREFIX}{}",
         URL_SAFE_NO_PAD.encode(ids::random_bytes::<32>())
     );
     let info = ApiTokenInfo {
@@ -80,7 +72,7 @@ pub async fn create_api_token(
         revoked_at: None,
     };
     let mut document = as_document(serde_json::to_value(&info).expect("token info serializes"));
-    document.insert("tokenHash".into(), Value::String(hash_token(&token)));
+    document.insert("tokenHash".into(), Value::String(token_hash(&token)));
     store.insert(API_TOKENS, document).await?;
     Ok((info, token))
 }

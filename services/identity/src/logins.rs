@@ -9,7 +9,7 @@ use serde_json::Value;
 use ttscm_runtime::store::Document;
 use ttscm_runtime::{Filter, Store, StoreError, clock, ids};
 
-use crate::admin::hash_token;
+use ttscm_contract::token::token_hash as hash_token;
 
 /// Pending logins: `{id: sha256(callbackKey), pkceVerifier, nonce, createdAt, expiresAt}`.
 pub const PENDING_LOGINS: &str = "pending_logins";

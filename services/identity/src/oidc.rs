@@ -14,7 +14,7 @@
 //! issuer check, the verifier skips its issuer match, and [`check_tenant_issuer`] accepts only
 //! `https://login.microsoftonline.com/{tid}/v2.0` with `tid` in the allowlist.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -25,6 +25,8 @@ use openidconnect::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
+// tokio's clock: tests can pause it.
+use tokio::time::Instant;
 use ttscm_contract::{ErrorCode, WireError};
 use ttscm_runtime::settings::EntraSettings;
 

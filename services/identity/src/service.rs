@@ -1,13 +1,13 @@
 //! identity's sign-in, session, user and role operations ([`ServiceOp`]s on shared state; each
 //! request runs in its own task, the store does the coordination).
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 use ttscm_contract::identity::*;
 use ttscm_contract::{ErrorCode, FieldError, Principal, PrincipalKind, WireError};
+use ttscm_runtime::cache::Cache;
 use ttscm_runtime::service::{CallContext, ServiceOp, store_failed};
 use ttscm_runtime::{Bus, Headers, Settings, Store, Update};
 
@@ -21,35 +21,31 @@ use crate::{SigningKey, roles};
 /// replica apply at once; other replicas drop the user when they hear of the change on the bus
 /// (normally within milliseconds); this bounds what a lost message or a CLI change can leave.
 const USER_CACHE_TTL: Duration = Duration::from_secs(2);
-/// Users kept in the cache before it is cleared.
+/// Users kept in the cache at most.
 const USER_CACHE_MAX: usize = 50_000;
 
 /// Recently read users, by id.
-#[derive(Debug, Default)]
-pub struct UserCache(RwLock<HashMap<String, (Arc<UserDoc>, Instant)>>);
+#[derive(Debug)]
+pub struct UserCache(Cache<String, Arc<UserDoc>>);
+
+impl Default for UserCache {
+    fn default() -> Self {
+        Self(Cache::new(USER_CACHE_TTL, USER_CACHE_MAX))
+    }
+}
 
 impl UserCache {
     fn get(&self, id: &str) -> Option<Arc<UserDoc>> {
-        let map = self.0.read().expect("the user cache lock is never poisoned");
-        map.get(id)
-            .filter(|(_, at)| at.elapsed() < USER_CACHE_TTL)
-            .map(|(user, _)| user.clone())
+        self.0.get(id)
     }
 
     fn put(&self, user: Arc<UserDoc>) {
-        let mut map = self.0.write().expect("the user cache lock is never poisoned");
-        if map.len() >= USER_CACHE_MAX {
-            map.clear();
-        }
-        map.insert(user.id.clone(), (user, Instant::now()));
+        self.0.insert(user.id.clone(), user);
     }
 
     /// Forgets a user (after a change here or elsewhere).
     pub fn forget(&self, id: &str) {
-        self.0
-            .write()
-            .expect("the user cache lock is never poisoned")
-            .remove(id);
+        self.0.remove(id);
     }
 }
 

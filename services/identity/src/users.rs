@@ -12,11 +12,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use ttscm_contract::identity::{ACCESS_TOKEN_TYPE, AccessClaims, TokenPair, User};
+use ttscm_contract::token::token_hash as hash_token;
 use ttscm_runtime::store::{Document, FindOptions, IndexSpec, Order};
 use ttscm_runtime::{Filter, Store, StoreError, Update, clock, ids};
 
 use crate::SigningKey;
-use crate::admin::hash_token;
 use crate::store::ADMIN_ROLE;
 
 /// Users: `{id, tidOid, tid, oid, name, email, emailKey, login, image, roles, createdAt, updatedAt, lastSignInAt}`.
