@@ -2,9 +2,13 @@
 //! by type events from any replica) and credentials as stored (sealed), with the generation
 //! guard that keeps a read which raced a write out of the cache.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+use ttscm_runtime::cache::{Cache, Generation};
 
 use ttscm_contract::company::CompanySummary;
 use ttscm_contract::credential::CredentialType;
@@ -24,7 +28,11 @@ pub(crate) const TYPE_LIST_STALE: Duration = Duration::from_secs(10);
 /// How long a cached credential is trusted. Writes through this replica forget it at once;
 /// writes through another replica as soon as its change event arrives here (a NATS hop).
 pub(crate) const CREDENTIAL_TTL: Duration = Duration::from_secs(2);
-/// Credentials kept at most (the cache is cleared when full).
+/// Types kept at most.
+const MAX_CACHED_TYPES: usize = 10_000;
+/// Company names kept at most.
+const MAX_CACHED_COMPANIES: usize = 10_000;
+/// Credentials kept at most.
 pub(crate) const MAX_CACHED_CREDENTIALS: usize = 10_000;
 /// Credentials whose stored values are longer than this in total are not cached.
 pub(crate) const MAX_CACHED_CREDENTIAL_BYTES: usize = 16 * 1024;
@@ -32,89 +40,67 @@ pub(crate) const MAX_CACHED_CREDENTIAL_BYTES: usize = 16 * 1024;
 /// Recently read credentials, as stored (secure values sealed: the cache never holds plaintext).
 ///
 /// Reads (fetch, fields, reveal) are served from here, so the hot reveal path reads nothing
-/// from the store; writes read fresh. A read that raced a write is never cached: every write
-/// bumps the generation after it is stored, and a read caches only if the generation did not
-/// move while it read. Writes by another process to the embedded store (`ttscm vault reseal`)
-/// are noticed through the store's change epoch within 100 ms.
-#[derive(Default)]
+/// from the store; writes read fresh. A read that raced a write is never cached: a write
+/// forgets the credential after it is stored (moving the cache's generation), and a read
+/// caches only if the generation did not move while it read. Writes by another process to the
+/// embedded store (`ttscm vault reseal`) are noticed through the store's change epoch within
+/// 100 ms. A thin layer over the runtime's [`Cache`].
 pub struct CredentialCache {
-    state: Mutex<CredentialCacheState>,
+    entries: Cache<String, Arc<CredentialDoc>>,
+    /// The store's change epoch the entries were read under.
+    epoch: AtomicU64,
 }
 
-#[derive(Default)]
-struct CredentialCacheState {
-    generation: u64,
-    /// The store's change epoch the entries were read under.
-    epoch: u64,
-    entries: HashMap<String, (Instant, Arc<CredentialDoc>)>,
+impl Default for CredentialCache {
+    fn default() -> Self {
+        Self {
+            entries: Cache::new(CREDENTIAL_TTL, MAX_CACHED_CREDENTIALS),
+            epoch: AtomicU64::new(0),
+        }
+    }
 }
 
 impl CredentialCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, CredentialCacheState> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// The cached credential, if fresh; else the generation to pass to [`Self::put`]. When the
     /// store's change `epoch` moved (another process wrote to the embedded store, e.g.
     /// `ttscm vault reseal`), everything cached is forgotten first.
-    pub(crate) fn get(&self, id: &str, epoch: u64) -> Result<Arc<CredentialDoc>, u64> {
-        let mut state = self.lock();
-        if state.epoch != epoch {
-            state.epoch = epoch;
-            state.generation += 1;
-            state.entries.clear();
+    pub(crate) fn get(&self, id: &str, epoch: u64) -> Result<Arc<CredentialDoc>, Generation> {
+        if self.epoch.swap(epoch, Ordering::AcqRel) != epoch {
+            self.entries.clear();
         }
-        match state.entries.get(id) {
-            Some((at, doc)) if at.elapsed() < CREDENTIAL_TTL => Ok(doc.clone()),
-            _ => Err(state.generation),
-        }
+        let generation = self.entries.generation();
+        self.entries.get(id).ok_or(generation)
     }
 
     /// Caches `doc`, read when the generation was `generation`, unless a write happened since.
-    pub(crate) fn put(&self, generation: u64, doc: &Arc<CredentialDoc>) {
+    pub(crate) fn put(&self, generation: Generation, doc: &Arc<CredentialDoc>) {
         if doc.values.iter().map(|v| v.value.len()).sum::<usize>() > MAX_CACHED_CREDENTIAL_BYTES {
             return;
         }
-        let mut state = self.lock();
-        if state.generation != generation {
-            return;
-        }
-        if state.entries.len() >= MAX_CACHED_CREDENTIALS {
-            state.entries.clear();
-        }
-        state
-            .entries
-            .insert(doc.id.clone(), (Instant::now(), doc.clone()));
+        self.entries
+            .insert_unless_changed(generation, doc.id.clone(), doc.clone());
     }
 
     /// Forgets one credential (after it was written, here or on another replica).
     pub fn forget(&self, id: &str) {
-        let mut state = self.lock();
-        state.generation += 1;
-        state.entries.remove(id);
+        self.entries.remove(id);
     }
 
     /// Forgets every credential (after a write to many).
     pub fn clear(&self) {
-        let mut state = self.lock();
-        state.generation += 1;
-        state.entries.clear();
+        self.entries.clear();
     }
 }
 
-/// A type as read at a time (`None`: there was none).
-type CachedType = (Instant, Option<Arc<TypeDoc>>);
-
 /// Short-lived caches of what nearly every request reads: credential types and company names.
-#[derive(Default)]
 pub struct Caches {
-    /// Types by id, shared with their readers (a reveal reads one; cloning it per request is
-    /// measurable).
-    pub(crate) types: Mutex<HashMap<String, CachedType>>,
-    pub(crate) companies: Mutex<HashMap<String, (Instant, CompanySummary)>>,
-    pub(crate) type_list: Mutex<Option<(Instant, Vec<CredentialType>)>>,
+    /// Types by id (`None`: there was none), shared with their readers (a reveal reads one;
+    /// cloning it per request is measurable).
+    pub(crate) types: Cache<String, Option<Arc<TypeDoc>>>,
+    /// Company names by company id.
+    pub(crate) companies: Cache<String, CompanySummary>,
+    /// The type list with counts and when it was counted.
+    type_list: Mutex<Option<(Instant, Vec<CredentialType>)>>,
     /// Recently read credentials.
     pub credentials: CredentialCache,
     /// Held while one caller recounts the type list: counting is a scan per type, and a
@@ -122,31 +108,55 @@ pub struct Caches {
     pub(crate) type_list_refresh: Arc<tokio::sync::Mutex<()>>,
     /// Moves when the type list is cleared, so a recount that began before a write does not
     /// store counts that miss it.
-    pub(crate) type_list_generation: std::sync::atomic::AtomicU64,
+    type_list_generation: AtomicU64,
+}
+
+impl Default for Caches {
+    fn default() -> Self {
+        Self {
+            types: Cache::new(TYPE_TTL, MAX_CACHED_TYPES),
+            companies: Cache::new(COMPANY_TTL, MAX_CACHED_COMPANIES),
+            type_list: Mutex::new(None),
+            credentials: CredentialCache::default(),
+            type_list_refresh: Arc::default(),
+            type_list_generation: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Caches {
     /// Forgets every type (after a type changed anywhere), and every credential (a type
     /// change may have migrated its credentials' values).
     pub fn clear_types(&self) {
-        self.types.lock().expect("cache lock is never poisoned").clear();
+        self.types.clear();
         self.clear_type_list();
         self.credentials.clear();
     }
 
     /// Forgets the type list (after counts changed).
     pub fn clear_type_list(&self) {
-        let mut list = self.type_list.lock().expect("cache lock is never poisoned");
-        self.type_list_generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let mut list = self.type_list.lock();
+        self.type_list_generation.fetch_add(1, Ordering::AcqRel);
         *list = None;
+    }
+
+    /// The type list's generation, to pass to [`Self::store_type_list`] after a recount.
+    pub(crate) fn type_list_generation(&self) -> u64 {
+        self.type_list_generation.load(Ordering::Acquire)
+    }
+
+    /// Keeps a recounted type list, unless the list was cleared since the recount began.
+    pub(crate) fn store_type_list(&self, generation: u64, types: Vec<CredentialType>) {
+        let mut list = self.type_list.lock();
+        if self.type_list_generation.load(Ordering::Acquire) == generation {
+            *list = Some((Instant::now(), types));
+        }
     }
 
     /// The cached type list and its age.
     pub(crate) fn cached_type_list(&self) -> Option<(Duration, Vec<CredentialType>)> {
         self.type_list
             .lock()
-            .expect("cache lock is never poisoned")
             .as_ref()
             .map(|(at, list)| (at.elapsed(), list.clone()))
     }

@@ -14,7 +14,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde_json::{Value, json};
 use ttscm_contract::company::{CompanySummary, GetCompanySummaries};
@@ -24,7 +23,7 @@ use ttscm_runtime::Store;
 use ttscm_runtime::service::{BusClient, CallContext};
 
 use crate::audit::AuditLog;
-use crate::caches::{COMPANY_TTL, Caches, TYPE_TTL};
+use crate::caches::Caches;
 use crate::events::Events;
 use crate::store::{CREDENTIAL_TYPES, CREDENTIALS, CredentialDoc, TypeDoc, from_document};
 
@@ -80,26 +79,18 @@ impl Service {
     }
 
     pub(crate) async fn type_by_id(&self, id: &str) -> Result<Option<Arc<TypeDoc>>, WireError> {
-        if let Some((at, cached)) = self
-            .caches
-            .types
-            .lock()
-            .expect("cache lock is never poisoned")
-            .get(id)
-            && at.elapsed() < TYPE_TTL
-        {
-            return Ok(cached.clone());
+        if let Some(cached) = self.caches.types.get(id) {
+            return Ok(cached);
         }
+        let generation = self.caches.types.generation();
         let found: Option<Arc<TypeDoc>> =
             match self.store.get(CREDENTIAL_TYPES, id).await.map_err(store_failed)? {
                 Some(document) => Some(Arc::new(from_document(document).map_err(store_failed)?)),
                 None => None,
             };
-        let mut types = self.caches.types.lock().expect("cache lock is never poisoned");
-        if types.len() > 10_000 {
-            types.clear();
-        }
-        types.insert(id.to_owned(), (Instant::now(), found.clone()));
+        self.caches
+            .types
+            .insert_unless_changed(generation, id.to_owned(), found.clone());
         Ok(found)
     }
 
@@ -183,19 +174,12 @@ impl Service {
     ) -> Result<HashMap<String, CompanySummary>, WireError> {
         let mut found = HashMap::new();
         let mut missing = Vec::new();
-        {
-            let cache = self
-                .caches
-                .companies
-                .lock()
-                .expect("cache lock is never poisoned");
-            for id in ids {
-                match cache.get(&id) {
-                    Some((at, summary)) if at.elapsed() < COMPANY_TTL => {
-                        found.insert(id, summary.clone());
-                    }
-                    _ => missing.push(id),
+        for id in ids {
+            match self.caches.companies.get(&id) {
+                Some(summary) => {
+                    found.insert(id, summary);
                 }
+                None => missing.push(id),
             }
         }
         if !missing.is_empty() {
@@ -203,16 +187,8 @@ impl Service {
                 .client
                 .call(ctx, &GetCompanySummaries { ids: missing })
                 .await?;
-            let mut cache = self
-                .caches
-                .companies
-                .lock()
-                .expect("cache lock is never poisoned");
-            if cache.len() > 10_000 {
-                cache.clear();
-            }
             for summary in summaries {
-                cache.insert(summary.id.clone(), (Instant::now(), summary.clone()));
+                self.caches.companies.insert(summary.id.clone(), summary.clone());
                 found.insert(summary.id.clone(), summary);
             }
         }

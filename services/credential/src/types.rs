@@ -2,7 +2,6 @@
 //! credential of the type first), delete (with its credentials).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde_json::{Value, json};
 use ttscm_contract::credential::*;
@@ -29,9 +28,7 @@ async fn credentials_of_type(store: &Store, type_id: &str) -> Result<u64, WireEr
 /// Lists the live types and counts their credentials (a count per type), and caches the list
 /// unless the list was cleared meanwhile.
 async fn recount_types(store: &Store, caches: &Caches) -> Result<Vec<CredentialType>, WireError> {
-    let generation = caches
-        .type_list_generation
-        .load(std::sync::atomic::Ordering::Acquire);
+    let generation = caches.type_list_generation();
     let documents = store
         .find(
             CREDENTIAL_TYPES,
@@ -47,14 +44,7 @@ async fn recount_types(store: &Store, caches: &Caches) -> Result<Vec<CredentialT
         let count = credentials_of_type(store, &doc.id).await?;
         types.push(doc.to_wire(count));
     }
-    let mut list = caches.type_list.lock().expect("cache lock is never poisoned");
-    if caches
-        .type_list_generation
-        .load(std::sync::atomic::Ordering::Acquire)
-        == generation
-    {
-        *list = Some((Instant::now(), types.clone()));
-    }
+    caches.store_type_list(generation, types.clone());
     Ok(types)
 }
 
