@@ -55,6 +55,9 @@ echo "    $NATS_SERVER ($("$NATS_SERVER" --version 2>&1))" >&2
 phase "tools: ferretdb"
 FERRETDB=$(tests/tools/ferretdb.sh)
 echo "    $FERRETDB" >&2
+phase "tools: cargo-deny"
+CARGO_DENY=$(tests/tools/cargo-deny.sh)
+echo "    $CARGO_DENY ($("$CARGO_DENY" --version))" >&2
 
 # ---- FerretDB (MongoDB wire protocol, SQLite backend) ---------------------------------------
 phase "start FerretDB"
@@ -113,6 +116,11 @@ cargo --version >&2
 phase "cargo fmt --check; cargo clippy (warnings are errors)"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Licenses, duplicate crates and sources per deny.toml (advisories need GitHub: not here). It
+# runs `cargo metadata`/`cargo fetch`, which reach crates.io only.
+phase "cargo-deny check bans licenses sources"
+"$CARGO_DENY" --workspace --locked check bans licenses sources
 
 phase "cargo test --workspace --locked $*"
 set +e
