@@ -36,6 +36,9 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 use tokio::time::Instant;
 
+/// The longest time to live: far beyond any cache's purpose, and far from the clock's range.
+const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// A bounded map whose entries expire; see the [module documentation](self).
 pub struct Cache<K, V> {
     /// The entries with the instant each stops being fresh.
@@ -69,12 +72,12 @@ impl<K, V> std::fmt::Debug for Cache<K, V> {
 }
 
 impl<K: Hash + Eq, V: Clone> Cache<K, V> {
-    /// An empty cache keeping at most `capacity` entries, each fresh for `ttl`. A capacity of
-    /// zero caches nothing.
+    /// An empty cache keeping at most `capacity` entries, each fresh for `ttl` (at most a
+    /// year). A capacity of zero caches nothing.
     pub fn new(ttl: Duration, capacity: usize) -> Self {
         Self {
             entries: RwLock::new(HashMap::new()),
-            ttl,
+            ttl: ttl.min(MAX_TTL),
             capacity,
             generation: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
@@ -290,6 +293,14 @@ mod tests {
         let full = cache.len();
         cache.insert(999, 0);
         assert_eq!(cache.len(), full);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unbounded_time_to_live_is_capped_rather_than_overflowing_the_clock() {
+        let cache: Cache<u32, u32> = Cache::new(Duration::MAX, 10);
+        cache.insert_for(1, 1, Duration::MAX);
+        assert_eq!(cache.get(&1), Some(1));
+        assert_eq!(cache.ttl(), MAX_TTL);
     }
 
     #[tokio::test(start_paused = true)]

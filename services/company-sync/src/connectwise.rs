@@ -1,19 +1,20 @@
 //! The ConnectWise Manage REST client: Basic auth `companyId+publicKey:privateKey` and the
 //! `clientId` header on every call, `pageSize=1000` paging that follows `Link rel="next"`,
-//! `Retry-After` on 429, bounded exponential backoff with jitter on 5xx and transport errors, and
-//! a clear stop on 401/403. Both error-body shapes (`code` and `error`) are parsed. Every field of
+//! `Retry-After` on 429, bounded exponential backoff with full jitter
+//! ([`ttscm_runtime::retry::Backoff`]) on 5xx and transport errors, and a clear stop on 401/403. Both error-body shapes (`code` and `error`) are parsed. Every field of
 //! a record is optional: ConnectWise omits nulls.
 //!
-//! The private key lives in a [`SecretString`] and in a header value marked sensitive; neither is
-//! ever printed.
+//! The private key lives in a [`SecretString`] and in a header value marked sensitive (reqwest's
+//! `basic_auth` marks it); neither is ever printed.
 
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{ACCEPT, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use ttscm_runtime::retry::Backoff;
 use ttscm_runtime::settings::ConnectWiseSettings;
 
 /// Records per page: ConnectWise's maximum.
@@ -122,9 +123,10 @@ pub struct RetryPolicy {
     pub attempt_timeout: Duration,
     /// Attempts per request, the first included (5xx, transport errors and 429s all count).
     pub max_attempts: u32,
-    /// The first backoff; doubled per attempt.
+    /// The longest first backoff (full jitter: a wait is drawn from zero up to it); doubled
+    /// per attempt.
     pub base_delay: Duration,
-    /// The longest backoff (before jitter).
+    /// The longest backoff.
     pub max_delay: Duration,
 }
 
@@ -151,15 +153,10 @@ impl RetryPolicy {
         }
     }
 
-    /// The backoff before attempt `attempt + 1`: exponential, capped, plus up to 50% jitter.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let exponential = self
-            .base_delay
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.max_delay);
-        let [a, b] = ttscm_runtime::ids::random_bytes::<2>();
-        let fraction = f64::from(u16::from_le_bytes([a, b])) / f64::from(u16::MAX) / 2.0;
-        exponential + exponential.mul_f64(fraction)
+    /// The backoff between attempts: exponential from `base_delay`, capped at `max_delay`,
+    /// full jitter, `max_attempts` in all.
+    pub fn backoff(&self) -> Backoff {
+        Backoff::new(self.base_delay, self.max_delay).max_attempts(self.max_attempts)
     }
 }
 
@@ -277,6 +274,11 @@ pub struct ConnectWise {
     base: String,
     /// The origin every `next` link must stay on (the auth header goes nowhere else).
     origin: String,
+    /// `companyId+publicKey`, the Basic auth user name.
+    login: String,
+    /// The Basic auth password.
+    private_key: SecretString,
+    /// `clientId` and `Accept`.
     headers: HeaderMap,
     retry: RetryPolicy,
 }
@@ -305,16 +307,6 @@ impl ConnectWise {
             .build()
             .map_err(|e| ConnectWiseError::Config(format!("HTTP client: {e}")))?;
         let mut headers = HeaderMap::new();
-        let login = format!(
-            "{}+{}:{}",
-            config.company_id,
-            config.public_key,
-            config.private_key.expose_secret()
-        );
-        let mut auth = HeaderValue::from_str(&format!("Basic {}", base64_encode(login.as_bytes())))
-            .map_err(|_| ConnectWiseError::Config("the keys hold characters a header cannot".into()))?;
-        auth.set_sensitive(true);
-        headers.insert(AUTHORIZATION, auth);
         headers.insert(
             "clientId",
             HeaderValue::from_str(&config.client_id).map_err(|_| {
@@ -326,6 +318,8 @@ impl ConnectWise {
             http,
             base: String::new(),
             origin: config.origin.clone(),
+            login: format!("{}+{}", config.company_id, config.public_key),
+            private_key: config.private_key.clone(),
             headers,
             retry,
         };
@@ -412,22 +406,23 @@ impl ConnectWise {
         Ok(records)
     }
 
+    /// A GET of `url` with the credentials, headers and attempt timeout of every call.
+    fn get(&self, url: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(Method::GET, url)
+            .basic_auth(&self.login, Some(self.private_key.expose_secret()))
+            .headers(self.headers.clone())
+            .timeout(self.retry.attempt_timeout)
+    }
+
     /// GETs `url` with retries; answers the parsed body and the headers.
     async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<(T, HeaderMap), ConnectWiseError> {
-        let mut last_problem = String::new();
-        for attempt in 0..self.retry.max_attempts {
-            let sent = self
-                .http
-                .request(Method::GET, url)
-                .headers(self.headers.clone())
-                .timeout(self.retry.attempt_timeout)
-                .send()
-                .await;
-            let wait = match sent {
-                Err(error) => {
-                    last_problem = format!("transport error: {}", without_url(&error));
-                    self.retry.backoff(attempt)
-                }
+        let mut retries = self.retry.backoff().start();
+        loop {
+            let sent = self.get(url).send().await;
+            // Why this attempt failed, and the wait the server asked for (429).
+            let (problem, asked): (String, Option<Duration>) = match sent {
+                Err(error) => (format!("transport error: {}", without_url(&error)), None),
                 Ok(response) => {
                     let status = response.status();
                     let headers = response.headers().clone();
@@ -455,14 +450,11 @@ impl ConnectWise {
                                 message,
                             });
                         }
-                        StatusCode::TOO_MANY_REQUESTS => {
-                            last_problem = format!("rate limited (429 {code}): {message}");
-                            retry_after(&headers)
-                        }
-                        s if s.is_server_error() => {
-                            last_problem = format!("HTTP {} {code}: {message}", s.as_u16());
-                            self.retry.backoff(attempt)
-                        }
+                        StatusCode::TOO_MANY_REQUESTS => (
+                            format!("rate limited (429 {code}): {message}"),
+                            Some(retry_after(&headers)),
+                        ),
+                        s if s.is_server_error() => (format!("HTTP {} {code}: {message}", s.as_u16()), None),
                         s => {
                             return Err(ConnectWiseError::Rejected {
                                 status: s.as_u16(),
@@ -473,12 +465,13 @@ impl ConnectWise {
                     }
                 }
             };
-            if attempt + 1 < self.retry.max_attempts {
-                tracing::debug!(attempt, ?wait, problem = %last_problem, "retrying a ConnectWise call");
-                tokio::time::sleep(wait).await;
-            }
+            let Some(backoff) = retries.next_delay() else {
+                return Err(ConnectWiseError::Unavailable(problem));
+            };
+            let wait = asked.unwrap_or(backoff);
+            tracing::debug!(failures = retries.failures(), ?wait, %problem, "retrying a ConnectWise call");
+            tokio::time::sleep(wait).await;
         }
-        Err(ConnectWiseError::Unavailable(last_problem))
     }
 }
 
@@ -534,22 +527,32 @@ pub fn next_link(headers: &HeaderMap) -> Option<String> {
     None
 }
 
-/// Standard base64 with padding (the Basic auth encoding).
-fn base64_encode(input: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(input)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn basic_auth_is_standard_base64() {
-        assert_eq!(base64_encode(b"a+b:c"), "YStiOmM=");
-        assert_eq!(base64_encode(b"ab"), "YWI=");
-        assert_eq!(base64_encode(b"abc"), "YWJj");
-        assert_eq!(base64_encode(b""), "");
+    #[tokio::test]
+    async fn every_call_carries_basic_auth_marked_sensitive_and_the_client_id() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = ConnectWiseConfig {
+            origin: "http://127.0.0.1:9".into(),
+            codebase: Some("v4_6_release/".into()),
+            company_id: "a".into(),
+            public_key: "b".into(),
+            private_key: SecretString::from("c"),
+            client_id: "client".into(),
+        };
+        let client = ConnectWise::connect(&config, RetryPolicy::default())
+            .await
+            .expect("no discovery with a codebase");
+        let request = client
+            .get("http://127.0.0.1:9/v4_6_release/apis/3.0/company/companies")
+            .build()
+            .expect("a valid request");
+        let auth = &request.headers()[reqwest::header::AUTHORIZATION];
+        assert_eq!(auth, "Basic YStiOmM=", "standard base64 of a+b:c");
+        assert!(auth.is_sensitive());
+        assert_eq!(request.headers()["clientId"], "client");
     }
 
     #[test]
@@ -616,16 +619,17 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_and_stays_bounded() {
+    fn backoff_grows_from_the_base_delay_and_stays_bounded() {
         let policy = RetryPolicy {
             attempt_timeout: Duration::from_secs(1),
             max_attempts: 10,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(1),
         };
-        let first = policy.backoff(0);
-        assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(150));
-        let late = policy.backoff(9);
-        assert!(late >= Duration::from_secs(1) && late <= Duration::from_millis(1500));
+        let backoff = policy.backoff();
+        assert_eq!(backoff.ceiling(0), Duration::from_millis(100));
+        assert_eq!(backoff.ceiling(9), Duration::from_secs(1));
+        assert_eq!(backoff.max_attempts, 10);
+        assert!((0..100).all(|_| backoff.delay(9) <= Duration::from_secs(1)));
     }
 }

@@ -14,13 +14,15 @@
 //!   replica never runs two syncs at once.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix::{Actor, ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, WrapFuture};
 use serde_json::{Value, json};
+use tokio::time::Instant;
 use ttscm_contract::company::{CompanySource, SyncReport, SyncStatus};
 use ttscm_contract::{ErrorCode, WireError};
+use ttscm_runtime::cache::Cache;
 use ttscm_runtime::store::{Document, FindOptions, IndexSpec, Scalar};
 use ttscm_runtime::{Bus, Filter, Store, StoreError, Update, clock, ids};
 
@@ -36,6 +38,8 @@ const STATUS_ID: &str = "status";
 pub const LEASE_TTL: Duration = Duration::from_secs(15 * 60);
 /// How long fetched configurations are reused.
 const CONFIGURATIONS_TTL: Duration = Duration::from_secs(30);
+/// Companies whose configurations are kept at most.
+const CONFIGURATIONS_MAX: usize = 1000;
 /// A full sync runs at least this often, to notice companies deleted in ConnectWise.
 const FULL_SYNC_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -85,7 +89,9 @@ pub struct Upstream {
     config: Option<ConnectWiseConfig>,
     retry: RetryPolicy,
     client: tokio::sync::Mutex<Option<ConnectWise>>,
-    configurations: Mutex<HashMap<i64, (Instant, Vec<Value>)>>,
+    /// Configurations by ConnectWise company id; concurrent requests for one company share a
+    /// fetch.
+    configurations: Cache<i64, Arc<Vec<Value>>>,
 }
 
 impl Upstream {
@@ -95,7 +101,7 @@ impl Upstream {
             config,
             retry,
             client: tokio::sync::Mutex::new(None),
-            configurations: Mutex::new(HashMap::new()),
+            configurations: Cache::new(CONFIGURATIONS_TTL, CONFIGURATIONS_MAX),
         }
     }
 
@@ -120,27 +126,19 @@ impl Upstream {
 
     /// The configurations of ConnectWise company `cw_company_id`, reused for a short while.
     pub async fn configurations(&self, cw_company_id: i64) -> Result<Vec<Value>, SyncError> {
-        if let Some((at, cached)) = self
+        let configurations = self
             .configurations
-            .lock()
-            .expect("cache lock is never poisoned")
-            .get(&cw_company_id)
-            && at.elapsed() < CONFIGURATIONS_TTL
-        {
-            return Ok(cached.clone());
-        }
-        let fetched = self
-            .client()
-            .await?
-            .with_retry(RetryPolicy::interactive())
-            .configurations(cw_company_id)
+            .get_or_try_insert_with(cw_company_id, || async {
+                let fetched = self
+                    .client()
+                    .await?
+                    .with_retry(RetryPolicy::interactive())
+                    .configurations(cw_company_id)
+                    .await?;
+                Ok::<_, SyncError>(Arc::new(fetched))
+            })
             .await?;
-        let mut cache = self.configurations.lock().expect("cache lock is never poisoned");
-        if cache.len() > 1000 {
-            cache.clear();
-        }
-        cache.insert(cw_company_id, (Instant::now(), fetched.clone()));
-        Ok(fetched)
+        Ok(configurations.as_ref().clone())
     }
 }
 
