@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use ttscm_contract::Operation;
 use ttscm_contract::health::HealthReply;
 
+use crate::bus::Message;
 use crate::service::{ServiceOp, serve_fn, serve_op};
 use crate::{Bus, BusError, Shutdown, Store};
 
@@ -38,7 +39,16 @@ struct Route<S> {
     serve: ServeOne<S>,
 }
 
-/// The operations one service serves on its state `S`, plus its health check.
+/// A plain (non-request) subscription of a service, e.g. another replica's change notice.
+struct Listener<S> {
+    /// The subject pattern.
+    pattern: &'static str,
+    /// What each message does to the state.
+    handle: fn(&S, &Message),
+}
+
+/// The operations one service serves on its state `S`, plus its health check and the plain
+/// subscriptions it listens to: everything the service takes from the bus, in one place.
 pub struct ServiceRouter<S> {
     /// The service's name, as the health reply reports it.
     service: &'static str,
@@ -50,6 +60,8 @@ pub struct ServiceRouter<S> {
     serve_health: ServeHealth,
     /// The declared operations, in declaration order.
     routes: Vec<Route<S>>,
+    /// The declared listeners.
+    listeners: Vec<Listener<S>>,
 }
 
 /// Starts the health operation's serving loop: reports `service` and whether `store` answers.
@@ -80,6 +92,7 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
             health: H::SUBJECT,
             serve_health: serve_health::<H>,
             routes: Vec::new(),
+            listeners: Vec::new(),
         }
     }
 
@@ -103,6 +116,20 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         self
     }
 
+    /// Declares a plain subscription to `pattern` (NATS wildcards allowed): each message is
+    /// handed to `handle` with the service's state, in order, until shutdown. For notices that
+    /// need no reply, such as another replica's "this changed".
+    #[must_use]
+    pub fn listen(mut self, pattern: &'static str, handle: fn(&S, &Message)) -> Self {
+        self.listeners.push(Listener { pattern, handle });
+        self
+    }
+
+    /// The patterns of the plain subscriptions this router listens to.
+    pub fn listens_to(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.listeners.iter().map(|l| l.pattern)
+    }
+
     /// The service's name.
     pub fn service(&self) -> &'static str {
         self.service
@@ -122,7 +149,15 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         store: Option<Store>,
         shutdown: Shutdown,
     ) -> Result<Vec<JoinHandle<()>>, BusError> {
-        let mut tasks = Vec::with_capacity(self.routes.len() + 1);
+        let mut tasks = Vec::with_capacity(self.routes.len() + self.listeners.len() + 1);
+        // Listeners first: a change announced while the operations start is not missed.
+        for listener in &self.listeners {
+            let subscription = bus.subscribe(listener.pattern).await?;
+            let (state, handle) = (state.clone(), listener.handle);
+            tasks.push(tokio::spawn(
+                subscription.for_each_until(shutdown.clone(), move |message| handle(&state, &message)),
+            ));
+        }
         for route in &self.routes {
             tasks.push((route.serve)(bus, self.queue, state.clone(), shutdown.clone()).await?);
         }

@@ -5,7 +5,6 @@
 //! Owns the `credential_types`, `credentials`, `audit_entries` and `event_outbox` collections.
 
 pub mod audit;
-pub mod audit_stream;
 pub mod auditing;
 pub mod caches;
 pub mod credentials;
@@ -21,7 +20,7 @@ use tokio::task::JoinHandle;
 use ttscm_contract::audit::{ListAuditEvents, VerifyAudit};
 use ttscm_contract::credential::*;
 use ttscm_contract::health::CredentialHealth;
-use ttscm_contract::subjects::CREDENTIAL_QUEUE;
+use ttscm_contract::subjects::{CREDENTIAL_CHANGED, CREDENTIAL_QUEUE};
 use ttscm_runtime::router::ServiceRouter;
 use ttscm_runtime::service::BusClient;
 use ttscm_runtime::{Bus, BusError, Settings, Shutdown, Store, StoreError};
@@ -44,51 +43,25 @@ pub async fn run(
     settings: &Settings,
     shutdown: Shutdown,
 ) -> Result<Vec<JoinHandle<()>>, CredentialError> {
+    // Declared before `store::prepare` touches the outbox (see `events::prepare`).
+    events::prepare(store).await?;
     store::prepare(store).await?;
     let (events, publisher) = events::Events::new(bus.clone(), store.clone());
     tokio::spawn(publisher.run());
     // Over NATS, audit entries are appended to a JetStream stream and copied into the store.
-    let stream = match bus {
-        Bus::Nats(nats) => {
-            let stream = audit_stream::AuditStream::new(nats.client().clone(), store.clone())
-                .with_replicas(nats.stream_replicas());
-            tokio::spawn(stream.clone().copy_forever(shutdown.clone()));
-            Some(stream)
-        }
-        Bus::InProc(_) => None,
-    };
-    let audit = audit::AuditLog::new(store.clone(), stream);
-    let caches = std::sync::Arc::new(caches::Caches::default());
+    let audit = audit::AuditLog::open(bus, store, shutdown.clone()).await?;
     let service = service::Service {
         store: store.clone(),
         client: BusClient::new(bus.clone(), settings.request_timeout()),
         events: events.clone(),
         audit,
-        caches: caches.clone(),
+        caches: std::sync::Arc::new(caches::Caches::default()),
     };
     let service = std::sync::Arc::new(service);
     let mut tasks = router()
         .serve(bus, service, Some(store.clone()), shutdown.clone())
         .await?;
     tasks.push(tokio::spawn(events.drain_outbox_forever(shutdown.clone())));
-    // Type events from every replica clear this replica's type caches; credential changes
-    // announced by every replica (this one included) forget the credential, or for `*` all.
-    let types_changed = caches.clone();
-    tasks.push(tokio::spawn(
-        bus.subscribe(TYPE_EVENTS)
-            .await?
-            .for_each_until(shutdown.clone(), move |_| types_changed.clear_types()),
-    ));
-    tasks.push(tokio::spawn(
-        bus.subscribe(ttscm_contract::subjects::CREDENTIAL_CHANGED)
-            .await?
-            .for_each_until(shutdown, move |change| {
-                match std::str::from_utf8(&change.payload) {
-                    Ok(id) if id != "*" => caches.credentials.forget(id),
-                    _ => caches.credentials.clear(),
-                }
-            }),
-    ));
     Ok(tasks)
 }
 
@@ -112,6 +85,15 @@ pub fn router() -> ServiceRouter<service::Service> {
         .op::<DeleteCredentialType>()
         .op::<ListAuditEvents>()
         .op::<VerifyAudit>()
+        // Type events from every replica clear this replica's type caches; credential changes
+        // announced by every replica (this one included) forget the credential, or for `*` all.
+        .listen(TYPE_EVENTS, |service, _| service.caches.clear_types())
+        .listen(CREDENTIAL_CHANGED, |service, change| {
+            match std::str::from_utf8(&change.payload) {
+                Ok(id) if id != "*" => service.caches.credentials.forget(id),
+                _ => service.caches.credentials.clear(),
+            }
+        })
 }
 
 /// Type events from every replica.

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use ttscm_contract::health::IdentityHealth;
 use ttscm_contract::identity::*;
-use ttscm_contract::subjects::IDENTITY_QUEUE;
+use ttscm_contract::subjects::{IDENTITY_QUEUE, IDENTITY_USER_CHANGED};
 use ttscm_runtime::router::ServiceRouter;
 use ttscm_runtime::{Bus, Settings, Shutdown, Store};
 
@@ -41,23 +41,13 @@ pub async fn run(
     let identity = Arc::new(service::Identity::new(
         store.clone(),
         bus.clone(),
-        signing_key.clone(),
+        signing_key,
         settings,
     ));
-    let changes = bus
-        .subscribe(ttscm_contract::subjects::IDENTITY_USER_CHANGED)
-        .await?;
     let mut tasks = router()
-        .serve(bus, identity.clone(), Some(store.clone()), shutdown.clone())
+        .serve(bus, identity, Some(store.clone()), shutdown.clone())
         .await?;
-    tasks.push(tokio::spawn(sweep_expired(store.clone(), shutdown.clone())));
-    // User changes made through other replicas: drop them from this replica's user cache.
-    let cache_owner = identity.clone();
-    tasks.push(tokio::spawn(changes.for_each_until(shutdown, move |message| {
-        cache_owner
-            .users
-            .forget(&String::from_utf8_lossy(&message.payload));
-    })));
+    tasks.push(tokio::spawn(sweep_expired(store.clone(), shutdown)));
     Ok(tasks)
 }
 
@@ -80,6 +70,10 @@ pub fn router() -> ServiceRouter<service::Identity> {
         .op::<CreateRole>()
         .op::<UpdateRole>()
         .op::<DeleteRole>()
+        // User changes made through other replicas: drop them from this replica's user cache.
+        .listen(IDENTITY_USER_CHANGED, |identity, message| {
+            identity.users.forget(&String::from_utf8_lossy(&message.payload));
+        })
 }
 
 /// How often expired pending logins, refresh tokens and sessions are deleted.
