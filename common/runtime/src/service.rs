@@ -113,33 +113,22 @@ impl CallContext {
 type DecodedPrincipal = (Arc<Principal>, Arc<str>);
 
 /// Decoded principal headers by their exact text. The header fully determines the principal, so
-/// an entry can never be stale; the map is bounded by clearing it when full. Decoding (base64,
-/// JSON, parsing every permission) per request, and encoding again for each call onwards, is
-/// measurable on the hot path.
-static PRINCIPALS: std::sync::LazyLock<
-    std::sync::RwLock<std::collections::HashMap<Arc<str>, Arc<Principal>>>,
-> = std::sync::LazyLock::new(Default::default);
-/// Entries kept before the principal cache is cleared.
+/// an entry can never be stale (the time to live is the cache's longest); the cache's bound
+/// keeps it small. Decoding (base64, JSON, parsing every permission) per request, and encoding
+/// again for each call onwards, is measurable on the hot path.
+static PRINCIPALS: std::sync::LazyLock<crate::cache::Cache<Arc<str>, Arc<Principal>>> =
+    std::sync::LazyLock::new(|| crate::cache::Cache::new(std::time::Duration::MAX, MAX_PRINCIPALS));
+/// Principals kept in the cache at most.
 const MAX_PRINCIPALS: usize = 10_000;
 
 fn decode_principal(encoded: &str) -> Option<DecodedPrincipal> {
-    if let Some((text, principal)) = PRINCIPALS
-        .read()
-        .expect("the principal cache lock is never poisoned")
-        .get_key_value(encoded)
-    {
-        return Some((principal.clone(), text.clone()));
+    if let Some((text, principal)) = PRINCIPALS.get_key_value(encoded) {
+        return Some((principal, text));
     }
     let json = URL_SAFE_NO_PAD.decode(encoded).ok()?;
     let principal: Arc<Principal> = Arc::new(serde_json::from_slice(&json).ok()?);
     let text: Arc<str> = Arc::from(encoded);
-    let mut cache = PRINCIPALS
-        .write()
-        .expect("the principal cache lock is never poisoned");
-    if cache.len() >= MAX_PRINCIPALS {
-        cache.clear();
-    }
-    cache.insert(text.clone(), principal.clone());
+    PRINCIPALS.insert(text.clone(), principal.clone());
     Some((principal, text))
 }
 
