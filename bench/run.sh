@@ -16,6 +16,9 @@
 #                          the baseline row alone (faster)
 #   BENCH_MESH=1           also measure the mesh (five `ttscm serve --only` processes joined by a
 #                          nats-server and FerretDB, installed/built by tests/tools/*.sh); 0 = skip
+#   BENCH_ROWS=regex       measure only the rows whose name matches (bash regex), e.g.
+#                          BENCH_ROWS='^(ttscm|mesh) reveal$' BENCH_CONNS=... for an A/B of one
+#                          path; baseline rows are still started for the paired ratios
 #   TTSCM_BIN=path         use this binary instead of building target/release/ttscm. If its file
 #                          name is ttscm-warp-baseline, it runs as a *stand-in* for ttscm (started
 #                          with the address as argument, no token, readiness via /v1/teapot) so the
@@ -34,6 +37,7 @@ BENCH_START_TIMEOUT=${BENCH_START_TIMEOUT:-30}
 BENCH_BUSY_WARN=${BENCH_BUSY_WARN:-10}
 BENCH_MESH=${BENCH_MESH:-1}
 BENCH_PAIRED=${BENCH_PAIRED:-1}
+BENCH_ROWS=${BENCH_ROWS:-}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 BASELINE_BIN="$TARGET_DIR/release/ttscm-warp-baseline"
 RESULTS_DIR=bench/results
@@ -499,6 +503,7 @@ for conns in $BENCH_CONNS; do
     for row in "${TARGETS[@]}"; do
         IFS='|' read -r server name path auth baseline_name expect script <<<"$row"
         server_started "$server" || continue
+        [[ -n $BENCH_ROWS && ! $name =~ $BENCH_ROWS ]] && continue
         [[ $path == *@CID@* && -z ${SERVER_CID[$server]:-} ]] && continue
         path=${path//@CID@/${SERVER_CID[$server]:-}}
         url="${SERVER_URL[$server]}$path"
