@@ -1,6 +1,7 @@
 //! What every TTSCM component shares at run time: settings, telemetry, the bus and store ports
 //! with their adapters, the bridge from bus requests to actix actors, ids and clocks.
 
+pub mod audit;
 pub mod bus;
 pub mod cache;
 pub mod clock;

@@ -38,7 +38,7 @@ async fn store(adapter: &Adapter) -> (Store, Guard) {
     }
 }
 
-/// The audit log's sequence index, as the log tests declare it.
+/// A unique sequence index, as the append-log tests declare it.
 const SEQ_UNIQUE: IndexSpec = IndexSpec {
     name: "seq_unique",
     fields: &["seq"],
@@ -158,7 +158,6 @@ async fn typed_documents_insert_as_their_json(adapter: Adapter) {
     store
         .insert_many_as(THINGS, &texts, |text| DocumentKeys {
             id: "t1",
-            sequence: None,
             json: Some(text),
         })
         .await
@@ -175,7 +174,6 @@ async fn typed_documents_insert_as_their_json(adapter: Adapter) {
     let not_an_object = store
         .insert_many_as(THINGS, &["[1]"], |text| DocumentKeys {
             id: "t2",
-            sequence: None,
             json: Some(text),
         })
         .await;
@@ -185,13 +183,16 @@ async fn typed_documents_insert_as_their_json(adapter: Adapter) {
     );
 }
 
-/// The append-only log collections (stored differently on SQLite: a rowid table with an id
-/// index) keep the same contract: ids unique, lookups by id, unique indexes, sorts, updates,
-/// deletes.
-async fn log_collections_keep_the_contract(adapter: Adapter) {
-    const LOG: &str = "audit_entries";
+/// Collections declared append logs (stored differently on SQLite: a rowid table with an id
+/// index, in the second file) keep the same contract: ids unique, lookups by id, unique
+/// indexes, sorts, updates, deletes.
+async fn append_logs_keep_the_contract(adapter: Adapter) {
+    const LOG: &str = "things_log";
     let (store, _guard) = store(&adapter).await;
-    store.ensure_indexes(LOG, &[SEQ_UNIQUE]).await.expect("indexes");
+    store
+        .ensure_append_log(LOG, &[SEQ_UNIQUE])
+        .await
+        .expect("declared");
     // Ids deliberately out of insertion order.
     let entries: Vec<Value> = [(1, "m"), (2, "c"), (3, "x"), (4, "a")]
         .into_iter()
@@ -520,7 +521,7 @@ macro_rules! contract {
 contract!(
     a_document_reads_back_as_written,
     typed_documents_insert_as_their_json,
-    log_collections_keep_the_contract,
+    append_logs_keep_the_contract,
     a_batch_with_a_duplicate_is_a_conflict,
     duplicate_ids_and_unique_values_are_conflicts,
     filters_sorts_and_pages_agree,
@@ -637,8 +638,7 @@ async fn another_process_commit_moves_the_embedded_change_epoch() {
     );
 }
 
-/// New log tables are rowid tables (appends fill pages in order) with a unique id index.
-/// The rows of an embedded log table, in the order of its integer primary key.
+/// The rows of an embedded log-file table, in the order of its integer primary key.
 fn log_rows(dir: &std::path::Path, table: &str, key: &str) -> Vec<(i64, String)> {
     let log = rusqlite::Connection::open(dir.join("new-log.sqlite3")).expect("opens");
     log.prepare(&format!(r#"SELECT {key}, id FROM "{table}" ORDER BY {key}"#))
@@ -646,302 +646,45 @@ fn log_rows(dir: &std::path::Path, table: &str, key: &str) -> Vec<(i64, String)>
         .expect("a table with an integer key")
 }
 
-/// A new embedded log table without a sequence (the event outbox) appends in rowid order.
+/// Whether the embedded file `file` (in `dir`) holds a table named `table`.
+fn table_exists(dir: &std::path::Path, file: &str, table: &str) -> bool {
+    let connection = rusqlite::Connection::open(dir.join(file)).expect("opens");
+    connection
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get(0),
+        )
+        .expect("schema")
+}
+
+/// An embedded append log (the event outbox, as its owner declares it) is a rowid table in the
+/// second file, appended in rowid order; an undeclared collection is an ordinary table in the
+/// main file, and cannot become an append log once used.
 #[tokio::test]
-async fn a_new_embedded_log_table_appends_in_rowid_order() {
+async fn an_embedded_append_log_is_a_rowid_table_in_the_log_file() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::Sqlite(SqliteStore::open(&dir.path().join("new.sqlite3")).expect("opens"));
+    store.ensure_append_log("outbox", &[]).await.expect("declared");
     for id in ["z", "a"] {
         store
-            .insert("event_outbox", doc(json!({ "id": id })))
+            .insert("outbox", doc(json!({ "id": id })))
             .await
             .expect("appended");
     }
     assert_eq!(
-        log_rows(dir.path(), "event_outbox", "rid"),
+        log_rows(dir.path(), "outbox", "rid"),
         [(1, "z".to_owned()), (2, "a".to_owned())]
     );
-}
-
-/// The lines of the embedded audit journal, as documents, in file order.
-fn journal_lines(dir: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("new-audit_entries.jsonl"))
-        .expect("the journal")
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("a document per line"))
-        .collect()
-}
-
-/// Whether the log file holds a table named `table`.
-fn log_table_exists(dir: &std::path::Path, table: &str) -> bool {
-    let log = rusqlite::Connection::open(dir.join("new-log.sqlite3")).expect("opens");
-    log.query_row(
-        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-        [table],
-        |r| r.get(0),
-    )
-    .expect("schema")
-}
-
-/// Embedded audit entries are a journal: one JSON document per line, in append order, next to
-/// the SQLite files (no table); queries see them in sequence order. A document needs an integer
-/// `seq`, which never changes. Everything still answers through the store as on MongoDB
-/// (`log_collections_keep_the_contract`).
-#[tokio::test]
-async fn embedded_audit_entries_are_a_journal_of_json_lines() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::Sqlite(SqliteStore::open(&dir.path().join("new.sqlite3")).expect("opens"));
+    assert!(!table_exists(dir.path(), "new.sqlite3", "outbox"));
     store
-        .ensure_indexes(
-            "audit_entries",
-            &[
-                SEQ_UNIQUE,
-                IndexSpec {
-                    name: "at",
-                    fields: &["at"],
-                    unique: false,
-                },
-            ],
-        )
+        .insert("plain", doc(json!({ "id": "p" })))
         .await
-        .expect("indexes");
-    // Told the sequence, read from the document, and from the JSON text (nested `seq` first).
-    let typed = [json!({"id": "e7", "seq": 7, "at": "b"})];
-    store
-        .insert_many_as("audit_entries", &typed, |e| DocumentKeys {
-            id: e["id"].as_str().unwrap_or_default(),
-            sequence: Some(7),
-            json: None,
-        })
-        .await
-        .expect("told");
-    store
-        .insert("audit_entries", doc(json!({"id": "e3", "seq": 3, "at": "a"})))
-        .await
-        .expect("from the document");
-    let nested = [json!({"id": "e5", "target": {"seq": 99}, "seq": 5, "at": "c"})];
-    store
-        .insert_many_as("audit_entries", &nested, |e| {
-            DocumentKeys::id(e["id"].as_str().unwrap_or_default())
-        })
-        .await
-        .expect("from the JSON");
-    let lines = journal_lines(dir.path());
-    assert_eq!(
-        lines
-            .iter()
-            .map(|l| l["id"].as_str().unwrap_or_default())
-            .collect::<Vec<_>>(),
-        ["e7", "e3", "e5"]
-    );
-    assert_eq!(
-        lines[2],
-        json!({"id": "e5", "target": {"seq": 99}, "seq": 5, "at": "c"})
-    );
-    assert!(!log_table_exists(dir.path(), "audit_entries"));
-    let all = store
-        .find("audit_entries", &FindOptions::new(Filter::All))
-        .await
-        .expect("found");
-    assert_eq!(ids(&all), ["e3", "e5", "e7"]);
-    let by_time = store
-        .find(
-            "audit_entries",
-            &FindOptions::new(Filter::All).sort("at", Order::Desc).page(1, 1),
-        )
-        .await
-        .expect("found");
-    assert_eq!(ids(&by_time), ["e7"]);
-    let in_range = store
-        .find(
-            "audit_entries",
-            &FindOptions::new(Filter::And(vec![
-                Filter::Gte("at".into(), "b".into()),
-                Filter::Lt("seq".into(), 7i64.into()),
-            ]))
-            .sort("seq", Order::Desc),
-        )
-        .await
-        .expect("found");
-    assert_eq!(ids(&in_range), ["e5"]);
-    let counted = store
-        .count("audit_entries", &Filter::Gt("seq".into(), 3i64.into()))
-        .await
-        .expect("count");
-    assert_eq!(counted, 2);
-    for bad in [
-        json!({"id": "x1"}),
-        json!({"id": "x2", "seq": "8"}),
-        json!({"id": "x3", "seq": 8.5}),
-        json!({"id": "x4", "meta": {"seq": 8}}),
-    ] {
-        let refused = store.insert("audit_entries", doc(bad.clone())).await;
-        assert!(
-            matches!(refused, Err(StoreError::Invalid(_))),
-            "{bad}: {refused:?}"
-        );
-        let refused = store
-            .insert_many_as("audit_entries", std::slice::from_ref(&bad), |e| {
-                DocumentKeys::id(e["id"].as_str().unwrap_or_default())
-            })
-            .await;
-        assert!(
-            matches!(refused, Err(StoreError::Invalid(_))),
-            "{bad}: {refused:?}"
-        );
-    }
-    let mut renumber = Update::default();
-    renumber.set.push(("seq".into(), json!(4)));
-    let refused = store
-        .update_one("audit_entries", &Filter::id("e3"), &renumber)
-        .await;
-    assert!(matches!(refused, Err(StoreError::Invalid(_))), "{refused:?}");
-    assert_eq!(
-        store.count("audit_entries", &Filter::All).await.expect("count"),
-        3
-    );
-    assert_eq!(journal_lines(dir.path()).len(), 3, "nothing refused was written");
-    // A second handle on the same files (a `ttscm` command beside the server) sees everything.
-    let other = Store::Sqlite(SqliteStore::open(&dir.path().join("new.sqlite3")).expect("opens"));
-    assert_eq!(
-        other.count("audit_entries", &Filter::All).await.expect("count"),
-        3
-    );
-}
-
-/// Data dirs made before journals had their audit entries in a table of the log file, in one of
-/// three layouts (keyed by id `WITHOUT ROWID`; rowid with an id index; keyed by the sequence).
-/// On first use the entries move to the journal, in sequence order, and the table is dropped;
-/// the ids and sequence numbers stay unique.
-#[tokio::test]
-async fn embedded_audit_tables_of_earlier_layouts_move_to_the_journal() {
-    for (name, layout, key) in [
-        (
-            "old",
-            r#"CREATE TABLE "audit_entries" (id TEXT PRIMARY KEY NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID;"#,
-            false,
-        ),
-        (
-            "rowid",
-            r#"CREATE TABLE "audit_entries" (rid INTEGER PRIMARY KEY, id TEXT NOT NULL, doc TEXT NOT NULL);
-               CREATE UNIQUE INDEX "audit_entries__id" ON "audit_entries" (id);"#,
-            false,
-        ),
-        (
-            "keyed",
-            r#"CREATE TABLE "audit_entries" (key INTEGER PRIMARY KEY, id TEXT NOT NULL, doc TEXT NOT NULL);
-               CREATE UNIQUE INDEX "audit_entries__id" ON "audit_entries" (id);"#,
-            true,
-        ),
-    ] {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("new.sqlite3");
-        {
-            let log = rusqlite::Connection::open(dir.path().join("new-log.sqlite3")).expect("opens");
-            log.execute_batch(layout).expect("earlier layout");
-            // Inserted out of sequence order.
-            for (id, seq) in [("second", 2), ("first", 1)] {
-                let document = json!({"id": id, "seq": seq}).to_string();
-                if key {
-                    log.execute(
-                        r#"INSERT INTO "audit_entries" (key, id, doc) VALUES (?1, ?2, ?3)"#,
-                        rusqlite::params![seq, id, document],
-                    )
-                } else {
-                    log.execute(
-                        r#"INSERT INTO "audit_entries" (id, doc) VALUES (?1, ?2)"#,
-                        rusqlite::params![id, document],
-                    )
-                }
-                .expect("an earlier entry");
-            }
-        }
-        let store = Store::Sqlite(SqliteStore::open(&path).expect("opens"));
-        store
-            .ensure_indexes("audit_entries", &[SEQ_UNIQUE])
-            .await
-            .expect("indexes");
-        assert!(!log_table_exists(dir.path(), "audit_entries"), "{name}");
-        assert_eq!(
-            journal_lines(dir.path()),
-            [
-                json!({"id": "first", "seq": 1}),
-                json!({"id": "second", "seq": 2})
-            ],
-            "{name}"
-        );
-        assert_eq!(
-            store.get("audit_entries", "first").await.expect("read"),
-            Some(doc(json!({"id": "first", "seq": 1}))),
-            "{name}"
-        );
-        store
-            .insert("audit_entries", doc(json!({"id": "new", "seq": 3})))
-            .await
-            .expect("appended");
-        let same_id = store
-            .insert("audit_entries", doc(json!({"id": "first", "seq": 4})))
-            .await;
-        assert!(
-            matches!(same_id, Err(StoreError::Conflict)),
-            "{name}: {same_id:?}"
-        );
-        let same_seq = store
-            .insert("audit_entries", doc(json!({"id": "other", "seq": 2})))
-            .await;
-        assert!(
-            matches!(same_seq, Err(StoreError::Conflict)),
-            "{name}: {same_seq:?}"
-        );
-        let newest = store
-            .find(
-                "audit_entries",
-                &FindOptions::new(Filter::All).sort("seq", Order::Desc).page(0, 1),
-            )
-            .await
-            .expect("found");
-        assert_eq!(ids(&newest), ["new"], "{name}");
-    }
-}
-
-/// A move into the journal that stopped before the table was dropped finishes on the next
-/// start (the entries once, the table gone); a journal holding other entries next to a table is
-/// never overwritten: the collection does not open, and both stay as they were.
-#[tokio::test]
-async fn an_interrupted_move_to_the_journal_finishes_and_a_conflicting_one_is_refused() {
-    for (journal, expected) in [
-        (
-            "{\"id\":\"first\",\"seq\":1}\n{\"id\":\"second\",\"seq\":2}\n",
-            true,
-        ),
-        ("{\"id\":\"elsewhere\",\"seq\":1}\n", false),
-    ] {
-        let dir = tempfile::tempdir().expect("temp dir");
-        {
-            let log = rusqlite::Connection::open(dir.path().join("new-log.sqlite3")).expect("opens");
-            log.execute_batch(
-                r#"CREATE TABLE "audit_entries" (key INTEGER PRIMARY KEY, id TEXT NOT NULL, doc TEXT NOT NULL);
-                   INSERT INTO "audit_entries" VALUES (1, 'first', '{"id":"first","seq":1}');
-                   INSERT INTO "audit_entries" VALUES (2, 'second', '{"id":"second","seq":2}');"#,
-            )
-            .expect("an earlier table");
-        }
-        std::fs::write(dir.path().join("new-audit_entries.jsonl"), journal).expect("a journal");
-        let store = Store::Sqlite(SqliteStore::open(&dir.path().join("new.sqlite3")).expect("opens"));
-        let count = store.count("audit_entries", &Filter::All).await;
-        if expected {
-            assert_eq!(count.expect("count"), 2);
-            assert!(!log_table_exists(dir.path(), "audit_entries"));
-            assert_eq!(journal_lines(dir.path()).len(), 2);
-        } else {
-            assert!(matches!(count, Err(StoreError::Corrupt(_))), "{count:?}");
-            assert!(log_table_exists(dir.path(), "audit_entries"));
-            assert_eq!(
-                std::fs::read_to_string(dir.path().join("new-audit_entries.jsonl")).expect("journal"),
-                journal
-            );
-        }
-    }
+        .expect("inserted");
+    assert!(table_exists(dir.path(), "new.sqlite3", "plain"));
+    assert!(!table_exists(dir.path(), "new-log.sqlite3", "plain"));
+    let late = store.ensure_append_log("plain", &[]).await;
+    assert!(matches!(late, Err(StoreError::Invalid(_))), "{late:?}");
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@
 //! Requests only queue their events; one publisher task sends them in order, off the request
 //! path (a JetStream acknowledgement costs a round trip). An event that cannot be published (bus
 //! down) goes to the `event_outbox` collection, and a background task publishes the outbox every
-//! few seconds, so a bus outage loses nothing.
+//! few seconds, so a bus outage loses nothing. The outbox is declared an append log of the store
+//! ([`prepare`]): the embedded store keeps it out of its main file.
 
 use std::time::Duration;
 
@@ -12,10 +13,23 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use ttscm_contract::event::CloudEvent;
 use ttscm_runtime::service::CallContext;
-use ttscm_runtime::store::{FindOptions, Order};
-use ttscm_runtime::{Bus, Filter, Headers, Shutdown, Store, clock, ids};
+use ttscm_runtime::store::{FindOptions, IndexSpec, Order};
+use ttscm_runtime::{Bus, Filter, Headers, Shutdown, Store, StoreError, clock, ids};
 
 use crate::store::EVENT_OUTBOX;
+
+/// The outbox's index: it is read oldest first.
+const OUTBOX_INDEXES: &[IndexSpec] = &[IndexSpec {
+    name: "at",
+    fields: &["at"],
+    unique: false,
+}];
+
+/// Declares the outbox an append log (inserted when the bus is down, read oldest first, deleted
+/// once published), before anything else uses it.
+pub async fn prepare(store: &Store) -> Result<(), StoreError> {
+    store.ensure_append_log(EVENT_OUTBOX, OUTBOX_INDEXES).await
+}
 
 /// How often the outbox is retried.
 const OUTBOX_INTERVAL: Duration = Duration::from_secs(2);

@@ -13,7 +13,6 @@
 //!   field as `null` and lets only one document lack it; SQLite would let many).
 //! - Case-insensitive matching ([`Filter::ContainsCi`]) takes the needle literally.
 
-mod journal;
 pub mod mongo;
 pub mod sqlite;
 
@@ -239,10 +238,6 @@ impl Update {
 pub struct DocumentKeys<'a> {
     /// Its `id` field.
     pub id: &'a str,
-    /// Its sequence number, in a collection appended in sequence order (the audit chain's
-    /// `seq`), which must also be that field's value. The embedded store keys such a
-    /// collection by it (and reads it from the JSON when this is `None`); MongoDB ignores it.
-    pub sequence: Option<u64>,
     /// The document as JSON text, when the caller holds it already: the store takes it instead
     /// of serializing the document. It must be what serializing the document gives (a JSON
     /// object); the embedded store stores it as it is.
@@ -252,11 +247,7 @@ pub struct DocumentKeys<'a> {
 impl<'a> DocumentKeys<'a> {
     /// A document known by its id alone.
     pub fn id(id: &'a str) -> Self {
-        Self {
-            id,
-            sequence: None,
-            json: None,
-        }
+        Self { id, json: None }
     }
 }
 
@@ -317,6 +308,22 @@ impl Store {
             index.fields.iter().try_for_each(|f| check_field(f))?;
         }
         dispatch!(self, s => s.ensure_indexes(collection, indexes))
+    }
+
+    /// Declares `collection` an *append log* — documents inserted often, read oldest first and
+    /// deleted once handled (an outbox) — and its indexes. The embedded store keeps such a
+    /// collection in its second file (`<name>-log.sqlite3`), so the appends do not churn the
+    /// main file's page cache; MongoDB treats it as [`Self::ensure_indexes`] does. Declare it
+    /// before any other use of the collection in the process.
+    pub async fn ensure_append_log(&self, collection: &str, indexes: &[IndexSpec]) -> Result<(), StoreError> {
+        check_collection(collection)?;
+        for index in indexes {
+            index.fields.iter().try_for_each(|f| check_field(f))?;
+        }
+        match self {
+            Store::Mongo(s) => s.ensure_indexes(collection, indexes).await,
+            Store::Sqlite(s) => s.ensure_append_log(collection, indexes),
+        }
     }
 
     /// Inserts a document; a duplicate id or unique value is [`StoreError::Conflict`].
@@ -389,7 +396,6 @@ impl Store {
                         }
                         Ok(sqlite::Row {
                             id: keys.id.to_owned(),
-                            sequence: keys.sequence.and_then(|n| i64::try_from(n).ok()),
                             doc: text,
                         })
                     })

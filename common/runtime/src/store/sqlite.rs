@@ -7,10 +7,14 @@
 //! `synchronous=NORMAL` in WAL mode: a commit survives a crash of the process; a power loss may
 //! drop the last commits, never corrupt the file.
 //!
-//! Append-only collections with a sequence (the audit log) are not tables: each is a journal
-//! file of JSON lines next to the SQLite file (see [`super::journal`]).
+//! A collection its owner declares an *append log* ([`super::Store::ensure_append_log`]: many
+//! inserts, read oldest first, deleted once handled — the credential service's event outbox) is
+//! kept in a second file, `<name>-log.sqlite3`, attached as schema `log`: writes to one file
+//! invalidate the page caches of every reader of that file, so frequent appends would otherwise
+//! make every read of the main file start from a cold cache. The adapter knows no collection
+//! by name.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +24,6 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, OpenFlags, params_from_iter};
 use serde_json::Value;
 
-use super::journal::{self, Journal};
 use super::{Document, Filter, FindOptions, IndexSpec, Order, Scalar, StoreError, Update};
 
 /// Read connections; two cores on the target machine, so two readers keep both busy.
@@ -46,8 +49,9 @@ struct Inner {
     next_reader: AtomicUsize,
     /// Collections whose table exists, so `CREATE TABLE IF NOT EXISTS` runs once per collection.
     tables: Mutex<HashSet<String>>,
-    /// The open journals of journal collections (see [`journal_of`]).
-    journals: Mutex<HashMap<&'static str, Arc<Journal>>>,
+    /// Collections declared append logs (see [`SqliteStore::ensure_append_log`]), kept in the
+    /// log file. Declared before the collection is first used.
+    logs: Mutex<HashSet<String>>,
     /// Bumped when the checkpointer sees the main file changed by a commit on another
     /// connection (see [`SqliteStore::change_epoch`]).
     epoch: AtomicU64,
@@ -101,11 +105,16 @@ impl SqliteStore {
             readers,
             next_reader: AtomicUsize::new(0),
             tables: Mutex::new(HashSet::new()),
-            journals: Mutex::new(HashMap::new()),
+            logs: Mutex::new(HashSet::new()),
             epoch: AtomicU64::new(0),
         });
         spawn_checkpointer(path, Arc::downgrade(&inner))?;
         Ok(Self { inner })
+    }
+
+    /// The main file's path.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
     }
 
     /// A number that moves (within [`CHECKPOINT_INTERVAL`]) after any commit to the main file
@@ -116,6 +125,21 @@ impl SqliteStore {
         self.inner.epoch.load(Ordering::Acquire)
     }
 
+    /// Whether `collection` was declared an append log.
+    fn is_log(&self, collection: &str) -> bool {
+        self.inner.logs.lock().is_ok_and(|logs| logs.contains(collection))
+    }
+
+    /// The schema holding `collection`: `log` for an append log, else `main`.
+    fn schema(&self, collection: &str) -> &'static str {
+        if self.is_log(collection) { "log" } else { "main" }
+    }
+
+    /// The qualified, quoted table name of `collection`.
+    fn table(&self, collection: &str) -> String {
+        format!("{}.\"{collection}\"", self.schema(collection))
+    }
+
     /// Creates `collection`'s table if needed.
     fn ensure_table(&self, collection: &str) -> Result<(), StoreError> {
         let mut tables = self.inner.tables.lock().map_err(poisoned)?;
@@ -123,33 +147,34 @@ impl SqliteStore {
             return Ok(());
         }
         let writer = self.inner.writer.lock().map_err(poisoned)?;
-        if !table_exists(&writer, collection)? {
-            // In one transaction: a log table never exists without its id index.
-            let tx = writer.unchecked_transaction().map_err(other)?;
-            tx.execute_batch(&create_table(collection)).map_err(other)?;
-            tx.commit().map_err(other)?;
-        }
+        // In one transaction: a log table never exists without its id index.
+        let tx = writer.unchecked_transaction().map_err(other)?;
+        tx.execute_batch(&create_table(collection, self.is_log(collection)))
+            .map_err(other)?;
+        tx.commit().map_err(other)?;
         tables.insert(collection.to_owned());
         Ok(())
     }
 
-    /// The journal holding `collection`, if it is a journal collection: opened on first use,
-    /// after moving the documents of a table an earlier version kept it in (see
-    /// [`migrate_to_journal`]).
-    fn journal(&self, collection: &str) -> Result<Option<Arc<Journal>>, StoreError> {
-        let Some((name, sequence)) = journal_of(collection) else {
-            return Ok(None);
-        };
-        let mut journals = self.inner.journals.lock().map_err(poisoned)?;
-        if let Some(journal) = journals.get(name) {
-            return Ok(Some(journal.clone()));
+    /// Declares `collection` an append log, kept in the log file (see the module docs), and
+    /// its indexes. Declared before the collection's first use in this process: a collection
+    /// used first as an ordinary one has its table in the main file already.
+    pub(super) fn ensure_append_log(
+        &self,
+        collection: &str,
+        indexes: &[IndexSpec],
+    ) -> Result<(), StoreError> {
+        {
+            let tables = self.inner.tables.lock().map_err(poisoned)?;
+            let mut logs = self.inner.logs.lock().map_err(poisoned)?;
+            if tables.contains(collection) && !logs.contains(collection) {
+                return Err(StoreError::Invalid(format!(
+                    "'{collection}' was used before it was declared an append log"
+                )));
+            }
+            logs.insert(collection.to_owned());
         }
-        let journal = Journal::open(&journal_path(&self.inner.path, name), sequence)?;
-        let writer = self.inner.writer.lock().map_err(poisoned)?;
-        migrate_to_journal(&writer, name, sequence, &journal)?;
-        let journal = Arc::new(journal);
-        journals.insert(name, journal.clone());
-        Ok(Some(journal))
+        self.ensure_indexes(collection, indexes)
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -164,9 +189,6 @@ impl SqliteStore {
     }
 
     pub(super) fn ensure_indexes(&self, collection: &str, indexes: &[IndexSpec]) -> Result<(), StoreError> {
-        if let Some(journal) = self.journal(collection)? {
-            return journal.ensure_indexes(indexes);
-        }
         self.ensure_table(collection)?;
         self.with_writer(|conn| {
             for index in indexes {
@@ -174,7 +196,7 @@ impl SqliteStore {
                 let unique = if index.unique { "UNIQUE " } else { "" };
                 conn.execute_batch(&format!(
                     "CREATE {unique}INDEX IF NOT EXISTS {schema}.\"{collection}__{name}\" ON \"{collection}\" ({columns})",
-                    schema = schema(collection),
+                    schema = self.schema(collection),
                     name = index.name,
                     columns = columns.join(", ")
                 ))
@@ -194,7 +216,6 @@ impl SqliteStore {
             .map(|d| {
                 Ok(Row {
                     id: d.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                    sequence: None,
                     doc: serde_json::to_string(d).map_err(|e| StoreError::Invalid(e.to_string()))?,
                 })
             })
@@ -202,13 +223,10 @@ impl SqliteStore {
         self.insert_rows(collection, rows)
     }
 
-    /// Inserts rows in one transaction (a journal: in one write).
+    /// Inserts rows in one transaction.
     pub(super) fn insert_rows(&self, collection: &str, rows: Vec<Row>) -> Result<(), StoreError> {
-        if let Some(journal) = self.journal(collection)? {
-            return journal.append(rows);
-        }
         self.ensure_table(collection)?;
-        let sql = format!("INSERT INTO {} (id, doc) VALUES (?1, ?2)", table(collection));
+        let sql = format!("INSERT INTO {} (id, doc) VALUES (?1, ?2)", self.table(collection));
         self.with_writer(|conn| {
             let tx = conn.unchecked_transaction().map_err(map_error)?;
             {
@@ -223,14 +241,11 @@ impl SqliteStore {
     }
 
     pub(super) fn find(&self, collection: &str, options: &FindOptions) -> Result<Vec<Document>, StoreError> {
-        if let Some(journal) = self.journal(collection)? {
-            return journal.find(options);
-        }
         self.ensure_table(collection)?;
         let mut params = Vec::new();
         let mut sql = format!(
             "SELECT doc FROM {} WHERE {}",
-            table(collection),
+            self.table(collection),
             compile(&options.filter, &mut params)
         );
         if !options.sort.is_empty() {
@@ -268,14 +283,11 @@ impl SqliteStore {
     }
 
     pub(super) fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
-        if let Some(journal) = self.journal(collection)? {
-            return journal.count(filter);
-        }
         self.ensure_table(collection)?;
         let mut params = Vec::new();
         let sql = format!(
             "SELECT count(*) FROM {} WHERE {}",
-            table(collection),
+            self.table(collection),
             compile(filter, &mut params)
         );
         self.with_reader(|conn| {
@@ -294,9 +306,6 @@ impl SqliteStore {
         update: &Update,
         many: bool,
     ) -> Result<u64, StoreError> {
-        if let Some(journal) = self.journal(collection)? {
-            return journal.update(filter, update, many);
-        }
         self.ensure_table(collection)?;
         let mut params = Vec::new();
         let mut expr = "doc".to_owned();
@@ -320,11 +329,14 @@ impl SqliteStore {
         }
         let condition = compile(filter, &mut params);
         let sql = if many {
-            format!("UPDATE {} SET doc = {expr} WHERE {condition}", table(collection))
+            format!(
+                "UPDATE {} SET doc = {expr} WHERE {condition}",
+                self.table(collection)
+            )
         } else {
             format!(
                 "UPDATE {t} SET doc = {expr} WHERE id = (SELECT id FROM {t} WHERE {condition} LIMIT 1)",
-                t = table(collection)
+                t = self.table(collection)
             )
         };
         self.with_writer(|conn| {
@@ -335,14 +347,11 @@ impl SqliteStore {
     }
 
     pub(super) fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
-        if let Some(journal) = self.journal(collection)? {
-            return journal.delete_many(filter);
-        }
         self.ensure_table(collection)?;
         let mut params = Vec::new();
         let sql = format!(
             "DELETE FROM {} WHERE {}",
-            table(collection),
+            self.table(collection),
             compile(filter, &mut params)
         );
         self.with_writer(|conn| {
@@ -356,114 +365,9 @@ impl SqliteStore {
     }
 }
 
-/// Append-heavy collections without a sequence (the event outbox), kept in a second file
-/// attached as schema `log`: writes to one file invalidate the page caches of every reader of
-/// that file, so frequent appends would otherwise make every read of credentials start from a
-/// cold cache.
-const LOG_COLLECTIONS: &[&str] = &["event_outbox"];
-
-/// Append-only collections with a *sequence* (an integer field, unique, given by the writer and
-/// increasing as documents are appended: the audit chain's `seq`), kept in a [`Journal`] file
-/// each instead of a table: an append is one `write`, where a SQLite insert costs a B-tree
-/// insert, WAL frames, a checkpoint copy and the WAL's restarts (see `journal.rs`).
-const JOURNAL_COLLECTIONS: &[(&str, &str)] = &[("audit_entries", "seq")];
-
-/// The journal collection `collection` and its sequence field, if it is one.
-fn journal_of(collection: &str) -> Option<(&'static str, &'static str)> {
-    JOURNAL_COLLECTIONS
-        .iter()
-        .find(|(name, _)| *name == collection)
-        .copied()
-}
-
-/// The journal file of `collection`, next to the main file: `ttscm.sqlite3` →
-/// `ttscm-audit_entries.jsonl`.
-fn journal_path(path: &Path, collection: &str) -> PathBuf {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "ttscm".into());
-    path.with_file_name(format!("{stem}-{collection}.jsonl"))
-}
-
-/// Moves the documents of a journal collection's table in the log file — where versions before
-/// journals kept it, in any of their layouts — into its journal, then drops the table. The
-/// journal is written whole and synced before the drop, so after a crash in between the next
-/// start finds the journal holding exactly the table's entries and only drops the table. A
-/// journal holding anything else next to a table (say, a downgrade that made a new table, then
-/// an upgrade) is never overwritten: the store refuses to open the collection, naming both.
-fn migrate_to_journal(
-    conn: &Connection,
-    collection: &str,
-    sequence: &str,
-    journal: &Journal,
-) -> Result<(), StoreError> {
-    if !table_exists(conn, collection)? {
-        return Ok(());
-    }
-    let documents = conn
-        .prepare(&format!("SELECT doc FROM {}", table(collection)))
-        .and_then(|mut stmt| {
-            stmt.query_map([], |row| row.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(other)?
-        .into_iter()
-        .map(|text| {
-            journal::keys(text.as_bytes(), sequence)
-                .map(|(_, seq)| (seq, text))
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("a {collection} document without an id and a {sequence}"))
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let moved = documents.len();
-    if journal.count(&Filter::All)? > 0 {
-        // Either a move that stopped after writing the journal (it holds exactly the table's
-        // entries: only the drop is left), or entries in both — never overwritten.
-        let mut already_moved = true;
-        for (seq, text) in &documents {
-            let stored = journal.find(&FindOptions::new(Filter::eq(sequence, *seq)).page(0, 1))?;
-            let id = journal::keys(text.as_bytes(), sequence).map(|(id, _)| id);
-            already_moved &=
-                stored.first().and_then(|d| d.get("id")).and_then(Value::as_str) == id.as_deref();
-        }
-        if !already_moved || journal.count(&Filter::All)? != moved as u64 {
-            return Err(StoreError::Corrupt(format!(
-                "both the {collection} table of the log file and its journal hold entries; move one aside"
-            )));
-        }
-    } else {
-        journal.replace_all(documents)?;
-    }
-    conn.execute_batch(&format!("DROP TABLE {}", table(collection)))
-        .map_err(other)?;
-    tracing::info!(
-        collection,
-        documents = moved,
-        "moved a collection from the SQLite log file to its journal"
-    );
-    Ok(())
-}
-
-/// Whether `collection`'s table exists.
-fn table_exists(conn: &Connection, collection: &str) -> Result<bool, StoreError> {
-    conn.query_row(
-        &format!(
-            "SELECT count(*) > 0 FROM {}.sqlite_master WHERE type = 'table' AND name = ?1",
-            schema(collection)
-        ),
-        [collection],
-        |row| row.get(0),
-    )
-    .map_err(other)
-}
-
-/// One document to insert: its id, its sequence number in a journal collection when the caller
-/// knows it (read from `doc` otherwise), and its JSON text.
+/// One document to insert: its id and its JSON text.
 pub(super) struct Row {
     pub(super) id: String,
-    pub(super) sequence: Option<i64>,
     pub(super) doc: String,
 }
 
@@ -476,40 +380,24 @@ fn field_expr(field: &str) -> String {
     }
 }
 
-/// The schema holding `collection`: a table of a journal collection exists only in data dirs
-/// of earlier versions, in the log file, until [`migrate_to_journal`] moves it.
-fn schema(collection: &str) -> &'static str {
-    if LOG_COLLECTIONS.contains(&collection) || journal_of(collection).is_some() {
-        "log"
-    } else {
-        "main"
-    }
-}
-
 /// The statements creating `collection`'s table (if it does not exist).
 ///
 /// A collection's rows are `(id, doc)`. Most tables are keyed by `id` itself (`WITHOUT ROWID`:
-/// a lookup by id is one B-tree search). The log collections are rowid tables with a unique
-/// index on `id` instead: appends then fill pages in order, where an `id`-keyed tree of
-/// ~600-byte rows splits and rebalances its last pages on every few inserts. Tables made by
-/// earlier versions keep their layout: queries name only `id` and `doc`, which every layout has.
-fn create_table(collection: &str) -> String {
-    let table = table(collection);
-    if LOG_COLLECTIONS.contains(&collection) {
+/// a lookup by id is one B-tree search). Append logs are rowid tables in the log file with a
+/// unique index on `id` instead: appends then fill pages in order, where an `id`-keyed tree of
+/// ~600-byte rows splits and rebalances its last pages on every few inserts.
+fn create_table(collection: &str, log: bool) -> String {
+    if log {
+        let table = format!("log.\"{collection}\"");
         format!(
             "CREATE TABLE IF NOT EXISTS {table} (rid INTEGER PRIMARY KEY, id TEXT NOT NULL, doc TEXT NOT NULL);
              CREATE UNIQUE INDEX IF NOT EXISTS log.\"{collection}__id\" ON \"{collection}\" (id)"
         )
     } else {
         format!(
-            "CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID"
+            "CREATE TABLE IF NOT EXISTS main.\"{collection}\" (id TEXT PRIMARY KEY NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID"
         )
     }
-}
-
-/// The qualified, quoted table name of `collection`.
-fn table(collection: &str) -> String {
-    format!("{}.\"{collection}\"", schema(collection))
 }
 
 /// The second file, next to the main one: `ttscm.sqlite3` → `ttscm-log.sqlite3`.
@@ -595,17 +483,6 @@ fn spawn_checkpointer(path: &Path, store: std::sync::Weak<Inner>) -> Result<(), 
                     }
                     if let Err(error) = result {
                         tracing::warn!(%error, "WAL checkpoint failed; retrying");
-                    }
-                }
-                // Journals sync here too, off the request path (as the WAL does, through the
-                // checkpoint): a power loss may drop the last ~100 ms of appends.
-                let journals: Vec<Arc<Journal>> = store
-                    .upgrade()
-                    .and_then(|inner| inner.journals.lock().ok().map(|j| j.values().cloned().collect()))
-                    .unwrap_or_default();
-                for journal in journals {
-                    if let Err(error) = journal.sync() {
-                        tracing::warn!(%error, "syncing a journal failed; retrying");
                     }
                 }
             }

@@ -1,28 +1,29 @@
-//! The audit log's write-ahead stream in mesh mode: entries are appended to the JetStream stream
-//! `TTSCM_AUDIT` (file storage) and copied from there into the `audit_entries` collection, where
-//! they are listed and verified.
+//! The audit log's write-ahead stream, used when the bus is NATS: entries are appended to the
+//! JetStream stream `TTSCM_AUDIT` (file storage) and copied from there into the storage (the
+//! MongoDB collection, or the journal when NATS runs with the embedded store), where they are
+//! listed and verified.
 //!
 //! Why: an acknowledged JetStream publish is one round trip to nats-server, which a reveal
 //! already depends on; a MongoDB insert (with the `seq` and `at` indexes) is a slower one. The
 //! reveal still waits for its entry to be stored durably before its values leave (fail closed) —
-//! stored in the stream. Nothing is lost while the document store is down: entries wait in the
-//! stream until the copier writes them.
+//! stored in the stream. Nothing is lost while the storage is down: entries wait in the stream
+//! until the copier writes them.
 //!
-//! - **One chain across replicas.** Each batch of entries is one message, published with
+//! - **One chain across writers.** Each batch of entries is one message, published with
 //!   `Nats-Expected-Last-Sequence` = the stream sequence of the message that holds the head the
-//!   writer chained onto. If another replica appended first, the server refuses the publish
+//!   writer chained onto. If another writer appended first, the server refuses the publish
 //!   (nothing stored) and the writer reloads the head and retries — the same optimistic scheme
-//!   as the `seq` unique index on the store path.
+//!   as the `seq` unique index on the direct path.
 //! - **Work queue.** The stream keeps an entry until the copier (a durable pull consumer,
-//!   shared by all replicas) has inserted it into the collection and acknowledged it; then the
-//!   server removes it. So the stream holds only entries not yet copied, and when it is empty the
-//!   collection holds them all.
-//! - **The head**, when a replica does not know it: the last message of the stream, or — when
-//!   the stream is empty (everything copied) — the last entry of the collection.
+//!   shared by all replicas) has stored it and acknowledged it; then the server removes it. So
+//!   the stream holds only entries not yet copied, and when it is empty the storage holds them
+//!   all.
+//! - **The head**, when a writer does not know it: the last message of the stream, or — when
+//!   the stream is empty (everything copied) — the storage's last entry.
 //! - **Reads settle first.** Listing and verifying wait until every entry in the stream when
 //!   they start has been copied, so a client reads its own writes.
 //! - **A redelivered message** (the copier stopped between insert and acknowledgement) finds
-//!   some entries already stored: those are skipped by id.
+//!   some entries already stored: those are skipped.
 //!
 //! Entries carry no secret (who, what, which ids, when): they may travel on the bus.
 
@@ -31,62 +32,58 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use serde_json::Value;
 use tokio::time::Instant;
 use ttscm_contract::subjects::{AUDIT_STREAM, AUDIT_SUBJECT};
-use ttscm_runtime::store::DocumentKeys;
-use ttscm_runtime::{Shutdown, Store, StoreError};
 
-use crate::audit::{AUDIT_ENTRIES, Stored};
+use super::chain::AuditEntryText;
+use super::{AuditHead, AuditStorage};
+use crate::Shutdown;
+use crate::store::StoreError;
 
-/// The durable consumer that copies entries into the collection.
+/// The durable consumer that copies entries into the storage.
 const COPIER: &str = "audit-copier";
 /// How long an append waits for the server's acknowledgement (below the bus request timeout).
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a list or verify waits for earlier entries to reach the collection (well below the
-/// bus request timeout, so a store outage answers 503, not 504).
+/// How long a list or verify waits for earlier entries to reach the storage (well below the bus
+/// request timeout, so a storage outage answers 503, not 504).
 const SETTLE_DEADLINE: Duration = Duration::from_secs(2);
 /// Entries per message (a batch larger than this is several messages).
 pub const ENTRIES_PER_MESSAGE: usize = 256;
-/// How long the copier gathers arriving messages before it inserts them (one insert for all).
+/// How long the copier gathers arriving messages before it stores them (one insert for all).
 const GATHER: Duration = Duration::from_millis(20);
-/// The most messages the copier inserts at once.
+/// The most messages the copier stores at once.
 const GATHER_MESSAGES: usize = 64;
 /// Pause before the copier retries after an error.
 const COPY_RETRY: Duration = Duration::from_millis(250);
 /// How long a copier may hold a message without acknowledging it before the server hands it
 /// to another copier.
 const ACK_WAIT: Duration = Duration::from_secs(10);
-/// While the store refuses a batch, the copier tells the server it is still working on its
+/// While the storage refuses a batch, the copier tells the server it is still working on its
 /// messages every this many retries (well within `ACK_WAIT`).
 const PROGRESS_EVERY: u32 = 8;
 
-/// The head of the chain as the stream knows it.
+/// The head as the stream knows it: the chain's head and the stream sequence of the message
+/// holding it (what the next publish expects).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamHead {
-    /// The last entry's sequence number.
-    pub seq: u64,
-    /// The last entry's hash.
-    pub hash: String,
-    /// The stream sequence of the last message (what the next publish expects).
-    pub stream_seq: u64,
+pub(crate) struct StreamHead {
+    pub(crate) head: AuditHead,
+    pub(crate) stream_seq: u64,
 }
 
 /// Why an append did not happen.
 #[derive(Debug)]
-pub enum AppendError {
+pub(crate) enum AppendError {
     /// Another writer appended after the expected message: nothing was stored.
     Conflict,
     /// The stream could not be reached or did not answer; the entries may or may not be stored.
     Unavailable(String),
 }
 
-/// The write-ahead stream of one credential service replica.
+/// The write-ahead stream on a NATS connection.
 #[derive(Clone)]
 pub struct AuditStream {
     client: async_nats::Client,
     jetstream: jetstream::Context,
-    store: Store,
     replicas: usize,
 }
 
@@ -101,22 +98,15 @@ fn unavailable(what: &str, error: impl std::fmt::Display) -> StoreError {
 }
 
 impl AuditStream {
-    /// A stream over `client`, copying into `store`.
-    pub fn new(client: async_nats::Client, store: Store) -> Self {
+    /// The stream over `client`, created with `replicas` copies (at least 1) when absent.
+    pub fn new(client: async_nats::Client, replicas: usize) -> Self {
         let mut jetstream = jetstream::new(client.clone());
         jetstream.set_timeout(ACK_TIMEOUT);
         Self {
             client,
             jetstream,
-            store,
-            replicas: 1,
+            replicas: replicas.max(1),
         }
-    }
-
-    /// Creates the stream with `replicas` copies (at least 1), when it creates it.
-    pub fn with_replicas(mut self, replicas: usize) -> Self {
-        self.replicas = replicas.max(1);
-        self
     }
 
     fn connected(&self) -> Result<(), StoreError> {
@@ -128,7 +118,7 @@ impl AuditStream {
     }
 
     /// The stream, created if absent.
-    pub async fn stream(&self) -> Result<stream::Stream, StoreError> {
+    async fn stream(&self) -> Result<stream::Stream, StoreError> {
         self.connected()?;
         self.jetstream
             .get_or_create_stream(stream::Config {
@@ -145,9 +135,9 @@ impl AuditStream {
             .map_err(|e| unavailable("cannot open", e))
     }
 
-    /// The head of the chain: the stream's last message, or the collection's last entry when
-    /// every message has been copied.
-    pub async fn head(&self) -> Result<StreamHead, StoreError> {
+    /// The head of the chain: the stream's last message, or `storage`'s last entry when every
+    /// message has been copied.
+    pub(crate) async fn head(&self, storage: &AuditStorage) -> Result<StreamHead, StoreError> {
         let stream = self.stream().await?;
         let state = stream
             .get_info()
@@ -162,27 +152,27 @@ impl AuditStream {
                         .pop()
                         .ok_or_else(|| StoreError::Corrupt("an empty audit stream message".into()))?;
                     return Ok(StreamHead {
-                        seq: last.stored.seq,
-                        hash: last.hash,
+                        head: AuditHead {
+                            seq: last.seq,
+                            hash: last.hash,
+                        },
                         stream_seq,
                     });
                 }
-                // Copied (and removed) since the info: the collection holds it now.
+                // Copied (and removed) since the info: the storage holds it now.
                 Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {}
                 Err(error) => return Err(unavailable("cannot read the last message", error)),
             }
         }
-        let (seq, hash) = crate::audit::load_head(&self.store).await?;
         Ok(StreamHead {
-            seq,
-            hash,
+            head: storage.head().await?,
             stream_seq,
         })
     }
 
-    /// Appends `entries` (already chained after `after`'s head) as one message; answers the
-    /// message's stream sequence.
-    pub(crate) async fn append(&self, after: u64, entries: &[Stored]) -> Result<u64, AppendError> {
+    /// Appends `entries` (already chained after the head in message `after`) as one message;
+    /// answers the message's stream sequence.
+    pub(crate) async fn append(&self, after: u64, entries: &[AuditEntryText]) -> Result<u64, AppendError> {
         if self.connected().is_err() {
             return Err(AppendError::Unavailable(
                 "the audit stream: the bus is disconnected".into(),
@@ -220,8 +210,8 @@ impl AuditStream {
         }
     }
 
-    /// Waits until every entry in the stream now has been copied into the collection.
-    pub async fn settled(&self) -> Result<(), StoreError> {
+    /// Waits until every entry in the stream now has been copied into the storage.
+    pub(crate) async fn settled(&self) -> Result<(), StoreError> {
         let stream = self.stream().await?;
         let deadline = Instant::now() + SETTLE_DEADLINE;
         let mut pause = Duration::from_micros(500);
@@ -246,12 +236,12 @@ impl AuditStream {
         }
     }
 
-    /// Copies entries from the stream into the collection until `shutdown`, riding out NATS and
-    /// store outages.
-    pub async fn copy_forever(self, shutdown: Shutdown) {
+    /// Copies entries from the stream into `storage` until `shutdown`, riding out NATS and
+    /// storage outages.
+    pub(crate) async fn copy_forever(self, storage: AuditStorage, shutdown: Shutdown) {
         let mut warned: Option<Instant> = None;
         loop {
-            match self.copy_until_error(&shutdown).await {
+            match self.copy_until_error(&storage, &shutdown).await {
                 Ok(()) => return,
                 // Said once a minute at most, not every retry.
                 Err(error) if warned.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) => {
@@ -267,7 +257,7 @@ impl AuditStream {
         }
     }
 
-    async fn copy_until_error(&self, shutdown: &Shutdown) -> Result<(), String> {
+    async fn copy_until_error(&self, storage: &AuditStorage, shutdown: &Shutdown) -> Result<(), String> {
         let stream = self.stream().await.map_err(|e| e.to_string())?;
         let copier = stream
             .get_or_create_consumer(
@@ -332,7 +322,7 @@ impl AuditStream {
                 }
             }
             let mut retries = 0u32;
-            while let Err(error) = self.insert(&entries).await {
+            while let Err(error) = storage.copy(&entries).await {
                 if retries == 0 {
                     tracing::warn!(%error, "audit entries not copied yet (the store?); retrying");
                 }
@@ -362,74 +352,14 @@ impl AuditStream {
             }
         }
     }
-
-    /// Inserts `entries`, skipping those already stored (a redelivered message).
-    async fn insert(&self, entries: &[ParsedEntry]) -> Result<(), StoreError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        match self.store.insert_many_as(AUDIT_ENTRIES, entries, keys_of).await {
-            Err(StoreError::Conflict) => {
-                for entry in entries {
-                    if self.store.get(AUDIT_ENTRIES, &entry.stored.id).await?.is_none() {
-                        self.store
-                            .insert_many_as(AUDIT_ENTRIES, std::slice::from_ref(entry), keys_of)
-                            .await?;
-                    }
-                }
-                Ok(())
-            }
-            other => other,
-        }
-    }
-}
-
-fn keys_of(entry: &ParsedEntry) -> DocumentKeys<'_> {
-    DocumentKeys {
-        id: &entry.stored.id,
-        sequence: Some(entry.stored.seq),
-        json: Some(&entry.stored.json),
-    }
-}
-
-/// An entry read back from a stream message.
-pub struct ParsedEntry {
-    stored: Stored,
-    hash: String,
-}
-
-impl serde::Serialize for ParsedEntry {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.stored.serialize(serializer)
-    }
 }
 
 /// The entries of one message: one JSON entry per line.
-fn parse_entries(payload: &[u8]) -> Result<Vec<ParsedEntry>, StoreError> {
+fn parse_entries(payload: &[u8]) -> Result<Vec<AuditEntryText>, StoreError> {
     let text = std::str::from_utf8(payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     text.lines()
         .filter(|line| !line.is_empty())
-        .map(|line| {
-            let value: Value = serde_json::from_str(line).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let field = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_owned);
-            match (
-                field("id"),
-                value.get("seq").and_then(Value::as_u64),
-                field("hash"),
-            ) {
-                (Some(id), Some(seq), Some(hash)) => Ok(ParsedEntry {
-                    stored: Stored {
-                        id,
-                        seq,
-                        json: line.to_owned(),
-                    },
-                    hash,
-                }),
-                _ => Err(StoreError::Corrupt(
-                    "an audit entry without id, seq or hash".into(),
-                )),
-            }
-        })
+        .map(AuditEntryText::parse)
         .collect()
 }
 
@@ -442,7 +372,7 @@ mod tests {
         let payload = b"{\"id\":\"a\",\"seq\":1,\"hash\":\"h1\"}\n{\"id\":\"b\",\"seq\":2,\"hash\":\"h2\"}\n";
         let entries = parse_entries(payload).expect("entries");
         assert_eq!(entries.len(), 2);
-        assert_eq!((entries[1].stored.id.as_str(), entries[1].stored.seq), ("b", 2));
+        assert_eq!((entries[1].id.as_str(), entries[1].seq), ("b", 2));
         assert_eq!(entries[1].hash, "h2");
         assert!(matches!(
             parse_entries(b"{\"id\":\"a\"}\n"),

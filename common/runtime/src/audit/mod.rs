@@ -1,0 +1,623 @@
+//! The audit log port: an append-only, hash-chained log of who did what, written before the
+//! response leaves, shared by every writer (replicas, a `ttscm` command beside the server)
+//! without ever forking the chain.
+//!
+//! Vocabulary, one name per thing:
+//! - [`AuditEntry`] (contract type): a stored entry — its place in the chain (`seq`), the
+//!   previous entry's hash (`prevHash`) and its own `hash`.
+//! - [`NewAuditEntry`]: what a caller appends, serialized by the caller, before it has a place.
+//! - [`AuditHead`]: the last entry's `seq` and `hash`, what the next entry chains onto.
+//! - [`AuditStorage`]: where entries are kept and read — the embedded [`Journal`] file or a
+//!   MongoDB collection ([`MongoEntries`], `audit_entries`).
+//! - [`AuditStream`]: the JetStream write-ahead in front of the storage when the bus is NATS.
+//!
+//! Which adapter follows the bus and the store ([`AuditLog::open`]):
+//!
+//! | bus       | store   | appended to                    | kept in (listed, verified) |
+//! |-----------|---------|--------------------------------|----------------------------|
+//! | in-process| SQLite  | the journal                    | the journal                |
+//! | in-process| MongoDB | the collection                 | the collection             |
+//! | NATS      | MongoDB | the `TTSCM_AUDIT` stream       | the collection (copied)    |
+//! | NATS      | SQLite  | the `TTSCM_AUDIT` stream       | the journal (copied)       |
+//!
+//! NATS with the embedded store keeps the write-ahead, as it did before the port existed: the
+//! chain then has one rule whatever the store (over NATS, the stream's expected last sequence
+//! decides which writer extends the chain), and replicas on one data dir share one copier.
+//!
+//! **Appends** run a group commit led by the callers themselves (no actor, no thread hop): the
+//! first caller to find no write in progress becomes the *leader* and writes; callers arriving
+//! meanwhile queue; when its write is done the leader answers the batch and hands the lead to the
+//! first queued caller, which writes everything queued by then as one batch. The leader holds
+//! the head in memory; when another writer extended the chain first (a taken `seq` in the
+//! storage, a refused expected-last-sequence on the stream) it reloads the head and retries after
+//! a short random pause, for up to 3 s. A leader dropped mid-write (bus handlers run to the end,
+//! so it never is) still hands the lead on, and the next leader reloads the head.
+//!
+//! **Signed checkpoints** (not built yet): a checkpoint is an [`AuditHead`] signed by a key the
+//! verifier trusts, stored beside the log (e.g. a `TTSCM_AUDIT_CHECKPOINTS` stream or an
+//! `audit_checkpoints` collection/file, one small record per N entries or per minute).
+//! [`AuditLog::verify_from`] is where they plug in: verifying from a trusted checkpoint checks
+//! the entries after it only, and an exporter reads them with [`AuditLog::scan`] from the
+//! checkpoint's `seq + 1`. Signing needs nothing from the chain but its head.
+
+mod chain;
+pub mod journal;
+mod mongo;
+mod stream;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+pub use chain::{GENESIS, NewAuditEntry, entry_hash};
+pub use journal::Journal;
+pub use mongo::MongoEntries;
+pub use stream::AuditStream;
+pub use ttscm_contract::audit::{AuditEntry, AuditPage, AuditVerification, ListAuditEvents};
+
+use crate::bus::Bus;
+use crate::store::{Store, StoreError};
+use chain::{AuditEntryText, chain};
+use stream::{AppendError, StreamHead};
+
+/// The MongoDB collection holding the audit log.
+pub const COLLECTION: &str = "audit_entries";
+
+/// How long a batch keeps retrying after losing races for the next sequence number (to another
+/// writer), before its appends fail. Below the bus request timeout (5 s by default).
+const APPEND_DEADLINE: Duration = Duration::from_secs(3);
+/// The most scheduler turns a busy leader waits for more appends to join its batch.
+const MAX_GATHER_TURNS: usize = 8;
+/// The longest pause before a retry.
+const MAX_BACKOFF: Duration = Duration::from_millis(10);
+/// Entries read per step when verifying.
+const VERIFY_BATCH: usize = 1000;
+
+/// The journal file of the embedded store whose main file is `store_file`, next to it:
+/// `ttscm.sqlite3` → `ttscm-audit_entries.jsonl` (and its lock file `ttscm-audit_entries.lock`).
+pub fn journal_path(store_file: &Path) -> PathBuf {
+    let stem = store_file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "ttscm".into());
+    store_file.with_file_name(format!("{stem}-{COLLECTION}.jsonl"))
+}
+
+/// The head of the chain: the last entry's sequence number and hash (`0` and [`GENESIS`] when
+/// the log is empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    /// The last entry's `seq`.
+    pub seq: u64,
+    /// The last entry's `hash`.
+    pub hash: String,
+}
+
+impl AuditHead {
+    /// The head of an empty log.
+    pub fn genesis() -> Self {
+        Self {
+            seq: 0,
+            hash: GENESIS.to_owned(),
+        }
+    }
+}
+
+/// Where entries are kept, listed and verified from.
+#[derive(Clone, Debug)]
+pub enum AuditStorage {
+    /// The embedded store's journal file.
+    Journal(Arc<Journal>),
+    /// A MongoDB collection.
+    Mongo(MongoEntries),
+}
+
+impl AuditStorage {
+    /// The storage beside `store`: its journal file for the embedded store, its
+    /// `audit_entries` collection for MongoDB.
+    pub async fn open(store: &Store) -> Result<Self, StoreError> {
+        match store {
+            Store::Mongo(_) => Ok(Self::Mongo(MongoEntries::open(store).await?)),
+            Store::Sqlite(sqlite) => Ok(Self::Journal(Journal::open(&journal_path(sqlite.path()))?)),
+        }
+    }
+
+    /// Stores `entries` (chained, in order). A taken `seq` is [`StoreError::Conflict`]; the
+    /// journal then stores none of them, MongoDB those before the taken one.
+    async fn append(&self, entries: &[AuditEntryText]) -> Result<(), StoreError> {
+        match self {
+            Self::Journal(journal) => journal.append(entries),
+            Self::Mongo(mongo) => mongo.append(entries).await,
+        }
+    }
+
+    /// Whether `entry` is stored (at its `seq`, by its id).
+    async fn contains(&self, entry: &AuditEntryText) -> Result<bool, StoreError> {
+        match self {
+            Self::Journal(journal) => Ok(journal
+                .line_at(entry.seq)?
+                .and_then(|line| journal::keys(&line))
+                .is_some_and(|(id, _)| id == entry.id)),
+            Self::Mongo(mongo) => mongo.contains(entry).await,
+        }
+    }
+
+    /// Stores `entries` copied from the write-ahead stream, skipping those already stored (a
+    /// redelivered message).
+    async fn copy(&self, entries: &[AuditEntryText]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        match self.append(entries).await {
+            Err(StoreError::Conflict) => {
+                for entry in entries {
+                    if !self.contains(entry).await? {
+                        self.append(std::slice::from_ref(entry)).await?;
+                    }
+                }
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// The last stored entry's head.
+    async fn head(&self) -> Result<AuditHead, StoreError> {
+        match self {
+            Self::Journal(journal) => match journal.last_line()? {
+                Some(line) => {
+                    let text = std::str::from_utf8(&line).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    let last = AuditEntryText::parse(text)?;
+                    Ok(AuditHead {
+                        seq: last.seq,
+                        hash: last.hash,
+                    })
+                }
+                None => Ok(AuditHead::genesis()),
+            },
+            Self::Mongo(mongo) => Ok(mongo
+                .last()
+                .await?
+                .map_or_else(AuditHead::genesis, |last| AuditHead {
+                    seq: last.seq,
+                    hash: last.hash,
+                })),
+        }
+    }
+
+    /// At most `limit` entries from `seq` `from` on, in sequence order, each with its `seq` and
+    /// the entry (`None` when the stored text is not an entry).
+    async fn read_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Option<AuditEntry>)>, StoreError> {
+        match self {
+            Self::Journal(journal) => Ok(journal
+                .read_from(from, limit)?
+                .iter()
+                .map(|line| {
+                    let seq = journal::keys(line).map_or(0, |(_, seq)| seq);
+                    (seq, journal::parse(line, seq).ok())
+                })
+                .collect()),
+            Self::Mongo(mongo) => mongo.read_from(from, limit).await,
+        }
+    }
+
+    async fn page(&self, query: &ListAuditEvents) -> Result<(Vec<AuditEntry>, u64), StoreError> {
+        match self {
+            Self::Journal(journal) => journal.page(query),
+            Self::Mongo(mongo) => mongo.page(query).await,
+        }
+    }
+}
+
+/// What a queued caller is told when its turn comes.
+enum Turn {
+    /// Its entries were written in a batch (or the batch failed).
+    Written(Result<(), StoreError>),
+    /// It leads now: it writes its entries (handed back) and everything queued behind it.
+    Lead(Vec<NewAuditEntry>),
+}
+
+/// Queued entries and where to tell their caller.
+type Waiting = (Vec<NewAuditEntry>, oneshot::Sender<Turn>);
+
+/// The head as this handle knows it and the appends waiting for the next write.
+#[derive(Default)]
+struct State {
+    /// The head (and, ahead of a stream, its message), once loaded (`None`: load it before
+    /// writing).
+    head: Option<StreamHead>,
+    /// Appends waiting for the next batch.
+    queue: Vec<Waiting>,
+    /// Whether a leader is writing now.
+    writing: bool,
+    /// Entries in the last batch written (a hint of how busy the log is).
+    last_batch: usize,
+}
+
+/// The audit log; clones share the head and the group commit. See the module docs.
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    storage: AuditStorage,
+    /// Over NATS, the write-ahead stream appends go to.
+    ahead: Option<AuditStream>,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("storage", &self.inner.storage)
+            .field("ahead", &self.inner.ahead.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Held by the leader while it writes. Dropped without [`LeadGuard::finish`] (the leader's
+/// future was dropped mid-write), it forgets the head, whose state is then unknown, and hands
+/// the lead on.
+struct LeadGuard<'a> {
+    log: &'a AuditLog,
+    done: bool,
+}
+
+impl LeadGuard<'_> {
+    fn finish(mut self, head: Option<StreamHead>) {
+        self.done = true;
+        let mut state = self.log.lock();
+        state.head = head;
+        AuditLog::hand_on(&mut state);
+    }
+}
+
+impl Drop for LeadGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut state = self.log.lock();
+            state.head = None;
+            AuditLog::hand_on(&mut state);
+        }
+    }
+}
+
+/// A random pause before retry `attempt` (1, 2, …), up to 200 µs doubling per attempt, at most
+/// [`MAX_BACKOFF`]. Without it, the writer that just won keeps winning: it holds the head in
+/// memory and writes its next batch at once, while the loser still reloads the head.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = (200u64 << attempt.min(10)).min(MAX_BACKOFF.as_micros() as u64);
+    let random: [u8; 8] = crate::ids::random_bytes();
+    Duration::from_micros(u64::from_le_bytes(random) % ceiling)
+}
+
+fn contended() -> StoreError {
+    StoreError::Unavailable("the audit chain is contended; try again".into())
+}
+
+impl AuditLog {
+    /// The log the bus and store call for (see the table in the module docs). Over NATS, start
+    /// the copier too ([`Self::start_copier`]).
+    pub async fn open(bus: &Bus, store: &Store) -> Result<Self, StoreError> {
+        let storage = AuditStorage::open(store).await?;
+        let ahead = match bus {
+            Bus::Nats(nats) => Some(AuditStream::new(nats.client().clone(), nats.stream_replicas())),
+            Bus::InProc(_) => None,
+        };
+        Ok(Self::new(storage, ahead))
+    }
+
+    /// A log kept in `storage`, appended to through `ahead` when given.
+    pub fn new(storage: AuditStorage, ahead: Option<AuditStream>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                storage,
+                ahead,
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    /// Over NATS, starts copying entries from the stream into the storage until `shutdown`
+    /// (every replica runs one; they share the durable consumer). `None` without a stream.
+    pub fn start_copier(&self, shutdown: crate::Shutdown) -> Option<tokio::task::JoinHandle<()>> {
+        let stream = self.inner.ahead.clone()?;
+        Some(tokio::spawn(
+            stream.copy_forever(self.inner.storage.clone(), shutdown),
+        ))
+    }
+
+    /// Where entries are kept.
+    pub fn storage(&self) -> &AuditStorage {
+        &self.inner.storage
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is consistent between statements (no panics while held), so a poisoned
+        // lock is still usable.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Passes the lead to the first queued caller still waiting, or ends the writing.
+    fn hand_on(state: &mut State) {
+        while !state.queue.is_empty() {
+            let (entries, turn) = state.queue.remove(0);
+            if turn.send(Turn::Lead(entries)).is_ok() {
+                return;
+            }
+            // That caller is gone, and its request with it: its entries are not written.
+        }
+        state.writing = false;
+    }
+
+    /// Appends one entry; answers once it is stored (and fails if it could not be).
+    pub async fn append(&self, entry: NewAuditEntry) -> Result<(), StoreError> {
+        self.append_all(vec![entry]).await
+    }
+
+    /// Appends `entries`, in order and next to each other in the chain; answers once they are
+    /// stored (and fails, having stored none of them, if they could not be — except that on
+    /// MongoDB a failure other than a lost race may leave the first ones stored).
+    pub async fn append_all(&self, entries: Vec<NewAuditEntry>) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let told = {
+            let mut state = self.lock();
+            if state.writing {
+                let (turn, told) = oneshot::channel();
+                state.queue.push((entries, turn));
+                Ok(told)
+            } else {
+                state.writing = true;
+                Err(entries)
+            }
+        };
+        match told {
+            Err(entries) => self.lead(entries).await,
+            Ok(told) => match told.await {
+                Ok(Turn::Written(result)) => result,
+                Ok(Turn::Lead(entries)) => self.lead(entries).await,
+                Err(_) => Err(StoreError::Unavailable("the audit log stopped".into())),
+            },
+        }
+    }
+
+    /// Writes `own` and everything queued, answers the queued callers, hands the lead on, and
+    /// answers the batch's result.
+    async fn lead(&self, own: Vec<NewAuditEntry>) -> Result<(), StoreError> {
+        let guard = LeadGuard {
+            log: self,
+            done: false,
+        };
+        // Under load, let the tasks already runnable on this thread reach their appends first,
+        // so they join this batch: a journal write never yields, so without this each would
+        // commit alone. Alone (the last batch had one entry and nobody queued since), skip it:
+        // a yield costs a turn of the scheduler's I/O poll.
+        let busy = {
+            let state = self.lock();
+            state.last_batch > 1 || !state.queue.is_empty()
+        };
+        if busy {
+            // Keep yielding while appends keep arriving (at most a few turns).
+            let mut queued = self.lock().queue.len();
+            for _ in 0..MAX_GATHER_TURNS {
+                tokio::task::yield_now().await;
+                let now = self.lock().queue.len();
+                if now == queued {
+                    break;
+                }
+                queued = now;
+            }
+        }
+        let (head, queued) = {
+            let mut state = self.lock();
+            (state.head.clone(), std::mem::take(&mut state.queue))
+        };
+        let mut entries = own;
+        let mut turns = Vec::with_capacity(queued.len());
+        for (more, turn) in queued {
+            entries.extend(more);
+            turns.push(turn);
+        }
+        self.lock().last_batch = entries.len();
+        let result = match &self.inner.ahead {
+            Some(stream) => self.write_ahead(stream, head, &entries).await,
+            None => self.write_direct(head, &entries).await,
+        };
+        let (head, answer) = match result {
+            Ok(head) => (Some(head), Ok(())),
+            Err(error) => (None, Err(error)),
+        };
+        for turn in turns {
+            let _ = turn.send(Turn::Written(answer.clone()));
+        }
+        guard.finish(head);
+        answer
+    }
+
+    /// Writes one batch to the storage after `head`, retrying from a fresh head when another
+    /// writer extended the chain first. Entries that did get stored before a conflict (MongoDB
+    /// keeps those before the failed one) are recognised and not written twice. Answers the
+    /// new head.
+    async fn write_direct(
+        &self,
+        head: Option<StreamHead>,
+        entries: &[NewAuditEntry],
+    ) -> Result<StreamHead, StoreError> {
+        let storage = &self.inner.storage;
+        let mut head = match head {
+            Some(known) => known.head,
+            None => storage.head().await?,
+        };
+        tracing::trace!(entries = entries.len(), "writing an audit batch");
+        let mut start = 0;
+        let deadline = Instant::now() + APPEND_DEADLINE;
+        let mut attempt = 0;
+        while start < entries.len() {
+            attempt += 1;
+            let texts = chain(&entries[start..], head.seq, &head.hash);
+            match storage.append(&texts).await {
+                Ok(()) => {
+                    let last = texts.last().expect("a batch has entries");
+                    head = AuditHead {
+                        seq: last.seq,
+                        hash: last.hash.clone(),
+                    };
+                    start = entries.len();
+                }
+                Err(StoreError::Conflict) if Instant::now() < deadline => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                    head = storage.head().await?;
+                    // Skip the entries of this batch that are already stored.
+                    for text in &texts {
+                        if !storage.contains(text).await? {
+                            break;
+                        }
+                        start += 1;
+                    }
+                }
+                Err(StoreError::Conflict) => return Err(contended()),
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(StreamHead { head, stream_seq: 0 })
+    }
+
+    /// Writes one batch after `head` to the write-ahead stream, in messages of at most
+    /// [`stream::ENTRIES_PER_MESSAGE`] entries, each expecting the one before it; retries from a
+    /// fresh head when another writer appended first (a refused message stored nothing).
+    /// Answers the new head.
+    async fn write_ahead(
+        &self,
+        stream: &AuditStream,
+        head: Option<StreamHead>,
+        entries: &[NewAuditEntry],
+    ) -> Result<StreamHead, StoreError> {
+        let mut head = match head {
+            Some(known) => known,
+            None => stream.head(&self.inner.storage).await?,
+        };
+        let deadline = Instant::now() + APPEND_DEADLINE;
+        let mut attempt = 0;
+        let mut start = 0;
+        while start < entries.len() {
+            let end = entries.len().min(start + stream::ENTRIES_PER_MESSAGE);
+            let texts = chain(&entries[start..end], head.head.seq, &head.head.hash);
+            match stream.append(head.stream_seq, &texts).await {
+                Ok(stream_seq) => {
+                    let last = texts.last().expect("a batch has entries");
+                    head = StreamHead {
+                        head: AuditHead {
+                            seq: last.seq,
+                            hash: last.hash.clone(),
+                        },
+                        stream_seq,
+                    };
+                    start = end;
+                }
+                Err(AppendError::Conflict) if Instant::now() < deadline => {
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt)).await;
+                    head = stream.head(&self.inner.storage).await?;
+                }
+                Err(AppendError::Conflict) => return Err(contended()),
+                Err(AppendError::Unavailable(reason)) => return Err(StoreError::Unavailable(reason)),
+            }
+        }
+        Ok(head)
+    }
+
+    /// The head of the chain: the last entry appended by anyone (over NATS, in the stream or,
+    /// all copied, in the storage).
+    pub async fn head(&self) -> Result<AuditHead, StoreError> {
+        match &self.inner.ahead {
+            Some(stream) => Ok(stream.head(&self.inner.storage).await?.head),
+            None => self.inner.storage.head().await,
+        }
+    }
+
+    /// Waits until entries appended so far can be read from the storage (over NATS the copier
+    /// stores them a moment later; at most 2 s, then [`StoreError::Unavailable`]).
+    pub async fn settled(&self) -> Result<(), StoreError> {
+        match &self.inner.ahead {
+            Some(stream) => stream.settled().await,
+            None => Ok(()),
+        }
+    }
+
+    /// A page of the entries `query` asks for (actor, target, action, `from` ≤ `at` < `to`),
+    /// newest first, and how many match in all; waits for [`Self::settled`] first.
+    pub async fn page(&self, query: &ListAuditEvents) -> Result<AuditPage, StoreError> {
+        self.settled().await?;
+        let (items, total) = self.inner.storage.page(query).await?;
+        Ok(AuditPage { items, total })
+    }
+
+    /// At most `limit` stored entries from sequence number `from` on, in sequence order (for
+    /// verification and export). Reads the storage as it is: call [`Self::settled`] first to
+    /// include entries still in the write-ahead stream.
+    pub async fn scan(&self, from: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner
+            .storage
+            .read_from(from, limit)
+            .await?
+            .into_iter()
+            .map(|(seq, entry)| {
+                entry.ok_or_else(|| StoreError::Corrupt(format!("the audit entry at sequence {seq}")))
+            })
+            .collect()
+    }
+
+    /// Checks every entry's hash and link, in sequence order, from the first; waits for
+    /// [`Self::settled`] first.
+    pub async fn verify(&self) -> Result<AuditVerification, StoreError> {
+        self.verify_from(None).await
+    }
+
+    /// Checks every entry after `checkpoint` (a head trusted because it was signed — see the
+    /// module docs — or from the first entry when `None`), in sequence order; waits for
+    /// [`Self::settled`] first. `entries` counts the entries checked.
+    pub async fn verify_from(&self, checkpoint: Option<&AuditHead>) -> Result<AuditVerification, StoreError> {
+        self.settled().await?;
+        let start = checkpoint.cloned().unwrap_or_else(AuditHead::genesis);
+        let mut expected_seq = start.seq + 1;
+        let mut expected_prev = start.hash;
+        let mut checked = 0u64;
+        loop {
+            // By key (seq ≥ the next expected), not by offset: each batch is one seek.
+            let batch = self.inner.storage.read_from(expected_seq, VERIFY_BATCH).await?;
+            if batch.is_empty() {
+                return Ok(AuditVerification {
+                    valid: true,
+                    entries: checked,
+                    first_broken_seq: None,
+                });
+            }
+            for (seq, entry) in batch {
+                checked += 1;
+                let intact = entry.is_some_and(|e| {
+                    e.seq == expected_seq && e.prev_hash == expected_prev && entry_hash(&e) == e.hash && {
+                        expected_prev = e.hash;
+                        true
+                    }
+                });
+                if !intact {
+                    return Ok(AuditVerification {
+                        valid: false,
+                        entries: checked,
+                        first_broken_seq: Some(seq.max(expected_seq)),
+                    });
+                }
+                expected_seq += 1;
+            }
+        }
+    }
+}
