@@ -14,8 +14,10 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+// tokio's clock: tests can pause it.
+use tokio::time::Instant;
 use ttscm_contract::vault::{Place, Plaintexts, Reseal, Seal, SealedItem, Unseal};
 use ttscm_contract::{ErrorCode, FieldError, WireError};
 use ttscm_runtime::Settings;
@@ -289,15 +291,15 @@ fn guarded<T>(work: impl FnOnce() -> Result<T, WireError>) -> Result<T, WireErro
 /// run under this lock in the caller's task — in one process, the credential service's request
 /// task itself — instead of through an actix mailbox on another thread: on the 2-core target a
 /// cross-thread wake-up and the reply's wake-up back cost more than the work.
-pub type SharedVault = std::sync::Arc<std::sync::Mutex<VaultActor>>;
+pub type SharedVault = std::sync::Arc<parking_lot::Mutex<VaultActor>>;
 
 fn with_vault<T>(
     vault: &SharedVault,
     work: impl FnOnce(&mut VaultActor) -> Result<T, WireError>,
 ) -> Result<T, WireError> {
     // A panic inside `work` is answered as a 500 by `guarded` before the lock is released, and
-    // leaves the ring as it was (handlers only replace it whole), so a poisoned lock is usable.
-    let mut actor = vault.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // leaves the ring as it was (handlers only replace it whole); the lock does not poison.
+    let mut actor = vault.lock();
     guarded(|| work(&mut actor))
 }
 

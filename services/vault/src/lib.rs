@@ -49,7 +49,7 @@ pub async fn run(
         "vault key ring loaded"
     );
     let vault = VaultState {
-        vault: Arc::new(std::sync::Mutex::new(actor)),
+        vault: Arc::new(parking_lot::Mutex::new(actor)),
     };
     Ok(router().serve(bus, Arc::new(vault), None, shutdown).await?)
 }
