@@ -23,11 +23,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use ttscm_contract::identity::{BeginLogin, CheckLogin, CompleteLogin, Logout, RefreshSession, SignedIn};
+use ttscm_contract::identity::{CheckLogin, CompleteLogin, Logout, SignedIn};
 use ttscm_contract::subjects::EDGE_LOGIN_DELIVERY_PREFIX;
 use ttscm_contract::{ErrorCode, WireError};
 use ttscm_runtime::Headers;
-use warp::Filter;
 use warp::filters::ws::{Message, WebSocket, Ws};
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
@@ -36,7 +35,7 @@ use crate::EdgeState;
 use crate::auth::sha256_hex;
 use crate::envelope;
 use crate::error::status_of;
-use crate::routes::{RequestCtx, Route, ctx, finish};
+use crate::routes::{Input, RequestCtx, RouteSpec};
 
 /// Queue group of WebSocket waiters (one socket per callback key serves its subject).
 const WS_QUEUE: &str = "edge-ws";
@@ -74,115 +73,33 @@ fn error_message(error: &WireError) -> Value {
     json!({"type": "error", "status": status_of(error.code).as_u16(), "message": error.message})
 }
 
-/// The sign-in routes.
-pub fn routes(state: Arc<EdgeState>) -> Vec<Route> {
-    let auth = warp::path("v1").and(warp::path("auth"));
-    let c = {
-        let state = state.clone();
-        move || ctx(state.clone())
-    };
+/// `GET /v1/auth/ws?callbackKey=…`: upgrades to the WebSocket that waits for the sign-in.
+pub(crate) fn upgrade(state: Arc<EdgeState>, query: HashMap<String, String>, ws: Ws) -> Response {
+    let key = query.get("callbackKey").cloned().unwrap_or_default();
+    warp::reply::Reply::into_response(ws.max_message_size(4096).on_upgrade(move |socket| {
+        let sockets = state.sockets.clone();
+        sockets.track_future(wait_for_sign_in(socket, state, key))
+    }))
+}
 
-    let uri = auth
-        .and(warp::path("uri"))
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(c())
-        .and_then(|ctx: RequestCtx| {
-            finish(ctx, "auth.uri", |ctx| async move {
-                let start = ctx.call(&BeginLogin {}).await?;
-                Ok(envelope::success(
-                    StatusCode::OK,
-                    "Successfully fetch Auth URI",
-                    &start,
-                ))
-            })
-        });
+/// The hash of the refresh token in `x-refresh-token` (401 when it is missing or implausible).
+pub(crate) fn refresh_token_hash(token: Option<String>) -> Result<String, WireError> {
+    token
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty() && t.len() <= MAX_REFRESH_TOKEN_LEN)
+        .map(|t| sha256_hex(&t))
+        .ok_or_else(|| WireError::new(ErrorCode::Unauthorized, "Unauthorized"))
+}
 
-    let ws_state = state.clone();
-    let ws = auth
-        .and(warp::path("ws"))
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(warp::query::<HashMap<String, String>>())
-        .and(warp::ws())
-        .map(move |query: HashMap<String, String>, ws: Ws| {
-            let state = ws_state.clone();
-            let key = query.get("callbackKey").cloned().unwrap_or_default();
-            let response: Response =
-                warp::reply::Reply::into_response(ws.max_message_size(4096).on_upgrade(move |socket| {
-                    let sockets = state.sockets.clone();
-                    sockets.track_future(wait_for_sign_in(socket, state, key))
-                }));
-            response
-        });
-
-    let redirect_state = state.clone();
-    let redirect = auth
-        .and(warp::path("redirect"))
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(c())
-        .and(warp::query::<HashMap<String, String>>())
-        .and(warp::header::optional::<String>("accept"))
-        .and_then(move |ctx, query, accept: Option<String>| {
-            let state = redirect_state.clone();
-            finish(ctx, "auth.redirect", move |ctx| {
-                redirect_handler(ctx, state, query, accept)
-            })
-        });
-
-    let refresh = auth
-        .and(warp::path("refresh"))
-        .and(warp::path::end())
-        .and(warp::post())
-        .and(c())
-        .and(warp::header::optional::<String>("x-refresh-token"))
-        .and_then(|ctx, token: Option<String>| {
-            finish(ctx, "auth.refresh", move |ctx| async move {
-                let token = token
-                    .map(|t| t.trim().to_owned())
-                    .filter(|t| !t.is_empty() && t.len() <= MAX_REFRESH_TOKEN_LEN)
-                    .ok_or_else(|| WireError::new(ErrorCode::Unauthorized, "Unauthorized"))?;
-                let op = RefreshSession {
-                    token_hash: sha256_hex(&token),
-                };
-                let pair = ctx.call(&op).await?;
-                Ok(envelope::success(
-                    StatusCode::CREATED,
-                    "Token refreshed successfully!",
-                    &pair,
-                ))
-            })
-        });
-
-    let logout_state = state;
-    let logout = auth
-        .and(warp::path("logout"))
-        .and(warp::path::end())
-        .and(warp::post())
-        .and(c())
-        .and(warp::header::optional::<String>("authorization"))
-        .and_then(move |ctx, authorization: Option<String>| {
-            let state = logout_state.clone();
-            finish(ctx, "auth.logout", move |mut ctx| async move {
-                ctx.authorize(&[]).await?;
-                let out = ctx.call(&Logout {}).await?;
-                state.auth.forget(authorization.as_deref());
-                Ok(envelope::success(
-                    StatusCode::OK,
-                    "Successfully logged out.",
-                    &out,
-                ))
-            })
-        });
-
-    vec![
-        uri.boxed(),
-        ws.boxed(),
-        redirect.boxed(),
-        refresh.boxed(),
-        logout.boxed(),
-    ]
+/// `POST /v1/auth/logout`: revokes the caller's session and forgets its cached token here.
+pub(crate) async fn logout(
+    ctx: RequestCtx,
+    route: &'static RouteSpec,
+    _: Input,
+) -> Result<Response, WireError> {
+    let out = ctx.call(&Logout {}).await?;
+    ctx.state.auth.forget(ctx.authorization.as_deref());
+    Ok(envelope::success(route.status, route.message, &out))
 }
 
 /// One WebSocket waiting for the outcome of the sign-in `key`.
@@ -270,17 +187,18 @@ async fn wait_for_sign_in(socket: WebSocket, state: Arc<EdgeState>, key: String)
 }
 
 /// `GET /v1/auth/redirect`: finishes the sign-in, delivers the outcome to the waiting socket,
-/// and answers a page that closes itself (or JSON).
-async fn redirect_handler(
+/// and answers a page that closes itself (or JSON when the browser asks for it).
+pub(crate) async fn redirect(
     ctx: RequestCtx,
-    state: Arc<EdgeState>,
-    mut query: HashMap<String, String>,
-    accept: Option<String>,
+    route: &'static RouteSpec,
+    input: Input,
 ) -> Result<Response, WireError> {
-    let wants_json = accept.is_some_and(|a| a.contains("application/json"));
+    let state = &ctx.state;
+    let mut query = input.query;
+    let wants_json = input.header.is_some_and(|a| a.contains("application/json"));
     let Some(key) = query.remove("state").filter(|s| plausible_key(s)) else {
         let error = WireError::new(ErrorCode::Validation, "The redirect carries no valid state");
-        return Ok(page_or_json(wants_json, Err(&error), false));
+        return Ok(page_or_json(route, wants_json, Err(&error), false));
     };
     let op = CompleteLogin {
         state: key.clone(),
@@ -301,13 +219,18 @@ async fn redirect_handler(
             .await,
         Ok(reply) if reply.payload.as_ref() == b"delivered"
     );
-    Ok(page_or_json(wants_json, outcome.as_ref(), delivered))
+    Ok(page_or_json(route, wants_json, outcome.as_ref(), delivered))
 }
 
-fn page_or_json(wants_json: bool, outcome: Result<&SignedIn, &WireError>, delivered: bool) -> Response {
+fn page_or_json(
+    route: &RouteSpec,
+    wants_json: bool,
+    outcome: Result<&SignedIn, &WireError>,
+    delivered: bool,
+) -> Response {
     if wants_json {
         return match outcome {
-            Ok(signed_in) => envelope::success(StatusCode::OK, "Successfully authenticated", signed_in),
+            Ok(signed_in) => envelope::success(route.status, route.message, signed_in),
             Err(error) => crate::error::error_response(error),
         };
     }

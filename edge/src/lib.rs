@@ -11,7 +11,9 @@ pub mod body;
 pub mod company_routes;
 pub mod envelope;
 pub mod error;
+pub mod misc_routes;
 pub mod routes;
+pub mod table;
 pub mod user_routes;
 
 use std::sync::Arc;

@@ -1,9 +1,11 @@
-//! The route table: `/v1` per the spec, plus `/v1/audit/*`, `/healthz` and `/readyz`.
+//! How a declared route becomes a warp filter: [`RouteSpec`] (what [`crate::table`] lists per
+//! route), [`RequestCtx`] (request id, bearer header, client IP) and the one place every route
+//! is served from ([`routes`]).
 //!
-//! Every handler runs inside one [`RequestCtx`] (request id, bearer header, client IP),
-//! authenticates and checks the permissions the spec lists for its route, calls one service
-//! operation, and answers in the envelope with the spec's status and message. Errors are
-//! answered by the handler itself; what no route matches falls through to
+//! Every route with a request context runs the same way: in a span carrying the request id, its
+//! [`Access`] is checked, its handler runs — most of them [`Forward`] one bus operation and
+//! answer the reply in the envelope with the route's status and message — and any error is
+//! answered in the error envelope. What no route matches falls through to
 //! [`crate::error::handle_rejection`].
 
 use std::collections::HashMap;
@@ -15,22 +17,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
-use ttscm_contract::audit::{ListAuditEvents, VerifyAudit};
-use ttscm_contract::credential::*;
-use ttscm_contract::health::{CompanySyncHealth, CredentialHealth, HealthReply, IdentityHealth, VaultHealth};
-use ttscm_contract::permission::names;
-use ttscm_contract::{FieldError, Operation, WireError};
+use ttscm_contract::{ErrorCode, FieldError, Operation, WireError};
 use ttscm_runtime::service::CallContext;
+use warp::filters::ws::Ws;
 use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use crate::envelope::{self, Pagination};
 use crate::error::{error_response, handle_rejection};
-use crate::{EdgeState, body};
+use crate::table::route_table;
+use crate::{EdgeState, body, envelope};
 
 /// Header carrying the request id in both directions.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -39,17 +37,314 @@ pub const DEFAULT_RPP: u64 = 30;
 /// Largest records per page.
 pub const MAX_RPP: u64 = 100;
 
+// ---- the declaration ------------------------------------------------------------------------
+
+/// One route of the table: everything a reviewer, a test or an API description needs to know
+/// about it, and the handler that serves it.
+pub struct RouteSpec {
+    /// The HTTP method.
+    pub method: Method,
+    /// The path pattern: literal segments and at most one `:name` parameter, named as the spec
+    /// names it (`/v1/credential/credentials/:id/fields`).
+    pub path: &'static str,
+    /// The route's name in logs and spans (`credential.reveal`).
+    pub name: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    /// What the route reads besides its path.
+    pub reads: Reads,
+    /// The status of a successful answer.
+    pub status: StatusCode,
+    /// The envelope's message on success.
+    pub message: &'static str,
+    /// What serves it.
+    pub handler: Handler,
+    /// A deadline longer than the bus client's default (the call waits on something slow).
+    pub deadline: Option<Duration>,
+    /// Every answer carries `cache-control: no-store` (plaintext secrets).
+    pub no_store: bool,
+    /// Listed in the API spec (`shared/spec/api-routes.md`); the others are TTSCM's own.
+    pub in_spec: bool,
+}
+
+/// An HTTP method a route answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    /// The method as HTTP spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// Who may call a route; checked before the handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: the route checks nothing about the caller (starting a sign-in, health).
+    Public,
+    /// Whoever presents a refresh token in `x-refresh-token`; the operation checks it.
+    RefreshToken,
+    /// Any authenticated caller (API token or access token).
+    SignedIn,
+    /// An authenticated caller holding every one of these permissions.
+    Permissions(&'static [&'static str]),
+    /// A user's access token carrying every one of these scopes.
+    Scopes(&'static [&'static str]),
+}
+
+/// What a route reads besides its path (extracted in this order, after the request context).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// Nothing else.
+    Nothing,
+    /// A JSON body (content length limited).
+    Body,
+    /// The query string, as a map.
+    Query,
+    /// One optional header.
+    Header(&'static str),
+    /// The query string, then one optional header.
+    QueryAndHeader(&'static str),
+}
+
+/// What serves a route.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    /// Runs with a request context: the access check, then this answer.
+    Answer(&'static dyn Answer),
+    /// Upgrades to a WebSocket, reading the query. No request context: the socket outlives the
+    /// request and answers on its own.
+    WebSocket(fn(Arc<EdgeState>, HashMap<String, String>, Ws) -> Response),
+    /// Answers the route's status and message with `data: null`, without a request context or
+    /// request id (liveness: nothing to fail).
+    Fixed,
+}
+
+/// A handler that runs with a request context, after the route's access check.
+pub trait Answer: Sync {
+    /// The bus subject of the one operation it forwards, if that is all it does.
+    fn subject(&self) -> Option<&'static str>;
+    /// Answers one request.
+    fn answer(&self, ctx: RequestCtx, route: &'static RouteSpec, input: Input) -> Answering;
+}
+
+/// Forwards the operation `O`, built from the request by the function it holds, and answers
+/// the reply as the service encoded it (no decode and re-encode here), in the envelope with the
+/// route's status and message.
+pub struct Forward<O>(pub fn(&mut Input) -> Result<O, WireError>);
+
+impl<O> Answer for Forward<O>
+where
+    O: Operation + Sync,
+{
+    fn subject(&self) -> Option<&'static str> {
+        Some(O::SUBJECT)
+    }
+
+    fn answer(&self, ctx: RequestCtx, route: &'static RouteSpec, mut input: Input) -> Answering {
+        let build = self.0;
+        finish(ctx, route, move |ctx| async move {
+            let op = build(&mut input)?;
+            Ok(match route.deadline {
+                None => envelope::success(route.status, route.message, &ctx.call_raw(&op).await?),
+                // The bus client has no raw call with its own deadline; these replies are small.
+                Some(deadline) => {
+                    let reply = ctx
+                        .state
+                        .client
+                        .call_with_timeout(&ctx.call, &op, deadline)
+                        .await?;
+                    envelope::success(route.status, route.message, &reply)
+                }
+            })
+        })
+    }
+}
+
+/// A handler of its own: an `async fn(RequestCtx, &'static RouteSpec, Input)` answering a
+/// response or an error.
+pub struct Custom<F>(pub F);
+
+impl<F, Fut> Answer for Custom<F>
+where
+    F: Fn(RequestCtx, &'static RouteSpec, Input) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response, WireError>> + Send + 'static,
+{
+    fn subject(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn answer(&self, ctx: RequestCtx, route: &'static RouteSpec, input: Input) -> Answering {
+        let handler = self.0;
+        finish(ctx, route, move |ctx| handler(ctx, route, input))
+    }
+}
+
+/// What a route read from its request besides the context (see [`Reads`]).
+#[derive(Default)]
+pub struct Input {
+    /// The path parameter, if the pattern has one.
+    param: Option<String>,
+    /// The query string (empty unless the route reads it).
+    pub query: HashMap<String, String>,
+    /// The header the route reads, if sent.
+    pub header: Option<String>,
+    /// The body's headers and bytes, if the route reads a body.
+    body: Option<(HeaderMap, Bytes)>,
+}
+
+impl Input {
+    /// The path parameter (taken; empty if the pattern has none, which the table's test rules out).
+    pub fn param(&mut self) -> String {
+        self.param.take().unwrap_or_default()
+    }
+
+    /// The JSON body as `T` (400 with the problem's path when it does not parse).
+    pub fn body<T: DeserializeOwned>(&self) -> Result<T, WireError> {
+        match &self.body {
+            Some((headers, bytes)) => body::parse(headers, bytes),
+            None => {
+                tracing::error!("a route parses a body it does not read");
+                Err(WireError::internal())
+            }
+        }
+    }
+}
+
+// ---- a declaration, written as the table writes it ------------------------------------------
+
+/// A route being declared: `route(method, path, name)`, then `allow(access)`, `answers(status,
+/// message)` and whatever else applies, closed by `by(handler)`. The table is a static, so a
+/// route missing its access or answer fails to compile.
+pub struct Draft {
+    method: Method,
+    path: &'static str,
+    name: &'static str,
+    access: Option<Access>,
+    reads: Reads,
+    answer: Option<(StatusCode, &'static str)>,
+    deadline: Option<Duration>,
+    no_store: bool,
+    in_spec: bool,
+}
+
+/// Starts declaring a route.
+pub const fn route(method: Method, path: &'static str, name: &'static str) -> Draft {
+    Draft {
+        method,
+        path,
+        name,
+        access: None,
+        reads: Reads::Nothing,
+        answer: None,
+        deadline: None,
+        no_store: false,
+        in_spec: true,
+    }
+}
+
+impl Draft {
+    /// Who may call it.
+    pub const fn allow(mut self, access: Access) -> Self {
+        self.access = Some(access);
+        self
+    }
+
+    /// The status and message of a successful answer.
+    pub const fn answers(mut self, status: StatusCode, message: &'static str) -> Self {
+        self.answer = Some((status, message));
+        self
+    }
+
+    /// What it reads besides the path.
+    pub const fn reads(mut self, reads: Reads) -> Self {
+        self.reads = reads;
+        self
+    }
+
+    /// Waits up to `deadline` for its operation.
+    pub const fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Marks every answer `cache-control: no-store`.
+    pub const fn no_store(mut self) -> Self {
+        self.no_store = true;
+        self
+    }
+
+    /// Not in the API spec.
+    pub const fn beyond_spec(mut self) -> Self {
+        self.in_spec = false;
+        self
+    }
+
+    /// Served by `answer`, with a request context.
+    pub const fn by(self, answer: &'static dyn Answer) -> RouteSpec {
+        self.with(Handler::Answer(answer))
+    }
+
+    /// Served by `handler`.
+    pub const fn with(self, handler: Handler) -> RouteSpec {
+        let Some(access) = self.access else {
+            panic!("a route must say who may call it (allow)")
+        };
+        let Some((status, message)) = self.answer else {
+            panic!("a route must say how it answers (answers)")
+        };
+        RouteSpec {
+            method: self.method,
+            path: self.path,
+            name: self.name,
+            access,
+            reads: self.reads,
+            status,
+            message,
+            handler,
+            deadline: self.deadline,
+            no_store: self.no_store,
+            in_spec: self.in_spec,
+        }
+    }
+}
+
+// ---- the request context ----------------------------------------------------------------------
+
 /// What every handler knows about its request.
 pub struct RequestCtx {
     /// The bus context (request id, later the principal).
     pub call: CallContext,
     /// The raw `Authorization` header.
-    authorization: Option<String>,
+    pub(crate) authorization: Option<String>,
     /// The state shared by handlers.
-    state: Arc<EdgeState>,
+    pub(crate) state: Arc<EdgeState>,
 }
 
 impl RequestCtx {
+    /// Checks `access` (authenticating the caller where it asks for one).
+    pub async fn check(&mut self, access: Access) -> Result<(), WireError> {
+        match access {
+            Access::Public | Access::RefreshToken => Ok(()),
+            Access::SignedIn => self.authorize(&[]).await,
+            Access::Permissions(required) => self.authorize(required).await,
+            Access::Scopes(scopes) => self.authorize_scopes(scopes).await,
+        }
+    }
+
     /// Authenticates the caller and checks that it holds every permission in `required`.
     pub async fn authorize(&mut self, required: &[&str]) -> Result<(), WireError> {
         let principal = self
@@ -63,6 +358,20 @@ impl RequestCtx {
         self.call.principal = Some(principal.principal.clone());
         self.call.principal_header = Some(principal.header.clone());
         Ok(())
+    }
+
+    /// Authenticates the caller and checks that its token carries every scope in `scopes`.
+    pub async fn authorize_scopes(&mut self, scopes: &[&str]) -> Result<(), WireError> {
+        self.authorize(&[]).await?;
+        let principal = self.call.principal()?;
+        if scopes
+            .iter()
+            .all(|s| principal.scopes.iter().any(|have| have == s))
+        {
+            Ok(())
+        } else {
+            Err(WireError::new(ErrorCode::Forbidden, "Insufficient scope"))
+        }
     }
 
     /// Calls a service with this request's context.
@@ -83,7 +392,7 @@ fn valid_request_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
-pub(crate) fn ctx(state: Arc<EdgeState>) -> impl Filter<Extract = (RequestCtx,), Error = Rejection> + Clone {
+fn ctx(state: Arc<EdgeState>) -> impl Filter<Extract = (RequestCtx,), Error = Rejection> + Clone {
     warp::header::optional::<String>(REQUEST_ID_HEADER)
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::addr::remote())
@@ -106,12 +415,13 @@ pub(crate) fn ctx(state: Arc<EdgeState>) -> impl Filter<Extract = (RequestCtx,),
 /// A handler's answer, boxed: warp boxes every route's future while it tries the routes in
 /// turn, so a handler future stored inline would be allocated and copied for every route tried
 /// before the match; boxed, only the route that matched pays for it.
-pub(crate) type Answering = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+pub type Answering = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-/// Runs a handler in a span carrying the request id, and stamps the id on the response.
-pub(crate) fn finish<F>(
+/// Runs a handler in a span carrying the request id, after the route's access check, and
+/// stamps the id (and `no-store` where the route asks for it) on the response.
+fn finish<F>(
     ctx: RequestCtx,
-    route: &'static str,
+    route: &'static RouteSpec,
     handler: impl FnOnce(RequestCtx) -> F + Send + 'static,
 ) -> Answering
 where
@@ -119,365 +429,63 @@ where
 {
     Box::pin(async move {
         let request_id = ctx.call.request_id.clone();
-        let span = tracing::info_span!("request", route, request_id = %request_id);
-        let mut response = handler(ctx)
+        let span = tracing::info_span!("request", route = route.name, request_id = %request_id);
+        let answered = async move {
+            let mut ctx = ctx;
+            ctx.check(route.access).await?;
+            handler(ctx).await
+        };
+        let mut response = answered
             .instrument(span)
             .await
             .unwrap_or_else(|error| error_response(&error));
-        response.headers_mut().insert(
+        let headers = response.headers_mut();
+        headers.insert(
             REQUEST_ID_HEADER,
             HeaderValue::from_str(&request_id).unwrap_or_else(|_| HeaderValue::from_static("invalid")),
         );
+        if route.no_store {
+            headers.insert("cache-control", HeaderValue::from_static("no-store"));
+        }
         Ok(response)
     })
 }
 
-/// How a route answers on success.
-#[derive(Clone, Copy)]
-pub(crate) struct Answer {
-    route: &'static str,
-    required: &'static [&'static str],
-    status: StatusCode,
-    message: &'static str,
-}
+// ---- the table as filters ---------------------------------------------------------------------
 
-pub(crate) const fn answer(
-    route: &'static str,
-    required: &'static [&'static str],
-    status: StatusCode,
-    message: &'static str,
-) -> Answer {
-    Answer {
-        route,
-        required,
-        status,
-        message,
-    }
-}
-
-/// Authorizes, calls `op`, and answers its reply in the envelope.
-pub(crate) fn respond_with<O>(ctx: RequestCtx, answer: Answer, op: Result<O, WireError>) -> Answering
-where
-    O: Operation + Sync,
-    O::Reply: Serialize,
-{
-    finish(ctx, answer.route, move |mut ctx| async move {
-        ctx.authorize(answer.required).await?;
-        let op = op?;
-        // The reply goes out as the service encoded it: no decode and re-encode here.
-        let reply = ctx.call_raw(&op).await?;
-        Ok(envelope::success(answer.status, answer.message, &reply))
-    })
-}
-
-pub(crate) fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<T, WireError> {
-    body::parse(headers, bytes)
-}
-
-/// Every route, with rejections turned into the envelope.
+/// Every route of [`route_table`], with rejections turned into the envelope.
+///
+/// Routes are tried in the table's order. Consecutive routes under the same `/v1/<area>/` form
+/// a group, tried only when the request's path starts with that prefix: a request skips every
+/// group but its own at the cost of one prefix check.
 pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let limit = state.body_limit;
-    let v1 = warp::path("v1");
-    let company_routes = crate::company_routes::routes(state.clone(), limit);
-    let (me_route, user_routes) = crate::user_routes::routes(state.clone(), limit);
-    let auth_routes = crate::auth_routes::routes(state.clone());
-    let c = move || ctx(state.clone());
-    let types = v1
-        .and(warp::path("credential-type"))
-        .and(warp::path("credential-types"));
-    let creds = v1.and(warp::path("credential")).and(warp::path("credentials"));
-
-    let teapot = v1
-        .and(warp::path!("teapot"))
-        .and(warp::get())
-        .and(c())
-        .and_then(|ctx| {
-            finish(ctx, "teapot", |_| async {
-                Ok(envelope::error(StatusCode::IM_A_TEAPOT, "I'm a teapot", &[]))
-            })
-        });
-
-    // ---- credential types ----
-    const LIST_TYPES: Answer = answer(
-        "credential_type.list",
-        &[names::CREDENTIAL_TYPE_FETCH_MANY],
-        StatusCode::OK,
-        "Credential Types Fetched Successfully!",
-    );
-    const GET_TYPE: Answer = answer(
-        "credential_type.get",
-        &[names::CREDENTIAL_TYPE_FETCH],
-        StatusCode::OK,
-        "Credential Type Fetched Successfully!",
-    );
-    const CREATE_TYPE: Answer = answer(
-        "credential_type.create",
-        &[names::CREDENTIAL_TYPE_CREATE],
-        StatusCode::CREATED,
-        "Credential Type Created Successfully!",
-    );
-    const UPDATE_TYPE: Answer = answer(
-        "credential_type.update",
-        &[names::CREDENTIAL_TYPE_UPDATE],
-        StatusCode::OK,
-        "Credential Type Updated Successfully!",
-    );
-    const DELETE_TYPE: Answer = answer(
-        "credential_type.delete",
-        &[names::CREDENTIAL_TYPE_DELETE],
-        StatusCode::OK,
-        "Credential Type Deleted Successfully!",
-    );
-    const TYPE_CREDENTIALS: Answer = answer(
-        "credential_type.credentials",
-        &[names::CREDENTIAL_TYPE_FETCH, names::CREDENTIAL_FETCH_MANY],
-        StatusCode::OK,
-        "Credentials Fetched Successfully!",
-    );
-
-    let list_types = types
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(c())
-        .and_then(|ctx| respond_with(ctx, LIST_TYPES, Ok(ListCredentialTypes {})));
-    let create_type = types
-        .and(warp::path::end())
-        .and(warp::post())
-        .and(c())
-        .and(body::raw(limit))
-        .and_then(|ctx, headers: HeaderMap, bytes: Bytes| {
-            let op = parse_body(&headers, &bytes).map(|input| CreateCredentialType { input });
-            respond_with(ctx, CREATE_TYPE, op)
-        });
-    let get_type = types
-        .and(warp::path::param::<String>())
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(c())
-        .and_then(|identifier: String, ctx| {
-            respond_with(ctx, GET_TYPE, Ok(GetCredentialType { identifier }))
-        });
-    let update_type = types
-        .and(warp::path::param::<String>())
-        .and(warp::path::end())
-        .and(warp::patch())
-        .and(c())
-        .and(body::raw(limit))
-        .and_then(|id: String, ctx, headers: HeaderMap, bytes: Bytes| {
-            let op = parse_body(&headers, &bytes).map(|patch| UpdateCredentialType { id, patch });
-            respond_with(ctx, UPDATE_TYPE, op)
-        });
-    let delete_type = types
-        .and(warp::path::param::<String>())
-        .and(warp::path::end())
-        .and(warp::delete())
-        .and(c())
-        .and_then(|id: String, ctx| respond_with(ctx, DELETE_TYPE, Ok(DeleteCredentialType { id })));
-    let type_credentials = types
-        .and(warp::path::param::<String>())
-        .and(warp::path("credentials"))
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(c())
-        .and_then(|id: String, ctx| respond_with(ctx, TYPE_CREDENTIALS, Ok(ListCredentialsByType { id })));
-
-    // ---- credentials ----
-    const BY_COMPANY: Answer = answer(
-        "credential.by_company",
-        &[names::CREDENTIAL_FETCH_MANY],
-        StatusCode::OK,
-        "Company Credentials Fetched Successfully!",
-    );
-    const GET: Answer = answer(
-        "credential.get",
-        &[names::CREDENTIAL_FETCH],
-        StatusCode::OK,
-        "Credential Fetched Successfully!",
-    );
-    const CREATE: Answer = answer(
-        "credential.create",
-        &[names::CREDENTIAL_CREATE],
-        StatusCode::CREATED,
-        "Credential Created Successfully!",
-    );
-    const UPDATE: Answer = answer(
-        "credential.update",
-        &[names::CREDENTIAL_UPDATE],
-        StatusCode::OK,
-        "Credential Updated Successfully!",
-    );
-    const UPDATE_FIELDS: Answer = answer(
-        "credential.fields_update",
-        &[names::CREDENTIAL_UPDATE, names::CREDENTIAL_FIELDS_UPDATE],
-        StatusCode::OK,
-        "Credential Fields Updated Successfully!",
-    );
-    const GET_FIELDS: Answer = answer(
-        "credential.fields_get",
-        &[names::CREDENTIAL_FETCH, names::CREDENTIAL_FIELDS_FETCH],
-        StatusCode::OK,
-        "Credential Fields Fetched Successfully!",
-    );
-    const REVEAL: Answer = answer(
-        "credential.reveal",
-        &[names::CREDENTIAL_FETCH, names::CREDENTIAL_SECURE_VALUES_READ],
-        StatusCode::OK,
-        "Secure Values Fetched Successfully!",
-    );
-    const DELETE: Answer = answer(
-        "credential.delete",
-        &[names::CREDENTIAL_DELETE],
-        StatusCode::OK,
-        "Credential Deleted Successfully!",
-    );
-
-    let by_company = creds
-        .and(warp::path("company"))
-        .and(warp::path::param::<String>())
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(c())
-        .and_then(|company_id: String, ctx| {
-            respond_with(ctx, BY_COMPANY, Ok(ListCredentialsByCompany { company_id }))
-        });
-    let create = creds
-        .and(warp::path::end())
-        .and(warp::post())
-        .and(c())
-        .and(body::raw(limit))
-        .and_then(|ctx, headers: HeaderMap, bytes: Bytes| {
-            let op = parse_body(&headers, &bytes).map(|input| CreateCredential { input });
-            respond_with(ctx, CREATE, op)
-        });
-    let get = creds
-        .and(warp::path::param::<String>())
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(c())
-        .and_then(|id: String, ctx| respond_with(ctx, GET, Ok(GetCredential { id })));
-    let update = creds
-        .and(warp::path::param::<String>())
-        .and(warp::path::end())
-        .and(warp::patch())
-        .and(c())
-        .and(body::raw(limit))
-        .and_then(|id: String, ctx, headers: HeaderMap, bytes: Bytes| {
-            let op = parse_body(&headers, &bytes).map(|patch| UpdateCredential { id, patch });
-            respond_with(ctx, UPDATE, op)
-        });
-    let update_fields = creds
-        .and(warp::path::param::<String>())
-        .and(warp::path("fields"))
-        .and(warp::path::end())
-        .and(warp::put())
-        .and(c())
-        .and(body::raw(limit))
-        .and_then(|id: String, ctx, headers: HeaderMap, bytes: Bytes| {
-            let op = parse_body(&headers, &bytes).map(|input| UpdateCredentialFields { id, input });
-            respond_with(ctx, UPDATE_FIELDS, op)
-        });
-    let get_fields = creds
-        .and(warp::path::param::<String>())
-        .and(warp::path("fields"))
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(c())
-        .and_then(|id: String, ctx| respond_with(ctx, GET_FIELDS, Ok(GetCredentialFields { id })));
-    let reveal = creds
-        .and(warp::path::param::<String>())
-        .and(warp::path("secure-values"))
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(c())
-        .and_then(|id: String, ctx| respond_with(ctx, REVEAL, Ok(RevealSecureValues { id })))
-        // Plaintext secrets: no browser or proxy may keep a copy.
-        .map(|mut response: Response| {
-            response
-                .headers_mut()
-                .insert("cache-control", HeaderValue::from_static("no-store"));
-            response
-        });
-    let delete = creds
-        .and(warp::path::param::<String>())
-        .and(warp::path::end())
-        .and(warp::delete())
-        .and(c())
-        .and_then(|id: String, ctx| respond_with(ctx, DELETE, Ok(DeleteCredential { id })));
-
-    // ---- audit (beyond the spec) ----
-    let audit_events = v1
-        .and(warp::path!("audit" / "events"))
-        .and(warp::get())
-        .and(c())
-        .and(warp::query::<HashMap<String, String>>())
-        .and_then(|ctx, query: HashMap<String, String>| {
-            finish(ctx, "audit.events", move |ctx| audit_events(ctx, query))
-        });
-    const VERIFY: Answer = answer(
-        "audit.verify",
-        &[names::AUDIT_VERIFY],
-        StatusCode::OK,
-        "Audit Chain Verified!",
-    );
-    let audit_verify = v1
-        .and(warp::path!("audit" / "verify"))
-        .and(warp::get())
-        .and(c())
-        .and_then(|ctx| respond_with(ctx, VERIFY, Ok(VerifyAudit {})));
-
-    let healthz = warp::path!("healthz")
-        .and(warp::get())
-        .map(|| envelope::success(StatusCode::OK, "Alive", &serde_json::Value::Null));
-    let readyz = warp::path!("readyz")
-        .and(warp::get())
-        .and(c())
-        .and_then(|ctx| finish(ctx, "readyz", readiness));
-
-    // Routes are grouped by path prefix, so a request skips every group but its own at the
-    // cost of one prefix check; most frequent first within the table and within each group.
-    let table: Vec<Route> = Vec::from([
-        teapot.boxed(),
-        group(
-            &["/v1/credential/"],
-            vec![
-                get.boxed(),
-                reveal.boxed(),
-                get_fields.boxed(),
-                by_company.boxed(),
-                create.boxed(),
-                update_fields.boxed(),
-                update.boxed(),
-                delete.boxed(),
-            ],
-        ),
-        group(
-            &["/v1/credential-type/"],
-            vec![
-                list_types.boxed(),
-                get_type.boxed(),
-                type_credentials.boxed(),
-                create_type.boxed(),
-                update_type.boxed(),
-                delete_type.boxed(),
-            ],
-        ),
-        me_route,
-        group(&["/v1/company/"], company_routes),
-        group(&["/v1/user/", "/v1/role/"], user_routes),
-        group(&["/v1/audit/"], vec![audit_events.boxed(), audit_verify.boxed()]),
-        group(&["/v1/auth/"], auth_routes),
-        healthz.boxed(),
-        readyz.boxed(),
-    ]);
+    let table: Vec<Route> = route_table()
+        .chunk_by(|a, b| group_prefix(a.path).is_some() && group_prefix(a.path) == group_prefix(b.path))
+        .map(|routes| {
+            let filters = routes.iter().map(|r| route_filter(r, &state, limit)).collect();
+            match (routes, group_prefix(routes[0].path)) {
+                ([_, _, ..], Some(prefix)) => group(prefix, filters),
+                _ => any_of(filters),
+            }
+        })
+        .collect();
     any_of(table).recover(handle_rejection).unify()
 }
 
-/// `routes`, tried only when the request's path starts with one of `prefixes` (a cheap check
-/// that spares a request the boxed futures of every route in the group).
-fn group(prefixes: &'static [&'static str], routes: Vec<Route>) -> Route {
+/// `/v1/<area>/` of a path with more segments below it.
+fn group_prefix(path: &'static str) -> Option<&'static str> {
+    let mut slashes = path.match_indices('/').map(|(i, _)| i);
+    let third = slashes.nth(2)?;
+    (third + 1 < path.len()).then(|| &path[..=third])
+}
+
+/// `routes`, tried only when the request's path starts with `prefix` (a cheap check that spares
+/// a request the boxed futures of every route in the group).
+fn group(prefix: &'static str, routes: Vec<Route>) -> Route {
     warp::path::full()
         .and_then(move |path: warp::path::FullPath| {
-            std::future::ready(if prefixes.iter().any(|p| path.as_str().starts_with(p)) {
+            std::future::ready(if path.as_str().starts_with(prefix) {
                 Ok(())
             } else {
                 Err(warp::reject::not_found())
@@ -490,7 +498,7 @@ fn group(prefixes: &'static [&'static str], routes: Vec<Route>) -> Route {
 
 /// One route, type-erased. Boxing each route keeps warp's filter types shallow: an or-chain of
 /// twenty concrete filters takes rustc many minutes to type-check.
-pub(crate) type Route = warp::filters::BoxedFilter<(Response,)>;
+type Route = warp::filters::BoxedFilter<(Response,)>;
 
 /// The first route that matches.
 fn any_of(routes: Vec<Route>) -> Route {
@@ -498,6 +506,147 @@ fn any_of(routes: Vec<Route>) -> Route {
         .into_iter()
         .reduce(|a, b| a.or(b).unify().boxed())
         .expect("the route table is not empty")
+}
+
+/// One route as a filter: its path, its method, then what its handler needs — the same filters
+/// in the same order as a hand-written warp chain, so the same rejections.
+fn route_filter(route: &'static RouteSpec, state: &Arc<EdgeState>, limit: u64) -> Route {
+    match route.method {
+        Method::Get => with_method(route, warp::get(), state, limit),
+        Method::Post => with_method(route, warp::post(), state, limit),
+        Method::Put => with_method(route, warp::put(), state, limit),
+        Method::Patch => with_method(route, warp::patch(), state, limit),
+        Method::Delete => with_method(route, warp::delete(), state, limit),
+    }
+}
+
+fn with_method<M>(route: &'static RouteSpec, method: M, state: &Arc<EdgeState>, limit: u64) -> Route
+where
+    M: Filter<Extract = (), Error = Rejection> + Copy + Send + Sync + 'static,
+{
+    let matched = path_pattern(route.path).and(method);
+    match route.handler {
+        Handler::Fixed => matched
+            .map(move |_| envelope::success(route.status, route.message, &serde_json::Value::Null))
+            .boxed(),
+        Handler::WebSocket(upgrade) => {
+            let state = state.clone();
+            matched
+                .and(warp::query::<HashMap<String, String>>())
+                .and(warp::ws())
+                .map(move |_, query, ws| upgrade(state.clone(), query, ws))
+                .boxed()
+        }
+        Handler::Answer(answer) => {
+            let with_ctx = matched.and(ctx(state.clone()));
+            match route.reads {
+                Reads::Nothing => with_ctx
+                    .and_then(move |param, ctx| {
+                        answer.answer(
+                            ctx,
+                            route,
+                            Input {
+                                param,
+                                ..Input::default()
+                            },
+                        )
+                    })
+                    .boxed(),
+                reads => with_ctx
+                    .and(extras(reads, limit))
+                    .and_then(move |param, ctx, input: Input| {
+                        answer.answer(ctx, route, Input { param, ..input })
+                    })
+                    .boxed(),
+            }
+        }
+    }
+}
+
+/// What a route reads besides path and context, as one filter (boxed: only the matched route
+/// runs it).
+fn extras(reads: Reads, limit: u64) -> warp::filters::BoxedFilter<(Input,)> {
+    let query = || warp::query::<HashMap<String, String>>();
+    let header = |name: &'static str| warp::header::optional::<String>(name);
+    match reads {
+        Reads::Nothing => warp::any().map(Input::default).boxed(),
+        Reads::Body => body::raw(limit)
+            .map(|headers, bytes| Input {
+                body: Some((headers, bytes)),
+                ..Input::default()
+            })
+            .boxed(),
+        Reads::Query => query()
+            .map(|query| Input {
+                query,
+                ..Input::default()
+            })
+            .boxed(),
+        Reads::Header(name) => header(name)
+            .map(|header| Input {
+                header,
+                ..Input::default()
+            })
+            .boxed(),
+        Reads::QueryAndHeader(name) => query()
+            .and(header(name))
+            .map(|query, header| Input {
+                query,
+                header,
+                ..Input::default()
+            })
+            .boxed(),
+    }
+}
+
+/// Matches the whole request path against `pattern` exactly as warp's `path("a")`,
+/// `path::param::<String>()` and `path::end()` would, segment by segment (a trailing slash is
+/// accepted, an empty parameter is not), and extracts the parameter.
+fn path_pattern(pattern: &'static str) -> impl Filter<Extract = (Option<String>,), Error = Rejection> + Copy {
+    warp::path::full().and_then(move |path: warp::path::FullPath| {
+        std::future::ready(match_path(pattern, path.as_str()).ok_or_else(warp::reject::not_found))
+    })
+}
+
+/// `Some(parameter)` when `path` matches `pattern` (see [`path_pattern`]).
+pub fn match_path(pattern: &str, path: &str) -> Option<Option<String>> {
+    let mut rest = path.strip_prefix('/').unwrap_or(path);
+    let mut param = None;
+    for want in pattern.trim_start_matches('/').split('/') {
+        let (segment, after) = rest.split_once('/').unwrap_or((rest, ""));
+        if want.starts_with(':') {
+            if segment.is_empty() {
+                return None;
+            }
+            param = Some(segment.to_owned());
+        } else if segment != want {
+            return None;
+        }
+        rest = after;
+    }
+    rest.is_empty().then_some(param)
+}
+
+// ---- helpers of several handlers ---------------------------------------------------------------
+
+/// `page`, `rpp` (see [`page_and_rpp`]) and `search` of a list's query.
+pub(crate) fn page_rpp_search(
+    mut query: HashMap<String, String>,
+) -> Result<(u64, u64, Option<String>), WireError> {
+    let (page, rpp) = page_and_rpp(&query)?;
+    Ok((page, rpp, query.remove("search")))
+}
+
+/// Page `page` of a list of `total` records, `rpp` a page, in the envelope with the route's
+/// message.
+pub(crate) fn page_of<T: serde::Serialize>(
+    route: &RouteSpec,
+    (page, rpp): (u64, u64),
+    total: u64,
+    items: &[T],
+) -> Response {
+    let pagination = envelope::Pagination::new(page, rpp, total, items.len() as u64);
+    envelope::paginated(route.message, &items, &pagination)
 }
 
 /// `page` and `rpp` from a query: defaults 1 and [`DEFAULT_RPP`], `rpp` at most [`MAX_RPP`].
@@ -525,89 +674,29 @@ pub fn page_and_rpp(query: &HashMap<String, String>) -> Result<(u64, u64), WireE
     }
 }
 
-async fn audit_events(mut ctx: RequestCtx, query: HashMap<String, String>) -> Result<Response, WireError> {
-    ctx.authorize(&[names::AUDIT_FETCH_MANY]).await?;
-    let (page, rpp) = page_and_rpp(&query)?;
-    let mut errors = Vec::new();
-    for key in ["from", "to"] {
-        if let Some(value) = query.get(key)
-            && ttscm_runtime::clock::parse_iso(value).is_none()
-        {
-            errors.push(FieldError::new(
-                vec![serde_json::json!(key)],
-                format!("{key} must be an RFC 3339 time"),
-            ));
-        }
-    }
-    if !errors.is_empty() {
-        return Err(WireError::validation(errors));
-    }
-    let op = ListAuditEvents {
-        actor: query.get("actor").cloned(),
-        target: query.get("target").cloned(),
-        action: query.get("action").cloned(),
-        from: query
-            .get("from")
-            .and_then(|v| ttscm_runtime::clock::parse_iso(v))
-            .map(ttscm_runtime::clock::format_iso),
-        to: query
-            .get("to")
-            .and_then(|v| ttscm_runtime::clock::parse_iso(v))
-            .map(ttscm_runtime::clock::format_iso),
-        page,
-        rpp,
-    };
-    let reply = ctx.call(&op).await?;
-    let pagination = Pagination::new(page, rpp, reply.total, reply.items.len() as u64);
-    Ok(envelope::paginated(
-        "Audit Events Fetched Successfully!",
-        &reply.items,
-        &pagination,
-    ))
-}
+#[cfg(test)]
+mod tests {
+    use super::match_path;
 
-/// Ready when the bus is connected and every service answers with a reachable store.
-async fn readiness(ctx: RequestCtx) -> Result<Response, WireError> {
-    let client = &ctx.state.client;
-    let timeout = Duration::from_secs(1);
-    let bus_ok = client.bus().is_connected();
-    let (identity, company_sync, credential, vault) = tokio::join!(
-        client.call_with_timeout(&ctx.call, &IdentityHealth {}, timeout),
-        client.call_with_timeout(&ctx.call, &CompanySyncHealth {}, timeout),
-        client.call_with_timeout(&ctx.call, &CredentialHealth {}, timeout),
-        client.call_with_timeout(&ctx.call, &VaultHealth {}, timeout),
-    );
-    let mut report = serde_json::Map::new();
-    report.insert(
-        "bus".into(),
-        serde_json::json!({"kind": client.bus().kind(), "ok": bus_ok}),
-    );
-    let mut ready = bus_ok;
-    for (name, result) in [
-        ("identity", identity),
-        ("company-sync", company_sync),
-        ("credential", credential),
-        ("vault", vault),
-    ] {
-        let entry = match result {
-            Ok(HealthReply { store_ok, .. }) => {
-                ready &= store_ok != Some(false);
-                serde_json::json!({"ok": store_ok != Some(false), "store": store_ok})
-            }
-            Err(error) => {
-                ready = false;
-                serde_json::json!({"ok": false, "error": error.message})
-            }
-        };
-        report.insert(name.into(), entry);
-    }
-    if ready {
-        Ok(envelope::success(StatusCode::OK, "Ready", &report))
-    } else {
-        Ok(envelope::success(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Not ready",
-            &report,
-        ))
+    #[test]
+    fn paths_match_as_warp_segments_do() {
+        let p = "/v1/credential/credentials/:id";
+        assert_eq!(
+            match_path(p, "/v1/credential/credentials/abc"),
+            Some(Some("abc".into()))
+        );
+        assert_eq!(
+            match_path(p, "/v1/credential/credentials/abc/"),
+            Some(Some("abc".into()))
+        );
+        assert_eq!(match_path(p, "/v1/credential/credentials/abc//"), None);
+        assert_eq!(match_path(p, "/v1/credential/credentials/"), None);
+        assert_eq!(match_path(p, "/v1/credential/credentials//"), None);
+        assert_eq!(match_path(p, "/v1/credential/credentials/abc/fields"), None);
+        assert_eq!(match_path("/v1/teapot", "/v1/teapot"), Some(None));
+        assert_eq!(match_path("/v1/teapot", "/v1/teapot/"), Some(None));
+        assert_eq!(match_path("/v1/teapot", "/v1/teapotx"), None);
+        assert_eq!(match_path("/v1/teapot", "/v1//teapot"), None);
+        assert_eq!(match_path("/healthz", "/healthz"), Some(None));
     }
 }

@@ -1,0 +1,108 @@
+//! Routes of no area: the audit log (beyond the spec), readiness, and the spec's teapot.
+
+use std::time::Duration;
+
+use ttscm_contract::audit::ListAuditEvents;
+use ttscm_contract::health::{CompanySyncHealth, CredentialHealth, HealthReply, IdentityHealth, VaultHealth};
+use ttscm_contract::{FieldError, WireError};
+use ttscm_runtime::clock::{format_iso, parse_iso};
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use crate::envelope;
+use crate::routes::{Input, RequestCtx, RouteSpec, page_and_rpp, page_of};
+
+/// `GET /v1/teapot`: the spec's 418, in the error envelope.
+pub(crate) async fn teapot(
+    _: RequestCtx,
+    route: &'static RouteSpec,
+    _: Input,
+) -> Result<Response, WireError> {
+    Ok(envelope::error(route.status, route.message, &[]))
+}
+
+/// `GET /v1/audit/events?page&rpp&actor&target&action&from&to`.
+pub(crate) async fn audit_events(
+    ctx: RequestCtx,
+    route: &'static RouteSpec,
+    input: Input,
+) -> Result<Response, WireError> {
+    let query = input.query;
+    let (page, rpp) = page_and_rpp(&query)?;
+    let mut errors = Vec::new();
+    for key in ["from", "to"] {
+        if let Some(value) = query.get(key)
+            && parse_iso(value).is_none()
+        {
+            errors.push(FieldError::new(
+                vec![serde_json::json!(key)],
+                format!("{key} must be an RFC 3339 time"),
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(WireError::validation(errors));
+    }
+    let op = ListAuditEvents {
+        actor: query.get("actor").cloned(),
+        target: query.get("target").cloned(),
+        action: query.get("action").cloned(),
+        from: query.get("from").and_then(|v| parse_iso(v)).map(format_iso),
+        to: query.get("to").and_then(|v| parse_iso(v)).map(format_iso),
+        page,
+        rpp,
+    };
+    let reply = ctx.call(&op).await?;
+    Ok(page_of(route, (page, rpp), reply.total, &reply.items))
+}
+
+/// `GET /readyz`: ready when the bus is connected and every service answers with a reachable
+/// store; 503 "Not ready" with the same report otherwise.
+pub(crate) async fn readiness(
+    ctx: RequestCtx,
+    route: &'static RouteSpec,
+    _: Input,
+) -> Result<Response, WireError> {
+    let client = &ctx.state.client;
+    let timeout = Duration::from_secs(1);
+    let bus_ok = client.bus().is_connected();
+    let (identity, company_sync, credential, vault) = tokio::join!(
+        client.call_with_timeout(&ctx.call, &IdentityHealth {}, timeout),
+        client.call_with_timeout(&ctx.call, &CompanySyncHealth {}, timeout),
+        client.call_with_timeout(&ctx.call, &CredentialHealth {}, timeout),
+        client.call_with_timeout(&ctx.call, &VaultHealth {}, timeout),
+    );
+    let mut report = serde_json::Map::new();
+    report.insert(
+        "bus".into(),
+        serde_json::json!({"kind": client.bus().kind(), "ok": bus_ok}),
+    );
+    let mut ready = bus_ok;
+    for (name, result) in [
+        ("identity", identity),
+        ("company-sync", company_sync),
+        ("credential", credential),
+        ("vault", vault),
+    ] {
+        let entry = match result {
+            Ok(HealthReply { store_ok, .. }) => {
+                ready &= store_ok != Some(false);
+                serde_json::json!({"ok": store_ok != Some(false), "store": store_ok})
+            }
+            Err(error) => {
+                ready = false;
+                serde_json::json!({"ok": false, "error": error.message})
+            }
+        };
+        report.insert(name.into(), entry);
+    }
+    if ready {
+        Ok(envelope::success(route.status, route.message, &report))
+    } else {
+        Ok(envelope::success(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not ready",
+            &report,
+        ))
+    }
+}
