@@ -48,6 +48,14 @@ pub enum AppError {
     Runtime(String),
 }
 
+/// A service that could not start: a configuration problem (exit 64) or a runtime one.
+fn start_failed(error: ttscm_runtime::router::StartError) -> AppError {
+    match error {
+        ttscm_runtime::router::StartError::Config(message) => AppError::Config(message),
+        other => AppError::Runtime(other.to_string()),
+    }
+}
+
 fn config_or_runtime<E: std::fmt::Display>(is_config: bool) -> impl Fn(E) -> AppError {
     move |e| {
         if is_config {
@@ -128,10 +136,7 @@ pub async fn serve(
                 tasks.extend(
                     ttscm_identity::run(&bus, store, settings, shutdown.clone())
                         .await
-                        .map_err(|e| match e {
-                            ttscm_identity::IdentityError::Config(m) => AppError::Config(m),
-                            other => AppError::Runtime(other.to_string()),
-                        })?,
+                        .map_err(start_failed)?,
                 );
             }
             Component::CompanySync => {
@@ -141,12 +146,7 @@ pub async fn serve(
                 tasks.extend(
                     ttscm_company_sync::run(&bus, store, settings, shutdown.clone())
                         .await
-                        .map_err(|e| match e {
-                            ttscm_company_sync::CompanySyncError::Config(c) => {
-                                AppError::Config(c.to_string())
-                            }
-                            other => AppError::Runtime(other.to_string()),
-                        })?,
+                        .map_err(start_failed)?,
                 );
             }
             Component::Credential => {
@@ -154,16 +154,15 @@ pub async fn serve(
                 tasks.extend(
                     ttscm_credential::run(&bus, store, settings, shutdown.clone())
                         .await
-                        .map_err(config_or_runtime(false))?,
+                        .map_err(start_failed)?,
                 );
             }
             Component::Vault => {
-                tasks.extend(ttscm_vault::run(&bus, settings, shutdown.clone()).await.map_err(
-                    |e| match e {
-                        ttscm_vault::VaultError::KeyRing(k) => AppError::Config(k.to_string()),
-                        other => AppError::Runtime(other.to_string()),
-                    },
-                )?);
+                tasks.extend(
+                    ttscm_vault::run(&bus, settings, shutdown.clone())
+                        .await
+                        .map_err(start_failed)?,
+                );
             }
         }
     }
@@ -205,10 +204,7 @@ pub fn reseal_blocking(settings: Settings) -> Result<ttscm_credential::reseal::R
         let shutdown = Shutdown::new();
         ttscm_vault::run(&bus, &settings, shutdown.clone())
             .await
-            .map_err(|e| match e {
-                ttscm_vault::VaultError::KeyRing(k) => AppError::Config(k.to_string()),
-                other => AppError::Runtime(other.to_string()),
-            })?;
+            .map_err(start_failed)?;
         let store = connect::store(&settings)
             .await
             .map_err(config_or_runtime(false))?;

@@ -21,7 +21,21 @@ use ttscm_contract::health::HealthReply;
 
 use crate::bus::Message;
 use crate::service::{ServiceOp, serve_fn, serve_op};
-use crate::{Bus, BusError, Shutdown, Store};
+use crate::{Bus, BusError, Shutdown, Store, StoreError};
+
+/// Why a service could not start: what `run` of every service answers.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting is missing or invalid (the CLI exits with code 64).
+    #[error("{0}")]
+    Config(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The bus failed.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
 
 /// What starting one operation's serving loop returns.
 type Serving<'a> = Pin<Box<dyn Future<Output = Result<JoinHandle<()>, BusError>> + Send + 'a>>;

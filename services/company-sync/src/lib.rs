@@ -23,24 +23,10 @@ use ttscm_contract::company::{
 };
 use ttscm_contract::health::CompanySyncHealth;
 use ttscm_contract::subjects::COMPANY_SYNC_QUEUE;
-use ttscm_runtime::router::ServiceRouter;
-use ttscm_runtime::{Bus, BusError, Settings, Shutdown, Store, StoreError};
+use ttscm_runtime::router::{ServiceRouter, StartError};
+use ttscm_runtime::{Bus, Settings, Shutdown, Store};
 
 pub use store::COMPANIES;
-
-/// Why company-sync could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum CompanySyncError {
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The bus failed.
-    #[error(transparent)]
-    Bus(#[from] BusError),
-    /// The ConnectWise settings are incomplete or invalid.
-    #[error(transparent)]
-    Config(#[from] connectwise::ConnectWiseError),
-}
 
 /// Starts company-sync and serves its subjects until `shutdown`.
 pub async fn run(
@@ -48,10 +34,11 @@ pub async fn run(
     store: &Store,
     settings: &Settings,
     shutdown: Shutdown,
-) -> Result<Vec<JoinHandle<()>>, CompanySyncError> {
+) -> Result<Vec<JoinHandle<()>>, StartError> {
     store::prepare(store).await?;
     sync::Syncer::prepare(store).await?;
-    let config = connectwise::ConnectWiseConfig::from_settings(&settings.connectwise)?;
+    let config = connectwise::ConnectWiseConfig::from_settings(&settings.connectwise)
+        .map_err(|error| StartError::Config(error.to_string()))?;
     let upstream = Arc::new(sync::Upstream::new(config, connectwise::RetryPolicy::default()));
     let syncer = Arc::new(sync::Syncer::new(store.clone(), bus.clone(), upstream.clone()));
     let interval = Duration::from_secs(settings.connectwise.sync_interval_secs.max(10));

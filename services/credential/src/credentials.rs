@@ -16,6 +16,23 @@ use crate::service::{Service, check_scope, credential_not_found, store_failed};
 use crate::store::{CREDENTIALS, CredentialDoc, StoredValue, TypeDoc, from_document, to_document};
 
 impl Service {
+    /// The credentials whose `field` equals `value`, ordered by name, then id.
+    async fn credentials_where(&self, field: &str, value: &str) -> Result<Vec<CredentialDoc>, WireError> {
+        let options = FindOptions::new(Filter::eq(field, value))
+            .sort("name", Order::Asc)
+            .sort("id", Order::Asc);
+        let documents = self
+            .store
+            .find(CREDENTIALS, &options)
+            .await
+            .map_err(store_failed)?;
+        documents
+            .into_iter()
+            .map(from_document)
+            .collect::<Result<_, _>>()
+            .map_err(store_failed)
+    }
+
     pub(crate) fn event_data(credential: &CredentialDoc) -> Value {
         json!({"id": credential.id, "name": credential.name, "typeId": credential.type_id, "companyId": credential.company_id})
     }
@@ -47,21 +64,12 @@ impl ServiceOp<Service> for ListCredentialsByType {
         let id = self.id.as_str();
         let credential_type = service.live_type(id).await?;
         check_scope(ctx, &credential_type)?;
-        let documents = service
-            .store
-            .find(
-                CREDENTIALS,
-                &FindOptions::new(Filter::eq("typeId", id))
-                    .sort("name", Order::Asc)
-                    .sort("id", Order::Asc),
-            )
-            .await
-            .map_err(store_failed)?;
-        let credentials = documents
+        let credentials = service
+            .credentials_where("typeId", id)
+            .await?
             .into_iter()
-            .map(|d| from_document::<CredentialDoc>(d).map(|c| (c, credential_type.clone())))
-            .collect::<Result<_, _>>()
-            .map_err(store_failed)?;
+            .map(|credential| (credential, credential_type.clone()))
+            .collect();
         service.with_companies(ctx, credentials).await
     }
 }
@@ -75,20 +83,9 @@ impl ServiceOp<Service> for ListCredentialsByCompany {
             .company(ctx, company_id)
             .await?
             .ok_or_else(|| WireError::not_found("Company"))?;
-        let documents = service
-            .store
-            .find(
-                CREDENTIALS,
-                &FindOptions::new(Filter::eq("companyId", company_id))
-                    .sort("name", Order::Asc)
-                    .sort("id", Order::Asc),
-            )
-            .await
-            .map_err(store_failed)?;
         let mut types: HashMap<String, Option<Arc<TypeDoc>>> = HashMap::new();
         let mut out = Vec::new();
-        for document in documents {
-            let credential: CredentialDoc = from_document(document).map_err(store_failed)?;
+        for credential in service.credentials_where("companyId", company_id).await? {
             if !types.contains_key(&credential.type_id) {
                 let found = service.type_by_id(&credential.type_id).await?;
                 types.insert(credential.type_id.clone(), found);

@@ -21,20 +21,9 @@ use ttscm_contract::audit::{ListAuditEvents, VerifyAudit};
 use ttscm_contract::credential::*;
 use ttscm_contract::health::CredentialHealth;
 use ttscm_contract::subjects::{CREDENTIAL_CHANGED, CREDENTIAL_QUEUE};
-use ttscm_runtime::router::ServiceRouter;
+use ttscm_runtime::router::{ServiceRouter, StartError};
 use ttscm_runtime::service::BusClient;
-use ttscm_runtime::{Bus, BusError, Settings, Shutdown, Store, StoreError};
-
-/// Why the credential service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum CredentialError {
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The bus failed.
-    #[error(transparent)]
-    Bus(#[from] BusError),
-}
+use ttscm_runtime::{Bus, Settings, Shutdown, Store};
 
 /// Starts the credential service and serves its subjects until `shutdown`.
 pub async fn run(
@@ -42,7 +31,7 @@ pub async fn run(
     store: &Store,
     settings: &Settings,
     shutdown: Shutdown,
-) -> Result<Vec<JoinHandle<()>>, CredentialError> {
+) -> Result<Vec<JoinHandle<()>>, StartError> {
     // Declared before `store::prepare` touches the outbox (see `events::prepare`).
     events::prepare(store).await?;
     store::prepare(store).await?;

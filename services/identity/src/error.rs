@@ -21,3 +21,13 @@ pub enum IdentityError {
     #[error("{0}")]
     Invalid(String),
 }
+
+impl From<IdentityError> for ttscm_runtime::router::StartError {
+    fn from(error: IdentityError) -> Self {
+        match error {
+            IdentityError::Store(error) => Self::Store(error),
+            IdentityError::Bus(error) => Self::Bus(error),
+            other => Self::Config(other.to_string()),
+        }
+    }
+}

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use ttscm_contract::health::IdentityHealth;
 use ttscm_contract::identity::*;
 use ttscm_contract::subjects::{IDENTITY_QUEUE, IDENTITY_USER_CHANGED};
-use ttscm_runtime::router::ServiceRouter;
+use ttscm_runtime::router::{ServiceRouter, StartError};
 use ttscm_runtime::{Bus, Settings, Shutdown, Store};
 
 pub use error::IdentityError;
@@ -34,7 +34,7 @@ pub async fn run(
     store: &Store,
     settings: &Settings,
     shutdown: Shutdown,
-) -> Result<Vec<JoinHandle<()>>, IdentityError> {
+) -> Result<Vec<JoinHandle<()>>, StartError> {
     store::prepare(store).await?;
     users::prepare(store).await?;
     let signing_key = SigningKey::load(settings)?;

@@ -16,23 +16,20 @@ use ttscm_contract::WireError;
 use ttscm_contract::health::VaultHealth;
 use ttscm_contract::subjects::VAULT_QUEUE;
 use ttscm_contract::vault::{Plaintexts, Reseal, Seal, Unseal};
-use ttscm_runtime::router::ServiceRouter;
+use ttscm_runtime::router::{ServiceRouter, StartError};
 use ttscm_runtime::service::{Call, CallContext, ServiceOp};
-use ttscm_runtime::{Bus, BusError, Settings, Shutdown};
+use ttscm_runtime::{Bus, Settings, Shutdown};
 
 pub use actor::VaultActor;
 pub use keyring::{KeyRing, KeyRingError};
 pub use seal::SealError;
 
-/// Why vault could not start, or a key could not be rotated.
+/// Why a key could not be rotated.
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
     /// The key ring could not be loaded or changed (the CLI exits with code 64).
     #[error(transparent)]
     KeyRing(#[from] KeyRingError),
-    /// The bus failed.
-    #[error(transparent)]
-    Bus(#[from] BusError),
 }
 
 /// Starts vault and serves its subjects until `shutdown`.
@@ -40,8 +37,9 @@ pub async fn run(
     bus: &Bus,
     settings: &Settings,
     shutdown: Shutdown,
-) -> Result<Vec<JoinHandle<()>>, VaultError> {
-    let actor = VaultActor::from_settings(settings, actor::RELOAD_INTERVAL)?;
+) -> Result<Vec<JoinHandle<()>>, StartError> {
+    let actor = VaultActor::from_settings(settings, actor::RELOAD_INTERVAL)
+        .map_err(|error| StartError::Config(error.to_string()))?;
     tracing::info!(
         active_kid = actor.active_kid(),
         keys = actor.key_count(),
