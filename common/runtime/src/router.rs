@@ -210,3 +210,107 @@ fn serve_health<'a, H: Operation<Reply = HealthReply>>(
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use serde::{Deserialize, Serialize};
+    use ttscm_contract::health::CredentialHealth;
+    use ttscm_contract::{ErrorCode, WireError};
+
+    use super::*;
+    use crate::Headers;
+    use crate::bus::inproc::InProcBus;
+    use crate::service::{BusClient, CallContext};
+
+    /// Test-only operation (not declared with `operation!`, so not in the contract's list).
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Double(u32);
+
+    impl Operation for Double {
+        const SUBJECT: &'static str = "ttscm.test.v1.double";
+        type Reply = u32;
+    }
+
+    #[derive(Debug, Default)]
+    struct State {
+        heard: AtomicUsize,
+    }
+
+    impl ServiceOp<State> for Double {
+        async fn run(self, _: Arc<State>, _: CallContext) -> Result<u32, WireError> {
+            self.0
+                .checked_mul(2)
+                .ok_or_else(|| WireError::new(ErrorCode::Validation, "too large"))
+        }
+    }
+
+    fn router() -> ServiceRouter<State> {
+        ServiceRouter::new::<CredentialHealth>("test", "test-queue")
+            .op::<Double>()
+            .listen("ttscm.test.v1.changed.>", |state, _| {
+                state.heard.fetch_add(1, Ordering::SeqCst);
+            })
+    }
+
+    #[test]
+    fn a_router_lists_its_health_operation_operations_and_listeners() {
+        let router = router();
+        let subjects: Vec<_> = router.subjects().collect();
+        assert_eq!(subjects, [CredentialHealth::SUBJECT, Double::SUBJECT]);
+        assert_eq!(
+            router.listens_to().collect::<Vec<_>>(),
+            ["ttscm.test.v1.changed.>"]
+        );
+        assert_eq!(router.service(), "test");
+    }
+
+    #[test]
+    fn declaring_an_operation_twice_is_refused() {
+        let twice = std::panic::catch_unwind(|| router().op::<Double>());
+        assert!(twice.is_err(), "a second .op::<Double>() must be refused");
+    }
+
+    #[tokio::test]
+    async fn a_served_router_answers_operations_and_health_and_hears_its_listeners() {
+        let bus = Bus::InProc(InProcBus::new());
+        let state = Arc::new(State::default());
+        let shutdown = Shutdown::new();
+        let tasks = router()
+            .serve(&bus, state.clone(), None, shutdown.clone())
+            .await
+            .expect("serves");
+        let client = BusClient::new(bus.clone(), Duration::from_secs(2));
+        let ctx = CallContext::new(None);
+        assert_eq!(client.call(&ctx, &Double(21)).await.expect("answers"), 42);
+        let refused = client.call(&ctx, &Double(u32::MAX)).await.expect_err("too large");
+        assert_eq!(refused.code, ErrorCode::Validation);
+        let health = client.call(&ctx, &CredentialHealth {}).await.expect("health");
+        assert_eq!(health.service, "test");
+        assert_eq!(health.store_ok, None);
+
+        bus.publish("ttscm.test.v1.changed.one", Headers::new(), bytes::Bytes::new())
+            .await
+            .expect("published");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while state.heard.load(Ordering::SeqCst) == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the listener never heard the notice"
+            );
+            tokio::task::yield_now().await;
+        }
+
+        shutdown.cancel();
+        for task in tasks {
+            task.await.expect("a serving loop ends on shutdown");
+        }
+        let after = client
+            .call(&ctx, &Double(1))
+            .await
+            .expect_err("nobody serves after shutdown");
+        assert_eq!(after.code, ErrorCode::Unavailable);
+    }
+}
