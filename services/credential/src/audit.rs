@@ -118,3 +118,71 @@ fn new_entry(ctx: &CallContext, record: AuditRecord) -> NewAuditEntry {
         hash: String::new(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> AuditRecord {
+        AuditRecord {
+            action: "credential.revealed",
+            target_kind: "credential",
+            target_id: "c1".into(),
+            credential_id: Some("c1".into()),
+            type_id: None,
+            company_id: Some("k1".into()),
+        }
+    }
+
+    /// The entry names the caller, its request and address, and what the record says; a call
+    /// without a principal is the system's.
+    #[tokio::test]
+    async fn a_record_becomes_an_entry_of_its_caller() {
+        let path = std::env::temp_dir().join(format!("ttscm-audit-test-{}.jsonl", ids::new_id()));
+        let journal = ttscm_runtime::audit::Journal::open(&path).expect("opens");
+        let log =
+            ttscm_runtime::audit::AuditLog::new(ttscm_runtime::audit::AuditStorage::Journal(journal), None);
+        let audit = AuditLog::new(log.clone());
+        let ctx = CallContext {
+            principal: Some(std::sync::Arc::new(ttscm_contract::Principal {
+                id: "u1".into(),
+                kind: ttscm_contract::PrincipalKind::User,
+                name: "Zoë".into(),
+                permissions: Default::default(),
+                scopes: Vec::new(),
+                session_id: None,
+            })),
+            request_id: "r1".into(),
+            client_ip: Some("::1".into()),
+            ..CallContext::default()
+        };
+        audit.append(&ctx, record()).await.expect("appended");
+        audit
+            .append(&CallContext::default(), record())
+            .await
+            .expect("appended");
+        let entries = log.scan(1, 10).await.expect("scans");
+        let first = &entries[0];
+        assert_eq!(
+            (
+                first.actor.id.as_str(),
+                first.actor.name.as_str(),
+                first.request_id.as_str()
+            ),
+            ("u1", "Zoë", "r1")
+        );
+        assert_eq!(first.client_ip.as_deref(), Some("::1"));
+        assert_eq!(
+            (
+                first.target.kind.as_str(),
+                first.target.id.as_str(),
+                first.company_id.as_deref()
+            ),
+            ("credential", "c1", Some("k1"))
+        );
+        assert_eq!(entries[1].actor.id, "system");
+        assert!(audit.verify().await.expect("verifies").valid);
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(path.with_extension("lock"));
+    }
+}

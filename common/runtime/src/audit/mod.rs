@@ -50,7 +50,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 
 pub use chain::{GENESIS, NewAuditEntry, entry_hash};
 pub use journal::Journal;
@@ -59,6 +58,7 @@ pub use stream::AuditStream;
 pub use ttscm_contract::audit::{AuditEntry, AuditPage, AuditVerification, ListAuditEvents};
 
 use crate::bus::Bus;
+use crate::retry::Backoff;
 use crate::store::{Store, StoreError};
 use chain::{AuditEntryText, chain};
 use stream::{AppendError, StreamHead};
@@ -66,13 +66,15 @@ use stream::{AppendError, StreamHead};
 /// The MongoDB collection holding the audit log.
 pub const COLLECTION: &str = "audit_entries";
 
-/// How long a batch keeps retrying after losing races for the next sequence number (to another
-/// writer), before its appends fail. Below the bus request timeout (5 s by default).
-const APPEND_DEADLINE: Duration = Duration::from_secs(3);
+/// How a batch retries after losing the race for the next sequence number to another writer:
+/// a random pause of up to 400 µs, doubling per retry, at most 10 ms, for up to 3 s (below the
+/// bus request timeout, 5 s by default), then its appends fail. Without the pause, the writer
+/// that just won keeps winning: it holds the head in memory and writes its next batch at once,
+/// while the loser still reloads the head.
+const RETRY: Backoff =
+    Backoff::new(Duration::from_micros(400), Duration::from_millis(10)).deadline(Duration::from_secs(3));
 /// The most scheduler turns a busy leader waits for more appends to join its batch.
 const MAX_GATHER_TURNS: usize = 8;
-/// The longest pause before a retry.
-const MAX_BACKOFF: Duration = Duration::from_millis(10);
 /// Entries read per step when verifying.
 const VERIFY_BATCH: usize = 1000;
 
@@ -286,15 +288,6 @@ impl Drop for LeadGuard<'_> {
     }
 }
 
-/// A random pause before retry `attempt` (1, 2, …), up to 200 µs doubling per attempt, at most
-/// [`MAX_BACKOFF`]. Without it, the writer that just won keeps winning: it holds the head in
-/// memory and writes its next batch at once, while the loser still reloads the head.
-fn backoff(attempt: u32) -> Duration {
-    let ceiling = (200u64 << attempt.min(10)).min(MAX_BACKOFF.as_micros() as u64);
-    let random: [u8; 8] = crate::ids::random_bytes();
-    Duration::from_micros(u64::from_le_bytes(random) % ceiling)
-}
-
 fn contended() -> StoreError {
     StoreError::Unavailable("the audit chain is contended; try again".into())
 }
@@ -419,6 +412,7 @@ impl AuditLog {
         }
         let (head, queued) = {
             let mut state = self.lock();
+            state.last_batch = own.len() + state.queue.iter().map(|(more, _)| more.len()).sum::<usize>();
             (state.head.clone(), std::mem::take(&mut state.queue))
         };
         let mut entries = own;
@@ -427,7 +421,6 @@ impl AuditLog {
             entries.extend(more);
             turns.push(turn);
         }
-        self.lock().last_batch = entries.len();
         let result = match &self.inner.ahead {
             Some(stream) => self.write_ahead(stream, head, &entries).await,
             None => self.write_direct(head, &entries).await,
@@ -459,10 +452,8 @@ impl AuditLog {
         };
         tracing::trace!(entries = entries.len(), "writing an audit batch");
         let mut start = 0;
-        let deadline = Instant::now() + APPEND_DEADLINE;
-        let mut attempt = 0;
+        let mut retries = RETRY.start();
         while start < entries.len() {
-            attempt += 1;
             let texts = chain(&entries[start..], head.seq, &head.hash);
             match storage.append(&texts).await {
                 Ok(()) => {
@@ -473,8 +464,7 @@ impl AuditLog {
                     };
                     start = entries.len();
                 }
-                Err(StoreError::Conflict) if Instant::now() < deadline => {
-                    tokio::time::sleep(backoff(attempt)).await;
+                Err(StoreError::Conflict) if retries.wait().await => {
                     head = storage.head().await?;
                     // Skip the entries of this batch that are already stored.
                     for text in &texts {
@@ -505,8 +495,7 @@ impl AuditLog {
             Some(known) => known,
             None => stream.head(&self.inner.storage).await?,
         };
-        let deadline = Instant::now() + APPEND_DEADLINE;
-        let mut attempt = 0;
+        let mut retries = RETRY.start();
         let mut start = 0;
         while start < entries.len() {
             let end = entries.len().min(start + stream::ENTRIES_PER_MESSAGE);
@@ -523,9 +512,7 @@ impl AuditLog {
                     };
                     start = end;
                 }
-                Err(AppendError::Conflict) if Instant::now() < deadline => {
-                    attempt += 1;
-                    tokio::time::sleep(backoff(attempt)).await;
+                Err(AppendError::Conflict) if retries.wait().await => {
                     head = stream.head(&self.inner.storage).await?;
                 }
                 Err(AppendError::Conflict) => return Err(contended()),
