@@ -209,14 +209,19 @@ where
     })
 }
 
+/// A CLI command on identity's data that failed: the person's mistake (an unknown name,
+/// invalid input: exit 64) or a runtime problem.
+fn admin_failed(error: ttscm_identity::IdentityError) -> AppError {
+    match error {
+        ttscm_identity::IdentityError::NotFound(m) | ttscm_identity::IdentityError::Invalid(m) => {
+            AppError::Config(m)
+        }
+        other => AppError::Runtime(other.to_string()),
+    }
+}
+
 fn token(settings: &Settings, command: TokenCommand) -> Result<(), AppError> {
     with_store(settings, |store| async move {
-        let failed = |e: ttscm_identity::IdentityError| match e {
-            ttscm_identity::IdentityError::NotFound(m) | ttscm_identity::IdentityError::Invalid(m) => {
-                AppError::Config(m)
-            }
-            other => AppError::Runtime(other.to_string()),
-        };
         match command {
             TokenCommand::Create {
                 name,
@@ -230,7 +235,7 @@ fn token(settings: &Settings, command: TokenCommand) -> Result<(), AppError> {
                 let (info, secret) =
                     ttscm_identity::admin::create_api_token(&store, &name, &roles, expires_at)
                         .await
-                        .map_err(failed)?;
+                        .map_err(admin_failed)?;
                 println!("{secret}");
                 eprintln!(
                     "created API token {} ({}) with roles {:?}, expires {}; it is shown only once",
@@ -243,7 +248,7 @@ fn token(settings: &Settings, command: TokenCommand) -> Result<(), AppError> {
             TokenCommand::List => {
                 let tokens = ttscm_identity::admin::list_api_tokens(&store)
                     .await
-                    .map_err(failed)?;
+                    .map_err(admin_failed)?;
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&tokens).expect("token infos serialize")
@@ -252,7 +257,7 @@ fn token(settings: &Settings, command: TokenCommand) -> Result<(), AppError> {
             TokenCommand::Revoke { id } => {
                 ttscm_identity::admin::revoke_api_token(&store, &id)
                     .await
-                    .map_err(failed)?;
+                    .map_err(admin_failed)?;
                 eprintln!("revoked API token {id}");
             }
         }
@@ -266,10 +271,7 @@ fn user(settings: &Settings, command: UserCommand) -> Result<(), AppError> {
             UserCommand::Grant { email, role } => {
                 let roles = ttscm_identity::admin::grant_role(&store, &email, &role)
                     .await
-                    .map_err(|e| match e {
-                        ttscm_identity::IdentityError::NotFound(m) => AppError::Config(m),
-                        other => AppError::Runtime(other.to_string()),
-                    })?;
+                    .map_err(admin_failed)?;
                 eprintln!("{email} now holds the roles {roles:?} (effective within seconds)");
             }
         }
