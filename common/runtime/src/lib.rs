@@ -1,5 +1,5 @@
 //! What every TTSCM component shares at run time: settings, telemetry, the bus and store ports
-//! with their adapters, the bridge from bus requests to actix actors, ids and clocks.
+//! with their adapters, the service router (bus requests to handlers), ids and clocks.
 
 pub mod audit;
 pub mod bus;

@@ -1,5 +1,5 @@
-//! The bridge between the bus and actix actors, and the typed client the edge and services use
-//! to call each other.
+//! The bridge between the bus and service handlers ([`ServiceOp`]), and the typed client the
+//! edge and services use to call each other.
 //!
 //! A service implements [`ServiceOp`] for each operation it serves and declares them in its
 //! [`crate::router::ServiceRouter`]; [`serve_fn`] subscribes to an operation's subject in the
@@ -7,14 +7,13 @@
 //! [`BusClient::call`] is the other side.
 //!
 //! **Architecture Invariant**: a panicking handler answers that one request with a 500 and the
-//! service keeps serving. Handlers wrap their futures in [`respond`], which catches the panic.
+//! service keeps serving: [`serve_fn`] catches the unwind of each request's handler.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::ResponseFuture;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
@@ -130,33 +129,6 @@ fn decode_principal(encoded: &str) -> Option<DecodedPrincipal> {
     let text: Arc<str> = Arc::from(encoded);
     PRINCIPALS.insert(text.clone(), principal.clone());
     Some((principal, text))
-}
-
-/// An operation sent to a service actor.
-#[derive(Debug)]
-pub struct Call<O> {
-    /// Who asked.
-    pub ctx: CallContext,
-    /// What they asked.
-    pub op: O,
-}
-
-impl<O: Operation> actix::Message for Call<O> {
-    type Result = Result<O::Reply, WireError>;
-}
-
-/// Wraps a handler's work: boxes it for actix and turns a panic into a 500 for this request.
-pub fn respond<T, F>(work: F) -> ResponseFuture<Result<T, WireError>>
-where
-    F: Future<Output = Result<T, WireError>> + 'static,
-    T: 'static,
-{
-    Box::pin(AssertUnwindSafe(work).catch_unwind().map(|outcome| {
-        outcome.unwrap_or_else(|_| {
-            tracing::error!("a request handler panicked");
-            Err(WireError::internal())
-        })
-    }))
 }
 
 /// Serves operation `O` with a plain async function (each request in its own task).

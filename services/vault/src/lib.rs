@@ -1,28 +1,26 @@
 //! The vault service: the only holder of key material. Seals, opens and re-seals field values
-//! over the bus ([`actor`]), in the format of [`seal`], with the keys of [`keyring`].
+//! over the bus ([`vault`]), in the format of [`seal`], with the keys of [`keyring`].
 //!
 //! `run` serves vault's subjects until shutdown; [`rotate`] is what `ttscm vault rotate` runs
 //! (embedded mode: a new active key in the data dir's key file, picked up by a running vault
 //! within seconds).
 
-pub mod actor;
 pub mod keyring;
 pub mod seal;
+pub mod vault;
 
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
-use ttscm_contract::WireError;
 use ttscm_contract::health::VaultHealth;
 use ttscm_contract::subjects::VAULT_QUEUE;
-use ttscm_contract::vault::{Plaintexts, Reseal, Seal, Unseal};
+use ttscm_contract::vault::{Reseal, Seal, Unseal};
 use ttscm_runtime::router::{ServiceRouter, StartError};
-use ttscm_runtime::service::{Call, CallContext, ServiceOp};
 use ttscm_runtime::{Bus, Settings, Shutdown};
 
-pub use actor::VaultActor;
 pub use keyring::{KeyRing, KeyRingError};
 pub use seal::SealError;
+pub use vault::{SharedVault, Vault};
 
 /// Why a key could not be rotated.
 #[derive(Debug, thiserror::Error)]
@@ -38,50 +36,25 @@ pub async fn run(
     settings: &Settings,
     shutdown: Shutdown,
 ) -> Result<Vec<JoinHandle<()>>, StartError> {
-    let actor = VaultActor::from_settings(settings, actor::RELOAD_INTERVAL)
+    let vault = Vault::from_settings(settings, vault::RELOAD_INTERVAL)
         .map_err(|error| StartError::Config(error.to_string()))?;
     tracing::info!(
-        active_kid = actor.active_kid(),
-        keys = actor.key_count(),
-        key_file = actor.key_file().map(|p| p.display().to_string()),
+        active_kid = vault.active_kid(),
+        keys = vault.key_count(),
+        key_file = vault.key_file().map(|p| p.display().to_string()),
         "vault key ring loaded"
     );
-    let vault = VaultState {
-        vault: Arc::new(parking_lot::Mutex::new(actor)),
-    };
-    Ok(router().serve(bus, Arc::new(vault), None, shutdown).await?)
+    Ok(router()
+        .serve(bus, Arc::new(SharedVault::new(vault)), None, shutdown)
+        .await?)
 }
 
-/// What vault's handlers share: the key ring's owner behind its lock.
-#[derive(Debug)]
-pub struct VaultState {
-    vault: actor::SharedVault,
-}
-
-/// Every operation vault serves.
-pub fn router() -> ServiceRouter<VaultState> {
+/// Every operation vault serves (their handlers are in [`vault`]).
+pub fn router() -> ServiceRouter<SharedVault> {
     ServiceRouter::new::<VaultHealth>("vault", VAULT_QUEUE)
         .op::<Seal>()
         .op::<Unseal>()
         .op::<Reseal>()
-}
-
-impl ServiceOp<VaultState> for Seal {
-    async fn run(self, vault: Arc<VaultState>, ctx: CallContext) -> Result<Vec<String>, WireError> {
-        actor::handle_seal(&vault.vault, Call { ctx, op: self })
-    }
-}
-
-impl ServiceOp<VaultState> for Unseal {
-    async fn run(self, vault: Arc<VaultState>, ctx: CallContext) -> Result<Plaintexts, WireError> {
-        actor::handle_unseal(&vault.vault, Call { ctx, op: self })
-    }
-}
-
-impl ServiceOp<VaultState> for Reseal {
-    async fn run(self, vault: Arc<VaultState>, ctx: CallContext) -> Result<Vec<String>, WireError> {
-        actor::handle_reseal(&vault.vault, Call { ctx, op: self })
-    }
 }
 
 /// Makes a new random key the active one (`ttscm vault rotate`) and returns its kid.

@@ -5,7 +5,7 @@ mod support;
 
 use ttscm_contract::ErrorCode;
 use ttscm_runtime::Settings;
-use ttscm_vault::actor::{MAX_VALUE_LEN, NOT_SEALED_HERE};
+use ttscm_vault::vault::{MAX_VALUE_LEN, NOT_SEALED_HERE};
 
 use support::{all_at, kid_of, place, sealed_at, spawn_vault};
 

@@ -1,11 +1,11 @@
-//! The vault actor: owns the key ring and seals, opens and re-seals values for other services.
-//! Its handlers run under a lock in the caller's task (see [`SharedVault`]).
+//! The vault: owns the key ring and seals, opens and re-seals values for other services. Its
+//! operations run under a lock in the caller's task (see [`SharedVault`]).
 //!
 //! Callers are services (the credential service), which have already authorized their own
 //! caller; vault checks no principal. Each value is bound to its place (credential id, field
 //! id), so a caller can only get back what was sealed for the place it names.
 //!
-//! In embedded mode the actor re-reads the key file when it changes (checked at most every
+//! In embedded mode the vault re-reads the key file when it changes (checked at most every
 //! [`RELOAD_INTERVAL`], and at once when a value names a kid the ring does not hold), so
 //! `ttscm vault rotate` takes effect without a restart. In mesh mode keys come from settings and
 //! never change while running.
@@ -14,6 +14,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 // tokio's clock: tests can pause it.
@@ -21,7 +22,7 @@ use tokio::time::Instant;
 use ttscm_contract::vault::{Place, Plaintexts, Reseal, Seal, SealedItem, Unseal};
 use ttscm_contract::{ErrorCode, FieldError, WireError};
 use ttscm_runtime::Settings;
-use ttscm_runtime::service::Call;
+use ttscm_runtime::service::{CallContext, ServiceOp};
 use zeroize::Zeroize;
 
 use crate::keyring::{self, FileVersion, KeyRing, KeyRingError};
@@ -50,30 +51,30 @@ struct KeyFileWatch {
     interval: Duration,
 }
 
-/// State of the vault service.
-pub struct VaultActor {
+/// The vault service's state: the key ring and, in embedded mode, where it is reloaded from.
+pub struct Vault {
     /// The keys; replaced whole when the key file changes.
     ring: KeyRing,
     /// Present in embedded mode only: where to reload the ring from.
     watch: Option<KeyFileWatch>,
 }
 
-impl std::fmt::Debug for VaultActor {
+impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VaultActor")
+        f.debug_struct("Vault")
             .field("ring", &self.ring)
             .field("reloads_from", &self.watch.as_ref().map(|w| &w.path))
             .finish()
     }
 }
 
-impl VaultActor {
-    /// An actor whose ring never changes (mesh mode, or tests).
+impl Vault {
+    /// A vault whose ring never changes (mesh mode, or tests).
     pub fn new(ring: KeyRing) -> Self {
         Self { ring, watch: None }
     }
 
-    /// An actor with the ring `settings` call for, reloading it from the data dir's key file
+    /// A vault with the ring `settings` call for, reloading it from the data dir's key file
     /// every `interval` at most when the ring comes from there (embedded mode).
     pub fn from_settings(settings: &Settings, interval: Duration) -> Result<Self, KeyRingError> {
         let Some(path) = keyring::file_path(settings) else {
@@ -285,42 +286,53 @@ fn guarded<T>(work: impl FnOnce() -> Result<T, WireError>) -> Result<T, WireErro
     })
 }
 
-/// The vault's state as its handlers share it: one [`VaultActor`] behind a lock.
+/// The vault as its handlers share it: one [`Vault`] behind a lock (the router's state).
 ///
 /// Vault's handlers are synchronous and take microseconds (a seal of 1 KiB is ~3 µs), so they
 /// run under this lock in the caller's task — in one process, the credential service's request
 /// task itself — instead of through an actix mailbox on another thread: on the 2-core target a
 /// cross-thread wake-up and the reply's wake-up back cost more than the work.
-pub type SharedVault = std::sync::Arc<parking_lot::Mutex<VaultActor>>;
+#[derive(Debug)]
+pub struct SharedVault(parking_lot::Mutex<Vault>);
 
-fn with_vault<T>(
-    vault: &SharedVault,
-    work: impl FnOnce(&mut VaultActor) -> Result<T, WireError>,
-) -> Result<T, WireError> {
-    // A panic inside `work` is answered as a 500 by `guarded` before the lock is released, and
-    // leaves the ring as it was (handlers only replace it whole); the lock does not poison.
-    let mut actor = vault.lock();
-    guarded(|| work(&mut actor))
-}
-
-/// Seals a call's items, then wipes their plaintext.
-pub fn handle_seal(vault: &SharedVault, call: Call<Seal>) -> Result<Vec<String>, WireError> {
-    let mut op = call.op;
-    let result = with_vault(vault, |actor| actor.seal(&op));
-    for item in &mut op.items {
-        item.plaintext.zeroize();
+impl SharedVault {
+    /// Shares `vault` with the handlers.
+    pub fn new(vault: Vault) -> Self {
+        Self(parking_lot::Mutex::new(vault))
     }
-    result
+
+    fn with<T>(&self, work: impl FnOnce(&mut Vault) -> Result<T, WireError>) -> Result<T, WireError> {
+        // A panic inside `work` is answered as a 500 by `guarded` before the lock is released,
+        // and leaves the ring as it was (handlers only replace it whole); the lock does not
+        // poison.
+        let mut vault = self.0.lock();
+        guarded(|| work(&mut vault))
+    }
 }
 
-/// Opens a call's items.
-pub fn handle_unseal(vault: &SharedVault, call: Call<Unseal>) -> Result<Plaintexts, WireError> {
-    with_vault(vault, |actor| actor.unseal(&call.op))
+/// Seals the items, then wipes their plaintext.
+impl ServiceOp<SharedVault> for Seal {
+    async fn run(mut self, vault: Arc<SharedVault>, _: CallContext) -> Result<Vec<String>, WireError> {
+        let result = vault.with(|vault| vault.seal(&self));
+        for item in &mut self.items {
+            item.plaintext.zeroize();
+        }
+        result
+    }
 }
 
-/// Moves a call's items to the active key.
-pub fn handle_reseal(vault: &SharedVault, call: Call<Reseal>) -> Result<Vec<String>, WireError> {
-    with_vault(vault, |actor| actor.reseal(&call.op))
+/// Opens the items.
+impl ServiceOp<SharedVault> for Unseal {
+    async fn run(self, vault: Arc<SharedVault>, _: CallContext) -> Result<Plaintexts, WireError> {
+        vault.with(|vault| vault.unseal(&self))
+    }
+}
+
+/// Moves the items to the active key.
+impl ServiceOp<SharedVault> for Reseal {
+    async fn run(self, vault: Arc<SharedVault>, _: CallContext) -> Result<Vec<String>, WireError> {
+        vault.with(|vault| vault.reseal(&self))
+    }
 }
 
 #[cfg(test)]
@@ -357,19 +369,18 @@ mod tests {
 
     #[test]
     fn values_up_to_64_kib_seal_and_larger_ones_are_a_validation_error() {
-        let mut actor = VaultActor::new(
-            KeyRing::parse("k:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", None).expect("ring"),
-        );
+        let mut vault =
+            Vault::new(KeyRing::parse("k:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", None).expect("ring"));
         let largest = "x".repeat(MAX_VALUE_LEN);
         assert_eq!(
-            actor
+            vault
                 .seal(&seal_op(&[("c", "a", ""), ("c", "b", &largest)]))
                 .expect("seals")
                 .len(),
             2
         );
         let too_large = "x".repeat(MAX_VALUE_LEN + 1);
-        let error = actor
+        let error = vault
             .seal(&seal_op(&[("c", "a", "fine"), ("c", "b", &too_large)]))
             .unwrap_err();
         assert_eq!(error.code, ErrorCode::Validation);
@@ -387,16 +398,16 @@ mod tests {
     #[test]
     fn a_rotated_key_file_is_picked_up_once_the_interval_has_passed() {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let mut actor = VaultActor::from_settings(&embedded(&dir), Duration::ZERO).expect("actor");
-        let first = actor.active_kid().to_owned();
-        let sealed = actor.seal(&seal_op(&[("c", "f", "before")])).expect("seals");
+        let mut vault = Vault::from_settings(&embedded(&dir), Duration::ZERO).expect("vault");
+        let first = vault.active_kid().to_owned();
+        let sealed = vault.seal(&seal_op(&[("c", "f", "before")])).expect("seals");
 
         let second = keyring::rotate_file(&dir.path().join(keyring::KEYRING_FILE)).expect("rotates");
-        let after = actor.seal(&seal_op(&[("c", "f", "after")])).expect("seals");
+        let after = vault.seal(&seal_op(&[("c", "f", "after")])).expect("seals");
         assert_ne!(first, second);
         assert_eq!(seal::inspect(&after[0]).expect("header").kid, second);
 
-        let opened = actor
+        let opened = vault
             .unseal(&Unseal {
                 items: vec![
                     SealedItem {
@@ -417,15 +428,15 @@ mod tests {
     fn a_value_under_a_kid_the_ring_lacks_makes_the_actor_reload_at_once() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let settings = embedded(&dir);
-        let mut actor = VaultActor::from_settings(&settings, Duration::from_secs(3600)).expect("actor");
-        let first = actor.active_kid().to_owned();
+        let mut vault = Vault::from_settings(&settings, Duration::from_secs(3600)).expect("vault");
+        let first = vault.active_kid().to_owned();
 
         let second = keyring::rotate_file(&dir.path().join(keyring::KEYRING_FILE)).expect("rotates");
-        assert_eq!(actor.active_kid(), first, "the interval has not passed");
+        assert_eq!(vault.active_kid(), first, "the interval has not passed");
         let elsewhere = KeyRing::load(&settings).expect("the rotated ring");
         let sealed = seal::seal(&elsewhere, ValuePlace::new("c", "f"), b"new").expect("seals");
 
-        let opened = actor
+        let opened = vault
             .unseal(&Unseal {
                 items: vec![SealedItem {
                     place: place("c", "f"),
@@ -434,18 +445,18 @@ mod tests {
             })
             .expect("opens after reloading");
         assert_eq!(opened.0, vec!["new".to_owned()]);
-        assert_eq!(actor.active_kid(), second);
+        assert_eq!(vault.active_kid(), second);
     }
 
     #[test]
     fn a_corrupt_key_file_leaves_the_loaded_ring_in_use() {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let mut actor = VaultActor::from_settings(&embedded(&dir), Duration::ZERO).expect("actor");
-        let kid = actor.active_kid().to_owned();
+        let mut vault = Vault::from_settings(&embedded(&dir), Duration::ZERO).expect("vault");
+        let kid = vault.active_kid().to_owned();
         let path = dir.path().join(keyring::KEYRING_FILE);
         std::fs::remove_file(&path).expect("removes");
         std::fs::write(&path, "{ not json").expect("writes");
-        let sealed = actor.seal(&seal_op(&[("c", "f", "still works")])).expect("seals");
+        let sealed = vault.seal(&seal_op(&[("c", "f", "still works")])).expect("seals");
         assert_eq!(seal::inspect(&sealed[0]).expect("header").kid, kid);
     }
 
@@ -459,8 +470,8 @@ mod tests {
             },
             ..embedded(&dir)
         };
-        let actor = VaultActor::from_settings(&settings, Duration::ZERO).expect("actor");
-        assert!(actor.watch.is_none());
+        let vault = Vault::from_settings(&settings, Duration::ZERO).expect("vault");
+        assert!(vault.watch.is_none());
         assert!(!dir.path().join(keyring::KEYRING_FILE).exists());
     }
 
@@ -471,8 +482,8 @@ mod tests {
             "k1:{}",
             base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key)
         );
-        let actor = VaultActor::new(KeyRing::parse(&spec, None).expect("ring"));
-        let printed = format!("{actor:?} {actor:#?}");
+        let vault = Vault::new(KeyRing::parse(&spec, None).expect("ring"));
+        let printed = format!("{vault:?} {vault:#?}");
         assert!(printed.contains("k1"));
         assert!(!printed.contains("90, 90"), "{printed}");
         assert!(!printed.contains("Wlpa"), "{printed}");
