@@ -61,7 +61,7 @@ use crate::bus::Bus;
 use crate::retry::Backoff;
 use crate::store::{Store, StoreError};
 use chain::{AuditEntryText, chain};
-use stream::{AppendError, StreamHead};
+use stream::{AppendError, AppendPoint};
 
 /// The MongoDB collection holding the audit log.
 pub const COLLECTION: &str = "audit_entries";
@@ -230,7 +230,7 @@ type Waiting = (Vec<NewAuditEntry>, oneshot::Sender<Turn>);
 struct State {
     /// The head (and, ahead of a stream, its message), once loaded (`None`: load it before
     /// writing).
-    head: Option<StreamHead>,
+    head: Option<AppendPoint>,
     /// Appends waiting for the next batch.
     queue: Vec<Waiting>,
     /// Whether a leader is writing now.
@@ -270,7 +270,7 @@ struct LeadGuard<'a> {
 }
 
 impl LeadGuard<'_> {
-    fn finish(mut self, head: Option<StreamHead>) {
+    fn finish(mut self, head: Option<AppendPoint>) {
         self.done = true;
         let mut state = self.log.lock();
         state.head = head;
@@ -442,9 +442,9 @@ impl AuditLog {
     /// new head.
     async fn write_direct(
         &self,
-        head: Option<StreamHead>,
+        head: Option<AppendPoint>,
         entries: &[NewAuditEntry],
-    ) -> Result<StreamHead, StoreError> {
+    ) -> Result<AppendPoint, StoreError> {
         let storage = &self.inner.storage;
         let mut head = match head {
             Some(known) => known.head,
@@ -478,7 +478,7 @@ impl AuditLog {
                 Err(other) => return Err(other),
             }
         }
-        Ok(StreamHead { head, stream_seq: 0 })
+        Ok(AppendPoint { head, stream_seq: 0 })
     }
 
     /// Writes one batch after `head` to the write-ahead stream, in messages of at most
@@ -488,9 +488,9 @@ impl AuditLog {
     async fn write_ahead(
         &self,
         stream: &AuditStream,
-        head: Option<StreamHead>,
+        head: Option<AppendPoint>,
         entries: &[NewAuditEntry],
-    ) -> Result<StreamHead, StoreError> {
+    ) -> Result<AppendPoint, StoreError> {
         let mut head = match head {
             Some(known) => known,
             None => stream.head(&self.inner.storage).await?,
@@ -503,7 +503,7 @@ impl AuditLog {
             match stream.append(head.stream_seq, &texts).await {
                 Ok(stream_seq) => {
                     let last = texts.last().expect("a batch has entries");
-                    head = StreamHead {
+                    head = AppendPoint {
                         head: AuditHead {
                             seq: last.seq,
                             hash: last.hash.clone(),

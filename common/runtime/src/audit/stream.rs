@@ -62,10 +62,11 @@ const ACK_WAIT: Duration = Duration::from_secs(10);
 /// messages every this many retries (well within `ACK_WAIT`).
 const PROGRESS_EVERY: u32 = 8;
 
-/// The head as the stream knows it: the chain's head and the stream sequence of the message
-/// holding it (what the next publish expects).
+/// Where the next batch goes: after the chain's head, and — ahead of a stream — after the
+/// message holding it (its stream sequence is what the next publish expects; 0 on the direct
+/// path).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct StreamHead {
+pub(crate) struct AppendPoint {
     pub(crate) head: AuditHead,
     pub(crate) stream_seq: u64,
 }
@@ -137,7 +138,7 @@ impl AuditStream {
 
     /// The head of the chain: the stream's last message, or `storage`'s last entry when every
     /// message has been copied.
-    pub(crate) async fn head(&self, storage: &AuditStorage) -> Result<StreamHead, StoreError> {
+    pub(crate) async fn head(&self, storage: &AuditStorage) -> Result<AppendPoint, StoreError> {
         let stream = self.stream().await?;
         let state = stream
             .get_info()
@@ -151,7 +152,7 @@ impl AuditStream {
                     let last = parse_entries(&message.payload)?
                         .pop()
                         .ok_or_else(|| StoreError::Corrupt("an empty audit stream message".into()))?;
-                    return Ok(StreamHead {
+                    return Ok(AppendPoint {
                         head: AuditHead {
                             seq: last.seq,
                             hash: last.hash,
@@ -164,7 +165,7 @@ impl AuditStream {
                 Err(error) => return Err(unavailable("cannot read the last message", error)),
             }
         }
-        Ok(StreamHead {
+        Ok(AppendPoint {
             head: storage.head().await?,
             stream_seq,
         })

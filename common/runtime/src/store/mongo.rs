@@ -78,9 +78,9 @@ impl MongoStore {
             .map_err(map_error)
     }
 
-    /// Inserts `documents` in one ordered `insert` command: one round trip for the batch (an
-    /// audit batch under load holds the chain head while it is written); the server stops at
-    /// the first failure, and the documents before it stay.
+    /// Inserts `documents` in one ordered `insert` command: one round trip for the batch (a
+    /// writer may be holding something up meanwhile, e.g. the audit log's head); the server
+    /// stops at the first failure, and the documents before it stay.
     pub(super) async fn insert_many(
         &self,
         collection: &str,

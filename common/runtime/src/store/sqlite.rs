@@ -119,8 +119,8 @@ impl SqliteStore {
 
     /// A number that moves (within [`CHECKPOINT_INTERVAL`]) after any commit to the main file
     /// — by this process or another one, such as `ttscm vault reseal` run beside the server —
-    /// so a cache can tell that the store changed under it. Commits to the log file (audit
-    /// entries, events) do not move it.
+    /// so a cache can tell that the store changed under it. Commits to the log file (append
+    /// logs) do not move it.
     pub fn change_epoch(&self) -> u64 {
         self.inner.epoch.load(Ordering::Acquire)
     }
