@@ -36,12 +36,6 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Nothing left to declare in the store: the log declares its own storage when it opens
-    /// ([`Self::open`]). Kept while `store::prepare` calls it.
-    pub async fn prepare(_store: &Store) -> Result<(), StoreError> {
-        Ok(())
-    }
-
     /// The log the bus and store call for (see [`ttscm_runtime::audit`]); over NATS it also
     /// starts copying from the write-ahead stream into the store until `shutdown`.
     pub async fn open(bus: &Bus, store: &Store, shutdown: Shutdown) -> Result<Self, StoreError> {

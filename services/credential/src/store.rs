@@ -32,18 +32,12 @@ const CREDENTIAL_INDEXES: &[IndexSpec] = &[
         unique: false,
     },
 ];
-const OUTBOX_INDEXES: &[IndexSpec] = &[IndexSpec {
-    name: "at",
-    fields: &["at"],
-    unique: false,
-}];
 
-/// Declares the indexes.
+/// Declares the indexes of types and credentials (the outbox is declared by `events::prepare`,
+/// the audit log is the runtime's audit port).
 pub async fn prepare(store: &Store) -> Result<(), StoreError> {
     store.ensure_indexes(CREDENTIAL_TYPES, TYPE_INDEXES).await?;
-    store.ensure_indexes(CREDENTIALS, CREDENTIAL_INDEXES).await?;
-    store.ensure_indexes(EVENT_OUTBOX, OUTBOX_INDEXES).await?;
-    crate::audit::AuditLog::prepare(store).await
+    store.ensure_indexes(CREDENTIALS, CREDENTIAL_INDEXES).await
 }
 
 /// A stored credential type.
