@@ -129,42 +129,21 @@ pub async fn serve(
 
     let mut tasks = Vec::new();
     for component in components {
-        match component {
-            Component::Edge => {}
-            Component::Identity => {
-                let store = store.as_ref().expect("identity needs the store, opened above");
-                tasks.extend(
-                    ttscm_identity::run(&bus, store, settings, shutdown.clone())
-                        .await
-                        .map_err(start_failed)?,
-                );
-            }
+        let store = || {
+            store
+                .as_ref()
+                .expect("the components that need the store opened it above")
+        };
+        let started = match component {
+            Component::Edge => continue,
+            Component::Identity => ttscm_identity::run(&bus, store(), settings, shutdown.clone()).await,
             Component::CompanySync => {
-                let store = store
-                    .as_ref()
-                    .expect("company-sync needs the store, opened above");
-                tasks.extend(
-                    ttscm_company_sync::run(&bus, store, settings, shutdown.clone())
-                        .await
-                        .map_err(start_failed)?,
-                );
+                ttscm_company_sync::run(&bus, store(), settings, shutdown.clone()).await
             }
-            Component::Credential => {
-                let store = store.as_ref().expect("credential needs the store, opened above");
-                tasks.extend(
-                    ttscm_credential::run(&bus, store, settings, shutdown.clone())
-                        .await
-                        .map_err(start_failed)?,
-                );
-            }
-            Component::Vault => {
-                tasks.extend(
-                    ttscm_vault::run(&bus, settings, shutdown.clone())
-                        .await
-                        .map_err(start_failed)?,
-                );
-            }
-        }
+            Component::Credential => ttscm_credential::run(&bus, store(), settings, shutdown.clone()).await,
+            Component::Vault => ttscm_vault::run(&bus, settings, shutdown.clone()).await,
+        };
+        tasks.extend(started.map_err(start_failed)?);
     }
     // The edge starts last, so the first request finds the services serving.
     if components.contains(&Component::Edge) {
