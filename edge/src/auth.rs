@@ -215,3 +215,87 @@ impl Authenticator {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use ttscm_contract::PrincipalKind;
+    use ttscm_contract::identity::AuthenticatedToken;
+    use ttscm_runtime::Bus;
+    use ttscm_runtime::bus::inproc::InProcBus;
+
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(5);
+
+    /// An authenticator whose identity answers every API token with a principal expiring
+    /// `expires_in` from now (wall clock) or never, counting the calls.
+    async fn authenticator(expires_in: Option<time::Duration>) -> (Authenticator, Arc<AtomicUsize>) {
+        let bus = Bus::InProc(InProcBus::new());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        ttscm_runtime::service::serve_fn::<AuthenticateToken, _, _>(
+            &bus,
+            "identity",
+            ttscm_runtime::Shutdown::new(),
+            move |_, _| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    Ok(AuthenticatedToken {
+                        principal: Principal {
+                            id: "t1".into(),
+                            kind: PrincipalKind::ApiToken,
+                            name: "ci".into(),
+                            permissions: Default::default(),
+                            scopes: Vec::new(),
+                            session_id: None,
+                        },
+                        expires_at: expires_in.map(|left| {
+                            ttscm_runtime::clock::format_iso(time::OffsetDateTime::now_utc() + left)
+                        }),
+                    })
+                }
+            },
+        )
+        .await
+        .expect("served");
+        (Authenticator::new(BusClient::new(bus, TTL), TTL), calls)
+    }
+
+    async fn authenticate(authenticator: &Authenticator) -> Arc<Authenticated> {
+        authenticator
+            .authenticate(&CallContext::new(None), Some("Bearer ttscm_token"))
+            .await
+            .expect("authenticated")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_api_token_is_asked_for_again_once_the_cache_time_has_passed() {
+        let (authenticator, calls) = authenticator(None).await;
+        let first = authenticate(&authenticator).await;
+        let second = authenticate(&authenticator).await;
+        assert!(
+            Arc::ptr_eq(&first, &second),
+            "the second answer is the cached one"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        tokio::time::advance(TTL - Duration::from_millis(1)).await;
+        authenticate(&authenticator).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(authenticate(&authenticator).await.principal.id, "t1");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_api_token_expiring_sooner_than_the_cache_time_is_cached_only_until_it_expires() {
+        let (authenticator, calls) = authenticator(Some(time::Duration::seconds(2))).await;
+        authenticate(&authenticator).await;
+        authenticate(&authenticator).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        authenticate(&authenticator).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "asked again after 2 s, not 5");
+    }
+}
