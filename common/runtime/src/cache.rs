@@ -5,10 +5,11 @@
 //!   time (`tokio::time::pause`/`advance`) instead of sleeping or polling. An entry is fresh while
 //!   `now < inserted + ttl` (or the shorter time given to [`Cache::insert_for`]).
 //! - **Bounded** by an entry count. When an insert finds the cache full, the expired entries are
-//!   dropped first; if that frees less than a quarter of the room, every entry is dropped. So the
-//!   cache never holds more than its capacity, and the O(n) sweep runs at most once per
-//!   `capacity / 4` inserts (a cache of live entries under key spraying — unknown tokens, say —
-//!   is emptied rather than swept on every insert).
+//!   dropped first; if that leaves less than a quarter of the room (at least one slot) free,
+//!   every entry is dropped. So the cache never holds more than its capacity, and the O(n) sweep
+//!   runs at most once per `capacity / 4` inserts (a cache of live entries under key spraying —
+//!   unknown tokens, say — is emptied rather than swept on every insert). Not LRU: keeping an
+//!   order costs every lookup a write, and these caches live for seconds.
 //! - **Cheap lookups**: a read lock (`parking_lot`, no poisoning) and a clone of the value, so
 //!   values are meant to be `Arc`s or other handles; keys are looked up by a borrowed form
 //!   (`&str` for a `String` or `Arc<str>` key).
@@ -184,7 +185,8 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
         let now = Instant::now();
         if entries.len() >= self.capacity && !entries.contains_key(&key) {
             entries.retain(|_, (_, expires)| now < *expires);
-            if entries.len() > self.capacity - self.capacity / 4 {
+            // Less than a quarter of the room (at least one slot) free: start afresh.
+            if entries.len() + (self.capacity / 4).max(1) > self.capacity {
                 entries.clear();
             }
         }
@@ -301,6 +303,22 @@ mod tests {
         cache.insert_for(1, 1, Duration::MAX);
         assert_eq!(cache.get(&1), Some(1));
         assert_eq!(cache.ttl(), MAX_TTL);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn small_caches_keep_their_bound_too() {
+        for capacity in 1..=5 {
+            let cache: Cache<u32, u32> = Cache::new(TTL, capacity);
+            for key in 0..20 {
+                cache.insert(key, key);
+                assert!(
+                    cache.len() <= capacity,
+                    "{} entries in a cache of {capacity}",
+                    cache.len()
+                );
+                assert_eq!(cache.get(&key), Some(key), "the newest entry is kept");
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]
