@@ -9,12 +9,7 @@
 #[macro_export]
 macro_rules! both_modes {
     ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $( #[tokio::test] async fn $name() { super::$name(super::Mode::Embedded).await } )*
-        }
-        mod mesh {
-            $( #[tokio::test] async fn $name() { super::$name(super::Mode::Mesh).await } )*
-        }
+        ttscm_testkit::for_each_variant!(Mode { embedded: Embedded, mesh: Mesh } => $($name),*);
     };
 }
 
@@ -133,15 +128,47 @@ impl TestApp {
         self.create_token("test", &[&role], None).await
     }
 
-    /// GET `path` with an optional bearer token; answers status and JSON body.
-    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
-        let mut request = self.http.get(format!("{}{path}", self.address));
+    /// Sends `method path` with an optional bearer token, after `build` adds what else the
+    /// request carries; answers the status and the JSON body (null when there is none).
+    async fn exchange(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> (u16, Value) {
+        let mut request = build(self.http.request(method, format!("{}{path}", self.address)));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
         let response = request.send().await.expect("request sent");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GET `path` with an optional bearer token; answers status and JSON body.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        self.exchange(reqwest::Method::GET, path, token, |r| r).await
+    }
+
+    /// The status of `GET path` with an optional bearer token.
+    pub async fn get_status(&self, path: &str, token: Option<&str>) -> u16 {
+        self.get(path, token).await.0
+    }
+
+    /// Polls `GET path` with `token` until it answers `status` (true), or `within` passes (false).
+    pub async fn answers_within(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        status: u16,
+        within: Duration,
+    ) -> bool {
+        ttscm_testkit::eventually(within, || async {
+            (self.get(path, token).await.0 == status).then_some(())
+        })
+        .await
+        .is_some()
     }
 
     /// Sends a request with a raw body and content type.
@@ -153,17 +180,17 @@ impl TestApp {
         content_type: &str,
         body: Vec<u8>,
     ) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.address))
-            .header("content-type", content_type)
-            .body(body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.expect("request sent");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        self.exchange(method, path, token, |r| {
+            r.header("content-type", content_type).body(body)
+        })
+        .await
+    }
+
+    /// Sends `body` as JSON with `method` and `token`.
+    pub async fn json(&self, method: reqwest::Method, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        let bytes = serde_json::to_vec(body).expect("json");
+        self.send(method, path, Some(token), "application/json", bytes)
+            .await
     }
 
     /// Sends only a request head announcing a `content_length`-byte JSON body, and reads the
@@ -197,14 +224,7 @@ impl TestApp {
 
     /// Sends JSON with the admin token.
     pub async fn send_json(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
-        self.send(
-            method,
-            path,
-            Some(&self.admin_token.clone()),
-            "application/json",
-            serde_json::to_vec(body).expect("json"),
-        )
-        .await
+        self.json(method, path, &self.admin_token, body).await
     }
 
     /// Stops one component (mesh mode) and waits for it to finish.
@@ -342,6 +362,39 @@ pub fn decode_claims(jwt: &str) -> ttscm_contract::identity::AccessClaims {
     serde_json::from_slice(&bytes).expect("the payload holds access claims")
 }
 
+/// What an error answer is exactly, per the spec: the status and its envelope.
+pub fn refusal(status: u16, message: &str) -> (u16, Value) {
+    let body = serde_json::json!({"status": status, "message": message, "successful": false});
+    (status, body)
+}
+
+/// The string at `pointer` (a JSON pointer, `/errors/0/message`) in `body`; empty when there is
+/// none, so `text(..).contains(..)` fails for a missing field as for a wrong one.
+pub fn text<'a>(body: &'a Value, pointer: &str) -> &'a str {
+    body.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The string `field` of each element of the array `items` (elements without it are skipped).
+pub fn strings<'a>(items: &'a Value, field: &str) -> Vec<&'a str> {
+    items
+        .as_array()
+        .expect("a JSON array")
+        .iter()
+        .filter_map(|item| item[field].as_str())
+        .collect()
+}
+
+/// The standard output of a finished command, after checking that it succeeded (its standard
+/// error in the message when it did not).
+pub fn stdout_of(output: std::process::Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
 impl TestApp {
     /// Seeds a company straight into company-sync's collection (tests only; no service of
     /// TTSCM writes another's collection).
@@ -364,51 +417,46 @@ impl TestApp {
 
     /// POSTs JSON with `token`.
     pub async fn post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
-        self.send(
-            reqwest::Method::POST,
-            path,
-            Some(token),
-            "application/json",
-            serde_json::to_vec(body).expect("json"),
-        )
-        .await
+        self.json(reqwest::Method::POST, path, token, body).await
     }
 
     /// PATCHes JSON with `token`.
     pub async fn patch(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
-        self.send(
-            reqwest::Method::PATCH,
-            path,
-            Some(token),
-            "application/json",
-            serde_json::to_vec(body).expect("json"),
-        )
-        .await
+        self.json(reqwest::Method::PATCH, path, token, body).await
     }
 
     /// PUTs JSON with `token`.
     pub async fn put(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
-        self.send(
-            reqwest::Method::PUT,
-            path,
-            Some(token),
-            "application/json",
-            serde_json::to_vec(body).expect("json"),
-        )
-        .await
+        self.json(reqwest::Method::PUT, path, token, body).await
     }
 
     /// DELETEs with `token`.
     pub async fn delete(&self, path: &str, token: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .delete(format!("{}{path}", self.address))
-            .bearer_auth(token)
-            .send()
+        self.exchange(reqwest::Method::DELETE, path, Some(token), |r| r)
             .await
-            .expect("sent");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The status of `DELETE path` with `token`.
+    pub async fn delete_status(&self, path: &str, token: &str) -> u16 {
+        self.delete(path, token).await.0
+    }
+
+    /// Deletes `path`, expecting the spec's answer (200, `message`, `data: null`), and then a 404
+    /// for `GET path`.
+    pub async fn assert_deleted(&self, path: &str, token: &str, message: &str) {
+        let (status, deleted) = self.delete(path, token).await;
+        assert_eq!(
+            (status, deleted),
+            (
+                200,
+                serde_json::json!({"status": 200, "message": message, "data": null, "successful": true})
+            )
+        );
+        assert_eq!(
+            self.get_status(path, Some(token)).await,
+            404,
+            "{path} after its delete"
+        );
     }
 
     /// Creates the AWS-like type used across tests; answers its id.

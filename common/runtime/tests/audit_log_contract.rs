@@ -350,24 +350,8 @@ async fn verification_finds_the_first_edited_entry(adapter: Adapter) {
     assert_eq!(fresh.first_broken_seq, Some(3));
 }
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod journal {
-            $( #[tokio::test] async fn $name() { super::$name(super::Adapter::Journal).await } )*
-        }
-        mod mongo {
-            $( #[tokio::test] async fn $name() { super::$name(super::Adapter::Mongo).await } )*
-        }
-        mod stream_mongo {
-            $( #[tokio::test] async fn $name() { super::$name(super::Adapter::StreamMongo).await } )*
-        }
-        mod stream_journal {
-            $( #[tokio::test] async fn $name() { super::$name(super::Adapter::StreamJournal).await } )*
-        }
-    };
-}
-
-contract!(
+ttscm_testkit::for_each_variant!(
+    Adapter { journal: Journal, mongo: Mongo, stream_mongo: StreamMongo, stream_journal: StreamJournal } =>
     appended_entries_chain_onto_the_head,
     two_writers_appending_at_once_never_fork_the_chain,
     a_page_filters_counts_and_runs_newest_first,

@@ -372,18 +372,8 @@ async fn a_handler_finishes_after_its_caller_gave_up(adapter: Adapter) {
     shutdown.cancel();
 }
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod in_process {
-            $( #[tokio::test] async fn $name() { super::$name(super::Adapter::InProc).await } )*
-        }
-        mod nats {
-            $( #[tokio::test] async fn $name() { super::$name(super::Adapter::Nats).await } )*
-        }
-    };
-}
-
-contract!(
+ttscm_testkit::for_each_variant!(
+    Adapter { in_process: InProc, nats: Nats } =>
     a_request_gets_its_reply,
     a_queue_group_spreads_requests_over_its_members,
     a_request_nobody_serves_fails_at_once,

@@ -98,3 +98,26 @@ impl std::io::Write for CapturedLog {
         Ok(())
     }
 }
+
+/// Runs each named `async fn(Variant)` once per variant, as `<module>::<name>` tests — one
+/// contract suite against every adapter of a port, or every scenario in every mode:
+///
+/// ```ignore
+/// ttscm_testkit::for_each_variant!(Adapter { sqlite: Sqlite, mongo: Mongo } => reads_back, pages);
+/// ```
+#[macro_export]
+macro_rules! for_each_variant {
+    (@tests $kind:ident :: $variant:ident => $($name:ident),+) => {
+        $( #[tokio::test] async fn $name() { super::$name(super::$kind::$variant).await } )+
+    };
+    (@modules $kind:ident [$($names:tt)*] $module:ident : $variant:ident $(, $more:ident : $other:ident)*) => {
+        mod $module {
+            $crate::for_each_variant!(@tests $kind::$variant => $($names)*);
+        }
+        $crate::for_each_variant!(@modules $kind [$($names)*] $($more : $other),*);
+    };
+    (@modules $kind:ident [$($names:tt)*]) => {};
+    ($kind:ident { $($module:ident : $variant:ident),+ $(,)? } => $($name:ident),+ $(,)?) => {
+        $crate::for_each_variant!(@modules $kind [$($name),+] $($module : $variant),+);
+    };
+}
