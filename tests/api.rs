@@ -7,52 +7,30 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{Mode, spawn_app};
+use support::{Mode, refusal, spawn_app};
 
 async fn the_teapot_answers_418_exactly_as_the_spec_shows(mode: Mode) {
     let app = spawn_app(mode).await;
-    let (status, body) = app.get("/v1/teapot", None).await;
-    assert_eq!(status, 418);
-    assert_eq!(
-        body,
-        json!({"status": 418, "message": "I'm a teapot", "successful": false})
-    );
+    assert_eq!(app.get("/v1/teapot", None).await, refusal(418, "I'm a teapot"));
 }
 
 async fn an_unknown_route_is_a_404_in_the_envelope(mode: Mode) {
     let app = spawn_app(mode).await;
-    let (status, body) = app.get("/v1/does-not-exist", None).await;
-    assert_eq!(status, 404);
-    assert_eq!(
-        body,
-        json!({"status": 404, "message": "Resource not found", "successful": false})
-    );
+    let answer = app.get("/v1/does-not-exist", None).await;
+    assert_eq!(answer, refusal(404, "Resource not found"));
 }
 
 async fn the_protected_list_needs_a_token_with_the_permission(mode: Mode) {
     let app = spawn_app(mode).await;
     let path = "/v1/credential-type/credential-types";
-    let (status, body) = app.get(path, None).await;
-    assert_eq!(
-        (status, body),
-        (
-            401,
-            json!({"status": 401, "message": "Unauthorized", "successful": false})
-        )
-    );
+    assert_eq!(app.get(path, None).await, refusal(401, "Unauthorized"));
     let (status, _) = app.get(path, Some("ttscm_not-a-real-token")).await;
     assert_eq!(status, 401);
     let (status, _) = app.get(path, Some("garbage.jwt.here")).await;
     assert_eq!(status, 401);
     let weak = app.token_with(&["credential.fetch"]).await;
-    let (status, body) = app.get(path, Some(&weak)).await;
-    assert_eq!(
-        (status, body),
-        (
-            403,
-            json!({"status": 403, "message": "Insufficient permissions", "successful": false})
-        )
-    );
+    let answer = app.get(path, Some(&weak)).await;
+    assert_eq!(answer, refusal(403, "Insufficient permissions"));
     let exact = app.token_with(&["credential_type.fetch.many"]).await;
     let wildcard = app.token_with(&["credential_type.*"]).await;
     for token in [exact.as_str(), wildcard.as_str(), app.admin_token.as_str()] {
@@ -69,7 +47,7 @@ async fn a_revoked_token_stops_working_within_seconds(mode: Mode) {
     let app = spawn_app(mode).await;
     let path = "/v1/credential-type/credential-types";
     let token = app.token_with(&["*"]).await;
-    assert_eq!(app.get(path, Some(&token)).await.0, 200);
+    assert_eq!(app.get_status(path, Some(&token)).await, 200);
     let store = app.store().await;
     let tokens = ttscm_identity::admin::list_api_tokens(&store)
         .await
@@ -83,12 +61,9 @@ async fn a_revoked_token_stops_working_within_seconds(mode: Mode) {
     ttscm_identity::admin::revoke_api_token(&store, &id)
         .await
         .expect("revoked");
-    let refused = ttscm_testkit::eventually(Duration::from_secs(5), || async {
-        (app.get(path, Some(&token)).await.0 == 401).then_some(())
-    })
-    .await;
     assert!(
-        refused.is_some(),
+        app.answers_within(path, Some(&token), 401, Duration::from_secs(5))
+            .await,
         "a revoked token is refused within the cache time"
     );
 }
@@ -98,9 +73,8 @@ async fn an_expired_token_is_refused(mode: Mode) {
     let past = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
     let token = app.create_token("old", &["admin"], Some(past)).await;
     assert_eq!(
-        app.get("/v1/credential-type/credential-types", Some(&token))
-            .await
-            .0,
+        app.get_status("/v1/credential-type/credential-types", Some(&token))
+            .await,
         401
     );
 }
@@ -140,7 +114,7 @@ async fn every_response_carries_a_request_id(mode: Mode) {
 
 async fn health_and_readiness_report_ok(mode: Mode) {
     let app = spawn_app(mode).await;
-    assert_eq!(app.get("/healthz", None).await.0, 200);
+    assert_eq!(app.get_status("/healthz", None).await, 200);
     let (status, body) = app.get("/readyz", None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["credential"]["store"], json!(true));

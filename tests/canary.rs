@@ -55,9 +55,8 @@ async fn a_canary_secret_never_reaches_logs_subjects_or_events() {
         400
     );
     assert_eq!(
-        app.delete(&format!("/v1/credential/credentials/{id}"), &token)
-            .await
-            .0,
+        app.delete_status(&format!("/v1/credential/credentials/{id}"), &token)
+            .await,
         200
     );
 

@@ -1,5 +1,7 @@
 //! The `ttscm` binary as a user runs it: tokens from the CLI, settings errors, graceful stop.
 
+mod support;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -60,13 +62,7 @@ fn a_token_created_on_the_cli_works_and_sigterm_stops_the_server_cleanly() {
         .env("TTSCM_DATA_DIR", dir.path())
         .output()
         .expect("token create runs");
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
-    let token = String::from_utf8(created.stdout)
-        .expect("utf-8")
+    let token = support::stdout_of(created, "ttscm token create")
         .trim()
         .to_owned();
     assert!(token.starts_with("ttscm_") && token.len() > 40, "{token}");

@@ -8,7 +8,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{Mode, TestApp, spawn_app, spawn_app_with};
+use support::{Mode, TestApp, spawn_app, spawn_app_with, text};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const COMPANIES: &str = "/v1/company/companies";
@@ -276,16 +276,13 @@ async fn manual_companies_are_created_renamed_and_deleted(mode: Mode) {
     let (_, stale) = app.get(&format!("{COMPANIES}?search=manual"), Some(&token)).await;
     assert_eq!(stale["data"], json!([]), "the list sees the rename at once");
 
-    let (status, deleted) = app.delete(&format!("{COMPANIES}/{id}"), &token).await;
-    assert_eq!(
-        (status, deleted),
-        (
-            200,
-            json!({"status": 200, "message": "Company Deleted Successfully!", "data": null, "successful": true})
-        )
-    );
-    assert_eq!(app.get(&format!("{COMPANIES}/{id}"), Some(&token)).await.0, 404);
-    assert_eq!(app.delete(&format!("{COMPANIES}/{id}"), &token).await.0, 404);
+    app.assert_deleted(
+        &format!("{COMPANIES}/{id}"),
+        &token,
+        "Company Deleted Successfully!",
+    )
+    .await;
+    assert_eq!(app.delete_status(&format!("{COMPANIES}/{id}"), &token).await, 404);
     let (status, _) = app
         .patch(&format!("{COMPANIES}/{id}"), &token, &json!({"name": "Ghost"}))
         .await;
@@ -309,26 +306,26 @@ async fn company_routes_need_their_permissions(mode: Mode) {
     let app = spawn_app(mode).await;
     let ids = insert_companies(&app, &[("Guarded Co", None)]).await;
     let one = format!("{COMPANIES}/{}", ids[0]);
-    assert_eq!(app.get(COMPANIES, None).await.0, 401);
+    assert_eq!(app.get_status(COMPANIES, None).await, 401);
 
     let fetch_one = app.token_with(&["company.fetch"]).await;
-    assert_eq!(app.get(COMPANIES, Some(&fetch_one)).await.0, 403);
-    assert_eq!(app.get(&one, Some(&fetch_one)).await.0, 200);
+    assert_eq!(app.get_status(COMPANIES, Some(&fetch_one)).await, 403);
+    assert_eq!(app.get_status(&one, Some(&fetch_one)).await, 200);
 
     let fetch_many = app.token_with(&["company.fetch.many"]).await;
-    assert_eq!(app.get(COMPANIES, Some(&fetch_many)).await.0, 200);
-    assert_eq!(app.get(&one, Some(&fetch_many)).await.0, 403);
+    assert_eq!(app.get_status(COMPANIES, Some(&fetch_many)).await, 200);
+    assert_eq!(app.get_status(&one, Some(&fetch_many)).await, 403);
     let body = json!({"name": "Nope"});
     assert_eq!(app.post(COMPANIES, &fetch_many, &body).await.0, 403);
     assert_eq!(app.patch(&one, &fetch_many, &body).await.0, 403);
-    assert_eq!(app.delete(&one, &fetch_many).await.0, 403);
+    assert_eq!(app.delete_status(&one, &fetch_many).await, 403);
 
     let writer = app
         .token_with(&["company.create", "company.update", "company.delete"])
         .await;
     assert_eq!(app.post(COMPANIES, &writer, &body).await.0, 201);
     assert_eq!(app.patch(&one, &writer, &body).await.0, 200);
-    assert_eq!(app.delete(&one, &writer).await.0, 200);
+    assert_eq!(app.delete_status(&one, &writer).await, 200);
 }
 
 /// The client id the stand-in expects.
@@ -409,7 +406,7 @@ async fn sync_is_off_without_connectwise_settings(mode: Mode) {
     assert_eq!(status, 409, "{body}");
 
     let reader = app.token_with(&["company.fetch", "company.fetch.many"]).await;
-    assert_eq!(app.get("/v1/company/sync", Some(&reader)).await.0, 403);
+    assert_eq!(app.get_status("/v1/company/sync", Some(&reader)).await, 403);
     assert_eq!(app.post("/v1/company/sync", &reader, &json!({})).await.0, 403);
 
     // Configurations of a company without a ConnectWise id are an empty list.
@@ -481,7 +478,7 @@ async fn companies_sync_on_demand_and_configurations_come_live_from_connectwise(
     assert_eq!(body["data"][0]["type"]["name"], "Firewall");
 
     let fetch_only = app.token_with(&["company.fetch"]).await;
-    assert_eq!(app.get(&path, Some(&fetch_only)).await.0, 403);
+    assert_eq!(app.get_status(&path, Some(&fetch_only)).await, 403);
 
     let (_, charlie) = app
         .get(&format!("{COMPANIES}?search=charlie"), Some(&token))
@@ -491,16 +488,10 @@ async fn companies_sync_on_demand_and_configurations_come_live_from_connectwise(
         .get(&format!("{COMPANIES}/{charlie_id}/configurations"), Some(&token))
         .await;
     assert_eq!(status, 502, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("ConnectWise")),
-        "{body}"
-    );
+    assert!(text(&body, "/message").contains("ConnectWise"), "{body}");
     assert_eq!(
-        app.get(&format!("{COMPANIES}/nope/configurations"), Some(&token))
-            .await
-            .0,
+        app.get_status(&format!("{COMPANIES}/nope/configurations"), Some(&token))
+            .await,
         404
     );
 }
@@ -519,22 +510,15 @@ async fn a_company_with_credentials_cannot_be_deleted(mode: Mode) {
         .delete(&format!("/v1/company/companies/{company}"), &token)
         .await;
     assert_eq!(status, 409, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("1 credential")),
-        "{body}"
-    );
+    assert!(text(&body, "/message").contains("1 credential"), "{body}");
     assert_eq!(
-        app.delete(&format!("/v1/credential/credentials/{credential}"), &token)
-            .await
-            .0,
+        app.delete_status(&format!("/v1/credential/credentials/{credential}"), &token)
+            .await,
         200
     );
     assert_eq!(
-        app.delete(&format!("/v1/company/companies/{company}"), &token)
-            .await
-            .0,
+        app.delete_status(&format!("/v1/company/companies/{company}"), &token)
+            .await,
         200
     );
 }

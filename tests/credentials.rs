@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{Mode, spawn_app};
+use support::{Mode, spawn_app, strings, text};
 
 const TYPES: &str = "/v1/credential-type/credential-types";
 const CREDS: &str = "/v1/credential/credentials";
@@ -58,15 +58,12 @@ async fn a_credential_type_goes_through_its_whole_life(mode: Mode) {
     assert_eq!(status, 200);
     assert_eq!(list["data"].as_array().map(Vec::len), Some(1));
 
-    let (status, deleted) = app.delete(&format!("{TYPES}/{id}"), &token).await;
-    assert_eq!(
-        (status, deleted),
-        (
-            200,
-            json!({"status": 200, "message": "Credential Type Deleted Successfully!", "data": null, "successful": true})
-        )
-    );
-    assert_eq!(app.get(&format!("{TYPES}/{id}"), Some(&token)).await.0, 404);
+    app.assert_deleted(
+        &format!("{TYPES}/{id}"),
+        &token,
+        "Credential Type Deleted Successfully!",
+    )
+    .await;
 }
 
 async fn bad_type_definitions_are_refused_with_paths(mode: Mode) {
@@ -200,9 +197,7 @@ async fn a_credential_goes_through_its_whole_life(mode: Mode) {
         .await;
     assert_eq!(status, 400, "only the name may change: {refused}");
     assert!(
-        refused["errors"][0]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("typeId")),
+        text(&refused, "/errors/0/message").contains("typeId"),
         "{refused}"
     );
 
@@ -261,15 +256,12 @@ async fn a_credential_goes_through_its_whole_life(mode: Mode) {
         1
     );
 
-    let (status, deleted) = app.delete(&format!("{CREDS}/{id}"), &token).await;
-    assert_eq!(
-        (status, deleted),
-        (
-            200,
-            json!({"status": 200, "message": "Credential Deleted Successfully!", "data": null, "successful": true})
-        )
-    );
-    assert_eq!(app.get(&format!("{CREDS}/{id}"), Some(&token)).await.0, 404);
+    app.assert_deleted(
+        &format!("{CREDS}/{id}"),
+        &token,
+        "Credential Deleted Successfully!",
+    )
+    .await;
 }
 
 fn base64_decodes(text: &str) -> bool {
@@ -358,9 +350,7 @@ async fn bad_credentials_are_refused_with_paths_and_nothing_is_written(mode: Mod
         .await;
     assert_eq!(status, 400);
     assert!(
-        body["errors"][0]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("$where")),
+        text(&body, "/errors/0/message").contains("$where"),
         "names the unknown field: {body}"
     );
     let (status, list) = app.get(&format!("{CREDS}/company/{company}"), Some(&token)).await;
@@ -385,9 +375,7 @@ async fn malformed_bodies_get_clear_4xx_answers(mode: Mode) {
         .await;
     assert_eq!(status, 400, "{body}");
     assert!(
-        body["errors"][0]["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("Malformed JSON")),
+        text(&body, "/errors/0/message").starts_with("Malformed JSON"),
         "{body}"
     );
     let (status, _) = app
@@ -413,12 +401,7 @@ async fn malformed_bodies_get_clear_4xx_answers(mode: Mode) {
         )
         .await;
     assert_eq!(status, 400);
-    assert!(
-        body["errors"][0]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("colour")),
-        "{body}"
-    );
+    assert!(text(&body, "/errors/0/message").contains("colour"), "{body}");
     let (status, body) = app.post(TYPES, &token, &json!({"name": "T", "fields": [{"id": "a", "name": "A", "valueType": "plain_text", "extra": 1}]})).await;
     assert_eq!(status, 400);
     assert_eq!(body["errors"][0]["path"], json!(["fields", 0, "extra"]), "{body}");
@@ -427,7 +410,7 @@ async fn malformed_bodies_get_clear_4xx_answers(mode: Mode) {
         ("/v1/credential/credentials/%00%ff", 404),
         ("/v1/credential-type/credential-types/%24ne", 404),
     ] {
-        assert_eq!(app.get(path, Some(&token)).await.0, expected, "{path}");
+        assert_eq!(app.get_status(path, Some(&token)).await, expected, "{path}");
     }
 }
 
@@ -450,22 +433,24 @@ async fn a_type_scope_guards_every_access_to_its_credentials(mode: Mode) {
         format!("{TYPES}/{scoped}/credentials"),
     ] {
         assert_eq!(
-            app.get(&path, Some(&without)).await.0,
+            app.get_status(&path, Some(&without)).await,
             403,
             "{path} without the scope"
         );
-        assert_eq!(app.get(&path, Some(&with)).await.0, 200, "{path} with the scope");
+        assert_eq!(
+            app.get_status(&path, Some(&with)).await,
+            200,
+            "{path} with the scope"
+        );
     }
-    assert_eq!(app.delete(&format!("{CREDS}/{scoped_id}"), &without).await.0, 403);
+    assert_eq!(
+        app.delete_status(&format!("{CREDS}/{scoped_id}"), &without).await,
+        403
+    );
     let (_, listed) = app
         .get(&format!("{CREDS}/company/{company}"), Some(&without))
         .await;
-    let ids: Vec<&str> = listed["data"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|c| c["id"].as_str())
-        .collect();
+    let ids = strings(&listed["data"], "id");
     assert_eq!(
         ids,
         [open_id.as_str()],
@@ -475,15 +460,13 @@ async fn a_type_scope_guards_every_access_to_its_credentials(mode: Mode) {
         .token_with(&["credential.fetch", "credential.fields.fetch"])
         .await;
     assert_eq!(
-        app.get(&format!("{CREDS}/{open_id}/secure-values"), Some(&no_reveal))
-            .await
-            .0,
+        app.get_status(&format!("{CREDS}/{open_id}/secure-values"), Some(&no_reveal))
+            .await,
         403
     );
     assert_eq!(
-        app.get(&format!("{CREDS}/{open_id}/fields"), Some(&no_reveal))
-            .await
-            .0,
+        app.get_status(&format!("{CREDS}/{open_id}/fields"), Some(&no_reveal))
+            .await,
         200
     );
 }
@@ -512,12 +495,7 @@ async fn changing_a_type_migrates_or_refuses_existing_values(mode: Mode) {
         .patch(&format!("{TYPES}/{type_id}"), &token, &json!({"fields": [field("accessKeyId", true, true, "plain_text"), field("secretAccessKey", false, true, "password"), field("region", false, true, "plain_text")]}))
         .await;
     assert_eq!(status, 409, "a new required field blocks: {body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("1 credential")),
-        "{body}"
-    );
+    assert!(text(&body, "/message").starts_with("1 credential"), "{body}");
     let (status, body) = app
         .patch(&format!("{TYPES}/{type_id}"), &token, &json!({"fields": [field("accessKeyId", true, true, "email"), field("secretAccessKey", false, true, "password")]}))
         .await;
@@ -542,11 +520,17 @@ async fn deleting_a_type_deletes_its_credentials(mode: Mode) {
     let type_id = app.create_aws_type(None).await;
     let first = app.create_aws_credential(&type_id, &company, "a").await;
     let second = app.create_aws_credential(&type_id, &company, "b").await;
-    assert_eq!(app.delete(&format!("{TYPES}/{type_id}"), &token).await.0, 200);
+    assert_eq!(
+        app.delete_status(&format!("{TYPES}/{type_id}"), &token).await,
+        200
+    );
     for id in [first, second] {
-        assert_eq!(app.get(&format!("{CREDS}/{id}"), Some(&token)).await.0, 404);
+        assert_eq!(app.get_status(&format!("{CREDS}/{id}"), Some(&token)).await, 404);
     }
-    assert_eq!(app.delete(&format!("{TYPES}/{type_id}"), &token).await.0, 404);
+    assert_eq!(
+        app.delete_status(&format!("{TYPES}/{type_id}"), &token).await,
+        404
+    );
 }
 
 async fn reveals_and_changes_are_audited_in_a_verifiable_chain(mode: Mode) {
@@ -556,9 +540,8 @@ async fn reveals_and_changes_are_audited_in_a_verifiable_chain(mode: Mode) {
     let type_id = app.create_aws_type(None).await;
     let id = app.create_aws_credential(&type_id, &company, "audited").await;
     assert_eq!(
-        app.get(&format!("{CREDS}/{id}/secure-values"), Some(&token))
-            .await
-            .0,
+        app.get_status(&format!("{CREDS}/{id}/secure-values"), Some(&token))
+            .await,
         200
     );
     let response = app
@@ -582,12 +565,7 @@ async fn reveals_and_changes_are_audited_in_a_verifiable_chain(mode: Mode) {
     assert_eq!(entry["actor"]["kind"], "api_token");
     assert_eq!(entry["clientIp"], "127.0.0.1");
     let (_, all) = app.get("/v1/audit/events?rpp=100", Some(&token)).await;
-    let actions: Vec<&str> = all["data"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .filter_map(|e| e["action"].as_str())
-        .collect();
+    let actions = strings(&all["data"], "action");
     assert_eq!(
         actions,
         [
@@ -616,9 +594,9 @@ async fn reveals_and_changes_are_audited_in_a_verifiable_chain(mode: Mode) {
     assert!(times(&before).iter().all(|t| t.as_str() < at), "{before}");
     assert_eq!(since["data"][0]["action"], "credential.revealed", "{since}");
     assert_eq!(times(&since).len() + times(&before).len(), 3);
-    assert_eq!(app.get("/v1/audit/events?page=0", Some(&token)).await.0, 400);
+    assert_eq!(app.get_status("/v1/audit/events?page=0", Some(&token)).await, 400);
     let weak = app.token_with(&["credential.*"]).await;
-    assert_eq!(app.get("/v1/audit/events", Some(&weak)).await.0, 403);
+    assert_eq!(app.get_status("/v1/audit/events", Some(&weak)).await, 403);
 
     let (status, verified) = app.get("/v1/audit/verify", Some(&token)).await;
     assert_eq!(status, 200);
@@ -699,12 +677,7 @@ async fn a_ciphertext_moved_to_another_credential_does_not_open(mode: Mode) {
         .await;
     assert_eq!(status, 500, "{body}");
     assert!(!body.to_string().contains("first-secret"));
-    assert!(
-        body["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("failed to open")),
-        "{body}"
-    );
+    assert!(text(&body, "/message").contains("failed to open"), "{body}");
     assert_eq!(
         app.get(&format!("{CREDS}/{first}/secure-values"), Some(&token))
             .await
@@ -732,7 +705,7 @@ async fn every_credential_replica_sees_a_change_at_once() {
             app.get(&reveal, Some(&token)).await.1["data"]["secretAccessKey"],
             "secret-one"
         );
-        assert_eq!(app.get(&fetch, Some(&token)).await.0, 200);
+        assert_eq!(app.get_status(&fetch, Some(&token)).await, 200);
     }
 
     for round in 2..5 {
@@ -787,12 +760,12 @@ async fn every_credential_replica_sees_a_change_at_once() {
     assert_eq!(status, 200);
     for _ in 0..10 {
         assert_eq!(
-            app.get(&reveal, Some(&token)).await.0,
+            app.get_status(&reveal, Some(&token)).await,
             404,
             "a stale replica answered"
         );
         assert_eq!(
-            app.get(&fetch, Some(&token)).await.0,
+            app.get_status(&fetch, Some(&token)).await,
             404,
             "a stale replica answered"
         );

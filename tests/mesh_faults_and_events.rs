@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Mode, spawn_app, spawn_mesh_with_own_store, spawn_mesh_with_own_store_with};
+use support::{Mode, spawn_app, spawn_mesh_with_own_store, spawn_mesh_with_own_store_with, strings};
 use ttscm::Component;
 
 const CREDS: &str = "/v1/credential/credentials";
@@ -53,12 +53,11 @@ async fn an_outside_tool_replays_cloud_events_without_secrets() {
     );
     assert_eq!(app.put(&format!("{CREDS}/{id}/fields"), &token, &json!({"fields": [{"fieldId": "accessKeyId", "value": "A"}, {"fieldId": "secretAccessKey", "value": secret}]})).await.0, 200);
     assert_eq!(
-        app.get(&format!("{CREDS}/{id}/secure-values"), Some(&token))
-            .await
-            .0,
+        app.get_status(&format!("{CREDS}/{id}/secure-values"), Some(&token))
+            .await,
         200
     );
-    assert_eq!(app.delete(&format!("{CREDS}/{id}"), &token).await.0, 200);
+    assert_eq!(app.delete_status(&format!("{CREDS}/{id}"), &token).await, 200);
     assert_eq!(
         app.patch(
             &format!("/v1/credential-type/credential-types/{type_id}"),
@@ -70,9 +69,8 @@ async fn an_outside_tool_replays_cloud_events_without_secrets() {
         200
     );
     assert_eq!(
-        app.delete(&format!("/v1/credential-type/credential-types/{type_id}"), &token)
-            .await
-            .0,
+        app.delete_status(&format!("/v1/credential-type/credential-types/{type_id}"), &token)
+            .await,
         200
     );
 
@@ -161,7 +159,7 @@ async fn a_vault_outage_answers_503_fast_writes_nothing_and_recovers() {
         "nothing half-written"
     );
     assert_eq!(
-        app.get(&format!("{CREDS}/{existing}"), Some(&token)).await.0,
+        app.get_status(&format!("{CREDS}/{existing}"), Some(&token)).await,
         200,
         "reads without secrets still work"
     );
@@ -231,12 +229,7 @@ async fn a_store_outage_keeps_audit_entries_in_the_stream_until_the_store_is_bac
     })
     .await
     .expect("the log reads again once the store is back");
-    let request_ids: Vec<&str> = listed["data"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .filter_map(|e| e["requestId"].as_str())
-        .collect();
+    let request_ids = strings(&listed["data"], "requestId");
     assert_eq!(
         request_ids,
         ["during-outage-2", "during-outage-1", "before-outage"],

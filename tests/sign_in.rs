@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use support::{Mode, TestApp, spawn_app, spawn_app_with_sign_in};
+use support::{Mode, TestApp, spawn_app, spawn_app_with_sign_in, strings};
 use tokio_tungstenite::tungstenite::Message;
 use ttscm_testkit::oidc;
 
@@ -363,12 +363,12 @@ async fn bootstrap_admin_and_role_changes_reach_the_edge(mode: Mode) {
     assert_eq!(boss["user"]["roles"], json!(["admin"]));
     let boss_token = boss["accessToken"].as_str().expect("token").to_owned();
     let types = "/v1/credential-type/credential-types";
-    assert_eq!(app.get(types, Some(&boss_token)).await.0, 200);
+    assert_eq!(app.get_status(types, Some(&boss_token)).await, 200);
 
     let alice = sign_in_json(&app, "alice").await;
     let alice_token = alice["accessToken"].as_str().expect("token").to_owned();
     let alice_id = alice["user"]["id"].as_str().expect("id").to_owned();
-    assert_eq!(app.get(types, Some(&alice_token)).await.0, 403);
+    assert_eq!(app.get_status(types, Some(&alice_token)).await, 403);
 
     // Role administration with the boss's own access token.
     let (status, body) = app
@@ -406,12 +406,7 @@ async fn bootstrap_admin_and_role_changes_reach_the_edge(mode: Mode) {
     assert!(paths.contains(&&json!(["permissions", 1])), "{body}");
     let (status, body) = app.get("/v1/role/roles", Some(&boss_token)).await;
     assert_eq!(status, 200, "{body}");
-    let names: Vec<&str> = body["data"]
-        .as_array()
-        .expect("roles")
-        .iter()
-        .filter_map(|r| r["name"].as_str())
-        .collect();
+    let names = strings(&body["data"], "name");
     assert!(
         names.contains(&"admin") && names.contains(&"type-reader"),
         "{names:?}"
@@ -422,7 +417,7 @@ async fn bootstrap_admin_and_role_changes_reach_the_edge(mode: Mode) {
             .0,
         409
     );
-    assert_eq!(app.delete("/v1/role/roles/admin", &boss_token).await.0, 409);
+    assert_eq!(app.delete_status("/v1/role/roles/admin", &boss_token).await, 409);
     let (status, body) = app
         .patch(
             &format!("/v1/role/roles/{role_id}"),
@@ -442,12 +437,9 @@ async fn bootstrap_admin_and_role_changes_reach_the_edge(mode: Mode) {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["roles"], json!(["type-reader"]));
-    let allowed = ttscm_testkit::eventually(Duration::from_secs(5), || async {
-        (app.get(types, Some(&alice_token)).await.0 == 200).then_some(())
-    })
-    .await;
     assert!(
-        allowed.is_some(),
+        app.answers_within(types, Some(&alice_token), 200, Duration::from_secs(5))
+            .await,
         "a role granted reaches the edge within seconds"
     );
     let (status, body) = app
@@ -462,7 +454,7 @@ async fn bootstrap_admin_and_role_changes_reach_the_edge(mode: Mode) {
 
     // A role someone holds cannot go; taken away, it can.
     let role_path = format!("/v1/role/roles/{role_id}");
-    assert_eq!(app.delete(&role_path, &boss_token).await.0, 409);
+    assert_eq!(app.delete_status(&role_path, &boss_token).await, 409);
     // Narrowing the role's permissions reaches alice's token too.
     let (status, _) = app
         .patch(
@@ -472,12 +464,9 @@ async fn bootstrap_admin_and_role_changes_reach_the_edge(mode: Mode) {
         )
         .await;
     assert_eq!(status, 200);
-    let narrowed = ttscm_testkit::eventually(Duration::from_secs(5), || async {
-        (app.get(types, Some(&alice_token)).await.0 == 403).then_some(())
-    })
-    .await;
     assert!(
-        narrowed.is_some(),
+        app.answers_within(types, Some(&alice_token), 403, Duration::from_secs(5))
+            .await,
         "a role's changed permissions reach the edge within seconds"
     );
     app.put(
@@ -486,7 +475,7 @@ async fn bootstrap_admin_and_role_changes_reach_the_edge(mode: Mode) {
         &json!({"roles": []}),
     )
     .await;
-    assert_eq!(app.delete(&role_path, &boss_token).await.0, 200);
+    assert_eq!(app.delete_status(&role_path, &boss_token).await, 200);
 
     // Users list, paginated, searchable; alice cannot list.
     let (status, body) = app
@@ -495,7 +484,7 @@ async fn bootstrap_admin_and_role_changes_reach_the_edge(mode: Mode) {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["pagination"]["totalRecords"], 1);
     assert_eq!(body["data"][0]["email"], "boss@contoso.example");
-    assert_eq!(app.get("/v1/user/users", Some(&alice_token)).await.0, 403);
+    assert_eq!(app.get_status("/v1/user/users", Some(&alice_token)).await, 403);
     // API tokens are not users: no profile.
     assert_eq!(me(&app, &app.admin_token).await.0, 403);
 }
@@ -513,9 +502,8 @@ async fn sign_in_without_settings_answers_503_and_the_rest_works(mode: Mode) {
         assert!(message.contains(name), "{message}");
     }
     assert_eq!(
-        app.get("/v1/credential-type/credential-types", Some(&app.admin_token))
-            .await
-            .0,
+        app.get_status("/v1/credential-type/credential-types", Some(&app.admin_token))
+            .await,
         200
     );
     let user = app.signed_in_user(&[]).await;

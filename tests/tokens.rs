@@ -8,11 +8,15 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 use support::{Mode, TestApp, spawn_app};
+use ttscm_contract::identity::AccessClaims;
 
 const PATH: &str = "/v1/credential-type/credential-types";
 
+/// Makes valid claims invalid in one way.
+type Change = fn(&mut AccessClaims);
+
 async fn status_with(app: &TestApp, token: &str) -> u16 {
-    app.get(PATH, Some(token)).await.0
+    app.get_status(PATH, Some(token)).await
 }
 
 fn b64(value: &serde_json::Value) -> String {
@@ -35,24 +39,19 @@ async fn forged_and_misused_access_tokens_are_refused(mode: Mode) {
     let good = app.claims(&["admin"]).await;
     let mut cases: Vec<(&str, String)> = Vec::new();
 
-    let mut expired = good.clone();
-    expired.exp = expired.iat - 120;
-    cases.push(("expired", key.sign(&expired)));
-    let mut early = good.clone();
-    early.nbf += 3600;
-    cases.push(("nbf in the future", key.sign(&early)));
-    let mut issuer = good.clone();
-    issuer.iss = "someone-else".into();
-    cases.push(("wrong iss", key.sign(&issuer)));
-    let mut audience = good.clone();
-    audience.aud = "another-api".into();
-    cases.push(("wrong aud", key.sign(&audience)));
-    let mut refresh = good.clone();
-    refresh.typ = "refresh".into();
-    cases.push(("refresh token as access token", key.sign(&refresh)));
-    let mut id_token = good.clone();
-    id_token.typ = "id".into();
-    cases.push(("id token as access token", key.sign(&id_token)));
+    let changes: [(&str, Change); 6] = [
+        ("expired", |c| c.exp = c.iat - 120),
+        ("nbf in the future", |c| c.nbf += 3600),
+        ("wrong iss", |c| c.iss = "someone-else".into()),
+        ("wrong aud", |c| c.aud = "another-api".into()),
+        ("refresh token as access token", |c| c.typ = "refresh".into()),
+        ("id token as access token", |c| c.typ = "id".into()),
+    ];
+    for (case, change) in changes {
+        let mut claims = good.clone();
+        change(&mut claims);
+        cases.push((case, key.sign(&claims)));
+    }
 
     let other_key = ttscm_identity::SigningKey::generate(key.kid());
     cases.push(("signed by another key with the same kid", other_key.sign(&good)));

@@ -42,12 +42,9 @@ fn ttscm(app: &support::TestApp, args: &[&str]) -> String {
         .env("TTSCM_LOG", "warn")
         .output()
         .expect("ttscm runs");
-    assert!(
-        output.status.success(),
-        "ttscm {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
+    support::stdout_of(output, &format!("ttscm {args:?}"))
+        .trim()
+        .to_owned()
 }
 
 #[tokio::test]

@@ -82,40 +82,53 @@ impl Edge {
     }
 }
 
-fn error(status: u16, message: &str) -> serde_json::Value {
-    serde_json::json!({"status": status, "message": message, "successful": false})
-}
+impl Answer {
+    /// Asserts that the answer carries the header line `line` (`name: value`, lowercase).
+    #[track_caller]
+    fn assert_header(&self, line: &str) {
+        assert!(self.headers.contains(line), "{line} in {}", self.headers);
+    }
 
-#[tokio::test]
-async fn a_path_no_route_has_is_a_404_in_the_envelope() {
-    let edge = spawn_edge().await;
-    for path in [
-        "/v1/nope",
-        "/v1/credential/credentials//",
-        "/v1/teapot//",
-        "/",
-        "/v1",
-    ] {
-        let answer = edge.get(path).await;
-        assert_eq!(answer.status, 404, "{path}");
-        assert_eq!(answer.body, error(404, "Resource not found"), "{path}");
-        assert!(answer.headers.contains("x-request-id: "), "{path}");
+    /// Asserts that the answer carries no header `name`.
+    #[track_caller]
+    fn assert_no_header(&self, name: &str) {
+        assert!(
+            !self.headers.contains(&format!("\r\n{name}:")),
+            "no {name} in {}",
+            self.headers
+        );
     }
 }
 
+/// An error answer as the spec shows it: the status and its envelope.
+fn refusal(status: u16, message: &str) -> (u16, serde_json::Value) {
+    let body = serde_json::json!({"status": status, "message": message, "successful": false});
+    (status, body)
+}
+
 #[tokio::test]
-async fn a_known_path_with_another_method_is_a_405() {
+async fn a_path_no_route_has_is_a_404_and_a_known_path_with_another_method_a_405() {
     let edge = spawn_edge().await;
-    for head in [
-        "PATCH /v1/teapot HTTP/1.1",
-        "DELETE /v1/credential-type/credential-types HTTP/1.1",
-        "PUT /v1/credential/credentials/abc HTTP/1.1",
-        "POST /v1/auth/uri HTTP/1.1",
-        "POST /healthz HTTP/1.1",
-    ] {
-        let answer = edge.send(&format!("{head}\r\ncontent-length: 0"), "").await;
-        assert_eq!(answer.status, 405, "{head}");
-        assert_eq!(answer.body, error(405, "Method not allowed"), "{head}");
+    let not_found = refusal(404, "Resource not found");
+    let not_allowed = refusal(405, "Method not allowed");
+    let cases = [
+        ("GET /v1/nope", &not_found),
+        ("GET /v1/credential/credentials//", &not_found),
+        ("GET /v1/teapot//", &not_found),
+        ("GET /", &not_found),
+        ("GET /v1", &not_found),
+        ("PATCH /v1/teapot", &not_allowed),
+        ("DELETE /v1/credential-type/credential-types", &not_allowed),
+        ("PUT /v1/credential/credentials/abc", &not_allowed),
+        ("POST /v1/auth/uri", &not_allowed),
+        ("POST /healthz", &not_allowed),
+    ];
+    for (request, expected) in cases {
+        let answer = edge
+            .send(&format!("{request} HTTP/1.1\r\ncontent-length: 0"), "")
+            .await;
+        answer.assert_header("x-request-id: ");
+        assert_eq!(&(answer.status, answer.body), expected, "{request}");
     }
 }
 
@@ -123,8 +136,7 @@ async fn a_known_path_with_another_method_is_a_405() {
 async fn a_trailing_slash_reaches_the_route() {
     let edge = spawn_edge().await;
     let answer = edge.get("/v1/teapot/").await;
-    assert_eq!(answer.status, 418);
-    assert_eq!(answer.body, error(418, "I'm a teapot"));
+    assert_eq!((answer.status, answer.body), refusal(418, "I'm a teapot"));
 }
 
 #[tokio::test]
@@ -138,12 +150,8 @@ async fn a_route_without_a_token_answers_401_with_the_request_id_it_was_given() 
         .await;
     assert_eq!(answer.status, 401);
     assert_eq!(answer.body["successful"], false);
-    assert!(
-        answer.headers.contains("x-request-id: req-123"),
-        "{}",
-        answer.headers
-    );
-    assert!(!answer.headers.contains("cache-control"), "{}", answer.headers);
+    answer.assert_header("x-request-id: req-123");
+    answer.assert_no_header("cache-control");
 }
 
 #[tokio::test]
@@ -151,37 +159,23 @@ async fn the_reveal_is_no_store_even_when_it_fails() {
     let edge = spawn_edge().await;
     let answer = edge.get("/v1/credential/credentials/abc/secure-values").await;
     assert_eq!(answer.status, 401);
-    assert!(
-        answer.headers.contains("cache-control: no-store"),
-        "{}",
-        answer.headers
-    );
+    answer.assert_header("cache-control: no-store");
 }
 
 #[tokio::test]
 async fn a_body_needs_a_length_within_the_limit() {
     let edge = spawn_edge().await;
-    let chunked = edge
-        .send(
-            "POST /v1/credential/credentials HTTP/1.1\r\ncontent-type: application/json\r\ntransfer-encoding: chunked",
-            "2\r\n{}\r\n0\r\n\r\n",
-        )
-        .await;
-    assert_eq!(chunked.status, 411);
-    assert_eq!(chunked.body, error(411, "A Content-Length header is required"));
+    let create = "POST /v1/credential/credentials HTTP/1.1\r\ncontent-type: application/json";
+    let chunked = format!("{create}\r\ntransfer-encoding: chunked");
+    let answer = edge.send(&chunked, "2\r\n{}\r\n0\r\n\r\n").await;
+    let expected = refusal(411, "A Content-Length header is required");
+    assert_eq!((answer.status, answer.body), expected);
 
     let long = "x".repeat(2048);
-    let too_long = edge
-        .send(
-            &format!(
-                "POST /v1/credential/credentials HTTP/1.1\r\ncontent-type: application/json\r\ncontent-length: {}",
-                long.len()
-            ),
-            &long,
-        )
+    let answer = edge
+        .send(&format!("{create}\r\ncontent-length: 2048"), &long)
         .await;
-    assert_eq!(too_long.status, 413);
-    assert_eq!(too_long.body, error(413, "Payload too large"));
+    assert_eq!((answer.status, answer.body), refusal(413, "Payload too large"));
 }
 
 #[tokio::test]
@@ -193,11 +187,11 @@ async fn liveness_answers_without_a_request_id_and_readiness_with_one() {
         alive.body,
         serde_json::json!({"status": 200, "message": "Alive", "data": null, "successful": true})
     );
-    assert!(!alive.headers.contains("x-request-id"), "{}", alive.headers);
+    alive.assert_no_header("x-request-id");
 
     // No services behind the bus: not ready, and said so in the envelope.
     let ready = edge.get("/readyz").await;
     assert_eq!(ready.status, 503);
     assert_eq!(ready.body["message"], "Not ready");
-    assert!(ready.headers.contains("x-request-id: "), "{}", ready.headers);
+    ready.assert_header("x-request-id: ");
 }
