@@ -1,8 +1,7 @@
 //! A MongoDB-wire database for one test: a fresh database on the FerretDB that `tests/run.sh`
 //! started (`TTSCM_TEST_MONGODB_URI`), or else a FerretDB of its own, killed on drop.
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -27,7 +26,8 @@ struct OwnServer {
 impl OwnServer {
     fn spawn(&mut self) {
         let bin = crate::binary("TTSCM_TEST_FERRETDB", "ferretdb");
-        let child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        command
             .arg("--handler=sqlite")
             // synchronous=NORMAL: a write is acknowledged once in SQLite's WAL, not after an
             // fsync each, like MongoDB's default write concern (journal flushed every 100 ms).
@@ -41,17 +41,13 @@ impl OwnServer {
                 "--state-dir=-",
                 "--debug-addr=-",
                 "--log-level=error",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin} ({e}); run the suite with tests/run.sh"));
-        self.child = Some(child);
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        assert!(
-            crate::wait_for_port(addr, Duration::from_secs(20)),
-            "FerretDB did not start on {addr}"
-        );
+            ]);
+        self.child = Some(crate::spawn_listening(
+            &mut command,
+            "FerretDB",
+            self.port,
+            Duration::from_secs(20),
+        ));
     }
 
     fn stop(&mut self) {

@@ -26,6 +26,27 @@ pub fn free_port() -> u16 {
 }
 
 /// Polls until `addr` accepts TCP connections or the deadline passes.
+/// Starts `command` (a server of `name` that will listen on `port` of 127.0.0.1) with its output
+/// discarded, and waits up to `deadline` for the port to open.
+///
+/// # Panics
+/// When the binary cannot be started or the port does not open in time.
+pub fn spawn_listening(
+    command: &mut std::process::Command,
+    name: &str,
+    port: u16,
+    deadline: Duration,
+) -> std::process::Child {
+    let child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name} ({e}); run the suite with tests/run.sh"));
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    assert!(wait_for_port(addr, deadline), "{name} did not start on {addr}");
+    child
+}
+
 pub fn wait_for_port(addr: SocketAddr, deadline: Duration) -> bool {
     let start = Instant::now();
     while start.elapsed() < deadline {
@@ -102,7 +123,7 @@ impl std::io::Write for CapturedLog {
 /// Runs each named `async fn(Variant)` once per variant, as `<module>::<name>` tests — one
 /// contract suite against every adapter of a port, or every scenario in every mode:
 ///
-/// ```ignore
+/// ```text
 /// ttscm_testkit::for_each_variant!(Adapter { sqlite: Sqlite, mongo: Mongo } => reads_back, pages);
 /// ```
 #[macro_export]

@@ -1,7 +1,6 @@
 //! A real `nats-server` with JetStream on a random loopback port, killed on drop.
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -28,19 +27,16 @@ impl NatsServer {
 
     fn spawn(&mut self) {
         let bin = crate::binary("TTSCM_TEST_NATS_SERVER", "nats-server");
-        let child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        command
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(self.store_dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin} ({e}); run the suite with tests/run.sh"));
-        self.child = Some(child);
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        assert!(
-            crate::wait_for_port(addr, Duration::from_secs(10)),
-            "nats-server did not start on {addr}"
-        );
+            .arg(self.store_dir.path());
+        self.child = Some(crate::spawn_listening(
+            &mut command,
+            "nats-server",
+            self.port,
+            Duration::from_secs(10),
+        ));
     }
 
     /// The client URL.
