@@ -53,7 +53,7 @@ pub struct Cache<K, V> {
     generation: AtomicU64,
     /// Keys being fetched by [`Cache::get_or_try_insert_with`], each with the cell its waiters
     /// share.
-    pending: Mutex<HashMap<K, Arc<tokio::sync::OnceCell<V>>>>,
+    pending: Pending<K, V>,
 }
 
 /// The state of a [`Cache`] when a caller began reading from the source of truth; see
@@ -207,8 +207,9 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         if let Some(value) = self.get(&key) {
             return Ok(value);
         }
-        let cell = self.pending.lock().entry(key.clone()).or_default().clone();
-        let answer = cell
+        let waiting = Waiting::join(&self.pending, key.clone());
+        waiting
+            .cell()
             .get_or_try_init(|| async {
                 // The fetch that this cell waited for may have finished just before.
                 if let Some(value) = self.get(&key) {
@@ -220,12 +221,58 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
                 Ok(value)
             })
             .await
-            .cloned();
-        let mut pending = self.pending.lock();
-        if pending.get(&key).is_some_and(|shared| Arc::ptr_eq(shared, &cell)) {
-            pending.remove(&key);
+            .cloned()
+    }
+}
+
+/// The cells of keys being fetched, each shared by the callers waiting for that key.
+type Pending<K, V> = Mutex<HashMap<K, Arc<tokio::sync::OnceCell<V>>>>;
+
+/// One caller's share in the fetch of a key; the last one to leave (answered, failed or
+/// cancelled) removes the key's cell.
+struct Waiting<'a, K: Hash + Eq, V> {
+    pending: &'a Pending<K, V>,
+    key: K,
+    /// `None` only while dropping.
+    cell: Option<Arc<tokio::sync::OnceCell<V>>>,
+}
+
+impl<'a, K: Hash + Eq, V> Waiting<'a, K, V> {
+    /// Joins the fetch of `key` in progress, or begins one. A cell already answered belongs to
+    /// callers still leaving (its value may predate a removal): a newcomer starts afresh.
+    fn join(pending: &'a Pending<K, V>, key: K) -> Self
+    where
+        K: Clone,
+    {
+        let mut cells = pending.lock();
+        let cell = cells.entry(key.clone()).or_default();
+        if cell.initialized() {
+            *cell = Arc::default();
         }
-        answer
+        let cell = Some(cell.clone());
+        drop(cells);
+        Self { pending, key, cell }
+    }
+
+    fn cell(&self) -> &tokio::sync::OnceCell<V> {
+        self.cell.as_ref().expect("taken only when dropped")
+    }
+}
+
+impl<K: Hash + Eq, V> Drop for Waiting<'_, K, V> {
+    fn drop(&mut self) {
+        let mut cells = self.pending.lock();
+        let Some(cell) = self.cell.take() else { return };
+        // Every clone of a cell is made and dropped under this lock, so the count is exact:
+        // two is the map's and this caller's.
+        if Arc::strong_count(&cell) == 2
+            && cells
+                .get(&self.key)
+                .is_some_and(|shared| Arc::ptr_eq(shared, &cell))
+        {
+            cells.remove(&self.key);
+        }
+        drop(cell);
     }
 }
 
@@ -386,6 +433,27 @@ mod tests {
             .get_or_try_insert_with("k", || async { Ok::<_, ()>(43) })
             .await;
         assert_eq!(again, Ok(43));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fetch_whose_caller_went_away_leaves_nothing_behind_and_the_next_caller_fetches() {
+        let cache: Arc<Cache<&str, u32>> = Arc::new(Cache::new(TTL, 10));
+        let shared = cache.clone();
+        let abandoned = tokio::spawn(async move {
+            shared
+                .get_or_try_insert_with("k", std::future::pending::<Result<u32, ()>>)
+                .await
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(cache.pending.lock().len(), 1, "the fetch is under way");
+        abandoned.abort();
+        assert!(abandoned.await.is_err_and(|e| e.is_cancelled()));
+        assert!(cache.pending.lock().is_empty());
+        let fetched = cache
+            .get_or_try_insert_with("k", || async { Ok::<_, ()>(5) })
+            .await;
+        assert_eq!(fetched, Ok(5));
+        assert!(cache.pending.lock().is_empty());
     }
 
     #[tokio::test(start_paused = true)]
