@@ -6,7 +6,7 @@ mod support;
 
 use futures_util::StreamExt;
 use serde_json::json;
-use support::{Mode, spawn_app};
+use support::{Mode, Seeded, spawn_app};
 
 #[tokio::test]
 async fn a_canary_secret_never_reaches_logs_subjects_or_events() {
@@ -27,9 +27,7 @@ async fn a_canary_secret_never_reaches_logs_subjects_or_events() {
 
     let canary = "CANARY-7f3e2a9b-do-not-leak";
     let token = app.admin_token.clone();
-    let company = app.seed_company("Canary Co").await;
-    let type_id = app.create_aws_type(None).await;
-    let id = app.create_aws_credential(&type_id, &company, canary).await;
+    let Seeded { id, .. } = app.seed_aws_credential("Canary Co", canary).await;
     let (status, revealed) = app
         .get(
             &format!("/v1/credential/credentials/{id}/secure-values"),

@@ -8,7 +8,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{Mode, TestApp, spawn_app, spawn_app_with, text};
+use support::{Mode, TestApp, error_paths, spawn_app, spawn_app_with, text};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const COMPANIES: &str = "/v1/company/companies";
@@ -205,12 +205,7 @@ async fn bad_paging_parameters_are_refused_with_paths(mode: Mode) {
         let (status, body) = app.get(&format!("{COMPANIES}?{query}"), Some(&token)).await;
         assert_eq!(status, 400, "{query}: {body}");
         assert_eq!(body["successful"], false);
-        let paths: Vec<Value> = body["errors"]
-            .as_array()
-            .expect("errors")
-            .iter()
-            .map(|e| e["path"].clone())
-            .collect();
+        let paths = error_paths(&body);
         assert_eq!(paths, expected, "{query}");
     }
 }

@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{Mode, spawn_app, strings, text};
+use support::{Mode, Seeded, error_paths, spawn_app, strings, text};
 
 const TYPES: &str = "/v1/credential-type/credential-types";
 const CREDS: &str = "/v1/credential/credentials";
@@ -83,12 +83,7 @@ async fn bad_type_definitions_are_refused_with_paths(mode: Mode) {
         )
         .await;
     assert_eq!(status, 400, "{body}");
-    let paths: Vec<Value> = body["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .map(|e| e["path"].clone())
-        .collect();
+    let paths = error_paths(&body);
     for expected in [
         json!(["name"]),
         json!(["permissionScope"]),
@@ -290,12 +285,7 @@ async fn bad_credentials_are_refused_with_paths_and_nothing_is_written(mode: Mod
         )
         .await;
     assert_eq!(status, 400, "{body}");
-    let paths: Vec<Value> = body["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .map(|e| e["path"].clone())
-        .collect();
+    let paths = error_paths(&body);
     for expected in [
         json!(["fields", 0, "value"]),
         json!(["fields", 1, "fieldId"]),
@@ -313,12 +303,7 @@ async fn bad_credentials_are_refused_with_paths_and_nothing_is_written(mode: Mod
         )
         .await;
     assert_eq!(status, 400);
-    let paths: Vec<Value> = body["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .map(|e| e["path"].clone())
-        .collect();
+    let paths = error_paths(&body);
     assert!(
         paths.contains(&json!(["typeId"])) && paths.contains(&json!(["companyId"])),
         "{paths:?}"
@@ -474,9 +459,7 @@ async fn a_type_scope_guards_every_access_to_its_credentials(mode: Mode) {
 async fn changing_a_type_migrates_or_refuses_existing_values(mode: Mode) {
     let app = spawn_app(mode).await;
     let token = app.admin_token.clone();
-    let company = app.seed_company("Migrate Co").await;
-    let type_id = app.create_aws_type(None).await;
-    let id = app.create_aws_credential(&type_id, &company, "topsecret").await;
+    let Seeded { type_id, id, .. } = app.seed_aws_credential("Migrate Co", "topsecret").await;
     let field = |id: &str, secure: bool, required: bool, value_type: &str| json!({"id": id, "name": id, "required": required, "secure": secure, "valueType": value_type});
 
     // accessKeyId becomes secure, secretAccessKey becomes plain, notes is removed.
@@ -536,9 +519,7 @@ async fn deleting_a_type_deletes_its_credentials(mode: Mode) {
 async fn reveals_and_changes_are_audited_in_a_verifiable_chain(mode: Mode) {
     let app = spawn_app(mode).await;
     let token = app.admin_token.clone();
-    let company = app.seed_company("Audit Co").await;
-    let type_id = app.create_aws_type(None).await;
-    let id = app.create_aws_credential(&type_id, &company, "audited").await;
+    let Seeded { company, id, .. } = app.seed_aws_credential("Audit Co", "audited").await;
     assert_eq!(
         app.get_status(&format!("{CREDS}/{id}/secure-values"), Some(&token))
             .await,
@@ -694,9 +675,7 @@ async fn every_credential_replica_sees_a_change_at_once() {
     let mut app = spawn_app(Mode::Mesh).await;
     app.start_extra_replica(ttscm::Component::Credential);
     let token = app.admin_token.clone();
-    let company = app.seed_company("Acme Corp").await;
-    let type_id = app.create_aws_type(None).await;
-    let id = app.create_aws_credential(&type_id, &company, "secret-one").await;
+    let Seeded { type_id, id, .. } = app.seed_aws_credential("Acme Corp", "secret-one").await;
     let reveal = format!("{CREDS}/{id}/secure-values");
     let fetch = format!("{CREDS}/{id}");
     // Warm both replicas' caches (NATS spreads the queue group's requests).
@@ -780,9 +759,7 @@ async fn concurrent_reveals_are_each_audited_once_in_one_chain(mode: Mode) {
         app.start_extra_replica(ttscm::Component::Credential);
     }
     let token = app.admin_token.clone();
-    let company = app.seed_company("Busy Co").await;
-    let type_id = app.create_aws_type(None).await;
-    let id = app.create_aws_credential(&type_id, &company, "busy").await;
+    let Seeded { id, .. } = app.seed_aws_credential("Busy Co", "busy").await;
     const REVEALS: usize = 200;
     let reveals = (0..REVEALS).map(|n| {
         let request = app

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use support::{Mode, TestApp, spawn_app, spawn_app_with_sign_in, strings};
+use support::{Mode, TestApp, error_paths, spawn_app, spawn_app_with_sign_in, strings};
 use tokio_tungstenite::tungstenite::Message;
 use ttscm_testkit::oidc;
 
@@ -396,14 +396,9 @@ async fn bootstrap_admin_and_role_changes_reach_the_edge(mode: Mode) {
         )
         .await;
     assert_eq!(status, 400, "{body}");
-    let paths: Vec<&Value> = body["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .map(|e| &e["path"])
-        .collect();
-    assert!(paths.contains(&&json!(["name"])), "{body}");
-    assert!(paths.contains(&&json!(["permissions", 1])), "{body}");
+    let paths = error_paths(&body);
+    assert!(paths.contains(&json!(["name"])), "{body}");
+    assert!(paths.contains(&json!(["permissions", 1])), "{body}");
     let (status, body) = app.get("/v1/role/roles", Some(&boss_token)).await;
     assert_eq!(status, 200, "{body}");
     let names = strings(&body["data"], "name");

@@ -362,6 +362,16 @@ pub fn decode_claims(jwt: &str) -> ttscm_contract::identity::AccessClaims {
     serde_json::from_slice(&bytes).expect("the payload holds access claims")
 }
 
+/// What [`TestApp::seed_aws_credential`] made.
+pub struct Seeded {
+    /// The company's id.
+    pub company: String,
+    /// The type's id.
+    pub type_id: String,
+    /// The credential's id.
+    pub id: String,
+}
+
 /// What an error answer is exactly, per the spec: the status and its envelope.
 pub fn refusal(status: u16, message: &str) -> (u16, Value) {
     let body = serde_json::json!({"status": status, "message": message, "successful": false});
@@ -372,6 +382,16 @@ pub fn refusal(status: u16, message: &str) -> (u16, Value) {
 /// none, so `text(..).contains(..)` fails for a missing field as for a wrong one.
 pub fn text<'a>(body: &'a Value, pointer: &str) -> &'a str {
     body.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The `path` of each error in an error answer's `errors`.
+pub fn error_paths(body: &Value) -> Vec<Value> {
+    body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["path"].clone())
+        .collect()
 }
 
 /// The string `field` of each element of the array `items` (elements without it are skipped).
@@ -457,6 +477,15 @@ impl TestApp {
             404,
             "{path} after its delete"
         );
+    }
+
+    /// Seeds the company `company`, creates the AWS-like type and one credential of it for that
+    /// company holding `secret`.
+    pub async fn seed_aws_credential(&self, company: &str, secret: &str) -> Seeded {
+        let company = self.seed_company(company).await;
+        let type_id = self.create_aws_type(None).await;
+        let id = self.create_aws_credential(&type_id, &company, secret).await;
+        Seeded { company, type_id, id }
     }
 
     /// Creates the AWS-like type used across tests; answers its id.
