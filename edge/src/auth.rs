@@ -130,6 +130,8 @@ impl Authenticator {
         if let Some(principal) = self.access_tokens.get(&key) {
             return Ok(principal);
         }
+        // A sign-out (`forget`) while this resolves must not be undone by caching the answer.
+        let since = self.access_tokens.generation();
         let claims = self.verify_jwt(ctx, token).await?;
         if claims.sid.is_empty() {
             return Err(unauthorized());
@@ -148,8 +150,12 @@ impl Authenticator {
         resolved.scopes = claims.scope.split_whitespace().map(str::to_owned).collect();
         let principal = Authenticated::new(resolved);
         let left = claims.exp.saturating_sub(ttscm_runtime::clock::unix_now());
-        self.access_tokens
-            .insert_for(key, principal.clone(), Duration::from_secs(left));
+        self.access_tokens.insert_for_unless_changed(
+            since,
+            key,
+            principal.clone(),
+            Duration::from_secs(left),
+        );
         Ok(principal)
     }
 

@@ -140,13 +140,19 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
     /// Caches `value` unless [`Cache::remove`] or [`Cache::clear`] ran since `since` was taken
     /// (the value may predate that change). Answers whether it was cached.
     pub fn insert_unless_changed(&self, since: Generation, key: K, value: V) -> bool {
+        self.insert_for_unless_changed(since, key, value, self.ttl)
+    }
+
+    /// [`Cache::insert_unless_changed`] for `ttl` or the cache's time to live, whichever is
+    /// shorter.
+    pub fn insert_for_unless_changed(&self, since: Generation, key: K, value: V, ttl: Duration) -> bool {
         let mut entries = self.entries.write();
         // Changes move the generation under the write lock, so this check and the insert are
         // one step for them.
         if self.generation() != since {
             return false;
         }
-        self.insert_locked(&mut entries, key, value, self.ttl);
+        self.insert_locked(&mut entries, key, value, ttl);
         true
     }
 
@@ -400,6 +406,12 @@ mod tests {
         cache.clear();
         assert_eq!(cache.get("a"), None);
         assert!(!cache.insert_unless_changed(since, "a", 1));
+        let since = cache.generation();
+        assert!(cache.insert_for_unless_changed(since, "b", 2, Duration::from_millis(10)));
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert_eq!(cache.get("b"), None, "kept for the shorter time");
+        cache.remove("b");
+        assert!(!cache.insert_for_unless_changed(since, "b", 2, TTL));
     }
 
     #[tokio::test(start_paused = true)]
