@@ -97,22 +97,18 @@ fn binary(env_var: &str, fallback: &str) -> String {
 /// A log writer that keeps what it is given, for tests that read their logs back
 /// (`fmt::layer().with_writer(move || captured.clone())`); clones share the buffer.
 #[derive(Clone, Default)]
-pub struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+pub struct CapturedLog(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
 
 impl CapturedLog {
     /// Everything written so far, as text.
     pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
-            .into_owned()
+        String::from_utf8_lossy(&self.0.lock()).into_owned()
     }
 }
 
 impl std::io::Write for CapturedLog {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(bytes);
+        self.0.lock().extend_from_slice(bytes);
         Ok(bytes.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {

@@ -65,10 +65,10 @@ impl Snapshot {
 #[derive(Default)]
 pub struct Listing {
     /// The current snapshot; read without waiting for a check or reload in progress.
-    snapshot: std::sync::Mutex<Option<Arc<Snapshot>>>,
+    snapshot: parking_lot::Mutex<Option<Arc<Snapshot>>>,
     /// Held by the one caller checking the version (and reloading).
     refresh: tokio::sync::Mutex<()>,
-    checked: std::sync::Mutex<Checked>,
+    checked: parking_lot::Mutex<Checked>,
     /// Version checks made (for tests and diagnostics).
     checks: std::sync::atomic::AtomicU64,
 }
@@ -104,17 +104,12 @@ impl Listing {
         Ok((count, newest))
     }
 
-    fn checked(&self) -> std::sync::MutexGuard<'_, Checked> {
-        self.checked
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn checked(&self) -> parking_lot::MutexGuard<'_, Checked> {
+        self.checked.lock()
     }
 
     fn snapshot(&self) -> Option<Arc<Snapshot>> {
-        self.snapshot
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.snapshot.lock().clone()
     }
 
     /// Forgets that the version was checked: the next list asks the store (after a write here).
@@ -200,10 +195,7 @@ impl Listing {
             haystack,
             starts,
         });
-        *self
-            .snapshot
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fresh.clone());
+        *self.snapshot.lock() = Some(fresh.clone());
         mark_checked();
         Ok(fresh)
     }

@@ -31,9 +31,10 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use parking_lot::{Mutex, MutexGuard};
 use ttscm_contract::audit::{AuditEntry, ListAuditEvents};
 
 use super::chain::AuditEntryText;
@@ -92,10 +93,6 @@ fn io(context: &str, error: std::io::Error) -> StoreError {
     }
 }
 
-fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
-    StoreError::Other("the audit journal's lock was poisoned by a panic".into())
-}
-
 fn open_file(path: &Path) -> Result<File, StoreError> {
     OpenOptions::new()
         .read(true)
@@ -136,7 +133,7 @@ impl Journal {
             }),
         });
         {
-            let mut state = journal.lock()?;
+            let mut state = journal.lock();
             let _held = journal.hold()?;
             journal.refresh(&mut state, true)?;
         }
@@ -149,8 +146,8 @@ impl Journal {
         &self.path
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, State>, StoreError> {
-        self.state.lock().map_err(poisoned)
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock()
     }
 
     /// Takes the inter-process lock (callers hold the state's mutex, so one thread at a time).
@@ -262,7 +259,7 @@ impl Journal {
             }
             size += entry.json.len() + 1;
         }
-        let mut state = self.lock()?;
+        let mut state = self.lock();
         let _held = self.hold()?;
         self.refresh(&mut state, true)?;
         for (i, entry) in entries.iter().enumerate() {
@@ -304,7 +301,7 @@ impl Journal {
     /// Syncs appends to the disk, if any were made since the last sync.
     pub fn sync(&self) -> Result<(), StoreError> {
         let file = {
-            let mut state = self.lock()?;
+            let mut state = self.lock();
             if !state.unsynced {
                 return Ok(());
             }
@@ -312,9 +309,7 @@ impl Journal {
             state.file.clone()
         };
         file.sync_data().map_err(|error| {
-            if let Ok(mut state) = self.lock() {
-                state.unsynced = true;
-            }
+            self.lock().unsynced = true;
             io("cannot sync the audit journal", error)
         })
     }
@@ -322,7 +317,7 @@ impl Journal {
     /// The text of the entry at `seq`, if there is one.
     pub(crate) fn line_at(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
         let found = {
-            let mut state = self.lock()?;
+            let mut state = self.lock();
             self.refresh(&mut state, false)?;
             state
                 .slots
@@ -336,7 +331,7 @@ impl Journal {
     /// The text of the last entry (highest sequence number), if any.
     pub(crate) fn last_line(&self) -> Result<Option<Vec<u8>>, StoreError> {
         let found = {
-            let mut state = self.lock()?;
+            let mut state = self.lock();
             self.refresh(&mut state, false)?;
             state.slots.last().map(|slot| (state.file.clone(), slot))
         };
@@ -346,7 +341,7 @@ impl Journal {
     /// The texts of at most `limit` entries from sequence number `from` on, in sequence order.
     pub(crate) fn read_from(&self, from: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
         let (file, slots) = {
-            let mut state = self.lock()?;
+            let mut state = self.lock();
             self.refresh(&mut state, false)?;
             let start = state.slots.partition_point(|s| s.seq < from);
             let until = state.slots.len().min(start.saturating_add(limit));
@@ -367,7 +362,7 @@ impl Journal {
         let matcher = Matcher::new(query);
         if matcher.is_all() {
             let (file, slots, total) = {
-                let mut state = self.lock()?;
+                let mut state = self.lock();
                 self.refresh(&mut state, false)?;
                 let total = state.slots.len();
                 let until = total.saturating_sub(usize::try_from(wanted.start).unwrap_or(usize::MAX));
@@ -387,7 +382,7 @@ impl Journal {
         let mut below: Option<u64> = None;
         loop {
             let (file, chunk) = {
-                let mut state = self.lock()?;
+                let mut state = self.lock();
                 if below.is_none() {
                     self.refresh(&mut state, false)?;
                 }

@@ -46,7 +46,9 @@ mod mongo;
 mod stream;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -329,13 +331,8 @@ impl AuditLog {
         &self.inner.storage
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // The state is consistent between statements (no panics while held), so a poisoned
-        // lock is still usable.
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> parking_lot::MutexGuard<'_, State> {
+        self.inner.state.lock()
     }
 
     /// Passes the lead to the first queued caller still waiting, or ends the writing.

@@ -11,12 +11,13 @@
 //! would. Payload limit as NATS's default.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use parking_lot::RwLock;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
@@ -135,11 +136,7 @@ impl InProcBus {
     }
 
     fn pick_member(&self, subject: &str) -> Option<Member> {
-        let groups = self
-            .inner
-            .groups
-            .read()
-            .expect("bus lock is never poisoned: no panics under it");
+        let groups = self.inner.groups.read();
         let group = groups
             .get(subject)?
             .iter()
@@ -150,11 +147,7 @@ impl InProcBus {
     }
 
     fn prune(&self, subject: &str) {
-        let mut groups = self
-            .inner
-            .groups
-            .write()
-            .expect("bus lock is never poisoned: no panics under it");
+        let mut groups = self.inner.groups.write();
         if let Some(list) = groups.get_mut(subject) {
             for group in list.iter_mut() {
                 group.members.retain(|m| !m.is_closed());
@@ -235,11 +228,7 @@ impl InProcBus {
     pub(super) fn serve(&self, subject: &str, queue: &str) -> Result<Requests, BusError> {
         validate_subject(subject, false)?;
         let (tx, rx) = mpsc::channel(MEMBER_BACKLOG);
-        let mut groups = self
-            .inner
-            .groups
-            .write()
-            .expect("bus lock is never poisoned: no panics under it");
+        let mut groups = self.inner.groups.write();
         add_member(&mut groups, subject, queue, Member::Channel(tx));
         Ok(Requests(RequestsInner::InProc(rx)))
     }
@@ -254,11 +243,7 @@ impl InProcBus {
     ) -> Result<DirectRegistration, BusError> {
         validate_subject(subject, false)?;
         let live = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let mut groups = self
-            .inner
-            .groups
-            .write()
-            .expect("bus lock is never poisoned: no panics under it");
+        let mut groups = self.inner.groups.write();
         add_member(
             &mut groups,
             subject,
@@ -280,7 +265,6 @@ impl InProcBus {
         self.inner
             .subscribers
             .read()
-            .expect("bus lock is never poisoned: no panics under it")
             .iter()
             .any(|(pattern, sender)| !sender.is_closed() && subject_matches(pattern, subject))
     }
@@ -295,11 +279,7 @@ impl InProcBus {
         }
         let mut closed = false;
         {
-            let subscribers = self
-                .inner
-                .subscribers
-                .read()
-                .expect("bus lock is never poisoned: no panics under it");
+            let subscribers = self.inner.subscribers.read();
             for (pattern, sender) in subscribers.iter() {
                 if !subject_matches(pattern, subject) {
                     continue;
@@ -319,11 +299,7 @@ impl InProcBus {
             }
         }
         if closed {
-            self.inner
-                .subscribers
-                .write()
-                .expect("bus lock is never poisoned: no panics under it")
-                .retain(|(_, s)| !s.is_closed());
+            self.inner.subscribers.write().retain(|(_, s)| !s.is_closed());
         }
         Ok(())
     }
@@ -331,11 +307,7 @@ impl InProcBus {
     pub(super) fn subscribe(&self, pattern: &str) -> Result<Subscription, BusError> {
         validate_subject(pattern, true)?;
         let (tx, rx) = mpsc::channel(SUBSCRIBER_BACKLOG);
-        self.inner
-            .subscribers
-            .write()
-            .expect("bus lock is never poisoned: no panics under it")
-            .push((pattern.to_owned(), tx));
+        self.inner.subscribers.write().push((pattern.to_owned(), tx));
         Ok(Subscription(SubscriptionInner::InProc(rx)))
     }
 }

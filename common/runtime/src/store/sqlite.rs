@@ -16,8 +16,10 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::Value as SqlValue;
@@ -127,7 +129,7 @@ impl SqliteStore {
 
     /// Whether `collection` was declared an append log.
     fn is_log(&self, collection: &str) -> bool {
-        self.inner.logs.lock().is_ok_and(|logs| logs.contains(collection))
+        self.inner.logs.lock().contains(collection)
     }
 
     /// The schema holding `collection`: `log` for an append log, else `main`.
@@ -142,11 +144,11 @@ impl SqliteStore {
 
     /// Creates `collection`'s table if needed.
     fn ensure_table(&self, collection: &str) -> Result<(), StoreError> {
-        let mut tables = self.inner.tables.lock().map_err(poisoned)?;
+        let mut tables = self.inner.tables.lock();
         if tables.contains(collection) {
             return Ok(());
         }
-        let writer = self.inner.writer.lock().map_err(poisoned)?;
+        let writer = self.inner.writer.lock();
         // In one transaction: a log table never exists without its id index.
         let tx = writer.unchecked_transaction().map_err(other)?;
         tx.execute_batch(&create_table(collection, self.is_log(collection)))
@@ -165,8 +167,8 @@ impl SqliteStore {
         indexes: &[IndexSpec],
     ) -> Result<(), StoreError> {
         {
-            let tables = self.inner.tables.lock().map_err(poisoned)?;
-            let mut logs = self.inner.logs.lock().map_err(poisoned)?;
+            let tables = self.inner.tables.lock();
+            let mut logs = self.inner.logs.lock();
             if tables.contains(collection) && !logs.contains(collection) {
                 return Err(StoreError::Invalid(format!(
                     "'{collection}' was used before it was declared an append log"
@@ -179,12 +181,12 @@ impl SqliteStore {
 
     fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let index = self.inner.next_reader.fetch_add(1, Ordering::Relaxed) % self.inner.readers.len();
-        let reader = self.inner.readers[index].lock().map_err(poisoned)?;
+        let reader = self.inner.readers[index].lock();
         f(&reader)
     }
 
     fn with_writer<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let writer = self.inner.writer.lock().map_err(poisoned)?;
+        let writer = self.inner.writer.lock();
         f(&writer)
     }
 
@@ -418,12 +420,8 @@ const WAL_RESTART_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Checkpoints all of `schema`'s WAL and restarts it, holding every connection of the store.
 fn restart_wal(inner: &Inner, schema: &str) -> Result<(), StoreError> {
-    let writer = inner.writer.lock().map_err(poisoned)?;
-    let _readers = inner
-        .readers
-        .iter()
-        .map(|r| r.lock().map_err(poisoned))
-        .collect::<Result<Vec<_>, _>>()?;
+    let writer = inner.writer.lock();
+    let _readers = inner.readers.iter().map(|r| r.lock()).collect::<Vec<_>>();
     writer
         .query_row(
             &format!("PRAGMA {schema}.wal_checkpoint(RESTART)"),
@@ -558,8 +556,4 @@ fn map_error(error: rusqlite::Error) -> StoreError {
 
 fn other(error: rusqlite::Error) -> StoreError {
     StoreError::Other(error.to_string())
-}
-
-pub(super) fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
-    StoreError::Other("a store lock was poisoned by a panic".into())
 }
