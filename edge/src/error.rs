@@ -32,6 +32,26 @@ pub fn error_response(error: &WireError) -> Response {
     envelope::error(status_of(error.code), &error.message, &error.errors)
 }
 
+/// A request to a WebSocket route without `Upgrade: websocket` (e.g. a plain GET): a 400 that
+/// says so, rather than warp's own rejection, which is not public and would end as a 500.
+#[derive(Debug)]
+pub struct NotAWebSocket;
+
+impl warp::reject::Reject for NotAWebSocket {}
+
+/// Passes requests that ask for a WebSocket upgrade; rejects others with [`NotAWebSocket`].
+pub fn websocket_upgrade() -> impl warp::Filter<Extract = (), Error = Rejection> + Copy {
+    use warp::Filter;
+    warp::header::optional::<String>("upgrade")
+        .and_then(|upgrade: Option<String>| async move {
+            match upgrade {
+                Some(value) if value.eq_ignore_ascii_case("websocket") => Ok(()),
+                _ => Err(warp::reject::custom(NotAWebSocket)),
+            }
+        })
+        .untuple_one()
+}
+
 /// Turns warp's rejections into the spec's envelope. Handlers answer their own errors; what
 /// reaches here is "no route matched" or a body/header problem warp found first.
 pub async fn handle_rejection(rejection: Rejection) -> Result<Response, Infallible> {
@@ -45,6 +65,11 @@ pub async fn handle_rejection(rejection: Rejection) -> Result<Response, Infallib
         (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Content-Type must be application/json",
+        )
+    } else if rejection.find::<NotAWebSocket>().is_some() {
+        (
+            StatusCode::BAD_REQUEST,
+            "This route is a WebSocket: open it with an Upgrade: websocket request",
         )
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")

@@ -533,6 +533,7 @@ where
             let state = state.clone();
             matched
                 .and(warp::query::<HashMap<String, String>>())
+                .and(crate::error::websocket_upgrade())
                 .and(warp::ws())
                 .map(move |_, query, ws| upgrade(state.clone(), query, ws))
                 .boxed()

@@ -195,3 +195,17 @@ async fn liveness_answers_without_a_request_id_and_readiness_with_one() {
     assert_eq!(ready.body["message"], "Not ready");
     ready.assert_header("x-request-id: ");
 }
+
+#[tokio::test]
+async fn a_plain_get_of_the_sign_in_socket_is_a_400_saying_it_is_a_websocket() {
+    let edge = spawn_edge().await;
+    let answer = edge.get("/v1/auth/ws?callbackKey=abc").await;
+    answer.assert_header("x-request-id: ");
+    assert_eq!(
+        (answer.status, answer.body),
+        refusal(
+            400,
+            "This route is a WebSocket: open it with an Upgrade: websocket request"
+        )
+    );
+}
