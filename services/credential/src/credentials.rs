@@ -33,6 +33,15 @@ impl Service {
             .map_err(store_failed)
     }
 
+    /// Announces `action` on `credential` with its plain event data (ids and name, no values).
+    pub(crate) async fn credential_event(&self, ctx: &CallContext, action: &str, credential: &CredentialDoc) {
+        self.events
+            .publish(ctx, "credential", action, &credential.id, || {
+                Self::event_data(credential)
+            })
+            .await;
+    }
+
     pub(crate) fn event_data(credential: &CredentialDoc) -> Value {
         json!({"id": credential.id, "name": credential.name, "typeId": credential.type_id, "companyId": credential.company_id})
     }
@@ -189,12 +198,7 @@ impl ServiceOp<Service> for CreateCredential {
             service.credentials_changed(Some(&credential.id)).await;
             return Err(error);
         }
-        service
-            .events
-            .publish(ctx, "credential", "created", &credential.id, || {
-                Service::event_data(&credential)
-            })
-            .await;
+        service.credential_event(ctx, "created", &credential).await;
         Ok(Service::to_wire(&credential, &credential_type, company))
     }
 }
@@ -227,12 +231,7 @@ impl ServiceOp<Service> for UpdateCredential {
         service
             .record(ctx, Service::credential_record("credential.updated", &credential))
             .await?;
-        service
-            .events
-            .publish(ctx, "credential", "updated", id, || {
-                Service::event_data(&credential)
-            })
-            .await;
+        service.credential_event(ctx, "updated", &credential).await;
         let company = service.company(ctx, &credential.company_id).await?;
         Ok(Service::to_wire(&credential, &credential_type, company))
     }
@@ -359,12 +358,7 @@ impl ServiceOp<Service> for DeleteCredential {
             return Err(credential_not_found());
         }
         service.caches.clear_type_list();
-        service
-            .events
-            .publish(ctx, "credential", "deleted", id, || {
-                Service::event_data(&credential)
-            })
-            .await;
+        service.credential_event(ctx, "deleted", &credential).await;
         Ok(())
     }
 }

@@ -386,12 +386,7 @@ impl ServiceOp<Service> for DeleteCredentialType {
         service.caches.clear_types();
         for document in doomed {
             if let Ok(credential) = from_document::<CredentialDoc>(document) {
-                service
-                    .events
-                    .publish(ctx, "credential", "deleted", &credential.id, || {
-                        Service::event_data(&credential)
-                    })
-                    .await;
+                service.credential_event(ctx, "deleted", &credential).await;
             }
         }
         service
