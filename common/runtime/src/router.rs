@@ -61,8 +61,12 @@ struct Listener<S> {
     handle: fn(&S, &Message),
 }
 
-/// The operations one service serves on its state `S`, plus its health check and the plain
-/// subscriptions it listens to: everything the service takes from the bus, in one place.
+/// A job a service runs beside its operations until shutdown (e.g. draining an outbox).
+type Job<S> = fn(Arc<S>, Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The operations one service serves on its state `S`, plus its health check, the plain
+/// subscriptions it listens to and the jobs it runs beside them: everything the service does
+/// with the bus and in the background, in one place.
 pub struct ServiceRouter<S> {
     /// The service's name, as the health reply reports it.
     service: &'static str,
@@ -76,6 +80,8 @@ pub struct ServiceRouter<S> {
     routes: Vec<Route<S>>,
     /// The declared listeners.
     listeners: Vec<Listener<S>>,
+    /// The declared background jobs.
+    jobs: Vec<Job<S>>,
 }
 
 /// Starts the health operation's serving loop: reports `service` and whether `store` answers.
@@ -107,6 +113,7 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
             serve_health: serve_health::<H>,
             routes: Vec::new(),
             listeners: Vec::new(),
+            jobs: Vec::new(),
         }
     }
 
@@ -139,6 +146,13 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         self
     }
 
+    /// Declares a job that runs beside the operations from `serve` until shutdown.
+    #[must_use]
+    pub fn background(mut self, job: Job<S>) -> Self {
+        self.jobs.push(job);
+        self
+    }
+
     /// The patterns of the plain subscriptions this router listens to.
     pub fn listens_to(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.listeners.iter().map(|l| l.pattern)
@@ -163,7 +177,7 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         store: Option<Store>,
         shutdown: Shutdown,
     ) -> Result<Vec<JoinHandle<()>>, BusError> {
-        let mut tasks = Vec::with_capacity(self.routes.len() + self.listeners.len() + 1);
+        let mut tasks = Vec::with_capacity(self.routes.len() + self.listeners.len() + self.jobs.len() + 1);
         // Listeners first: a change announced while the operations start is not missed.
         for listener in &self.listeners {
             let subscription = bus.subscribe(listener.pattern).await?;
@@ -175,7 +189,10 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         for route in &self.routes {
             tasks.push((route.serve)(bus, self.queue, state.clone(), shutdown.clone()).await?);
         }
-        tasks.push((self.serve_health)(bus, self.queue, self.service, store, shutdown).await?);
+        tasks.push((self.serve_health)(bus, self.queue, self.service, store, shutdown.clone()).await?);
+        for job in &self.jobs {
+            tasks.push(tokio::spawn(job(state.clone(), shutdown.clone())));
+        }
         Ok(tasks)
     }
 }
@@ -237,6 +254,7 @@ mod tests {
     #[derive(Debug, Default)]
     struct State {
         heard: AtomicUsize,
+        jobs_running: AtomicUsize,
     }
 
     impl ServiceOp<State> for Double {
@@ -252,6 +270,13 @@ mod tests {
             .op::<Double>()
             .listen("ttscm.test.v1.changed.>", |state, _| {
                 state.heard.fetch_add(1, Ordering::SeqCst);
+            })
+            .background(|state, shutdown| {
+                Box::pin(async move {
+                    state.jobs_running.fetch_add(1, Ordering::SeqCst);
+                    shutdown.cancelled().await;
+                    state.jobs_running.fetch_sub(1, Ordering::SeqCst);
+                })
             })
     }
 
@@ -274,7 +299,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_served_router_answers_operations_and_health_and_hears_its_listeners() {
+    async fn a_served_router_answers_operations_and_health_hears_its_listeners_and_runs_its_jobs() {
         let bus = Bus::InProc(InProcBus::new());
         let state = Arc::new(State::default());
         let shutdown = Shutdown::new();
@@ -303,10 +328,23 @@ mod tests {
             tokio::task::yield_now().await;
         }
 
+        while state.jobs_running.load(Ordering::SeqCst) == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the background job never started"
+            );
+            tokio::task::yield_now().await;
+        }
+
         shutdown.cancel();
         for task in tasks {
             task.await.expect("a serving loop ends on shutdown");
         }
+        assert_eq!(
+            state.jobs_running.load(Ordering::SeqCst),
+            0,
+            "the job stopped on shutdown"
+        );
         let after = client
             .call(&ctx, &Double(1))
             .await

@@ -42,16 +42,14 @@ pub async fn run(
     let service = service::Service {
         store: store.clone(),
         client: BusClient::new(bus.clone(), settings.request_timeout()),
-        events: events.clone(),
+        events,
         audit,
         caches: std::sync::Arc::new(caches::Caches::default()),
     };
     let service = std::sync::Arc::new(service);
-    let mut tasks = router()
-        .serve(bus, service, Some(store.clone()), shutdown.clone())
-        .await?;
-    tasks.push(tokio::spawn(events.drain_outbox_forever(shutdown.clone())));
-    Ok(tasks)
+    Ok(router()
+        .serve(bus, service, Some(store.clone()), shutdown)
+        .await?)
 }
 
 /// Every operation the credential service serves.
@@ -74,6 +72,8 @@ pub fn router() -> ServiceRouter<service::Service> {
         .op::<DeleteCredentialType>()
         .op::<ListAuditEvents>()
         .op::<VerifyAudit>()
+        // Events that could not be published when they happened, retried until delivered.
+        .background(|service, shutdown| Box::pin(service.events.clone().drain_outbox_forever(shutdown)))
         // Type events from every replica clear this replica's type caches; credential changes
         // announced by every replica (this one included) forget the credential, or for `*` all.
         .listen(TYPE_EVENTS, |service, _| service.caches.clear_types())

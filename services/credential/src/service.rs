@@ -137,9 +137,7 @@ impl Service {
         ctx: &CallContext,
         id: &str,
     ) -> Result<(Arc<CredentialDoc>, Arc<TypeDoc>), WireError> {
-        let credential = self.credential(id).await?;
-        let credential_type = self.scoped_type(ctx, &credential).await?;
-        Ok((credential, credential_type))
+        self.with_scoped_type(ctx, self.credential(id).await?).await
     }
 
     /// A credential as stored now and its type, after checking the type's scope (for writes).
@@ -148,8 +146,15 @@ impl Service {
         ctx: &CallContext,
         id: &str,
     ) -> Result<(CredentialDoc, Arc<TypeDoc>), WireError> {
-        let credential = self.credential_fresh(id).await?;
-        let credential_type = self.scoped_type(ctx, &credential).await?;
+        self.with_scoped_type(ctx, self.credential_fresh(id).await?).await
+    }
+
+    async fn with_scoped_type<C: std::borrow::Borrow<CredentialDoc>>(
+        &self,
+        ctx: &CallContext,
+        credential: C,
+    ) -> Result<(C, Arc<TypeDoc>), WireError> {
+        let credential_type = self.scoped_type(ctx, credential.borrow()).await?;
         Ok((credential, credential_type))
     }
 

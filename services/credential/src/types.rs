@@ -48,6 +48,17 @@ async fn recount_types(store: &Store, caches: &Caches) -> Result<Vec<CredentialT
     Ok(types)
 }
 
+/// A type write's store failure: a unique conflict means a type of that name exists already.
+fn type_write_failed(error: StoreError, name: &str) -> WireError {
+    match error {
+        StoreError::Conflict => WireError::new(
+            ErrorCode::Conflict,
+            format!("A credential type named '{name}' already exists"),
+        ),
+        other => store_failed(other),
+    }
+}
+
 impl Service {
     pub(crate) async fn count_of(&self, type_id: &str) -> Result<u64, WireError> {
         credentials_of_type(&self.store, type_id).await
@@ -220,16 +231,11 @@ impl ServiceOp<Service> for CreateCredentialType {
             created_at: now.clone(),
             updated_at: now,
         };
-        match service.store.insert(CREDENTIAL_TYPES, to_document(&doc)).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict) => {
-                return Err(WireError::new(
-                    ErrorCode::Conflict,
-                    format!("A credential type named '{}' already exists", doc.name),
-                ));
-            }
-            Err(other) => return Err(store_failed(other)),
-        }
+        service
+            .store
+            .insert(CREDENTIAL_TYPES, to_document(&doc))
+            .await
+            .map_err(|error| type_write_failed(error, &doc.name))?;
         service.caches.clear_type_list();
         if let Err(error) = service
             .record(ctx, Service::type_record("credential_type.created", &doc.id))
@@ -313,20 +319,13 @@ impl ServiceOp<Service> for UpdateCredentialType {
                 serde_json::to_value(&new.fields).expect("fields serialize"),
             )
             .set("updatedAt", new.updated_at.clone());
-        match service
+        let updated = service
             .store
             .update_one(CREDENTIAL_TYPES, &Filter::id(id), &update)
             .await
-        {
-            Ok(true) => {}
-            Ok(false) => return Err(type_not_found()),
-            Err(StoreError::Conflict) => {
-                return Err(WireError::new(
-                    ErrorCode::Conflict,
-                    format!("A credential type named '{}' already exists", new.name),
-                ));
-            }
-            Err(other) => return Err(store_failed(other)),
+            .map_err(|error| type_write_failed(error, &new.name))?;
+        if !updated {
+            return Err(type_not_found());
         }
         service.caches.clear_types();
         service

@@ -1,8 +1,9 @@
 //! Errors of the identity service.
 
-use ttscm_runtime::{BusError, StoreError};
+use ttscm_runtime::StoreError;
 
-/// Why identity could not start or an admin command failed.
+/// Why an identity admin command (run by the CLI on the store) or loading the signing key
+/// failed.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     /// A setting is missing or invalid (the CLI exits with code 64).
@@ -11,9 +12,6 @@ pub enum IdentityError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The bus failed.
-    #[error(transparent)]
-    Bus(#[from] BusError),
     /// An admin command named something that does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -26,7 +24,6 @@ impl From<IdentityError> for ttscm_runtime::router::StartError {
     fn from(error: IdentityError) -> Self {
         match error {
             IdentityError::Store(error) => Self::Store(error),
-            IdentityError::Bus(error) => Self::Bus(error),
             other => Self::Config(other.to_string()),
         }
     }

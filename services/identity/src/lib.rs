@@ -44,11 +44,9 @@ pub async fn run(
         signing_key,
         settings,
     ));
-    let mut tasks = router()
-        .serve(bus, identity, Some(store.clone()), shutdown.clone())
-        .await?;
-    tasks.push(tokio::spawn(sweep_expired(store.clone(), shutdown)));
-    Ok(tasks)
+    Ok(router()
+        .serve(bus, identity, Some(store.clone()), shutdown)
+        .await?)
 }
 
 /// Every operation identity serves.
@@ -70,6 +68,7 @@ pub fn router() -> ServiceRouter<service::Identity> {
         .op::<CreateRole>()
         .op::<UpdateRole>()
         .op::<DeleteRole>()
+        .background(|identity, shutdown| Box::pin(sweep_expired(identity.store.clone(), shutdown)))
         // User changes made through other replicas: drop them from this replica's user cache.
         .listen(IDENTITY_USER_CHANGED, |identity, message| {
             identity.users.forget(&String::from_utf8_lossy(&message.payload));
