@@ -69,27 +69,25 @@ impl Service {
 /// Every credential of a type.
 impl ServiceOp<Service> for ListCredentialsByType {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Vec<Credential>, WireError> {
-        let ctx = &ctx;
         let id = self.id.as_str();
         let credential_type = service.live_type(id).await?;
-        check_scope(ctx, &credential_type)?;
+        check_scope(&ctx, &credential_type)?;
         let credentials = service
             .credentials_where("typeId", id)
             .await?
             .into_iter()
             .map(|credential| (credential, credential_type.clone()))
             .collect();
-        service.with_companies(ctx, credentials).await
+        service.with_companies(&ctx, credentials).await
     }
 }
 
 /// Every credential of a company the caller may see (types whose scope it lacks are left out).
 impl ServiceOp<Service> for ListCredentialsByCompany {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Vec<Credential>, WireError> {
-        let ctx = &ctx;
         let company_id = self.company_id.as_str();
         let company = service
-            .company(ctx, company_id)
+            .company(&ctx, company_id)
             .await?
             .ok_or_else(|| WireError::not_found("Company"))?;
         let mut types: HashMap<String, Option<Arc<TypeDoc>>> = HashMap::new();
@@ -100,7 +98,7 @@ impl ServiceOp<Service> for ListCredentialsByCompany {
                 types.insert(credential.type_id.clone(), found);
             }
             if let Some(Some(credential_type)) = types.get(&credential.type_id)
-                && check_scope(ctx, credential_type).is_ok()
+                && check_scope(&ctx, credential_type).is_ok()
             {
                 out.push(Service::to_wire(
                     &credential,
@@ -128,10 +126,9 @@ impl ServiceOp<Service> for CountCompanyCredentials {
 /// One credential.
 impl ServiceOp<Service> for GetCredential {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Credential, WireError> {
-        let ctx = &ctx;
         let id = self.id.as_str();
-        let (credential, credential_type) = service.accessible(ctx, id).await?;
-        let company = service.company(ctx, &credential.company_id).await?;
+        let (credential, credential_type) = service.accessible(&ctx, id).await?;
+        let company = service.company(&ctx, &credential.company_id).await?;
         Ok(Service::to_wire(&credential, &credential_type, company))
     }
 }
@@ -139,7 +136,6 @@ impl ServiceOp<Service> for GetCredential {
 /// Creates a credential.
 impl ServiceOp<Service> for CreateCredential {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Credential, WireError> {
-        let ctx = &ctx;
         let input = self.input;
         let mut errors = Vec::new();
         domain::check_name(&input.name, vec![json!("name")], &mut errors);
@@ -153,7 +149,7 @@ impl ServiceOp<Service> for CreateCredential {
                 None
             }
         };
-        let company = service.company(ctx, &input.company_id).await?;
+        let company = service.company(&ctx, &input.company_id).await?;
         if company.is_none() {
             errors.push(FieldError::new(vec![json!("companyId")], "Company not found"));
         }
@@ -171,9 +167,9 @@ impl ServiceOp<Service> for CreateCredential {
             return Err(WireError::validation(errors));
         }
         let credential_type = credential_type.ok_or_else(WireError::internal)?;
-        check_scope(ctx, &credential_type)?;
+        check_scope(&ctx, &credential_type)?;
         let id = ids::new_id();
-        let values = service.seal(ctx, &id, checked, &[]).await?;
+        let values = service.seal(&ctx, &id, checked, &[]).await?;
         let now = clock::now_iso();
         let credential = CredentialDoc {
             id,
@@ -191,14 +187,17 @@ impl ServiceOp<Service> for CreateCredential {
             .map_err(store_failed)?;
         service.caches.clear_type_list();
         if let Err(error) = service
-            .record(ctx, Service::credential_record("credential.created", &credential))
+            .record(
+                &ctx,
+                Service::credential_record("credential.created", &credential),
+            )
             .await
         {
             let _ = service.store.delete(CREDENTIALS, &credential.id).await;
             service.credentials_changed(Some(&credential.id)).await;
             return Err(error);
         }
-        service.credential_event(ctx, "created", &credential).await;
+        service.credential_event(&ctx, "created", &credential).await;
         Ok(Service::to_wire(&credential, &credential_type, company))
     }
 }
@@ -206,7 +205,6 @@ impl ServiceOp<Service> for CreateCredential {
 /// Renames a credential.
 impl ServiceOp<Service> for UpdateCredential {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Credential, WireError> {
-        let ctx = &ctx;
         let id = self.id.as_str();
         let patch = self.patch;
         let mut errors = Vec::new();
@@ -214,7 +212,7 @@ impl ServiceOp<Service> for UpdateCredential {
         if !errors.is_empty() {
             return Err(WireError::validation(errors));
         }
-        let (mut credential, credential_type) = service.accessible_fresh(ctx, id).await?;
+        let (mut credential, credential_type) = service.accessible_fresh(&ctx, id).await?;
         credential.name = patch.name.trim().to_owned();
         credential.updated_at = clock::now_iso();
         let update = Update::default()
@@ -229,10 +227,13 @@ impl ServiceOp<Service> for UpdateCredential {
             return Err(credential_not_found());
         }
         service
-            .record(ctx, Service::credential_record("credential.updated", &credential))
+            .record(
+                &ctx,
+                Service::credential_record("credential.updated", &credential),
+            )
             .await?;
-        service.credential_event(ctx, "updated", &credential).await;
-        let company = service.company(ctx, &credential.company_id).await?;
+        service.credential_event(&ctx, "updated", &credential).await;
+        let company = service.company(&ctx, &credential.company_id).await?;
         Ok(Service::to_wire(&credential, &credential_type, company))
     }
 }
@@ -240,13 +241,12 @@ impl ServiceOp<Service> for UpdateCredential {
 /// Replaces a credential's values.
 impl ServiceOp<Service> for UpdateCredentialFields {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Credential, WireError> {
-        let ctx = &ctx;
         let id = self.id.as_str();
         let input = self.input;
-        let (mut credential, credential_type) = service.accessible_fresh(ctx, id).await?;
+        let (mut credential, credential_type) = service.accessible_fresh(&ctx, id).await?;
         let checked =
             domain::check_values(&credential_type.fields, &input.fields).map_err(WireError::validation)?;
-        credential.values = service.seal(ctx, id, checked, &credential.values).await?;
+        credential.values = service.seal(&ctx, id, checked, &credential.values).await?;
         credential.updated_at = clock::now_iso();
         let update = Update::default()
             .set(
@@ -264,13 +264,13 @@ impl ServiceOp<Service> for UpdateCredentialFields {
         }
         service
             .record(
-                ctx,
+                &ctx,
                 Service::credential_record("credential.fields_updated", &credential),
             )
             .await?;
         service
             .events
-            .publish(ctx, "credential", "fields_updated", id, || {
+            .publish(&ctx, "credential", "fields_updated", id, || {
                 let mut data = Service::event_data(&credential);
                 data["fieldIds"] = json!(
                     credential
@@ -282,7 +282,7 @@ impl ServiceOp<Service> for UpdateCredentialFields {
                 data
             })
             .await;
-        let company = service.company(ctx, &credential.company_id).await?;
+        let company = service.company(&ctx, &credential.company_id).await?;
         Ok(Service::to_wire(&credential, &credential_type, company))
     }
 }
@@ -290,9 +290,8 @@ impl ServiceOp<Service> for UpdateCredentialFields {
 /// Values, secure ones sealed.
 impl ServiceOp<Service> for GetCredentialFields {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Vec<FieldValue>, WireError> {
-        let ctx = &ctx;
         let id = self.id.as_str();
-        let (credential, _) = service.accessible(ctx, id).await?;
+        let (credential, _) = service.accessible(&ctx, id).await?;
         Ok(credential
             .values
             .iter()
@@ -312,14 +311,13 @@ impl ServiceOp<Service> for GetCredentialFields {
 /// value that does not open) is still on record: the log errs on the side of recording.
 impl ServiceOp<Service> for RevealSecureValues {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<SecureValues, WireError> {
-        let ctx = &ctx;
         let id = self.id.as_str();
-        let (credential, _) = service.accessible(ctx, id).await?;
+        let (credential, _) = service.accessible(&ctx, id).await?;
         let sealed: Vec<&StoredValue> = credential.values.iter().filter(|v| v.sealed).collect();
         let (opened, recorded) = tokio::join!(
-            service.unseal(ctx, id, &sealed),
+            service.unseal(&ctx, id, &sealed),
             service.record(
-                ctx,
+                &ctx,
                 Service::credential_record("credential.revealed", &credential)
             ),
         );
@@ -333,7 +331,7 @@ impl ServiceOp<Service> for RevealSecureValues {
             .collect();
         service
             .events
-            .publish(ctx, "credential", "revealed", id, || {
+            .publish(&ctx, "credential", "revealed", id, || {
                 let mut data = Service::event_data(&credential);
                 data["fieldIds"] = json!(revealed.keys().collect::<Vec<_>>());
                 data
@@ -346,11 +344,13 @@ impl ServiceOp<Service> for RevealSecureValues {
 /// Deletes a credential and its sealed values.
 impl ServiceOp<Service> for DeleteCredential {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<(), WireError> {
-        let ctx = &ctx;
         let id = self.id.as_str();
-        let (credential, _) = service.accessible_fresh(ctx, id).await?;
+        let (credential, _) = service.accessible_fresh(&ctx, id).await?;
         service
-            .record(ctx, Service::credential_record("credential.deleted", &credential))
+            .record(
+                &ctx,
+                Service::credential_record("credential.deleted", &credential),
+            )
             .await?;
         let deleted = service.store.delete(CREDENTIALS, id).await;
         service.credentials_changed(Some(id)).await;
@@ -358,7 +358,7 @@ impl ServiceOp<Service> for DeleteCredential {
             return Err(credential_not_found());
         }
         service.caches.clear_type_list();
-        service.credential_event(ctx, "deleted", &credential).await;
+        service.credential_event(&ctx, "deleted", &credential).await;
         Ok(())
     }
 }

@@ -60,6 +60,19 @@ fn type_write_failed(error: StoreError, name: &str) -> WireError {
 }
 
 impl Service {
+    /// Announces `action` on the type `id` named `name`.
+    pub(crate) async fn type_event(&self, ctx: &CallContext, action: &str, id: &str, name: &str) {
+        self.events
+            .publish(
+                ctx,
+                "credential_type",
+                action,
+                id,
+                || json!({"id": id, "name": name}),
+            )
+            .await;
+    }
+
     pub(crate) async fn count_of(&self, type_id: &str) -> Result<u64, WireError> {
         credentials_of_type(&self.store, type_id).await
     }
@@ -213,7 +226,6 @@ impl ServiceOp<Service> for GetCredentialType {
 /// Creates a type.
 impl ServiceOp<Service> for CreateCredentialType {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<CredentialType, WireError> {
-        let ctx = &ctx;
         let mut input = self.input;
         let errors = domain::check_type_input(&mut input);
         if !errors.is_empty() {
@@ -238,22 +250,13 @@ impl ServiceOp<Service> for CreateCredentialType {
             .map_err(|error| type_write_failed(error, &doc.name))?;
         service.caches.clear_type_list();
         if let Err(error) = service
-            .record(ctx, Service::type_record("credential_type.created", &doc.id))
+            .record(&ctx, Service::type_record("credential_type.created", &doc.id))
             .await
         {
             let _ = service.store.delete(CREDENTIAL_TYPES, &doc.id).await;
             return Err(error);
         }
-        service
-            .events
-            .publish(
-                ctx,
-                "credential_type",
-                "created",
-                &doc.id,
-                || json!({"id": doc.id, "name": doc.name}),
-            )
-            .await;
+        service.type_event(&ctx, "created", &doc.id, &doc.name).await;
         Ok(doc.to_wire(0))
     }
 }
@@ -261,7 +264,6 @@ impl ServiceOp<Service> for CreateCredentialType {
 /// Changes a type, migrating its credentials first.
 impl ServiceOp<Service> for UpdateCredentialType {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<CredentialType, WireError> {
-        let ctx = &ctx;
         let id = self.id.as_str();
         let patch = self.patch;
         let old = service
@@ -291,7 +293,7 @@ impl ServiceOp<Service> for UpdateCredentialType {
         if !errors.is_empty() {
             return Err(WireError::validation(errors));
         }
-        check_scope(ctx, &old)?;
+        check_scope(&ctx, &old)?;
         if new.name_key != old.name_key
             && service
                 .store
@@ -306,7 +308,7 @@ impl ServiceOp<Service> for UpdateCredentialType {
             ));
         }
         if new.fields != old.fields {
-            service.migrate(ctx, &new).await?;
+            service.migrate(&ctx, &new).await?;
         }
         new.updated_at = clock::now_iso();
         let update = Update::default()
@@ -329,18 +331,9 @@ impl ServiceOp<Service> for UpdateCredentialType {
         }
         service.caches.clear_types();
         service
-            .record(ctx, Service::type_record("credential_type.updated", id))
+            .record(&ctx, Service::type_record("credential_type.updated", id))
             .await?;
-        service
-            .events
-            .publish(
-                ctx,
-                "credential_type",
-                "updated",
-                id,
-                || json!({"id": id, "name": new.name}),
-            )
-            .await;
+        service.type_event(&ctx, "updated", id, &new.name).await;
         let count = service.count_of(id).await?;
         Ok(new.to_wire(count))
     }
@@ -349,11 +342,10 @@ impl ServiceOp<Service> for UpdateCredentialType {
 /// Deletes a type and every credential of it.
 impl ServiceOp<Service> for DeleteCredentialType {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<(), WireError> {
-        let ctx = &ctx;
         let id = self.id.as_str();
         let doc = service.type_fresh(id).await?.ok_or_else(type_not_found)?;
         service
-            .record(ctx, Service::type_record("credential_type.deleted", id))
+            .record(&ctx, Service::type_record("credential_type.deleted", id))
             .await?;
         if !doc.deleting {
             service
@@ -385,19 +377,10 @@ impl ServiceOp<Service> for DeleteCredentialType {
         service.caches.clear_types();
         for document in doomed {
             if let Ok(credential) = from_document::<CredentialDoc>(document) {
-                service.credential_event(ctx, "deleted", &credential).await;
+                service.credential_event(&ctx, "deleted", &credential).await;
             }
         }
-        service
-            .events
-            .publish(
-                ctx,
-                "credential_type",
-                "deleted",
-                id,
-                || json!({"id": id, "name": doc.name}),
-            )
-            .await;
+        service.type_event(&ctx, "deleted", id, &doc.name).await;
         Ok(())
     }
 }
