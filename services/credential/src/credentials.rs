@@ -16,6 +16,18 @@ use crate::service::{Service, check_scope, credential_not_found, store_failed};
 use crate::store::{CREDENTIALS, CredentialDoc, StoredValue, TypeDoc, from_document, to_document};
 
 impl Service {
+    /// Applies `update` to the stored credential `id` and forgets it everywhere (also when the
+    /// write failed: it may have landed); 404 when it no longer exists.
+    async fn update_credential(&self, id: &str, update: Update) -> Result<(), WireError> {
+        let updated = self.store.update_one(CREDENTIALS, &Filter::id(id), &update).await;
+        self.credentials_changed(Some(id)).await;
+        if updated.map_err(store_failed)? {
+            Ok(())
+        } else {
+            Err(credential_not_found())
+        }
+    }
+
     /// The credentials whose `field` equals `value`, ordered by name, then id.
     async fn credentials_where(&self, field: &str, value: &str) -> Result<Vec<CredentialDoc>, WireError> {
         let options = FindOptions::new(Filter::eq(field, value))
@@ -218,14 +230,7 @@ impl ServiceOp<Service> for UpdateCredential {
         let update = Update::default()
             .set("name", credential.name.clone())
             .set("updatedAt", credential.updated_at.clone());
-        let updated = service
-            .store
-            .update_one(CREDENTIALS, &Filter::id(id), &update)
-            .await;
-        service.credentials_changed(Some(id)).await;
-        if !updated.map_err(store_failed)? {
-            return Err(credential_not_found());
-        }
+        service.update_credential(id, update).await?;
         service
             .record(
                 &ctx,
@@ -254,14 +259,7 @@ impl ServiceOp<Service> for UpdateCredentialFields {
                 serde_json::to_value(&credential.values).expect("values serialize"),
             )
             .set("updatedAt", credential.updated_at.clone());
-        let updated = service
-            .store
-            .update_one(CREDENTIALS, &Filter::id(id), &update)
-            .await;
-        service.credentials_changed(Some(id)).await;
-        if !updated.map_err(store_failed)? {
-            return Err(credential_not_found());
-        }
+        service.update_credential(id, update).await?;
         service
             .record(
                 &ctx,
