@@ -266,32 +266,26 @@ fn token(settings: &Settings, command: TokenCommand) -> Result<(), AppError> {
 }
 
 fn user(settings: &Settings, command: UserCommand) -> Result<(), AppError> {
+    let UserCommand::Grant { email, role } = command;
     with_store(settings, |store| async move {
-        match command {
-            UserCommand::Grant { email, role } => {
-                let roles = ttscm_identity::admin::grant_role(&store, &email, &role)
-                    .await
-                    .map_err(admin_failed)?;
-                eprintln!("{email} now holds the roles {roles:?} (effective within seconds)");
-            }
-        }
+        let roles = ttscm_identity::admin::grant_role(&store, &email, &role)
+            .await
+            .map_err(admin_failed)?;
+        eprintln!("{email} now holds the roles {roles:?} (effective within seconds)");
         Ok(())
     })
 }
 
 fn company(settings: &Settings, command: CompanyCommand) -> Result<(), AppError> {
+    let CompanyCommand::Add { name } = command;
     with_store(settings, |store| async move {
-        match command {
-            CompanyCommand::Add { name } => {
-                let id = ttscm_company_sync::admin::create_company(&store, &name)
-                    .await
-                    .map_err(|e| match e {
-                        ttscm_runtime::StoreError::Invalid(m) => AppError::Config(m),
-                        other => AppError::Runtime(other.to_string()),
-                    })?;
-                println!("{id}");
-            }
-        }
+        let id = ttscm_company_sync::admin::create_company(&store, &name)
+            .await
+            .map_err(|e| match e {
+                ttscm_runtime::StoreError::Invalid(m) => AppError::Config(m),
+                other => AppError::Runtime(other.to_string()),
+            })?;
+        println!("{id}");
         Ok(())
     })
 }
