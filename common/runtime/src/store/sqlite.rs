@@ -284,14 +284,26 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
+    /// `<verb> <table> WHERE <filter>` for `collection` (its table made if missing), with the
+    /// filter's values as bound parameters.
+    fn statement(
+        &self,
+        verb: &str,
+        collection: &str,
+        filter: &Filter,
+    ) -> Result<(String, Vec<SqlValue>), StoreError> {
         self.ensure_table(collection)?;
         let mut params = Vec::new();
         let sql = format!(
-            "SELECT count(*) FROM {} WHERE {}",
+            "{verb} {} WHERE {}",
             self.table(collection),
             compile(filter, &mut params)
         );
+        Ok((sql, params))
+    }
+
+    pub(super) fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
+        let (sql, params) = self.statement("SELECT count(*) FROM", collection, filter)?;
         self.with_reader(|conn| {
             let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
             let count: i64 = stmt
@@ -349,13 +361,7 @@ impl SqliteStore {
     }
 
     pub(super) fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
-        self.ensure_table(collection)?;
-        let mut params = Vec::new();
-        let sql = format!(
-            "DELETE FROM {} WHERE {}",
-            self.table(collection),
-            compile(filter, &mut params)
-        );
+        let (sql, params) = self.statement("DELETE FROM", collection, filter)?;
         self.with_writer(|conn| {
             let mut stmt = conn.prepare_cached(&sql).map_err(map_error)?;
             Ok(stmt.execute(params_from_iter(params.iter())).map_err(map_error)? as u64)
