@@ -12,15 +12,22 @@ use ttscm_runtime::bus::{Bus, BusError, Headers, inproc::InProcBus, nats::NatsBu
 use ttscm_runtime::service::{BusClient, CallContext, serve_fn};
 use ttscm_testkit::NatsServer;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Echo {
-    text: String,
+/// A test operation `$name { $field: String }` on `$subject`, replying a string.
+macro_rules! string_operation {
+    ($name:ident { $field:ident }, $subject:literal) => {
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        struct $name {
+            $field: String,
+        }
+
+        impl Operation for $name {
+            const SUBJECT: &'static str = $subject;
+            type Reply = String;
+        }
+    };
 }
 
-impl Operation for Echo {
-    const SUBJECT: &'static str = "ttscm.test.v1.echo";
-    type Reply = String;
-}
+string_operation!(Echo { text }, "ttscm.test.v1.echo");
 
 enum Adapter {
     InProc,
@@ -71,6 +78,13 @@ async fn echo_server(bus: &Bus, shutdown: &Shutdown, tag: &'static str) {
     .expect("serves");
 }
 
+/// `caller` calls `echo` with `text`.
+async fn echo(caller: &BusClient, text: &str) -> Result<String, WireError> {
+    caller
+        .call(&CallContext::new(None), &Echo { text: text.into() })
+        .await
+}
+
 fn client(bus: &Bus) -> BusClient {
     BusClient::new(bus.clone(), Duration::from_secs(2))
 }
@@ -80,9 +94,7 @@ async fn a_request_gets_its_reply(adapter: Adapter) {
     let shutdown = Shutdown::new();
     echo_server(&bus, &shutdown, "a").await;
     let caller = second(&bus, &server).await;
-    let reply = client(&caller)
-        .call(&CallContext::new(None), &Echo { text: "hi".into() })
-        .await;
+    let reply = echo(&client(&caller), "hi").await;
     assert_eq!(reply, Ok("a:hi".to_owned()));
     shutdown.cancel();
 }
@@ -96,10 +108,7 @@ async fn a_queue_group_spreads_requests_over_its_members(adapter: Adapter) {
     let caller = client(&bus);
     let mut seen: HashMap<String, usize> = HashMap::new();
     for i in 0..60 {
-        let reply = caller
-            .call(&CallContext::new(None), &Echo { text: i.to_string() })
-            .await
-            .expect("answered");
+        let reply = echo(&caller, &i.to_string()).await.expect("answered");
         *seen
             .entry(reply.split(':').next().unwrap_or_default().to_owned())
             .or_default() += 1;
@@ -249,14 +258,9 @@ async fn a_panicking_responder_fails_one_request_and_keeps_serving(adapter: Adap
     let shutdown = Shutdown::new();
     echo_server(&bus, &shutdown, "p").await;
     let caller = client(&bus);
-    let error = caller
-        .call(&CallContext::new(None), &Echo { text: "boom".into() })
-        .await
-        .expect_err("panicked");
+    let error = echo(&caller, "boom").await.expect_err("panicked");
     assert_eq!(error, WireError::internal());
-    let reply = caller
-        .call(&CallContext::new(None), &Echo { text: "after".into() })
-        .await;
+    let reply = echo(&caller, "after").await;
     assert_eq!(reply, Ok("p:after".to_owned()));
     shutdown.cancel();
 }
@@ -276,17 +280,11 @@ async fn a_stopped_server_stops_taking_requests(adapter: Adapter) {
     let shutdown = Shutdown::new();
     echo_server(&bus, &shutdown, "s").await;
     let caller = client(&bus);
-    assert!(
-        caller
-            .call(&CallContext::new(None), &Echo { text: "x".into() })
-            .await
-            .is_ok()
-    );
+    assert!(echo(&caller, "x").await.is_ok());
     shutdown.cancel();
     let quick = BusClient::new(bus.clone(), Duration::from_millis(300));
     let error = ttscm_testkit::eventually(Duration::from_secs(5), || async {
-        quick
-            .call(&CallContext::new(None), &Echo { text: "x".into() })
+        echo(&quick, "x")
             .await
             .err()
             .filter(|e| e.code == ErrorCode::Unavailable)
@@ -298,15 +296,7 @@ async fn a_stopped_server_stops_taking_requests(adapter: Adapter) {
     );
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Slow {
-    tag: String,
-}
-
-impl Operation for Slow {
-    const SUBJECT: &'static str = "ttscm.test.v1.slow";
-    type Reply = String;
-}
+string_operation!(Slow { tag }, "ttscm.test.v1.slow");
 
 /// A handler is never cut off half-way: not when its caller's deadline passes, not when the
 /// caller goes away (in-process, the caller's own task runs it).
@@ -394,19 +384,11 @@ async fn a_nats_restart_fails_fast_then_recovers_by_itself() {
     let shutdown = Shutdown::new();
     echo_server(&bus, &shutdown, "r").await;
     let caller = client(&bus);
-    assert!(
-        caller
-            .call(&CallContext::new(None), &Echo { text: "1".into() })
-            .await
-            .is_ok()
-    );
+    assert!(echo(&caller, "1").await.is_ok());
     server.stop();
     let started = Instant::now();
     let error = ttscm_testkit::eventually(Duration::from_secs(5), || async {
-        caller
-            .call(&CallContext::new(None), &Echo { text: "2".into() })
-            .await
-            .err()
+        echo(&caller, "2").await.err()
     })
     .await
     .expect("fails while down");
@@ -417,10 +399,7 @@ async fn a_nats_restart_fails_fast_then_recovers_by_itself() {
     assert!(started.elapsed() < Duration::from_secs(5));
     server.restart();
     let reply = ttscm_testkit::eventually(Duration::from_secs(15), || async {
-        caller
-            .call(&CallContext::new(None), &Echo { text: "3".into() })
-            .await
-            .ok()
+        echo(&caller, "3").await.ok()
     })
     .await;
     assert_eq!(reply.as_deref(), Some("r:3"));

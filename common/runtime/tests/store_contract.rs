@@ -73,6 +73,15 @@ fn ids(documents: &[Document]) -> Vec<String> {
         .collect()
 }
 
+/// The `field` of document `id` in `collection`, when the document exists.
+async fn field(store: &Store, collection: &str, id: &str, field: &str) -> Option<Value> {
+    store
+        .get(collection, id)
+        .await
+        .expect("read")
+        .map(|d| d[field].clone())
+}
+
 async fn seeded(adapter: &Adapter) -> (Store, Guard) {
     let (store, guard) = store(adapter).await;
     store.ensure_indexes(THINGS, INDEXES).await.expect("indexes");
@@ -225,14 +234,7 @@ async fn append_logs_keep_the_contract(adapter: Adapter) {
             .await
             .expect("updated")
     );
-    assert_eq!(
-        store
-            .get(LOG, "c")
-            .await
-            .expect("read")
-            .map(|d| d["note"].clone()),
-        Some(json!("seen"))
-    );
+    assert_eq!(field(&store, LOG, "c", "note").await, Some(json!("seen")));
     assert_eq!(
         store.delete_many(LOG, &Filter::id("m")).await.expect("deleted"),
         1
@@ -584,11 +586,7 @@ async fn the_embedded_store_keeps_documents_across_a_restart() {
     }
     let reopened = Store::Sqlite(SqliteStore::open(&path).expect("reopens"));
     assert_eq!(
-        reopened
-            .get(THINGS, "k1")
-            .await
-            .expect("read")
-            .map(|d| d["nameKey"].clone()),
+        field(&reopened, THINGS, "k1", "nameKey").await,
         Some(json!("kept"))
     );
     let dup = reopened
@@ -619,14 +617,7 @@ async fn another_process_commit_moves_the_embedded_change_epoch() {
     })
     .await
     .expect("the epoch moved");
-    assert_eq!(
-        server
-            .get(THINGS, "w1")
-            .await
-            .expect("read")
-            .map(|d| d["id"].clone()),
-        Some(json!("w1"))
-    );
+    assert_eq!(field(&server, THINGS, "w1", "id").await, Some(json!("w1")));
 }
 
 /// The rows of an embedded log-file table, in the order of its integer primary key.
