@@ -12,15 +12,10 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-/// The codebase the fake serves under.
-pub const CODEBASE: &str = "v4_6_release/";
-/// Login values the fake accepts.
+// The login values the fake accepts: company id, public and private key, client id.
 pub const COMPANY_ID: &str = "ttscm_test";
-/// Public key.
 pub const PUBLIC_KEY: &str = "pub1234";
-/// Private key.
 pub const PRIVATE_KEY: &str = "priv5678";
-/// Client id.
 pub const CLIENT_ID: &str = "6d1b2c3a-0000-4000-8000-000000000001";
 
 /// What the fake holds; tests change it between syncs.
@@ -45,6 +40,9 @@ pub struct ConnectWiseFake {
     /// Its state.
     pub state: Arc<Mutex<FakeState>>,
 }
+
+/// The codebase the fake serves under.
+pub const CODEBASE: &str = "v4_6_release/";
 
 /// A company record with real field names; optional fields left out now and then, as
 /// ConnectWise omits nulls.
@@ -96,24 +94,17 @@ impl ConnectWiseFake {
             })))
             .mount(&server)
             .await;
-        Mock::given(method("GET"))
-            .and(path(format!("/{CODEBASE}apis/3.0/company/companies")))
-            .respond_with(Lister {
-                state: state.clone(),
-                origin: server.uri(),
-                configurations: false,
-            })
-            .mount(&server)
-            .await;
-        Mock::given(method("GET"))
-            .and(path(format!("/{CODEBASE}apis/3.0/company/configurations")))
-            .respond_with(Lister {
-                state: state.clone(),
-                origin: server.uri(),
-                configurations: true,
-            })
-            .mount(&server)
-            .await;
+        for (list, configurations) in [("companies", false), ("configurations", true)] {
+            Mock::given(method("GET"))
+                .and(path(format!("/{CODEBASE}apis/3.0/company/{list}")))
+                .respond_with(Lister {
+                    state: state.clone(),
+                    origin: server.uri(),
+                    configurations,
+                })
+                .mount(&server)
+                .await;
+        }
         Self { server, state }
     }
 
