@@ -99,6 +99,13 @@ async fn a_token_signed_with_the_published_key_passes() {
     assert_eq!(oid, "oid-1");
 }
 
+/// [`claims`] for `issuer` with `field` set to `value`.
+fn claims_with(issuer: &str, field: &str, value: serde_json::Value) -> serde_json::Value {
+    let mut c = claims(issuer);
+    c[field] = value;
+    c
+}
+
 /// Makes an ID token for an issuer.
 type Build = Box<dyn FnOnce(&str) -> String>;
 
@@ -111,11 +118,7 @@ async fn forged_or_mismatched_id_tokens_are_refused() {
         ),
         (
             "another nonce",
-            Box::new(|i: &str| {
-                let mut c = claims(i);
-                c["nonce"] = json!("attacker");
-                sign(KEY_A, &c)
-            }),
+            Box::new(|i: &str| sign(KEY_A, &claims_with(i, "nonce", json!("attacker")))),
         ),
         (
             "another issuer",
@@ -123,19 +126,11 @@ async fn forged_or_mismatched_id_tokens_are_refused() {
         ),
         (
             "another audience",
-            Box::new(|i: &str| {
-                let mut c = claims(i);
-                c["aud"] = json!("someone-else");
-                sign(KEY_A, &c)
-            }),
+            Box::new(|i: &str| sign(KEY_A, &claims_with(i, "aud", json!("someone-else")))),
         ),
         (
             "expired",
-            Box::new(|i: &str| {
-                let mut c = claims(i);
-                c["exp"] = json!(now() - 3600);
-                sign(KEY_A, &c)
-            }),
+            Box::new(|i: &str| sign(KEY_A, &claims_with(i, "exp", json!(now() - 3600)))),
         ),
         (
             "no oid",
