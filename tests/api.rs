@@ -96,12 +96,7 @@ async fn every_response_carries_a_request_id(mode: Mode) {
         Some("abc-123")
     );
     for path in ["/v1/teapot", "/v1/nope", "/v1/credential-type/credential-types"] {
-        let response = app
-            .http
-            .get(format!("{}{path}", app.address))
-            .send()
-            .await
-            .expect("sent");
+        let response = app.bare(reqwest::Method::GET, path).await;
         let id = response
             .headers()
             .get("x-request-id")

@@ -28,35 +28,17 @@ async fn a_canary_secret_never_reaches_logs_subjects_or_events() {
     let canary = "CANARY-7f3e2a9b-do-not-leak";
     let token = app.admin_token.clone();
     let Seeded { id, .. } = app.seed_aws_credential("Canary Co", canary).await;
-    let (status, revealed) = app
-        .get(
-            &format!("/v1/credential/credentials/{id}/secure-values"),
-            Some(&token),
-        )
-        .await;
+    let path = format!("/v1/credential/credentials/{id}");
+    let (status, revealed) = app.get(&format!("{path}/secure-values"), Some(&token)).await;
     assert_eq!(
         (status, revealed["data"]["secretAccessKey"].as_str()),
         (200, Some(canary))
     );
     let body = json!({"fields": [{"fieldId": "accessKeyId", "value": "A"}, {"fieldId": "secretAccessKey", "value": format!("{canary}-2")}]});
-    assert_eq!(
-        app.put(&format!("/v1/credential/credentials/{id}/fields"), &token, &body)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(app.put(&format!("{path}/fields"), &token, &body).await.0, 200);
     let bad = json!({"fields": [{"fieldId": "accessKeyId", "value": format!("{canary}\nbad")}, {"fieldId": "secretAccessKey", "value": canary}]});
-    assert_eq!(
-        app.put(&format!("/v1/credential/credentials/{id}/fields"), &token, &bad)
-            .await
-            .0,
-        400
-    );
-    assert_eq!(
-        app.delete_status(&format!("/v1/credential/credentials/{id}"), &token)
-            .await,
-        200
-    );
+    assert_eq!(app.put(&format!("{path}/fields"), &token, &bad).await.0, 400);
+    assert_eq!(app.delete_status(&path, &token).await, 200);
 
     // Everything published so far has been delivered once a round trip through the server is done.
     client.flush().await.expect("flushed");

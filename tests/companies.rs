@@ -484,11 +484,8 @@ async fn companies_sync_on_demand_and_configurations_come_live_from_connectwise(
         .await;
     assert_eq!(status, 502, "{body}");
     assert!(text(&body, "/message").contains("ConnectWise"), "{body}");
-    assert_eq!(
-        app.get_status(&format!("{COMPANIES}/nope/configurations"), Some(&token))
-            .await,
-        404
-    );
+    app.assert_get(&format!("{COMPANIES}/nope/configurations"), &token, 404)
+        .await;
 }
 
 async fn a_company_with_credentials_cannot_be_deleted(mode: Mode) {

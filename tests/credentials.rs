@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{Mode, Seeded, error_paths, spawn_app, strings, text};
+use support::{Mode, Seeded, error_paths, first_error, spawn_app, strings, text};
 
 const TYPES: &str = "/v1/credential-type/credential-types";
 const CREDS: &str = "/v1/credential/credentials";
@@ -100,22 +100,14 @@ async fn bad_type_definitions_are_refused_with_paths(mode: Mode) {
 async fn a_credential_goes_through_its_whole_life(mode: Mode) {
     let app = spawn_app(mode).await;
     let token = app.admin_token.clone();
-    let company = app.seed_company("Acme Corp").await;
-    let type_id = app.create_aws_type(None).await;
+    let (company, type_id) = app.company_and_aws_type("Acme Corp").await;
     let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-    let (status, created) = app
-        .post(
-            CREDS,
-            &token,
-            &json!({
-                "name": "Production AWS Credentials", "typeId": type_id, "companyId": company,
-                "fields": [
-                    {"id": "ckx1", "fieldId": "accessKeyId", "value": "AKIAIOSFODNN7EXAMPLE"},
-                    {"id": "ckx2", "fieldId": "secretAccessKey", "value": secret}
-                ]
-            }),
-        )
-        .await;
+    let fields = json!([
+        {"id": "ckx1", "fieldId": "accessKeyId", "value": "AKIAIOSFODNN7EXAMPLE"},
+        {"id": "ckx2", "fieldId": "secretAccessKey", "value": secret}
+    ]);
+    let request = json!({"name": "Production AWS Credentials", "typeId": type_id, "companyId": company, "fields": fields});
+    let (status, created) = app.post(CREDS, &token, &request).await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["message"], "Credential Created Successfully!");
     assert_eq!(
@@ -191,10 +183,7 @@ async fn a_credential_goes_through_its_whole_life(mode: Mode) {
         )
         .await;
     assert_eq!(status, 400, "only the name may change: {refused}");
-    assert!(
-        text(&refused, "/errors/0/message").contains("typeId"),
-        "{refused}"
-    );
+    assert!(first_error(&refused).contains("typeId"), "{refused}");
 
     let (status, put) = app
         .put(
@@ -267,23 +256,21 @@ fn base64_decodes(text: &str) -> bool {
 async fn bad_credentials_are_refused_with_paths_and_nothing_is_written(mode: Mode) {
     let app = spawn_app(mode).await;
     let token = app.admin_token.clone();
-    let company = app.seed_company("Acme").await;
-    let type_id = app.create_aws_type(None).await;
-    let (status, body) = app
-        .post(
-            CREDS,
-            &token,
-            &json!({
-                "name": "x", "typeId": type_id, "companyId": company,
-                "fields": [
-                    {"fieldId": "accessKeyId", "value": "two\nlines"},
-                    {"fieldId": "nope", "value": "1"},
-                    {"fieldId": "accessKeyId", "value": "again"},
-                    {"fieldId": "notes", "value": 5}
-                ]
-            }),
-        )
-        .await;
+    let (company, type_id) = app.company_and_aws_type("Acme").await;
+    let create = |body: Value| {
+        let (app, token) = (&app, &token);
+        async move { app.post(CREDS, token, &body).await }
+    };
+    let (status, body) = create(json!({
+        "name": "x", "typeId": type_id, "companyId": company,
+        "fields": [
+            {"fieldId": "accessKeyId", "value": "two\nlines"},
+            {"fieldId": "nope", "value": "1"},
+            {"fieldId": "accessKeyId", "value": "again"},
+            {"fieldId": "notes", "value": 5}
+        ]
+    }))
+    .await;
     assert_eq!(status, 400, "{body}");
     let paths = error_paths(&body);
     for expected in [
@@ -295,13 +282,10 @@ async fn bad_credentials_are_refused_with_paths_and_nothing_is_written(mode: Mod
     ] {
         assert!(paths.contains(&expected), "missing {expected} in {paths:?}");
     }
-    let (status, body) = app
-        .post(
-            CREDS,
-            &token,
-            &json!({"name": "x", "typeId": "cdoesnotexist000000000000", "companyId": "nope", "fields": []}),
-        )
-        .await;
+    let (status, body) = create(
+        json!({"name": "x", "typeId": "cdoesnotexist000000000000", "companyId": "nope", "fields": []}),
+    )
+    .await;
     assert_eq!(status, 400);
     let paths = error_paths(&body);
     assert!(
@@ -309,33 +293,22 @@ async fn bad_credentials_are_refused_with_paths_and_nothing_is_written(mode: Mod
         "{paths:?}"
     );
     let big = "x".repeat(70 * 1024);
-    let (status, _) = app
-        .post(
-            CREDS,
-            &token,
-            &json!({"name": "x", "typeId": type_id, "companyId": company, "fields": [
+    let (status, _) = create(
+        json!({"name": "x", "typeId": type_id, "companyId": company, "fields": [
             {"fieldId": "accessKeyId", "value": "a"}, {"fieldId": "secretAccessKey", "value": big}]}),
-        )
-        .await;
+    )
+    .await;
     assert_eq!(status, 400, "values over 64 KiB are refused");
-    let (status, body) = app
-        .post(
-            CREDS,
-            &token,
-            &json!({"name": {"$ne": null}, "typeId": {"$gt": ""}, "companyId": company, "fields": []}),
-        )
-        .await;
+    let (status, body) =
+        create(json!({"name": {"$ne": null}, "typeId": {"$gt": ""}, "companyId": company, "fields": []}))
+            .await;
     assert_eq!(status, 400, "operators are just bad values: {body}");
-    let (status, body) = app
-        .post(
-            CREDS,
-            &token,
-            &json!({"name": "x", "typeId": type_id, "companyId": company, "fields": [], "$where": "1"}),
-        )
-        .await;
+    let (status, body) =
+        create(json!({"name": "x", "typeId": type_id, "companyId": company, "fields": [], "$where": "1"}))
+            .await;
     assert_eq!(status, 400);
     assert!(
-        text(&body, "/errors/0/message").contains("$where"),
+        first_error(&body).contains("$where"),
         "names the unknown field: {body}"
     );
     let (status, list) = app.get(&format!("{CREDS}/company/{company}"), Some(&token)).await;
@@ -350,28 +323,11 @@ async fn malformed_bodies_get_clear_4xx_answers(mode: Mode) {
     let app = spawn_app(mode).await;
     let token = app.admin_token.clone();
     let (status, body) = app
-        .send(
-            reqwest::Method::POST,
-            TYPES,
-            Some(&token),
-            "application/json",
-            b"{\"name\": ".to_vec(),
-        )
+        .post_raw(TYPES, &token, "application/json", b"{\"name\": ")
         .await;
     assert_eq!(status, 400, "{body}");
-    assert!(
-        text(&body, "/errors/0/message").starts_with("Malformed JSON"),
-        "{body}"
-    );
-    let (status, _) = app
-        .send(
-            reqwest::Method::POST,
-            TYPES,
-            Some(&token),
-            "text/plain",
-            b"{}".to_vec(),
-        )
-        .await;
+    assert!(first_error(&body).starts_with("Malformed JSON"), "{body}");
+    let (status, _) = app.post_raw(TYPES, &token, "text/plain", b"{}").await;
     assert_eq!(status, 415);
     // An oversized body is refused from its Content-Length, before it is read: the request
     // head alone must get the 413 (a client still uploading may see the connection close).
@@ -386,7 +342,7 @@ async fn malformed_bodies_get_clear_4xx_answers(mode: Mode) {
         )
         .await;
     assert_eq!(status, 400);
-    assert!(text(&body, "/errors/0/message").contains("colour"), "{body}");
+    assert!(first_error(&body).contains("colour"), "{body}");
     let (status, body) = app.post(TYPES, &token, &json!({"name": "T", "fields": [{"id": "a", "name": "A", "valueType": "plain_text", "extra": 1}]})).await;
     assert_eq!(status, 400);
     assert_eq!(body["errors"][0]["path"], json!(["fields", 0, "extra"]), "{body}");
@@ -417,16 +373,9 @@ async fn a_type_scope_guards_every_access_to_its_credentials(mode: Mode) {
         format!("{CREDS}/{scoped_id}/secure-values"),
         format!("{TYPES}/{scoped}/credentials"),
     ] {
-        assert_eq!(
-            app.get_status(&path, Some(&without)).await,
-            403,
-            "{path} without the scope"
-        );
-        assert_eq!(
-            app.get_status(&path, Some(&with)).await,
-            200,
-            "{path} with the scope"
-        );
+        let lacking = app.get_status(&path, Some(&without)).await;
+        let holding = app.get_status(&path, Some(&with)).await;
+        assert_eq!((lacking, holding), (403, 200), "{path} without, with the scope");
     }
     assert_eq!(
         app.delete_status(&format!("{CREDS}/{scoped_id}"), &without).await,
@@ -444,16 +393,10 @@ async fn a_type_scope_guards_every_access_to_its_credentials(mode: Mode) {
     let no_reveal = app
         .token_with(&["credential.fetch", "credential.fields.fetch"])
         .await;
-    assert_eq!(
-        app.get_status(&format!("{CREDS}/{open_id}/secure-values"), Some(&no_reveal))
-            .await,
-        403
-    );
-    assert_eq!(
-        app.get_status(&format!("{CREDS}/{open_id}/fields"), Some(&no_reveal))
-            .await,
-        200
-    );
+    let open = format!("{CREDS}/{open_id}");
+    app.assert_get(&format!("{open}/secure-values"), &no_reveal, 403)
+        .await;
+    app.assert_get(&format!("{open}/fields"), &no_reveal, 200).await;
 }
 
 async fn changing_a_type_migrates_or_refuses_existing_values(mode: Mode) {
@@ -499,8 +442,7 @@ async fn changing_a_type_migrates_or_refuses_existing_values(mode: Mode) {
 async fn deleting_a_type_deletes_its_credentials(mode: Mode) {
     let app = spawn_app(mode).await;
     let token = app.admin_token.clone();
-    let company = app.seed_company("Cascade Co").await;
-    let type_id = app.create_aws_type(None).await;
+    let (company, type_id) = app.company_and_aws_type("Cascade Co").await;
     let first = app.create_aws_credential(&type_id, &company, "a").await;
     let second = app.create_aws_credential(&type_id, &company, "b").await;
     assert_eq!(
@@ -631,8 +573,7 @@ async fn reveals_and_changes_are_audited_in_a_verifiable_chain(mode: Mode) {
 async fn a_ciphertext_moved_to_another_credential_does_not_open(mode: Mode) {
     let app = spawn_app(mode).await;
     let token = app.admin_token.clone();
-    let company = app.seed_company("Swap Co").await;
-    let type_id = app.create_aws_type(None).await;
+    let (company, type_id) = app.company_and_aws_type("Swap Co").await;
     let first = app
         .create_aws_credential(&type_id, &company, "first-secret")
         .await;
@@ -738,16 +679,10 @@ async fn every_credential_replica_sees_a_change_at_once() {
     let (status, _) = app.delete(&fetch, &token).await;
     assert_eq!(status, 200);
     for _ in 0..10 {
-        assert_eq!(
-            app.get_status(&reveal, Some(&token)).await,
-            404,
-            "a stale replica answered"
-        );
-        assert_eq!(
-            app.get_status(&fetch, Some(&token)).await,
-            404,
-            "a stale replica answered"
-        );
+        for path in [&reveal, &fetch] {
+            let status = app.get_status(path, Some(&token)).await;
+            assert_eq!(status, 404, "a stale replica answered {path}");
+        }
     }
 }
 

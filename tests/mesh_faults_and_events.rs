@@ -8,18 +8,29 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Mode, spawn_app, spawn_mesh_with_own_store, spawn_mesh_with_own_store_with, strings};
+use support::{
+    Mode, assert_took_less, spawn_app, spawn_mesh_with_own_store, spawn_mesh_with_own_store_with, strings,
+};
 use ttscm::Component;
 
 const CREDS: &str = "/v1/credential/credentials";
 
-async fn replay_events(url: &str) -> Vec<(String, Value)> {
+/// JetStream as an outside tool connected to the NATS at `url` sees it, and its stream `name`.
+async fn outside_stream(
+    url: &str,
+    name: &str,
+) -> (
+    async_nats::jetstream::Context,
+    async_nats::jetstream::stream::Stream,
+) {
     let client = async_nats::connect(url).await.expect("an outside tool connects");
     let jetstream = async_nats::jetstream::new(client);
-    let mut stream = jetstream
-        .get_stream("TTSCM_EVENTS")
-        .await
-        .expect("the events stream exists");
+    let stream = jetstream.get_stream(name).await.expect("the stream exists");
+    (jetstream, stream)
+}
+
+async fn replay_events(url: &str) -> Vec<(String, Value)> {
+    let (_, mut stream) = outside_stream(url, "TTSCM_EVENTS").await;
     let last = stream.info().await.expect("stream info").state.last_sequence;
     let mut events = Vec::new();
     for seq in 1..=last {
@@ -35,8 +46,7 @@ async fn replay_events(url: &str) -> Vec<(String, Value)> {
 async fn an_outside_tool_replays_cloud_events_without_secrets() {
     let app = spawn_app(Mode::Mesh).await;
     let token = app.admin_token.clone();
-    let company = app.seed_company("Events Co").await;
-    let type_id = app.create_aws_type(None).await;
+    let (company, type_id) = app.company_and_aws_type("Events Co").await;
     let secret = "event-canary-secret-value";
     let id = app.create_aws_credential(&type_id, &company, secret).await;
     let (_, fields) = app.get(&format!("{CREDS}/{id}/fields"), Some(&token)).await;
@@ -52,27 +62,13 @@ async fn an_outside_tool_replays_cloud_events_without_secrets() {
         200
     );
     assert_eq!(app.put(&format!("{CREDS}/{id}/fields"), &token, &json!({"fields": [{"fieldId": "accessKeyId", "value": "A"}, {"fieldId": "secretAccessKey", "value": secret}]})).await.0, 200);
-    assert_eq!(
-        app.get_status(&format!("{CREDS}/{id}/secure-values"), Some(&token))
-            .await,
-        200
-    );
+    app.assert_get(&format!("{CREDS}/{id}/secure-values"), &token, 200)
+        .await;
     assert_eq!(app.delete_status(&format!("{CREDS}/{id}"), &token).await, 200);
-    assert_eq!(
-        app.patch(
-            &format!("/v1/credential-type/credential-types/{type_id}"),
-            &token,
-            &json!({"name": "Renamed type"})
-        )
-        .await
-        .0,
-        200
-    );
-    assert_eq!(
-        app.delete_status(&format!("/v1/credential-type/credential-types/{type_id}"), &token)
-            .await,
-        200
-    );
+    let type_path = format!("/v1/credential-type/credential-types/{type_id}");
+    let renamed = json!({"name": "Renamed type"});
+    assert_eq!(app.patch(&type_path, &token, &renamed).await.0, 200);
+    assert_eq!(app.delete_status(&type_path, &token).await, 200);
 
     let url = app.nats.as_ref().expect("mesh has nats").url();
     // Events leave through an ordered publisher off the request path: wait for all eight.
@@ -127,8 +123,7 @@ async fn an_outside_tool_replays_cloud_events_without_secrets() {
 async fn a_vault_outage_answers_503_fast_writes_nothing_and_recovers() {
     let mut app = spawn_app(Mode::Mesh).await;
     let token = app.admin_token.clone();
-    let company = app.seed_company("Outage Co").await;
-    let type_id = app.create_aws_type(None).await;
+    let (company, type_id) = app.company_and_aws_type("Outage Co").await;
     let existing = app.create_aws_credential(&type_id, &company, "before").await;
     app.stop(Component::Vault);
 
@@ -142,11 +137,7 @@ async fn a_vault_outage_answers_503_fast_writes_nothing_and_recovers() {
         )
         .await;
     assert_eq!(status, 503, "{body}");
-    assert!(
-        started.elapsed() < Duration::from_millis(500),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert_took_less("the request", started, Duration::from_millis(500));
     let (status, body) = app
         .get(&format!("{CREDS}/{existing}/secure-values"), Some(&token))
         .await;
@@ -184,8 +175,7 @@ async fn a_vault_outage_answers_503_fast_writes_nothing_and_recovers() {
 async fn a_store_outage_keeps_audit_entries_in_the_stream_until_the_store_is_back() {
     let mut app = spawn_mesh_with_own_store().await;
     let token = app.admin_token.clone();
-    let company = app.seed_company("Outage Co").await;
-    let type_id = app.create_aws_type(None).await;
+    let (company, type_id) = app.company_and_aws_type("Outage Co").await;
     let id = app
         .create_aws_credential(&type_id, &company, "kept-audited")
         .await;
@@ -211,11 +201,7 @@ async fn a_store_outage_keeps_audit_entries_in_the_stream_until_the_store_is_bac
     let started = Instant::now();
     let (status, body) = app.get("/v1/audit/events", Some(&token)).await;
     assert_eq!(status, 503, "{body}");
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert_took_less("the request", started, Duration::from_secs(4));
 
     app.store_server().restart();
     let listed = ttscm_testkit::eventually(Duration::from_secs(30), || async {
@@ -246,8 +232,7 @@ async fn a_store_outage_keeps_audit_entries_in_the_stream_until_the_store_is_bac
 async fn a_reveal_whose_audit_entry_cannot_be_stored_fails_closed() {
     let app = spawn_app(Mode::Mesh).await;
     let token = app.admin_token.clone();
-    let company = app.seed_company("Closed Co").await;
-    let type_id = app.create_aws_type(None).await;
+    let (company, type_id) = app.company_and_aws_type("Closed Co").await;
     let id = app
         .create_aws_credential(&type_id, &company, "never-unaudited")
         .await;
@@ -260,12 +245,7 @@ async fn a_reveal_whose_audit_entry_cannot_be_stored_fails_closed() {
 
     // An operator points the stream elsewhere: it no longer takes audit entries.
     let nats_url = app.nats.as_ref().expect("mesh has NATS").url();
-    let client = async_nats::connect(nats_url).await.expect("connects");
-    let jetstream = async_nats::jetstream::new(client);
-    let mut stream = jetstream
-        .get_stream("TTSCM_AUDIT")
-        .await
-        .expect("the audit stream exists");
+    let (jetstream, mut stream) = outside_stream(&nats_url, "TTSCM_AUDIT").await;
     let config = stream.info().await.expect("info").config.clone();
     let parked = async_nats::jetstream::stream::Config {
         subjects: vec!["ttscm.parked.audit".into()],
@@ -278,11 +258,7 @@ async fn a_reveal_whose_audit_entry_cannot_be_stored_fails_closed() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["message"], "The audit log is unavailable");
     assert!(!body.to_string().contains("never-unaudited"), "{body}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert_took_less("the request", started, Duration::from_secs(5));
 
     jetstream.update_stream(&config).await.expect("stream restored");
     let (status, back) = app.get(&reveal, Some(&token)).await;
@@ -310,8 +286,7 @@ async fn a_stale_type_list_answers_at_once_while_it_is_recounted() {
     // send it to identity, whose store is down, during the window below).
     let mut app = spawn_mesh_with_own_store_with(|settings| settings.edge.token_cache_secs = 5).await;
     let token = app.admin_token.clone();
-    let company = app.seed_company("Counted Co").await;
-    let type_id = app.create_aws_type(None).await;
+    let (company, type_id) = app.company_and_aws_type("Counted Co").await;
     let count_of = |list: &Value| {
         list["data"]
             .as_array()
@@ -336,11 +311,7 @@ async fn a_stale_type_list_answers_at_once_while_it_is_recounted() {
             window.elapsed(),
             started.elapsed()
         );
-        assert!(
-            started.elapsed() < Duration::from_millis(500),
-            "waited {:?} for the list",
-            started.elapsed()
-        );
+        assert_took_less("the list", started, Duration::from_millis(500));
     }
 
     app.store_server().restart();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use support::{Mode, TestApp, error_paths, spawn_app, spawn_app_with_sign_in, strings};
+use support::{Mode, TestApp, assert_took_less, error_paths, spawn_app, spawn_app_with_sign_in, strings};
 use tokio_tungstenite::tungstenite::Message;
 use ttscm_testkit::oidc;
 
@@ -36,15 +36,21 @@ async fn start_sign_in(app: &TestApp, base: &str) -> (String, String) {
     )
 }
 
-/// Opens the WebSocket for `key` on `base` and waits for `waiting`.
-async fn open_socket(base: &str, key: &str) -> Socket {
+/// The sign-in WebSocket of `base` for `key`, as it opened.
+async fn connect_socket(base: &str, key: &str) -> Socket {
     let url = format!(
         "{}/v1/auth/ws?callbackKey={key}",
         base.replace("http://", "ws://")
     );
-    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+    let (socket, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("WebSocket opens");
+    socket
+}
+
+/// Opens the WebSocket for `key` on `base` and waits for `waiting`.
+async fn open_socket(base: &str, key: &str) -> Socket {
+    let mut socket = connect_socket(base, key).await;
     let first = next_json(&mut socket).await;
     assert_eq!(first["type"], "waiting", "{first}");
     socket
@@ -87,6 +93,12 @@ async fn follow_redirect(app: &TestApp, location: &str, base: &str, json: bool) 
     let response = request.send().await.expect("sent");
     let status = response.status().as_u16();
     (status, response.text().await.expect("body"))
+}
+
+/// The provider's redirect back to the app with `state` and `code`, followed on the app.
+async fn provider_returns(app: &TestApp, state: &str, code: &str, json: bool) -> (u16, String) {
+    let location = format!("http://x/v1/auth/redirect?state={state}&code={code}");
+    follow_redirect(app, &location, &app.address, json).await
 }
 
 async fn me(app: &TestApp, token: &str) -> (u16, Value) {
@@ -258,12 +270,7 @@ async fn code_flow_delivers_tokens_on_the_websocket(mode: Mode) {
         401
     );
     assert_eq!(refresh(&app, "ttscmr_unknown").await.0, 401);
-    let response = app
-        .http
-        .post(format!("{}/v1/auth/refresh", app.address))
-        .send()
-        .await
-        .expect("sent");
+    let response = app.bare(reqwest::Method::POST, "/v1/auth/refresh").await;
     assert_eq!(response.status(), 401, "no x-refresh-token");
 }
 
@@ -272,13 +279,7 @@ async fn failures_are_clear_and_create_no_session(mode: Mode) {
 
     // Unknown state.
     let unknown = "Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eHF1dXg";
-    let (status, page) = follow_redirect(
-        &app,
-        &format!("http://x/v1/auth/redirect?state={unknown}&code=abc"),
-        &app.address,
-        false,
-    )
-    .await;
+    let (status, page) = provider_returns(&app, unknown, "abc", false).await;
     assert_eq!(status, 400, "{page}");
     assert!(page.contains("unknown, expired or already used"), "{page}");
     let (status, _) = follow_redirect(&app, "http://x/v1/auth/redirect?code=abc", &app.address, true).await;
@@ -300,13 +301,7 @@ async fn failures_are_clear_and_create_no_session(mode: Mode) {
     // A code the provider rejects.
     let (_, key) = start_sign_in(&app, &app.address).await;
     let mut socket = open_socket(&app.address, &key).await;
-    let (status, body) = follow_redirect(
-        &app,
-        &format!("http://x/v1/auth/redirect?state={key}&code=not-a-code"),
-        &app.address,
-        true,
-    )
-    .await;
+    let (status, body) = provider_returns(&app, &key, "not-a-code", true).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(next_json(&mut socket).await["type"], "error");
 
@@ -332,11 +327,7 @@ async fn failures_are_clear_and_create_no_session(mode: Mode) {
     assert!(body.contains("failed verification"), "{body}");
 
     // A callback key nobody issued: the socket is told and closed.
-    let url = format!(
-        "{}/v1/auth/ws?callbackKey={unknown}",
-        app.address.replace("http://", "ws://")
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("opens");
+    let mut socket = connect_socket(&app.address, unknown).await;
     let message = next_json(&mut socket).await;
     assert_eq!(message["type"], "error", "{message}");
     assert_eq!(message["status"], 400);
@@ -413,23 +404,19 @@ async fn bootstrap_admin_and_role_changes_reach_the_edge(mode: Mode) {
         409
     );
     assert_eq!(app.delete_status("/v1/role/roles/admin", &boss_token).await, 409);
+    let role_path = format!("/v1/role/roles/{role_id}");
     let (status, body) = app
-        .patch(
-            &format!("/v1/role/roles/{role_id}"),
-            &boss_token,
-            &json!({"name": "renamed"}),
-        )
+        .patch(&role_path, &boss_token, &json!({"name": "renamed"}))
         .await;
     assert_eq!(status, 400, "{body}");
 
     // Give alice the role: her existing access token gains the permission within seconds.
-    let (status, body) = app
-        .put(
-            &format!("/v1/user/users/{alice_id}/roles"),
-            &boss_token,
-            &json!({"roles": ["type-reader"]}),
-        )
-        .await;
+    let set_alice_roles = |roles: Value| {
+        let (app, token) = (&app, &boss_token);
+        let path = format!("/v1/user/users/{alice_id}/roles");
+        async move { app.put(&path, token, &json!({ "roles": roles })).await }
+    };
+    let (status, body) = set_alice_roles(json!(["type-reader"])).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["roles"], json!(["type-reader"]));
     assert!(
@@ -437,18 +424,11 @@ async fn bootstrap_admin_and_role_changes_reach_the_edge(mode: Mode) {
             .await,
         "a role granted reaches the edge within seconds"
     );
-    let (status, body) = app
-        .put(
-            &format!("/v1/user/users/{alice_id}/roles"),
-            &boss_token,
-            &json!({"roles": ["nope"]}),
-        )
-        .await;
+    let (status, body) = set_alice_roles(json!(["nope"])).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["errors"][0]["path"], json!(["roles", 0]));
 
     // A role someone holds cannot go; taken away, it can.
-    let role_path = format!("/v1/role/roles/{role_id}");
     assert_eq!(app.delete_status(&role_path, &boss_token).await, 409);
     // Narrowing the role's permissions reaches alice's token too.
     let (status, _) = app
@@ -464,12 +444,7 @@ async fn bootstrap_admin_and_role_changes_reach_the_edge(mode: Mode) {
             .await,
         "a role's changed permissions reach the edge within seconds"
     );
-    app.put(
-        &format!("/v1/user/users/{alice_id}/roles"),
-        &boss_token,
-        &json!({"roles": []}),
-    )
-    .await;
+    set_alice_roles(json!([])).await;
     assert_eq!(app.delete_status(&role_path, &boss_token).await, 200);
 
     // Users list, paginated, searchable; alice cannot list.
@@ -612,11 +587,7 @@ async fn shutdown_closes_waiting_sockets_promptly() {
     assert_eq!(message["status"], 503);
     expect_closed(&mut socket).await;
     let _app = stopping.await.expect("stopped");
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "stopping took {:?}",
-        started.elapsed()
-    );
+    assert_took_less("stopping", started, Duration::from_secs(10));
 }
 
 /// Two identity replicas, each with a user cache: a change made through one is seen through the
@@ -659,11 +630,7 @@ async fn an_expired_sign_in_is_refused(mode: Mode) {
         .await
         .expect("updated");
     assert!(aged, "the pending login is stored under the key's hash");
-    let url = format!(
-        "{}/v1/auth/ws?callbackKey={key}",
-        app.address.replace("http://", "ws://")
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("opens");
+    let mut socket = connect_socket(&app.address, &key).await;
     let message = next_json(&mut socket).await;
     assert_eq!(message["type"], "error", "{message}");
     let location = oidc::sign_in(&uri, "henry").await;

@@ -146,6 +146,12 @@ impl TestApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// `method path` as a bare request (no token, no body); answers the response as it came.
+    pub async fn bare(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
+        let url = format!("{}{path}", self.address);
+        self.http.request(method, url).send().await.expect("sent")
+    }
+
     /// GET `path` with an optional bearer token; answers status and JSON body.
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         self.exchange(reqwest::Method::GET, path, token, |r| r).await
@@ -154,6 +160,11 @@ impl TestApp {
     /// The status of `GET path` with an optional bearer token.
     pub async fn get_status(&self, path: &str, token: Option<&str>) -> u16 {
         self.get(path, token).await.0
+    }
+
+    /// Asserts that `GET path` with `token` answers `status`.
+    pub async fn assert_get(&self, path: &str, token: &str, status: u16) {
+        assert_eq!(self.get_status(path, Some(token)).await, status, "GET {path}");
     }
 
     /// Polls `GET path` with `token` until it answers `status` (true), or `within` passes (false).
@@ -183,6 +194,18 @@ impl TestApp {
         self.exchange(method, path, token, |r| {
             r.header("content-type", content_type).body(body)
         })
+        .await
+    }
+
+    /// POSTs `body` as it is, labelled `content_type`, with `token`.
+    pub async fn post_raw(&self, path: &str, token: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+        self.send(
+            reqwest::Method::POST,
+            path,
+            Some(token),
+            content_type,
+            body.to_vec(),
+        )
         .await
     }
 
@@ -384,6 +407,11 @@ pub fn text<'a>(body: &'a Value, pointer: &str) -> &'a str {
     body.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
 }
 
+/// The first error's message in an error answer's `errors` (empty when there is none).
+pub fn first_error(body: &Value) -> &str {
+    text(body, "/errors/0/message")
+}
+
 /// The `path` of each error in an error answer's `errors`.
 pub fn error_paths(body: &Value) -> Vec<Value> {
     body["errors"]
@@ -402,6 +430,12 @@ pub fn strings<'a>(items: &'a Value, field: &str) -> Vec<&'a str> {
         .iter()
         .filter_map(|item| item[field].as_str())
         .collect()
+}
+
+/// Asserts that `what`, begun at `started`, took less than `limit`.
+pub fn assert_took_less(what: &str, started: std::time::Instant, limit: Duration) {
+    let took = started.elapsed();
+    assert!(took < limit, "{what} took {took:?}, not less than {limit:?}");
 }
 
 /// The standard output of a finished command, after checking that it succeeded (its standard
@@ -482,10 +516,15 @@ impl TestApp {
     /// Seeds the company `company`, creates the AWS-like type and one credential of it for that
     /// company holding `secret`.
     pub async fn seed_aws_credential(&self, company: &str, secret: &str) -> Seeded {
-        let company = self.seed_company(company).await;
-        let type_id = self.create_aws_type(None).await;
+        let (company, type_id) = self.company_and_aws_type(company).await;
         let id = self.create_aws_credential(&type_id, &company, secret).await;
         Seeded { company, type_id, id }
+    }
+
+    /// Seeds the company `company` and creates the AWS-like type (no scope); answers their ids.
+    pub async fn company_and_aws_type(&self, company: &str) -> (String, String) {
+        let company = self.seed_company(company).await;
+        (company, self.create_aws_type(None).await)
     }
 
     /// Creates the AWS-like type used across tests; answers its id.
