@@ -2,7 +2,10 @@
 //! on, reloaded when the collection changes.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock: tests can pause it.
+use tokio::time::Instant;
 
 use serde_json::Value;
 use ttscm_contract::company::Company;
