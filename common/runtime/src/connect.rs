@@ -14,7 +14,7 @@ pub const SQLITE_FILE: &str = "ttscm.sqlite3";
 pub async fn bus(settings: &Settings, client_name: &str) -> Result<Bus, crate::BusError> {
     match &settings.nats_url {
         Some(url) => {
-            let bus = NatsBus::connect(url, client_name)
+            let bus = NatsBus::connect(url, client_name, &settings.nats)
                 .await?
                 .with_stream_replicas(settings.nats_stream_replicas);
             // NATS may not be up yet: then the stream is created on the first event published.

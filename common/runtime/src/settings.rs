@@ -61,6 +61,8 @@ pub struct Settings {
     pub connectwise: ConnectWiseSettings,
     /// Microsoft Entra ID sign-in; unset means the sign-in routes answer 503.
     pub entra: EntraSettings,
+    /// How to authenticate to NATS and secure the connection (`TTSCM_NATS__…`).
+    pub nats: NatsSettings,
 }
 
 /// Settings of the edge.
@@ -105,6 +107,79 @@ pub struct IdentitySettings {
     /// (`TTSCM_IDENTITY__ADMIN_OBJECT_IDS`, comma-separated; bootstrap).
     #[serde(deserialize_with = "comma_list")]
     pub admin_object_ids: Vec<String>,
+}
+
+/// How TTSCM authenticates to NATS and secures the connection. At most one way to
+/// authenticate: user and password, a token, an nkey seed, or a `.creds` file (JWT + nkey, the
+/// NATS operator/account model). TLS: a CA to trust (a private CA), a client certificate and key
+/// (servers that verify clients), or `tls_required`; a `tls://` URL also requires TLS.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsSettings {
+    /// User name (`TTSCM_NATS__USER`), with `password`.
+    pub user: Option<String>,
+    /// Password (`TTSCM_NATS__PASSWORD`); never printed.
+    #[serde(serialize_with = "ser_secret_opt")]
+    pub password: Option<SecretString>,
+    /// Authorization token (`TTSCM_NATS__TOKEN`); never printed.
+    #[serde(serialize_with = "ser_secret_opt")]
+    pub token: Option<SecretString>,
+    /// Nkey seed, `SU…` (`TTSCM_NATS__NKEY_SEED`); never printed.
+    #[serde(serialize_with = "ser_secret_opt")]
+    pub nkey_seed: Option<SecretString>,
+    /// Path of a `.creds` file (`TTSCM_NATS__CREDS_FILE`).
+    pub creds_file: Option<PathBuf>,
+    /// PEM file of CA certificates to trust for the server's certificate (`TTSCM_NATS__TLS_CA`).
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate (`TTSCM_NATS__TLS_CERT`), with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the client certificate (`TTSCM_NATS__TLS_KEY`).
+    pub tls_key: Option<PathBuf>,
+    /// Refuse a connection without TLS (`TTSCM_NATS__TLS_REQUIRED`, default false; a `tls://`
+    /// URL requires it too).
+    pub tls_required: bool,
+}
+
+impl NatsSettings {
+    /// Checks that the settings name one way to authenticate and complete pairs.
+    pub fn check(&self) -> Result<(), SettingsError> {
+        let ways = [
+            self.user.is_some() || self.password.is_some(),
+            self.token.is_some(),
+            self.nkey_seed.is_some(),
+            self.creds_file.is_some(),
+        ];
+        if ways.iter().filter(|set| **set).count() > 1 {
+            return Err(SettingsError(
+                "TTSCM_NATS__USER/PASSWORD, TTSCM_NATS__TOKEN, TTSCM_NATS__NKEY_SEED and \
+                 TTSCM_NATS__CREDS_FILE are alternatives: set one of them"
+                    .into(),
+            ));
+        }
+        if self.user.is_some() != self.password.is_some() {
+            return Err(SettingsError(
+                "TTSCM_NATS__USER and TTSCM_NATS__PASSWORD go together".into(),
+            ));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(SettingsError(
+                "TTSCM_NATS__TLS_CERT and TTSCM_NATS__TLS_KEY go together".into(),
+            ));
+        }
+        for (name, path) in [
+            ("TTSCM_NATS__CREDS_FILE", &self.creds_file),
+            ("TTSCM_NATS__TLS_CA", &self.tls_ca),
+            ("TTSCM_NATS__TLS_CERT", &self.tls_cert),
+            ("TTSCM_NATS__TLS_KEY", &self.tls_key),
+        ] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                return Err(SettingsError(format!("{name}: {} is not a file", path.display())));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Settings of Microsoft Entra ID sign-in (OpenID Connect code flow). Sign-in works when
@@ -236,6 +311,7 @@ impl Default for Settings {
             vault: VaultSettings::default(),
             connectwise: ConnectWiseSettings::default(),
             entra: EntraSettings::default(),
+            nats: NatsSettings::default(),
         }
     }
 }
@@ -283,6 +359,7 @@ const KNOWN_KEYS: &[&str] = &[
     "vault",
     "connectwise",
     "entra",
+    "nats",
 ];
 
 /// Settings that cannot be loaded.
@@ -328,6 +405,7 @@ impl Settings {
         let mut settings: Settings = figment.extract().map_err(|e| SettingsError(e.to_string()))?;
         // Empty variables mean "unset", as they would in a shell.
         settings.nats_url = settings.nats_url.filter(|u| !u.trim().is_empty());
+        settings.nats.check()?;
         settings.mongodb_uri = settings
             .mongodb_uri
             .filter(|u| !secrecy::ExposeSecret::expose_secret(u).trim().is_empty());
@@ -360,5 +438,31 @@ mod tests {
             ..Settings::default()
         };
         assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    fn load_toml(toml: &str) -> Result<Settings, SettingsError> {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let file = dir.path().join("ttscm.toml");
+        std::fs::write(&file, toml).expect("written");
+        Settings::load_from(Some(file), Env::prefixed("TTSCM_TEST_NOTHING_"))
+    }
+
+    #[test]
+    fn nats_credentials_load_from_the_settings_and_stay_secret() {
+        let settings = load_toml("[nats]\nuser = \"edge\"\npassword = \"pa55-word\"\ntls_required = true\n")
+            .expect("valid");
+        assert_eq!(settings.nats.user.as_deref(), Some("edge"));
+        assert!(settings.nats.tls_required);
+        assert!(!format!("{settings:?}").contains("pa55-word"));
+    }
+
+    #[test]
+    fn nats_settings_name_one_way_to_authenticate_and_complete_pairs() {
+        let refused = |toml: &str| load_toml(toml).expect_err(toml).to_string();
+        assert!(refused("[nats]\nuser = \"u\"\npassword = \"p\"\ntoken = \"t\"\n").contains("alternatives"));
+        assert!(refused("[nats]\nuser = \"u\"\n").contains("TTSCM_NATS__PASSWORD"));
+        assert!(refused("[nats]\ntls_cert = \"/etc/hostname\"\n").contains("TTSCM_NATS__TLS_KEY"));
+        assert!(refused("[nats]\ncreds_file = \"/nonexistent/ttscm.creds\"\n").contains("is not a file"));
+        assert!(refused("[nats]\npasword = \"typo\"\n").contains("pasword"));
     }
 }

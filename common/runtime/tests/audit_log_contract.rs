@@ -78,7 +78,7 @@ impl Setup {
     async fn bus(&self) -> Bus {
         match &self.nats {
             Some(nats) => {
-                let bus = NatsBus::connect(&nats.url(), "audit-test")
+                let bus = NatsBus::connect(&nats.url(), "audit-test", &Default::default())
                     .await
                     .expect("connects");
                 assert!(bus.wait_connected(Duration::from_secs(5)).await, "connected");

@@ -41,7 +41,7 @@ async fn bus(adapter: &Adapter) -> (Bus, Option<NatsServer>) {
         Adapter::InProc => (Bus::InProc(InProcBus::new()), None),
         Adapter::Nats => {
             let server = NatsServer::start();
-            let nats = NatsBus::connect(&server.url(), "contract-test")
+            let nats = NatsBus::connect(&server.url(), "contract-test", &Default::default())
                 .await
                 .expect("connects");
             assert!(
@@ -57,7 +57,7 @@ async fn bus(adapter: &Adapter) -> (Bus, Option<NatsServer>) {
 async fn second(bus: &Bus, server: &Option<NatsServer>) -> Bus {
     match (bus, server) {
         (Bus::Nats(_), Some(server)) => {
-            let nats = NatsBus::connect(&server.url(), "contract-test-2")
+            let nats = NatsBus::connect(&server.url(), "contract-test-2", &Default::default())
                 .await
                 .expect("connects");
             assert!(nats.wait_connected(Duration::from_secs(5)).await);

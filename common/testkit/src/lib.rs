@@ -9,6 +9,7 @@
 pub mod ferretdb;
 pub mod nats;
 pub mod oidc;
+pub mod pki;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 pub use ferretdb::MongoFixture;
 pub use nats::NatsServer;
 pub use oidc::OidcProvider;
+pub use pki::TestPki;
 
 /// A free loopback port (bound and released; good enough for test servers).
 pub fn free_port() -> u16 {

@@ -10,19 +10,33 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     store_dir: TempDir,
+    /// Extra command-line options (authentication, TLS), kept for restarts.
+    extra: Vec<String>,
 }
 
 impl NatsServer {
     /// Starts a server on a free port.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server on a free port with extra command-line options, e.g.
+    /// `["--user", "u", "--pass", "p"]` or the `--tls…` options.
+    pub fn start_with(extra: &[&str]) -> Self {
         let store_dir = tempfile::tempdir().expect("a temp dir can be created");
         let mut server = Self {
             child: None,
             port: crate::free_port(),
             store_dir,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         };
         server.spawn();
         server
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     fn spawn(&mut self) {
@@ -30,7 +44,8 @@ impl NatsServer {
         let mut command = Command::new(&bin);
         command
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(self.store_dir.path());
+            .arg(self.store_dir.path())
+            .args(&self.extra);
         self.child = Some(crate::spawn_listening(
             &mut command,
             "nats-server",

@@ -6,9 +6,11 @@ use std::time::Duration;
 use async_nats::jetstream;
 use async_nats::{ConnectOptions, RequestErrorKind};
 use bytes::Bytes;
+use secrecy::ExposeSecret;
 use ttscm_contract::subjects::{EVENTS_ALL, EVENTS_PREFIX, EVENTS_STREAM};
 
 use super::{BusError, Headers, Message, Requests, RequestsInner, Subscription, SubscriptionInner};
+use crate::settings::NatsSettings;
 
 /// How long events are kept in the stream for subscribers that replay.
 const EVENTS_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -21,11 +23,50 @@ pub struct NatsBus {
     stream_replicas: usize,
 }
 
+/// Applies the authentication and TLS `security` asks for.
+async fn secured(options: ConnectOptions, security: &NatsSettings) -> Result<ConnectOptions, BusError> {
+    let mut options = match security {
+        NatsSettings {
+            user: Some(user),
+            password: Some(password),
+            ..
+        } => options.user_and_password(user.clone(), password.expose_secret().to_owned()),
+        NatsSettings {
+            token: Some(token), ..
+        } => options.token(token.expose_secret().to_owned()),
+        NatsSettings {
+            nkey_seed: Some(seed),
+            ..
+        } => options.nkey(seed.expose_secret().to_owned()),
+        NatsSettings {
+            creds_file: Some(path),
+            ..
+        } => options.credentials_file(path).await.map_err(|error| {
+            BusError::Other(format!(
+                "cannot read the NATS credentials file {}: {error}",
+                path.display()
+            ))
+        })?,
+        _ => options,
+    };
+    if let Some(ca) = &security.tls_ca {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&security.tls_cert, &security.tls_key) {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    Ok(options.require_tls(security.tls_required))
+}
+
 impl NatsBus {
     /// Connects to `url`. The first connection is retried in the background, so a component can
     /// start before NATS does; until connected, requests fail fast with [`BusError::Disconnected`].
-    pub async fn connect(url: &str, name: &str) -> Result<Self, BusError> {
-        let client = ConnectOptions::new()
+    ///
+    /// `security` says how to authenticate and what TLS to use ([`NatsSettings`]); secrets go to
+    /// the client only, never to a log or an error.
+    pub async fn connect(url: &str, name: &str, security: &NatsSettings) -> Result<Self, BusError> {
+        let client = secured(ConnectOptions::new(), security)
+            .await?
             .name(name)
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(2))
