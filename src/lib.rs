@@ -3,6 +3,8 @@
 //!
 //! This is the only crate that depends on every service; services never depend on each other.
 
+pub mod mesh;
+
 use std::net::TcpListener as StdTcpListener;
 use std::time::Duration;
 
@@ -11,30 +13,15 @@ use ttscm_runtime::{Settings, Shutdown, connect};
 /// How long in-flight work may take to drain after shutdown is signalled.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 
-/// A component of the mesh.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Component {
-    /// HTTP edge.
-    Edge,
-    /// Sign-in, users, roles, tokens.
-    Identity,
-    /// Companies from ConnectWise.
-    CompanySync,
-    /// Credential types and credentials.
-    Credential,
-    /// Key material; seals and unseals.
-    Vault,
-}
+/// A component of the mesh (`serve --only <component>`).
+pub use ttscm_contract::Component;
 
-impl Component {
-    /// Every component, as `ttscm serve` runs them.
-    pub const ALL: [Component; 5] = [
-        Component::Edge,
-        Component::Identity,
-        Component::CompanySync,
-        Component::Credential,
-        Component::Vault,
-    ];
+/// Parses a component's name, for `--only` (clap).
+pub fn parse_component(name: &str) -> Result<Component, String> {
+    Component::from_name(name).ok_or_else(|| {
+        let names: Vec<_> = Component::ALL.iter().map(|c| c.name()).collect();
+        format!("unknown component `{name}`; one of: {}", names.join(", "))
+    })
 }
 
 /// Why the app could not run.
@@ -92,10 +79,16 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> Result<(), AppError> {
     let everything = Component::ALL.iter().all(|c| components.contains(c));
-    if !everything && (settings.nats_url.is_none() || settings.mongodb_uri.is_none()) {
+    let needs_store = components.iter().any(|c| {
+        matches!(
+            c,
+            Component::Identity | Component::CompanySync | Component::Credential
+        )
+    });
+    if !everything && (settings.nats_url.is_none() || (needs_store && settings.mongodb_uri.is_none())) {
         return Err(AppError::Config(
-            "running single components (--only) needs TTSCM_NATS_URL and TTSCM_MONGODB_URI: \
-             components find each other over NATS and share MongoDB"
+            "running single components (--only) needs TTSCM_NATS_URL (components find each other \
+             over NATS) and, for identity, company-sync and credential, TTSCM_MONGODB_URI"
                 .into(),
         ));
     }
@@ -106,15 +99,13 @@ pub async fn serve(
     if components.contains(&Component::Vault) {
         ttscm_vault::KeyRing::load(settings).map_err(config_or_runtime(true))?;
     }
-    let bus = connect::bus(settings, "ttscm")
+    let one = match components {
+        [one] => Some(*one),
+        _ => None,
+    };
+    let bus = connect::bus(settings, one)
         .await
         .map_err(config_or_runtime(true))?;
-    let needs_store = components.iter().any(|c| {
-        matches!(
-            c,
-            Component::Identity | Component::CompanySync | Component::Credential
-        )
-    });
     let store = if needs_store {
         Some(connect::store(settings).await.map_err(config_or_runtime(false))?)
     } else {

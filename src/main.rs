@@ -27,7 +27,7 @@ enum Command {
     /// Run TTSCM (all components in one process unless --only is given).
     Serve {
         /// Run only this component (needs NATS and MongoDB).
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = ttscm::parse_component)]
         only: Option<Component>,
     },
     /// Manage API tokens for machines.
@@ -55,6 +55,28 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The mesh's NATS users, permissions and principal keys.
+    Mesh {
+        #[command(subcommand)]
+        command: MeshCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MeshCommand {
+    /// Writes nats.conf (users and permissions generated from the code), one <component>.env
+    /// per component (its NATS nkey seed and principal key: secret), mesh.env (the trusted
+    /// public keys) and integrator.nk (the events reader's nkey seed) into a directory.
+    Init {
+        /// Where to write the files.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Directory on the NATS server holding tls.crt, tls.key and ca.crt: adds a tls block.
+        #[arg(long)]
+        tls_dir: Option<String>,
+    },
+    /// Prints what each NATS user may publish and subscribe to.
+    Permissions,
 }
 
 #[derive(Subcommand)]
@@ -145,6 +167,7 @@ fn main() -> ExitCode {
             keys(command);
             Ok(())
         }
+        Command::Mesh { command } => mesh(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -315,6 +338,29 @@ fn keys(command: KeysCommand) {
             use base64::Engine;
             let key = ttscm_runtime::ids::random_bytes::<32>();
             println!("{kid}:{}", base64::engine::general_purpose::STANDARD.encode(key));
+        }
+    }
+}
+
+fn mesh(command: MeshCommand) -> Result<(), AppError> {
+    match command {
+        MeshCommand::Init { out, tls_dir } => {
+            let keys = ttscm::mesh::MeshKeys::generate();
+            let written = keys
+                .write(&out, tls_dir.as_deref())
+                .map_err(|e| AppError::Config(format!("cannot write into {}: {e}", out.display())))?;
+            for name in written {
+                println!("{}", out.join(name).display());
+            }
+            eprintln!(
+                "run nats-server with nats.conf; give each component its <component>.env and mesh.env; \
+                 hand integrator.nk to the tool that reads events (never commit the .env and .nk files)"
+            );
+            Ok(())
+        }
+        MeshCommand::Permissions => {
+            print!("{}", ttscm::mesh::describe());
+            Ok(())
         }
     }
 }

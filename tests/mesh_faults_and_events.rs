@@ -15,22 +15,22 @@ use ttscm::Component;
 
 const CREDS: &str = "/v1/credential/credentials";
 
-/// JetStream as an outside tool connected to the NATS at `url` sees it, and its stream `name`.
+/// JetStream as an outside tool connected as `client` sees it, and its stream `name`.
 async fn outside_stream(
-    url: &str,
+    client: async_nats::Client,
     name: &str,
 ) -> (
     async_nats::jetstream::Context,
     async_nats::jetstream::stream::Stream,
 ) {
-    let client = async_nats::connect(url).await.expect("an outside tool connects");
     let jetstream = async_nats::jetstream::new(client);
     let stream = jetstream.get_stream(name).await.expect("the stream exists");
     (jetstream, stream)
 }
 
-async fn replay_events(url: &str) -> Vec<(String, Value)> {
-    let (_, mut stream) = outside_stream(url, "TTSCM_EVENTS").await;
+/// The events as the integrator (the NATS user other MSP tools get) replays them.
+async fn replay_events(app: &support::TestApp) -> Vec<(String, Value)> {
+    let (_, mut stream) = outside_stream(app.nats_integrator().await, "TTSCM_EVENTS").await;
     let last = stream.info().await.expect("stream info").state.last_sequence;
     let mut events = Vec::new();
     for seq in 1..=last {
@@ -70,10 +70,9 @@ async fn an_outside_tool_replays_cloud_events_without_secrets() {
     assert_eq!(app.patch(&type_path, &token, &renamed).await.0, 200);
     assert_eq!(app.delete_status(&type_path, &token).await, 200);
 
-    let url = app.nats.as_ref().expect("mesh has nats").url();
     // Events leave through an ordered publisher off the request path: wait for all eight.
     let events = ttscm_testkit::eventually(Duration::from_secs(10), || async {
-        let events = replay_events(&url).await;
+        let events = replay_events(&app).await;
         (events.len() >= 8).then_some(events)
     })
     .await
@@ -244,8 +243,7 @@ async fn a_reveal_whose_audit_entry_cannot_be_stored_fails_closed() {
     );
 
     // An operator points the stream elsewhere: it no longer takes audit entries.
-    let nats_url = app.nats.as_ref().expect("mesh has NATS").url();
-    let (jetstream, mut stream) = outside_stream(&nats_url, "TTSCM_AUDIT").await;
+    let (jetstream, mut stream) = outside_stream(app.nats_operator().await, "TTSCM_AUDIT").await;
     let config = stream.info().await.expect("info").config.clone();
     let parked = async_nats::jetstream::stream::Config {
         subjects: vec!["ttscm.parked.audit".into()],

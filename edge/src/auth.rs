@@ -19,6 +19,7 @@ use ttscm_contract::identity::{
 use ttscm_contract::token::{TokenDigest, is_api_token, token_digest};
 use ttscm_contract::{ErrorCode, Principal, WireError};
 use ttscm_runtime::cache::Cache;
+use ttscm_runtime::principal::MAX_SIGNED_REUSE;
 use ttscm_runtime::service::{BusClient, CallContext};
 
 /// Lowercase hex SHA-256 (also of sign-in callback keys).
@@ -50,8 +51,9 @@ pub struct Authenticated {
 }
 
 impl Authenticated {
-    fn new(principal: Principal) -> Arc<Self> {
-        let header = CallContext::encode_principal(&principal).into();
+    /// `principal` with its header as `bus` carries it (signed by the edge in the mesh).
+    fn new(bus: &ttscm_runtime::Bus, principal: Principal) -> Arc<Self> {
+        let header = bus.principal_header(&principal).into();
         Arc::new(Self {
             principal: Arc::new(principal),
             header,
@@ -79,7 +81,10 @@ fn unauthorized() -> WireError {
 
 impl Authenticator {
     /// An authenticator calling identity through `client`.
+    /// `ttl` is capped at [`MAX_SIGNED_REUSE`]: a cached caller's signed principal header must
+    /// outlive the requests that carry it.
     pub fn new(client: BusClient, ttl: Duration) -> Self {
+        let ttl = ttl.min(MAX_SIGNED_REUSE);
         Self {
             client,
             api_tokens: Cache::new(ttl, MAX_CACHE_ENTRIES),
@@ -123,7 +128,7 @@ impl Authenticator {
                     let left = (expiry - time::OffsetDateTime::now_utc()).max(time::Duration::ZERO);
                     Duration::try_from(left).unwrap_or_default()
                 });
-            let principal = Authenticated::new(resolved.principal);
+            let principal = Authenticated::new(self.client.bus(), resolved.principal);
             self.api_tokens.insert_for(key, principal.clone(), left);
             return Ok(principal);
         }
@@ -148,7 +153,7 @@ impl Authenticator {
             )
             .await?;
         resolved.scopes = claims.scope.split_whitespace().map(str::to_owned).collect();
-        let principal = Authenticated::new(resolved);
+        let principal = Authenticated::new(self.client.bus(), resolved);
         let left = claims.exp.saturating_sub(ttscm_runtime::clock::unix_now());
         self.access_tokens.insert_for_unless_changed(
             since,

@@ -29,6 +29,19 @@ pub use auth::Authenticator;
 /// How long a stopping edge waits for its WebSockets to finish closing.
 const SOCKET_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// What the edge does on the bus besides calling operations (their callers are declared in the
+/// contract): it serves and sends the sign-in deliveries between its replicas.
+pub fn bus_use() -> ttscm_runtime::router::BusUse {
+    const DELIVERIES: &str = "ttscm.edge.v1.login.*";
+    debug_assert!(DELIVERIES.starts_with(ttscm_contract::subjects::EDGE_LOGIN_DELIVERY_PREFIX));
+    ttscm_runtime::router::BusUse {
+        subscribes: vec![DELIVERIES],
+        publishes: vec![DELIVERIES],
+        streams: Vec::new(),
+        answers: true,
+    }
+}
+
 /// What the edge's handlers share.
 pub struct EdgeState {
     /// Calls services over the bus.

@@ -66,11 +66,14 @@ pub(crate) async fn readiness(
     let client = &ctx.state.client;
     let timeout = Duration::from_secs(1);
     let bus_ok = client.bus().is_connected();
+    // Health checks are the edge's own work: they carry its service principal.
+    let mut call = client.bus().service_context();
+    call.request_id.clone_from(&ctx.call.request_id);
     let (identity, company_sync, credential, vault) = tokio::join!(
-        client.call_with_timeout(&ctx.call, &IdentityHealth {}, timeout),
-        client.call_with_timeout(&ctx.call, &CompanySyncHealth {}, timeout),
-        client.call_with_timeout(&ctx.call, &CredentialHealth {}, timeout),
-        client.call_with_timeout(&ctx.call, &VaultHealth {}, timeout),
+        client.call_with_timeout(&call, &IdentityHealth {}, timeout),
+        client.call_with_timeout(&call, &CompanySyncHealth {}, timeout),
+        client.call_with_timeout(&call, &CredentialHealth {}, timeout),
+        client.call_with_timeout(&call, &VaultHealth {}, timeout),
     );
     let mut report = serde_json::Map::new();
     report.insert(

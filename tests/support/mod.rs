@@ -17,6 +17,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use secrecy::SecretString;
 use serde_json::Value;
 use ttscm::Component;
@@ -44,19 +46,30 @@ pub struct TestApp {
     pub admin_token: String,
     components: Vec<(Component, Shutdown, Option<JoinHandle<()>>)>,
     pub nats: Option<NatsServer>,
+    /// The mesh's generated NATS users and principal keys (mesh mode).
+    pub mesh_keys: Option<Arc<ttscm::mesh::MeshKeys>>,
     /// The OpenID provider sign-in uses, when started with [`spawn_app_with_sign_in`].
     pub oidc: Option<ttscm_testkit::oidc::OidcProvider>,
     mongo: Option<MongoFixture>,
     _data_dir: tempfile::TempDir,
 }
 
+/// The password of the test-only NATS user that may do anything (the tests' operator: it
+/// inspects streams and every subject); the product's users are the generated ones.
+pub const NATS_OPERATOR_PASSWORD: &str = "operator-only-in-tests";
+
 fn start_component(
     settings: &Settings,
+    keys: Option<&ttscm::mesh::MeshKeys>,
     components: Vec<Component>,
     listener: Option<TcpListener>,
 ) -> (Shutdown, JoinHandle<()>) {
     let shutdown = Shutdown::new();
-    let settings = settings.clone();
+    let mut settings = settings.clone();
+    // In the mesh each component connects as its own NATS user with its own principal key.
+    if let (Some(keys), [component]) = (keys, components.as_slice()) {
+        keys.apply(*component, &mut settings);
+    }
     let stop = shutdown.clone();
     let handle = std::thread::spawn(move || {
         if let Err(error) = ttscm::run_blocking(settings, components, listener, stop) {
@@ -64,6 +77,20 @@ fn start_component(
         }
     });
     (shutdown, handle)
+}
+
+/// Starts a nats-server with the mesh's generated configuration (its `tls` block when `tls_dir`
+/// is given) plus the test-only operator user, its config file in `dir`.
+pub fn start_mesh_nats(keys: &ttscm::mesh::MeshKeys, dir: &std::path::Path, tls_dir: Option<&str>) -> NatsServer {
+    let operator = format!("      {{ user: operator, password: {NATS_OPERATOR_PASSWORD} }}\n");
+    // The tests pick the ports and the store directory on the command line; no monitor port.
+    let conf = keys
+        .nats_conf(tls_dir, &operator)
+        .replace("http: 0.0.0.0:8222\n", "")
+        .replace("jetstream {\n  store_dir: \"/data\"\n}\n", "");
+    let path = dir.join("nats.conf");
+    std::fs::write(&path, conf).expect("the NATS configuration is written");
+    NatsServer::start_with(&["-c", path.to_str().expect("a UTF-8 path")])
 }
 
 /// Starts TTSCM in `mode`.
@@ -77,6 +104,33 @@ fn base64_key() -> String {
 }
 
 impl TestApp {
+    /// A NATS connection as the integrator (the user other MSP tools get), mesh mode only.
+    pub async fn nats_integrator(&self) -> async_nats::Client {
+        let keys = self.mesh_keys.as_ref().expect("mesh mode");
+        async_nats::ConnectOptions::with_nkey(keys.integrator_seed())
+            .connect(self.nats.as_ref().expect("mesh has NATS").url())
+            .await
+            .expect("the integrator connects")
+    }
+
+    /// A NATS connection as the tests' operator (may do anything), mesh mode only.
+    pub async fn nats_operator(&self) -> async_nats::Client {
+        async_nats::ConnectOptions::with_user_and_password("operator".into(), NATS_OPERATOR_PASSWORD.into())
+            .connect(self.nats.as_ref().expect("mesh has NATS").url())
+            .await
+            .expect("the operator connects")
+    }
+
+    /// A NATS connection as `component`'s own NATS user (what a compromised pod of it holds).
+    pub async fn nats_as(&self, component: Component) -> async_nats::Client {
+        let keys = self.mesh_keys.as_ref().expect("mesh mode");
+        async_nats::ConnectOptions::with_nkey(keys.nkey_seed(component))
+            .custom_inbox_prefix(component.inbox_prefix())
+            .connect(self.nats.as_ref().expect("mesh has NATS").url())
+            .await
+            .expect("connects with the component's credentials")
+    }
+
     /// Polls `/readyz` until 200.
     pub async fn wait_ready(&self) {
         let ready = ttscm_testkit::eventually(Duration::from_secs(20), || async {
@@ -265,7 +319,7 @@ impl TestApp {
     /// Starts a stopped component again (mesh mode).
     pub fn restart(&mut self, component: Component) {
         self.stop(component);
-        let (shutdown, handle) = start_component(&self.settings, vec![component], None);
+        let (shutdown, handle) = start_component(&self.settings, self.mesh_keys.as_deref(), vec![component], None);
         self.components.push((component, shutdown, Some(handle)));
     }
 }
@@ -346,7 +400,7 @@ impl TestApp {
 
     /// Starts one more replica of a service component (mesh mode).
     pub fn start_extra_replica(&mut self, component: Component) {
-        let (shutdown, handle) = start_component(&self.settings, vec![component], None);
+        let (shutdown, handle) = start_component(&self.settings, self.mesh_keys.as_deref(), vec![component], None);
         self.components.push((component, shutdown, Some(handle)));
     }
 
@@ -355,7 +409,7 @@ impl TestApp {
     pub fn start_extra_edge(&mut self) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = listener.local_addr().expect("address");
-        let (shutdown, handle) = start_component(&self.settings, vec![Component::Edge], Some(listener));
+        let (shutdown, handle) = start_component(&self.settings, self.mesh_keys.as_deref(), vec![Component::Edge], Some(listener));
         self.components.push((Component::Edge, shutdown, Some(handle)));
         format!("http://{address}")
     }
@@ -573,21 +627,37 @@ impl TestApp {
 /// Starts TTSCM in `mode` after `configure` adjusted the settings every component gets (e.g. the
 /// `connectwise` section).
 pub async fn spawn_app_with(mode: Mode, configure: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn(mode, false, configure).await
+    spawn(mode, Spawn::default(), configure).await
 }
 
 /// Starts TTSCM as a mesh on a FerretDB of its own, which the test may stop
 /// ([`TestApp::store_server`]).
 pub async fn spawn_mesh_with_own_store() -> TestApp {
-    spawn(Mode::Mesh, true, |_| {}).await
+    spawn(Mode::Mesh, Spawn { own_store: true, ..Spawn::default() }, |_| {}).await
 }
 
 /// [`spawn_mesh_with_own_store`] with `configure` applied to the settings.
 pub async fn spawn_mesh_with_own_store_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn(Mode::Mesh, true, configure).await
+    spawn(Mode::Mesh, Spawn { own_store: true, ..Spawn::default() }, configure).await
 }
 
-async fn spawn(mode: Mode, own_store: bool, configure: impl FnOnce(&mut Settings)) -> TestApp {
+/// How [`spawn`] sets the mesh up.
+#[derive(Debug, Clone, Copy, Default)]
+struct Spawn {
+    /// A FerretDB of the test's own (which it may stop).
+    own_store: bool,
+    /// NATS over TLS: a CA and a server certificate made for the test, `tls://` URLs, TLS
+    /// required by every component.
+    tls: bool,
+}
+
+/// Starts TTSCM as a mesh whose NATS connections all use TLS, with `configure` applied.
+pub async fn spawn_mesh_over_tls_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn(Mode::Mesh, Spawn { tls: true, ..Spawn::default() }, configure).await
+}
+
+async fn spawn(mode: Mode, options: Spawn, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let own_store = options.own_store;
     ttscm_testkit::init_tracing();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let data_dir = tempfile::tempdir().expect("temp dir");
@@ -600,16 +670,34 @@ async fn spawn(mode: Mode, own_store: bool, configure: impl FnOnce(&mut Settings
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let address: SocketAddr = listener.local_addr().expect("address");
     settings.public_url = format!("http://{address}");
-    let (nats, mongo) = match mode {
-        Mode::Embedded => (None, None),
+    let (nats, mongo, mesh_keys) = match mode {
+        Mode::Embedded => (None, None, None),
         Mode::Mesh => {
-            let nats = NatsServer::start();
+            // NATS runs with the generated users and permissions (and a test-only operator).
+            let keys = Arc::new(ttscm::mesh::MeshKeys::generate());
+            let nats = if options.tls {
+                let tls_dir = data_dir.path().join("nats-tls");
+                let pki = ttscm_testkit::pki::TestPki::generate();
+                std::fs::create_dir_all(&tls_dir).expect("a TLS dir");
+                for (from, to) in [("server.pem", "tls.crt"), ("server.key", "tls.key"), ("ca.pem", "ca.crt")] {
+                    std::fs::copy(pki.path(from), tls_dir.join(to)).expect("the certificates are copied");
+                }
+                settings.nats.tls_ca = Some(tls_dir.join("ca.crt"));
+                settings.nats.tls_required = true;
+                start_mesh_nats(&keys, data_dir.path(), Some(tls_dir.to_str().expect("a UTF-8 path")))
+            } else {
+                start_mesh_nats(&keys, data_dir.path(), None)
+            };
             let mongo = if own_store {
                 MongoFixture::start_own()
             } else {
                 MongoFixture::start()
             };
-            settings.nats_url = Some(nats.url());
+            settings.nats_url = Some(if options.tls {
+                format!("tls://127.0.0.1:{}", nats.port())
+            } else {
+                nats.url()
+            });
             settings.mongodb_uri = Some(SecretString::from(mongo.uri.clone()));
             settings.mongodb_database = mongo.database.clone();
             settings.identity.signing_key = Some(SecretString::from(
@@ -617,14 +705,14 @@ async fn spawn(mode: Mode, own_store: bool, configure: impl FnOnce(&mut Settings
             ));
             settings.identity.signing_kid = Some("k1".into());
             settings.vault.keys = Some(SecretString::from(format!("v1:{}", base64_key())));
-            (Some(nats), Some(mongo))
+            (Some(nats), Some(mongo), Some(keys))
         }
     };
     configure(&mut settings);
     let mut components = Vec::new();
     match mode {
         Mode::Embedded => {
-            let (shutdown, handle) = start_component(&settings, Component::ALL.to_vec(), Some(listener));
+            let (shutdown, handle) = start_component(&settings, None, Component::ALL.to_vec(), Some(listener));
             components.push((Component::Edge, shutdown, Some(handle)));
         }
         Mode::Mesh => {
@@ -635,7 +723,7 @@ async fn spawn(mode: Mode, own_store: bool, configure: impl FnOnce(&mut Settings
                 } else {
                     None
                 };
-                let (shutdown, handle) = start_component(&settings, vec![component], own);
+                let (shutdown, handle) = start_component(&settings, mesh_keys.as_deref(), vec![component], own);
                 components.push((component, shutdown, Some(handle)));
             }
         }
@@ -651,6 +739,7 @@ async fn spawn(mode: Mode, own_store: bool, configure: impl FnOnce(&mut Settings
         admin_token: String::new(),
         components,
         nats,
+        mesh_keys,
         oidc: None,
         mongo,
         _data_dir: data_dir,
@@ -663,8 +752,17 @@ async fn spawn(mode: Mode, own_store: bool, configure: impl FnOnce(&mut Settings
 /// Starts TTSCM in `mode` with sign-in configured against a real OpenID provider of its own
 /// (`oidc-provider`, Entra-shaped ID tokens); `configure` adjusts the settings further.
 pub async fn spawn_app_with_sign_in(mode: Mode, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_with_sign_in(mode, Spawn::default(), configure).await
+}
+
+/// A mesh over TLS ([`spawn_mesh_over_tls_with`]) with sign-in as [`spawn_app_with_sign_in`].
+pub async fn spawn_mesh_over_tls_with_sign_in() -> TestApp {
+    spawn_with_sign_in(Mode::Mesh, Spawn { tls: true, ..Spawn::default() }, |_| {}).await
+}
+
+async fn spawn_with_sign_in(mode: Mode, options: Spawn, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut provider = None;
-    let mut app = spawn_app_with(mode, |settings| {
+    let mut app = spawn(mode, options, |settings| {
         let redirect = format!("{}/v1/auth/redirect", settings.public_url);
         let oidc = ttscm_testkit::oidc::OidcProvider::start(std::slice::from_ref(&redirect));
         settings.entra.issuer = Some(oidc.issuer.clone());

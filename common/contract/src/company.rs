@@ -21,7 +21,7 @@ pub struct GetCompanySummaries {
     pub ids: Vec<String>,
 }
 
-crate::operation!(GetCompanySummaries => subjects::COMPANY_SUMMARIES, Vec<CompanySummary>);
+crate::operation!(GetCompanySummaries => subjects::COMPANY_SUMMARIES, Vec<CompanySummary>, callers: [crate::Component::Credential]);
 
 /// Where a company comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -335,7 +335,7 @@ pub struct CountCompanyCredentials {
     pub company_id: String,
 }
 
-crate::operation!(CountCompanyCredentials => subjects::CREDENTIAL_COUNT_BY_COMPANY, u64);
+crate::operation!(CountCompanyCredentials => subjects::CREDENTIAL_COUNT_BY_COMPANY, u64, callers: [crate::Component::CompanySync]);
 
 /// Delete a credential.
 #[derive(Debug, Clone, Serialize, Deserialize)]

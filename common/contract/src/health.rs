@@ -18,22 +18,22 @@ pub struct HealthReply {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct IdentityHealth {}
 
-crate::operation!(IdentityHealth => subjects::IDENTITY_HEALTH, HealthReply);
+crate::operation!(IdentityHealth => subjects::IDENTITY_HEALTH, HealthReply, anonymous: true);
 
 /// Ask company-sync whether it is healthy.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CompanySyncHealth {}
 
-crate::operation!(CompanySyncHealth => subjects::COMPANY_SYNC_HEALTH, HealthReply);
+crate::operation!(CompanySyncHealth => subjects::COMPANY_SYNC_HEALTH, HealthReply, anonymous: true);
 
 /// Ask credential whether it is healthy.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CredentialHealth {}
 
-crate::operation!(CredentialHealth => subjects::CREDENTIAL_HEALTH, HealthReply);
+crate::operation!(CredentialHealth => subjects::CREDENTIAL_HEALTH, HealthReply, anonymous: true);
 
 /// Ask vault whether it is healthy.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct VaultHealth {}
 
-crate::operation!(VaultHealth => subjects::VAULT_HEALTH, HealthReply);
+crate::operation!(VaultHealth => subjects::VAULT_HEALTH, HealthReply, anonymous: true);

@@ -23,7 +23,7 @@ pub struct AuthenticatedToken {
     pub expires_at: Option<String>,
 }
 
-crate::operation!(AuthenticateToken => subjects::IDENTITY_AUTHENTICATE_TOKEN, AuthenticatedToken);
+crate::operation!(AuthenticateToken => subjects::IDENTITY_AUTHENTICATE_TOKEN, AuthenticatedToken, anonymous: true);
 
 /// Ask for the public keys and the claims access tokens must carry.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -53,7 +53,7 @@ pub struct PublicKeys {
     pub keys: Vec<PublicKey>,
 }
 
-crate::operation!(GetPublicKeys => subjects::IDENTITY_PUBLIC_KEYS, PublicKeys);
+crate::operation!(GetPublicKeys => subjects::IDENTITY_PUBLIC_KEYS, PublicKeys, anonymous: true);
 
 /// The `typ` claim value of access tokens; refresh and ID tokens never carry it.
 pub const ACCESS_TOKEN_TYPE: &str = "access";
@@ -111,7 +111,7 @@ pub struct LoginStart {
     pub expires_at: String,
 }
 
-crate::operation!(BeginLogin => subjects::IDENTITY_LOGIN_BEGIN, LoginStart);
+crate::operation!(BeginLogin => subjects::IDENTITY_LOGIN_BEGIN, LoginStart, anonymous: true);
 
 /// Is a sign-in pending for this callback key? Answers its expiry, or 404.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,7 +129,7 @@ pub struct LoginPending {
     pub expires_at: String,
 }
 
-crate::operation!(CheckLogin => subjects::IDENTITY_LOGIN_CHECK, LoginPending);
+crate::operation!(CheckLogin => subjects::IDENTITY_LOGIN_CHECK, LoginPending, anonymous: true);
 
 /// Finish a sign-in with what the provider's redirect carried. Consumes the pending login
 /// (single use) whatever the outcome.
@@ -172,7 +172,7 @@ pub struct SignedIn {
     pub user: User,
 }
 
-crate::operation!(CompleteLogin => subjects::IDENTITY_LOGIN_COMPLETE, SignedIn);
+crate::operation!(CompleteLogin => subjects::IDENTITY_LOGIN_COMPLETE, SignedIn, anonymous: true);
 
 /// Rotate a refresh token. Carries only its SHA-256 (hex), never the token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -182,7 +182,7 @@ pub struct RefreshSession {
     pub token_hash: String,
 }
 
-crate::operation!(RefreshSession => subjects::IDENTITY_REFRESH, TokenPair);
+crate::operation!(RefreshSession => subjects::IDENTITY_REFRESH, TokenPair, anonymous: true);
 
 /// Revoke the caller's session (the refresh-token family of its access token).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -209,7 +209,7 @@ pub struct ResolveSession {
     pub session_id: String,
 }
 
-crate::operation!(ResolveSession => subjects::IDENTITY_RESOLVE_SESSION, Principal);
+crate::operation!(ResolveSession => subjects::IDENTITY_RESOLVE_SESSION, Principal, anonymous: true);
 
 // ---- users and roles ------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod company;
+pub mod component;
 pub mod credential;
 pub mod error;
 pub mod event;
@@ -18,6 +19,7 @@ pub mod subjects;
 pub mod token;
 pub mod vault;
 
+pub use component::Component;
 pub use error::{ErrorCode, FieldError, WireError};
 pub use operation::{Operation, OperationInfo, operations};
 

@@ -9,10 +9,17 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::Component;
+
 /// A request-reply operation on the bus.
 pub trait Operation: Serialize + DeserializeOwned + Send + 'static {
     /// The versioned subject this operation is served on, from [`crate::subjects`].
     const SUBJECT: &'static str;
+    /// The components that may call it (NATS publish permissions are generated from this).
+    const CALLERS: &'static [Component];
+    /// Whether it is served without a principal (sign-in, token resolution, health). Every
+    /// other operation is refused in the mesh unless its principal header verifies.
+    const ANONYMOUS: bool;
     /// What a successful call answers.
     type Reply: Serialize + DeserializeOwned + Send + 'static;
 }
@@ -24,6 +31,10 @@ pub struct OperationInfo {
     pub name: &'static str,
     /// The subject it is served on.
     pub subject: &'static str,
+    /// The components that may call it.
+    pub callers: &'static [Component],
+    /// Served without a principal.
+    pub anonymous: bool,
 }
 
 inventory::collect!(OperationInfo);
@@ -35,17 +46,32 @@ pub fn operations() -> impl Iterator<Item = &'static OperationInfo> {
 
 /// Declares a request type an [`Operation`] served on `subject`, answering `reply`, and
 /// registers it in [`operations`]: `operation!(GetCredential => subjects::CREDENTIAL_GET, Credential);`
+///
+/// The edge is the caller unless `callers: [Component::Credential]` says otherwise;
+/// `anonymous: true` marks the few operations served without a principal.
 #[macro_export]
 macro_rules! operation {
-    ($op:ty => $subject:expr, $reply:ty) => {
+    ($op:ty => $subject:expr, $reply:ty $(, callers: [$($caller:expr),+])? $(, anonymous: $anonymous:literal)?) => {
         impl $crate::Operation for $op {
             const SUBJECT: &'static str = $subject;
+            const CALLERS: &'static [$crate::Component] =
+                $crate::operation!(@callers $([$($caller),+])?);
+            const ANONYMOUS: bool = $crate::operation!(@anonymous $($anonymous)?);
             type Reply = $reply;
         }
         $crate::inventory::submit! {
-            $crate::operation::OperationInfo { name: stringify!($op), subject: $subject }
+            $crate::operation::OperationInfo {
+                name: stringify!($op),
+                subject: $subject,
+                callers: <$op as $crate::Operation>::CALLERS,
+                anonymous: <$op as $crate::Operation>::ANONYMOUS,
+            }
         }
     };
+    (@callers) => { &[$crate::Component::Edge] };
+    (@callers [$($caller:expr),+]) => { &[$($caller),+] };
+    (@anonymous) => { false };
+    (@anonymous $anonymous:literal) => { $anonymous };
 }
 
 /// The JSON shape of every reply on the bus: either data or a typed error.

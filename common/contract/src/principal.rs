@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::PermissionSet;
+use crate::{Component, PermissionSet};
 
 /// What kind of caller a principal is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,6 +13,9 @@ pub enum PrincipalKind {
     User,
     /// A machine using an API token.
     ApiToken,
+    /// A component of the mesh doing work it started itself (health checks, jobs); its id is
+    /// the component's name and only that component may vouch for it.
+    Service,
 }
 
 /// An authenticated caller and its effective permissions.
@@ -34,4 +37,20 @@ pub struct Principal {
     /// tokens. Sign-out revokes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+}
+
+impl Principal {
+    /// The service principal of `component`: the caller of work the component starts itself.
+    /// It holds no permission: such work reaches other services only through operations that
+    /// need none (health checks); a job that needs more names it here.
+    pub fn service(component: Component) -> Self {
+        Self {
+            id: component.name().to_owned(),
+            kind: PrincipalKind::Service,
+            name: component.name().to_owned(),
+            permissions: PermissionSet::default(),
+            scopes: Vec::new(),
+            session_id: None,
+        }
+    }
 }

@@ -49,7 +49,7 @@ pub struct Seal {
     pub items: Vec<SealItem>,
 }
 
-crate::operation!(Seal => subjects::VAULT_SEAL, Vec<String>);
+crate::operation!(Seal => subjects::VAULT_SEAL, Vec<String>, callers: [crate::Component::Credential]);
 
 /// One sealed value to open.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,7 +86,7 @@ impl std::fmt::Debug for Plaintexts {
     }
 }
 
-crate::operation!(Unseal => subjects::VAULT_UNSEAL, Plaintexts);
+crate::operation!(Unseal => subjects::VAULT_UNSEAL, Plaintexts, callers: [crate::Component::Credential]);
 
 /// Re-seal values with the active key (for key rotation). Items already under the active key
 /// come back unchanged. Replies with one sealed blob per item, in order.
@@ -96,4 +96,4 @@ pub struct Reseal {
     pub items: Vec<SealedItem>,
 }
 
-crate::operation!(Reseal => subjects::VAULT_RESEAL, Vec<String>);
+crate::operation!(Reseal => subjects::VAULT_RESEAL, Vec<String>, callers: [crate::Component::Credential]);

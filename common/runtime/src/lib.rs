@@ -7,6 +7,7 @@ pub mod cache;
 pub mod clock;
 pub mod connect;
 pub mod ids;
+pub mod principal;
 pub mod retry;
 pub mod router;
 pub mod service;

@@ -82,6 +82,33 @@ pub struct ServiceRouter<S> {
     listeners: Vec<Listener<S>>,
     /// The declared background jobs.
     jobs: Vec<Job<S>>,
+    /// Subjects the service publishes on (not requests: announcements, events, audit entries).
+    publishes: Vec<&'static str>,
+    /// JetStream streams the service uses.
+    streams: Vec<StreamUse>,
+}
+
+/// How a component uses a JetStream stream (NATS permissions are generated from it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamUse {
+    /// The stream's name.
+    pub stream: &'static str,
+    /// Whether it reads the stream through a durable consumer (otherwise it only creates the
+    /// stream and publishes into it).
+    pub consumes: bool,
+}
+
+/// Everything a component does on the bus, as NATS permissions need it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BusUse {
+    /// Subjects it serves requests on (in its queue group) or listens to.
+    pub subscribes: Vec<&'static str>,
+    /// Subjects it publishes on besides requests to operations (announcements, events).
+    pub publishes: Vec<&'static str>,
+    /// Streams it uses.
+    pub streams: Vec<StreamUse>,
+    /// Whether it answers requests (publishes on the reply subjects of what it received).
+    pub answers: bool,
 }
 
 /// Starts the health operation's serving loop: reports `service` and whether `store` answers.
@@ -114,6 +141,34 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
             routes: Vec::new(),
             listeners: Vec::new(),
             jobs: Vec::new(),
+            publishes: Vec::new(),
+            streams: Vec::new(),
+        }
+    }
+
+    /// Declares a subject the service publishes on (an announcement other replicas listen to,
+    /// the events, the audit entries): its NATS user may publish there.
+    #[must_use]
+    pub fn publishes(mut self, subject: &'static str) -> Self {
+        self.publishes.push(subject);
+        self
+    }
+
+    /// Declares a JetStream stream the service creates and publishes into, and reads through a
+    /// durable consumer when `consumes`.
+    #[must_use]
+    pub fn stream(mut self, stream: &'static str, consumes: bool) -> Self {
+        self.streams.push(StreamUse { stream, consumes });
+        self
+    }
+
+    /// What the service does on the bus.
+    pub fn bus_use(&self) -> BusUse {
+        BusUse {
+            subscribes: self.subjects().chain(self.listens_to()).collect(),
+            publishes: self.publishes.clone(),
+            streams: self.streams.clone(),
+            answers: true,
         }
     }
 
@@ -177,6 +232,15 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         store: Option<Store>,
         shutdown: Shutdown,
     ) -> Result<Vec<JoinHandle<()>>, BusError> {
+        // The components that publish events create their stream (NATS may not be up yet: then
+        // the first event published creates it).
+        if let Bus::Nats(nats) = bus
+            && self.streams.iter().any(|s| s.stream == ttscm_contract::subjects::EVENTS_STREAM)
+            && bus.is_connected()
+            && let Err(error) = nats.ensure_events_stream().await
+        {
+            tracing::warn!(%error, "events stream not ensured at start");
+        }
         let mut tasks = Vec::with_capacity(self.routes.len() + self.listeners.len() + self.jobs.len() + 1);
         // Listeners first: a change announced while the operations start is not missed.
         for listener in &self.listeners {

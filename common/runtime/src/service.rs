@@ -26,6 +26,7 @@ use ttscm_contract::subjects::{HEADER_PRINCIPAL, HEADER_REQUEST_ID};
 use ttscm_contract::{ErrorCode, FieldError, Operation, Principal, WireError};
 
 use crate::bus::{Bus, BusError, Headers, Request};
+use crate::principal::{MeshAuth, Refusal};
 use crate::{Shutdown, ids, telemetry};
 
 /// Who asked, and the request's id, as a service sees them.
@@ -94,17 +95,26 @@ impl CallContext {
         headers
     }
 
-    fn from_headers(headers: &Headers) -> Self {
+    /// The context a request's headers carry. With `auth` (the mesh) a principal header must
+    /// verify, or the request is refused; without it (in process) it is decoded as it is.
+    fn from_headers(headers: &Headers, auth: Option<&MeshAuth>) -> Result<Self, Refusal> {
         // The header text is kept to forward as it is on calls this request makes.
-        let (principal, principal_header) = headers.get(HEADER_PRINCIPAL).and_then(decode_principal).unzip();
-        Self {
+        let (principal, principal_header) = match (headers.get(HEADER_PRINCIPAL), auth) {
+            (None, _) => (None, None),
+            (Some(header), Some(auth)) => {
+                let (principal, text) = auth.verify(header)?;
+                (Some(principal), Some(text))
+            }
+            (Some(header), None) => decode_principal(header).unzip(),
+        };
+        Ok(Self {
             request_id: headers
                 .get(HEADER_REQUEST_ID)
                 .map_or_else(ids::new_request_id, str::to_owned),
             principal,
             principal_header,
             client_ip: headers.get(HEADER_CLIENT_IP).map(str::to_owned),
-        }
+        })
     }
 }
 
@@ -152,7 +162,7 @@ where
             let in_flight = counted.token();
             let handler = handler.clone();
             Box::pin(async move {
-                handle::<O, F, Fut>(request, handler).await;
+                handle::<O, F, Fut>(request, handler, None).await;
                 drop(in_flight);
             })
         });
@@ -165,6 +175,7 @@ where
         }));
     }
     let mut requests = bus.serve(O::SUBJECT, queue).await?;
+    let auth = bus.principal_auth().cloned();
     Ok(tokio::spawn(async move {
         loop {
             let request = tokio::select! {
@@ -173,7 +184,7 @@ where
             };
             let Some(request) = request else { break };
             let handler = handler.clone();
-            tracker.spawn(handle::<O, F, Fut>(request, handler));
+            tracker.spawn(handle::<O, F, Fut>(request, handler, auth.clone()));
         }
         // Unsubscribe first, so new requests go to other members (or fail fast), then drain.
         drop(requests);
@@ -182,13 +193,22 @@ where
     }))
 }
 
-async fn handle<O, F, Fut>(request: Request, handler: F)
+async fn handle<O, F, Fut>(request: Request, handler: F, auth: Option<Arc<MeshAuth>>)
 where
     O: Operation,
     F: Fn(CallContext, O) -> Fut,
     Fut: Future<Output = Result<O::Reply, WireError>> + Send + 'static,
 {
-    let ctx = CallContext::from_headers(&request.headers);
+    let verified = CallContext::from_headers(&request.headers, auth.as_deref()).and_then(|ctx| {
+        match (&auth, &ctx.principal) {
+            (Some(_), None) if !O::ANONYMOUS => Err(Refusal::Missing),
+            _ => Ok(ctx),
+        }
+    });
+    let ctx = match verified {
+        Ok(ctx) => ctx,
+        Err(refusal) => return refuse::<O>(request, refusal).await,
+    };
     let span = tracing::info_span!("call", subject = O::SUBJECT, request_id = %ctx.request_id);
     telemetry::set_parent_from(&span, &request.headers);
     let result = match serde_json::from_slice::<O>(&request.payload) {
@@ -218,6 +238,21 @@ where
     let payload = serde_json::to_vec(&body).expect("replies always serialize");
     if let Err(error) = request.respond(Headers::new(), Bytes::from(payload)).await {
         span.in_scope(|| tracing::warn!(%error, "could not send a reply"));
+    }
+}
+
+/// Answers a request whose principal did not verify (or that needs one and carried none) with
+/// 401, without running anything, and logs why (never the header itself).
+async fn refuse<O: Operation>(request: Request, refusal: Refusal) {
+    let request_id = request.headers.get(HEADER_REQUEST_ID).unwrap_or("-").to_owned();
+    tracing::warn!(subject = O::SUBJECT, %request_id, reason = %refusal, "refused a request: its principal did not verify");
+    let body: ReplyBody<()> = ReplyBody::Err(WireError::new(
+        ErrorCode::Unauthorized,
+        "The request's principal is missing, forged or expired",
+    ));
+    let payload = serde_json::to_vec(&body).expect("replies always serialize");
+    if let Err(error) = request.respond(Headers::new(), Bytes::from(payload)).await {
+        tracing::warn!(%error, "could not send a reply");
     }
 }
 

@@ -63,6 +63,24 @@ pub struct Settings {
     pub entra: EntraSettings,
     /// How to authenticate to NATS and secure the connection (`TTSCM_NATS__…`).
     pub nats: NatsSettings,
+    /// Principal keys of the mesh (`TTSCM_MESH__…`): who vouches for the caller of a request.
+    pub mesh: MeshSettings,
+}
+
+/// Keys of signed principals (mesh mode). Made by `ttscm mesh init`, which writes one
+/// `<component>.env` per component (its NATS nkey seed and its principal key) and `mesh.env`
+/// (the public keys every component trusts).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MeshSettings {
+    /// This component's Ed25519 principal-signing key, base64 PKCS#8
+    /// (`TTSCM_MESH__PRINCIPAL_KEY`); never printed. The edge signs callers' principals with
+    /// it; every component signs its own service principal with it.
+    #[serde(serialize_with = "ser_secret_opt")]
+    pub principal_key: Option<SecretString>,
+    /// The public principal keys of every component, `component:base64url,…`
+    /// (`TTSCM_MESH__TRUSTED_KEYS`); a component may appear twice while its key is rotated.
+    pub trusted_keys: Option<String>,
 }
 
 /// Settings of the edge.
@@ -312,6 +330,7 @@ impl Default for Settings {
             connectwise: ConnectWiseSettings::default(),
             entra: EntraSettings::default(),
             nats: NatsSettings::default(),
+            mesh: MeshSettings::default(),
         }
     }
 }
@@ -360,6 +379,7 @@ const KNOWN_KEYS: &[&str] = &[
     "connectwise",
     "entra",
     "nats",
+    "mesh",
 ];
 
 /// Settings that cannot be loaded.

@@ -68,4 +68,6 @@ pub fn router() -> ServiceRouter<service::Service> {
         .op::<RunCompanySync>()
         .op::<GetCompanySyncStatus>()
         .op::<GetCompanyConfigurations>()
+        .publishes(ttscm_contract::subjects::EVENTS_ALL)
+        .stream(ttscm_contract::subjects::EVENTS_STREAM, false)
 }

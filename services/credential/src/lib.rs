@@ -72,6 +72,13 @@ pub fn router() -> ServiceRouter<service::Service> {
         .op::<DeleteCredentialType>()
         .op::<ListAuditEvents>()
         .op::<VerifyAudit>()
+        // Events (kept by the events stream), changes announced to the other replicas, and the
+        // audit entries on their way through `TTSCM_AUDIT` to the store.
+        .publishes(ttscm_contract::subjects::EVENTS_ALL)
+        .publishes(CREDENTIAL_CHANGED)
+        .publishes(ttscm_contract::subjects::AUDIT_SUBJECT)
+        .stream(ttscm_contract::subjects::EVENTS_STREAM, false)
+        .stream(ttscm_contract::subjects::AUDIT_STREAM, true)
         // Events that could not be published when they happened, retried until delivered.
         .background(|service, shutdown| Box::pin(service.events.clone().drain_outbox_forever(shutdown)))
         // Type events from every replica clear this replica's type caches; credential changes

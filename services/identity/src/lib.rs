@@ -73,6 +73,7 @@ pub fn router() -> ServiceRouter<service::Identity> {
         .listen(IDENTITY_USER_CHANGED, |identity, message| {
             identity.users.forget(&String::from_utf8_lossy(&message.payload));
         })
+        .publishes(IDENTITY_USER_CHANGED)
 }
 
 /// How often expired pending logins, refresh tokens and sessions are deleted.

@@ -161,6 +161,36 @@ impl Bus {
         }
     }
 
+    /// How principals are signed and verified on this bus: NATS connections of the mesh sign
+    /// and verify; the in-process bus carries principals unsigned (nothing outside the process
+    /// reaches it).
+    pub fn principal_auth(&self) -> Option<&std::sync::Arc<crate::principal::MeshAuth>> {
+        match self {
+            Bus::Nats(bus) => bus.auth(),
+            Bus::InProc(_) => None,
+        }
+    }
+
+    /// `principal` as the bus header carries it: signed by this component in the mesh, plain
+    /// on the in-process bus.
+    pub fn principal_header(&self, principal: &ttscm_contract::Principal) -> String {
+        match self.principal_auth() {
+            Some(auth) => auth.sign(principal),
+            None => crate::service::CallContext::encode_principal(principal),
+        }
+    }
+
+    /// A context for work this component starts itself (health checks, jobs): its service
+    /// principal, signed, in the mesh; no principal on the in-process bus.
+    pub fn service_context(&self) -> crate::service::CallContext {
+        let mut ctx = crate::service::CallContext::new(None);
+        if let Some(auth) = self.principal_auth() {
+            ctx.principal = Some(std::sync::Arc::new(ttscm_contract::Principal::service(auth.component())));
+            ctx.principal_header = Some(auth.service_header());
+        }
+        ctx
+    }
+
     /// Which adapter this is, for logs and readiness reports.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -1,6 +1,7 @@
 //! The NATS bus adapter (`async-nats`): core request-reply with queue groups, and the JetStream
 //! stream `TTSCM_EVENTS` over `ttscm.events.>` for events.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -10,6 +11,7 @@ use secrecy::ExposeSecret;
 use ttscm_contract::subjects::{EVENTS_ALL, EVENTS_PREFIX, EVENTS_STREAM};
 
 use super::{BusError, Headers, Message, Requests, RequestsInner, Subscription, SubscriptionInner};
+use crate::principal::MeshAuth;
 use crate::settings::NatsSettings;
 
 /// How long events are kept in the stream for subscribers that replay.
@@ -21,6 +23,9 @@ pub struct NatsBus {
     client: async_nats::Client,
     jetstream: jetstream::Context,
     stream_replicas: usize,
+    /// How principals are signed and verified on this connection (`None`: unsigned, as on the
+    /// in-process bus — only for tests of the bus itself).
+    auth: Option<Arc<MeshAuth>>,
 }
 
 /// Applies the authentication and TLS `security` asks for.
@@ -58,6 +63,32 @@ async fn secured(options: ConnectOptions, security: &NatsSettings) -> Result<Con
     Ok(options.require_tls(security.tls_required))
 }
 
+/// Permission violations NATS reported on this process's bus connections (tests assert none).
+static PERMISSION_VIOLATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many permission violations NATS reported on this process's bus connections so far: a
+/// component doing something its generated permissions do not allow.
+pub fn permission_violations() -> u64 {
+    PERMISSION_VIOLATIONS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Logs what the connection reports: a refusal by the server (a permission violation means the
+/// component did something its NATS user may not — a bug, or a stale generated configuration).
+fn note_event(event: async_nats::Event) {
+    match event {
+        async_nats::Event::ServerError(error) => {
+            let text = error.to_string();
+            if text.to_ascii_lowercase().contains("permissions violation") {
+                PERMISSION_VIOLATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            tracing::warn!(error = %text, "NATS refused an operation");
+        }
+        async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
+        async_nats::Event::Connected => tracing::info!("connected to NATS"),
+        other => tracing::debug!(event = %other, "NATS connection event"),
+    }
+}
+
 impl NatsBus {
     /// Connects to `url`. The first connection is retried in the background, so a component can
     /// start before NATS does; until connected, requests fail fast with [`BusError::Disconnected`].
@@ -65,8 +96,23 @@ impl NatsBus {
     /// `security` says how to authenticate and what TLS to use ([`NatsSettings`]); secrets go to
     /// the client only, never to a log or an error.
     pub async fn connect(url: &str, name: &str, security: &NatsSettings) -> Result<Self, BusError> {
-        let client = secured(ConnectOptions::new(), security)
-            .await?
+        Self::connect_with_inbox(url, name, security, None).await
+    }
+
+    /// [`NatsBus::connect`] with reply inboxes under `inbox_prefix` (a component's own,
+    /// `_INBOX_<component>`, the only inboxes its NATS user may subscribe to).
+    pub async fn connect_with_inbox(
+        url: &str,
+        name: &str,
+        security: &NatsSettings,
+        inbox_prefix: Option<String>,
+    ) -> Result<Self, BusError> {
+        let mut options = secured(ConnectOptions::new(), security).await?;
+        if let Some(prefix) = inbox_prefix {
+            options = options.custom_inbox_prefix(prefix);
+        }
+        let client = options
+            .event_callback(|event| async move { note_event(event) })
             .name(name)
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(2))
@@ -78,8 +124,20 @@ impl NatsBus {
             client,
             jetstream,
             stream_replicas: 1,
+            auth: None,
         };
         Ok(bus)
+    }
+
+    /// Signs and verifies principals with `auth` (every component in the mesh does).
+    pub fn with_auth(mut self, auth: MeshAuth) -> Self {
+        self.auth = Some(Arc::new(auth));
+        self
+    }
+
+    /// How principals are signed and verified on this connection.
+    pub fn auth(&self) -> Option<&Arc<MeshAuth>> {
+        self.auth.as_ref()
     }
 
     /// Creates streams with `replicas` copies (at least 1).
