@@ -16,6 +16,9 @@
 #                          the baseline row alone (faster)
 #   BENCH_MESH=1           also measure the mesh (five `ttscm serve --only` processes joined by a
 #                          nats-server and FerretDB, installed/built by tests/tools/*.sh); 0 = skip
+#   BENCH_MESH_AUTH=1      the mesh's NATS runs the generated users and permissions and the
+#                          components sign principals; 0 = open NATS (binaries before issue 17)
+#   BENCH_MESH_TLS=0       1 = the mesh's NATS connections use TLS
 #   BENCH_ROWS=regex       measure only the rows whose name matches (bash regex), e.g.
 #                          BENCH_ROWS='^(ttscm|mesh) reveal$' BENCH_CONNS=... for an A/B of one
 #                          path; baseline rows are still started for the paired ratios
@@ -355,11 +358,37 @@ seed() {
 }
 
 # The mesh: nats-server and FerretDB (from the test tools), then one process per component.
+# BENCH_MESH_AUTH=1 (default) runs NATS with the configuration `ttscm mesh init` generates (one
+# nkey user per component with its permissions) and every component with its own credentials
+# and principal key (signed principals); 0 runs NATS open, as before issue 17 (only binaries
+# from before it start that way). BENCH_MESH_TLS=1 adds TLS (a throwaway CA made with openssl).
+BENCH_MESH_AUTH=${BENCH_MESH_AUTH:-1}
+BENCH_MESH_TLS=${BENCH_MESH_TLS:-0}
 start_mesh() {
-    local nats ferretdb nats_port fdb_port component signing vault_key
+    local nats ferretdb nats_port fdb_port component signing vault_key scheme=nats tls_env="" tls_arg=()
     nats=$(tests/tools/nats-server.sh) ferretdb=$(tests/tools/ferretdb.sh)
     free_port; nats_port=$PORT
-    "$nats" -a 127.0.0.1 -p "$nats_port" -js -sd "$TMP_DIR/nats" >"$TMP_DIR/nats.log" 2>&1 &
+    if [[ $BENCH_MESH_TLS == 1 ]]; then
+        local pki="$TMP_DIR/pki"
+        mkdir -p "$pki"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=bench-ca \
+            -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost \
+            -keyout "$pki/tls.key" -out "$pki/tls.csr" 2>/dev/null
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$pki/ext"
+        openssl x509 -req -in "$pki/tls.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial -days 1 \
+            -extfile "$pki/ext" -out "$pki/tls.crt" 2>/dev/null
+        scheme=tls tls_arg=(--tls-dir "$pki")
+        tls_env="TTSCM_NATS__TLS_CA=$pki/ca.crt TTSCM_NATS__TLS_REQUIRED=true"
+    fi
+    if [[ $BENCH_MESH_AUTH == 1 ]]; then
+        "$TTSCM_BIN" mesh init --out "$TMP_DIR/mesh" "${tls_arg[@]}" >/dev/null 2>&1 || die "ttscm mesh init failed"
+        sed -e "s|^listen: .*|listen: 127.0.0.1:$nats_port|" -e "s|store_dir: \"/data\"|store_dir: \"$TMP_DIR/nats\"|" \
+            -e '/^http: /d' "$TMP_DIR/mesh/nats.conf" >"$TMP_DIR/nats.conf"
+        "$nats" -c "$TMP_DIR/nats.conf" >"$TMP_DIR/nats.log" 2>&1 &
+    else
+        "$nats" -a 127.0.0.1 -p "$nats_port" -js -sd "$TMP_DIR/nats" >"$TMP_DIR/nats.log" 2>&1 &
+    fi
     track_pid $!
     free_port; fdb_port=$PORT
     mkdir -p "$TMP_DIR/ferretdb"
@@ -369,12 +398,16 @@ start_mesh() {
         --telemetry=disable --state-dir=- --debug-addr=- --log-level=error >"$TMP_DIR/ferretdb.log" 2>&1 &
     track_pid $!
     signing=$("$TTSCM_BIN" keys signing-key) vault_key=$("$TTSCM_BIN" keys vault-key --kid v1)
-    SERVER_ENV[mesh]="TTSCM_NATS_URL=nats://127.0.0.1:$nats_port TTSCM_MONGODB_URI=mongodb://127.0.0.1:$fdb_port/ TTSCM_MONGODB_DATABASE=bench TTSCM_IDENTITY__SIGNING_KEY=$signing TTSCM_VAULT__KEYS=$vault_key TTSCM_LOG=warn"
+    SERVER_ENV[mesh]="TTSCM_NATS_URL=$scheme://127.0.0.1:$nats_port TTSCM_MONGODB_URI=mongodb://127.0.0.1:$fdb_port/ TTSCM_MONGODB_DATABASE=bench TTSCM_IDENTITY__SIGNING_KEY=$signing TTSCM_VAULT__KEYS=$vault_key TTSCM_LOG=warn $tls_env"
     free_port
     SERVER_URL[mesh]="http://127.0.0.1:$PORT"
     SERVER_LOG[mesh]="$TMP_DIR/mesh.log"
     for component in identity company-sync credential vault edge; do
-        env ${SERVER_ENV[mesh]} TTSCM_LISTEN_ADDR="127.0.0.1:$PORT" "$TTSCM_BIN" serve --only "$component" >>"${SERVER_LOG[mesh]}" 2>&1 &
+        local own=""
+        if [[ $BENCH_MESH_AUTH == 1 ]]; then
+            own=$(grep -hv '^#' "$TMP_DIR/mesh/mesh.env" "$TMP_DIR/mesh/$component.env" | tr '\n' ' ')
+        fi
+        env ${SERVER_ENV[mesh]} $own TTSCM_LISTEN_ADDR="127.0.0.1:$PORT" "$TTSCM_BIN" serve --only "$component" >>"${SERVER_LOG[mesh]}" 2>&1 &
         track_pid $!
         [[ $component == edge ]] && SERVER_PID[mesh]=$!
     done

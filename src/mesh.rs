@@ -165,7 +165,10 @@ impl MeshKeys {
 
     /// `component`'s NATS nkey seed (`SU…`).
     pub fn nkey_seed(&self, component: Component) -> String {
-        self.of(component).1.seed().expect("generated user keys have seeds")
+        self.of(component)
+            .1
+            .seed()
+            .expect("generated user keys have seeds")
     }
 
     /// The integrator's nkey seed.
@@ -223,13 +226,20 @@ impl MeshKeys {
                 "tls {{\n  cert_file: \"{dir}/tls.crt\"\n  key_file: \"{dir}/tls.key\"\n  ca_file: \"{dir}/ca.crt\"\n}}\n"
             );
         }
-        let _ = writeln!(conf, "accounts {{\n  {ACCOUNT} {{\n    jetstream: enabled\n    users: [");
+        let _ = writeln!(
+            conf,
+            "accounts {{\n  {ACCOUNT} {{\n    jetstream: enabled\n    users: ["
+        );
         for (component, nkey, _) in &self.components {
             let _ = writeln!(conf, "      # {component}");
             write_user(&mut conf, &nkey.public_key(), &permissions(*component));
         }
         let _ = writeln!(conf, "      # {INTEGRATOR}: other MSP tools reading the events");
-        write_user(&mut conf, &self.integrator.public_key(), &integrator_permissions());
+        write_user(
+            &mut conf,
+            &self.integrator.public_key(),
+            &integrator_permissions(),
+        );
         conf.push_str(extra_users);
         conf.push_str("    ]\n  }\n}\n");
         conf
@@ -250,7 +260,11 @@ impl MeshKeys {
         for component in Component::ALL {
             put(format!("{component}.env"), self.component_env(component), true)?;
         }
-        put("integrator.nk".into(), format!("{}\n", self.integrator_seed()), true)?;
+        put(
+            "integrator.nk".into(),
+            format!("{}\n", self.integrator_seed()),
+            true,
+        )?;
         Ok(written)
     }
 }
@@ -266,8 +280,16 @@ fn write_user(conf: &mut String, nkey: &str, permissions: &Permissions) {
     let _ = writeln!(conf, "      {{");
     let _ = writeln!(conf, "        nkey: {nkey}");
     let _ = writeln!(conf, "        permissions: {{");
-    let _ = writeln!(conf, "          publish: {{ allow: [{}] }}", list(&permissions.publish));
-    let _ = writeln!(conf, "          subscribe: {{ allow: [{}] }}", list(&permissions.subscribe));
+    let _ = writeln!(
+        conf,
+        "          publish: {{ allow: [{}] }}",
+        list(&permissions.publish)
+    );
+    let _ = writeln!(
+        conf,
+        "          subscribe: {{ allow: [{}] }}",
+        list(&permissions.subscribe)
+    );
     if permissions.answers {
         let _ = writeln!(conf, "          allow_responses: true");
     }

@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 use support::{Mode, Seeded, TestApp, spawn_app};
 use ttscm::Component;
 use ttscm_contract::subjects::{
-    AUDIT_SUBJECT, CREDENTIAL_DELETE, CREDENTIAL_REVEAL, EDGE_LOGIN_DELIVERY_PREFIX, HEADER_PRINCIPAL, VAULT_SEAL,
+    AUDIT_SUBJECT, CREDENTIAL_DELETE, CREDENTIAL_REVEAL, EDGE_LOGIN_DELIVERY_PREFIX, HEADER_PRINCIPAL,
+    VAULT_SEAL,
 };
 use ttscm_contract::{Permission, PermissionSet, Principal, PrincipalKind};
 use ttscm_runtime::principal::{MeshAuth, PrincipalKey, parse_trusted_keys};
@@ -64,12 +65,21 @@ async fn violation(errors: &mut tokio::sync::mpsc::UnboundedReceiver<String>, su
 async fn the_integrator_replays_events_and_is_refused_everything_else() {
     let app = spawn_app(Mode::Mesh).await;
     let keys = app.mesh_keys.clone().expect("mesh keys");
-    let Seeded { id, .. } = app.seed_aws_credential("Integrated Co", "integrator-never-sees").await;
-    let (client, mut errors) = watched(&app, async_nats::ConnectOptions::with_nkey(keys.integrator_seed())).await;
+    let Seeded { id, .. } = app
+        .seed_aws_credential("Integrated Co", "integrator-never-sees")
+        .await;
+    let (client, mut errors) = watched(
+        &app,
+        async_nats::ConnectOptions::with_nkey(keys.integrator_seed()),
+    )
+    .await;
 
     // A durable consumer of its own on TTSCM_EVENTS, replaying from the start.
     let jetstream = async_nats::jetstream::new(client.clone());
-    let stream = jetstream.get_stream("TTSCM_EVENTS").await.expect("the events stream is readable");
+    let stream = jetstream
+        .get_stream("TTSCM_EVENTS")
+        .await
+        .expect("the events stream is readable");
     let consumer: async_nats::jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(
             "psa-automation",
@@ -82,16 +92,27 @@ async fn the_integrator_replays_events_and_is_refused_everything_else() {
         .await
         .expect("the integrator creates a durable consumer");
     let mut seen = Vec::new();
-    let mut messages = consumer.fetch().max_messages(50).expires(Duration::from_secs(2)).messages().await.expect("fetches");
+    let mut messages = consumer
+        .fetch()
+        .max_messages(50)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .expect("fetches");
     while let Some(Ok(message)) = messages.next().await {
         message.ack().await.expect("acknowledges");
         seen.push(serde_json::from_slice::<Value>(&message.payload).expect("events are JSON"));
     }
     assert!(
-        seen.iter().any(|e| e["type"] == "ttscm.credential.created" && e["data"]["id"] == id.as_str()),
+        seen.iter()
+            .any(|e| e["type"] == "ttscm.credential.created" && e["data"]["id"] == id.as_str()),
         "the credential's creation is replayed: {seen:?}"
     );
-    assert!(!serde_json::to_string(&seen).unwrap().contains("integrator-never-sees"));
+    assert!(
+        !serde_json::to_string(&seen)
+            .unwrap()
+            .contains("integrator-never-sees")
+    );
 
     // Everything else is refused by NATS itself.
     let reveal = tokio::time::timeout(
@@ -107,7 +128,10 @@ async fn the_integrator_replays_events_and_is_refused_everything_else() {
         "_INBOX_credential.>".to_owned(),
         format!("{EDGE_LOGIN_DELIVERY_PREFIX}.*"),
     ] {
-        let _subscription = client.subscribe(subject.clone()).await.expect("the client sends it");
+        let _subscription = client
+            .subscribe(subject.clone())
+            .await
+            .expect("the client sends it");
         violation(&mut errors, &subject).await;
     }
     client
@@ -130,7 +154,8 @@ async fn the_integrator_replays_events_and_is_refused_everything_else() {
 /// The claims of a signed principal, as `ttscm_runtime::principal` writes them.
 fn signed_by(key: &PrincipalKey, issuer: &str, principal: &Principal, expires_in: i64) -> String {
     let now = ttscm_runtime::clock::unix_now() as i64;
-    let claims = json!({"iss": issuer, "aud": "ttscm-mesh", "iat": now, "exp": now + expires_in, "prn": principal});
+    let claims =
+        json!({"iss": issuer, "aud": "ttscm-mesh", "iat": now, "exp": now + expires_in, "prn": principal});
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     header.typ = Some("ttscm-principal+jwt".into());
     header.kid = Some(issuer.into());
@@ -151,7 +176,12 @@ fn everything() -> Principal {
 
 /// Sends `payload` on `subject` with `principal` as the principal header (if any) over `client`
 /// and answers the decoded reply.
-async fn ask(client: &async_nats::Client, subject: &'static str, payload: &Value, principal: Option<&str>) -> Value {
+async fn ask(
+    client: &async_nats::Client,
+    subject: &'static str,
+    payload: &Value,
+    principal: Option<&str>,
+) -> Value {
     let mut headers = async_nats::HeaderMap::new();
     if let Some(principal) = principal {
         headers.insert(HEADER_PRINCIPAL, principal);
@@ -177,7 +207,13 @@ async fn the_edges_bus_credentials_with_a_bad_principal_get_no_plaintext_and_cha
     // The control: a principal the edge really signed gets the values, so the refusals below
     // are the signature's doing.
     let genuine = MeshAuth::new(Component::Edge, edge_key, &trusted).expect("edge auth");
-    let ok = ask(&edge, CREDENTIAL_REVEAL, &reveal, Some(&genuine.sign(&everything()))).await;
+    let ok = ask(
+        &edge,
+        CREDENTIAL_REVEAL,
+        &reveal,
+        Some(&genuine.sign(&everything())),
+    )
+    .await;
     assert_eq!(ok["ok"]["secretAccessKey"], secret, "{ok}");
 
     // Altered: a genuine principal holding nothing, its payload swapped for one holding `*`.
@@ -185,38 +221,60 @@ async fn the_edges_bus_credentials_with_a_bad_principal_get_no_plaintext_and_cha
     nobody.permissions = PermissionSet::default();
     let real = genuine.sign(&nobody);
     let parts: Vec<&str> = real.split('.').collect();
-    let mut claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("b64")).expect("json");
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("b64")).expect("json");
     claims["prn"]["permissions"] = json!(["*"]);
-    let altered = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(claims.to_string()), parts[2]);
+    let altered = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        parts[2]
+    );
 
     let stranger = PrincipalKey::generate();
     let unsigned = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&everything()).expect("json"));
     let bad = [
         ("missing", None),
         ("unsigned (the embedded form)", Some(unsigned)),
-        ("forged (a key nobody trusts)", Some(signed_by(&stranger, "edge", &everything(), 60))),
+        (
+            "forged (a key nobody trusts)",
+            Some(signed_by(&stranger, "edge", &everything(), 60)),
+        ),
         ("expired", Some(signed_by(edge_key, "edge", &everything(), -120))),
         ("altered", Some(altered)),
         (
             "a user vouched for by credential",
-            Some(signed_by(keys.principal_key(Component::Credential), "credential", &everything(), 60)),
+            Some(signed_by(
+                keys.principal_key(Component::Credential),
+                "credential",
+                &everything(),
+                60,
+            )),
         ),
     ];
     for (what, principal) in &bad {
         for (subject, payload) in [(CREDENTIAL_REVEAL, &reveal), (CREDENTIAL_DELETE, &reveal)] {
             let reply = ask(&edge, subject, payload, principal.as_deref()).await;
-            assert_eq!(reply["err"]["code"], "unauthorized", "{what} on {subject}: {reply}");
+            assert_eq!(
+                reply["err"]["code"], "unauthorized",
+                "{what} on {subject}: {reply}"
+            );
             assert!(!reply.to_string().contains(secret), "{what}: {reply}");
         }
     }
 
     // Nothing was revealed or written: one reveal on record (the control), the credential is there.
     let token = &app.admin_token;
-    let (_, revealed) = app.get("/v1/audit/events?action=credential.revealed", Some(token)).await;
+    let (_, revealed) = app
+        .get("/v1/audit/events?action=credential.revealed", Some(token))
+        .await;
     assert_eq!(revealed["data"].as_array().map(Vec::len), Some(1), "{revealed}");
-    let (_, deleted) = app.get("/v1/audit/events?action=credential.deleted", Some(token)).await;
+    let (_, deleted) = app
+        .get("/v1/audit/events?action=credential.deleted", Some(token))
+        .await;
     assert_eq!(deleted["data"].as_array().map(Vec::len), Some(0), "{deleted}");
-    app.assert_get(&format!("/v1/credential/credentials/{id}"), token, 200).await;
+    app.assert_get(&format!("/v1/credential/credentials/{id}"), token, 200)
+        .await;
 
     // company-sync's credentials may not even publish on the reveal subject.
     let (company_sync, mut errors) = watched(

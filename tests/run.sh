@@ -122,6 +122,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 phase "cargo-deny check bans licenses sources"
 "$CARGO_DENY" --workspace --locked check bans licenses sources
 
+# The shipped deployment, rendered and validated offline (kustomize, kubeconform -strict against
+# vendored schemas, the policy checks); its NATS configuration comes from `ttscm mesh init`.
+phase "deploy/check.sh"
+cargo build --locked -p ttscm
+PATH="$(dirname "$NATS_SERVER"):$PATH" TTSCM_BIN=target/debug/ttscm deploy/check.sh
+
 phase "cargo test --workspace --locked $*"
 set +e
 cargo test --workspace --locked "$@" 2>&1 | tee "$TMP/cargo-test.log"

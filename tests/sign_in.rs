@@ -647,3 +647,46 @@ fn hex_sha256(text: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// A mesh whose every NATS connection uses TLS (a CA and a server certificate made for the test,
+/// `tls://` URLs, TLS required) signs a user in through the WebSocket and reveals a credential;
+/// the server refuses a plain connection.
+#[tokio::test]
+async fn a_mesh_over_tls_signs_in_and_reveals() {
+    let app = support::spawn_mesh_over_tls_with_sign_in().await;
+    let (uri, key) = start_sign_in(&app, &app.address).await;
+    let mut socket = open_socket(&app.address, &key).await;
+    let location = oidc::sign_in(&uri, "alice").await;
+    let (status, page) = follow_redirect(&app, &location, &app.address, false).await;
+    assert_eq!(status, 200, "{page}");
+    let message = next_json(&mut socket).await;
+    assert_eq!(message["type"], "authenticated", "{message}");
+    let access = message["accessToken"].as_str().expect("access token");
+    let (status, body) = me(&app, access).await;
+    assert_eq!((status, &body["data"]["login"]), (200, &json!("alice")), "{body}");
+
+    let secret = "sealed-and-revealed-over-tls";
+    let support::Seeded { id, .. } = app.seed_aws_credential("TLS Co", secret).await;
+    let (status, revealed) = app
+        .get(
+            &format!("/v1/credential/credentials/{id}/secure-values"),
+            Some(&app.admin_token),
+        )
+        .await;
+    assert_eq!(
+        (status, &revealed["data"]["secretAccessKey"]),
+        (200, &json!(secret)),
+        "{revealed}"
+    );
+
+    let plain = tokio::time::timeout(
+        Duration::from_secs(5),
+        async_nats::ConnectOptions::with_user_and_password(
+            "operator".into(),
+            support::NATS_OPERATOR_PASSWORD.into(),
+        )
+        .connect(app.nats.as_ref().expect("mesh has NATS").url()),
+    )
+    .await;
+    assert!(!matches!(plain, Ok(Ok(_))), "a plain connection is refused");
+}

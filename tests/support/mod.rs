@@ -81,7 +81,11 @@ fn start_component(
 
 /// Starts a nats-server with the mesh's generated configuration (its `tls` block when `tls_dir`
 /// is given) plus the test-only operator user, its config file in `dir`.
-pub fn start_mesh_nats(keys: &ttscm::mesh::MeshKeys, dir: &std::path::Path, tls_dir: Option<&str>) -> NatsServer {
+pub fn start_mesh_nats(
+    keys: &ttscm::mesh::MeshKeys,
+    dir: &std::path::Path,
+    tls_dir: Option<&str>,
+) -> NatsServer {
     let operator = format!("      {{ user: operator, password: {NATS_OPERATOR_PASSWORD} }}\n");
     // The tests pick the ports and the store directory on the command line; no monitor port.
     let conf = keys
@@ -319,7 +323,8 @@ impl TestApp {
     /// Starts a stopped component again (mesh mode).
     pub fn restart(&mut self, component: Component) {
         self.stop(component);
-        let (shutdown, handle) = start_component(&self.settings, self.mesh_keys.as_deref(), vec![component], None);
+        let (shutdown, handle) =
+            start_component(&self.settings, self.mesh_keys.as_deref(), vec![component], None);
         self.components.push((component, shutdown, Some(handle)));
     }
 }
@@ -400,7 +405,8 @@ impl TestApp {
 
     /// Starts one more replica of a service component (mesh mode).
     pub fn start_extra_replica(&mut self, component: Component) {
-        let (shutdown, handle) = start_component(&self.settings, self.mesh_keys.as_deref(), vec![component], None);
+        let (shutdown, handle) =
+            start_component(&self.settings, self.mesh_keys.as_deref(), vec![component], None);
         self.components.push((component, shutdown, Some(handle)));
     }
 
@@ -409,7 +415,12 @@ impl TestApp {
     pub fn start_extra_edge(&mut self) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = listener.local_addr().expect("address");
-        let (shutdown, handle) = start_component(&self.settings, self.mesh_keys.as_deref(), vec![Component::Edge], Some(listener));
+        let (shutdown, handle) = start_component(
+            &self.settings,
+            self.mesh_keys.as_deref(),
+            vec![Component::Edge],
+            Some(listener),
+        );
         self.components.push((Component::Edge, shutdown, Some(handle)));
         format!("http://{address}")
     }
@@ -633,12 +644,28 @@ pub async fn spawn_app_with(mode: Mode, configure: impl FnOnce(&mut Settings)) -
 /// Starts TTSCM as a mesh on a FerretDB of its own, which the test may stop
 /// ([`TestApp::store_server`]).
 pub async fn spawn_mesh_with_own_store() -> TestApp {
-    spawn(Mode::Mesh, Spawn { own_store: true, ..Spawn::default() }, |_| {}).await
+    spawn(
+        Mode::Mesh,
+        Spawn {
+            own_store: true,
+            ..Spawn::default()
+        },
+        |_| {},
+    )
+    .await
 }
 
 /// [`spawn_mesh_with_own_store`] with `configure` applied to the settings.
 pub async fn spawn_mesh_with_own_store_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn(Mode::Mesh, Spawn { own_store: true, ..Spawn::default() }, configure).await
+    spawn(
+        Mode::Mesh,
+        Spawn {
+            own_store: true,
+            ..Spawn::default()
+        },
+        configure,
+    )
+    .await
 }
 
 /// How [`spawn`] sets the mesh up.
@@ -653,7 +680,15 @@ struct Spawn {
 
 /// Starts TTSCM as a mesh whose NATS connections all use TLS, with `configure` applied.
 pub async fn spawn_mesh_over_tls_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn(Mode::Mesh, Spawn { tls: true, ..Spawn::default() }, configure).await
+    spawn(
+        Mode::Mesh,
+        Spawn {
+            tls: true,
+            ..Spawn::default()
+        },
+        configure,
+    )
+    .await
 }
 
 async fn spawn(mode: Mode, options: Spawn, configure: impl FnOnce(&mut Settings)) -> TestApp {
@@ -679,12 +714,20 @@ async fn spawn(mode: Mode, options: Spawn, configure: impl FnOnce(&mut Settings)
                 let tls_dir = data_dir.path().join("nats-tls");
                 let pki = ttscm_testkit::pki::TestPki::generate();
                 std::fs::create_dir_all(&tls_dir).expect("a TLS dir");
-                for (from, to) in [("server.pem", "tls.crt"), ("server.key", "tls.key"), ("ca.pem", "ca.crt")] {
+                for (from, to) in [
+                    ("server.pem", "tls.crt"),
+                    ("server.key", "tls.key"),
+                    ("ca.pem", "ca.crt"),
+                ] {
                     std::fs::copy(pki.path(from), tls_dir.join(to)).expect("the certificates are copied");
                 }
                 settings.nats.tls_ca = Some(tls_dir.join("ca.crt"));
                 settings.nats.tls_required = true;
-                start_mesh_nats(&keys, data_dir.path(), Some(tls_dir.to_str().expect("a UTF-8 path")))
+                start_mesh_nats(
+                    &keys,
+                    data_dir.path(),
+                    Some(tls_dir.to_str().expect("a UTF-8 path")),
+                )
             } else {
                 start_mesh_nats(&keys, data_dir.path(), None)
             };
@@ -712,7 +755,8 @@ async fn spawn(mode: Mode, options: Spawn, configure: impl FnOnce(&mut Settings)
     let mut components = Vec::new();
     match mode {
         Mode::Embedded => {
-            let (shutdown, handle) = start_component(&settings, None, Component::ALL.to_vec(), Some(listener));
+            let (shutdown, handle) =
+                start_component(&settings, None, Component::ALL.to_vec(), Some(listener));
             components.push((Component::Edge, shutdown, Some(handle)));
         }
         Mode::Mesh => {
@@ -723,7 +767,8 @@ async fn spawn(mode: Mode, options: Spawn, configure: impl FnOnce(&mut Settings)
                 } else {
                     None
                 };
-                let (shutdown, handle) = start_component(&settings, mesh_keys.as_deref(), vec![component], own);
+                let (shutdown, handle) =
+                    start_component(&settings, mesh_keys.as_deref(), vec![component], own);
                 components.push((component, shutdown, Some(handle)));
             }
         }
@@ -757,7 +802,15 @@ pub async fn spawn_app_with_sign_in(mode: Mode, configure: impl FnOnce(&mut Sett
 
 /// A mesh over TLS ([`spawn_mesh_over_tls_with`]) with sign-in as [`spawn_app_with_sign_in`].
 pub async fn spawn_mesh_over_tls_with_sign_in() -> TestApp {
-    spawn_with_sign_in(Mode::Mesh, Spawn { tls: true, ..Spawn::default() }, |_| {}).await
+    spawn_with_sign_in(
+        Mode::Mesh,
+        Spawn {
+            tls: true,
+            ..Spawn::default()
+        },
+        |_| {},
+    )
+    .await
 }
 
 async fn spawn_with_sign_in(mode: Mode, options: Spawn, configure: impl FnOnce(&mut Settings)) -> TestApp {

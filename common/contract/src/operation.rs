@@ -16,10 +16,10 @@ pub trait Operation: Serialize + DeserializeOwned + Send + 'static {
     /// The versioned subject this operation is served on, from [`crate::subjects`].
     const SUBJECT: &'static str;
     /// The components that may call it (NATS publish permissions are generated from this).
-    const CALLERS: &'static [Component];
+    const CALLERS: &'static [Component] = &[Component::Edge];
     /// Whether it is served without a principal (sign-in, token resolution, health). Every
     /// other operation is refused in the mesh unless its principal header verifies.
-    const ANONYMOUS: bool;
+    const ANONYMOUS: bool = false;
     /// What a successful call answers.
     type Reply: Serialize + DeserializeOwned + Send + 'static;
 }

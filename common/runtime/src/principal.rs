@@ -184,7 +184,11 @@ impl std::fmt::Debug for MeshAuth {
 impl MeshAuth {
     /// `component` signing with `key` and trusting `trusted`. Fails when `key`'s public half is
     /// not among the keys trusted for `component` (a mix-up of generated files).
-    pub fn new(component: Component, key: &PrincipalKey, trusted: &[(Component, Vec<u8>)]) -> Result<Self, KeyError> {
+    pub fn new(
+        component: Component,
+        key: &PrincipalKey,
+        trusted: &[(Component, Vec<u8>)],
+    ) -> Result<Self, KeyError> {
         if !trusted.iter().any(|(c, k)| *c == component && *k == key.public) {
             return Err(KeyError(format!(
                 "TTSCM_MESH__PRINCIPAL_KEY is not the key TTSCM_MESH__TRUSTED_KEYS lists for {component}: \
@@ -287,7 +291,12 @@ impl MeshAuth {
         Err(last)
     }
 
-    fn accept(&self, issuer: Component, header: &str, claims: Claims) -> Result<(Arc<Principal>, Arc<str>), Refusal> {
+    fn accept(
+        &self,
+        issuer: Component,
+        header: &str,
+        claims: Claims,
+    ) -> Result<(Arc<Principal>, Arc<str>), Refusal> {
         if claims.iss != issuer {
             return Err(Refusal::Malformed);
         }
@@ -329,7 +338,10 @@ mod tests {
     }
 
     fn mesh() -> Mesh {
-        let keys: HashMap<_, _> = Component::ALL.iter().map(|c| (*c, PrincipalKey::generate())).collect();
+        let keys: HashMap<_, _> = Component::ALL
+            .iter()
+            .map(|c| (*c, PrincipalKey::generate()))
+            .collect();
         let trusted = keys.iter().map(|(c, k)| (*c, k.public.clone())).collect();
         Mesh { keys, trusted }
     }
@@ -345,19 +357,29 @@ mod tests {
         let credential = auth(&mesh, Component::Credential);
         let vault = auth(&mesh, Component::Vault);
 
-        let (principal, _) = vault.verify(&edge.sign(&user())).expect("the edge vouches for a user");
+        let (principal, _) = vault
+            .verify(&edge.sign(&user()))
+            .expect("the edge vouches for a user");
         assert_eq!(*principal, user());
-        let (service, _) = vault.verify(&credential.service_header()).expect("its own service principal");
+        let (service, _) = vault
+            .verify(&credential.service_header())
+            .expect("its own service principal");
         assert_eq!(*service, Principal::service(Component::Credential));
 
-        assert_eq!(vault.verify(&credential.sign(&user())), Err(Refusal::NotItsToVouch));
+        assert_eq!(
+            vault.verify(&credential.sign(&user())),
+            Err(Refusal::NotItsToVouch)
+        );
         assert_eq!(
             vault.verify(&credential.sign(&Principal::service(Component::Edge))),
             Err(Refusal::NotItsToVouch)
         );
         let mut greedy = Principal::service(Component::Credential);
         greedy.permissions = PermissionSet::new(vec![Permission::parse("*").unwrap()]);
-        assert_eq!(vault.verify(&credential.sign(&greedy)), Err(Refusal::NotItsToVouch));
+        assert_eq!(
+            vault.verify(&credential.sign(&greedy)),
+            Err(Refusal::NotItsToVouch)
+        );
     }
 
     #[test]
@@ -388,7 +410,10 @@ mod tests {
         let mut trusted = mesh.trusted.clone();
         trusted.push((Component::Edge, stranger.keys[&Component::Edge].public.clone()));
         let forger = MeshAuth::new(Component::Edge, &stranger.keys[&Component::Edge], &trusted).unwrap();
-        assert_eq!(credential.verify(&forger.sign(&user())), Err(Refusal::BadSignature));
+        assert_eq!(
+            credential.verify(&forger.sign(&user())),
+            Err(Refusal::BadSignature)
+        );
 
         // The unsigned form embedded mode uses, and junk.
         let unsigned = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&user()).unwrap());

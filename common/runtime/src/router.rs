@@ -235,7 +235,10 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         // The components that publish events create their stream (NATS may not be up yet: then
         // the first event published creates it).
         if let Bus::Nats(nats) = bus
-            && self.streams.iter().any(|s| s.stream == ttscm_contract::subjects::EVENTS_STREAM)
+            && self
+                .streams
+                .iter()
+                .any(|s| s.stream == ttscm_contract::subjects::EVENTS_STREAM)
             && bus.is_connected()
             && let Err(error) = nats.ensure_events_stream().await
         {

@@ -185,7 +185,9 @@ impl Bus {
     pub fn service_context(&self) -> crate::service::CallContext {
         let mut ctx = crate::service::CallContext::new(None);
         if let Some(auth) = self.principal_auth() {
-            ctx.principal = Some(std::sync::Arc::new(ttscm_contract::Principal::service(auth.component())));
+            ctx.principal = Some(std::sync::Arc::new(ttscm_contract::Principal::service(
+                auth.component(),
+            )));
             ctx.principal_header = Some(auth.service_header());
         }
         ctx
