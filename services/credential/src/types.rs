@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use ttscm_contract::credential::*;
+use ttscm_contract::permission::names;
 use ttscm_contract::{ErrorCode, WireError};
 use ttscm_runtime::service::{CallContext, ServiceOp};
 use ttscm_runtime::store::{FindOptions, Order};
@@ -339,11 +340,35 @@ impl ServiceOp<Service> for UpdateCredentialType {
     }
 }
 
-/// Deletes a type and every credential of it.
+/// Refuses (403, naming what is missing) unless the caller may delete the type and every
+/// credential of it: the type's scope (as [`check_scope`] requires for any access to them) and
+/// `credential.delete`.
+fn may_delete_type(ctx: &CallContext, doc: &TypeDoc) -> Result<(), WireError> {
+    let held = &ctx.principal()?.permissions;
+    let missing = doc
+        .permission_scope
+        .as_deref()
+        .into_iter()
+        .chain([names::CREDENTIAL_DELETE])
+        .find(|p| !held.grants(p));
+    match missing {
+        None => check_scope(ctx, doc),
+        Some(missing) => Err(WireError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "You cannot delete credential type \"{}\" and its credentials: that needs \"{missing}\", which you do not hold",
+                doc.name
+            ),
+        )),
+    }
+}
+
+/// Deletes a type and every credential of it (needs the type's scope and `credential.delete`).
 impl ServiceOp<Service> for DeleteCredentialType {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<(), WireError> {
         let id = self.id.as_str();
         let doc = service.type_fresh(id).await?.ok_or_else(type_not_found)?;
+        may_delete_type(&ctx, &doc)?;
         service
             .record(&ctx, Service::type_record("credential_type.deleted", id))
             .await?;

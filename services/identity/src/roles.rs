@@ -1,10 +1,15 @@
 //! Role administration (beyond the spec, needed to run it): list, create, change permissions,
 //! delete. Roles are referenced by name from users and API tokens, so a role's name never
 //! changes, and a role still held by anyone cannot be deleted (409 with the count).
+//!
+//! Delegation cannot escalate: a caller creates, changes, deletes, grants or takes away only
+//! roles whose permissions it holds entirely (wildcards count: `credential.*` covers
+//! `credential.fetch`; only `*` covers `*`, so only its holders grant `admin`). The callers pass
+//! the principal's permissions.
 
 use serde_json::{Value, json};
 use ttscm_contract::identity::{Role, RoleInput};
-use ttscm_contract::{ErrorCode, FieldError, Permission, WireError};
+use ttscm_contract::{ErrorCode, FieldError, Permission, PermissionSet, WireError};
 use ttscm_runtime::service::store_failed;
 use ttscm_runtime::store::{Document, FindOptions, Order, text, texts};
 use ttscm_runtime::{Filter, Store, StoreError, Update, clock, ids};
@@ -43,6 +48,28 @@ fn validate_permissions(permissions: &[String], errors: &mut Vec<FieldError>) {
     }
 }
 
+/// The first of `permissions` that `held` does not grant.
+fn first_lacking<'a>(held: &PermissionSet, permissions: &'a [String]) -> Option<&'a str> {
+    permissions.iter().map(String::as_str).find(|p| !held.grants(p))
+}
+
+/// Refuses (403, naming the permission) unless `held` grants every permission the role `role`
+/// holds; `action` says what the caller tried (`grant`, `change`, …).
+pub fn require_holds(
+    held: &PermissionSet,
+    action: &str,
+    role: &str,
+    permissions: &[String],
+) -> Result<(), WireError> {
+    match first_lacking(held, permissions) {
+        None => Ok(()),
+        Some(missing) => Err(WireError::new(
+            ErrorCode::Forbidden,
+            format!("You cannot {action} role \"{role}\": it holds \"{missing}\", which you do not hold"),
+        )),
+    }
+}
+
 /// Every role, by name.
 pub async fn list(store: &Store) -> Result<Vec<Role>, WireError> {
     let documents = store
@@ -52,8 +79,8 @@ pub async fn list(store: &Store) -> Result<Vec<Role>, WireError> {
     Ok(documents.iter().map(role_of).collect())
 }
 
-/// Creates a role.
-pub async fn create(store: &Store, input: RoleInput) -> Result<Role, WireError> {
+/// Creates a role holding only permissions `held` grants.
+pub async fn create(store: &Store, held: &PermissionSet, input: RoleInput) -> Result<Role, WireError> {
     let mut errors = Vec::new();
     let name = input.name.unwrap_or_default();
     if !valid_name(&name) {
@@ -67,6 +94,7 @@ pub async fn create(store: &Store, input: RoleInput) -> Result<Role, WireError> 
     if !errors.is_empty() {
         return Err(WireError::validation(errors));
     }
+    require_holds(held, "create", &name, &permissions)?;
     let now = clock::now_iso();
     let document = as_document(json!({
         "id": ids::new_id(), "name": name, "nameKey": name.to_lowercase(), "permissions": permissions,
@@ -97,9 +125,17 @@ async fn existing(store: &Store, id: &str) -> Result<Document, WireError> {
     Ok(role)
 }
 
-/// Replaces a role's permissions (its name cannot change).
-pub async fn update(store: &Store, id: &str, input: RoleInput) -> Result<Role, WireError> {
+/// Replaces a role's permissions (its name cannot change); `held` must grant every permission
+/// the role holds now and every one it is to hold.
+pub async fn update(
+    store: &Store,
+    held: &PermissionSet,
+    id: &str,
+    input: RoleInput,
+) -> Result<Role, WireError> {
     let role = existing(store, id).await?;
+    let current = role_of(&role);
+    require_holds(held, "change", &current.name, &current.permissions)?;
     let mut errors = Vec::new();
     if let Some(name) = &input.name
         && role.get("name").and_then(Value::as_str) != Some(name.as_str())
@@ -109,10 +145,19 @@ pub async fn update(store: &Store, id: &str, input: RoleInput) -> Result<Role, W
             "A role's name cannot change (users and API tokens refer to it); create a new role",
         ));
     }
-    let permissions = input.permissions.unwrap_or_else(|| role_of(&role).permissions);
+    let permissions = input.permissions.unwrap_or(current.permissions);
     validate_permissions(&permissions, &mut errors);
     if !errors.is_empty() {
         return Err(WireError::validation(errors));
+    }
+    if let Some(missing) = first_lacking(held, &permissions) {
+        return Err(WireError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "You cannot give role \"{}\" \"{missing}\", which you do not hold",
+                current.name
+            ),
+        ));
     }
     let now = clock::now_iso();
     store
@@ -131,9 +176,11 @@ pub async fn update(store: &Store, id: &str, input: RoleInput) -> Result<Role, W
     Ok(role_of(&updated))
 }
 
-/// Deletes a role nobody holds.
-pub async fn delete(store: &Store, id: &str) -> Result<Role, WireError> {
+/// Deletes a role nobody holds, whose permissions `held` grants.
+pub async fn delete(store: &Store, held: &PermissionSet, id: &str) -> Result<Role, WireError> {
     let role = existing(store, id).await?;
+    let current = role_of(&role);
+    require_holds(held, "delete", &current.name, &current.permissions)?;
     let key = role
         .get("nameKey")
         .and_then(Value::as_str)
@@ -195,4 +242,36 @@ pub async fn existing_names(store: &Store, names: &[String]) -> Result<Vec<Strin
     } else {
         Err(WireError::validation(errors))
     }
+}
+
+/// Refuses (403) unless `held` grants every permission of each role that changing a user's
+/// roles from `old` to `new` grants or takes away (roles kept are not the caller's concern).
+pub async fn require_may_change(
+    store: &Store,
+    held: &PermissionSet,
+    old: &[String],
+    new: &[String],
+) -> Result<(), WireError> {
+    let keys = |names: &[String]| names.iter().map(|n| n.to_lowercase()).collect::<Vec<_>>();
+    let (old_keys, new_keys) = (keys(old), keys(new));
+    let granted = new_keys
+        .iter()
+        .filter(|k| !old_keys.contains(k))
+        .map(|k| ("grant", k));
+    let taken = old_keys
+        .iter()
+        .filter(|k| !new_keys.contains(k))
+        .map(|k| ("take away", k));
+    for (action, key) in granted.chain(taken) {
+        // A name no role has any more grants nothing; taking it away needs nothing.
+        if let Some(role) = store
+            .find_one(ROLES, Filter::eq("nameKey", key.as_str()))
+            .await
+            .map_err(store_failed)?
+        {
+            let role = role_of(&role);
+            require_holds(held, action, &role.name, &role.permissions)?;
+        }
+    }
+    Ok(())
 }

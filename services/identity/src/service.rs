@@ -367,10 +367,20 @@ impl ServiceOp<Identity> for ListUsers {
     }
 }
 
+/// Sets a user's roles. Nobody changes their own; a caller grants or takes away only roles
+/// whose permissions it holds entirely (so only holders of `*` grant `admin`).
 impl ServiceOp<Identity> for SetUserRoles {
-    async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<User, WireError> {
-        user_or_404(&identity.store, &self.id).await?;
+    async fn run(self, identity: Arc<Identity>, ctx: CallContext) -> Result<User, WireError> {
+        let principal = ctx.principal()?;
+        let user = user_or_404(&identity.store, &self.id).await?;
+        if principal.kind == PrincipalKind::User && principal.id == user.id {
+            return Err(WireError::new(
+                ErrorCode::Forbidden,
+                "You cannot change your own roles; ask another administrator",
+            ));
+        }
         let names = roles::existing_names(&identity.store, &self.roles).await?;
+        roles::require_may_change(&identity.store, &principal.permissions, &user.roles, &names).await?;
         identity
             .update_user(&self.id, Update::default().set("roles", names))
             .await
@@ -384,19 +394,25 @@ impl ServiceOp<Identity> for ListRoles {
 }
 
 impl ServiceOp<Identity> for CreateRole {
-    async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<Role, WireError> {
-        roles::create(&identity.store, self.input).await
+    async fn run(self, identity: Arc<Identity>, ctx: CallContext) -> Result<Role, WireError> {
+        roles::create(&identity.store, &ctx.principal()?.permissions, self.input).await
     }
 }
 
 impl ServiceOp<Identity> for UpdateRole {
-    async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<Role, WireError> {
-        roles::update(&identity.store, &self.id, self.input).await
+    async fn run(self, identity: Arc<Identity>, ctx: CallContext) -> Result<Role, WireError> {
+        roles::update(
+            &identity.store,
+            &ctx.principal()?.permissions,
+            &self.id,
+            self.input,
+        )
+        .await
     }
 }
 
 impl ServiceOp<Identity> for DeleteRole {
-    async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<Role, WireError> {
-        roles::delete(&identity.store, &self.id).await
+    async fn run(self, identity: Arc<Identity>, ctx: CallContext) -> Result<Role, WireError> {
+        roles::delete(&identity.store, &ctx.principal()?.permissions, &self.id).await
     }
 }

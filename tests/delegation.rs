@@ -1,0 +1,282 @@
+//! Delegation that cannot escalate (issue 18), in both modes: a caller creates, changes, grants
+//! or deletes only roles whose permissions it holds entirely, nobody changes their own roles,
+//! and deleting a credential type needs its scope and `credential.delete`.
+
+#[macro_use]
+mod support;
+
+use serde_json::{Value, json};
+use support::{Mode, TestApp, spawn_app};
+
+const ROLES: &str = "/v1/role/roles";
+const TYPES: &str = "/v1/credential-type/credential-types";
+const CREDS: &str = "/v1/credential/credentials";
+
+/// What a role administrator without `*` holds.
+const DELEGATE: &[&str] = &["user.roles.update", "user.fetch.many", "role.*"];
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", ttscm_runtime::ids::new_id())
+}
+
+/// The path of a user's roles.
+fn roles_of(user_id: &str) -> String {
+    format!("/v1/user/users/{user_id}/roles")
+}
+
+/// A user's roles as stored.
+async fn stored_roles(app: &TestApp, user_id: &str) -> Vec<String> {
+    ttscm_identity::users::get_user(&app.store().await, user_id)
+        .await
+        .expect("store answers")
+        .expect("user exists")
+        .roles
+}
+
+/// The id and permissions of the role `name`, as the API lists it (`None` when absent).
+async fn role(app: &TestApp, name: &str) -> Option<(String, Value)> {
+    let (status, body) = app.get(ROLES, Some(&app.admin_token)).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|r| r["name"] == name)
+        .map(|r| (r["id"].as_str().expect("id").to_owned(), r["permissions"].clone()))
+}
+
+/// Asserts a 403 in the spec's error shape whose message names `missing`.
+fn assert_refused(status: u16, body: &Value, missing: &str) {
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["status"], 403, "{body}");
+    assert_eq!(body["successful"], false, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("\"{missing}\"")),
+        "the refusal names {missing}: {body}"
+    );
+}
+
+async fn a_delegate_cannot_grant_admin_to_anyone_or_itself(mode: Mode) {
+    let app = spawn_app(mode).await;
+    let token = app.token_with(DELEGATE).await;
+    let alice = app.signed_in_user(&[]).await;
+    let (status, body) = app
+        .put(&roles_of(&alice.user_id), &token, &json!({"roles": ["admin"]}))
+        .await;
+    assert_refused(status, &body, "*");
+    assert_eq!(
+        body["message"],
+        "You cannot grant role \"admin\": it holds \"*\", which you do not hold"
+    );
+    assert!(stored_roles(&app, &alice.user_id).await.is_empty());
+    // Nor take it away from an admin (taking a role away needs its permissions as well).
+    let boss = app.signed_in_user(&["admin"]).await;
+    let (status, body) = app
+        .put(&roles_of(&boss.user_id), &token, &json!({"roles": []}))
+        .await;
+    assert_refused(status, &body, "*");
+    assert_eq!(stored_roles(&app, &boss.user_id).await, ["admin"]);
+
+    // A signed-in delegate cannot make itself admin either.
+    let delegate_role = unique("delegate");
+    app.create_role(&delegate_role, DELEGATE).await;
+    let bob = app.signed_in_user(&[&delegate_role]).await;
+    let (status, body) = app
+        .put(
+            &roles_of(&bob.user_id),
+            &bob.access_token,
+            &json!({"roles": [delegate_role, "admin"]}),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(stored_roles(&app, &bob.user_id).await, [delegate_role]);
+}
+
+async fn a_delegate_cannot_create_a_role_it_lacks_or_grant_one(mode: Mode) {
+    let app = spawn_app(mode).await;
+    let token = app.token_with(DELEGATE).await;
+    let ops = unique("ops");
+    let (status, body) = app
+        .post(
+            ROLES,
+            &token,
+            &json!({"name": ops, "permissions": ["role.fetch.many", "credential.delete"]}),
+        )
+        .await;
+    assert_refused(status, &body, "credential.delete");
+    assert!(role(&app, &ops).await.is_none(), "a refused role is not created");
+
+    // The same role made by an admin cannot be granted by the delegate.
+    app.create_role(&ops, &["credential.delete"]).await;
+    let alice = app.signed_in_user(&[]).await;
+    let (status, body) = app
+        .put(&roles_of(&alice.user_id), &token, &json!({"roles": [ops]}))
+        .await;
+    assert_refused(status, &body, "credential.delete");
+    assert_eq!(
+        body["message"],
+        format!("You cannot grant role \"{ops}\": it holds \"credential.delete\", which you do not hold")
+    );
+    assert!(stored_roles(&app, &alice.user_id).await.is_empty());
+}
+
+async fn a_delegate_cannot_widen_or_remove_a_role_beyond_its_own(mode: Mode) {
+    let app = spawn_app(mode).await;
+    let own = unique("delegate");
+    app.create_role(&own, DELEGATE).await;
+    let token = app.create_token("delegate", &[&own], None).await;
+    let (own_id, _) = role(&app, &own).await.expect("the role exists");
+    let own_path = format!("{ROLES}/{own_id}");
+
+    // Adding `*` (or any permission it lacks) to the role it holds itself.
+    let mut widened: Vec<&str> = DELEGATE.to_vec();
+    widened.push("*");
+    let (status, body) = app
+        .patch(&own_path, &token, &json!({"permissions": widened}))
+        .await;
+    assert_refused(status, &body, "*");
+    let mut widened: Vec<&str> = DELEGATE.to_vec();
+    widened.push("credential.fetch");
+    let (status, body) = app
+        .patch(&own_path, &token, &json!({"permissions": widened}))
+        .await;
+    assert_refused(status, &body, "credential.fetch");
+    assert_eq!(
+        role(&app, &own).await.expect("still there").1,
+        json!(DELEGATE),
+        "a refused change writes nothing"
+    );
+    assert_eq!(
+        app.get_status(TYPES, Some(&token)).await,
+        403,
+        "the token gained nothing"
+    );
+
+    // A role holding more than the caller can be neither narrowed nor deleted by it.
+    let big = unique("big");
+    app.create_role(&big, &["credential.delete"]).await;
+    let (big_id, _) = role(&app, &big).await.expect("the role exists");
+    let big_path = format!("{ROLES}/{big_id}");
+    let (status, body) = app.patch(&big_path, &token, &json!({"permissions": []})).await;
+    assert_refused(status, &body, "credential.delete");
+    let (status, body) = app.delete(&big_path, &token).await;
+    assert_refused(status, &body, "credential.delete");
+    assert_eq!(
+        role(&app, &big).await.expect("still there").1,
+        json!(["credential.delete"])
+    );
+}
+
+async fn a_user_cannot_change_their_own_roles(mode: Mode) {
+    let app = spawn_app(mode).await;
+    // Not even an admin: neither adding nor dropping.
+    let boss = app.signed_in_user(&["admin"]).await;
+    for roles in [json!([]), json!(["admin"])] {
+        let (status, body) = app
+            .put(
+                &roles_of(&boss.user_id),
+                &boss.access_token,
+                &json!({ "roles": roles }),
+            )
+            .await;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(body["successful"], false, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("your own roles"),
+            "{body}"
+        );
+    }
+    assert_eq!(stored_roles(&app, &boss.user_id).await, ["admin"]);
+    // The same admin changes someone else's roles.
+    let alice = app.signed_in_user(&[]).await;
+    let (status, body) = app
+        .put(
+            &roles_of(&alice.user_id),
+            &boss.access_token,
+            &json!({"roles": ["admin"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn a_caller_holding_every_permission_of_a_role_can_grant_it(mode: Mode) {
+    let app = spawn_app(mode).await;
+    let mut held: Vec<&str> = DELEGATE.to_vec();
+    held.push("credential.*");
+    let token = app.token_with(&held).await;
+
+    // Wildcards: `credential.*` covers `credential.fetch` and `credential.*` itself.
+    let reader = unique("reader");
+    app.create_role(&reader, &["credential.fetch", "credential.*"])
+        .await;
+    let alice = app.signed_in_user(&[]).await;
+    let (status, body) = app
+        .put(&roles_of(&alice.user_id), &token, &json!({"roles": [reader]}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(stored_roles(&app, &alice.user_id).await, [reader.clone()]);
+
+    let made = unique("made");
+    let (status, body) = app
+        .post(
+            ROLES,
+            &token,
+            &json!({"name": made, "permissions": ["credential.fetch.many"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let path = format!("{ROLES}/{}", body["data"]["id"].as_str().expect("id"));
+    let (status, body) = app
+        .patch(
+            &path,
+            &token,
+            &json!({"permissions": ["credential.delete", "role.fetch.many"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(app.delete_status(&path, &token).await, 200);
+}
+
+async fn deleting_a_scoped_type_needs_its_scope_and_credential_delete(mode: Mode) {
+    let app = spawn_app(mode).await;
+    let company = app.seed_company("Scoped Delete Co").await;
+    let type_id = app.create_aws_type(Some("aws.credentials")).await;
+    let credential = app.create_aws_credential(&type_id, &company, "s3cr3t").await;
+    let type_path = format!("{TYPES}/{type_id}");
+    let credential_path = format!("{CREDS}/{credential}");
+
+    let no_scope = app.token_with(&["credential_type.*", "credential.delete"]).await;
+    let (status, body) = app.delete(&type_path, &no_scope).await;
+    assert_refused(status, &body, "aws.credentials");
+    let no_delete = app.token_with(&["credential_type.*", "aws.*"]).await;
+    let (status, body) = app.delete(&type_path, &no_delete).await;
+    assert_refused(status, &body, "credential.delete");
+    for what in [&type_path, &credential_path] {
+        assert_eq!(
+            app.get_status(what, Some(&app.admin_token)).await,
+            200,
+            "{what} remains after refused deletes"
+        );
+    }
+
+    let both = app
+        .token_with(&["credential_type.*", "credential.delete", "aws.*"])
+        .await;
+    assert_eq!(app.delete_status(&type_path, &both).await, 200);
+    for what in [&type_path, &credential_path] {
+        assert_eq!(app.get_status(what, Some(&app.admin_token)).await, 404, "{what}");
+    }
+}
+
+both_modes!(
+    a_delegate_cannot_grant_admin_to_anyone_or_itself,
+    a_delegate_cannot_create_a_role_it_lacks_or_grant_one,
+    a_delegate_cannot_widen_or_remove_a_role_beyond_its_own,
+    a_user_cannot_change_their_own_roles,
+    a_caller_holding_every_permission_of_a_role_can_grant_it,
+    deleting_a_scoped_type_needs_its_scope_and_credential_delete,
+);
