@@ -218,7 +218,7 @@ async fn a_caller_holding_every_permission_of_a_role_can_grant_it(mode: Mode) {
         .put(&roles_of(&alice.user_id), &token, &json!({"roles": [reader]}))
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(stored_roles(&app, &alice.user_id).await, [reader.clone()]);
+    assert_eq!(stored_roles(&app, &alice.user_id).await, std::slice::from_ref(&reader));
 
     let made = unique("made");
     let (status, body) = app
