@@ -19,6 +19,10 @@
 #   BENCH_MESH_AUTH=1      the mesh's NATS runs the generated users and permissions and the
 #                          components sign principals; 0 = open NATS (binaries before issue 17)
 #   BENCH_MESH_TLS=0       1 = the mesh's NATS connections use TLS
+#   BENCH_MESH_OPEN_NATS=0 1 = components keep their keys (signed principals) but NATS runs without
+#                          the generated users and permissions (isolates what permissions cost)
+#   BENCH_NATS_SED=args    extra sed arguments applied to the generated nats.conf (e.g.
+#                          "-f file.sed"), for experiments with the NATS configuration
 #   BENCH_ROWS=regex       measure only the rows whose name matches (bash regex), e.g.
 #                          BENCH_ROWS='^(ttscm|mesh) reveal$' BENCH_CONNS=... for an A/B of one
 #                          path; baseline rows are still started for the paired ratios
@@ -384,8 +388,12 @@ start_mesh() {
     if [[ $BENCH_MESH_AUTH == 1 ]]; then
         "$TTSCM_BIN" mesh init --out "$TMP_DIR/mesh" "${tls_arg[@]}" >/dev/null 2>&1 || die "ttscm mesh init failed"
         sed -e "s|^listen: .*|listen: 127.0.0.1:$nats_port|" -e "s|store_dir: \"/data\"|store_dir: \"$TMP_DIR/nats\"|" \
-            -e '/^http: /d' "$TMP_DIR/mesh/nats.conf" >"$TMP_DIR/nats.conf"
-        "$nats" -c "$TMP_DIR/nats.conf" >"$TMP_DIR/nats.log" 2>&1 &
+            -e '/^http: /d' ${BENCH_NATS_SED:-} "$TMP_DIR/mesh/nats.conf" >"$TMP_DIR/nats.conf"
+        if [[ ${BENCH_MESH_OPEN_NATS:-0} == 1 ]]; then
+            "$nats" -a 127.0.0.1 -p "$nats_port" -js -sd "$TMP_DIR/nats" >"$TMP_DIR/nats.log" 2>&1 &
+        else
+            "$nats" -c "$TMP_DIR/nats.conf" >"$TMP_DIR/nats.log" 2>&1 &
+        fi
     else
         "$nats" -a 127.0.0.1 -p "$nats_port" -js -sd "$TMP_DIR/nats" >"$TMP_DIR/nats.log" 2>&1 &
     fi

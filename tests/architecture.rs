@@ -106,3 +106,81 @@ fn no_two_operations_share_a_subject() {
         "two operations are declared on one subject"
     );
 }
+
+/// The generated NATS permissions grant least privilege: each operation's subject may be
+/// subscribed to only by the service serving it and published on only by its declared callers;
+/// vault answers only its callers; only edges see sign-in deliveries; only credential appends
+/// to the audit stream; nobody holds a catch-all; each inbox is readable by its owner only.
+#[test]
+fn generated_nats_permissions_grant_each_component_only_what_it_uses() {
+    use ttscm::mesh::{integrator_permissions, permissions};
+    use ttscm_contract::{Component, operations, subjects};
+    let all: Vec<_> = Component::ALL.iter().map(|c| (*c, permissions(*c))).collect();
+    for op in operations() {
+        let subscribers: Vec<_> = all
+            .iter()
+            .filter(|(_, p)| p.subscribe.contains(op.subject))
+            .map(|(c, _)| *c)
+            .collect();
+        assert_eq!(
+            subscribers.len(),
+            1,
+            "{} is served by exactly one component: {subscribers:?}",
+            op.subject
+        );
+        let publishers: Vec<_> = all
+            .iter()
+            .filter(|(_, p)| p.publish.contains(op.subject))
+            .map(|(c, _)| *c)
+            .collect();
+        let mut callers = op.callers.to_vec();
+        callers.sort_unstable();
+        assert_eq!(
+            publishers, callers,
+            "{} may be called by its declared callers only",
+            op.subject
+        );
+    }
+    let vault = &all.iter().find(|(c, _)| *c == Component::Vault).expect("vault").1;
+    let vault_publishes: Vec<_> = vault.publish.iter().map(String::as_str).collect();
+    assert_eq!(
+        vault_publishes,
+        ["_INBOX_credential.>", "_INBOX_edge.>"],
+        "vault only answers"
+    );
+    for (component, p) in &all {
+        for subject in p.publish.iter().chain(&p.subscribe) {
+            assert!(
+                subject != ">" && !subject.starts_with("ttscm.>") && subject != "$JS.API.>",
+                "{component}: {subject}"
+            );
+        }
+        let login = format!("{}.*", subjects::EDGE_LOGIN_DELIVERY_PREFIX);
+        assert_eq!(
+            p.subscribe.contains(&login),
+            *component == Component::Edge,
+            "{component}: login deliveries"
+        );
+        assert_eq!(
+            p.publish.contains(subjects::AUDIT_SUBJECT),
+            *component == Component::Credential,
+            "{component}: audit"
+        );
+        let inboxes: Vec<_> = p.subscribe.iter().filter(|s| s.starts_with("_INBOX")).collect();
+        assert_eq!(
+            inboxes,
+            [&format!("{}.>", component.inbox_prefix())],
+            "{component} reads its own inbox only"
+        );
+    }
+    let integrator = integrator_permissions();
+    assert!(
+        integrator
+            .publish
+            .iter()
+            .all(|s| s.starts_with("$JS.") && s.contains("TTSCM_EVENTS") || s == "$JS.API.INFO")
+    );
+    assert!(!integrator.subscribe.iter().any(|s| s.starts_with("ttscm.")
+        && !s.starts_with("ttscm.events.")
+        && !s.starts_with("ttscm.integrations.")));
+}

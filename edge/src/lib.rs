@@ -38,7 +38,8 @@ pub fn bus_use() -> ttscm_runtime::router::BusUse {
         subscribes: vec![DELIVERIES],
         publishes: vec![DELIVERIES],
         streams: Vec::new(),
-        answers: true,
+        // Another edge replica asks the one holding the socket; it answers into edge inboxes.
+        answers: vec![ttscm_contract::Component::Edge],
     }
 }
 

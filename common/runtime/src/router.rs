@@ -49,6 +49,8 @@ struct Route<S> {
     name: &'static str,
     /// The subject it is served on.
     subject: &'static str,
+    /// The components that may call it.
+    callers: &'static [ttscm_contract::Component],
     /// Starts serving it.
     serve: ServeOne<S>,
 }
@@ -74,6 +76,8 @@ pub struct ServiceRouter<S> {
     queue: &'static str,
     /// The health operation's subject.
     health: &'static str,
+    /// Who calls the health operation.
+    health_callers: &'static [ttscm_contract::Component],
     /// Serves the health operation.
     serve_health: ServeHealth,
     /// The declared operations, in declaration order.
@@ -107,8 +111,10 @@ pub struct BusUse {
     pub publishes: Vec<&'static str>,
     /// Streams it uses.
     pub streams: Vec<StreamUse>,
-    /// Whether it answers requests (publishes on the reply subjects of what it received).
-    pub answers: bool,
+    /// The components whose requests it answers: it publishes its replies into their inboxes
+    /// (`_INBOX_<component>.>`; the reply subjects carry random tokens only the requester and
+    /// the answering service see).
+    pub answers: Vec<ttscm_contract::Component>,
 }
 
 /// Starts the health operation's serving loop: reports `service` and whether `store` answers.
@@ -137,6 +143,7 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
             service,
             queue,
             health: H::SUBJECT,
+            health_callers: H::CALLERS,
             serve_health: serve_health::<H>,
             routes: Vec::new(),
             listeners: Vec::new(),
@@ -162,13 +169,26 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         self
     }
 
+    /// Every component that calls one of its operations (the health operation's included).
+    fn answers(&self) -> Vec<ttscm_contract::Component> {
+        let mut callers: Vec<_> = self
+            .health_callers
+            .iter()
+            .chain(self.routes.iter().flat_map(|r| r.callers.iter()))
+            .copied()
+            .collect();
+        callers.sort_unstable();
+        callers.dedup();
+        callers
+    }
+
     /// What the service does on the bus.
     pub fn bus_use(&self) -> BusUse {
         BusUse {
             subscribes: self.subjects().chain(self.listens_to()).collect(),
             publishes: self.publishes.clone(),
             streams: self.streams.clone(),
-            answers: true,
+            answers: self.answers(),
         }
     }
 
@@ -187,6 +207,7 @@ impl<S: Send + Sync + 'static> ServiceRouter<S> {
         self.routes.push(Route {
             name: std::any::type_name::<O>(),
             subject: O::SUBJECT,
+            callers: O::CALLERS,
             serve: serve_route::<O, S>,
         });
         self
