@@ -1,6 +1,8 @@
 //! Delegation that cannot escalate (issue 18), in both modes: a caller creates, changes, grants
 //! or deletes only roles whose permissions it holds entirely, nobody changes their own roles,
-//! and deleting a credential type needs its scope and `credential.delete`.
+//! and deleting a credential type needs its scope and `credential.delete`; a type change that
+//! makes secure values plaintext or removes them needs `credential.secure_values.read` and the
+//! type's scope, and is audited per credential.
 
 #[macro_use]
 mod support;
@@ -218,7 +220,10 @@ async fn a_caller_holding_every_permission_of_a_role_can_grant_it(mode: Mode) {
         .put(&roles_of(&alice.user_id), &token, &json!({"roles": [reader]}))
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(stored_roles(&app, &alice.user_id).await, std::slice::from_ref(&reader));
+    assert_eq!(
+        stored_roles(&app, &alice.user_id).await,
+        std::slice::from_ref(&reader)
+    );
 
     let made = unique("made");
     let (status, body) = app
@@ -272,6 +277,170 @@ async fn deleting_a_scoped_type_needs_its_scope_and_credential_delete(mode: Mode
     }
 }
 
+/// The AWS-like type's fields with `secretAccessKey` made non-secure (`Some(false)`) or removed
+/// (`None`).
+fn aws_fields_with_secret(secure: Option<bool>) -> Value {
+    let mut fields = vec![
+        json!({"id": "accessKeyId", "name": "Access Key ID", "required": true, "secure": false, "valueType": "plain_text"}),
+        json!({"id": "notes", "name": "Notes", "required": false, "secure": false, "valueType": "note"}),
+    ];
+    if let Some(secure) = secure {
+        fields.push(json!({"id": "secretAccessKey", "name": "Secret Access Key", "required": true, "secure": secure, "valueType": "password"}));
+    }
+    Value::Array(fields)
+}
+
+/// The stored value of `field_id` as `GET …/fields` shows it (`None` when absent).
+async fn field_value(app: &TestApp, credential: &str, field_id: &str) -> Option<String> {
+    let (status, body) = app
+        .get(&format!("{CREDS}/{credential}/fields"), Some(&app.admin_token))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|v| v["fieldId"] == field_id)
+        .map(|v| v["value"].as_str().expect("a string").to_owned())
+}
+
+/// The credentials the audit log names for `action` (newest first).
+async fn audited(app: &TestApp, action: &str) -> Vec<String> {
+    let (status, body) = app
+        .get(
+            &format!("/v1/audit/events?rpp=100&action={action}"),
+            Some(&app.admin_token),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut ids: Vec<String> = body["data"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|e| e["credentialId"].as_str().expect("credential id").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Two credentials of a fresh AWS-like type (scope `scope`) holding `s3cr3t-1` and `s3cr3t-2`,
+/// and a third of another type; answers the type and the two.
+async fn two_sealed_credentials(app: &TestApp, scope: Option<&str>) -> (String, Vec<String>) {
+    let company = app.seed_company("Unsealing Co").await;
+    let type_id = app.create_aws_type(scope).await;
+    let mut credentials = Vec::new();
+    for secret in ["s3cr3t-1", "s3cr3t-2"] {
+        credentials.push(app.create_aws_credential(&type_id, &company, secret).await);
+    }
+    let other = app.create_aws_type(None).await;
+    app.create_aws_credential(&other, &company, "elsewhere").await;
+    credentials.sort();
+    (type_id, credentials)
+}
+
+async fn making_a_secure_field_plain_needs_secure_values_read_and_is_audited_per_credential(mode: Mode) {
+    let app = spawn_app(mode).await;
+    let (type_id, credentials) = two_sealed_credentials(&app, Some("aws.credentials")).await;
+    let path = format!("{TYPES}/{type_id}");
+    let change = json!({"fields": aws_fields_with_secret(Some(false))});
+
+    for (token, missing) in [
+        (
+            app.token_with(&["credential_type.*", "credential.fetch", "aws.*"])
+                .await,
+            "credential.secure_values.read",
+        ),
+        (
+            app.token_with(&["credential_type.*", "credential.*"]).await,
+            "aws.credentials",
+        ),
+    ] {
+        let (status, body) = app.patch(&path, &token, &change).await;
+        assert_refused(status, &body, missing);
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("\"secretAccessKey\""),
+            "the refusal names the field: {body}"
+        );
+    }
+    for (credential, secret) in credentials.iter().zip(["s3cr3t-1", "s3cr3t-2"]) {
+        let stored = field_value(&app, credential, "secretAccessKey")
+            .await
+            .expect("the value remains");
+        assert!(!stored.is_empty());
+        assert!(
+            !stored.contains(secret),
+            "a refused change leaves the value sealed: {stored}"
+        );
+    }
+    let (_, got) = app.get(&path, Some(&app.admin_token)).await;
+    assert_eq!(got["data"]["fields"][1]["secure"], true, "{got}");
+    assert!(audited(&app, "credential.unsealed").await.is_empty());
+
+    let allowed = app
+        .token_with(&["credential_type.*", "credential.secure_values.read", "aws.*"])
+        .await;
+    let (status, body) = app.patch(&path, &allowed, &change).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(audited(&app, "credential.unsealed").await, credentials);
+    let mut opened = Vec::new();
+    for credential in &credentials {
+        opened.push(
+            field_value(&app, credential, "secretAccessKey")
+                .await
+                .expect("kept"),
+        );
+    }
+    opened.sort();
+    assert_eq!(
+        opened,
+        ["s3cr3t-1", "s3cr3t-2"],
+        "now plaintext at rest, on record"
+    );
+}
+
+async fn removing_a_secure_field_needs_secure_values_read_and_is_audited_per_credential(mode: Mode) {
+    let app = spawn_app(mode).await;
+    let (type_id, credentials) = two_sealed_credentials(&app, None).await;
+    let path = format!("{TYPES}/{type_id}");
+    let change = json!({"fields": aws_fields_with_secret(None)});
+
+    let token = app.token_with(&["credential_type.*", "credential.*"]).await;
+    let without = app
+        .token_with(&["credential_type.update", "credential.fetch", "credential.delete"])
+        .await;
+    let (status, body) = app.patch(&path, &without, &change).await;
+    assert_refused(status, &body, "credential.secure_values.read");
+    for credential in &credentials {
+        let stored = field_value(&app, credential, "secretAccessKey").await;
+        assert!(
+            stored.is_some_and(|v| !v.is_empty() && !v.starts_with("s3cr3t")),
+            "a refused change leaves the sealed value in place"
+        );
+    }
+    assert!(audited(&app, "credential.values_removed").await.is_empty());
+
+    let (status, body) = app.patch(&path, &token, &change).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(audited(&app, "credential.values_removed").await, credentials);
+    for credential in &credentials {
+        assert_eq!(field_value(&app, credential, "secretAccessKey").await, None);
+    }
+
+    // Changes that keep secure fields secure need nothing more and record no such entry.
+    let other = app.create_aws_type(None).await;
+    let renamed = app
+        .patch(
+            &format!("{TYPES}/{other}"),
+            &without,
+            &json!({"name": unique("Renamed")}),
+        )
+        .await;
+    assert_eq!(renamed.0, 200, "{}", renamed.1);
+}
+
 both_modes!(
     a_delegate_cannot_grant_admin_to_anyone_or_itself,
     a_delegate_cannot_create_a_role_it_lacks_or_grant_one,
@@ -279,4 +448,6 @@ both_modes!(
     a_user_cannot_change_their_own_roles,
     a_caller_holding_every_permission_of_a_role_can_grant_it,
     deleting_a_scoped_type_needs_its_scope_and_credential_delete,
+    making_a_secure_field_plain_needs_secure_values_read_and_is_audited_per_credential,
+    removing_a_secure_field_needs_secure_values_read_and_is_audited_per_credential,
 );

@@ -1,5 +1,25 @@
 //! The credential-type operations: list (with counts), get, create, update (migrating every
 //! credential of the type first), delete (with its credentials).
+//!
+//! # Type changes that expose or destroy secure values
+//!
+//! A type change migrates every credential of the type, so a change to its fields acts on
+//! values the caller may never have seen. Two kinds of change act on *secure* values:
+//!
+//! - a field that was `secure` becomes non-secure: every credential's value of it is opened
+//!   and stored in plaintext, readable afterwards by anyone with `credential.fetch` — in effect
+//!   a reveal of that field of every credential of the type;
+//! - a `secure` field is removed: every credential's value of it is destroyed.
+//!
+//! Either needs, besides `credential_type.update`, what revealing those values needs:
+//! `credential.secure_values.read` and the type's permission scope. Without them the change is
+//! refused with 403, naming what is missing, and nothing changes. With them, before anything
+//! is written, one audit entry per credential that held such a value is stored:
+//! `credential.unsealed` (a value of a field turned non-secure is now plaintext at rest) or
+//! `credential.values_removed` (a value of a removed secure field is gone); a credential
+//! affected both ways gets both. The type's own `credential_type.updated` entry follows as for
+//! any change. Changes that keep secure fields secure (or make fields secure) need nothing
+//! more than before.
 
 use std::sync::Arc;
 
@@ -80,7 +100,16 @@ impl Service {
 
     /// Brings every credential of a type in line with its new field definitions, or refuses
     /// (409) when existing values cannot satisfy them. Writes nothing when refusing.
-    pub(crate) async fn migrate(&self, ctx: &CallContext, new: &TypeDoc) -> Result<(), WireError> {
+    ///
+    /// Before writing, records an audit entry per credential holding a sealed value that the
+    /// change exposes or destroys (see [`SecureChange`] and the module docs); a failed audit
+    /// write fails the change before any credential is touched.
+    pub(crate) async fn migrate(
+        &self,
+        ctx: &CallContext,
+        new: &TypeDoc,
+        secure: &SecureChange,
+    ) -> Result<(), WireError> {
         let documents = self
             .store
             .find(
@@ -138,6 +167,21 @@ impl Service {
                     reasons.join("; ")
                 ),
             ));
+        }
+        for (credential, _) in &planned {
+            for (action, fields) in [
+                ("credential.unsealed", &secure.unsealed),
+                ("credential.values_removed", &secure.removed),
+            ] {
+                if credential
+                    .values
+                    .iter()
+                    .any(|v| v.sealed && fields.contains(&v.field_id))
+                {
+                    self.record(ctx, Service::credential_record(action, credential))
+                        .await?;
+                }
+            }
         }
         for (credential, checked) in planned {
             let values = self
@@ -294,6 +338,10 @@ impl ServiceOp<Service> for UpdateCredentialType {
         if !errors.is_empty() {
             return Err(WireError::validation(errors));
         }
+        let secure = SecureChange::between(&old, &new);
+        if !secure.is_empty() {
+            may_expose_secure_values(&ctx, &old, &secure)?;
+        }
         check_scope(&ctx, &old)?;
         if new.name_key != old.name_key
             && service
@@ -309,7 +357,7 @@ impl ServiceOp<Service> for UpdateCredentialType {
             ));
         }
         if new.fields != old.fields {
-            service.migrate(&ctx, &new).await?;
+            service.migrate(&ctx, &new, &secure).await?;
         }
         new.updated_at = clock::now_iso();
         let update = Update::default()
@@ -338,6 +386,78 @@ impl ServiceOp<Service> for UpdateCredentialType {
         let count = service.count_of(id).await?;
         Ok(new.to_wire(count))
     }
+}
+
+/// The secure fields a type change exposes or destroys.
+#[derive(Debug, Default)]
+pub(crate) struct SecureChange {
+    /// Fields secure before and present but not secure after: their values become plaintext.
+    pub unsealed: Vec<String>,
+    /// Fields secure before and absent after: their values are destroyed.
+    pub removed: Vec<String>,
+}
+
+impl SecureChange {
+    /// What changing `old`'s fields into `new`'s does to secure values.
+    pub(crate) fn between(old: &TypeDoc, new: &TypeDoc) -> Self {
+        let mut change = Self::default();
+        for field in old.fields.iter().filter(|f| f.secure) {
+            match new.field(&field.id) {
+                None => change.removed.push(field.id.clone()),
+                Some(after) if !after.secure => change.unsealed.push(field.id.clone()),
+                Some(_) => {}
+            }
+        }
+        change
+    }
+
+    /// Whether no secure value is exposed or destroyed.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.unsealed.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// Refuses (403, naming what is missing) unless the caller may expose or destroy the values of
+/// `doc`'s secure fields: it needs what a reveal needs, the type's scope and
+/// `credential.secure_values.read`.
+fn may_expose_secure_values(
+    ctx: &CallContext,
+    doc: &TypeDoc,
+    change: &SecureChange,
+) -> Result<(), WireError> {
+    let held = &ctx.principal()?.permissions;
+    let missing = doc
+        .permission_scope
+        .as_deref()
+        .into_iter()
+        .chain([names::CREDENTIAL_SECURE_VALUES_READ])
+        .find(|p| !held.grants(p));
+    let Some(missing) = missing else {
+        return Ok(());
+    };
+    let quoted = |fields: &[String]| {
+        fields
+            .iter()
+            .map(|f| format!("\"{f}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let what = match (change.unsealed.is_empty(), change.removed.is_empty()) {
+        (false, true) => format!("make secure field(s) {} non-secure", quoted(&change.unsealed)),
+        (true, false) => format!("remove secure field(s) {}", quoted(&change.removed)),
+        _ => format!(
+            "make secure field(s) {} non-secure and remove secure field(s) {}",
+            quoted(&change.unsealed),
+            quoted(&change.removed)
+        ),
+    };
+    Err(WireError::new(
+        ErrorCode::Forbidden,
+        format!(
+            "You cannot {what} of credential type \"{}\": that exposes or destroys the secure values of its credentials and needs \"{missing}\", which you do not hold",
+            doc.name
+        ),
+    ))
 }
 
 /// Refuses (403, naming what is missing) unless the caller may delete the type and every
