@@ -2,13 +2,15 @@
 //! or deletes only roles whose permissions it holds entirely, nobody changes their own roles,
 //! and deleting a credential type needs its scope and `credential.delete`; a type change that
 //! makes secure values plaintext or removes them needs `credential.secure_values.read` and the
-//! type's scope, and is audited per credential.
+//! type's scope, and is audited per credential; bootstrap admins are matched by (tenant, object
+//! id), by e-mail only in `TENANT_ID`'s tenant at the first sign-in, and granted once.
 
 #[macro_use]
 mod support;
 
 use serde_json::{Value, json};
-use support::{Mode, TestApp, spawn_app};
+use support::{Mode, TestApp, spawn_app, spawn_app_with_sign_in};
+use ttscm_testkit::oidc;
 
 const ROLES: &str = "/v1/role/roles";
 const TYPES: &str = "/v1/credential-type/credential-types";
@@ -441,6 +443,105 @@ async fn removing_a_secure_field_needs_secure_values_read_and_is_audited_per_cre
     assert_eq!(renamed.0, 200, "{}", renamed.1);
 }
 
+/// Signs in as `login` at the test provider (JSON answer of the redirect): the data.
+async fn sign_in(app: &TestApp, login: &str) -> Value {
+    let (status, body) = app.get("/v1/auth/uri", None).await;
+    assert_eq!(status, 200, "{body}");
+    let location = oidc::sign_in(body["data"]["uri"].as_str().expect("uri"), login).await;
+    let url = url::Url::parse(&location).expect("absolute redirect");
+    let response = app
+        .http
+        .get(format!(
+            "{}{}?{}",
+            app.address,
+            url.path(),
+            url.query().unwrap_or_default()
+        ))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    body["data"].clone()
+}
+
+/// Signs in as `login`: its user id and roles.
+async fn signed_in_roles(app: &TestApp, login: &str) -> (String, Value) {
+    let data = sign_in(app, login).await;
+    (
+        data["user"]["id"].as_str().expect("id").to_owned(),
+        data["user"]["roles"].clone(),
+    )
+}
+
+async fn bootstrap_admins_are_granted_once_and_a_demotion_sticks(mode: Mode) {
+    let app = spawn_app_with_sign_in(mode, |settings| {
+        settings.entra.tenant_id = Some(oidc::TEST_TENANT.into());
+        settings.identity.admin_object_ids = vec![
+            format!("{}:{}", oidc::TEST_TENANT, oidc::object_id("boss")),
+            oidc::object_id("carol"),
+        ];
+        settings.identity.admin_emails = vec!["Chief@Contoso.example".into()];
+    })
+    .await;
+    // `tid:oid`, a bare oid in TENANT_ID's tenant, an e-mail in it at the first sign-in.
+    let mut admins = Vec::new();
+    for login in ["boss", "carol", "chief"] {
+        let (id, roles) = signed_in_roles(&app, login).await;
+        assert_eq!(roles, json!(["admin"]), "{login} is a bootstrap admin");
+        admins.push(id);
+    }
+    let (_, roles) = signed_in_roles(&app, "alice").await;
+    assert_eq!(roles, json!([]));
+
+    // Another admin demotes them all; signing in again grants nothing.
+    for id in &admins {
+        let (status, body) = app
+            .put(&roles_of(id), &app.admin_token, &json!({"roles": []}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    for (login, id) in ["boss", "carol", "chief"].into_iter().zip(&admins) {
+        let (again, roles) = signed_in_roles(&app, login).await;
+        assert_eq!(&again, id);
+        assert_eq!(roles, json!([]), "{login} stays demoted");
+        assert!(stored_roles(&app, id).await.is_empty());
+    }
+}
+
+async fn bootstrap_entries_match_only_in_the_configured_tenant(mode: Mode) {
+    const OTHER_TENANT: &str = "99999999-8888-7777-6666-555555555555";
+    let app = spawn_app_with_sign_in(mode, |settings| {
+        // The provider's accounts are of TEST_TENANT, not TENANT_ID's.
+        settings.entra.tenant_id = Some(OTHER_TENANT.into());
+        settings.identity.admin_emails = vec!["boss@contoso.example".into()];
+        settings.identity.admin_object_ids = vec![
+            oidc::object_id("carol"),
+            format!("{OTHER_TENANT}:{}", oidc::object_id("dave")),
+        ];
+    })
+    .await;
+    for login in ["boss", "carol", "dave"] {
+        let (id, roles) = signed_in_roles(&app, login).await;
+        assert_eq!(roles, json!([]), "{login} of another tenant is not an admin");
+        assert!(stored_roles(&app, &id).await.is_empty());
+    }
+}
+
+async fn bootstrap_e_mails_match_nobody_without_a_tenant_id(mode: Mode) {
+    let app = spawn_app_with_sign_in(mode, |settings| {
+        settings.entra.tenant_id = None;
+        settings.identity.admin_emails = vec!["boss@contoso.example".into()];
+        settings.identity.admin_object_ids = vec![oidc::object_id("carol")];
+    })
+    .await;
+    for login in ["boss", "carol"] {
+        let (_, roles) = signed_in_roles(&app, login).await;
+        assert_eq!(roles, json!([]), "{login}");
+    }
+}
+
 both_modes!(
     a_delegate_cannot_grant_admin_to_anyone_or_itself,
     a_delegate_cannot_create_a_role_it_lacks_or_grant_one,
@@ -450,4 +551,7 @@ both_modes!(
     deleting_a_scoped_type_needs_its_scope_and_credential_delete,
     making_a_secure_field_plain_needs_secure_values_read_and_is_audited_per_credential,
     removing_a_secure_field_needs_secure_values_read_and_is_audited_per_credential,
+    bootstrap_admins_are_granted_once_and_a_demotion_sticks,
+    bootstrap_entries_match_only_in_the_configured_tenant,
+    bootstrap_e_mails_match_nobody_without_a_tenant_id,
 );

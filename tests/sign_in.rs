@@ -347,6 +347,8 @@ async fn concurrent_refreshes_with_one_token_let_exactly_one_win(mode: Mode) {
 
 async fn bootstrap_admin_and_role_changes_reach_the_edge(mode: Mode) {
     let app = spawn_app_with_sign_in(mode, |settings| {
+        // An e-mail names a bootstrap admin only in TENANT_ID's tenant (at the first sign-in).
+        settings.entra.tenant_id = Some(oidc::TEST_TENANT.into());
         settings.identity.admin_emails = vec!["Boss@Contoso.example".into()];
     })
     .await;

@@ -117,12 +117,21 @@ pub struct IdentitySettings {
     /// Longest a sign-in session lasts, however often it is refreshed, in seconds
     /// (`TTSCM_IDENTITY__SESSION_TTL_SECS`, default 30 days).
     pub session_ttl_secs: u64,
-    /// E-mail addresses that receive the `admin` role at sign-in
-    /// (`TTSCM_IDENTITY__ADMIN_EMAILS`, comma-separated; bootstrap).
+    /// E-mail addresses that receive the `admin` role at their first sign-in
+    /// (`TTSCM_IDENTITY__ADMIN_EMAILS`, comma-separated; bootstrap). Matched against the `email`
+    /// claim (else `preferred_username`) only when `TTSCM_ENTRA__TENANT_ID` is set, only for
+    /// users of that tenant, and only when the sign-in creates the user; unset
+    /// `TTSCM_ENTRA__TENANT_ID` (multi-tenant), they match nobody — use
+    /// `TTSCM_IDENTITY__ADMIN_OBJECT_IDS` with `tid:oid` entries instead. A bootstrap grant
+    /// happens once per user: an admin's later demotion sticks.
     #[serde(deserialize_with = "comma_list")]
     pub admin_emails: Vec<String>,
-    /// Entra object ids (`oid`) that receive the `admin` role at sign-in
-    /// (`TTSCM_IDENTITY__ADMIN_OBJECT_IDS`, comma-separated; bootstrap).
+    /// Entra users that receive the `admin` role at sign-in
+    /// (`TTSCM_IDENTITY__ADMIN_OBJECT_IDS`, comma-separated; bootstrap): `tid:oid` (tenant id
+    /// and object id) entries, or bare object ids (`oid`), which match only in
+    /// `TTSCM_ENTRA__TENANT_ID`'s tenant (nowhere when it is unset). Granted at the first
+    /// sign-in that matches, once per user: after an admin demotes the user, later sign-ins
+    /// grant nothing.
     #[serde(deserialize_with = "comma_list")]
     pub admin_object_ids: Vec<String>,
 }

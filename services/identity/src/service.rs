@@ -62,16 +62,89 @@ pub struct Identity {
     pub oidc: Oidc,
     /// Token issuing.
     pub tokens: TokenSettings,
-    /// Bootstrap admins by e-mail (lowercase).
-    admin_emails: Vec<String>,
-    /// Bootstrap admins by Entra object id (lowercase).
-    admin_object_ids: Vec<String>,
+    /// Who the bootstrap settings make admin.
+    bootstrap: BootstrapAdmins,
+}
+
+/// The bootstrap admins (`TTSCM_IDENTITY__ADMIN_OBJECT_IDS`, `TTSCM_IDENTITY__ADMIN_EMAILS`),
+/// matched only in tenants they name:
+///
+/// - an object-id entry `tid:oid` matches that user of that tenant; a bare `oid` matches only
+///   in `TTSCM_ENTRA__TENANT_ID`'s tenant (and nowhere when it is unset);
+/// - an e-mail (the `email` claim, else `preferred_username`) matches only when
+///   `TTSCM_ENTRA__TENANT_ID` is set, only in that tenant, and only at the user's first
+///   sign-in — those claims are the user's to choose in many tenants, and a later sign-in under
+///   the same address could be somebody else's account.
+///
+/// Either grants `admin` once per user ([`users::Bootstrap`]): an admin who demotes a
+/// bootstrap admin is not overridden at its next sign-in.
+#[derive(Debug, Default)]
+pub struct BootstrapAdmins {
+    /// `TTSCM_ENTRA__TENANT_ID`, lowercase.
+    tenant: Option<String>,
+    /// (tenant id, object id) pairs, lowercase.
+    ids: Vec<(String, String)>,
+    /// E-mails, lowercase.
+    emails: Vec<String>,
+}
+
+impl BootstrapAdmins {
+    /// The bootstrap admins `settings` name.
+    pub fn new(settings: &Settings) -> Self {
+        let tenant = settings
+            .entra
+            .tenant_id
+            .as_deref()
+            .map(|t| t.trim().to_lowercase())
+            .filter(|t| !t.is_empty());
+        let mut ids = Vec::new();
+        for entry in &settings.identity.admin_object_ids {
+            let entry = entry.trim().to_lowercase();
+            match (entry.split_once(':'), &tenant) {
+                (Some((tid, oid)), _) => ids.push((tid.trim().to_owned(), oid.trim().to_owned())),
+                (None, Some(tenant)) => ids.push((tenant.clone(), entry)),
+                (None, None) => tracing::warn!(
+                    entry,
+                    "TTSCM_IDENTITY__ADMIN_OBJECT_IDS: an object id without its tenant (tid:oid) \
+                     matches nobody while TTSCM_ENTRA__TENANT_ID is unset"
+                ),
+            }
+        }
+        if tenant.is_none() && !settings.identity.admin_emails.is_empty() {
+            tracing::warn!(
+                "TTSCM_IDENTITY__ADMIN_EMAILS matches nobody while TTSCM_ENTRA__TENANT_ID is unset; \
+                 name bootstrap admins as tid:oid in TTSCM_IDENTITY__ADMIN_OBJECT_IDS"
+            );
+        }
+        Self {
+            tenant,
+            ids,
+            emails: settings
+                .identity
+                .admin_emails
+                .iter()
+                .map(|e| e.trim().to_lowercase())
+                .collect(),
+        }
+    }
+
+    /// How the person `tid`/`oid` with e-mail `email` matches.
+    pub fn matches(&self, tid: &str, oid: &str, email: &str) -> users::Bootstrap {
+        let (tid, oid) = (tid.to_lowercase(), oid.to_lowercase());
+        if self.ids.iter().any(|(t, o)| *t == tid && *o == oid) {
+            return users::Bootstrap::ById;
+        }
+        let email = email.to_lowercase();
+        if self.tenant.as_deref() == Some(tid.as_str()) && !email.is_empty() && self.emails.contains(&email) {
+            return users::Bootstrap::ByEmail;
+        }
+        users::Bootstrap::No
+    }
 }
 
 impl Identity {
     /// The state for `settings`.
     pub fn new(store: Store, bus: Bus, key: SigningKey, settings: &Settings) -> Self {
-        let lower = |list: &[String]| list.iter().map(|s| s.to_lowercase()).collect();
         Self {
             store,
             bus,
@@ -85,8 +158,7 @@ impl Identity {
                 refresh_ttl: settings.identity.refresh_token_ttl_secs,
                 session_ttl: settings.identity.session_ttl_secs,
             },
-            admin_emails: lower(&settings.identity.admin_emails),
-            admin_object_ids: lower(&settings.identity.admin_object_ids),
+            bootstrap: BootstrapAdmins::new(settings),
         }
     }
 }
@@ -235,16 +307,15 @@ impl ServiceOp<Identity> for CompleteLogin {
             .clone()
             .or_else(|| person.preferred_username.clone())
             .unwrap_or_default();
-        let bootstrap_admin = identity.admin_emails.contains(&email.to_lowercase())
-            || identity.admin_object_ids.contains(&person.oid.to_lowercase());
+        let bootstrap = identity.bootstrap.matches(&person.tid, &person.oid, &email);
         let profile = SignInProfile {
             name: person.name.clone().unwrap_or_else(|| users::login_of(&email)),
             tid: person.tid,
             oid: person.oid,
             email,
-            bootstrap_admin,
+            bootstrap_admin: bootstrap == users::Bootstrap::ById,
         };
-        let user = users::upsert_signed_in(&identity.store, &profile)
+        let user = users::upsert_signed_in_as(&identity.store, &profile, bootstrap)
             .await
             .map_err(store_failed)?;
         identity.user_changed(&user.id).await;

@@ -77,6 +77,10 @@ pub struct UserDoc {
     /// Last sign-in.
     #[serde(default)]
     pub last_sign_in_at: Option<String>,
+    /// When the bootstrap settings made this user an admin (or found it one already): set once,
+    /// after which they never grant it anything again, so a demotion sticks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_granted_at: Option<String>,
 }
 
 impl UserDoc {
@@ -117,8 +121,26 @@ pub struct SignInProfile {
     pub name: String,
     /// E-mail (`email`, else `preferred_username`).
     pub email: String,
-    /// Whether this person gets `admin` (bootstrap settings).
+    /// Whether this person is a bootstrap admin by (`tid`, `oid`) ([`Bootstrap::ById`]) for
+    /// [`upsert_signed_in`]; the sign-in itself decides with [`upsert_signed_in_as`].
     pub bootstrap_admin: bool,
+}
+
+/// How a sign-in matches the bootstrap-admin settings (`TTSCM_IDENTITY__ADMIN_OBJECT_IDS`,
+/// `TTSCM_IDENTITY__ADMIN_EMAILS`).
+///
+/// A bootstrap grant happens at most once per user: the user records it
+/// ([`UserDoc::bootstrap_granted_at`]) and is never granted again, whatever its roles become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// Not a bootstrap admin.
+    No,
+    /// Matched by (tenant id, object id): granted `admin` at the first sign-in that matches,
+    /// unless granted once already.
+    ById,
+    /// Matched by e-mail in the configured tenant: granted `admin` only when this sign-in
+    /// creates the user.
+    ByEmail,
 }
 
 /// The `login` of an e-mail: the part before `@`.
@@ -144,9 +166,24 @@ pub async fn find_by_email(store: &Store, email: &str) -> Result<Option<UserDoc>
         .transpose()
 }
 
-/// Creates the user on first sign-in, or refreshes e-mail/login (and bootstrap `admin`) of the
-/// existing one keyed by (`tid`, `oid`).
+/// [`upsert_signed_in_as`] with [`Bootstrap::ById`] when `profile.bootstrap_admin`, else
+/// [`Bootstrap::No`].
 pub async fn upsert_signed_in(store: &Store, profile: &SignInProfile) -> Result<UserDoc, StoreError> {
+    let bootstrap = if profile.bootstrap_admin {
+        Bootstrap::ById
+    } else {
+        Bootstrap::No
+    };
+    upsert_signed_in_as(store, profile, bootstrap).await
+}
+
+/// Creates the user on first sign-in, or refreshes e-mail/login of the existing one keyed by
+/// (`tid`, `oid`); grants bootstrap `admin` as [`Bootstrap`] says, once per user.
+pub async fn upsert_signed_in_as(
+    store: &Store,
+    profile: &SignInProfile,
+    bootstrap: Bootstrap,
+) -> Result<UserDoc, StoreError> {
     let key = format!("{}:{}", profile.tid, profile.oid);
     let now = clock::now_iso();
     for _ in 0..2 {
@@ -160,12 +197,17 @@ pub async fn upsert_signed_in(store: &Store, profile: &SignInProfile) -> Result<
             user.email = profile.email.clone();
             user.email_key = profile.email.to_lowercase();
             user.login = login_of(&profile.email);
-            if profile.bootstrap_admin && !user.roles.iter().any(|r| r == ADMIN_ROLE) {
-                user.roles.push(ADMIN_ROLE.into());
-                user.updated_at = now.clone();
-                update = update
-                    .set("roles", user.roles.clone())
-                    .set("updatedAt", now.as_str());
+            // Only a (tid, oid) match grants an existing user, and only if none did before.
+            if bootstrap == Bootstrap::ById && user.bootstrap_granted_at.is_none() {
+                user.bootstrap_granted_at = Some(now.clone());
+                update = update.set("bootstrapGrantedAt", now.as_str());
+                if !user.roles.iter().any(|r| r == ADMIN_ROLE) {
+                    user.roles.push(ADMIN_ROLE.into());
+                    user.updated_at = now.clone();
+                    update = update
+                        .set("roles", user.roles.clone())
+                        .set("updatedAt", now.as_str());
+                }
             }
             store.update_one(USERS, &Filter::id(&user.id), &update).await?;
             return Ok(user);
@@ -180,14 +222,15 @@ pub async fn upsert_signed_in(store: &Store, profile: &SignInProfile) -> Result<
             email_key: profile.email.to_lowercase(),
             login: login_of(&profile.email),
             image: None,
-            roles: if profile.bootstrap_admin {
-                vec![ADMIN_ROLE.into()]
-            } else {
+            roles: if bootstrap == Bootstrap::No {
                 Vec::new()
+            } else {
+                vec![ADMIN_ROLE.into()]
             },
             created_at: now.clone(),
             updated_at: now.clone(),
             last_sign_in_at: Some(now.clone()),
+            bootstrap_granted_at: (bootstrap != Bootstrap::No).then(|| now.clone()),
         };
         match store.insert(USERS, user.to_document()).await {
             Ok(()) => return Ok(user),
