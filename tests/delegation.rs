@@ -542,6 +542,73 @@ async fn bootstrap_e_mails_match_nobody_without_a_tenant_id(mode: Mode) {
     }
 }
 
+/// A role is deleted only while nobody holds it, and its name is never reused: a grant racing the
+/// delete either makes the delete answer 409, or leaves at most a dead name that grants nothing,
+/// and no later role of that name can be created (so nobody silently gains it).
+async fn a_grant_racing_a_role_delete_never_gains_a_later_role_of_that_name(mode: Mode) {
+    let app = spawn_app(mode).await;
+    let store = app.store().await;
+    let alice = app.signed_in_user(&[]).await;
+    let (mut refused, mut deleted) = (0, 0);
+    for _ in 0..12 {
+        let name = unique("racy");
+        app.create_role(&name, &["credential.delete"]).await;
+        let (id, _) = role(&app, &name).await.expect("the role exists");
+        let path = format!("{ROLES}/{id}");
+        let roles_path = roles_of(&alice.user_id);
+        let grant_body = json!({"roles": [name]});
+        let grant = app.put(&roles_path, &app.admin_token, &grant_body);
+        let delete = app.delete(&path, &app.admin_token);
+        let ((grant_status, grant_body), (delete_status, delete_body)) = tokio::join!(grant, delete);
+        assert!(grant_status < 500, "{grant_body}");
+        let held = stored_roles(&app, &alice.user_id).await;
+        let permissions = ttscm_identity::store::permissions_of(&store, &held)
+            .await
+            .expect("store answers");
+        if delete_status == 409 {
+            refused += 1;
+            assert!(held.contains(&name), "a 409 means alice holds the role: {held:?}");
+            assert!(permissions.grants("credential.delete"));
+        } else {
+            deleted += 1;
+            assert_eq!(delete_status, 200, "{delete_body}");
+            assert!(
+                !permissions.grants("credential.delete"),
+                "a deleted role grants nothing (alice holds {held:?})"
+            );
+            assert!(role(&app, &name).await.is_none(), "a deleted role is not listed");
+            // The name cannot be reused, so a dead name alice may hold never comes alive.
+            let (status, body) = app
+                .post(
+                    ROLES,
+                    &app.admin_token,
+                    &json!({"name": name, "permissions": ["credential.delete"]}),
+                )
+                .await;
+            assert_eq!(status, 409, "{body}");
+            assert!(
+                body["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("deleted role"),
+                "{body}"
+            );
+            let permissions = ttscm_identity::store::permissions_of(&store, &held)
+                .await
+                .expect("store answers");
+            assert!(!permissions.grants("credential.delete"));
+            // Nor can the delete be granted afresh.
+            let (status, body) = app.put(&roles_path, &app.admin_token, &grant_body).await;
+            assert_eq!(status, 400, "{body}");
+        }
+        let (status, body) = app
+            .put(&roles_path, &app.admin_token, &json!({"roles": []}))
+            .await;
+        assert_eq!(status, 200, "taking away a live or dead role works: {body}");
+    }
+    eprintln!("{refused} delete(s) refused, {deleted} deleted");
+}
+
 both_modes!(
     a_delegate_cannot_grant_admin_to_anyone_or_itself,
     a_delegate_cannot_create_a_role_it_lacks_or_grant_one,
@@ -554,4 +621,5 @@ both_modes!(
     bootstrap_admins_are_granted_once_and_a_demotion_sticks,
     bootstrap_entries_match_only_in_the_configured_tenant,
     bootstrap_e_mails_match_nobody_without_a_tenant_id,
+    a_grant_racing_a_role_delete_never_gains_a_later_role_of_that_name,
 );

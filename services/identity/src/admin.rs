@@ -12,7 +12,7 @@ use ttscm_runtime::store::{FindOptions, Order};
 use ttscm_runtime::{Filter, Store, StoreError, Update, clock, ids};
 
 use crate::IdentityError;
-use crate::store::{API_TOKENS, ROLES, as_document, prepare};
+use crate::store::{API_TOKENS, ROLES, as_document, deleted_keys, live_roles, prepare};
 
 /// An API token as listed (never the secret).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -51,11 +51,7 @@ pub async fn create_api_token(
         return Err(IdentityError::Invalid("a token needs at least one role".into()));
     }
     for role in roles {
-        if store
-            .find_one(ROLES, Filter::eq("nameKey", role.to_lowercase()))
-            .await?
-            .is_none()
-        {
+        if live_roles(store, std::slice::from_ref(role)).await?.is_empty() {
             return Err(IdentityError::NotFound(format!("there is no role '{role}'")));
         }
     }
@@ -123,7 +119,7 @@ pub async fn revoke_api_token(store: &Store, id: &str) -> Result<(), IdentityErr
     }
 }
 
-/// Creates or replaces a role (used by tests and bootstrap).
+/// Creates or replaces a role (used by tests and bootstrap); a deleted role's name is refused.
 pub async fn upsert_role(store: &Store, name: &str, permissions: &[&str]) -> Result<(), IdentityError> {
     prepare(store).await?;
     for p in permissions {
@@ -138,6 +134,11 @@ pub async fn upsert_role(store: &Store, name: &str, permissions: &[&str]) -> Res
     match store.insert(ROLES, as_document(document)).await {
         Ok(()) => Ok(()),
         Err(StoreError::Conflict) => {
+            if !deleted_keys(store, std::slice::from_ref(&key)).await?.is_empty() {
+                return Err(IdentityError::Invalid(format!(
+                    "the role name '{name}' was used by a deleted role and cannot be used again"
+                )));
+            }
             store
                 .update_one(
                     ROLES,
@@ -166,9 +167,10 @@ pub async fn grant_role(store: &Store, email: &str, role: &str) -> Result<Vec<St
              (or list the address in TTSCM_IDENTITY__ADMIN_EMAILS to be admin at first sign-in)"
             ))
         })?;
-    let stored = store
-        .find_one(ROLES, Filter::eq("nameKey", role.to_lowercase()))
+    let stored = live_roles(store, &[role.to_owned()])
         .await?
+        .into_iter()
+        .next()
         .ok_or_else(|| IdentityError::NotFound(format!("there is no role '{role}'")))?;
     let name = stored
         .get("name")
@@ -177,8 +179,14 @@ pub async fn grant_role(store: &Store, email: &str, role: &str) -> Result<Vec<St
         .to_owned();
     let mut roles = user.roles.clone();
     if !roles.iter().any(|r| r.eq_ignore_ascii_case(&name)) {
-        roles.push(name);
+        roles.push(name.clone());
         crate::users::update_user(store, &user.id, Update::default().set("roles", roles.clone())).await?;
+        // Deleted while being granted: take it out again (a dead name grants nothing anyway).
+        if !deleted_keys(store, &[name.to_lowercase()]).await?.is_empty() {
+            roles.retain(|r| r != &name);
+            crate::users::update_user(store, &user.id, Update::default().set("roles", roles)).await?;
+            return Err(IdentityError::NotFound(format!("there is no role '{role}'")));
+        }
     }
     Ok(roles)
 }

@@ -2,6 +2,21 @@
 //! delete. Roles are referenced by name from users and API tokens, so a role's name never
 //! changes, and a role still held by anyone cannot be deleted (409 with the count).
 //!
+//! A deleted role's name is never used again (issue 18). Counting the holders and deleting are
+//! not one atomic step, so a grant racing the delete can leave a user or token holding the name
+//! of a deleted role. That must never come alive: deleting a role writes a tombstone
+//! (`deleted_roles`, id = the name's key) by a unique insert — atomic on FerretDB too, where
+//! conditional updates are not — and keeps the role's document, whose unique `nameKey` keeps
+//! the name taken. So:
+//! - creating a role of a deleted role's name is refused (409 "name was used by a deleted
+//!   role"), and the admin CLI's upsert refuses it too;
+//! - a name with a tombstone resolves to no permissions (`store::permissions_of`), is not
+//!   listed, cannot be changed, deleted again or granted (400 "There is no role");
+//! - a grant re-reads the tombstones after writing: a role deleted meanwhile is taken out again
+//!   and the grant answers 409. (Even if that clean-up lost a race, the dead name grants
+//!   nothing and cannot be revived.) Taking away a dead name needs nothing, and a dead name a
+//!   user already holds is dropped silently when their roles are set.
+//!
 //! Delegation cannot escalate: a caller creates, changes, deletes, grants or takes away only
 //! roles whose permissions it holds entirely (wildcards count: `credential.*` covers
 //! `credential.fetch`; only `*` covers `*`, so only its holders grant `admin`). The callers pass
@@ -14,7 +29,7 @@ use ttscm_runtime::service::store_failed;
 use ttscm_runtime::store::{Document, FindOptions, Order, text, texts};
 use ttscm_runtime::{Filter, Store, StoreError, Update, clock, ids};
 
-use crate::store::{API_TOKENS, ROLES, as_document};
+use crate::store::{API_TOKENS, DELETED_ROLES, ROLES, as_document, deleted_keys, live_roles};
 use crate::users::all_users;
 
 fn role_of(document: &Document) -> Role {
@@ -70,13 +85,40 @@ pub fn require_holds(
     }
 }
 
-/// Every role, by name.
+/// Whether the role named by `key` (a lowercased name) was deleted.
+async fn is_deleted(store: &Store, key: &str) -> Result<bool, WireError> {
+    Ok(store
+        .get(DELETED_ROLES, key)
+        .await
+        .map_err(store_failed)?
+        .is_some())
+}
+
+/// The live role named `name` (ignoring case), if any.
+async fn live_role(store: &Store, name: &str) -> Result<Option<Document>, WireError> {
+    Ok(live_roles(store, &[name.to_owned()])
+        .await
+        .map_err(store_failed)?
+        .into_iter()
+        .next())
+}
+
+/// Every live role, by name.
 pub async fn list(store: &Store) -> Result<Vec<Role>, WireError> {
     let documents = store
         .find(ROLES, &FindOptions::new(Filter::All).sort("nameKey", Order::Asc))
         .await
         .map_err(store_failed)?;
-    Ok(documents.iter().map(role_of).collect())
+    let deleted = store
+        .find(DELETED_ROLES, &FindOptions::new(Filter::All))
+        .await
+        .map_err(store_failed)?;
+    let deleted: Vec<String> = deleted.iter().map(|d| text(d, "id")).collect();
+    Ok(documents
+        .iter()
+        .filter(|d| !deleted.contains(&text(d, "nameKey")))
+        .map(role_of)
+        .collect())
 }
 
 /// Creates a role holding only permissions `held` grants.
@@ -102,6 +144,10 @@ pub async fn create(store: &Store, held: &PermissionSet, input: RoleInput) -> Re
     }));
     match store.insert(ROLES, document.clone()).await {
         Ok(()) => Ok(role_of(&document)),
+        Err(StoreError::Conflict) if is_deleted(store, &name.to_lowercase()).await? => Err(WireError::new(
+            ErrorCode::Conflict,
+            format!("The role name '{name}' was used by a deleted role and cannot be used again"),
+        )),
         Err(StoreError::Conflict) => Err(WireError::new(
             ErrorCode::Conflict,
             format!("A role named '{name}' already exists"),
@@ -116,6 +162,9 @@ async fn existing(store: &Store, id: &str) -> Result<Document, WireError> {
         .await
         .map_err(store_failed)?
         .ok_or_else(|| WireError::not_found("Role"))?;
+    if is_deleted(store, &text(&role, "nameKey")).await? {
+        return Err(WireError::not_found("Role"));
+    }
     if role.get("builtIn").and_then(Value::as_bool) == Some(true) {
         return Err(WireError::new(
             ErrorCode::Conflict,
@@ -176,7 +225,8 @@ pub async fn update(
     Ok(role_of(&updated))
 }
 
-/// Deletes a role nobody holds, whose permissions `held` grants.
+/// Deletes a role nobody holds, whose permissions `held` grants: writes its tombstone (the name
+/// is never used again; see the module documentation).
 pub async fn delete(store: &Store, held: &PermissionSet, id: &str) -> Result<Role, WireError> {
     let role = existing(store, id).await?;
     let current = role_of(&role);
@@ -211,20 +261,35 @@ pub async fn delete(store: &Store, held: &PermissionSet, id: &str) -> Result<Rol
             ),
         ));
     }
-    store.delete(ROLES, id).await.map_err(store_failed)?;
-    Ok(role_of(&role))
+    let tombstone = as_document(json!({
+        "id": key, "name": current.name, "roleId": id, "deletedAt": clock::now_iso(),
+    }));
+    match store.insert(DELETED_ROLES, tombstone).await {
+        Ok(()) => Ok(current),
+        // A concurrent delete won.
+        Err(StoreError::Conflict) => Err(WireError::not_found("Role")),
+        Err(other) => Err(store_failed(other)),
+    }
 }
 
-/// Checks that every name is an existing role; answers them as stored (canonical case).
-pub async fn existing_names(store: &Store, names: &[String]) -> Result<Vec<String>, WireError> {
+/// Checks that every name is a live role; answers them as stored (canonical case). Names of
+/// deleted roles in `held` (what the principal holds now) are dropped; other deleted or
+/// unknown names are refused (400).
+pub async fn existing_names(
+    store: &Store,
+    names: &[String],
+    held: &[String],
+) -> Result<Vec<String>, WireError> {
     let mut canonical = Vec::new();
     let mut errors = Vec::new();
+    let keys: Vec<String> = names.iter().map(|n| n.to_lowercase()).collect();
+    let deleted = deleted_keys(store, &keys).await.map_err(store_failed)?;
     for (i, name) in names.iter().enumerate() {
-        match store
-            .find_one(ROLES, Filter::eq("nameKey", name.to_lowercase()))
-            .await
-            .map_err(store_failed)?
-        {
+        let key = name.to_lowercase();
+        if deleted.contains(&key) && held.iter().any(|h| h.to_lowercase() == key) {
+            continue;
+        }
+        match live_role(store, name).await? {
             Some(role) => {
                 let name = role_of(&role).name;
                 if !canonical.contains(&name) {
@@ -263,15 +328,23 @@ pub async fn require_may_change(
         .filter(|k| !new_keys.contains(k))
         .map(|k| ("take away", k));
     for (action, key) in granted.chain(taken) {
-        // A name no role has any more grants nothing; taking it away needs nothing.
-        if let Some(role) = store
-            .find_one(ROLES, Filter::eq("nameKey", key.as_str()))
-            .await
-            .map_err(store_failed)?
-        {
+        // A name no live role has grants nothing; taking it away needs nothing.
+        if let Some(role) = live_role(store, key).await? {
             let role = role_of(&role);
             require_holds(held, action, &role.name, &role.permissions)?;
         }
     }
     Ok(())
+}
+
+/// After `granted` were written to a principal's roles: the names among them whose roles were
+/// deleted meanwhile (the grant raced the delete), for the caller to take out again.
+pub async fn deleted_meanwhile(store: &Store, granted: &[String]) -> Result<Vec<String>, WireError> {
+    let keys: Vec<String> = granted.iter().map(|n| n.to_lowercase()).collect();
+    let deleted = deleted_keys(store, &keys).await.map_err(store_failed)?;
+    Ok(granted
+        .iter()
+        .filter(|n| deleted.contains(&n.to_lowercase()))
+        .cloned()
+        .collect())
 }

@@ -450,11 +450,28 @@ impl ServiceOp<Identity> for SetUserRoles {
                 "You cannot change your own roles; ask another administrator",
             ));
         }
-        let names = roles::existing_names(&identity.store, &self.roles).await?;
+        let names = roles::existing_names(&identity.store, &self.roles, &user.roles).await?;
         roles::require_may_change(&identity.store, &principal.permissions, &user.roles, &names).await?;
+        let updated = identity
+            .update_user(&self.id, Update::default().set("roles", names.clone()))
+            .await?;
+        // A role deleted while this grant was being written is taken out again (it would grant
+        // nothing anyway: its name is dead for good; see roles.rs).
+        let dead = roles::deleted_meanwhile(&identity.store, &names).await?;
+        if dead.is_empty() {
+            return Ok(updated);
+        }
+        let live: Vec<String> = names.into_iter().filter(|n| !dead.contains(n)).collect();
         identity
-            .update_user(&self.id, Update::default().set("roles", names))
-            .await
+            .update_user(&self.id, Update::default().set("roles", live))
+            .await?;
+        Err(WireError::new(
+            ErrorCode::Conflict,
+            format!(
+                "Role '{}' was deleted while being granted; it was not granted",
+                dead.join("', '")
+            ),
+        ))
     }
 }
 

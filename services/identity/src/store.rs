@@ -1,13 +1,20 @@
-//! identity's collections (it is their only owner): roles and API tokens.
+//! identity's collections (it is their only owner): roles, deleted roles and API tokens.
+
+use std::collections::HashSet;
 
 use serde_json::json;
 use ttscm_contract::permission::names;
 use ttscm_contract::{Permission, PermissionSet};
-use ttscm_runtime::store::{Document, Filter, IndexSpec};
+use ttscm_runtime::store::{Document, Filter, IndexSpec, text};
 use ttscm_runtime::{Store, StoreError, clock};
 
 /// Roles: `{id, name, nameKey, permissions, builtIn, createdAt, updatedAt}`.
 pub const ROLES: &str = "roles";
+/// Deleted roles (tombstones): `{id: nameKey, name, roleId, deletedAt}`, one per deleted name,
+/// kept forever. The role's own document stays too, so its unique `nameKey` keeps the name
+/// taken; a tombstone is written by a unique insert, so no concurrent update can undo it (see
+/// `roles.rs`).
+pub const DELETED_ROLES: &str = "deleted_roles";
 /// API tokens: `{id, name, tokenHash, roles, createdAt, expiresAt, revokedAt}`.
 pub const API_TOKENS: &str = "api_tokens";
 /// The built-in role holding every permission.
@@ -39,18 +46,44 @@ pub async fn prepare(store: &Store) -> Result<(), StoreError> {
     }
 }
 
-/// The union of the named roles' permissions; unknown role names grant nothing.
-pub async fn permissions_of(store: &Store, roles: &[String]) -> Result<PermissionSet, StoreError> {
-    if roles.is_empty() {
-        return Ok(PermissionSet::default());
+/// The name keys among `keys` whose roles were deleted.
+pub async fn deleted_keys(store: &Store, keys: &[String]) -> Result<HashSet<String>, StoreError> {
+    if keys.is_empty() {
+        return Ok(HashSet::new());
     }
-    let keys: Vec<String> = roles.iter().map(|r| r.to_lowercase()).collect();
+    let found = store
+        .find(
+            DELETED_ROLES,
+            &ttscm_runtime::FindOptions::new(Filter::is_in("id", keys.iter().map(String::as_str))),
+        )
+        .await?;
+    Ok(found.iter().map(|d| text(d, "id")).collect())
+}
+
+/// The live roles named by `names` (compared ignoring case): deleted and unknown names are
+/// left out.
+pub async fn live_roles(store: &Store, names: &[String]) -> Result<Vec<Document>, StoreError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<String> = names.iter().map(|r| r.to_lowercase()).collect();
     let found = store
         .find(
             ROLES,
-            &ttscm_runtime::FindOptions::new(Filter::is_in("nameKey", keys)),
+            &ttscm_runtime::FindOptions::new(Filter::is_in("nameKey", keys.iter().map(String::as_str))),
         )
         .await?;
+    // Read the tombstones after the roles: a role deleted meanwhile is then seen as deleted.
+    let deleted = deleted_keys(store, &keys).await?;
+    Ok(found
+        .into_iter()
+        .filter(|role| !deleted.contains(&text(role, "nameKey")))
+        .collect())
+}
+
+/// The union of the named roles' permissions; unknown and deleted role names grant nothing.
+pub async fn permissions_of(store: &Store, roles: &[String]) -> Result<PermissionSet, StoreError> {
+    let found = live_roles(store, roles).await?;
     let mut permissions = Vec::new();
     for role in found {
         for value in role
