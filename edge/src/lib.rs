@@ -57,6 +57,8 @@ pub struct EdgeState {
     /// drain, so [`run`] waits for these too: a waiting socket gets its "restarting" message
     /// and a close frame before the edge's runtime goes away, not a reset.
     pub sockets: TaskTracker,
+    /// Proxies whose `X-Forwarded-For` names the client (`TTSCM_EDGE__TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<ttscm_runtime::settings::IpNet>,
 }
 
 impl EdgeState {
@@ -72,6 +74,7 @@ impl EdgeState {
             body_limit: settings.edge.body_limit,
             shutdown,
             sockets: TaskTracker::new(),
+            trusted_proxies: settings.edge.trusted_proxies.clone(),
         })
     }
 }

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 use ttscm_contract::{ErrorCode, FieldError, Operation, WireError};
 use ttscm_runtime::service::CallContext;
+use ttscm_runtime::settings::IpNet;
 use warp::filters::ws::Ws;
 use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
@@ -392,17 +393,61 @@ fn valid_request_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// The client's address: the peer, unless the peer is a trusted proxy; then the right-most
+/// `X-Forwarded-For` address (across all such headers) that is not a trusted proxy — proxies
+/// append the address they received from, so everything left of the first untrusted hop is
+/// whatever the client claimed. An unreadable entry ends the walk at the hop to its right; if
+/// every entry is trusted, the left-most one is the client.
+pub fn client_ip(peer: IpAddr, headers: &warp::http::HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let peer = peer.to_canonical();
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let values: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let mut client = peer;
+    for entry in values.iter().rev().flat_map(|v| v.rsplit(',')) {
+        let Some(ip) = forwarded_address(entry.trim()) else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// An `X-Forwarded-For` entry's address: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1` or
+/// `[2001:db8::1]:5678`.
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let ip = entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))?;
+    Some(ip.to_canonical())
+}
+
 fn ctx(state: Arc<EdgeState>) -> impl Filter<Extract = (RequestCtx,), Error = Rejection> + Clone {
     warp::header::optional::<String>(REQUEST_ID_HEADER)
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::addr::remote())
+        .and(warp::header::headers_cloned())
         .map(
-            move |id: Option<String>, authorization: Option<String>, remote: Option<SocketAddr>| {
+            move |id: Option<String>,
+                  authorization: Option<String>,
+                  remote: Option<SocketAddr>,
+                  headers: warp::http::HeaderMap| {
                 let mut call = CallContext::new(None);
                 if let Some(id) = id.filter(|id| valid_request_id(id)) {
                     call.request_id = id;
                 }
-                call.client_ip = remote.map(|r| r.ip().to_string());
+                call.client_ip =
+                    remote.map(|r| client_ip(r.ip(), &headers, &state.trusted_proxies).to_string());
                 RequestCtx {
                     call,
                     authorization,

@@ -93,6 +93,84 @@ pub struct EdgeSettings {
     /// (`TTSCM_EDGE__TOKEN_CACHE_SECS`, default 5): the upper bound on how long a revoked
     /// token keeps working.
     pub token_cache_secs: u64,
+    /// Reverse proxies (ingress, load balancer) whose `X-Forwarded-For` is believed
+    /// (`TTSCM_EDGE__TRUSTED_PROXIES`, comma-separated IP addresses or CIDRs, default none). A
+    /// request's client address (audited as `clientIp`) is its peer, unless the peer is one of
+    /// these: then it is the right-most `X-Forwarded-For` address that is not one of these.
+    #[serde(deserialize_with = "proxy_list")]
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// An IP network, `address/prefix` (a bare address is a `/32` or `/128`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    network: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` is in the network (an IPv4-mapped IPv6 address counts as its IPv4 address).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        match (self.network, ip.to_canonical()) {
+            (V4(net), V4(ip)) => mask(u32::from(net).into(), u32::from(ip).into(), self.prefix, 32),
+            (V6(net), V6(ip)) => mask(u128::from(net), u128::from(ip), self.prefix, 128),
+            _ => false,
+        }
+    }
+}
+
+/// Whether `a` and `b` agree in their first `prefix` of `bits` bits.
+fn mask(a: u128, b: u128, prefix: u8, bits: u32) -> bool {
+    let shift = bits - u32::from(prefix);
+    shift >= bits || (a ^ b) >> shift == 0
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let invalid = || format!("'{text}' is not an IP address or CIDR (e.g. 10.0.0.0/8)");
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let network: std::net::IpAddr = address.trim().parse().map_err(|_| invalid())?;
+        let network = network.to_canonical();
+        let bits = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => bits,
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                p.parse::<u8>().ok().filter(|p| *p <= bits).ok_or_else(invalid)?
+            }
+            Some(_) => return Err(invalid()),
+        };
+        Ok(Self { network, prefix })
+    }
+}
+
+impl std::fmt::Display for IpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+impl Serialize for IpNet {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// [`comma_list`] of [`IpNet`]s; an invalid entry is an error naming it.
+fn proxy_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<IpNet>, D::Error> {
+    comma_list(deserializer)?
+        .iter()
+        .map(|entry| {
+            entry
+                .parse()
+                .map_err(|e| serde::de::Error::custom(format!("TTSCM_EDGE__TRUSTED_PROXIES: {e}")))
+        })
+        .collect()
 }
 
 /// Settings of the identity service.
@@ -349,6 +427,7 @@ impl Default for EdgeSettings {
         Self {
             body_limit: 1024 * 1024,
             token_cache_secs: 5,
+            trusted_proxies: Vec::new(),
         }
     }
 }
