@@ -14,8 +14,29 @@ use ttscm_runtime::{Filter, Update, clock, ids};
 use crate::domain;
 use crate::service::{Service, check_scope, credential_not_found, store_failed};
 use crate::store::{CREDENTIALS, CredentialDoc, StoredValue, TypeDoc, from_document, to_document};
+use crate::types::{WRITE_ATTEMPTS, changed_concurrently, conforms};
 
 impl Service {
+    /// After a write of `credential`'s values checked against `credential_type`: when the type
+    /// changed meanwhile (a migration that read the credential before the write), brings the
+    /// stored values in line with the type as stored now, so a value of a field that became
+    /// secure is never left unsealed. Answers the credential and type as they are now.
+    async fn settle(
+        &self,
+        ctx: &CallContext,
+        credential: CredentialDoc,
+        credential_type: Arc<TypeDoc>,
+    ) -> Result<(CredentialDoc, Arc<TypeDoc>), WireError> {
+        let Some(current) = self.type_fresh(&credential.type_id).await? else {
+            return Ok((credential, credential_type));
+        };
+        if conforms(&credential, &current) {
+            return Ok((credential, credential_type));
+        }
+        let settled = self.conform(ctx, &credential.id, &current).await?;
+        Ok((settled.unwrap_or(credential), Arc::new(current)))
+    }
+
     /// Applies `update` to the stored credential `id` and forgets it everywhere (also when the
     /// write failed: it may have landed); 404 when it no longer exists.
     async fn update_credential(&self, id: &str, update: Update) -> Result<(), WireError> {
@@ -151,8 +172,9 @@ impl ServiceOp<Service> for CreateCredential {
         let input = self.input;
         let mut errors = Vec::new();
         domain::check_name(&input.name, vec![json!("name")], &mut errors);
-        let credential_type = match service.type_by_id(&input.type_id).await? {
-            Some(t) if !t.deleting => Some(t),
+        // Fresh, not cached: the values are sealed by what the type says now.
+        let credential_type = match service.type_fresh(&input.type_id).await? {
+            Some(t) if !t.deleting => Some(Arc::new(t)),
             _ => {
                 errors.push(FieldError::new(
                     vec![json!("typeId")],
@@ -189,6 +211,7 @@ impl ServiceOp<Service> for CreateCredential {
             type_id: credential_type.id.clone(),
             company_id: input.company_id,
             values,
+            revision: 0,
             created_at: now.clone(),
             updated_at: now,
         };
@@ -210,6 +233,7 @@ impl ServiceOp<Service> for CreateCredential {
             return Err(error);
         }
         service.credential_event(&ctx, "created", &credential).await;
+        let (credential, credential_type) = service.settle(&ctx, credential, credential_type).await?;
         Ok(Service::to_wire(&credential, &credential_type, company))
     }
 }
@@ -248,18 +272,28 @@ impl ServiceOp<Service> for UpdateCredentialFields {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Credential, WireError> {
         let id = self.id.as_str();
         let input = self.input;
-        let (mut credential, credential_type) = service.accessible_fresh(&ctx, id).await?;
-        let checked =
-            domain::check_values(&credential_type.fields, &input.fields).map_err(WireError::validation)?;
-        credential.values = service.seal(&ctx, id, checked, &credential.values).await?;
-        credential.updated_at = clock::now_iso();
-        let update = Update::default()
-            .set(
-                "values",
-                serde_json::to_value(&credential.values).expect("values serialize"),
-            )
-            .set("updatedAt", credential.updated_at.clone());
-        service.update_credential(id, update).await?;
+        // Validated and sealed by the type as stored now (not the cached one), written only if
+        // the credential is still as read (a type migration may be rewriting it): else again.
+        let mut written = None;
+        for _ in 0..WRITE_ATTEMPTS {
+            let read = service.credential_fresh(id).await?;
+            let credential_type = Arc::new(
+                service
+                    .type_fresh(&read.type_id)
+                    .await?
+                    .ok_or_else(credential_not_found)?,
+            );
+            check_scope(&ctx, &credential_type)?;
+            let checked = domain::check_values(&credential_type.fields, &input.fields)
+                .map_err(WireError::validation)?;
+            let values = service.seal(&ctx, id, checked, &read.values).await?;
+            if let Some(credential) = service.write_values_if_unchanged(&read, values).await? {
+                written = Some((credential, credential_type));
+                break;
+            }
+        }
+        let (credential, credential_type) = written.ok_or_else(changed_concurrently)?;
+        let (credential, credential_type) = service.settle(&ctx, credential, credential_type).await?;
         service
             .record(
                 &ctx,

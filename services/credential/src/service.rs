@@ -10,6 +10,11 @@
 //!   nothing; reveals are audited before the values leave (fail closed);
 //! - a type change first migrates every credential (each value says whether it is sealed), then
 //!   the type, so a crash midway stays readable and a retry finishes the job;
+//! - writes of values validate and seal against the type as stored (never the cached one) and
+//!   are conditional on the credential's `revision`, so a migration and a fields write racing
+//!   on one credential never revert each other (the loser re-reads); after a type change, and
+//!   after each fields write or create, values a race left out of line with the stored type
+//!   are brought in line (`Service::conform`);
 //! - a type delete marks the type, deletes its credentials, then deletes the type.
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,13 +24,14 @@ use serde_json::{Value, json};
 use ttscm_contract::company::{CompanySummary, GetCompanySummaries};
 use ttscm_contract::credential::*;
 use ttscm_contract::{FieldError, WireError};
-use ttscm_runtime::Store;
 use ttscm_runtime::service::{BusClient, CallContext};
+use ttscm_runtime::store::Scalar;
+use ttscm_runtime::{Filter, Store, Update, clock};
 
 use crate::audit::AuditLog;
 use crate::caches::Caches;
 use crate::events::Events;
-use crate::store::{CREDENTIAL_TYPES, CREDENTIALS, CredentialDoc, TypeDoc, from_document};
+use crate::store::{CREDENTIAL_TYPES, CREDENTIALS, CredentialDoc, StoredValue, TypeDoc, from_document};
 
 /// The credential service's dependencies.
 pub struct Service {
@@ -92,6 +98,45 @@ impl Service {
             .types
             .insert_unless_changed(generation, id.to_owned(), found.clone());
         Ok(found)
+    }
+
+    /// Stores `values` as `credential`'s values if the stored credential is still at the revision
+    /// `credential` was read at, bumping it; answers the credential as written, or `None` when it
+    /// changed (or vanished) meanwhile. Forgets the credential everywhere either way.
+    pub(crate) async fn write_values_if_unchanged(
+        &self,
+        credential: &CredentialDoc,
+        values: Vec<StoredValue>,
+    ) -> Result<Option<CredentialDoc>, WireError> {
+        let mut written = credential.clone();
+        written.values = values;
+        written.revision = credential.revision + 1;
+        written.updated_at = clock::now_iso();
+        let at_revision = if credential.revision == 0 {
+            Filter::Or(vec![
+                Filter::eq("revision", 0i64),
+                Filter::Eq("revision".into(), Scalar::Null),
+            ])
+        } else {
+            Filter::eq("revision", credential.revision)
+        };
+        let update = Update::default()
+            .set(
+                "values",
+                serde_json::to_value(&written.values).expect("values serialize"),
+            )
+            .set("revision", written.revision)
+            .set("updatedAt", written.updated_at.clone());
+        let updated = self
+            .store
+            .update_one(
+                CREDENTIALS,
+                &Filter::And(vec![Filter::id(&credential.id), at_revision]),
+                &update,
+            )
+            .await;
+        self.credentials_changed(Some(&credential.id)).await;
+        Ok(updated.map_err(store_failed)?.then_some(written))
     }
 
     /// The type as stored now, bypassing the cache (for writes).

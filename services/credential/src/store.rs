@@ -125,6 +125,11 @@ pub struct CredentialDoc {
     pub company_id: String,
     /// Values.
     pub values: Vec<StoredValue>,
+    /// Bumped by every write of `values`; writes of values are conditional on it (see
+    /// `Service::write_values_if_unchanged`), so a type migration and a fields write racing on
+    /// one credential never silently overwrite each other. Missing in older documents: 0.
+    #[serde(default)]
+    pub revision: i64,
     /// Created.
     pub created_at: String,
     /// Updated.

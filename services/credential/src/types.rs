@@ -187,20 +187,127 @@ impl Service {
             let values = self
                 .seal(ctx, &credential.id, checked, &credential.values)
                 .await?;
-            if values != credential.values {
-                let update = Update::default()
-                    .set("values", serde_json::to_value(&values).expect("values serialize"))
-                    .set("updatedAt", clock::now_iso());
-                let updated = self
-                    .store
-                    .update_one(CREDENTIALS, &Filter::id(&credential.id), &update)
-                    .await;
-                self.credentials_changed(Some(&credential.id)).await;
-                updated.map_err(store_failed)?;
+            // Conditional on the revision read above: a fields write that landed meanwhile is
+            // not reverted, the credential is read again and brought in line instead.
+            if values != credential.values
+                && self
+                    .write_values_if_unchanged(credential, values)
+                    .await?
+                    .is_none()
+            {
+                self.conform(ctx, &credential.id, new).await?;
             }
         }
         Ok(())
     }
+
+    /// After a type change is stored: brings in line every credential of the type as stored now
+    /// whose values a racing write left out of line (a fields write or create that validated
+    /// against the type before the change, and landed after the migration read it).
+    pub(crate) async fn conform_all(&self, ctx: &CallContext, type_id: &str) -> Result<(), WireError> {
+        let Some(current) = self.type_fresh(type_id).await? else {
+            return Ok(());
+        };
+        let documents = self
+            .store
+            .find(CREDENTIALS, &FindOptions::new(Filter::eq("typeId", type_id)))
+            .await
+            .map_err(store_failed)?;
+        for document in documents {
+            let credential: CredentialDoc = from_document(document).map_err(store_failed)?;
+            if !conforms(&credential, &current) {
+                self.conform(ctx, &credential.id, &current).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings the stored credential `id` in line with `ty`'s fields: values of fields `ty` lacks
+    /// are dropped, the others are sealed exactly when their field is secure (values are not
+    /// validated again). Conditional on the credential's revision; when it changes meanwhile the
+    /// credential is read again. Answers the credential as stored afterwards (`None` when it is
+    /// gone); 409 when it keeps changing.
+    pub(crate) async fn conform(
+        &self,
+        ctx: &CallContext,
+        id: &str,
+        ty: &TypeDoc,
+    ) -> Result<Option<CredentialDoc>, WireError> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(document) = self.store.get(CREDENTIALS, id).await.map_err(store_failed)? else {
+                return Ok(None);
+            };
+            let credential: CredentialDoc = from_document(document).map_err(store_failed)?;
+            if credential.type_id != ty.id || conforms(&credential, ty) {
+                return Ok(Some(credential));
+            }
+            let kept: Vec<(&StoredValue, bool)> = credential
+                .values
+                .iter()
+                .filter_map(|v| ty.field(&v.field_id).map(|f| (v, f.secure)))
+                .collect();
+            let sealed: Vec<&StoredValue> = kept.iter().map(|(v, _)| *v).filter(|v| v.sealed).collect();
+            let mut opened =
+                std::mem::take(&mut self.unseal(ctx, &credential.id, &sealed).await?.0).into_iter();
+            let mut checked = Vec::with_capacity(kept.len());
+            for (value, secure) in &kept {
+                let text = if value.sealed {
+                    opened.next().ok_or_else(WireError::internal)?
+                } else {
+                    value.value.clone()
+                };
+                checked.push(domain::CheckedValue {
+                    id: Some(value.id.clone()),
+                    field_id: value.field_id.clone(),
+                    secure: *secure,
+                    text,
+                });
+            }
+            for (action, exposed) in [
+                (
+                    "credential.unsealed",
+                    kept.iter().any(|(v, secure)| v.sealed && !secure),
+                ),
+                (
+                    "credential.values_removed",
+                    credential
+                        .values
+                        .iter()
+                        .any(|v| v.sealed && ty.field(&v.field_id).is_none()),
+                ),
+            ] {
+                if exposed {
+                    self.record(ctx, Service::credential_record(action, &credential))
+                        .await?;
+                }
+            }
+            let values = self.seal(ctx, id, checked, &credential.values).await?;
+            if let Some(written) = self.write_values_if_unchanged(&credential, values).await? {
+                return Ok(Some(written));
+            }
+        }
+        Err(changed_concurrently())
+    }
+}
+
+/// How often a conditional write of a credential's values is tried before answering 409.
+pub(crate) const WRITE_ATTEMPTS: usize = 8;
+
+/// 409: a credential kept changing under a conditional write.
+pub(crate) fn changed_concurrently() -> WireError {
+    WireError::new(
+        ErrorCode::Conflict,
+        "The credential changed concurrently; please try again",
+    )
+}
+
+/// Whether every value of `credential` fills a field of `ty` and is sealed exactly when that
+/// field is secure.
+pub(crate) fn conforms(credential: &CredentialDoc, ty: &TypeDoc) -> bool {
+    credential
+        .values
+        .iter()
+        .all(|v| ty.field(&v.field_id).is_some_and(|f| f.secure == v.sealed))
 }
 
 /// Every live type with its credential count.
@@ -379,6 +486,9 @@ impl ServiceOp<Service> for UpdateCredentialType {
             return Err(type_not_found());
         }
         service.caches.clear_types();
+        if new.fields != old.fields {
+            service.conform_all(&ctx, id).await?;
+        }
         service
             .record(&ctx, Service::type_record("credential_type.updated", id))
             .await?;
