@@ -507,7 +507,59 @@ async fn entra_shaped_claims_fill_the_user(mode: Mode) {
     assert_eq!(stored["oid"], oidc::object_id("noemail7"));
 }
 
+/// Responses that carry tokens or a callback key are never stored by a browser or a proxy.
+async fn token_bearing_responses_are_not_cached(mode: Mode) {
+    let app = spawn_app_with_sign_in(mode, |_| {}).await;
+    let cache_control = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let uri = app
+        .http
+        .get(format!("{}/v1/auth/uri", app.address))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(cache_control(&uri).as_deref(), Some("no-store"), "/auth/uri");
+    let (authorize, _) = start_sign_in(&app, &app.address).await;
+    let location = oidc::sign_in(&authorize, "alice").await;
+    let url = url::Url::parse(&location).expect("absolute redirect");
+    let redirect = app
+        .http
+        .get(format!(
+            "{}{}?{}",
+            app.address,
+            url.path(),
+            url.query().unwrap_or_default()
+        ))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(redirect.status(), 200);
+    assert_eq!(
+        cache_control(&redirect).as_deref(),
+        Some("no-store"),
+        "the JSON redirect"
+    );
+    let body: Value = redirect.json().await.expect("json");
+    let refresh_token = body["data"]["refreshToken"].as_str().expect("refresh token");
+    let refreshed = app
+        .http
+        .post(format!("{}/v1/auth/refresh", app.address))
+        .header("x-refresh-token", refresh_token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(refreshed.status(), 201);
+    assert_eq!(cache_control(&refreshed).as_deref(), Some("no-store"), "refresh");
+}
+
 both_modes!(
+    token_bearing_responses_are_not_cached,
     code_flow_delivers_tokens_on_the_websocket,
     failures_are_clear_and_create_no_session,
     concurrent_refreshes_with_one_token_let_exactly_one_win,

@@ -195,7 +195,7 @@ static ROUTES: &[RouteSpec] = &[
     // ---- sign-in (see auth_routes for the flow) ----
     route(Get, "/v1/auth/uri", "auth.uri")
         .allow(Public)
-        .answers(OK, "Successfully fetch Auth URI")
+        .answers(OK, "Successfully fetch Auth URI").no_store()
         .by(&Forward(|_| Ok(BeginLogin {}))),
     route(Get, "/v1/auth/ws", "auth.ws").beyond_spec()
         .allow(Public).reads(Reads::Query)
@@ -203,11 +203,11 @@ static ROUTES: &[RouteSpec] = &[
         .with(Handler::WebSocket(auth_routes::upgrade)),
     route(Get, "/v1/auth/redirect", "auth.redirect")
         .allow(Public).reads(Reads::QueryAndHeader("accept"))
-        .answers(OK, "Successfully authenticated")
+        .answers(OK, "Successfully authenticated").no_store()
         .by(&Custom(auth_routes::redirect)),
     route(Post, "/v1/auth/refresh", "auth.refresh")
         .allow(RefreshToken).reads(Reads::Header("x-refresh-token"))
-        .answers(CREATED, "Token refreshed successfully!")
+        .answers(CREATED, "Token refreshed successfully!").no_store()
         .by(&Forward(|r| Ok(RefreshSession { token_hash: auth_routes::refresh_token_hash(r.header.take())? }))),
     route(Post, "/v1/auth/logout", "auth.logout").beyond_spec()
         .allow(SignedIn)
