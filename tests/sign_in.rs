@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use support::{Mode, TestApp, assert_took_less, error_paths, spawn_app, spawn_app_with_sign_in, strings};
 use tokio_tungstenite::tungstenite::Message;
@@ -507,6 +507,33 @@ async fn entra_shaped_claims_fill_the_user(mode: Mode) {
     assert_eq!(stored["oid"], oidc::object_id("noemail7"));
 }
 
+/// A socket opened without the key in its URL sends it as its first message (so the key stays
+/// out of URLs and proxy logs) and receives the sign-in; a socket that sends junk is refused.
+async fn the_callback_key_may_be_the_sockets_first_message(mode: Mode) {
+    let app = spawn_app_with_sign_in(mode, |_| {}).await;
+    let url = format!("{}/v1/auth/ws", app.address.replace("http://", "ws://"));
+    let (mut junk, _) = tokio_tungstenite::connect_async(url.clone())
+        .await
+        .expect("opens");
+    junk.send(Message::text("not a key!")).await.expect("sent");
+    let refused = next_json(&mut junk).await;
+    assert_eq!(refused["type"], "error", "{refused}");
+
+    let (uri, key) = start_sign_in(&app, &app.address).await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("opens");
+    socket
+        .send(Message::text(json!({"callbackKey": key}).to_string()))
+        .await
+        .expect("sent");
+    let waiting = next_json(&mut socket).await;
+    assert_eq!(waiting["type"], "waiting", "{waiting}");
+    let location = oidc::sign_in(&uri, "alice").await;
+    let (status, page) = follow_redirect(&app, &location, &app.address, false).await;
+    assert_eq!(status, 200, "{page}");
+    let message = next_json(&mut socket).await;
+    assert_eq!(message["type"], "authenticated", "{message}");
+}
+
 /// Responses that carry tokens or a callback key are never stored by a browser or a proxy.
 async fn token_bearing_responses_are_not_cached(mode: Mode) {
     let app = spawn_app_with_sign_in(mode, |_| {}).await;
@@ -559,6 +586,7 @@ async fn token_bearing_responses_are_not_cached(mode: Mode) {
 }
 
 both_modes!(
+    the_callback_key_may_be_the_sockets_first_message,
     token_bearing_responses_are_not_cached,
     code_flow_delivers_tokens_on_the_websocket,
     failures_are_clear_and_create_no_session,

@@ -43,6 +43,8 @@ const WS_QUEUE: &str = "edge-ws";
 const COMPLETE_DEADLINE: Duration = Duration::from_secs(20);
 /// How long the redirect waits for the WebSocket's edge to take the outcome.
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(3);
+/// How long a socket opened without `callbackKey` in its URL may take to send it.
+const FIRST_MESSAGE_DEADLINE: Duration = Duration::from_secs(10);
 /// Longest accepted refresh token.
 const MAX_REFRESH_TOKEN_LEN: usize = 256;
 
@@ -73,7 +75,19 @@ fn error_message(error: &WireError) -> Value {
     json!({"type": "error", "status": status_of(error.code).as_u16(), "message": error.message})
 }
 
-/// `GET /v1/auth/ws?callbackKey=…`: upgrades to the WebSocket that waits for the sign-in.
+/// The callback key a socket sent as its first message: the bare key, or
+/// `{"callbackKey": "…"}`.
+fn key_from_message(text: &str) -> String {
+    let text = text.trim();
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v.get("callbackKey").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| text.to_owned())
+}
+
+/// `GET /v1/auth/ws?callbackKey=…`, or `GET /v1/auth/ws` with the key as the socket's first
+/// message (preferred: the key then stays out of URLs and so out of proxy logs): upgrades to
+/// the WebSocket that waits for the sign-in.
 pub(crate) fn upgrade(state: Arc<EdgeState>, query: HashMap<String, String>, ws: Ws) -> Response {
     let key = query.get("callbackKey").cloned().unwrap_or_default();
     warp::reply::Reply::into_response(ws.max_message_size(4096).on_upgrade(move |socket| {
@@ -106,6 +120,14 @@ pub(crate) async fn logout(
 async fn wait_for_sign_in(socket: WebSocket, state: Arc<EdgeState>, key: String) {
     let (mut tx, mut rx) = socket.split();
     let send = |value: Value| Message::text(value.to_string());
+    let key = if key.is_empty() {
+        match tokio::time::timeout(FIRST_MESSAGE_DEADLINE, rx.next()).await {
+            Ok(Some(Ok(message))) => message.to_str().map(key_from_message).unwrap_or_default(),
+            _ => String::new(),
+        }
+    } else {
+        key
+    };
     if !plausible_key(&key) {
         let error = WireError::new(ErrorCode::Validation, "callbackKey is missing or malformed");
         let _ = tx.send(send(error_message(&error))).await;
