@@ -448,19 +448,7 @@ async fn sign_in(app: &TestApp, login: &str) -> Value {
     let (status, body) = app.get("/v1/auth/uri", None).await;
     assert_eq!(status, 200, "{body}");
     let location = oidc::sign_in(body["data"]["uri"].as_str().expect("uri"), login).await;
-    let url = url::Url::parse(&location).expect("absolute redirect");
-    let response = app
-        .http
-        .get(format!(
-            "{}{}?{}",
-            app.address,
-            url.path(),
-            url.query().unwrap_or_default()
-        ))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .expect("sent");
+    let response = app.follow_provider_redirect(&app.address, &location, true).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("json");
     body["data"].clone()

@@ -84,13 +84,7 @@ async fn expect_closed(socket: &mut Socket) {
 
 /// GETs the provider's redirect on `base` (same path and query, maybe another edge).
 async fn follow_redirect(app: &TestApp, location: &str, base: &str, json: bool) -> (u16, String) {
-    let url = url::Url::parse(location).expect("absolute redirect");
-    let target = format!("{base}{}?{}", url.path(), url.query().unwrap_or_default());
-    let mut request = app.http.get(target);
-    if json {
-        request = request.header("accept", "application/json");
-    }
-    let response = request.send().await.expect("sent");
+    let response = app.follow_provider_redirect(base, location, json).await;
     let status = response.status().as_u16();
     (status, response.text().await.expect("body"))
 }
@@ -106,13 +100,7 @@ async fn me(app: &TestApp, token: &str) -> (u16, Value) {
 }
 
 async fn refresh(app: &TestApp, refresh_token: &str) -> (u16, Value) {
-    let response = app
-        .http
-        .post(format!("{}/v1/auth/refresh", app.address))
-        .header("x-refresh-token", refresh_token)
-        .send()
-        .await
-        .expect("sent");
+    let response = app.post_refresh(refresh_token).await;
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -553,19 +541,7 @@ async fn token_bearing_responses_are_not_cached(mode: Mode) {
     assert_eq!(cache_control(&uri).as_deref(), Some("no-store"), "/auth/uri");
     let (authorize, _) = start_sign_in(&app, &app.address).await;
     let location = oidc::sign_in(&authorize, "alice").await;
-    let url = url::Url::parse(&location).expect("absolute redirect");
-    let redirect = app
-        .http
-        .get(format!(
-            "{}{}?{}",
-            app.address,
-            url.path(),
-            url.query().unwrap_or_default()
-        ))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .expect("sent");
+    let redirect = app.follow_provider_redirect(&app.address, &location, true).await;
     assert_eq!(redirect.status(), 200);
     assert_eq!(
         cache_control(&redirect).as_deref(),
@@ -574,13 +550,7 @@ async fn token_bearing_responses_are_not_cached(mode: Mode) {
     );
     let body: Value = redirect.json().await.expect("json");
     let refresh_token = body["data"]["refreshToken"].as_str().expect("refresh token");
-    let refreshed = app
-        .http
-        .post(format!("{}/v1/auth/refresh", app.address))
-        .header("x-refresh-token", refresh_token)
-        .send()
-        .await
-        .expect("sent");
+    let refreshed = app.post_refresh(refresh_token).await;
     assert_eq!(refreshed.status(), 201);
     assert_eq!(cache_control(&refreshed).as_deref(), Some("no-store"), "refresh");
 }

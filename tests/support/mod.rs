@@ -135,6 +135,36 @@ impl TestApp {
             .expect("connects with the component's credentials")
     }
 
+    /// The OpenID provider's redirect to `location` followed on `base` (this app or another edge
+    /// of it), asking for the JSON answer when `json`.
+    pub async fn follow_provider_redirect(
+        &self,
+        base: &str,
+        location: &str,
+        json: bool,
+    ) -> reqwest::Response {
+        let url = url::Url::parse(location).expect("absolute redirect");
+        let mut request = self.http.get(format!(
+            "{base}{}?{}",
+            url.path(),
+            url.query().unwrap_or_default()
+        ));
+        if json {
+            request = request.header("accept", "application/json");
+        }
+        request.send().await.expect("sent")
+    }
+
+    /// `POST /v1/auth/refresh` with `refresh_token`.
+    pub async fn post_refresh(&self, refresh_token: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/auth/refresh", self.address))
+            .header("x-refresh-token", refresh_token)
+            .send()
+            .await
+            .expect("sent")
+    }
+
     /// Polls `/readyz` until 200.
     pub async fn wait_ready(&self) {
         let ready = ttscm_testkit::eventually(Duration::from_secs(20), || async {
