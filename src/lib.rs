@@ -159,6 +159,44 @@ pub async fn serve(
     Ok(())
 }
 
+/// The audit log a `ttscm` command appends to, beside `store`: as the server would (see
+/// [`ttscm_runtime::audit`]) — over NATS through the `TTSCM_AUDIT` stream, connected as
+/// `component` when the mesh's keys are set (so that component's NATS user and inbox apply;
+/// run the command where that component's settings are), else the journal or the collection
+/// directly. Either way the command extends the one chain, never a fork of it.
+pub async fn cli_audit(
+    settings: &Settings,
+    component: Component,
+    store: &ttscm_runtime::Store,
+) -> Result<ttscm_runtime::audit::AuditLog, AppError> {
+    let as_component = settings.mesh.principal_key.is_some().then_some(component);
+    let bus = connect::bus(settings, as_component)
+        .await
+        .map_err(config_or_runtime(true))?;
+    ttscm_runtime::audit::AuditLog::open(&bus, store)
+        .await
+        .map_err(|e| AppError::Runtime(format!("the audit log cannot be opened: {e}")))
+}
+
+/// Records `record` as done by the `ttscm` command `command` (e.g. `token create`); a failure
+/// is the command's (exit 1) and says the action itself was done.
+pub async fn record_cli(
+    audit: &ttscm_runtime::audit::AuditLog,
+    command: &str,
+    record: ttscm_runtime::audit::AuditRecord,
+) -> Result<(), AppError> {
+    let entry = record.entry(
+        ttscm_runtime::audit::cli_actor(command),
+        &ttscm_runtime::ids::new_id(),
+        None,
+    );
+    audit.append(entry).await.map_err(|e| {
+        AppError::Runtime(format!(
+            "`ttscm {command}` was done, but its audit entry could not be stored: {e}"
+        ))
+    })
+}
+
 /// Moves every sealed value to vault's active key (`ttscm vault reseal`): runs a vault of its own
 /// (same key ring as the settings give the server) on an in-process bus next to the store, so it
 /// works in both modes and while the API serves traffic. Blocks the calling thread.
@@ -182,6 +220,14 @@ pub fn reseal_blocking(settings: Settings) -> Result<ttscm_credential::reseal::R
         let ctx = ttscm_runtime::service::CallContext::new(None);
         let report = ttscm_credential::reseal::reseal_all(&store, &client, &ctx).await;
         shutdown.cancel();
-        report.map_err(|e| AppError::Runtime(e.message))
+        let report = report.map_err(|e| AppError::Runtime(e.message))?;
+        let audit = cli_audit(&settings, Component::Credential, &store).await?;
+        let record = ttscm_runtime::audit::AuditRecord::new("vault.resealed", "vault_key", "active")
+            .detail("scanned", report.scanned.to_string())
+            .detail("resealed", report.resealed.to_string())
+            .detail("skipped", report.skipped.to_string())
+            .detail("failed", report.failed.to_string());
+        record_cli(&audit, "vault reseal", record).await?;
+        Ok(report)
     })
 }

@@ -232,6 +232,19 @@ where
     })
 }
 
+/// Runs an admin command that changes something against the store, with the audit log it
+/// records the change in (opened as `component` would, see [`ttscm::cli_audit`]).
+fn with_store_and_audit<F, Fut>(settings: &Settings, component: Component, command: F) -> Result<(), AppError>
+where
+    F: FnOnce(ttscm_runtime::Store, ttscm_runtime::audit::AuditLog) -> Fut,
+    Fut: std::future::Future<Output = Result<(), AppError>>,
+{
+    with_store(settings, |store| async move {
+        let audit = ttscm::cli_audit(settings, component, &store).await?;
+        command(store, audit).await
+    })
+}
+
 /// A CLI command on identity's data that failed: the person's mistake (an unknown name,
 /// invalid input: exit 64) or a runtime problem.
 fn admin_failed(error: ttscm_identity::IdentityError) -> AppError {
@@ -244,7 +257,8 @@ fn admin_failed(error: ttscm_identity::IdentityError) -> AppError {
 }
 
 fn token(settings: &Settings, command: TokenCommand) -> Result<(), AppError> {
-    with_store(settings, |store| async move {
+    use ttscm_runtime::audit::AuditRecord;
+    with_store_and_audit(settings, Component::Identity, |store, audit| async move {
         match command {
             TokenCommand::Create {
                 name,
@@ -259,6 +273,11 @@ fn token(settings: &Settings, command: TokenCommand) -> Result<(), AppError> {
                     ttscm_identity::admin::create_api_token(&store, &name, &roles, expires_at)
                         .await
                         .map_err(admin_failed)?;
+                let record = AuditRecord::new("api_token.created", "api_token", info.id.clone())
+                    .detail("name", info.name.as_str())
+                    .detail("roles", info.roles.join(","))
+                    .detail("expiresAt", info.expires_at.as_deref().unwrap_or("never"));
+                ttscm::record_cli(&audit, "token create", record).await?;
                 println!("{secret}");
                 eprintln!(
                     "created API token {} ({}) with roles {:?}, expires {}; it is shown only once",
@@ -281,6 +300,8 @@ fn token(settings: &Settings, command: TokenCommand) -> Result<(), AppError> {
                 ttscm_identity::admin::revoke_api_token(&store, &id)
                     .await
                     .map_err(admin_failed)?;
+                let record = AuditRecord::new("api_token.revoked", "api_token", id.clone());
+                ttscm::record_cli(&audit, "token revoke", record).await?;
                 eprintln!("revoked API token {id}");
             }
         }
@@ -290,10 +311,14 @@ fn token(settings: &Settings, command: TokenCommand) -> Result<(), AppError> {
 
 fn user(settings: &Settings, command: UserCommand) -> Result<(), AppError> {
     let UserCommand::Grant { email, role } = command;
-    with_store(settings, |store| async move {
-        let roles = ttscm_identity::admin::grant_role(&store, &email, &role)
+    with_store_and_audit(settings, Component::Identity, |store, audit| async move {
+        let (user_id, roles) = ttscm_identity::admin::grant_role(&store, &email, &role)
             .await
             .map_err(admin_failed)?;
+        let record = ttscm_runtime::audit::AuditRecord::new("user.roles_updated", "user", user_id)
+            .detail("roles", roles.join(","))
+            .detail("granted", role.as_str());
+        ttscm::record_cli(&audit, "user grant", record).await?;
         eprintln!("{email} now holds the roles {roles:?} (effective within seconds)");
         Ok(())
     })
@@ -318,6 +343,11 @@ fn vault(settings: Settings, command: VaultCommand) -> Result<(), AppError> {
     match command {
         VaultCommand::Rotate => {
             let kid = ttscm_vault::rotate(&settings).map_err(|e| AppError::Config(e.to_string()))?;
+            let record =
+                ttscm_runtime::audit::AuditRecord::new("vault.key_rotated", "vault_key", kid.as_str());
+            with_store_and_audit(&settings, Component::Vault, |_, audit| async move {
+                ttscm::record_cli(&audit, "vault rotate", record).await
+            })?;
             println!("{kid}");
             eprintln!(
                 "new values are sealed with vault key {kid}; run `ttscm vault reseal` to move existing ones"

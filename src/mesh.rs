@@ -53,19 +53,20 @@ pub fn bus_use(component: Component) -> BusUse {
     }
 }
 
-/// The JetStream API subjects a component needs for `stream`: look it up and create it, and,
-/// when it consumes it, its durable consumers, their messages and acknowledgements; plus the
-/// last-message lookup a writer of the audit chain uses.
+/// The JetStream API subjects a component needs for `stream`: look it up, create it and read a
+/// message by sequence (a writer of the audit chain reads the last one, the head), and, when it
+/// consumes it, its durable consumers, their messages and acknowledgements. A writer that does
+/// not consume cannot acknowledge (and so delete) another writer's audit entries.
 fn stream_api(stream: &str, consumes: bool) -> Vec<String> {
     let mut subjects = vec![
         format!("$JS.API.STREAM.INFO.{stream}"),
         format!("$JS.API.STREAM.CREATE.{stream}"),
+        format!("$JS.API.STREAM.MSG.GET.{stream}"),
+        format!("$JS.API.DIRECT.GET.{stream}"),
+        format!("$JS.API.DIRECT.GET.{stream}.>"),
     ];
     if consumes {
         subjects.extend([
-            format!("$JS.API.STREAM.MSG.GET.{stream}"),
-            format!("$JS.API.DIRECT.GET.{stream}"),
-            format!("$JS.API.DIRECT.GET.{stream}.>"),
             format!("$JS.API.CONSUMER.INFO.{stream}.*"),
             format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
             format!("$JS.API.CONSUMER.DURABLE.CREATE.{stream}.*"),

@@ -161,10 +161,18 @@ fn generated_nats_permissions_grant_each_component_only_what_it_uses() {
             *component == Component::Edge,
             "{component}: login deliveries"
         );
+        // The audit chain's writers append to its stream; only its owner (the credential
+        // service, whose copier moves entries into the store) consumes and acknowledges them.
         assert_eq!(
             p.publish.contains(subjects::AUDIT_SUBJECT),
-            *component == Component::Credential,
+            matches!(component, Component::Credential | Component::Identity),
             "{component}: audit"
+        );
+        let acks = format!("$JS.ACK.{}.>", subjects::AUDIT_STREAM);
+        assert_eq!(
+            p.publish.contains(&acks),
+            *component == Component::Credential,
+            "{component}: acknowledges audit entries"
         );
         let inboxes: Vec<_> = p.subscribe.iter().filter(|s| s.starts_with("_INBOX")).collect();
         assert_eq!(

@@ -72,18 +72,37 @@ fn a_token_created_on_the_cli_works_and_sigterm_stops_the_server_cleanly() {
         .enable_all()
         .build()
         .expect("runtime");
-    let status = runtime.block_on(async {
+    let (status, audited) = runtime.block_on(async {
         let client = reqwest::Client::new();
-        client
+        let status = client
             .get(format!("{base}/v1/credential-type/credential-types"))
             .bearer_auth(&token)
             .send()
             .await
             .expect("sent")
             .status()
-            .as_u16()
+            .as_u16();
+        // The command's own action is on the server's audit chain.
+        let audited: serde_json::Value = client
+            .get(format!("{base}/v1/audit/events?action=api_token.created"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        (status, audited)
     });
     assert_eq!(status, 200);
+    let entry = &audited["data"][0];
+    assert_eq!(entry["actor"]["name"], "ttscm token create", "{audited}");
+    assert_eq!(entry["details"]["name"], "ci", "{audited}");
+    assert_eq!(entry["details"]["roles"], "admin", "{audited}");
+    assert!(
+        !audited.to_string().contains(&token),
+        "the secret is not in the log"
+    );
     drop(runtime);
 
     let listed = Command::new(BIN)

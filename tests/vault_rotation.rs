@@ -103,4 +103,28 @@ async fn rotation_then_reseal_moves_old_values_to_the_new_key_and_everything_sti
     let again: serde_json::Value =
         serde_json::from_str(&ttscm(&app, &["vault", "reseal"])).expect("a JSON report");
     assert_eq!(again["resealed"], 0, "reseal is idempotent: {again}");
+
+    // The rotation and both reseals are on the server's audit chain, which still verifies.
+    let (_, rotated) = app
+        .get(
+            "/v1/audit/events?action=vault.key_rotated",
+            Some(&app.admin_token),
+        )
+        .await;
+    assert_eq!(rotated["data"][0]["target"]["id"], new_kid.as_str(), "{rotated}");
+    assert_eq!(rotated["data"][0]["actor"]["name"], "ttscm vault rotate");
+    let (_, resealed) = app
+        .get("/v1/audit/events?action=vault.resealed", Some(&app.admin_token))
+        .await;
+    let counts: Vec<&str> = resealed["data"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|e| e["details"]["resealed"].as_str())
+        .collect();
+    assert_eq!(counts.len(), 2, "{resealed}");
+    assert_eq!(counts[0], "0");
+    assert_eq!(counts[1], report["resealed"].to_string());
+    let (_, verified) = app.get("/v1/audit/verify", Some(&app.admin_token)).await;
+    assert_eq!(verified["data"]["valid"], true, "{verified}");
 }

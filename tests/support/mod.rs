@@ -410,7 +410,7 @@ impl TestApp {
             refresh_ttl: 3600,
             session_ttl: 3600,
         };
-        let pair = ttscm_identity::users::start_session(&store, &tokens, &user)
+        let (pair, _) = ttscm_identity::users::start_session(&store, &tokens, &user)
             .await
             .expect("session started");
         let claims = decode_claims(&pair.access_token);

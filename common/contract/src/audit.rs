@@ -20,7 +20,8 @@ pub struct AuditActor {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditTarget {
-    /// `credential` or `credential_type`.
+    /// `credential`, `credential_type`, `role`, `user`, `session`, `api_token`, `vault_key` or
+    /// `audit_log`.
     pub kind: String,
     /// Its id.
     pub id: String,
@@ -54,6 +55,11 @@ pub struct AuditEntry {
     pub request_id: String,
     /// The client's IP as the edge saw it.
     pub client_ip: Option<String>,
+    /// What else the action needs said (e.g. a role's permissions, why a sign-in failed, how
+    /// many failures went unrecorded); never a secret. Absent when empty, so entries written
+    /// before it existed keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<std::collections::BTreeMap<String, String>>,
     /// Hash of the previous entry (hex; zeros for the first).
     pub prev_hash: String,
     /// SHA-256 (hex) over this entry's fields and `prev_hash`.

@@ -16,6 +16,9 @@ pub enum PrincipalKind {
     /// A component of the mesh doing work it started itself (health checks, jobs); its id is
     /// the component's name and only that component may vouch for it.
     Service,
+    /// Nobody authenticated: only the actor of audit entries about anonymous requests (a failed
+    /// sign-in); never a principal on a request.
+    Anonymous,
 }
 
 /// An authenticated caller and its effective permissions.

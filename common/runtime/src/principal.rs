@@ -303,6 +303,7 @@ impl MeshAuth {
         let allowed = match claims.prn.kind {
             PrincipalKind::User | PrincipalKind::ApiToken => issuer == Component::Edge,
             PrincipalKind::Service => claims.prn == Principal::service(issuer),
+            PrincipalKind::Anonymous => false,
         };
         if !allowed {
             return Err(Refusal::NotItsToVouch);

@@ -65,6 +65,35 @@ pub struct Settings {
     pub nats: NatsSettings,
     /// Principal keys of the mesh (`TTSCM_MESH__…`): who vouches for the caller of a request.
     pub mesh: MeshSettings,
+    /// The audit log (`TTSCM_AUDIT__…`): failed sign-ins recorded, signed checkpoints.
+    pub audit: AuditSettings,
+}
+
+/// Settings of the audit log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Failed sign-ins (and refreshes) recorded per client address per minute
+    /// (`TTSCM_AUDIT__FAILED_SIGN_INS_PER_CLIENT`, default 5); the rest are counted, and the
+    /// count is recorded in one entry a minute.
+    pub failed_sign_ins_per_client: u32,
+    /// Failed sign-ins recorded per minute from all clients together
+    /// (`TTSCM_AUDIT__FAILED_SIGN_INS_PER_MINUTE`, default 60): what bounds the log's growth
+    /// when a stranger has many addresses.
+    pub failed_sign_ins_per_minute: u32,
+    /// Seconds between signed checkpoints of the chain's head (`TTSCM_AUDIT__CHECKPOINT_SECS`,
+    /// default 60; only when the head moved; 0 turns the periodic ones off).
+    pub checkpoint_secs: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            failed_sign_ins_per_client: 5,
+            failed_sign_ins_per_minute: 60,
+            checkpoint_secs: 60,
+        }
+    }
 }
 
 /// Keys of signed principals (mesh mode). Made by `ttscm mesh init`, which writes one
@@ -99,6 +128,40 @@ pub struct EdgeSettings {
     /// these: then it is the right-most `X-Forwarded-For` address that is not one of these.
     #[serde(deserialize_with = "proxy_list")]
     pub trusted_proxies: Vec<IpNet>,
+    /// Requests per minute one client address may make to the anonymous sign-in routes
+    /// (`/v1/auth/uri`, `/v1/auth/ws`, `/v1/auth/redirect`) (`TTSCM_EDGE__SIGN_IN_PER_MINUTE`,
+    /// default 60; 0 turns the limit off). Beyond it: 429 with `Retry-After`. IPv6 clients are
+    /// counted per /64.
+    pub sign_in_per_minute: u32,
+    /// How many of those requests one address may make at once before the per-minute pace
+    /// applies (`TTSCM_EDGE__SIGN_IN_BURST`, default 30).
+    pub sign_in_burst: u32,
+    /// Requests per second one caller may make to the authenticated API — per API token or
+    /// user once authenticated, per client address for `/v1/auth/refresh`
+    /// (`TTSCM_EDGE__API_PER_SECOND`, default 100000; 0 turns the limit off). The default is
+    /// above what one edge serves on the benchmark host, so it only stops a runaway client on
+    /// larger hosts; set it to what your integrations need.
+    pub api_per_second: u32,
+    /// How many API requests one caller may make at once before the per-second pace applies
+    /// (`TTSCM_EDGE__API_BURST`, default 100000).
+    pub api_burst: u32,
+    /// Sign-in WebSockets one edge keeps waiting at most (`TTSCM_EDGE__MAX_WAITING_SOCKETS`,
+    /// default 10000); beyond it a new socket is refused with 503 and `Retry-After`.
+    pub max_waiting_sockets: usize,
+    /// Web origins (`https://app.example.com`) whose pages may open the sign-in WebSocket,
+    /// besides the origin of `TTSCM_PUBLIC_URL`, which always may
+    /// (`TTSCM_EDGE__SIGN_IN_ORIGINS`, comma-separated, default none). A browser always sends
+    /// its page's origin; any other is refused with 403.
+    #[serde(deserialize_with = "origin_list")]
+    pub sign_in_origins: Vec<String>,
+    /// Whether a sign-in WebSocket without an `Origin` header — a native (desktop) client, not
+    /// a browser — is accepted (`TTSCM_EDGE__NATIVE_CLIENTS`, default `false`).
+    pub native_clients: bool,
+    /// How long the public `/readyz` answer is reused, in milliseconds
+    /// (`TTSCM_EDGE__READINESS_CACHE_MS`, default 1000): anonymous probes cost at most one
+    /// round of health calls per period. A "not ready" answer is kept a fifth as long, so a
+    /// starting server turns ready promptly. Authenticated callers get a fresh, detailed report.
+    pub readiness_cache_ms: u64,
 }
 
 /// An IP network, `address/prefix` (a bare address is a `/32` or `/128`).
@@ -173,6 +236,24 @@ fn proxy_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<I
         .collect()
 }
 
+/// [`comma_list`] of web origins (`scheme://host[:port]`, no path); an invalid entry is an error
+/// naming it.
+fn origin_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    let origins = comma_list(deserializer)?;
+    for origin in &origins {
+        let (scheme, host) = origin.split_once("://").unwrap_or_default();
+        if !["http", "https"].contains(&scheme.to_ascii_lowercase().as_str())
+            || host.is_empty()
+            || host.contains(['/', '?', '#', '@'])
+        {
+            return Err(serde::de::Error::custom(format!(
+                "TTSCM_EDGE__SIGN_IN_ORIGINS: '{origin}' is not an origin (e.g. https://app.example.com)"
+            )));
+        }
+    }
+    Ok(origins)
+}
+
 /// Settings of the identity service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -212,6 +293,10 @@ pub struct IdentitySettings {
     /// grant nothing.
     #[serde(deserialize_with = "comma_list")]
     pub admin_object_ids: Vec<String>,
+    /// Sign-ins started and not yet finished or expired that identity keeps at most
+    /// (`TTSCM_IDENTITY__MAX_PENDING_LOGINS`, default 10000); beyond it `/v1/auth/uri` answers
+    /// 503 with a message saying so until some finish or expire (10 minutes).
+    pub max_pending_logins: u64,
 }
 
 /// How TTSCM authenticates to NATS and secures the connection. At most one way to
@@ -346,6 +431,11 @@ pub struct VaultSettings {
     pub keys: Option<SecretString>,
     /// The kid new values are sealed with (`TTSCM_VAULT__ACTIVE_KID`; default: the last key).
     pub active_kid: Option<String>,
+    /// Ed25519 key that signs the audit log's checkpoints, base64 PKCS#8
+    /// (`TTSCM_VAULT__CHECKPOINT_KEY`; `ttscm keys checkpoint-key` makes one). Required where
+    /// `keys` is set; generated once and kept in the data dir in embedded mode.
+    #[serde(serialize_with = "ser_secret_opt")]
+    pub checkpoint_key: Option<SecretString>,
 }
 
 /// Settings of the ConnectWise Manage client (company-sync). Sync runs only when `site`,
@@ -418,6 +508,7 @@ impl Default for Settings {
             entra: EntraSettings::default(),
             nats: NatsSettings::default(),
             mesh: MeshSettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -428,6 +519,14 @@ impl Default for EdgeSettings {
             body_limit: 1024 * 1024,
             token_cache_secs: 5,
             trusted_proxies: Vec::new(),
+            sign_in_per_minute: 60,
+            sign_in_burst: 30,
+            api_per_second: 100_000,
+            api_burst: 100_000,
+            max_waiting_sockets: 10_000,
+            sign_in_origins: Vec::new(),
+            native_clients: false,
+            readiness_cache_ms: 1000,
         }
     }
 }
@@ -444,6 +543,7 @@ impl Default for IdentitySettings {
             session_ttl_secs: 30 * 24 * 3600,
             admin_emails: Vec::new(),
             admin_object_ids: Vec::new(),
+            max_pending_logins: 10_000,
         }
     }
 }
@@ -468,6 +568,7 @@ const KNOWN_KEYS: &[&str] = &[
     "entra",
     "nats",
     "mesh",
+    "audit",
 ];
 
 /// Settings that cannot be loaded.

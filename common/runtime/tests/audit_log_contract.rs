@@ -161,6 +161,7 @@ fn entry(n: usize, actor: &str, target: &str, action: &str, second: u32) -> NewA
         company_id: Some("k1".into()),
         request_id: format!("r{n}"),
         client_ip: Some("::1".into()),
+        details: None,
         prev_hash: String::new(),
         hash: String::new(),
     })

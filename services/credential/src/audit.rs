@@ -1,33 +1,12 @@
-//! The credential service's side of the audit log: what it records about an action
-//! ([`AuditRecord`]) and how that becomes an entry of the chain, over the runtime's audit port
+//! The credential service's side of the audit log: its records ([`AuditRecord`], the runtime's)
+//! appended for the caller, over the runtime's audit port
 //! ([`ttscm_runtime::audit`]: group commit, hashing, storage, the JetStream write-ahead in mesh
 //! mode, verification).
 
-use ttscm_contract::audit::{
-    AuditActor, AuditEntry, AuditPage, AuditTarget, AuditVerification, ListAuditEvents,
-};
-use ttscm_runtime::audit::NewAuditEntry;
+use ttscm_contract::audit::{AuditPage, AuditVerification, ListAuditEvents};
+pub use ttscm_runtime::audit::AuditRecord;
 use ttscm_runtime::service::CallContext;
-use ttscm_runtime::{Bus, Shutdown, Store, StoreError, clock, ids};
-
-/// What the credential service records about an action: what happened, to which target, with
-/// which credential, type and company. The caller's identity, request and address come from
-/// the call ([`AuditLog::append`]).
-#[derive(Debug, Clone)]
-pub struct AuditRecord {
-    /// e.g. `credential.revealed`.
-    pub action: &'static str,
-    /// `credential` or `credential_type`.
-    pub target_kind: &'static str,
-    /// The target's id.
-    pub target_id: String,
-    /// The credential involved.
-    pub credential_id: Option<String>,
-    /// The type involved.
-    pub type_id: Option<String>,
-    /// The company involved.
-    pub company_id: Option<String>,
-}
+use ttscm_runtime::{Bus, Shutdown, Store, StoreError};
 
 /// The audit log as the credential service uses it; clones share it.
 #[derive(Debug, Clone)]
@@ -59,7 +38,7 @@ impl AuditLog {
     /// fails if it could not be).
     pub async fn append(&self, ctx: &CallContext, record: AuditRecord) -> Result<(), StoreError> {
         // Serialized here, in the caller's task, so the batch's leader only places and hashes it.
-        self.log.append(new_entry(ctx, record)).await
+        self.log.append(record.entry_for(ctx)).await
     }
 
     /// Waits until entries appended so far can be read (the mesh's copy from the stream).
@@ -79,52 +58,16 @@ impl AuditLog {
     }
 }
 
-/// The entry `record` makes for the caller of `ctx`, with a new id and the time now.
-fn new_entry(ctx: &CallContext, record: AuditRecord) -> NewAuditEntry {
-    let actor = match &ctx.principal {
-        Some(p) => AuditActor {
-            id: p.id.clone(),
-            kind: p.kind,
-            name: p.name.clone(),
-        },
-        None => AuditActor {
-            id: "system".to_owned(),
-            kind: ttscm_contract::PrincipalKind::ApiToken,
-            name: "system".to_owned(),
-        },
-    };
-    NewAuditEntry::new(AuditEntry {
-        id: ids::new_id(),
-        seq: 0,
-        at: clock::now_iso(),
-        action: record.action.to_owned(),
-        actor,
-        target: AuditTarget {
-            kind: record.target_kind.to_owned(),
-            id: record.target_id,
-        },
-        credential_id: record.credential_id,
-        type_id: record.type_id,
-        company_id: record.company_id,
-        request_id: ctx.request_id.clone(),
-        client_ip: ctx.client_ip.clone(),
-        prev_hash: String::new(),
-        hash: String::new(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ttscm_runtime::ids;
 
     fn record() -> AuditRecord {
         AuditRecord {
-            action: "credential.revealed",
-            target_kind: "credential",
-            target_id: "c1".into(),
             credential_id: Some("c1".into()),
-            type_id: None,
             company_id: Some("k1".into()),
+            ..AuditRecord::new("credential.revealed", "credential", "c1")
         }
     }
 

@@ -22,23 +22,17 @@ impl Service {
 
     pub(crate) fn credential_record(action: &'static str, credential: &CredentialDoc) -> AuditRecord {
         AuditRecord {
-            action,
-            target_kind: "credential",
-            target_id: credential.id.clone(),
             credential_id: Some(credential.id.clone()),
             type_id: Some(credential.type_id.clone()),
             company_id: Some(credential.company_id.clone()),
+            ..AuditRecord::new(action, "credential", credential.id.clone())
         }
     }
 
     pub(crate) fn type_record(action: &'static str, id: &str) -> AuditRecord {
         AuditRecord {
-            action,
-            target_kind: "credential_type",
-            target_id: id.to_owned(),
-            credential_id: None,
             type_id: Some(id.to_owned()),
-            company_id: None,
+            ..AuditRecord::new(action, "credential_type", id)
         }
     }
 }

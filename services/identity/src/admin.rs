@@ -155,9 +155,13 @@ pub async fn upsert_role(store: &Store, name: &str, permissions: &[&str]) -> Res
 }
 
 /// Gives the user with `email` (who has signed in at least once) the role `role`; answers the
-/// user's roles afterwards. Bootstrap admins before anyone signed in go in
+/// user's id and roles afterwards. Bootstrap admins before anyone signed in go in
 /// `TTSCM_IDENTITY__ADMIN_EMAILS` instead.
-pub async fn grant_role(store: &Store, email: &str, role: &str) -> Result<Vec<String>, IdentityError> {
+pub async fn grant_role(
+    store: &Store,
+    email: &str,
+    role: &str,
+) -> Result<(String, Vec<String>), IdentityError> {
     prepare(store).await?;
     let user = crate::users::find_by_email(store, email.trim())
         .await?
@@ -188,5 +192,5 @@ pub async fn grant_role(store: &Store, email: &str, role: &str) -> Result<Vec<St
             return Err(IdentityError::NotFound(format!("there is no role '{role}'")));
         }
     }
-    Ok(roles)
+    Ok((user.id, roles))
 }

@@ -5,7 +5,9 @@
 //! runs directly against the store (create/list/revoke API tokens).
 
 pub mod admin;
+mod auditing;
 pub mod error;
+pub mod failures;
 pub mod keys;
 pub mod logins;
 pub mod oidc;
@@ -38,10 +40,14 @@ pub async fn run(
     store::prepare(store).await?;
     users::prepare(store).await?;
     let signing_key = SigningKey::load(settings)?;
+    // Identity's actions go into the one audit chain (over NATS through the `TTSCM_AUDIT`
+    // stream; the credential service copies them into the store).
+    let audit = ttscm_runtime::audit::AuditLog::open(bus, store).await?;
     let identity = Arc::new(service::Identity::new(
         store.clone(),
         bus.clone(),
         signing_key,
+        audit,
         settings,
     ));
     Ok(router()
@@ -69,11 +75,29 @@ pub fn router() -> ServiceRouter<service::Identity> {
         .op::<UpdateRole>()
         .op::<DeleteRole>()
         .background(|identity, shutdown| Box::pin(sweep_expired(identity.store.clone(), shutdown)))
+        .background(|identity, shutdown| Box::pin(record_unrecorded_failures(identity, shutdown)))
         // User changes made through other replicas: drop them from this replica's user cache.
         .listen(IDENTITY_USER_CHANGED, |identity, message| {
             identity.users.forget(&String::from_utf8_lossy(&message.payload));
         })
         .publishes(IDENTITY_USER_CHANGED)
+        // Audit entries, appended to the write-ahead stream (read: its last message, the head).
+        .publishes(ttscm_contract::subjects::AUDIT_SUBJECT)
+        .stream(ttscm_contract::subjects::AUDIT_STREAM, false)
+}
+
+/// How often failed sign-ins that were only counted are recorded as one entry.
+const UNRECORDED_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Records the count of failed sign-ins beyond the allowances every minute until `shutdown`.
+async fn record_unrecorded_failures(identity: Arc<service::Identity>, shutdown: Shutdown) {
+    let mut interval = tokio::time::interval(UNRECORDED_INTERVAL);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = interval.tick() => identity.record_unrecorded().await,
+        }
+    }
 }
 
 /// How often expired pending logins, refresh tokens and sessions are deleted.

@@ -7,10 +7,13 @@ use std::time::Duration;
 use serde_json::json;
 use ttscm_contract::identity::*;
 use ttscm_contract::{ErrorCode, FieldError, Principal, PrincipalKind, WireError};
+use ttscm_runtime::audit::{AuditLog, AuditRecord};
 use ttscm_runtime::cache::Cache;
 use ttscm_runtime::service::{CallContext, ServiceOp, store_failed};
 use ttscm_runtime::{Bus, Headers, Settings, Store, Update};
 
+use crate::auditing::user_actor;
+use crate::failures::FailureLimits;
 use crate::logins::{self, LoginError};
 use crate::oidc::Oidc;
 use crate::store::permissions_of;
@@ -64,6 +67,10 @@ pub struct Identity {
     pub tokens: TokenSettings,
     /// Who the bootstrap settings make admin.
     bootstrap: BootstrapAdmins,
+    /// The audit chain (see [`crate::auditing`]).
+    pub audit: AuditLog,
+    /// How many failed sign-ins are recorded (see [`crate::failures`]).
+    pub failures: FailureLimits,
 }
 
 /// The bootstrap admins (`TTSCM_IDENTITY__ADMIN_OBJECT_IDS`, `TTSCM_IDENTITY__ADMIN_EMAILS`),
@@ -144,7 +151,7 @@ impl BootstrapAdmins {
 
 impl Identity {
     /// The state for `settings`.
-    pub fn new(store: Store, bus: Bus, key: SigningKey, settings: &Settings) -> Self {
+    pub fn new(store: Store, bus: Bus, key: SigningKey, audit: AuditLog, settings: &Settings) -> Self {
         Self {
             store,
             bus,
@@ -159,6 +166,8 @@ impl Identity {
                 session_ttl: settings.identity.session_ttl_secs,
             },
             bootstrap: BootstrapAdmins::new(settings),
+            audit,
+            failures: FailureLimits::new(settings),
         }
     }
 }
@@ -198,7 +207,7 @@ fn unauthorized() -> WireError {
 
 fn session_failed(error: SessionError) -> WireError {
     match error {
-        SessionError::Invalid | SessionError::Reused => unauthorized(),
+        SessionError::Invalid | SessionError::Reused { .. } => unauthorized(),
         SessionError::Store(e) => store_failed(e),
     }
 }
@@ -272,56 +281,40 @@ fn safe_error_code(error: &str) -> &str {
     }
 }
 
+/// Whether a failed request is the requester's failure (recorded as such) rather than ours (a
+/// store or provider outage: logged, answered 503/502).
+fn is_refusal(error: &WireError) -> bool {
+    matches!(
+        error.code,
+        ErrorCode::Validation | ErrorCode::Unauthorized | ErrorCode::Forbidden | ErrorCode::NotFound
+    )
+}
+
 impl ServiceOp<Identity> for CompleteLogin {
-    async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<SignedIn, WireError> {
+    async fn run(self, identity: Arc<Identity>, ctx: CallContext) -> Result<SignedIn, WireError> {
         identity.oidc.configured()?;
-        let pending = logins::take(&identity.store, &self.state)
-            .await
-            .map_err(login_failed)?;
-        if let Some(error) = &self.error {
-            let code = safe_error_code(error);
-            tracing::info!(
-                error = code,
-                "the identity provider answered the sign-in with an error"
-            );
-            return Err(WireError::new(
-                ErrorCode::Unauthorized,
-                format!("The identity provider refused the sign-in ({code})"),
-            ));
-        }
-        let code = self
-            .code
-            .filter(|c| !c.is_empty() && c.len() <= 4096)
-            .ok_or_else(|| {
-                WireError::new(
-                    ErrorCode::Validation,
-                    "The redirect carries no authorization code",
-                )
-            })?;
-        let person = identity
-            .oidc
-            .exchange(&code, &pending.pkce_verifier, &pending.nonce)
-            .await?;
-        let email = person
-            .email
-            .clone()
-            .or_else(|| person.preferred_username.clone())
-            .unwrap_or_default();
-        let bootstrap = identity.bootstrap.matches(&person.tid, &person.oid, &email);
-        let profile = SignInProfile {
-            name: person.name.clone().unwrap_or_else(|| users::login_of(&email)),
-            tid: person.tid,
-            oid: person.oid,
-            email,
-            bootstrap_admin: bootstrap == users::Bootstrap::ById,
+        let (user, pair, session_id) = match complete_login(&identity, self).await {
+            Ok(done) => done,
+            Err(error) => {
+                if is_refusal(&error) {
+                    identity.record_failure(&ctx, "auth.sign_in_failed", &error).await;
+                }
+                return Err(error);
+            }
         };
-        let user = users::upsert_signed_in_as(&identity.store, &profile, bootstrap)
+        let record = AuditRecord::new("auth.signed_in", "user", user.id.clone())
+            .detail("sessionId", session_id.as_str())
+            .detail("roles", user.roles.join(","));
+        if let Err(error) = identity
+            .record_as(user_actor(&user.id, &user.name), &ctx, record)
             .await
-            .map_err(store_failed)?;
-        identity.user_changed(&user.id).await;
-        let pair = users::start_session(&identity.store, &identity.tokens, &user)
-            .await
-            .map_err(store_failed)?;
+        {
+            // No tokens leave without their sign-in on record.
+            if let Err(e) = users::revoke_session(&identity.store, &session_id, "audit unavailable").await {
+                tracing::warn!(error = %e, "could not revoke an unrecorded session");
+            }
+            return Err(error);
+        }
         tracing::info!(user = %user.id, "signed in");
         Ok(SignedIn {
             access_token: pair.access_token,
@@ -333,11 +326,86 @@ impl ServiceOp<Identity> for CompleteLogin {
     }
 }
 
+/// Completes a sign-in: the pending login taken, the code exchanged, the user stored, a
+/// session started (answered with its first tokens and id).
+async fn complete_login(
+    identity: &Identity,
+    login: CompleteLogin,
+) -> Result<(UserDoc, TokenPair, String), WireError> {
+    let pending = logins::take(&identity.store, &login.state)
+        .await
+        .map_err(login_failed)?;
+    if let Some(error) = &login.error {
+        let code = safe_error_code(error);
+        tracing::info!(
+            error = code,
+            "the identity provider answered the sign-in with an error"
+        );
+        return Err(WireError::new(
+            ErrorCode::Unauthorized,
+            format!("The identity provider refused the sign-in ({code})"),
+        ));
+    }
+    let code = login
+        .code
+        .filter(|c| !c.is_empty() && c.len() <= 4096)
+        .ok_or_else(|| {
+            WireError::new(
+                ErrorCode::Validation,
+                "The redirect carries no authorization code",
+            )
+        })?;
+    let person = identity
+        .oidc
+        .exchange(&code, &pending.pkce_verifier, &pending.nonce)
+        .await?;
+    let email = person
+        .email
+        .clone()
+        .or_else(|| person.preferred_username.clone())
+        .unwrap_or_default();
+    let bootstrap = identity.bootstrap.matches(&person.tid, &person.oid, &email);
+    let profile = SignInProfile {
+        name: person.name.clone().unwrap_or_else(|| users::login_of(&email)),
+        tid: person.tid,
+        oid: person.oid,
+        email,
+        bootstrap_admin: bootstrap == users::Bootstrap::ById,
+    };
+    let user = users::upsert_signed_in_as(&identity.store, &profile, bootstrap)
+        .await
+        .map_err(store_failed)?;
+    identity.user_changed(&user.id).await;
+    let (pair, session_id) = users::start_session(&identity.store, &identity.tokens, &user)
+        .await
+        .map_err(store_failed)?;
+    Ok((user, pair, session_id))
+}
+
 impl ServiceOp<Identity> for RefreshSession {
-    async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<TokenPair, WireError> {
-        users::refresh(&identity.store, &identity.tokens, &self.token_hash)
-            .await
-            .map_err(session_failed)
+    async fn run(self, identity: Arc<Identity>, ctx: CallContext) -> Result<TokenPair, WireError> {
+        match users::refresh(&identity.store, &identity.tokens, &self.token_hash).await {
+            Ok(pair) => Ok(pair),
+            Err(SessionError::Reused {
+                session_id,
+                user_id,
+                user_name,
+            }) => {
+                // A stolen refresh token racing its owner: the whole session is revoked, on record.
+                let record = AuditRecord::new("auth.refresh_reused", "session", session_id.clone())
+                    .detail("revoked", "session");
+                identity
+                    .record_as(user_actor(&user_id, &user_name), &ctx, record)
+                    .await?;
+                Err(unauthorized())
+            }
+            Err(SessionError::Invalid) => {
+                let error = unauthorized();
+                identity.record_failure(&ctx, "auth.refresh_failed", &error).await;
+                Err(error)
+            }
+            Err(other) => Err(session_failed(other)),
+        }
     }
 }
 
@@ -348,6 +416,12 @@ impl ServiceOp<Identity> for Logout {
         users::revoke_session(&identity.store, &session_id, "logout")
             .await
             .map_err(store_failed)?;
+        identity
+            .record(
+                &ctx,
+                AuditRecord::new("auth.logged_out", "session", session_id.clone()),
+            )
+            .await?;
         Ok(LoggedOut { session_id })
     }
 }
@@ -458,13 +532,20 @@ impl ServiceOp<Identity> for SetUserRoles {
         // A role deleted while this grant was being written is taken out again (it would grant
         // nothing anyway: its name is dead for good; see roles.rs).
         let dead = roles::deleted_meanwhile(&identity.store, &names).await?;
+        let granted = |roles: &[String]| {
+            AuditRecord::new("user.roles_updated", "user", user.id.clone())
+                .detail("roles", roles.join(","))
+                .detail("previous", user.roles.join(","))
+        };
         if dead.is_empty() {
+            identity.record(&ctx, granted(&names)).await?;
             return Ok(updated);
         }
         let live: Vec<String> = names.into_iter().filter(|n| !dead.contains(n)).collect();
         identity
-            .update_user(&self.id, Update::default().set("roles", live))
+            .update_user(&self.id, Update::default().set("roles", live.clone()))
             .await?;
+        identity.record(&ctx, granted(&live)).await?;
         Err(WireError::new(
             ErrorCode::Conflict,
             format!(
@@ -481,26 +562,39 @@ impl ServiceOp<Identity> for ListRoles {
     }
 }
 
+/// The entry for `action` on `role`: its name and permissions as they are now.
+fn role_record(action: &'static str, role: &Role) -> AuditRecord {
+    AuditRecord::new(action, "role", role.id.clone())
+        .detail("name", role.name.as_str())
+        .detail("permissions", role.permissions.join(","))
+}
+
 impl ServiceOp<Identity> for CreateRole {
     async fn run(self, identity: Arc<Identity>, ctx: CallContext) -> Result<Role, WireError> {
-        roles::create(&identity.store, &ctx.principal()?.permissions, self.input).await
+        let role = roles::create(&identity.store, &ctx.principal()?.permissions, self.input).await?;
+        identity.record(&ctx, role_record("role.created", &role)).await?;
+        Ok(role)
     }
 }
 
 impl ServiceOp<Identity> for UpdateRole {
     async fn run(self, identity: Arc<Identity>, ctx: CallContext) -> Result<Role, WireError> {
-        roles::update(
+        let role = roles::update(
             &identity.store,
             &ctx.principal()?.permissions,
             &self.id,
             self.input,
         )
-        .await
+        .await?;
+        identity.record(&ctx, role_record("role.updated", &role)).await?;
+        Ok(role)
     }
 }
 
 impl ServiceOp<Identity> for DeleteRole {
     async fn run(self, identity: Arc<Identity>, ctx: CallContext) -> Result<Role, WireError> {
-        roles::delete(&identity.store, &ctx.principal()?.permissions, &self.id).await
+        let role = roles::delete(&identity.store, &ctx.principal()?.permissions, &self.id).await?;
+        identity.record(&ctx, role_record("role.deleted", &role)).await?;
+        Ok(role)
     }
 }

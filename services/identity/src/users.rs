@@ -335,18 +335,25 @@ pub enum SessionError {
     Invalid,
     /// A used refresh token came back: the family is now revoked.
     #[error("a refresh token was used twice; its session is revoked")]
-    Reused,
+    Reused {
+        /// The revoked session.
+        session_id: String,
+        /// Its user's id.
+        user_id: String,
+        /// Its user's name (empty when the user is gone).
+        user_name: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Starts a session for `user` and answers its first token pair.
+/// Starts a session for `user` and answers its first token pair and the session's id.
 pub async fn start_session(
     store: &Store,
     tokens: &TokenSettings,
     user: &UserDoc,
-) -> Result<TokenPair, StoreError> {
+) -> Result<(TokenPair, String), StoreError> {
     let session_id = ids::new_id();
     let mut session = Document::new();
     session.insert("id".into(), session_id.clone().into());
@@ -355,7 +362,8 @@ pub async fn start_session(
     session.insert("expiresAt".into(), iso_in(tokens.session_ttl).into());
     session.insert("revokedAt".into(), Value::Null);
     store.insert(SESSIONS, session).await?;
-    issue_pair(store, tokens, user, &session_id).await
+    let pair = issue_pair(store, tokens, user, &session_id).await?;
+    Ok((pair, session_id))
 }
 
 async fn issue_pair(
@@ -450,7 +458,15 @@ pub async fn refresh(
         Err(StoreError::Conflict) => {
             revoke_session(store, &session_id, "refresh token reuse").await?;
             tracing::warn!(session = %session_id, "a used refresh token was presented again; session revoked");
-            return Err(SessionError::Reused);
+            let user_name = get_user(store, &user_id)
+                .await?
+                .map(|u| u.name)
+                .unwrap_or_default();
+            return Err(SessionError::Reused {
+                session_id,
+                user_id,
+                user_name,
+            });
         }
         Err(other) => return Err(other.into()),
     }

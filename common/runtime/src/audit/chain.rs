@@ -186,6 +186,7 @@ mod tests {
             company_id: Some("k1".into()),
             request_id: "r1".into(),
             client_ip: Some("::1".into()),
+            details: None,
             prev_hash: "ignored".into(),
             hash: "ignored".into(),
         };

@@ -43,6 +43,7 @@
 mod chain;
 pub mod journal;
 mod mongo;
+mod record;
 mod stream;
 
 use std::path::{Path, PathBuf};
@@ -56,6 +57,7 @@ use tokio::sync::oneshot;
 pub use chain::{GENESIS, NewAuditEntry, entry_hash};
 pub use journal::Journal;
 pub use mongo::MongoEntries;
+pub use record::{AuditRecord, anonymous_actor, cli_actor, system_actor};
 pub use stream::AuditStream;
 pub use ttscm_contract::audit::{AuditEntry, AuditPage, AuditVerification, ListAuditEvents};
 
