@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use support::{Mode, refusal, spawn_app};
 
 async fn the_teapot_answers_418_exactly_as_the_spec_shows(mode: Mode) {
@@ -111,6 +111,10 @@ async fn health_and_readiness_report_ok(mode: Mode) {
     let app = spawn_app(mode).await;
     assert_eq!(app.get_status("/healthz", None).await, 200);
     let (status, body) = app.get("/readyz", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"], Value::Null, "the public answer names no component");
+    // An authenticated caller gets the report per component.
+    let (status, body) = app.get("/readyz", Some(&app.admin_token)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["credential"]["store"], json!(true));
 }

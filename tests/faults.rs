@@ -25,7 +25,7 @@ async fn a_stopped_service_gives_a_fast_503_and_recovers_when_it_returns() {
         "took {:?}",
         started.elapsed()
     );
-    let (status, body) = app.get("/readyz", None).await;
+    let (status, body) = app.get("/readyz", Some(&token)).await;
     assert_eq!(status, 503);
     assert_eq!(body["data"]["credential"]["ok"], false);
     assert_eq!(body["data"]["identity"]["ok"], true);

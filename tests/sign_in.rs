@@ -42,10 +42,21 @@ async fn connect_socket(base: &str, key: &str) -> Socket {
         "{}/v1/auth/ws?callbackKey={key}",
         base.replace("http://", "ws://")
     );
-    let (socket, _) = tokio_tungstenite::connect_async(url)
+    let (socket, _) = tokio_tungstenite::connect_async(from_page_of(base, &url))
         .await
         .expect("WebSocket opens");
     socket
+}
+
+/// A WebSocket request to `url` as a page of the edge at `base` opens it: with that `Origin`
+/// (sockets without one are native clients, refused unless enabled).
+fn from_page_of(base: &str, url: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().expect("a WebSocket URL");
+    request
+        .headers_mut()
+        .insert("origin", base.parse().expect("an origin"));
+    request
 }
 
 /// Opens the WebSocket for `key` on `base` and waits for `waiting`.
@@ -500,7 +511,7 @@ async fn entra_shaped_claims_fill_the_user(mode: Mode) {
 async fn the_callback_key_may_be_the_sockets_first_message(mode: Mode) {
     let app = spawn_app_with_sign_in(mode, |_| {}).await;
     let url = format!("{}/v1/auth/ws", app.address.replace("http://", "ws://"));
-    let (mut junk, _) = tokio_tungstenite::connect_async(url.clone())
+    let (mut junk, _) = tokio_tungstenite::connect_async(from_page_of(&app.address, &url))
         .await
         .expect("opens");
     junk.send(Message::text("not a key!")).await.expect("sent");
@@ -508,7 +519,9 @@ async fn the_callback_key_may_be_the_sockets_first_message(mode: Mode) {
     assert_eq!(refused["type"], "error", "{refused}");
 
     let (uri, key) = start_sign_in(&app, &app.address).await;
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("opens");
+    let (mut socket, _) = tokio_tungstenite::connect_async(from_page_of(&app.address, &url))
+        .await
+        .expect("opens");
     socket
         .send(Message::text(json!({"callbackKey": key}).to_string()))
         .await

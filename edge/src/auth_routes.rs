@@ -16,7 +16,6 @@
 //! outcome there as a request, so it reaches whichever replica holds the socket, and the
 //! redirect page knows whether anyone was waiting.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +34,8 @@ use crate::EdgeState;
 use crate::auth::sha256_hex;
 use crate::envelope;
 use crate::error::status_of;
-use crate::routes::{Input, RequestCtx, RouteSpec};
+use crate::limits::Allowance;
+use crate::routes::{Input, RequestCtx, RouteSpec, SocketRequest};
 
 /// Queue group of WebSocket waiters (one socket per callback key serves its subject).
 const WS_QUEUE: &str = "edge-ws";
@@ -88,11 +88,38 @@ fn key_from_message(text: &str) -> String {
 /// `GET /v1/auth/ws?callbackKey=…`, or `GET /v1/auth/ws` with the key as the socket's first
 /// message (preferred: the key then stays out of URLs and so out of proxy logs): upgrades to
 /// the WebSocket that waits for the sign-in.
-pub(crate) fn upgrade(state: Arc<EdgeState>, query: HashMap<String, String>, ws: Ws) -> Response {
-    let key = query.get("callbackKey").cloned().unwrap_or_default();
+///
+/// Refused before the upgrade: over the client address's sign-in allowance (429), from a page
+/// whose origin is not allowed or without `Origin` where native clients are not enabled (403),
+/// and when [`crate::limits::Limits::socket_permit`]'s cap of waiting sockets is reached (503);
+/// the socket holds its permit until it closes.
+pub(crate) fn upgrade(state: Arc<EdgeState>, request: SocketRequest, ws: Ws) -> Response {
+    if let Err(throttled) = state.limits.by_address(Allowance::SignIn, request.client) {
+        return throttled.response();
+    }
+    if !state.limits.origin_allowed(request.origin.as_deref()) {
+        let message = match &request.origin {
+            Some(origin) => {
+                tracing::info!(origin = %origin.escape_debug(), "a sign-in socket from an origin not allowed was refused");
+                "This origin may not open the sign-in socket"
+            }
+            None => {
+                "The sign-in socket needs an Origin header: native clients are not enabled on this server"
+            }
+        };
+        return envelope::error(StatusCode::FORBIDDEN, message, &[]);
+    }
+    let permit = match state.limits.socket_permit() {
+        Ok(permit) => permit,
+        Err(full) => return full.response(),
+    };
+    let key = request.query.get("callbackKey").cloned().unwrap_or_default();
     warp::reply::Reply::into_response(ws.max_message_size(4096).on_upgrade(move |socket| {
         let sockets = state.sockets.clone();
-        sockets.track_future(wait_for_sign_in(socket, state, key))
+        sockets.track_future(async move {
+            wait_for_sign_in(socket, state, key).await;
+            drop(permit);
+        })
     }))
 }
 

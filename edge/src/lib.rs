@@ -11,7 +11,9 @@ pub mod body;
 pub mod company_routes;
 pub mod envelope;
 pub mod error;
+pub mod limits;
 pub mod misc_routes;
+pub mod readiness;
 pub mod routes;
 pub mod table;
 pub mod user_routes;
@@ -59,6 +61,10 @@ pub struct EdgeState {
     pub sockets: TaskTracker,
     /// Proxies whose `X-Forwarded-For` names the client (`TTSCM_EDGE__TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<ttscm_runtime::settings::IpNet>,
+    /// Rate limits, the waiting-socket cap and the sign-in socket's Origin allow-list.
+    pub limits: limits::Limits,
+    /// The public `/readyz` outcome, reused briefly.
+    pub readiness: readiness::Readiness,
 }
 
 impl EdgeState {
@@ -75,6 +81,10 @@ impl EdgeState {
             shutdown,
             sockets: TaskTracker::new(),
             trusted_proxies: settings.edge.trusted_proxies.clone(),
+            limits: limits::Limits::new(settings),
+            readiness: readiness::Readiness::new(std::time::Duration::from_millis(
+                settings.edge.readiness_cache_ms,
+            )),
         })
     }
 }
@@ -83,6 +93,7 @@ impl EdgeState {
 pub fn run(bus: Bus, settings: &Settings, listener: TcpListener, shutdown: Shutdown) -> JoinHandle<()> {
     let state = EdgeState::new(bus, settings, shutdown.clone());
     let sockets = state.sockets.clone();
+    tokio::spawn(prune_limits(state.clone()));
     let filter = routes::routes(state);
     tokio::spawn(async move {
         warp::serve(filter)
@@ -95,4 +106,16 @@ pub fn run(bus: Bus, settings: &Settings, listener: TcpListener, shutdown: Shutd
         sockets.close();
         let _ = tokio::time::timeout(SOCKET_DRAIN, sockets.wait()).await;
     })
+}
+
+/// Forgets rate-limit keys whose allowance is full again, every [`limits::PRUNE_INTERVAL`],
+/// until the edge stops.
+async fn prune_limits(state: Arc<EdgeState>) {
+    let mut interval = tokio::time::interval(limits::PRUNE_INTERVAL);
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            _ = interval.tick() => state.limits.prune(),
+        }
+    }
 }

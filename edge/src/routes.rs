@@ -28,6 +28,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use crate::error::{error_response, handle_rejection};
+use crate::limits::{Allowance, Throttled};
 use crate::table::route_table;
 use crate::{EdgeState, body, envelope};
 
@@ -126,12 +127,23 @@ pub enum Reads {
 pub enum Handler {
     /// Runs with a request context: the access check, then this answer.
     Answer(&'static dyn Answer),
-    /// Upgrades to a WebSocket, reading the query. No request context: the socket outlives the
-    /// request and answers on its own.
-    WebSocket(fn(Arc<EdgeState>, HashMap<String, String>, Ws) -> Response),
+    /// Upgrades to a WebSocket, reading the query, the client address and the `Origin`. No
+    /// request context: the socket outlives the request and answers on its own.
+    WebSocket(fn(Arc<EdgeState>, SocketRequest, Ws) -> Response),
     /// Answers the route's status and message with `data: null`, without a request context or
     /// request id (liveness: nothing to fail).
     Fixed,
+}
+
+/// What a WebSocket route reads from its upgrade request.
+#[derive(Debug)]
+pub struct SocketRequest {
+    /// The query string, as a map.
+    pub query: HashMap<String, String>,
+    /// The client's address ([`client_ip`]).
+    pub client: Option<IpAddr>,
+    /// The `Origin` header (a browser's page origin), if sent.
+    pub origin: Option<String>,
 }
 
 /// A handler that runs with a request context, after the route's access check.
@@ -323,6 +335,23 @@ impl Draft {
     }
 }
 
+impl RouteSpec {
+    /// The allowance a request spends by its client address before the access check: the
+    /// anonymous sign-in routes (`/v1/auth/…`) the sign-in allowance, a refresh — a credential
+    /// whose owner is not known yet — the API's. Authenticated routes spend their caller's API
+    /// allowance after the access check instead; the rest (probes, the teapot) spend nothing.
+    pub fn address_allowance(&self) -> Option<Allowance> {
+        if !self.path.starts_with("/v1/auth/") {
+            return None;
+        }
+        match self.access {
+            Access::Public => Some(Allowance::SignIn),
+            Access::RefreshToken => Some(Allowance::Api),
+            Access::SignedIn | Access::Permissions(_) | Access::Scopes(_) => None,
+        }
+    }
+}
+
 // ---- the request context ----------------------------------------------------------------------
 
 /// What every handler knows about its request.
@@ -331,6 +360,8 @@ pub struct RequestCtx {
     pub call: CallContext,
     /// The raw `Authorization` header.
     pub(crate) authorization: Option<String>,
+    /// The client's address ([`client_ip`]), which rate limits count by.
+    pub(crate) client: Option<IpAddr>,
     /// The state shared by handlers.
     pub(crate) state: Arc<EdgeState>,
 }
@@ -432,29 +463,62 @@ fn forwarded_address(entry: &str) -> Option<IpAddr> {
     Some(ip.to_canonical())
 }
 
+/// The client's address ([`client_ip`]). The request's headers are copied (to read
+/// `X-Forwarded-For`) only when some proxy is trusted: otherwise the peer is the client.
+fn client_address(state: &EdgeState) -> warp::filters::BoxedFilter<(Option<IpAddr>,)> {
+    if state.trusted_proxies.is_empty() {
+        return warp::addr::remote()
+            .map(|remote: Option<SocketAddr>| remote.map(|r| r.ip().to_canonical()))
+            .boxed();
+    }
+    let trusted: Arc<[IpNet]> = state.trusted_proxies.clone().into();
+    warp::addr::remote()
+        .and(warp::header::headers_cloned())
+        .map(move |remote: Option<SocketAddr>, headers: HeaderMap| {
+            remote.map(|r| client_ip(r.ip(), &headers, &trusted))
+        })
+        .boxed()
+}
+
 fn ctx(state: Arc<EdgeState>) -> impl Filter<Extract = (RequestCtx,), Error = Rejection> + Clone {
     warp::header::optional::<String>(REQUEST_ID_HEADER)
         .and(warp::header::optional::<String>("authorization"))
-        .and(warp::addr::remote())
-        .and(warp::header::headers_cloned())
+        .and(client_address(&state))
         .map(
-            move |id: Option<String>,
-                  authorization: Option<String>,
-                  remote: Option<SocketAddr>,
-                  headers: warp::http::HeaderMap| {
+            move |id: Option<String>, authorization: Option<String>, client: Option<IpAddr>| {
                 let mut call = CallContext::new(None);
                 if let Some(id) = id.filter(|id| valid_request_id(id)) {
                     call.request_id = id;
                 }
-                call.client_ip =
-                    remote.map(|r| client_ip(r.ip(), &headers, &state.trusted_proxies).to_string());
+                call.client_ip = client.map(|ip| ip.to_string());
                 RequestCtx {
                     call,
                     authorization,
+                    client,
                     state: state.clone(),
                 }
             },
         )
+}
+
+/// Why a request was answered before (or instead of) its handler's answer.
+enum Refused {
+    /// An error in the envelope.
+    Error(WireError),
+    /// Over its allowance: 429 with `Retry-After`.
+    Throttled(Throttled),
+}
+
+impl From<WireError> for Refused {
+    fn from(error: WireError) -> Self {
+        Self::Error(error)
+    }
+}
+
+impl From<Throttled> for Refused {
+    fn from(throttled: Throttled) -> Self {
+        Self::Throttled(throttled)
+    }
 }
 
 /// A handler's answer, boxed: warp boxes every route's future while it tries the routes in
@@ -462,8 +526,8 @@ fn ctx(state: Arc<EdgeState>) -> impl Filter<Extract = (RequestCtx,), Error = Re
 /// before the match; boxed, only the route that matched pays for it.
 pub type Answering = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-/// Runs a handler in a span carrying the request id, after the route's access check, and
-/// stamps the id (and `no-store` where the route asks for it) on the response.
+/// Runs a handler in a span carrying the request id, after the route's rate limits and access
+/// check, and stamps the id (and `no-store` where the route asks for it) on the response.
 fn finish<F>(
     ctx: RequestCtx,
     route: &'static RouteSpec,
@@ -477,13 +541,25 @@ where
         let span = tracing::info_span!("request", route = route.name, request_id = %request_id);
         let answered = async move {
             let mut ctx = ctx;
+            if let Some(allowance) = route.address_allowance() {
+                ctx.state.limits.by_address(allowance, ctx.client)?;
+            }
             ctx.check(route.access).await?;
-            handler(ctx).await
+            if let Some(principal) = &ctx.call.principal {
+                ctx.state.limits.by_caller(&principal.id)?;
+            }
+            Ok::<_, Refused>(handler(ctx).await?)
         };
         let mut response = answered
             .instrument(span)
             .await
-            .unwrap_or_else(|error| error_response(&error));
+            .unwrap_or_else(|refused| match refused {
+                Refused::Error(error) => error_response(&error),
+                Refused::Throttled(throttled) => {
+                    tracing::debug!(route = route.name, "throttled");
+                    throttled.response()
+                }
+            });
         let headers = response.headers_mut();
         headers.insert(
             REQUEST_ID_HEADER,
@@ -575,12 +651,25 @@ where
             .map(move |_| envelope::success(route.status, route.message, &serde_json::Value::Null))
             .boxed(),
         Handler::WebSocket(upgrade) => {
+            let client = client_address(state);
             let state = state.clone();
             matched
                 .and(warp::query::<HashMap<String, String>>())
                 .and(crate::error::websocket_upgrade())
+                .and(client)
+                .and(warp::header::optional::<String>("origin"))
                 .and(warp::ws())
-                .map(move |_, query, ws| upgrade(state.clone(), query, ws))
+                .map(move |_, query, client, origin, ws| {
+                    upgrade(
+                        state.clone(),
+                        SocketRequest {
+                            query,
+                            client,
+                            origin,
+                        },
+                        ws,
+                    )
+                })
                 .boxed()
         }
         Handler::Answer(answer) => {

@@ -29,7 +29,7 @@ use warp::http::StatusCode;
 use crate::routes::Access::{Permissions, Public, RefreshToken, Scopes, SignedIn};
 use crate::routes::Method::{Delete, Get, Patch, Post, Put};
 use crate::routes::{Custom, Forward, Handler, Reads, RouteSpec, route};
-use crate::{auth_routes, company_routes, misc_routes, user_routes};
+use crate::{auth_routes, company_routes, misc_routes, readiness, user_routes};
 
 /// Every route, in the order tried.
 pub fn route_table() -> &'static [RouteSpec] {
@@ -222,5 +222,5 @@ static ROUTES: &[RouteSpec] = &[
     route(Get, "/readyz", "readyz").beyond_spec()
         .allow(Public)
         .answers(OK, "Ready")
-        .by(&Custom(misc_routes::readiness)),
+        .by(&Custom(readiness::readiness)),
 ];

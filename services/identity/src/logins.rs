@@ -54,7 +54,78 @@ pub fn plausible_key(key: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Stores a pending login; answers its expiry.
+/// Why a sign-in cannot be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// [`PendingLogins::cap`] sign-ins are already pending.
+    #[error("too many sign-ins are pending")]
+    TooMany,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<StartError> for ttscm_contract::WireError {
+    fn from(error: StartError) -> Self {
+        match error {
+            StartError::TooMany => ttscm_contract::WireError::new(
+                ttscm_contract::ErrorCode::Unavailable,
+                "Too many sign-ins are in progress; try again in a few minutes",
+            ),
+            StartError::Store(error) => ttscm_runtime::service::store_failed(error),
+        }
+    }
+}
+
+/// The bound on pending sign-ins (`TTSCM_IDENTITY__MAX_PENDING_LOGINS`): each costs a document
+/// for [`LOGIN_TTL`], and `/auth/uri` is open to anyone, so without it a stranger (or many,
+/// past the edge's per-address limit) could fill the store.
+///
+/// Counted before each insert (live documents only, so the count recovers as sign-ins finish
+/// or expire, without waiting for the sweep); concurrent starts may pass the count together,
+/// so the bound may be exceeded by the starts in flight.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingLogins {
+    /// The most sign-ins pending at once.
+    pub cap: u64,
+}
+
+impl PendingLogins {
+    /// The bound `settings` set.
+    pub fn new(settings: &ttscm_runtime::settings::IdentitySettings) -> Self {
+        Self {
+            cap: settings.max_pending_logins,
+        }
+    }
+
+    /// Stores a pending login unless [`Self::cap`] are pending; answers its expiry.
+    pub async fn start(
+        &self,
+        store: &Store,
+        key: &str,
+        pkce_verifier: &str,
+        nonce: &str,
+    ) -> Result<String, StartError> {
+        if pending_count(store).await? >= self.cap {
+            tracing::warn!(cap = self.cap, "a sign-in was refused: too many are pending");
+            return Err(StartError::TooMany);
+        }
+        Ok(store_pending(store, key, pkce_verifier, nonce).await?)
+    }
+}
+
+/// How many sign-ins are pending (stored and not expired; used ones count until they expire).
+pub async fn pending_count(store: &Store) -> Result<u64, StoreError> {
+    store
+        .count(
+            PENDING_LOGINS,
+            &Filter::Gt("expiresAt".into(), clock::now_iso().into()),
+        )
+        .await
+}
+
+/// Stores a pending login without looking at the bound ([`PendingLogins::start`] does);
+/// answers its expiry.
 pub async fn store_pending(
     store: &Store,
     key: &str,
@@ -128,4 +199,69 @@ pub async fn sweep(store: &Store) -> Result<u64, StoreError> {
             .await?;
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh embedded store in its own directory, removed on drop.
+    struct TempStore(std::path::PathBuf, Store);
+
+    impl TempStore {
+        fn open() -> Self {
+            let dir = std::env::temp_dir().join(format!("ttscm-logins-{}", ids::new_id()));
+            std::fs::create_dir_all(&dir).expect("a temp dir");
+            let store = ttscm_runtime::store::sqlite::SqliteStore::open(&dir.join("store.sqlite3"))
+                .expect("the store opens");
+            Self(dir, Store::Sqlite(store))
+        }
+    }
+
+    impl Drop for TempStore {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sign_in_beyond_the_cap_is_refused_until_one_expires() {
+        let temp = TempStore::open();
+        let store = &temp.1;
+        let logins = PendingLogins { cap: 2 };
+        for _ in 0..2 {
+            logins
+                .start(store, &new_callback_key(), "verifier", "nonce")
+                .await
+                .expect("under the cap");
+        }
+        let refused = logins
+            .start(store, &new_callback_key(), "verifier", "nonce")
+            .await;
+        assert!(matches!(refused, Err(StartError::TooMany)), "{refused:?}");
+        let wire = ttscm_contract::WireError::from(StartError::TooMany);
+        assert_eq!(wire.code, ttscm_contract::ErrorCode::Unavailable);
+        assert!(wire.message.contains("Too many sign-ins"), "{}", wire.message);
+
+        // An expired one no longer counts, swept or not.
+        let expired = Filter::Eq("nonce".into(), "nonce".into());
+        let one = store
+            .find_one(PENDING_LOGINS, expired)
+            .await
+            .expect("found")
+            .expect("one is stored");
+        let id = ttscm_runtime::store::text(&one, "id");
+        store.delete(PENDING_LOGINS, &id).await.expect("deleted");
+        let mut past = one.clone();
+        past.insert("expiresAt".into(), "2000-01-01T00:00:00.000Z".into());
+        store
+            .insert(PENDING_LOGINS, past)
+            .await
+            .expect("stored as expired");
+        assert_eq!(pending_count(store).await.expect("counted"), 1);
+        logins
+            .start(store, &new_callback_key(), "verifier", "nonce")
+            .await
+            .expect("an expired sign-in leaves room");
+    }
 }
