@@ -127,7 +127,7 @@ fn rotate_in_mesh_mode_explains_how_to_rotate_keys_in_settings() {
     let settings = Settings {
         vault: ttscm_runtime::settings::VaultSettings {
             keys: Some("k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()),
-            active_kid: None,
+            ..Default::default()
         },
         ..Settings::default()
     };
