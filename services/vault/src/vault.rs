@@ -453,7 +453,7 @@ mod tests {
         let settings = Settings {
             vault: ttscm_runtime::settings::VaultSettings {
                 keys: Some("k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()),
-                active_kid: None,
+                ..Default::default()
             },
             ..embedded(&dir)
         };
