@@ -406,7 +406,8 @@ start_mesh() {
         --telemetry=disable --state-dir=- --debug-addr=- --log-level=error >"$TMP_DIR/ferretdb.log" 2>&1 &
     track_pid $!
     signing=$("$TTSCM_BIN" keys signing-key) vault_key=$("$TTSCM_BIN" keys vault-key --kid v1)
-    SERVER_ENV[mesh]="TTSCM_NATS_URL=$scheme://127.0.0.1:$nats_port TTSCM_MONGODB_URI=mongodb://127.0.0.1:$fdb_port/ TTSCM_MONGODB_DATABASE=bench TTSCM_IDENTITY__SIGNING_KEY=$signing TTSCM_VAULT__KEYS=$vault_key TTSCM_LOG=warn $tls_env"
+    checkpoint_key=$("$TTSCM_BIN" keys checkpoint-key)
+    SERVER_ENV[mesh]="TTSCM_NATS_URL=$scheme://127.0.0.1:$nats_port TTSCM_MONGODB_URI=mongodb://127.0.0.1:$fdb_port/ TTSCM_MONGODB_DATABASE=bench TTSCM_IDENTITY__SIGNING_KEY=$signing TTSCM_VAULT__KEYS=$vault_key TTSCM_VAULT__CHECKPOINT_KEY=$checkpoint_key TTSCM_LOG=warn $tls_env"
     free_port
     SERVER_URL[mesh]="http://127.0.0.1:$PORT"
     SERVER_LOG[mesh]="$TMP_DIR/mesh.log"

@@ -197,6 +197,66 @@ pub async fn record_cli(
     })
 }
 
+/// Writes every stored audit entry to `out`, one JSON line each in sequence order
+/// (`ttscm audit export`); over NATS, first waits until entries still in the write-ahead stream
+/// are copied. Answers how many were written.
+pub async fn export_audit(
+    settings: &Settings,
+    store: &ttscm_runtime::Store,
+    out: &mut dyn std::io::Write,
+) -> Result<u64, AppError> {
+    let audit = cli_audit(settings, Component::Credential, store).await?;
+    let failed = |e: ttscm_runtime::StoreError| AppError::Runtime(format!("cannot read the audit log: {e}"));
+    audit.settled().await.map_err(failed)?;
+    let mut next = 1;
+    let mut written = 0;
+    loop {
+        let batch = audit.scan(next, 1000).await.map_err(failed)?;
+        let Some(last) = batch.last() else {
+            return Ok(written);
+        };
+        next = last.seq + 1;
+        for entry in &batch {
+            serde_json::to_writer(&mut *out, entry).expect("audit entries serialize");
+            out.write_all(b"\n")
+                .map_err(|e| AppError::Runtime(format!("cannot write the export: {e}")))?;
+            written += 1;
+        }
+    }
+}
+
+/// Verifies an exported log offline (`ttscm audit verify`): the chain, and against `checkpoint`
+/// (a token, or `@file` holding one) when given, whose signature must verify with `public_key`.
+pub fn verify_export(
+    file: &std::path::Path,
+    public_key: &str,
+    checkpoint: Option<&str>,
+) -> Result<ttscm_contract::audit::AuditVerification, AppError> {
+    use ttscm_runtime::audit::checkpoint;
+    let (public, _) = ttscm_runtime::ed25519::public_key("--public-key", public_key)
+        .map_err(|e| AppError::Config(e.to_string()))?;
+    let against = match checkpoint {
+        None => None,
+        Some(given) => {
+            let token = match given.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| AppError::Config(format!("cannot read {path}: {e}")))?,
+                None => given.to_owned(),
+            };
+            let opened = checkpoint::open(token.trim(), &public)
+                .map_err(|e| AppError::Config(format!("--checkpoint: {e}")))?;
+            Some(checkpoint::CheckAgainst {
+                checkpoint: opened,
+                source: "given",
+            })
+        }
+    };
+    let reader = std::fs::File::open(file)
+        .map_err(|e| AppError::Config(format!("cannot read {}: {e}", file.display())))?;
+    checkpoint::verify_lines(std::io::BufReader::new(reader), against.as_ref())
+        .map_err(|e| AppError::Config(format!("cannot read {}: {e}", file.display())))
+}
+
 /// Moves every sealed value to vault's active key (`ttscm vault reseal`): runs a vault of its own
 /// (same key ring as the settings give the server) on an in-process bus next to the store, so it
 /// works in both modes and while the API serves traffic. Blocks the calling thread.

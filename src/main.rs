@@ -60,6 +60,11 @@ enum Command {
         #[command(subcommand)]
         command: MeshCommand,
     },
+    /// Export the audit log, or verify an exported one offline.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -131,9 +136,37 @@ enum VaultCommand {
     Rotate,
     /// Move every sealed value to the active key (idempotent, resumable, safe while serving).
     Reseal,
+    /// Print the public half of the key that signs audit checkpoints (pin it where you verify).
+    CheckpointKey,
 }
 
 #[derive(Subcommand)]
+enum AuditCommand {
+    /// Write the stored audit log, one JSON entry per line in sequence order.
+    Export {
+        /// Write here instead of to standard output.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Verify an exported log offline: its hash chain and, given a checkpoint signed by vault's
+    /// checkpoint key, that it was neither cut short nor rewritten. Exits 1 when it does not
+    /// verify.
+    Verify {
+        /// The exported log (`ttscm audit export`).
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// The checkpoint key's public half, base64url (`ttscm vault checkpoint-key`).
+        #[arg(long)]
+        public_key: String,
+        /// A checkpoint's token (`GET /v1/audit/checkpoint`, an `audit.checkpoint` event), or
+        /// `@file` holding it.
+        #[arg(long)]
+        checkpoint: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+#[allow(clippy::enum_variant_names, reason = "the commands are named for the keys they make")]
 enum KeysCommand {
     /// A new Ed25519 signing key for TTSCM_IDENTITY__SIGNING_KEY.
     SigningKey,
@@ -143,6 +176,8 @@ enum KeysCommand {
         #[arg(long, default_value = "v1")]
         kid: String,
     },
+    /// A new Ed25519 key for TTSCM_VAULT__CHECKPOINT_KEY (signs audit checkpoints).
+    CheckpointKey,
 }
 
 fn main() -> ExitCode {
@@ -168,6 +203,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Mesh { command } => mesh(command),
+        Command::Audit { command } => audit(&settings, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -357,13 +393,59 @@ fn vault(settings: Settings, command: VaultCommand) -> Result<(), AppError> {
             let report = ttscm::reseal_blocking(settings)?;
             println!("{}", serde_json::to_string(&report).expect("reports serialize"));
         }
+        VaultCommand::CheckpointKey => {
+            let key = ttscm_vault::checkpoint_key(&settings).map_err(|e| AppError::Config(e.to_string()))?;
+            println!(
+                "{}",
+                serde_json::json!({"keyId": key.key_id(), "publicKey": key.public_base64()})
+            );
+        }
     }
     Ok(())
+}
+
+fn audit(settings: &Settings, command: AuditCommand) -> Result<(), AppError> {
+    match command {
+        AuditCommand::Export { out } => with_store(settings, |store| async move {
+            let mut writer: Box<dyn std::io::Write> = match &out {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .map_err(|e| AppError::Config(format!("cannot write {}: {e}", path.display())))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let exported = ttscm::export_audit(settings, &store, &mut writer).await?;
+            writer
+                .flush()
+                .map_err(|e| AppError::Runtime(format!("cannot write the export: {e}")))?;
+            eprintln!("exported {exported} audit entries");
+            Ok(())
+        }),
+        AuditCommand::Verify {
+            file,
+            public_key,
+            checkpoint,
+        } => {
+            let verification = ttscm::verify_export(&file, &public_key, checkpoint.as_deref())?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&verification).expect("verifications serialize")
+            );
+            if verification.valid {
+                Ok(())
+            } else {
+                Err(AppError::Runtime("the audit log does not verify".into()))
+            }
+        }
+    }
 }
 
 fn keys(command: KeysCommand) {
     match command {
         KeysCommand::SigningKey => println!("{}", ttscm_identity::SigningKey::generate("k1").to_base64()),
+        KeysCommand::CheckpointKey => {
+            println!("{}", ttscm_runtime::ed25519::Ed25519Key::generate().to_base64())
+        }
         KeysCommand::VaultKey { kid } => {
             use base64::Engine;
             let key = ttscm_runtime::ids::random_bytes::<32>();

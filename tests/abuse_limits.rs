@@ -165,6 +165,22 @@ async fn refreshes_from_one_address_are_limited_by_the_api_allowance(mode: Mode)
     assert_throttled(throttled);
 }
 
+async fn a_sign_in_beyond_the_pending_cap_is_refused_with_503(mode: Mode) {
+    let app = spawn_app_with_sign_in(mode, |s| s.identity.max_pending_logins = 2).await;
+    for _ in 0..2 {
+        let (status, _, body) = get_with(&app, "/v1/auth/uri", &[]).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, _, body) = get_with(&app, "/v1/auth/uri", &[]).await;
+    assert_eq!(
+        (status, body),
+        support::refusal(
+            503,
+            "Too many sign-ins are in progress; try again in a few minutes"
+        )
+    );
+}
+
 // ---- per caller ----------------------------------------------------------------------------------
 
 async fn an_api_caller_beyond_its_allowance_gets_429_and_other_callers_do_not(mode: Mode) {
@@ -347,6 +363,7 @@ both_modes!(
     a_forwarded_for_header_from_an_untrusted_peer_does_not_dodge_the_limit,
     behind_a_trusted_proxy_each_forwarded_client_has_its_own_allowance,
     refreshes_from_one_address_are_limited_by_the_api_allowance,
+    a_sign_in_beyond_the_pending_cap_is_refused_with_503,
     an_api_caller_beyond_its_allowance_gets_429_and_other_callers_do_not,
     waiting_sign_in_sockets_are_capped,
     the_sign_in_socket_opens_only_from_allowed_origins,

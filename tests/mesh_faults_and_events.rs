@@ -28,20 +28,6 @@ async fn outside_stream(
     (jetstream, stream)
 }
 
-/// The events as the integrator (the NATS user other MSP tools get) replays them.
-async fn replay_events(app: &support::TestApp) -> Vec<(String, Value)> {
-    let (_, mut stream) = outside_stream(app.nats_integrator().await, "TTSCM_EVENTS").await;
-    let last = stream.info().await.expect("stream info").state.last_sequence;
-    let mut events = Vec::new();
-    for seq in 1..=last {
-        if let Ok(message) = stream.get_raw_message(seq).await {
-            let payload: Value = serde_json::from_slice(&message.payload).expect("events are JSON");
-            events.push((message.subject.to_string(), payload));
-        }
-    }
-    events
-}
-
 #[tokio::test]
 async fn an_outside_tool_replays_cloud_events_without_secrets() {
     let app = spawn_app(Mode::Mesh).await;
@@ -72,7 +58,7 @@ async fn an_outside_tool_replays_cloud_events_without_secrets() {
 
     // Events leave through an ordered publisher off the request path: wait for all eight.
     let events = ttscm_testkit::eventually(Duration::from_secs(10), || async {
-        let events = replay_events(&app).await;
+        let events = app.replay_events().await;
         (events.len() >= 8).then_some(events)
     })
     .await

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use ttscm_contract::audit::VerifyAudit;
+use ttscm_contract::audit::{CreateAuditCheckpoint, GetAuditCheckpoint, VerifyAudit};
 use ttscm_contract::company::{
     CreateCompany, DeleteCompany, GetCompany, GetCompanyConfigurations, GetCompanySyncStatus, RunCompanySync,
     UpdateCompany,
@@ -188,9 +188,17 @@ static ROUTES: &[RouteSpec] = &[
         .answers(OK, "Audit Events Fetched Successfully!")
         .by(&Custom(misc_routes::audit_events)),
     route(Get, "/v1/audit/verify", "audit.verify").beyond_spec()
-        .allow(Permissions(&[names::AUDIT_VERIFY]))
+        .allow(Permissions(&[names::AUDIT_VERIFY])).reads(Reads::Query)
         .answers(OK, "Audit Chain Verified!")
-        .by(&Forward(|_| Ok(VerifyAudit {}))),
+        .by(&Forward(|r| Ok(VerifyAudit { checkpoint: r.query.get("checkpoint").cloned() }))),
+    route(Get, "/v1/audit/checkpoint", "audit.checkpoint").beyond_spec()
+        .allow(Permissions(&[names::AUDIT_VERIFY]))
+        .answers(OK, "Audit Checkpoint Fetched Successfully!")
+        .by(&Forward(|_| Ok(GetAuditCheckpoint {}))),
+    route(Post, "/v1/audit/checkpoint", "audit.checkpoint_create").beyond_spec()
+        .allow(Permissions(&[names::AUDIT_VERIFY]))
+        .answers(CREATED, "Audit Checkpoint Signed Successfully!")
+        .by(&Forward(|_| Ok(CreateAuditCheckpoint {}))),
 
     // ---- sign-in (see auth_routes for the flow) ----
     route(Get, "/v1/auth/uri", "auth.uri")

@@ -117,6 +117,25 @@ impl TestApp {
             .expect("the integrator connects")
     }
 
+    /// The events in `TTSCM_EVENTS` as the integrator replays them: subject and payload, in
+    /// order (mesh mode only).
+    pub async fn replay_events(&self) -> Vec<(String, Value)> {
+        let jetstream = async_nats::jetstream::new(self.nats_integrator().await);
+        let mut stream = jetstream
+            .get_stream("TTSCM_EVENTS")
+            .await
+            .expect("the stream exists");
+        let last = stream.info().await.expect("stream info").state.last_sequence;
+        let mut events = Vec::new();
+        for seq in 1..=last {
+            if let Ok(message) = stream.get_raw_message(seq).await {
+                let payload: Value = serde_json::from_slice(&message.payload).expect("events are JSON");
+                events.push((message.subject.to_string(), payload));
+            }
+        }
+        events
+    }
+
     /// A NATS connection as the tests' operator (may do anything), mesh mode only.
     pub async fn nats_operator(&self) -> async_nats::Client {
         async_nats::ConnectOptions::with_user_and_password("operator".into(), NATS_OPERATOR_PASSWORD.into())
@@ -778,6 +797,9 @@ async fn spawn(mode: Mode, options: Spawn, configure: impl FnOnce(&mut Settings)
             ));
             settings.identity.signing_kid = Some("k1".into());
             settings.vault.keys = Some(SecretString::from(format!("v1:{}", base64_key())));
+            settings.vault.checkpoint_key = Some(SecretString::from(
+                ttscm_runtime::ed25519::Ed25519Key::generate().to_base64(),
+            ));
             (Some(nats), Some(mongo), Some(keys))
         }
     };

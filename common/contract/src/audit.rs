@@ -98,20 +98,90 @@ pub struct AuditPage {
 
 crate::operation!(ListAuditEvents => subjects::AUDIT_LIST, AuditPage);
 
-/// Check the whole chain.
+/// Check the whole chain, and against a signed checkpoint: the one given, else the newest
+/// stored.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct VerifyAudit {}
+#[serde(rename_all = "camelCase")]
+pub struct VerifyAudit {
+    /// A checkpoint's `token` to check against (e.g. a copy kept outside TTSCM).
+    #[serde(default)]
+    pub checkpoint: Option<String>,
+}
 
 /// The outcome of a chain check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditVerification {
-    /// Whether every entry's hash and link is intact.
+    /// Whether every entry's hash and link is intact and the log agrees with the checkpoint.
     pub valid: bool,
     /// How many entries were checked.
     pub entries: u64,
     /// The first entry that does not verify, if any.
     pub first_broken_seq: Option<u64>,
+    /// The signed checkpoint the log was checked against (none when there is none yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<CheckpointCheck>,
 }
 
 crate::operation!(VerifyAudit => subjects::AUDIT_VERIFY, AuditVerification);
+
+/// A head of the chain signed by vault's checkpoint key: proof that the log held `seq` entries
+/// ending in `hash` at `at`. Copies kept outside TTSCM (events, a SIEM) let `verify` notice a
+/// log cut short or rewritten after it, which the hash chain alone cannot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditCheckpoint {
+    /// The last entry's `seq` at signing.
+    pub seq: u64,
+    /// Its `hash`.
+    pub hash: String,
+    /// When it was signed (ISO-8601 UTC).
+    pub at: String,
+    /// The signing key's id (16 hex digits of its public key's SHA-256).
+    pub key_id: String,
+    /// The signing key's public half, base64url (pin it out of band to trust it).
+    pub public_key: String,
+    /// The signed statement: a compact JWS (`EdDSA`, type `ttscm-audit-checkpoint+jwt`) whose
+    /// claims are `seq`, `hash` and `iat`.
+    pub token: String,
+}
+
+/// How the log compares with a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointOutcome {
+    /// The entry at the checkpoint's `seq` has the checkpoint's hash.
+    Matches,
+    /// The log ends before the checkpoint's `seq`: entries were deleted.
+    Truncated,
+    /// The entry at the checkpoint's `seq` has another hash: the log was rewritten.
+    Rewritten,
+}
+
+/// The checkpoint a verification used and what it found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointCheck {
+    /// The checkpoint's `seq`.
+    pub seq: u64,
+    /// The checkpoint's `hash`.
+    pub hash: String,
+    /// When it was signed.
+    pub at: String,
+    /// `given` (in the request) or `stored` (the newest kept beside the log).
+    pub source: String,
+    /// What the log holds at the checkpoint.
+    pub outcome: CheckpointOutcome,
+}
+
+/// The newest stored checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GetAuditCheckpoint {}
+
+crate::operation!(GetAuditCheckpoint => subjects::AUDIT_CHECKPOINT_GET, AuditCheckpoint);
+
+/// Sign the chain's head now (answers the newest checkpoint when the head has not moved since).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateAuditCheckpoint {}
+
+crate::operation!(CreateAuditCheckpoint => subjects::AUDIT_CHECKPOINT_CREATE, AuditCheckpoint);

@@ -110,6 +110,10 @@ pub const CREDENTIAL_DELETE: &str = "ttscm.credential.v1.delete";
 pub const AUDIT_LIST: &str = "ttscm.credential.v1.audit_list";
 /// Credential: verify the audit chain.
 pub const AUDIT_VERIFY: &str = "ttscm.credential.v1.audit_verify";
+/// Credential: the newest signed checkpoint of the audit chain.
+pub const AUDIT_CHECKPOINT_GET: &str = "ttscm.credential.v1.audit_checkpoint_get";
+/// Credential: sign the audit chain's head now.
+pub const AUDIT_CHECKPOINT_CREATE: &str = "ttscm.credential.v1.audit_checkpoint_create";
 /// Credential: health (store reachable).
 pub const CREDENTIAL_HEALTH: &str = "ttscm.credential.v1.health";
 
@@ -119,6 +123,10 @@ pub const VAULT_SEAL: &str = "ttscm.vault.v1.seal";
 pub const VAULT_UNSEAL: &str = "ttscm.vault.v1.unseal";
 /// Vault: re-seal values with the active key.
 pub const VAULT_RESEAL: &str = "ttscm.vault.v1.reseal";
+/// Vault: sign a head of the audit chain (a checkpoint).
+pub const VAULT_SIGN_AUDIT_HEAD: &str = "ttscm.vault.v1.sign_audit_head";
+/// Vault: the public key checkpoints are signed with.
+pub const VAULT_CHECKPOINT_KEY: &str = "ttscm.vault.v1.checkpoint_key";
 /// Vault: health (key ring loaded).
 pub const VAULT_HEALTH: &str = "ttscm.vault.v1.health";
 

@@ -97,3 +97,31 @@ pub struct Reseal {
 }
 
 crate::operation!(Reseal => subjects::VAULT_RESEAL, Vec<String>, callers: [crate::Component::Credential]);
+
+/// Sign a head of the audit chain with vault's checkpoint key (the credential service asks,
+/// periodically and on demand). Replies with the checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignAuditHead {
+    /// The last entry's `seq`.
+    pub seq: u64,
+    /// Its `hash` (64 hex digits).
+    pub hash: String,
+}
+
+crate::operation!(SignAuditHead => subjects::VAULT_SIGN_AUDIT_HEAD, crate::audit::AuditCheckpoint, callers: [crate::Component::Credential]);
+
+/// The public key checkpoints are signed with.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GetCheckpointKey {}
+
+/// A checkpoint key's public half.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointKey {
+    /// Its id (see [`crate::audit::AuditCheckpoint::key_id`]).
+    pub key_id: String,
+    /// The public half, base64url.
+    pub public_key: String,
+}
+
+crate::operation!(GetCheckpointKey => subjects::VAULT_CHECKPOINT_KEY, CheckpointKey, callers: [crate::Component::Credential]);

@@ -50,7 +50,8 @@ pub fn mesh_auth(settings: &Settings, component: Option<Component>) -> Result<Me
              (every request's principal is signed and verified); generate them with `ttscm mesh init`"
         )));
     };
-    let key = PrincipalKey::from_base64(key.expose_secret()).map_err(|e| config(e.to_string()))?;
+    let key = PrincipalKey::from_base64(crate::principal::PRINCIPAL_KEY_SETTING, key.expose_secret())
+        .map_err(|e| config(e.to_string()))?;
     let trusted = parse_trusted_keys(trusted).map_err(|e| config(e.to_string()))?;
     MeshAuth::new(component, &key, &trusted).map_err(|e| config(e.to_string()))
 }

@@ -6,6 +6,7 @@ pub mod bus;
 pub mod cache;
 pub mod clock;
 pub mod connect;
+pub mod ed25519;
 pub mod ids;
 pub mod principal;
 pub mod retry;

@@ -25,11 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use parking_lot::Mutex;
-use ring::signature::{Ed25519KeyPair, KeyPair};
-use secrecy::{ExposeSecret, SecretSlice};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use ttscm_contract::{Component, Principal, PrincipalKind};
@@ -75,56 +73,14 @@ pub enum Refusal {
     NotItsToVouch,
 }
 
-/// A problem with the principal key settings (exit 64).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct KeyError(String);
+pub use crate::ed25519::KeyError;
 
-/// A component's principal-signing key (Ed25519); `Debug` never shows the private half.
-#[derive(Clone)]
-pub struct PrincipalKey {
-    pkcs8: SecretSlice<u8>,
-    public: Vec<u8>,
-}
+/// A component's principal-signing key (`TTSCM_MESH__PRINCIPAL_KEY`); `Debug` never shows the
+/// private half.
+pub type PrincipalKey = crate::ed25519::Ed25519Key;
 
-impl std::fmt::Debug for PrincipalKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PrincipalKey")
-            .field("public", &self.public_base64())
-            .field("private", &"***")
-            .finish()
-    }
-}
-
-impl PrincipalKey {
-    /// A key from base64 PKCS#8 DER (`TTSCM_MESH__PRINCIPAL_KEY`).
-    pub fn from_base64(text: &str) -> Result<Self, KeyError> {
-        let bad = || KeyError("TTSCM_MESH__PRINCIPAL_KEY is not a base64 PKCS#8 Ed25519 key".into());
-        let der = STANDARD.decode(text.trim()).map_err(|_| bad())?;
-        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).map_err(|_| bad())?;
-        Ok(Self {
-            public: pair.public_key().as_ref().to_vec(),
-            pkcs8: der.into(),
-        })
-    }
-
-    /// A new random key.
-    pub fn generate() -> Self {
-        let rng = ring::rand::SystemRandom::new();
-        let der = Ed25519KeyPair::generate_pkcs8(&rng).expect("the OS random number generator is available");
-        Self::from_base64(&STANDARD.encode(der.as_ref())).expect("a freshly generated key parses")
-    }
-
-    /// The private key as base64 PKCS#8 (what `ttscm mesh init` writes).
-    pub fn to_base64(&self) -> String {
-        STANDARD.encode(self.pkcs8.expose_secret())
-    }
-
-    /// The public half, base64url (what `TTSCM_MESH__TRUSTED_KEYS` lists).
-    pub fn public_base64(&self) -> String {
-        URL_SAFE_NO_PAD.encode(&self.public)
-    }
-}
+/// The setting a principal key comes from.
+pub const PRINCIPAL_KEY_SETTING: &str = "TTSCM_MESH__PRINCIPAL_KEY";
 
 /// Parses `TTSCM_MESH__TRUSTED_KEYS`: `component:base64url` entries separated by commas.
 pub fn parse_trusted_keys(text: &str) -> Result<Vec<(Component, Vec<u8>)>, KeyError> {
@@ -189,7 +145,10 @@ impl MeshAuth {
         key: &PrincipalKey,
         trusted: &[(Component, Vec<u8>)],
     ) -> Result<Self, KeyError> {
-        if !trusted.iter().any(|(c, k)| *c == component && *k == key.public) {
+        if !trusted
+            .iter()
+            .any(|(c, k)| *c == component && k.as_slice() == key.public())
+        {
             return Err(KeyError(format!(
                 "TTSCM_MESH__PRINCIPAL_KEY is not the key TTSCM_MESH__TRUSTED_KEYS lists for {component}: \
                  use the files `ttscm mesh init` wrote for this component"
@@ -208,7 +167,7 @@ impl MeshAuth {
         validation.set_required_spec_claims(&["exp", "aud", "iss"]);
         Ok(Self {
             component,
-            signing: EncodingKey::from_ed_der(key.pkcs8.expose_secret()),
+            signing: key.encoding_key(),
             trusted: by_issuer,
             validation,
             verified: Cache::new(PRINCIPAL_TTL, MAX_VERIFIED),
@@ -220,7 +179,10 @@ impl MeshAuth {
     /// every component (nothing outside the process holds it).
     pub fn ephemeral() -> Self {
         let key = PrincipalKey::generate();
-        let trusted: Vec<_> = Component::ALL.iter().map(|c| (*c, key.public.clone())).collect();
+        let trusted: Vec<_> = Component::ALL
+            .iter()
+            .map(|c| (*c, key.public().to_vec()))
+            .collect();
         Self::new(Component::Edge, &key, &trusted).expect("the key is trusted for the edge")
     }
 
@@ -343,7 +305,7 @@ mod tests {
             .iter()
             .map(|c| (*c, PrincipalKey::generate()))
             .collect();
-        let trusted = keys.iter().map(|(c, k)| (*c, k.public.clone())).collect();
+        let trusted = keys.iter().map(|(c, k)| (*c, k.public().to_vec())).collect();
         Mesh { keys, trusted }
     }
 
@@ -409,7 +371,7 @@ mod tests {
             trusted: Vec::new(),
         };
         let mut trusted = mesh.trusted.clone();
-        trusted.push((Component::Edge, stranger.keys[&Component::Edge].public.clone()));
+        trusted.push((Component::Edge, stranger.keys[&Component::Edge].public().to_vec()));
         let forger = MeshAuth::new(Component::Edge, &stranger.keys[&Component::Edge], &trusted).unwrap();
         assert_eq!(
             credential.verify(&forger.sign(&user())),

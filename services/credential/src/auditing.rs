@@ -1,10 +1,10 @@
 //! What the credential service writes to the audit log (one entry per reveal and change,
-//! before the answer leaves; a failed write fails the request) and the audit-log queries it
-//! answers (list, verify).
+//! before the answer leaves; a failed write fails the request) and the audit list it answers
+//! (verification: [`crate::checkpoints`]).
 
 use std::sync::Arc;
 
-use ttscm_contract::audit::{AuditPage, AuditVerification, ListAuditEvents, VerifyAudit};
+use ttscm_contract::audit::{AuditPage, ListAuditEvents};
 use ttscm_contract::{ErrorCode, WireError};
 use ttscm_runtime::service::{CallContext, ServiceOp};
 
@@ -40,11 +40,5 @@ impl Service {
 impl ServiceOp<Service> for ListAuditEvents {
     async fn run(self, service: Arc<Service>, _: CallContext) -> Result<AuditPage, WireError> {
         service.audit.list(&self).await.map_err(store_failed)
-    }
-}
-
-impl ServiceOp<Service> for VerifyAudit {
-    async fn run(self, service: Arc<Service>, _: CallContext) -> Result<AuditVerification, WireError> {
-        service.audit.verify().await.map_err(store_failed)
     }
 }

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod auditing;
 pub mod caches;
+pub mod checkpoints;
 pub mod credentials;
 pub mod domain;
 pub mod events;
@@ -17,7 +18,7 @@ pub mod store;
 pub mod types;
 
 use tokio::task::JoinHandle;
-use ttscm_contract::audit::{ListAuditEvents, VerifyAudit};
+use ttscm_contract::audit::{CreateAuditCheckpoint, GetAuditCheckpoint, ListAuditEvents, VerifyAudit};
 use ttscm_contract::credential::*;
 use ttscm_contract::health::CredentialHealth;
 use ttscm_contract::subjects::{CREDENTIAL_CHANGED, CREDENTIAL_QUEUE};
@@ -35,6 +36,7 @@ pub async fn run(
     // Declared before `store::prepare` touches the outbox (see `events::prepare`).
     events::prepare(store).await?;
     store::prepare(store).await?;
+    checkpoints::prepare(store).await?;
     let (events, publisher) = events::Events::new(bus.clone(), store.clone());
     tokio::spawn(publisher.run());
     // Over NATS, audit entries are appended to a JetStream stream and copied into the store.
@@ -45,6 +47,8 @@ pub async fn run(
         events,
         audit,
         caches: std::sync::Arc::new(caches::Caches::default()),
+        checkpoint_every: (settings.audit.checkpoint_secs > 0)
+            .then(|| std::time::Duration::from_secs(settings.audit.checkpoint_secs)),
     };
     let service = std::sync::Arc::new(service);
     Ok(router()
@@ -72,6 +76,8 @@ pub fn router() -> ServiceRouter<service::Service> {
         .op::<DeleteCredentialType>()
         .op::<ListAuditEvents>()
         .op::<VerifyAudit>()
+        .op::<GetAuditCheckpoint>()
+        .op::<CreateAuditCheckpoint>()
         // Events (kept by the events stream), changes announced to the other replicas, and the
         // audit entries on their way through `TTSCM_AUDIT` to the store.
         .publishes(ttscm_contract::subjects::EVENTS_ALL)
@@ -81,6 +87,8 @@ pub fn router() -> ServiceRouter<service::Service> {
         .stream(ttscm_contract::subjects::AUDIT_STREAM, true)
         // Events that could not be published when they happened, retried until delivered.
         .background(|service, shutdown| Box::pin(service.events.clone().drain_outbox_forever(shutdown)))
+        // Signed checkpoints of the audit chain's head while it moves.
+        .background(|service, shutdown| Box::pin(service.checkpoint_forever(shutdown)))
         // Type events from every replica clear this replica's type caches; credential changes
         // announced by every replica (this one included) forget the credential, or for `*` all.
         .listen(TYPE_EVENTS, |service, _| service.caches.clear_types())

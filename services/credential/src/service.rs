@@ -45,6 +45,8 @@ pub struct Service {
     pub audit: AuditLog,
     /// Caches of types and company names.
     pub caches: Arc<Caches>,
+    /// How often the audit chain's head is signed when it moved (`None`: on demand only).
+    pub checkpoint_every: Option<std::time::Duration>,
 }
 
 pub use ttscm_runtime::service::store_failed;

@@ -71,6 +71,8 @@ pub struct Identity {
     pub audit: AuditLog,
     /// How many failed sign-ins are recorded (see [`crate::failures`]).
     pub failures: FailureLimits,
+    /// The bound on pending sign-ins (`TTSCM_IDENTITY__MAX_PENDING_LOGINS`).
+    pub pending_logins: logins::PendingLogins,
 }
 
 /// The bootstrap admins (`TTSCM_IDENTITY__ADMIN_OBJECT_IDS`, `TTSCM_IDENTITY__ADMIN_EMAILS`),
@@ -168,6 +170,7 @@ impl Identity {
             bootstrap: BootstrapAdmins::new(settings),
             audit,
             failures: FailureLimits::new(settings),
+            pending_logins: logins::PendingLogins::new(&settings.identity),
         }
     }
 }
@@ -246,14 +249,15 @@ impl ServiceOp<Identity> for BeginLogin {
         identity.oidc.configured()?;
         let callback_key = logins::new_callback_key();
         let request = identity.oidc.authorize(&callback_key).await?;
-        let expires_at = logins::store_pending(
-            &identity.store,
-            &callback_key,
-            &request.pkce_verifier,
-            &request.nonce,
-        )
-        .await
-        .map_err(store_failed)?;
+        let expires_at = identity
+            .pending_logins
+            .start(
+                &identity.store,
+                &callback_key,
+                &request.pkce_verifier,
+                &request.nonce,
+            )
+            .await?;
         Ok(LoginStart {
             uri: request.url,
             callback_key,

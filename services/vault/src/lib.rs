@@ -12,9 +12,11 @@ pub mod vault;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
+use secrecy::ExposeSecret;
 use ttscm_contract::health::VaultHealth;
 use ttscm_contract::subjects::VAULT_QUEUE;
-use ttscm_contract::vault::{Reseal, Seal, Unseal};
+use ttscm_contract::vault::{GetCheckpointKey, Reseal, Seal, SignAuditHead, Unseal};
+use ttscm_runtime::ed25519::Ed25519Key;
 use ttscm_runtime::router::{ServiceRouter, StartError};
 use ttscm_runtime::{Bus, Settings, Shutdown};
 
@@ -44,9 +46,42 @@ pub async fn run(
         key_file = vault.key_file().map(|p| p.display().to_string()),
         "vault key ring loaded"
     );
+    let checkpoint_key = checkpoint_key(settings).map_err(|error| StartError::Config(error.to_string()))?;
+    tracing::info!(
+        key_id = checkpoint_key.key_id(),
+        public_key = checkpoint_key.public_base64(),
+        "audit checkpoints are signed with this key"
+    );
     Ok(router()
-        .serve(bus, Arc::new(SharedVault::new(vault)), None, shutdown)
+        .serve(
+            bus,
+            Arc::new(SharedVault::new(vault, checkpoint_key)),
+            None,
+            shutdown,
+        )
         .await?)
+}
+
+/// The file holding the embedded mode's generated checkpoint key, inside the data dir.
+pub const CHECKPOINT_KEY_FILE: &str = "vault-checkpoint-key";
+
+/// The key that signs audit checkpoints: `TTSCM_VAULT__CHECKPOINT_KEY`, or — where the key ring
+/// lives in the data dir (embedded mode) — the data dir's, generated on first use. Wherever the
+/// ring comes from settings or the store is MongoDB it is required: every vault replica must
+/// sign with the same key, and verifiers pin its public half.
+pub fn checkpoint_key(settings: &Settings) -> Result<Ed25519Key, ttscm_runtime::ed25519::KeyError> {
+    if let Some(key) = &settings.vault.checkpoint_key {
+        return Ed25519Key::from_base64("TTSCM_VAULT__CHECKPOINT_KEY", key.expose_secret());
+    }
+    if keyring::file_path(settings).is_none() {
+        return Err(ttscm_runtime::ed25519::KeyError(
+            "TTSCM_VAULT__CHECKPOINT_KEY is required where TTSCM_VAULT__KEYS or MongoDB is set (every \
+             vault replica signs audit checkpoints with the same key); generate one with \
+             `ttscm keys checkpoint-key`"
+                .into(),
+        ));
+    }
+    Ed25519Key::load_or_create(&settings.data_dir.join(CHECKPOINT_KEY_FILE))
 }
 
 /// Every operation vault serves (their handlers are in [`vault`]).
@@ -55,6 +90,8 @@ pub fn router() -> ServiceRouter<SharedVault> {
         .op::<Seal>()
         .op::<Unseal>()
         .op::<Reseal>()
+        .op::<SignAuditHead>()
+        .op::<GetCheckpointKey>()
 }
 
 /// Makes a new random key the active one (`ttscm vault rotate`) and returns its kid.

@@ -19,9 +19,15 @@ use std::time::Duration;
 
 // tokio's clock: tests can pause it.
 use tokio::time::Instant;
-use ttscm_contract::vault::{Place, Plaintexts, Reseal, Seal, SealedItem, Unseal};
+use ttscm_contract::audit::AuditCheckpoint;
+use ttscm_contract::vault::{
+    CheckpointKey, GetCheckpointKey, Place, Plaintexts, Reseal, Seal, SealedItem, SignAuditHead, Unseal,
+};
 use ttscm_contract::{ErrorCode, FieldError, WireError};
 use ttscm_runtime::Settings;
+use ttscm_runtime::audit::AuditHead;
+use ttscm_runtime::audit::checkpoint;
+use ttscm_runtime::ed25519::Ed25519Key;
 use ttscm_runtime::service::{CallContext, ServiceOp};
 use zeroize::Zeroize;
 
@@ -292,20 +298,28 @@ fn guarded<T>(work: impl FnOnce() -> Result<T, WireError>) -> Result<T, WireErro
 /// run under this lock in the caller's task — in one process, the credential service's request
 /// task itself — instead of through an actix mailbox on another thread: on the 2-core target a
 /// cross-thread wake-up and the reply's wake-up back cost more than the work.
+///
+/// The audit-checkpoint key sits beside it, outside the lock: it never changes while running.
 #[derive(Debug)]
-pub struct SharedVault(parking_lot::Mutex<Vault>);
+pub struct SharedVault {
+    vault: parking_lot::Mutex<Vault>,
+    checkpoint_key: Ed25519Key,
+}
 
 impl SharedVault {
-    /// Shares `vault` with the handlers.
-    pub fn new(vault: Vault) -> Self {
-        Self(parking_lot::Mutex::new(vault))
+    /// Shares `vault` and the key that signs audit checkpoints with the handlers.
+    pub fn new(vault: Vault, checkpoint_key: Ed25519Key) -> Self {
+        Self {
+            vault: parking_lot::Mutex::new(vault),
+            checkpoint_key,
+        }
     }
 
     fn with<T>(&self, work: impl FnOnce(&mut Vault) -> Result<T, WireError>) -> Result<T, WireError> {
         // A panic inside `work` is answered as a 500 by `guarded` before the lock is released,
         // and leaves the ring as it was (handlers only replace it whole); the lock does not
         // poison.
-        let mut vault = self.0.lock();
+        let mut vault = self.vault.lock();
         guarded(|| work(&mut vault))
     }
 }
@@ -332,6 +346,43 @@ impl ServiceOp<SharedVault> for Unseal {
 impl ServiceOp<SharedVault> for Reseal {
     async fn run(self, vault: Arc<SharedVault>, _: CallContext) -> Result<Vec<String>, WireError> {
         vault.with(|vault| vault.reseal(&self))
+    }
+}
+
+/// Signs a head of the audit chain with the checkpoint key. Vault cannot read the log (it has
+/// no store): it vouches that the credential service, the only caller the mesh lets ask, showed
+/// it this head at this time.
+impl ServiceOp<SharedVault> for SignAuditHead {
+    async fn run(self, vault: Arc<SharedVault>, _: CallContext) -> Result<AuditCheckpoint, WireError> {
+        if self.seq == 0 || !checkpoint::is_entry_hash(&self.hash) {
+            return Err(WireError::new(
+                ErrorCode::Validation,
+                "A head is a sequence number from 1 and a hash of 64 hex digits",
+            ));
+        }
+        let signed = checkpoint::sign(
+            &vault.checkpoint_key,
+            &AuditHead {
+                seq: self.seq,
+                hash: self.hash,
+            },
+        );
+        tracing::debug!(
+            seq = signed.seq,
+            key_id = signed.key_id,
+            "signed an audit checkpoint"
+        );
+        Ok(signed)
+    }
+}
+
+/// The checkpoint key's public half.
+impl ServiceOp<SharedVault> for GetCheckpointKey {
+    async fn run(self, vault: Arc<SharedVault>, _: CallContext) -> Result<CheckpointKey, WireError> {
+        Ok(CheckpointKey {
+            key_id: vault.checkpoint_key.key_id(),
+            public_key: vault.checkpoint_key.public_base64(),
+        })
     }
 }
 

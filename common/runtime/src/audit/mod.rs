@@ -33,14 +33,14 @@
 //! a short random pause, for up to 3 s. A leader dropped mid-write (bus handlers run to the end,
 //! so it never is) still hands the lead on, and the next leader reloads the head.
 //!
-//! **Signed checkpoints** (not built yet): a checkpoint is an [`AuditHead`] signed by a key the
-//! verifier trusts, stored beside the log (e.g. a `TTSCM_AUDIT_CHECKPOINTS` stream or an
-//! `audit_checkpoints` collection/file, one small record per N entries or per minute).
-//! [`AuditLog::verify_from`] is where they plug in: verifying from a trusted checkpoint checks
-//! the entries after it only, and an exporter reads them with [`AuditLog::scan`] from the
-//! checkpoint's `seq + 1`. Signing needs nothing from the chain but its head.
+//! **Signed checkpoints** ([`checkpoint`]): a head signed by vault's checkpoint key.
+//! [`AuditLog::verify_against`] checks the chain and the log against one (truncated before it,
+//! rewritten at it); [`checkpoint::verify_lines`] does the same offline for an exported log.
+//! Where checkpoints are kept and when they are made is the audit log owner's business (the
+//! credential service: `audit_checkpoints`, and the `audit.checkpoint` event).
 
 mod chain;
+pub mod checkpoint;
 pub mod journal;
 mod mongo;
 mod record;
@@ -65,6 +65,7 @@ use crate::bus::Bus;
 use crate::retry::Backoff;
 use crate::store::{Store, StoreError};
 use chain::{AuditEntryText, chain};
+use checkpoint::{ChainCheck, CheckAgainst};
 use stream::{AppendError, AppendPoint};
 
 /// The MongoDB collection holding the audit log.
@@ -565,44 +566,56 @@ impl AuditLog {
     /// Checks every entry's hash and link, in sequence order, from the first; waits for
     /// [`Self::settled`] first.
     pub async fn verify(&self) -> Result<AuditVerification, StoreError> {
-        self.verify_from(None).await
+        self.verify_against(None).await
     }
 
-    /// Checks every entry after `checkpoint` (a head trusted because it was signed — see the
-    /// module docs — or from the first entry when `None`), in sequence order; waits for
-    /// [`Self::settled`] first. `entries` counts the entries checked.
+    /// Checks every entry's hash and link from the first and, when given, the log against a
+    /// signed checkpoint (truncated before it, or rewritten at it: see [`checkpoint`]); waits
+    /// for [`Self::settled`] first.
+    pub async fn verify_against(
+        &self,
+        against: Option<&CheckAgainst>,
+    ) -> Result<AuditVerification, StoreError> {
+        let check = self.check_chain(ChainCheck::default()).await?;
+        let Some(against) = against else {
+            return Ok(check.finish(None));
+        };
+        let seq = against.checkpoint.head.seq;
+        let there = self.inner.storage.read_from(seq, 1).await?;
+        let hash_there = match there.first() {
+            Some((at, entry)) if *at == seq => {
+                Some(entry.as_ref().map_or_else(String::new, |e| e.hash.clone()))
+            }
+            _ => None,
+        };
+        Ok(check.finish(Some((against, hash_there.as_deref()))))
+    }
+
+    /// Checks every entry after `checkpoint` (a head trusted because it was signed, or from the
+    /// first entry when `None`), in sequence order; waits for [`Self::settled`] first.
+    /// `entries` counts the entries checked.
     pub async fn verify_from(&self, checkpoint: Option<&AuditHead>) -> Result<AuditVerification, StoreError> {
+        let start = checkpoint.map_or_else(ChainCheck::default, ChainCheck::after);
+        Ok(self.check_chain(start).await?.finish(None))
+    }
+
+    /// Feeds `check` the stored entries from its next `seq` on, until the end or a break.
+    async fn check_chain(&self, mut check: ChainCheck) -> Result<ChainCheck, StoreError> {
         self.settled().await?;
-        let start = checkpoint.cloned().unwrap_or_else(AuditHead::genesis);
-        let mut expected_seq = start.seq + 1;
-        let mut expected_prev = start.hash;
-        let mut checked = 0u64;
         loop {
             // By key (seq ≥ the next expected), not by offset: each batch is one seek.
-            let batch = self.inner.storage.read_from(expected_seq, VERIFY_BATCH).await?;
+            let batch = self
+                .inner
+                .storage
+                .read_from(check.next_seq(), VERIFY_BATCH)
+                .await?;
             if batch.is_empty() {
-                return Ok(AuditVerification {
-                    valid: true,
-                    entries: checked,
-                    first_broken_seq: None,
-                });
+                return Ok(check);
             }
-            for (seq, entry) in batch {
-                checked += 1;
-                let intact = entry.is_some_and(|e| {
-                    e.seq == expected_seq && e.prev_hash == expected_prev && entry_hash(&e) == e.hash && {
-                        expected_prev = e.hash;
-                        true
-                    }
-                });
-                if !intact {
-                    return Ok(AuditVerification {
-                        valid: false,
-                        entries: checked,
-                        first_broken_seq: Some(seq.max(expected_seq)),
-                    });
+            for (seq, entry) in &batch {
+                if !check.feed(*seq, entry.as_ref()) {
+                    return Ok(check);
                 }
-                expected_seq += 1;
             }
         }
     }
