@@ -227,6 +227,18 @@ async fn code_flow_delivers_tokens_on_the_websocket(mode: Mode) {
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["errors"][0]["path"], json!(["image"]));
+    // A name that would spoof log lines or audit entries: control and bidi-override characters.
+    for spoof in [
+        "Alice\nsigned_in admin",
+        "Alice\u{1b}[2K",
+        "Alice\u{202e}nimda",
+        "Al\u{0}ice",
+    ] {
+        let (status, body) = app.patch("/v1/user/@me", &access, &json!({"name": spoof})).await;
+        assert_eq!(status, 400, "{spoof:?}: {body}");
+        assert_eq!(body["errors"][0]["path"], json!(["name"]));
+    }
+    assert_eq!(me(&app, &access).await.1["data"]["name"], "Alice Smith");
 
     // Rotation: a new pair, the old refresh token is spent.
     let (status, body) = refresh(&app, &refresh_1).await;
@@ -568,7 +580,243 @@ async fn token_bearing_responses_are_not_cached(mode: Mode) {
     assert_eq!(cache_control(&refreshed).as_deref(), Some("no-store"), "refresh");
 }
 
+/// A client without the sign-in's cookie: the phished person's browser.
+fn stranger() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// GETs `location` (the provider's redirect back) on `base` as `client`: status and page.
+async fn redirect_as(client: &reqwest::Client, base: &str, location: &str) -> (u16, String) {
+    let url = url::Url::parse(location).expect("a URL");
+    let response = client
+        .get(format!(
+            "{base}{}?{}",
+            url.path(),
+            url.query().unwrap_or_default()
+        ))
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+/// Asserts nothing arrives on `socket` for a second (what a phisher's socket gets).
+async fn assert_silent(socket: &mut Socket) {
+    let next = tokio::time::timeout(Duration::from_secs(1), socket.next()).await;
+    assert!(next.is_err(), "the socket got {next:?}");
+}
+
+/// The phishing scenario: someone starts a sign-in, opens its socket and sends the `uri` to a
+/// person signed in at the provider. The person completes it; the redirect, without the
+/// starting browser's cookie, is refused with a page saying why, and the socket gets nothing.
+/// The client that started it, with its cookie, still signs in.
+async fn a_phished_sign_in_gives_the_phisher_nothing(mode: Mode) {
+    let app = spawn_app_with_sign_in(mode, |_| {}).await;
+    let sessions_before = session_count(&app).await;
+    let (uri, key) = start_sign_in(&app, &app.address).await;
+    let mut phisher = open_socket(&app.address, &key).await;
+    let location = oidc::sign_in(&uri, "alice").await;
+    let (status, page) = redirect_as(&stranger(), &app.address, &location).await;
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("started by another browser or app"), "{page}");
+    assert!(!page.contains("window.close()"), "{page}");
+    assert_silent(&mut phisher).await;
+    assert_eq!(
+        session_count(&app).await,
+        sessions_before,
+        "no session was started"
+    );
+    // The state is spent: the phisher cannot finish it with its own cookie either.
+    let (status, _) = follow_redirect(&app, &location, &app.address, true).await;
+    assert_eq!(status, 400);
+    // A fresh sign-in by the browser that started it still works.
+    let (uri, key) = start_sign_in(&app, &app.address).await;
+    let mut socket = open_socket(&app.address, &key).await;
+    let location = oidc::sign_in(&uri, "alice").await;
+    let (status, page) = follow_redirect(&app, &location, &app.address, false).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(next_json(&mut socket).await["type"], "authenticated");
+}
+
+/// The cookie `/auth/uri` sets: HttpOnly, SameSite=Lax, scoped to the sign-in routes, and one
+/// value per browser across its sign-ins.
+async fn the_sign_in_cookie_is_http_only_and_kept_per_browser(mode: Mode) {
+    let app = spawn_app_with_sign_in(mode, |_| {}).await;
+    let client = stranger();
+    let first = client
+        .get(format!("{}/v1/auth/uri", app.address))
+        .send()
+        .await
+        .expect("sent");
+    let cookie = first
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("a cookie")
+        .to_owned();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/v1/auth", "Max-Age=600"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "http public URL: {cookie}");
+    let value = cookie.split(';').next().expect("name=value").to_owned();
+    let again = client
+        .get(format!("{}/v1/auth/uri", app.address))
+        .header("cookie", &value)
+        .send()
+        .await
+        .expect("sent");
+    let kept = again
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("renewed");
+    assert!(kept.starts_with(&value), "the same value is kept: {kept}");
+}
+
+/// One socket waits per callback key, across edge replicas: a second is refused while the
+/// first holds the claim, and may wait once it closes.
+async fn one_socket_waits_per_sign_in(mode: Mode) {
+    let app = spawn_app_with_sign_in(mode, |_| {}).await;
+    let (uri, key) = start_sign_in(&app, &app.address).await;
+    let mut first = open_socket(&app.address, &key).await;
+    let mut second = connect_socket(&app.address, &key).await;
+    let refused = next_json(&mut second).await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["status"], 409, "{refused}");
+    expect_closed(&mut second).await;
+    first.close(None).await.expect("closed");
+    let mut third = ttscm_testkit::eventually(Duration::from_secs(5), || async {
+        let mut socket = connect_socket(&app.address, &key).await;
+        (next_json(&mut socket).await["type"] == "waiting").then_some(socket)
+    })
+    .await
+    .expect("the claim is given up when its socket closes");
+    let location = oidc::sign_in(&uri, "bob").await;
+    let (status, _) = follow_redirect(&app, &location, &app.address, false).await;
+    assert_eq!(status, 200);
+    assert_eq!(next_json(&mut third).await["type"], "authenticated");
+}
+
+/// A native app (enabled by the operator): the provider is asked to let the person pick the
+/// account, and the redirect page asks them to confirm the named client before anything is
+/// finished; the socket gets the tokens only after that.
+async fn a_native_sign_in_is_confirmed_by_the_person(mode: Mode) {
+    let app = spawn_app_with_sign_in(mode, |s| s.edge.native_clients = true).await;
+    let (status, body) = app
+        .get("/v1/auth/uri?binding=native&client=TTSCM%20Desktop", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let uri = body["data"]["uri"].as_str().expect("uri").to_owned();
+    let key = body["data"]["callbackKey"].as_str().expect("key").to_owned();
+    assert!(uri.contains("prompt=select_account"), "{uri}");
+    let url = format!(
+        "{}/v1/auth/ws?callbackKey={key}",
+        app.address.replace("http://", "ws://")
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("a native socket opens");
+    assert_eq!(next_json(&mut socket).await["type"], "waiting");
+    let location = oidc::sign_in(&uri, "carol").await;
+    let browser = stranger();
+    let (status, page) = redirect_as(&browser, &app.address, &location).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Sign in to TTSCM Desktop?"), "{page}");
+    assert!(page.contains("name=\"confirm\" value=\"yes\""), "{page}");
+    assert_silent(&mut socket).await;
+    let (status, page) = redirect_as(&browser, &app.address, &format!("{location}&confirm=yes")).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(next_json(&mut socket).await["type"], "authenticated");
+    // Bad requests: no client name, unknown binding.
+    assert_eq!(app.get_status("/v1/auth/uri?binding=native", None).await, 400);
+    assert_eq!(
+        app.get_status("/v1/auth/uri?binding=carrier-pigeon", None).await,
+        400
+    );
+}
+
+async fn native_sign_ins_need_the_operator(mode: Mode) {
+    let app = spawn_app_with_sign_in(mode, |_| {}).await;
+    let (status, body) = app.get("/v1/auth/uri?binding=native&client=App", None).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("TTSCM_EDGE__NATIVE_CLIENTS"))
+    );
+}
+
+/// A page on another allowed origin (third-party cookies blocked): the redirect page hands a
+/// one-time code to its opener on that origin only, and the socket releases the tokens only
+/// for that code. A phisher's socket, without the code, gets nothing.
+async fn an_opener_sign_in_releases_tokens_for_the_code_only(mode: Mode) {
+    const APP: &str = "https://app.example.com";
+    let app = spawn_app_with_sign_in(mode, |s| s.edge.sign_in_origins = vec![APP.into()]).await;
+    let start = |origin: &'static str| {
+        let app = &app;
+        async move {
+            let response = stranger()
+                .get(format!("{}/v1/auth/uri?binding=opener", app.address))
+                .header("origin", origin)
+                .send()
+                .await
+                .expect("sent");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("json"))
+        }
+    };
+    assert_eq!(start("https://evil.example.com").await.0, 403);
+    for (code_sent, expected) in [(false, "error"), (true, "authenticated")] {
+        let (status, body) = start(APP).await;
+        assert_eq!(status, 200, "{body}");
+        let (uri, key) = (
+            body["data"]["uri"].as_str().expect("uri").to_owned(),
+            body["data"]["callbackKey"].as_str().expect("key").to_owned(),
+        );
+        let url = format!(
+            "{}/v1/auth/ws?callbackKey={key}",
+            app.address.replace("http://", "ws://")
+        );
+        let (mut socket, _) = tokio_tungstenite::connect_async(from_page_of(APP, &url))
+            .await
+            .expect("opens");
+        assert_eq!(next_json(&mut socket).await["type"], "waiting");
+        let location = oidc::sign_in(&uri, "dave").await;
+        let (status, page) = redirect_as(&stranger(), &app.address, &location).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(
+            page.contains(&format!("\"{APP}\")")),
+            "posted to the app's origin only: {page}"
+        );
+        let code = page
+            .split("code:\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("the page hands a code to its opener")
+            .to_owned();
+        let asked = next_json(&mut socket).await;
+        assert_eq!(asked["type"], "code_required", "{asked}");
+        let sent = if code_sent { code } else { "a-guess".to_owned() };
+        socket
+            .send(Message::text(json!({"code": sent}).to_string()))
+            .await
+            .expect("sent");
+        let outcome = next_json(&mut socket).await;
+        assert_eq!(outcome["type"], expected, "{outcome}");
+    }
+}
+
 both_modes!(
+    a_phished_sign_in_gives_the_phisher_nothing,
+    the_sign_in_cookie_is_http_only_and_kept_per_browser,
+    one_socket_waits_per_sign_in,
+    a_native_sign_in_is_confirmed_by_the_person,
+    native_sign_ins_need_the_operator,
+    an_opener_sign_in_releases_tokens_for_the_code_only,
     the_callback_key_may_be_the_sockets_first_message,
     token_bearing_responses_are_not_cached,
     code_flow_delivers_tokens_on_the_websocket,

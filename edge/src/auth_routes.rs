@@ -14,7 +14,24 @@
 //! **Delivery across replicas**: the WebSocket's edge serves the bus subject
 //! `ttscm.edge.v1.login.<sha256(callbackKey)>`; the edge that receives the redirect sends the
 //! outcome there as a request, so it reaches whichever replica holds the socket, and the
-//! redirect page knows whether anyone was waiting.
+//! redirect page knows whether anyone was waiting. One socket waits per callback key: it claims
+//! the pending login in identity (a second socket, on any replica, gets 409) and gives the claim
+//! up when it closes.
+//!
+//! **Bound to the client that started it** (so a phisher who sends someone the `uri` gets
+//! nothing), by the client's kind, chosen with `/auth/uri?binding=…`:
+//! - `cookie` (the default; a browser on the edge's site): `/auth/uri` sets the HttpOnly,
+//!   `SameSite=Lax` cookie `ttscm_sign_in` (a browser keeps one value for all its sign-ins),
+//!   identity keeps its hash with the pending login, and the redirect must carry it. Without it
+//!   the redirect answers 403 with a page saying why, and the socket gets nothing.
+//! - `opener` (a page on another allow-listed origin, where third-party cookies are blocked):
+//!   the redirect page hands a one-time completion code to its `window.opener`, by
+//!   `postMessage` to that origin only; the socket, told `{"type":"code_required"}`, releases
+//!   the tokens only for that code (sent as its next message, within a minute).
+//! - `native` (an app that opened the system browser; only with `TTSCM_EDGE__NATIVE_CLIENTS`):
+//!   the provider is asked to let the person pick the account (`prompt=select_account`) and the
+//!   redirect page asks them to confirm they are signing in to the named client before anything
+//!   is finished.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +39,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use ttscm_contract::identity::{CheckLogin, CompleteLogin, Logout, SignedIn};
+use ttscm_contract::FieldError;
+use ttscm_contract::identity::{
+    BeginLogin, CheckLogin, CompleteLogin, DescribeLogin, LoginBinding, Logout, ReleaseLogin, SignedIn,
+};
 use ttscm_contract::subjects::EDGE_LOGIN_DELIVERY_PREFIX;
 use ttscm_contract::{ErrorCode, WireError};
 use ttscm_runtime::Headers;
@@ -47,6 +67,117 @@ const DELIVERY_DEADLINE: Duration = Duration::from_secs(3);
 const FIRST_MESSAGE_DEADLINE: Duration = Duration::from_secs(10);
 /// Longest accepted refresh token.
 const MAX_REFRESH_TOKEN_LEN: usize = 256;
+/// The cookie binding a browser's sign-ins to it.
+const COOKIE: &str = "ttscm_sign_in";
+/// How long the cookie lives (a pending sign-in's lifetime).
+const COOKIE_MAX_AGE_SECS: u32 = 600;
+/// How long a socket waits for the completion code of an opener-bound sign-in.
+const CODE_DEADLINE: Duration = Duration::from_secs(60);
+/// Longest client name a native sign-in may show.
+const MAX_CLIENT_NAME: usize = 60;
+
+/// A new random value (256 bits, base64url): a cookie's value, a completion code, a socket id.
+fn random_token() -> String {
+    base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ttscm_runtime::ids::random_bytes::<32>(),
+    )
+}
+
+/// The sign-in cookie's value in a `Cookie` header, if plausible.
+fn cookie_value(header: Option<&str>) -> Option<String> {
+    header?
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.trim().to_owned())
+        .filter(|value| plausible_key(value))
+}
+
+/// The `Set-Cookie` value for `value`.
+fn set_cookie(value: &str, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={value}; Path=/v1/auth; Max-Age={COOKIE_MAX_AGE_SECS}; HttpOnly; SameSite=Lax{secure}"
+    ))
+    .expect("a base64url value makes a valid header")
+}
+
+fn forbidden(message: &str) -> WireError {
+    WireError::new(ErrorCode::Forbidden, message)
+}
+
+/// `GET /v1/auth/uri[?binding=cookie|opener|native&client=…]`: starts a sign-in bound to the
+/// client asking (see the module documentation); the cookie binding sets its cookie.
+pub(crate) async fn begin(
+    ctx: RequestCtx,
+    route: &'static RouteSpec,
+    input: Input,
+) -> Result<Response, WireError> {
+    let state = &ctx.state;
+    let (cookie, origin) = (
+        input.headers.first().cloned().flatten(),
+        input.headers.get(1).cloned().flatten(),
+    );
+    let mut cookie_to_set = None;
+    let binding = match input.query.get("binding").map(String::as_str) {
+        None | Some("cookie") => {
+            // One value per browser, kept while it signs in (several tabs may sign in at once).
+            let value = cookie_value(cookie.as_deref()).unwrap_or_else(random_token);
+            let hash = sha256_hex(&value);
+            cookie_to_set = Some(value);
+            LoginBinding::Cookie { hash }
+        }
+        Some("opener") => {
+            let origin = origin
+                .as_deref()
+                .filter(|o| state.limits.origin_allowed(Some(o)))
+                .and_then(crate::limits::origin_of)
+                .ok_or_else(|| {
+                    forbidden(
+                        "An opener-bound sign-in needs a page origin the server allows (TTSCM_EDGE__SIGN_IN_ORIGINS)",
+                    )
+                })?;
+            LoginBinding::Opener { origin }
+        }
+        Some("native") => {
+            if !state.limits.native_clients() {
+                return Err(forbidden(
+                    "Native clients are not enabled on this server (TTSCM_EDGE__NATIVE_CLIENTS)",
+                ));
+            }
+            let client = input.query.get("client").map(|c| c.trim()).unwrap_or_default();
+            if client.is_empty()
+                || client.chars().count() > MAX_CLIENT_NAME
+                || client.chars().any(|c| c.is_control())
+            {
+                return Err(WireError::validation(vec![FieldError::new(
+                    vec![json!("client")],
+                    format!(
+                        "A native sign-in names its client: 1 to {MAX_CLIENT_NAME} characters, no control characters"
+                    ),
+                )]));
+            }
+            LoginBinding::Native {
+                client: client.to_owned(),
+            }
+        }
+        Some(_) => {
+            return Err(WireError::validation(vec![FieldError::new(
+                vec![json!("binding")],
+                "binding is cookie, opener or native",
+            )]));
+        }
+    };
+    let started = ctx.call(&BeginLogin { binding }).await?;
+    let mut response = envelope::success(route.status, route.message, &started);
+    if let Some(value) = cookie_to_set {
+        response
+            .headers_mut()
+            .append("set-cookie", set_cookie(&value, state.secure_cookies));
+    }
+    Ok(response)
+}
 
 fn delivery_subject(callback_key: &str) -> String {
     format!("{EDGE_LOGIN_DELIVERY_PREFIX}.{}", sha256_hex(callback_key))
@@ -162,7 +293,7 @@ async fn wait_for_sign_in(socket: WebSocket, state: Arc<EdgeState>, key: String)
         return;
     }
     // Listen first, then check: an outcome arriving in between is not lost.
-    let mut deliveries = match state.client.bus().serve(&delivery_subject(&key), WS_QUEUE).await {
+    let deliveries = match state.client.bus().serve(&delivery_subject(&key), WS_QUEUE).await {
         Ok(requests) => requests,
         Err(error) => {
             tracing::warn!(%error, "cannot listen for a sign-in");
@@ -173,12 +304,14 @@ async fn wait_for_sign_in(socket: WebSocket, state: Arc<EdgeState>, key: String)
         }
     };
     let ctx = ttscm_runtime::service::CallContext::new(None);
+    let waiter = random_token();
     let pending = match state
         .client
         .call(
             &ctx,
             &CheckLogin {
                 callback_key: key.clone(),
+                waiter: waiter.clone(),
             },
         )
         .await
@@ -190,14 +323,43 @@ async fn wait_for_sign_in(socket: WebSocket, state: Arc<EdgeState>, key: String)
             return;
         }
     };
+    serve_claimed(&mut tx, &mut rx, &state, deliveries, &pending.expires_at).await;
+    let _ = tx.close().await;
+    // Give the claim up, so the client may wait again from another socket (after a delivery
+    // the sign-in is consumed and this changes nothing).
+    let release = ReleaseLogin {
+        callback_key: key,
+        waiter,
+    };
+    if let Err(error) = state.client.call(&ctx, &release).await {
+        tracing::debug!(
+            message = error.message,
+            "could not give up a sign-in claim; it ends with the sign-in"
+        );
+    }
+}
+
+type SocketTx = futures_util::stream::SplitSink<WebSocket, Message>;
+type SocketRx = futures_util::stream::SplitStream<WebSocket>;
+
+/// Waits, holding the claim, for the outcome of the sign-in (until `expires_at`) and hands it to
+/// the socket (an opener-bound one only for its completion code).
+async fn serve_claimed(
+    tx: &mut SocketTx,
+    rx: &mut SocketRx,
+    state: &Arc<EdgeState>,
+    mut deliveries: ttscm_runtime::bus::Requests,
+    expires_at: &str,
+) {
+    let send = |value: Value| Message::text(value.to_string());
     if tx
-        .send(send(json!({"type": "waiting", "expiresAt": pending.expires_at})))
+        .send(send(json!({"type": "waiting", "expiresAt": expires_at})))
         .await
         .is_err()
     {
         return;
     }
-    let left = ttscm_runtime::clock::parse_iso(&pending.expires_at)
+    let left = ttscm_runtime::clock::parse_iso(expires_at)
         .map(|at| at - time::OffsetDateTime::now_utc())
         .and_then(|d| Duration::try_from(d).ok())
         .unwrap_or(Duration::from_secs(600));
@@ -207,10 +369,21 @@ async fn wait_for_sign_in(socket: WebSocket, state: Arc<EdgeState>, key: String)
         tokio::select! {
             request = deliveries.next() => {
                 let Some(request) = request else { break };
-                let message = String::from_utf8_lossy(&request.payload).into_owned();
-                let delivered = tx.send(Message::text(message)).await.is_ok();
+                let delivery: Value = serde_json::from_slice(&request.payload).unwrap_or(Value::Null);
+                let code_hash = delivery["codeHash"].as_str().map(str::to_owned);
+                let outcome = delivery["outcome"].clone();
+                let delivered = match &code_hash {
+                    None => tx.send(send(outcome.clone())).await.is_ok(),
+                    Some(_) => tx
+                        .send(send(json!({"type": "code_required", "expiresIn": CODE_DEADLINE.as_secs()})))
+                        .await
+                        .is_ok(),
+                };
                 let ack = if delivered { "delivered" } else { "gone" };
                 let _ = request.respond(Headers::new(), Bytes::from_static(ack.as_bytes())).await;
+                if let Some(hash) = code_hash {
+                    release_for_code(tx, rx, &hash, outcome).await;
+                }
                 break;
             }
             incoming = rx.next() => {
@@ -232,7 +405,29 @@ async fn wait_for_sign_in(socket: WebSocket, state: Arc<EdgeState>, key: String)
             }
         }
     }
-    let _ = tx.close().await;
+}
+
+/// Sends `outcome` once the socket sends the completion code whose SHA-256 is `hash` (bare or
+/// `{"code": …}`, within [`CODE_DEADLINE`]); anything else ends the sign-in with an error.
+async fn release_for_code(tx: &mut SocketTx, rx: &mut SocketRx, hash: &str, outcome: Value) {
+    let send = |value: Value| Message::text(value.to_string());
+    let code = match tokio::time::timeout(CODE_DEADLINE, rx.next()).await {
+        Ok(Some(Ok(message))) => message.to_str().map(|text| {
+            let text = text.trim();
+            serde_json::from_str::<Value>(text)
+                .ok()
+                .and_then(|v| v.get("code").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| text.to_owned())
+        }),
+        _ => Ok(String::new()),
+    }
+    .unwrap_or_default();
+    if !code.is_empty() && sha256_hex(&code) == hash {
+        let _ = tx.send(send(outcome)).await;
+    } else {
+        let error = forbidden("The completion code is missing or wrong; please sign in again");
+        let _ = tx.send(send(error_message(&error))).await;
+    }
 }
 
 /// `GET /v1/auth/redirect`: finishes the sign-in, delivers the outcome to the waiting socket,
@@ -244,38 +439,107 @@ pub(crate) async fn redirect(
 ) -> Result<Response, WireError> {
     let state = &ctx.state;
     let mut query = input.query;
-    let wants_json = input.header.is_some_and(|a| a.contains("application/json"));
+    let wants_json = input
+        .headers
+        .first()
+        .and_then(Option::as_deref)
+        .is_some_and(|a| a.contains("application/json"));
+    let cookie = cookie_value(input.headers.get(1).and_then(Option::as_deref));
     let Some(key) = query.remove("state").filter(|s| plausible_key(s)) else {
         let error = WireError::new(ErrorCode::Validation, "The redirect carries no valid state");
-        return Ok(page_or_json(route, wants_json, Err(&error), false));
+        return Ok(page_or_json(route, wants_json, Err(&error), Handover::Nobody));
     };
+    let confirmed = query.remove("confirm").as_deref() == Some("yes");
+    let code = query.remove("code");
+    // A native sign-in is finished only once the person confirms the client it is for.
+    if !confirmed
+        && let Some(code) = &code
+        && let Ok(LoginBinding::Native { client }) = state
+            .client
+            .call(&ctx.call, &DescribeLogin { state: key.clone() })
+            .await
+    {
+        return Ok(confirmation_page(&client, &key, code));
+    }
     let op = CompleteLogin {
         state: key.clone(),
-        code: query.remove("code"),
+        code,
         error: query.remove("error"),
         error_description: query.remove("error_description"),
+        cookie_hash: cookie.as_deref().map(sha256_hex),
+        confirmed,
     };
-    let outcome = state
+    let completed = state
         .client
         .call_with_timeout(&ctx.call, &op, COMPLETE_DEADLINE)
         .await;
-    let payload = Bytes::from(outcome_message(&outcome).to_string());
+    if let Err(error) = &completed
+        && error.code == ErrorCode::Forbidden
+    {
+        // Finished by another client than the one that started it: the waiting socket (maybe
+        // a phisher's) gets nothing.
+        return Ok(page_or_json(route, wants_json, Err(error), Handover::Nobody));
+    }
+    let opener = completed
+        .as_ref()
+        .ok()
+        .and_then(|c| c.opener_origin.clone())
+        .map(|origin| (origin, random_token()));
+    let outcome = completed.map(|c| c.signed_in);
+    let delivery = json!({
+        "outcome": outcome_message(&outcome),
+        "codeHash": opener.as_ref().map(|(_, code)| sha256_hex(code)),
+    });
     let delivered = matches!(
         state
             .client
             .bus()
-            .request(&delivery_subject(&key), Headers::new(), payload, DELIVERY_DEADLINE)
+            .request(&delivery_subject(&key), Headers::new(), Bytes::from(delivery.to_string()), DELIVERY_DEADLINE)
             .await,
         Ok(reply) if reply.payload.as_ref() == b"delivered"
     );
-    Ok(page_or_json(route, wants_json, outcome.as_ref(), delivered))
+    let handover = match (delivered, opener) {
+        (false, _) => Handover::Nobody,
+        (true, None) => Handover::Socket,
+        (true, Some((origin, code))) => Handover::Opener { origin, code },
+    };
+    Ok(page_or_json(route, wants_json, outcome.as_ref(), handover))
+}
+
+/// Where a finished sign-in went.
+enum Handover {
+    /// Nobody was waiting (or nothing is handed over).
+    Nobody,
+    /// To the waiting socket.
+    Socket,
+    /// To the waiting socket, once the page that opened this window passes on `code`.
+    Opener { origin: String, code: String },
+}
+
+/// The page asking the person to confirm a native client's sign-in before it is finished.
+fn confirmation_page(client: &str, key: &str, code: &str) -> Response {
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>TTSCM — Confirm sign-in</title>\
+         <meta name=\"viewport\" content=\"width=device-width\">\
+         <style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}}\
+         h1{{font-size:1.4rem}}</style></head><body><h1>Sign in to {client}?</h1>\
+         <p id=\"message\">You are signing in to TTSCM in the app <strong>{client}</strong>. Continue only if you \
+         started this sign-in from {client} on this device just now. If someone sent you this link, close this window.</p>\
+         <form method=\"get\" action=\"/v1/auth/redirect\"><input type=\"hidden\" name=\"state\" value=\"{key}\">\
+         <input type=\"hidden\" name=\"code\" value=\"{code}\"><input type=\"hidden\" name=\"confirm\" value=\"yes\">\
+         <button type=\"submit\" id=\"confirm\">Yes, sign in to {client}</button></form></body></html>",
+        client = escape(client),
+        key = escape(key),
+        code = escape(code),
+    );
+    html_response(StatusCode::OK, body)
 }
 
 fn page_or_json(
     route: &RouteSpec,
     wants_json: bool,
     outcome: Result<&SignedIn, &WireError>,
-    delivered: bool,
+    handover: Handover,
 ) -> Response {
     if wants_json {
         return match outcome {
@@ -283,20 +547,33 @@ fn page_or_json(
             Err(error) => crate::error::error_response(error),
         };
     }
-    let (status, title, text, close) = match outcome {
-        Ok(_) if delivered => (
+    let (status, title, text, close) = match (outcome, &handover) {
+        (Ok(_), Handover::Opener { origin, code }) => {
+            let script = format!(
+                "<script>(function(){{if(window.opener){{window.opener.postMessage({{type:\"ttscm-sign-in-code\",code:{}}},{});}}window.close();}})();</script>",
+                script_string(code),
+                script_string(origin),
+            );
+            return html_page(
+                StatusCode::OK,
+                "Signed in",
+                "You are signed in to TTSCM. This window closes by itself; if it stays open, you can close it.",
+                &script,
+            );
+        }
+        (Ok(_), Handover::Socket) => (
             StatusCode::OK,
             "Signed in",
             "You are signed in to TTSCM. This window closes by itself; if it stays open, you can close it.".to_owned(),
             true,
         ),
-        Ok(_) => (
+        (Ok(_), Handover::Nobody) => (
             StatusCode::OK,
             "Signed in, but nobody was waiting",
             "You are signed in, but no TTSCM window was waiting for this sign-in. Close this window and start the sign-in again from TTSCM.".to_owned(),
             false,
         ),
-        Err(error) => (
+        (Err(error), _) => (
             status_of(error.code),
             "Sign-in failed",
             format!(
@@ -307,7 +584,19 @@ fn page_or_json(
             false,
         ),
     };
-    html_page(status, title, &text, close)
+    let script = if close {
+        "<script>window.close();</script>"
+    } else {
+        ""
+    };
+    html_page(status, title, &text, script)
+}
+
+/// `text` as a JavaScript string literal safe inside a `<script>` element.
+fn script_string(text: &str) -> String {
+    serde_json::to_string(text)
+        .expect("strings serialize")
+        .replace('<', "\\u003c")
 }
 
 fn escape(text: &str) -> String {
@@ -318,12 +607,7 @@ fn escape(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn html_page(status: StatusCode, title: &str, text: &str, close: bool) -> Response {
-    let script = if close {
-        "<script>window.close();</script>"
-    } else {
-        ""
-    };
+fn html_page(status: StatusCode, title: &str, text: &str, script: &str) -> Response {
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>TTSCM — {title}</title>\
          <meta name=\"viewport\" content=\"width=device-width\">\
@@ -332,6 +616,12 @@ fn html_page(status: StatusCode, title: &str, text: &str, close: bool) -> Respon
         title = escape(title),
         text = escape(text),
     );
+    html_response(status, body)
+}
+
+/// An HTML answer with the sign-in pages' headers: no caching, no referrer, a CSP allowing
+/// only their own inline script and style, never framed.
+fn html_response(status: StatusCode, body: String) -> Response {
     let mut response = Response::new(body.into());
     *response.status_mut() = status;
     let headers = response.headers_mut();

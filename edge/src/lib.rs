@@ -65,6 +65,8 @@ pub struct EdgeState {
     pub limits: limits::Limits,
     /// The public `/readyz` outcome, reused briefly.
     pub readiness: readiness::Readiness,
+    /// Whether the sign-in cookie is `Secure` (the public URL is `https`).
+    pub secure_cookies: bool,
 }
 
 impl EdgeState {
@@ -85,6 +87,7 @@ impl EdgeState {
             readiness: readiness::Readiness::new(std::time::Duration::from_millis(
                 settings.edge.readiness_cache_ms,
             )),
+            secure_cookies: settings.public_url.starts_with("https://"),
         })
     }
 }

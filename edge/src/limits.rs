@@ -185,6 +185,11 @@ impl Limits {
         }
     }
 
+    /// Whether native clients (no `Origin`, a confirmation step at the redirect) are enabled.
+    pub fn native_clients(&self) -> bool {
+        self.native_clients
+    }
+
     /// Forgets the keys whose allowance is full again (see the module documentation).
     pub fn prune(&self) {
         for limiter in [&self.sign_in, &self.api_addresses].into_iter().flatten() {

@@ -120,6 +120,8 @@ pub enum Reads {
     Header(&'static str),
     /// The query string, then one optional header.
     QueryAndHeader(&'static str),
+    /// The query string, then several optional headers (in [`Input::headers`], in this order).
+    QueryAndHeaders(&'static [&'static str]),
 }
 
 /// What serves a route.
@@ -215,6 +217,8 @@ pub struct Input {
     pub query: HashMap<String, String>,
     /// The header the route reads, if sent.
     pub header: Option<String>,
+    /// The headers a [`Reads::QueryAndHeaders`] route reads, in its order (`None`: not sent).
+    pub headers: Vec<Option<String>>,
     /// The body's headers and bytes, if the route reads a body.
     body: Option<(HeaderMap, Bytes)>,
 }
@@ -728,6 +732,17 @@ fn extras(reads: Reads, limit: u64) -> warp::filters::BoxedFilter<(Input,)> {
             .map(|query, header| Input {
                 query,
                 header,
+                ..Input::default()
+            })
+            .boxed(),
+        Reads::QueryAndHeaders(names) => query()
+            .and(warp::header::headers_cloned())
+            .map(move |query, all: HeaderMap| Input {
+                query,
+                headers: names
+                    .iter()
+                    .map(|name| all.get(*name).and_then(|v| v.to_str().ok()).map(str::to_owned))
+                    .collect(),
                 ..Input::default()
             })
             .boxed(),

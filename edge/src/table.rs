@@ -21,7 +21,7 @@ use ttscm_contract::credential::{
     UpdateCredentialType,
 };
 use ttscm_contract::identity::{
-    BeginLogin, CreateRole, DeleteRole, GetMe, ListRoles, RefreshSession, SetUserRoles, UpdateMe, UpdateRole,
+    CreateRole, DeleteRole, GetMe, ListRoles, RefreshSession, SetUserRoles, UpdateMe, UpdateRole,
 };
 use ttscm_contract::permission::names;
 use warp::http::StatusCode;
@@ -202,15 +202,15 @@ static ROUTES: &[RouteSpec] = &[
 
     // ---- sign-in (see auth_routes for the flow) ----
     route(Get, "/v1/auth/uri", "auth.uri")
-        .allow(Public)
+        .allow(Public).reads(Reads::QueryAndHeaders(&["cookie", "origin"]))
         .answers(OK, "Successfully fetch Auth URI").no_store()
-        .by(&Forward(|_| Ok(BeginLogin {}))),
+        .by(&Custom(auth_routes::begin)),
     route(Get, "/v1/auth/ws", "auth.ws").beyond_spec()
         .allow(Public).reads(Reads::Query)
         .answers(StatusCode::SWITCHING_PROTOCOLS, "")
         .with(Handler::WebSocket(auth_routes::upgrade)),
     route(Get, "/v1/auth/redirect", "auth.redirect")
-        .allow(Public).reads(Reads::QueryAndHeader("accept"))
+        .allow(Public).reads(Reads::QueryAndHeaders(&["accept", "cookie"]))
         .answers(OK, "Successfully authenticated").no_store()
         .by(&Custom(auth_routes::redirect)),
     route(Post, "/v1/auth/refresh", "auth.refresh")

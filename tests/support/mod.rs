@@ -825,8 +825,11 @@ async fn spawn(mode: Mode, options: Spawn, configure: impl FnOnce(&mut Settings)
             }
         }
     }
+    // Keeps cookies like a browser: the sign-in cookie `/auth/uri` sets binds the sign-in to
+    // this client, and its redirect must carry it.
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
         .build()
         .expect("client");
     let mut app = TestApp {

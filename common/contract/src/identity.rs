@@ -94,10 +94,40 @@ pub struct AccessClaims {
 
 // ---- sign-in (OIDC code flow) -------------------------------------------------------------
 
+/// How a sign-in is bound to the client that started it, so that only that client can finish
+/// it (a phisher who sends someone the `uri` gets nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LoginBinding {
+    /// A browser on the edge's site: the redirect must carry the HttpOnly cookie `/auth/uri`
+    /// set, whose SHA-256 (hex) this is.
+    Cookie {
+        /// SHA-256 (hex) of the cookie's value.
+        hash: String,
+    },
+    /// A web page on another origin: the redirect page hands a one-time code to its
+    /// `window.opener` on this origin only, and the socket releases the tokens only for it.
+    Opener {
+        /// The page's origin (allow-listed).
+        origin: String,
+    },
+    /// A native app that opened the system browser: the redirect page asks the person to
+    /// confirm they are signing in to this client (and the provider to let them pick the
+    /// account).
+    Native {
+        /// The client's name as the app gave it (shown on the confirmation page).
+        client: String,
+    },
+}
+
 /// Start a sign-in: identity builds the provider's authorization URL (PKCE S256, nonce,
-/// `state` = a fresh callback key) and stores the pending login for ~10 minutes.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct BeginLogin {}
+/// `state` = a fresh callback key) and stores the pending login for ~10 minutes, bound to its
+/// client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BeginLogin {
+    /// How the sign-in is bound to its client.
+    pub binding: LoginBinding,
+}
 
 /// A started sign-in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,12 +143,16 @@ pub struct LoginStart {
 
 crate::operation!(BeginLogin => subjects::IDENTITY_LOGIN_BEGIN, LoginStart, anonymous: true);
 
-/// Is a sign-in pending for this callback key? Answers its expiry, or 404.
+/// Claims a pending sign-in for one waiting socket: answers its expiry (and how it is bound),
+/// 400 when it is not pending, 409 when another socket holds the claim. One waiter per callback
+/// key, across every edge replica (the claim lives with the pending login).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckLogin {
     /// The callback key.
     pub callback_key: String,
+    /// The waiting socket's id (random per socket).
+    pub waiter: String,
 }
 
 /// A pending sign-in.
@@ -130,6 +164,19 @@ pub struct LoginPending {
 }
 
 crate::operation!(CheckLogin => subjects::IDENTITY_LOGIN_CHECK, LoginPending, anonymous: true);
+
+/// Gives up a socket's claim on a pending sign-in (the socket closed), so the client may wait
+/// again from another socket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseLogin {
+    /// The callback key.
+    pub callback_key: String,
+    /// The socket's id, as it claimed.
+    pub waiter: String,
+}
+
+crate::operation!(ReleaseLogin => subjects::IDENTITY_LOGIN_RELEASE, (), anonymous: true);
 
 /// Finish a sign-in with what the provider's redirect carried. Consumes the pending login
 /// (single use) whatever the outcome.
@@ -144,7 +191,34 @@ pub struct CompleteLogin {
     pub error: Option<String>,
     /// The provider's `error_description`.
     pub error_description: Option<String>,
+    /// SHA-256 (hex) of the sign-in cookie the redirect carried, if any.
+    #[serde(default)]
+    pub cookie_hash: Option<String>,
+    /// Whether the person confirmed the client on the redirect page (native binding).
+    #[serde(default)]
+    pub confirmed: bool,
 }
+
+/// A finished sign-in and what the edge needs to hand it over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginCompleted {
+    /// The tokens and the user.
+    pub signed_in: SignedIn,
+    /// For an opener-bound sign-in, the origin its completion code goes to.
+    pub opener_origin: Option<String>,
+}
+
+/// What the redirect page needs to know about a pending sign-in before finishing it: its
+/// binding (a native one is confirmed by the person first). Does not consume it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeLogin {
+    /// `state`, i.e. the callback key.
+    pub state: String,
+}
+
+crate::operation!(DescribeLogin => subjects::IDENTITY_LOGIN_DESCRIBE, LoginBinding, anonymous: true);
 
 /// A new access/refresh token pair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,7 +246,7 @@ pub struct SignedIn {
     pub user: User,
 }
 
-crate::operation!(CompleteLogin => subjects::IDENTITY_LOGIN_COMPLETE, SignedIn, anonymous: true);
+crate::operation!(CompleteLogin => subjects::IDENTITY_LOGIN_COMPLETE, LoginCompleted, anonymous: true);
 
 /// Rotate a refresh token. Carries only its SHA-256 (hex), never the token.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -20,6 +20,10 @@ pub const IDENTITY_LOGIN_BEGIN: &str = "ttscm.identity.v1.login_begin";
 pub const IDENTITY_LOGIN_CHECK: &str = "ttscm.identity.v1.login_check";
 /// Identity: finish a sign-in from the provider's redirect.
 pub const IDENTITY_LOGIN_COMPLETE: &str = "ttscm.identity.v1.login_complete";
+/// Identity: give up a socket's claim on a pending sign-in.
+pub const IDENTITY_LOGIN_RELEASE: &str = "ttscm.identity.v1.login_release";
+/// Identity: how a pending sign-in is bound (not consuming it).
+pub const IDENTITY_LOGIN_DESCRIBE: &str = "ttscm.identity.v1.login_describe";
 /// Identity: rotate a refresh token.
 pub const IDENTITY_REFRESH: &str = "ttscm.identity.v1.refresh";
 /// Identity: revoke a sign-in session.

@@ -63,6 +63,8 @@ pub fn router() -> ServiceRouter<service::Identity> {
         .op::<BeginLogin>()
         .op::<CheckLogin>()
         .op::<CompleteLogin>()
+        .op::<ReleaseLogin>()
+        .op::<DescribeLogin>()
         .op::<RefreshSession>()
         .op::<Logout>()
         .op::<ResolveSession>()

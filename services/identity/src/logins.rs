@@ -1,14 +1,19 @@
 //! Pending sign-ins: what `GET /auth/uri` started and `GET /auth/redirect` finishes.
 //!
 //! A pending login is stored under the SHA-256 of its callback key (the OAuth `state`, 256
-//! random bits) with the PKCE verifier and the nonce, for [`LOGIN_TTL`]. Finishing consumes it
-//! whatever the outcome: a claim document with the same id is inserted first, so a replayed or
-//! concurrent redirect for the same `state` finds it taken.
+//! random bits) with the PKCE verifier, the nonce and its client binding ([`LoginBinding`]), for
+//! [`LOGIN_TTL`]. Finishing consumes it whatever the outcome: a claim document with the same id
+//! is inserted first, so a replayed or concurrent redirect for the same `state` finds it taken.
+//!
+//! **One waiter**: a socket waiting for the outcome claims the pending login ([`claim`]: its
+//! `waiter` field, set only while empty or already its own, one atomic conditional update), so
+//! a second socket — on any edge replica — is refused until the first gives the claim up.
 
 use serde_json::Value;
 use ttscm_runtime::store::Document;
 use ttscm_runtime::{Filter, Store, StoreError, clock, ids};
 
+use ttscm_contract::identity::LoginBinding;
 use ttscm_contract::token::token_hash as hash_token;
 
 /// Pending logins: `{id: sha256(callbackKey), pkceVerifier, nonce, createdAt, expiresAt}`.
@@ -25,6 +30,8 @@ pub struct Pending {
     pub pkce_verifier: String,
     /// Nonce.
     pub nonce: String,
+    /// How it is bound to its client.
+    pub binding: LoginBinding,
 }
 
 /// Why a callback key cannot be used.
@@ -33,6 +40,9 @@ pub enum LoginError {
     /// Never issued, expired, or already used.
     #[error("unknown, expired or already used sign-in")]
     Unknown,
+    /// Another socket waits for it.
+    #[error("another client is waiting for this sign-in")]
+    Claimed,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -105,12 +115,13 @@ impl PendingLogins {
         key: &str,
         pkce_verifier: &str,
         nonce: &str,
+        binding: &LoginBinding,
     ) -> Result<String, StartError> {
         if pending_count(store).await? >= self.cap {
             tracing::warn!(cap = self.cap, "a sign-in was refused: too many are pending");
             return Err(StartError::TooMany);
         }
-        Ok(store_pending(store, key, pkce_verifier, nonce).await?)
+        Ok(store_pending(store, key, pkce_verifier, nonce, binding).await?)
     }
 }
 
@@ -131,6 +142,7 @@ pub async fn store_pending(
     key: &str,
     pkce_verifier: &str,
     nonce: &str,
+    binding: &LoginBinding,
 ) -> Result<String, StoreError> {
     let expires_at = clock::format_iso(time::OffsetDateTime::now_utc() + LOGIN_TTL);
     let mut document = Document::new();
@@ -139,8 +151,75 @@ pub async fn store_pending(
     document.insert("nonce".into(), nonce.into());
     document.insert("createdAt".into(), clock::now_iso().into());
     document.insert("expiresAt".into(), expires_at.clone().into());
+    document.insert(
+        "binding".into(),
+        serde_json::to_value(binding).expect("bindings serialize"),
+    );
+    document.insert("waiter".into(), Value::Null);
     store.insert(PENDING_LOGINS, document).await?;
     Ok(expires_at)
+}
+
+/// The binding stored with `pending` (a document without one, or an unreadable one, is bound
+/// to a cookie nobody has: it cannot be finished).
+fn binding_of(pending: &Document) -> LoginBinding {
+    pending
+        .get("binding")
+        .cloned()
+        .and_then(|b| serde_json::from_value(b).ok())
+        .unwrap_or(LoginBinding::Cookie { hash: String::new() })
+}
+
+/// Claims the pending login for `key` for the socket `waiter`; answers its expiry. Refused
+/// when it is not pending ([`LoginError::Unknown`]) or another socket holds the claim
+/// ([`LoginError::Claimed`]).
+pub async fn claim(store: &Store, key: &str, waiter: &str) -> Result<String, LoginError> {
+    let expires_at = check(store, key).await?;
+    let mine = Filter::And(vec![
+        Filter::id(&hash_token(key)),
+        Filter::Or(vec![
+            Filter::eq("waiter", ttscm_runtime::store::Scalar::Null),
+            Filter::eq("waiter", waiter),
+        ]),
+    ]);
+    if store
+        .update_one(
+            PENDING_LOGINS,
+            &mine,
+            &ttscm_runtime::Update::default().set("waiter", waiter),
+        )
+        .await?
+    {
+        Ok(expires_at)
+    } else {
+        Err(LoginError::Claimed)
+    }
+}
+
+/// Gives up `waiter`'s claim on the pending login for `key` (nothing when it holds none).
+pub async fn release(store: &Store, key: &str, waiter: &str) -> Result<(), StoreError> {
+    if !plausible_key(key) {
+        return Ok(());
+    }
+    let mine = Filter::And(vec![Filter::id(&hash_token(key)), Filter::eq("waiter", waiter)]);
+    store
+        .update_one(
+            PENDING_LOGINS,
+            &mine,
+            &ttscm_runtime::Update::default().set("waiter", Value::Null),
+        )
+        .await?;
+    Ok(())
+}
+
+/// How the pending login for `key` is bound, while it is pending (not consumed).
+pub async fn describe(store: &Store, key: &str) -> Result<LoginBinding, LoginError> {
+    check(store, key).await?;
+    let pending = store
+        .get(PENDING_LOGINS, &hash_token(key))
+        .await?
+        .ok_or(LoginError::Unknown)?;
+    Ok(binding_of(&pending))
 }
 
 fn live(document: &Document) -> Option<String> {
@@ -186,6 +265,7 @@ pub async fn take(store: &Store, key: &str) -> Result<Pending, LoginError> {
     Ok(Pending {
         pkce_verifier: text("pkceVerifier"),
         nonce: text("nonce"),
+        binding: binding_of(&pending),
     })
 }
 
@@ -224,6 +304,44 @@ mod tests {
         }
     }
 
+    fn cookie() -> LoginBinding {
+        LoginBinding::Cookie { hash: "h".into() }
+    }
+
+    /// One socket at a time holds a pending sign-in: a second is refused until the first gives
+    /// it up; the claim survives the holder asking again.
+    #[tokio::test]
+    async fn one_waiter_claims_a_pending_sign_in() {
+        let temp = TempStore::open();
+        let store = &temp.1;
+        let key = new_callback_key();
+        store_pending(store, &key, "v", "n", &cookie())
+            .await
+            .expect("stored");
+        claim(store, &key, "socket-a").await.expect("the first claims");
+        claim(store, &key, "socket-a").await.expect("the holder again");
+        assert!(matches!(
+            claim(store, &key, "socket-b").await,
+            Err(LoginError::Claimed)
+        ));
+        release(store, &key, "socket-b")
+            .await
+            .expect("a non-holder releases nothing");
+        assert!(matches!(
+            claim(store, &key, "socket-b").await,
+            Err(LoginError::Claimed)
+        ));
+        release(store, &key, "socket-a").await.expect("released");
+        claim(store, &key, "socket-b").await.expect("free again");
+        assert!(matches!(
+            claim(store, &new_callback_key(), "socket-b").await,
+            Err(LoginError::Unknown)
+        ));
+        assert_eq!(describe(store, &key).await.expect("pending"), cookie());
+        take(store, &key).await.expect("taken");
+        assert!(matches!(describe(store, &key).await, Err(LoginError::Unknown)));
+    }
+
     #[tokio::test]
     async fn a_sign_in_beyond_the_cap_is_refused_until_one_expires() {
         let temp = TempStore::open();
@@ -231,12 +349,12 @@ mod tests {
         let logins = PendingLogins { cap: 2 };
         for _ in 0..2 {
             logins
-                .start(store, &new_callback_key(), "verifier", "nonce")
+                .start(store, &new_callback_key(), "verifier", "nonce", &cookie())
                 .await
                 .expect("under the cap");
         }
         let refused = logins
-            .start(store, &new_callback_key(), "verifier", "nonce")
+            .start(store, &new_callback_key(), "verifier", "nonce", &cookie())
             .await;
         assert!(matches!(refused, Err(StartError::TooMany)), "{refused:?}");
         let wire = ttscm_contract::WireError::from(StartError::TooMany);
@@ -260,7 +378,7 @@ mod tests {
             .expect("stored as expired");
         assert_eq!(pending_count(store).await.expect("counted"), 1);
         logins
-            .start(store, &new_callback_key(), "verifier", "nonce")
+            .start(store, &new_callback_key(), "verifier", "nonce", &cookie())
             .await
             .expect("an expired sign-in leaves room");
     }

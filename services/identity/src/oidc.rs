@@ -282,12 +282,12 @@ impl Oidc {
     }
 
     /// An authorization request whose `state` is `state`.
-    pub async fn authorize(&self, state: &str) -> Result<AuthRequest, OidcError> {
+    pub async fn authorize(&self, state: &str, select_account: bool) -> Result<AuthRequest, OidcError> {
         let config = self.cfg()?;
         let client = Self::client(config, self.metadata(config, false).await?);
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let state = state.to_owned();
-        let (url, _, nonce) = client
+        let mut request = client
             .authorize_url(
                 CoreAuthenticationFlow::AuthorizationCode,
                 move || CsrfToken::new(state),
@@ -295,8 +295,12 @@ impl Oidc {
             )
             .add_scope(Scope::new("profile".into()))
             .add_scope(Scope::new("email".into()))
-            .set_pkce_challenge(challenge)
-            .url();
+            .set_pkce_challenge(challenge);
+        if select_account {
+            // The person picks the account, rather than a session silently finishing it.
+            request = request.add_prompt(openidconnect::core::CoreAuthPrompt::SelectAccount);
+        }
+        let (url, _, nonce) = request.url();
         Ok(AuthRequest {
             url: url.to_string(),
             pkce_verifier: verifier.secret().clone(),

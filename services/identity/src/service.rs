@@ -221,6 +221,10 @@ fn login_failed(error: LoginError) -> WireError {
             ErrorCode::Validation,
             "This sign-in is unknown, expired or already used; please start the sign-in again",
         ),
+        LoginError::Claimed => WireError::new(
+            ErrorCode::Conflict,
+            "Another client is already waiting for this sign-in",
+        ),
         LoginError::Store(e) => store_failed(e),
     }
 }
@@ -248,7 +252,8 @@ impl ServiceOp<Identity> for BeginLogin {
     async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<LoginStart, WireError> {
         identity.oidc.configured()?;
         let callback_key = logins::new_callback_key();
-        let request = identity.oidc.authorize(&callback_key).await?;
+        let native = matches!(self.binding, LoginBinding::Native { .. });
+        let request = identity.oidc.authorize(&callback_key, native).await?;
         let expires_at = identity
             .pending_logins
             .start(
@@ -256,6 +261,7 @@ impl ServiceOp<Identity> for BeginLogin {
                 &callback_key,
                 &request.pkce_verifier,
                 &request.nonce,
+                &self.binding,
             )
             .await?;
         Ok(LoginStart {
@@ -269,10 +275,51 @@ impl ServiceOp<Identity> for BeginLogin {
 impl ServiceOp<Identity> for CheckLogin {
     async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<LoginPending, WireError> {
         identity.oidc.configured()?;
-        let expires_at = logins::check(&identity.store, &self.callback_key)
+        let expires_at = logins::claim(&identity.store, &self.callback_key, &self.waiter)
             .await
             .map_err(login_failed)?;
         Ok(LoginPending { expires_at })
+    }
+}
+
+impl ServiceOp<Identity> for ReleaseLogin {
+    async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<(), WireError> {
+        logins::release(&identity.store, &self.callback_key, &self.waiter)
+            .await
+            .map_err(store_failed)
+    }
+}
+
+impl ServiceOp<Identity> for DescribeLogin {
+    async fn run(self, identity: Arc<Identity>, _: CallContext) -> Result<LoginBinding, WireError> {
+        identity.oidc.configured()?;
+        logins::describe(&identity.store, &self.state)
+            .await
+            .map_err(login_failed)
+    }
+}
+
+/// The refusal of a sign-in finished by another client than the one that started it: what a
+/// phished person sees (nothing is delivered to the waiting socket).
+pub const NOT_YOUR_SIGN_IN: &str = "This sign-in was started by another browser or app, so it cannot be finished here. \
+     If you did not just start signing in to TTSCM yourself, someone may have sent you this link: \
+     close this window";
+
+/// Whether the finishing request proves it comes from the client `binding` names.
+fn bound_client(binding: &LoginBinding, login: &CompleteLogin) -> Result<(), WireError> {
+    let proven = match binding {
+        // Hashes of 256-bit random values: comparing them in variable time reveals nothing useful.
+        LoginBinding::Cookie { hash } => {
+            !hash.is_empty() && login.cookie_hash.as_deref() == Some(hash.as_str())
+        }
+        // The completion code reaches only the opener's page; the socket checks it.
+        LoginBinding::Opener { .. } => true,
+        LoginBinding::Native { .. } => login.confirmed,
+    };
+    if proven {
+        Ok(())
+    } else {
+        Err(WireError::new(ErrorCode::Forbidden, NOT_YOUR_SIGN_IN))
     }
 }
 
@@ -295,9 +342,9 @@ fn is_refusal(error: &WireError) -> bool {
 }
 
 impl ServiceOp<Identity> for CompleteLogin {
-    async fn run(self, identity: Arc<Identity>, ctx: CallContext) -> Result<SignedIn, WireError> {
+    async fn run(self, identity: Arc<Identity>, ctx: CallContext) -> Result<LoginCompleted, WireError> {
         identity.oidc.configured()?;
-        let (user, pair, session_id) = match complete_login(&identity, self).await {
+        let (user, pair, session_id, binding) = match complete_login(&identity, self).await {
             Ok(done) => done,
             Err(error) => {
                 if is_refusal(&error) {
@@ -320,25 +367,33 @@ impl ServiceOp<Identity> for CompleteLogin {
             return Err(error);
         }
         tracing::info!(user = %user.id, "signed in");
-        Ok(SignedIn {
-            access_token: pair.access_token,
-            refresh_token: pair.refresh_token,
-            token_type: "Bearer".into(),
-            expires_in: identity.tokens.access_ttl,
-            user: user.to_user(),
+        Ok(LoginCompleted {
+            signed_in: SignedIn {
+                access_token: pair.access_token,
+                refresh_token: pair.refresh_token,
+                token_type: "Bearer".into(),
+                expires_in: identity.tokens.access_ttl,
+                user: user.to_user(),
+            },
+            opener_origin: match binding {
+                LoginBinding::Opener { origin } => Some(origin),
+                _ => None,
+            },
         })
     }
 }
 
-/// Completes a sign-in: the pending login taken, the code exchanged, the user stored, a
-/// session started (answered with its first tokens and id).
+/// Completes a sign-in: the pending login taken (consumed whatever follows), its client
+/// binding checked, the code exchanged, the user stored, a session started (answered with its
+/// first tokens, its id and the binding).
 async fn complete_login(
     identity: &Identity,
     login: CompleteLogin,
-) -> Result<(UserDoc, TokenPair, String), WireError> {
+) -> Result<(UserDoc, TokenPair, String, LoginBinding), WireError> {
     let pending = logins::take(&identity.store, &login.state)
         .await
         .map_err(login_failed)?;
+    bound_client(&pending.binding, &login)?;
     if let Some(error) = &login.error {
         let code = safe_error_code(error);
         tracing::info!(
@@ -383,7 +438,7 @@ async fn complete_login(
     let (pair, session_id) = users::start_session(&identity.store, &identity.tokens, &user)
         .await
         .map_err(store_failed)?;
-    Ok((user, pair, session_id))
+    Ok((user, pair, session_id, pending.binding))
 }
 
 impl ServiceOp<Identity> for RefreshSession {
@@ -465,6 +520,12 @@ impl ServiceOp<Identity> for GetMe {
     }
 }
 
+/// Whether `c` can make text read differently from what it holds: a control character (new
+/// lines, terminal escapes, NUL) or a bidirectional formatting character (RLO and friends).
+fn spoofs_text(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// Whether `text` is an absolute `https` URL of reasonable length.
 pub fn is_https_url(text: &str) -> bool {
     text.len() <= 2048
@@ -483,6 +544,12 @@ impl ServiceOp<Identity> for UpdateMe {
                 errors.push(FieldError::new(
                     vec![json!("name")],
                     "A name is 1 to 100 characters",
+                ));
+            } else if name.chars().any(spoofs_text) {
+                // A name lands in logs, audit entries and other people's screens.
+                errors.push(FieldError::new(
+                    vec![json!("name")],
+                    "A name cannot hold control characters or text-direction overrides",
                 ));
             } else {
                 update = update.set("name", name);
