@@ -166,7 +166,10 @@ enum AuditCommand {
 }
 
 #[derive(Subcommand)]
-#[allow(clippy::enum_variant_names, reason = "the commands are named for the keys they make")]
+#[allow(
+    clippy::enum_variant_names,
+    reason = "the commands are named for the keys they make"
+)]
 enum KeysCommand {
     /// A new Ed25519 signing key for TTSCM_IDENTITY__SIGNING_KEY.
     SigningKey,

@@ -252,9 +252,12 @@ async fn the_sign_in_socket_opens_only_from_allowed_origins(mode: Mode) {
     for (origin, message) in [
         (
             Some("https://evil.example.com"),
-            "This origin may not open the sign-in socket",
+            "This origin may not call TTSCM from a browser or open its sign-in socket (see TTSCM_EDGE__SIGN_IN_ORIGINS)",
         ),
-        (Some("null"), "This origin may not open the sign-in socket"),
+        (
+            Some("null"),
+            "This origin may not call TTSCM from a browser or open its sign-in socket (see TTSCM_EDGE__SIGN_IN_ORIGINS)",
+        ),
         (
             None,
             "The sign-in socket needs an Origin header: native clients are not enabled on this server",

@@ -817,6 +817,8 @@ both_modes!(
     a_native_sign_in_is_confirmed_by_the_person,
     native_sign_ins_need_the_operator,
     an_opener_sign_in_releases_tokens_for_the_code_only,
+    a_web_app_on_another_origin_signs_in_through_the_real_popup,
+    cross_origin_calls_get_cors_answers_for_allowed_origins_only,
     the_callback_key_may_be_the_sockets_first_message,
     token_bearing_responses_are_not_cached,
     code_flow_delivers_tokens_on_the_websocket,
@@ -881,6 +883,75 @@ async fn the_sign_in_popup_closes_itself_in_a_real_browser(mode: Mode) {
         std::fs::metadata(screenshot).is_ok_and(|m| m.len() > 1000),
         "{screenshot}"
     );
+}
+
+/// A page on an allowed origin may call the API from the browser (CORS: preflight and answers
+/// name it); a page on any other origin is refused; clients without `Origin` are not CORS.
+async fn cross_origin_calls_get_cors_answers_for_allowed_origins_only(mode: Mode) {
+    const APP: &str = "https://app.example.com";
+    let app = spawn_app_with_sign_in(mode, |s| s.edge.sign_in_origins = vec![APP.into()]).await;
+    let preflight = stranger()
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/v1/auth/refresh", app.address),
+        )
+        .header("origin", APP)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "x-refresh-token")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(preflight.status(), 200);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], APP);
+    let answer = stranger()
+        .get(format!("{}/v1/company/companies", app.address))
+        .header("origin", APP)
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["access-control-allow-origin"], APP);
+    let evil = stranger()
+        .get(format!("{}/v1/company/companies", app.address))
+        .header("origin", "https://evil.example.com")
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(evil.status(), 403);
+    assert!(evil.headers().get("access-control-allow-origin").is_none());
+    let plain = stranger()
+        .get(format!("{}/v1/company/companies", app.address))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(plain.status(), 200);
+    assert!(plain.headers().get("access-control-allow-origin").is_none());
+}
+
+/// A web app on another origin signs in through the real popup: an opener-bound sign-in (its
+/// `/auth/uri` a CORS request), the completion code posted by the edge's redirect page to the
+/// app's page, passed on to the socket, which then hands over the tokens.
+async fn a_web_app_on_another_origin_signs_in_through_the_real_popup(mode: Mode) {
+    let app_origin = format!("http://127.0.0.1:{}", ttscm_testkit::free_port());
+    let allowed = app_origin.clone();
+    let app = spawn_app_with_sign_in(mode, move |s| s.edge.sign_in_origins = vec![allowed]).await;
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-artifacts")
+        .join(format!("opener-{mode:?}").to_lowercase());
+    std::fs::create_dir_all(&artifacts).expect("artifact dir");
+    let edge = app.address.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        oidc::run_browser_check_from(&edge, &app_origin, "erin", &artifacts)
+    })
+    .await
+    .expect("browser check ran");
+    assert_eq!(result["error"], Value::Null, "{result}");
+    assert_eq!(result["popupClosed"], true, "{result}");
+    assert_eq!(result["message"]["type"], "authenticated", "{result}");
+    assert_eq!(result["message"]["user"]["login"], "erin");
 }
 
 /// Stopping the server does not wait for sign-ins in progress: a waiting WebSocket is told and

@@ -232,7 +232,7 @@ pub(crate) fn upgrade(state: Arc<EdgeState>, request: SocketRequest, ws: Ws) -> 
         let message = match &request.origin {
             Some(origin) => {
                 tracing::info!(origin = %origin.escape_debug(), "a sign-in socket from an origin not allowed was refused");
-                "This origin may not open the sign-in socket"
+                crate::limits::ORIGIN_REFUSED
             }
             None => {
                 "The sign-in socket needs an Origin header: native clients are not enabled on this server"

@@ -71,6 +71,9 @@ pub async fn handle_rejection(rejection: Rejection) -> Result<Response, Infallib
             StatusCode::BAD_REQUEST,
             "This route is a WebSocket: open it with an Upgrade: websocket request",
         )
+    } else if let Some(cors) = rejection.find::<warp::cors::CorsForbidden>() {
+        tracing::info!(%cors, "a cross-origin request was refused");
+        (StatusCode::FORBIDDEN, crate::limits::ORIGIN_REFUSED)
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
     } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {

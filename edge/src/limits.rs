@@ -185,6 +185,12 @@ impl Limits {
         }
     }
 
+    /// The origins allowed to call from a browser page on another site (CORS) and to open the
+    /// sign-in socket: `TTSCM_PUBLIC_URL`'s and `TTSCM_EDGE__SIGN_IN_ORIGINS`.
+    pub fn origins(&self) -> &[String] {
+        &self.origins
+    }
+
     /// Whether native clients (no `Origin`, a confirmation step at the redirect) are enabled.
     pub fn native_clients(&self) -> bool {
         self.native_clients
@@ -228,6 +234,9 @@ fn address_key(address: IpAddr) -> IpAddr {
         v4 => v4,
     }
 }
+
+/// What a browser page on an origin not allowed is told (CORS requests and the sign-in socket).
+pub const ORIGIN_REFUSED: &str = "This origin may not call TTSCM from a browser or open its sign-in socket (see TTSCM_EDGE__SIGN_IN_ORIGINS)";
 
 /// The origin (`scheme://host[:port]`, lowercase, default port left out) of a URL or of an
 /// `Origin` header; `None` for anything else (including the opaque origin `null`).

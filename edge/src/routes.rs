@@ -595,7 +595,26 @@ pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error
             }
         })
         .collect();
-    any_of(table).recover(handle_rejection).unify()
+    // Cross-origin callers (a web app on an allow-listed origin: the opener sign-in, then the
+    // API with its tokens) get CORS answers; a browser page on any other origin is refused (a
+    // request without `Origin` — every non-browser client — is not CORS at all).
+    let cors = warp::cors()
+        .allow_origins(state.limits.origins().iter().map(String::as_str))
+        .allow_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allow_headers([
+            "authorization",
+            "content-type",
+            "accept",
+            "x-refresh-token",
+            REQUEST_ID_HEADER,
+        ])
+        .expose_headers([REQUEST_ID_HEADER, "retry-after"])
+        .max_age(600);
+    any_of(table)
+        .with(cors)
+        .map(warp::Reply::into_response)
+        .recover(handle_rejection)
+        .unify()
 }
 
 /// `/v1/<area>/` of a path with more segments below it.

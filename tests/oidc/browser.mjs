@@ -1,7 +1,11 @@
 // The real-browser check of TTSCM's sign-in popup (playwright-core driving Debian's chromium).
 //
-//   node browser.mjs --edge http://127.0.0.1:PORT --login alice --screenshot-dir DIR
+//   node browser.mjs --edge http://127.0.0.1:PORT --login alice --screenshot-dir DIR [--app-origin URL]
 //   node browser.mjs --self-test [--screenshot-dir DIR]
+//
+// With `--app-origin http://127.0.0.1:PORT2` the opener page is a web app on that other origin
+// (served here): it asks for an opener-bound sign-in (`/v1/auth/uri?binding=opener`, a CORS
+// request), and passes the completion code the edge's redirect page posts to it on to the socket.
 //
 // Against an edge it does what the web app does: from a page on the edge's origin it fetches
 // `/v1/auth/uri`, opens the WebSocket `/v1/auth/ws?callbackKey=…`, waits for `waiting`, and opens
@@ -40,7 +44,7 @@ const STEP_TIMEOUT_MS = 20_000;
 const POPUP_FEATURES = 'popup,width=500,height=600';
 
 /** Runs the check against `edge`; answers the result object (see the header). */
-export async function check({ edge, login, screenshotDir }) {
+export async function check({ edge, login, screenshotDir, appOrigin }) {
   const browser = await chromium.launch({
     executablePath: process.env.TTSCM_TEST_CHROMIUM || '/usr/bin/chromium',
     headless: true,
@@ -64,10 +68,14 @@ export async function check({ edge, login, screenshotDir }) {
     );
     context.setDefaultTimeout(STEP_TIMEOUT_MS);
 
+    const app = appOrigin ? await serveAppPage(appOrigin) : null;
     try {
-      await signInThroughPopup(context, edge, login, result);
+      await signInThroughPopup(context, edge, login, result, appOrigin);
     } catch (err) {
       result.error = String(err?.message ?? err).split('\n')[0];
+    } finally {
+      app?.close();
+      app?.closeAllConnections();
     }
 
     // The error page, kept open for the screenshot even if it closes itself by script.
@@ -89,14 +97,29 @@ export async function check({ edge, login, screenshotDir }) {
   return result;
 }
 
+/** A blank page of the web app at `origin` (`http://127.0.0.1:PORT`); answers the server. */
+async function serveAppPage(origin) {
+  const server = createServer((_, res) => {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end('<!doctype html><title>An MSP web app</title><p>app</p>');
+  });
+  const { hostname, port } = new URL(origin);
+  await new Promise((listening) => server.listen(Number(port), hostname, listening));
+  return server;
+}
+
 /** The popup sign-in as the web app does it; fills `result.popupClosed`, `.message`, `.popupLastUrl`. */
-async function signInThroughPopup(context, edge, login, result) {
+async function signInThroughPopup(context, edge, login, result, appOrigin) {
   const opener = await context.newPage();
-  await opener.goto(`${edge}/healthz`);
+  await opener.goto(appOrigin ? `${appOrigin}/` : `${edge}/healthz`);
 
   const popupEvent = opener.waitForEvent('popup', { timeout: STEP_TIMEOUT_MS });
   popupEvent.catch(() => {}); // awaited below; a failure before then is reported by its own step
-  await opener.evaluate(openPopup, { features: POPUP_FEATURES, timeoutMs: STEP_TIMEOUT_MS });
+  await opener.evaluate(openPopup, {
+    features: POPUP_FEATURES,
+    timeoutMs: STEP_TIMEOUT_MS,
+    edge: appOrigin ? edge : null,
+  });
   const popup = await popupEvent;
   const closed = new Promise((done) => popup.once('close', done));
   popup.on('framenavigated', (frame) => {
@@ -136,19 +159,23 @@ async function signInThroughPopup(context, edge, login, result) {
 
 /**
  * Runs in the opener page: fetch the authorize URI, open the WebSocket, wait for `waiting`, open the
- * popup. Later messages land in `window.__ttscm`.
+ * popup. Later messages land in `window.__ttscm`. With `edge` (a page on another origin), the
+ * sign-in is opener-bound: the code the edge's redirect page posts here goes to the socket.
  */
-async function openPopup({ features, timeoutMs }) {
+async function openPopup({ features, timeoutMs, edge }) {
   const state = { message: null, closed: null };
   window.__ttscm = state;
 
-  const response = await fetch('/v1/auth/uri', { headers: { accept: 'application/json' } });
+  const base = edge ?? location.origin;
+  const response = await fetch(`${base}/v1/auth/uri${edge ? '?binding=opener' : ''}`, {
+    headers: { accept: 'application/json' },
+  });
   const text = await response.text();
   if (!response.ok) throw new Error(`GET /v1/auth/uri answered ${response.status}: ${text.slice(0, 300)}`);
   const { uri, callbackKey } = JSON.parse(text).data ?? {};
   if (!uri || !callbackKey) throw new Error(`GET /v1/auth/uri answered no uri/callbackKey: ${text.slice(0, 300)}`);
 
-  const wsUrl = new URL(`/v1/auth/ws?callbackKey=${encodeURIComponent(callbackKey)}`, location.href);
+  const wsUrl = new URL(`/v1/auth/ws?callbackKey=${encodeURIComponent(callbackKey)}`, base);
   wsUrl.protocol = wsUrl.protocol === 'https:' ? 'wss:' : 'ws:';
   const socket = new WebSocket(wsUrl);
   await new Promise((waiting, failed) => {
@@ -163,10 +190,17 @@ async function openPopup({ features, timeoutMs }) {
       if (message.type === 'waiting') {
         clearTimeout(timer);
         waiting();
+      } else if (message.type === 'code_required') {
+        // The completion code arrives from the popup (see the listener below).
       } else if (state.message === null) {
         state.message = message;
       }
     };
+    window.addEventListener('message', (event) => {
+      if (event.origin === base && event.data?.type === 'ttscm-sign-in-code') {
+        socket.send(JSON.stringify({ code: event.data.code }));
+      }
+    });
     socket.onclose = (event) => {
       state.closed = { code: event.code, reason: event.reason };
       failed(new Error(`the WebSocket closed (${event.code} ${event.reason}) before "waiting"`));
@@ -360,6 +394,7 @@ async function main() {
       login: { type: 'string', default: 'alice' },
       'screenshot-dir': { type: 'string' },
       'self-test': { type: 'boolean', default: false },
+      'app-origin': { type: 'string' },
     },
   });
   if (values['self-test']) {
@@ -378,7 +413,12 @@ async function main() {
     return 2;
   }
   const edge = values.edge.replace(/\/+$/, '');
-  const result = await check({ edge, login: values.login, screenshotDir: resolve(values['screenshot-dir']) });
+  const result = await check({
+    edge,
+    login: values.login,
+    screenshotDir: resolve(values['screenshot-dir']),
+    appOrigin: values['app-origin'],
+  });
   process.stdout.write(`${JSON.stringify(result)}\n`);
   return 0;
 }

@@ -282,6 +282,27 @@ pub fn run_browser_check(edge: &str, login: &str, screenshot_dir: &Path) -> serd
     ])
 }
 
+/// [`run_browser_check`] from a web app on `app_origin` (served by the script; another origin
+/// than the edge's): an opener-bound sign-in, its completion code passed from the popup to the
+/// socket by the page.
+pub fn run_browser_check_from(
+    edge: &str,
+    app_origin: &str,
+    login: &str,
+    screenshot_dir: &Path,
+) -> serde_json::Value {
+    run_browser_script(&[
+        "--edge".as_ref(),
+        edge.as_ref(),
+        "--login".as_ref(),
+        login.as_ref(),
+        "--screenshot-dir".as_ref(),
+        screenshot_dir.as_os_str(),
+        "--app-origin".as_ref(),
+        app_origin.as_ref(),
+    ])
+}
+
 /// Runs `node browser.mjs --self-test`: the same browser check against a stand-in edge speaking
 /// the edge's sign-in contract, with a provider of its own. Answers the result like
 /// [`run_browser_check`]; panics with the script's stderr when the check does not hold, so a
