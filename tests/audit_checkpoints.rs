@@ -20,7 +20,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_ttscm");
 
 /// A credential revealed `n` times: `n + 2` entries (type, credential, reveals).
 async fn some_entries(app: &TestApp, reveals: usize) {
-    let seeded = app.seed_aws_credential("Checkpoint Co", "hunter2").await;
+    let company = format!("Checkpoint Co {}", ttscm_runtime::ids::new_id());
+    let seeded = app.seed_aws_credential(&company, "hunter2").await;
     let path = format!("/v1/credential/credentials/{}/secure-values", seeded.id);
     for _ in 0..reveals {
         assert_eq!(app.get_status(&path, Some(&app.admin_token)).await, 200);
@@ -138,7 +139,11 @@ async fn a_checkpoint_catches_a_log_rewritten_and_rehashed(mode: Mode) {
     assert_eq!(intact["data"]["valid"], true);
 
     rewrite_and_rehash(&app, mode).await;
-    let (status, rewritten) = verify(&app, "").await;
+    // The incremental check finds the entry it last verified through changed...
+    let (_, incremental) = verify(&app, "").await;
+    assert_eq!(incremental["data"]["firstBrokenSeq"], 4, "{incremental}");
+    // ...and a full one finds the chain intact, but not the checkpoint.
+    let (status, rewritten) = verify(&app, "?full=true").await;
     assert_eq!(status, 200, "{rewritten}");
     assert_eq!(rewritten["data"]["valid"], false, "{rewritten}");
     assert_eq!(
@@ -154,11 +159,11 @@ async fn a_checkpoint_catches_a_log_rewritten_and_rehashed(mode: Mode) {
         .delete_many("audit_checkpoints", &ttscm_runtime::Filter::All)
         .await
         .expect("deleted");
-    let (_, unanchored) = verify(&app, "").await;
+    let (_, unanchored) = verify(&app, "?full=true").await;
     assert_eq!(unanchored["data"]["valid"], true, "{unanchored}");
     assert_eq!(unanchored["data"].get("checkpoint"), None);
     // ...but not a copy of the checkpoint kept elsewhere.
-    let (_, given) = verify(&app, &format!("?checkpoint={token}")).await;
+    let (_, given) = verify(&app, &format!("?full=true&checkpoint={token}")).await;
     assert_eq!(given["data"]["valid"], false, "{given}");
     assert_eq!(given["data"]["checkpoint"]["source"], "given");
     assert_eq!(given["data"]["checkpoint"]["outcome"], "rewritten");
@@ -257,6 +262,97 @@ async fn the_head_is_signed_periodically_and_published(mode: Mode) {
     }
 }
 
+/// Changes the action of the stored entry `seq` in place (`from` → `to`, same length), without
+/// rehashing anything: what a careless store writer does.
+async fn edit_entry(app: &TestApp, mode: Mode, seq: u64, from: &str, to: &str) {
+    match mode {
+        Mode::Embedded => {
+            let path = journal(app);
+            let text = std::fs::read_to_string(&path).expect("the journal");
+            let edited: String = text
+                .lines()
+                .map(|line| {
+                    let entry: Value = serde_json::from_str(line).expect("an entry");
+                    let line = if entry["seq"] == seq {
+                        line.replacen(from, to, 1)
+                    } else {
+                        line.to_owned()
+                    };
+                    line + "\n"
+                })
+                .collect();
+            assert_ne!(edited, text, "entry {seq} is a {from}");
+            std::fs::write(&path, edited).expect("edited");
+        }
+        Mode::Mesh => {
+            let changed = app
+                .store()
+                .await
+                .update_one(
+                    ttscm_runtime::audit::COLLECTION,
+                    &ttscm_runtime::Filter::eq("seq", seq as i64),
+                    &ttscm_runtime::Update::default().set("action", to),
+                )
+                .await
+                .expect("edited");
+            assert!(changed);
+        }
+    }
+}
+
+/// `verify` checks only what was appended since the last verification (at most
+/// `TTSCM_AUDIT__VERIFY_MAX_ENTRIES` per call, going on at the next), re-checks that the last
+/// verified entry is unchanged, and starts over with `full=true`.
+async fn verification_is_incremental_and_resumable(mode: Mode) {
+    let app = spawn_app_with(mode, |s| s.audit.verify_max_entries = 3).await;
+    some_entries(&app, 2).await;
+    let fields = |v: &Value| {
+        (
+            v["data"]["valid"].clone(),
+            v["data"]["entries"].clone(),
+            v["data"]["verifiedFrom"].clone(),
+            v["data"]["complete"].clone(),
+        )
+    };
+    let (_, first) = verify(&app, "").await;
+    assert_eq!(
+        fields(&first),
+        (json!(true), json!(3), json!(1), json!(false)),
+        "{first}"
+    );
+    let (_, second) = verify(&app, "").await;
+    assert_eq!(
+        fields(&second),
+        (json!(true), json!(1), json!(4), json!(true)),
+        "{second}"
+    );
+    let (_, nothing_new) = verify(&app, "").await;
+    assert_eq!(
+        fields(&nothing_new),
+        (json!(true), json!(0), json!(5), json!(true)),
+        "{nothing_new}"
+    );
+    some_entries(&app, 1).await;
+    let (_, appended) = verify(&app, "").await;
+    assert_eq!(
+        fields(&appended),
+        (json!(true), json!(3), json!(5), json!(true)),
+        "{appended}"
+    );
+
+    // An edit before the verified head is found by a full re-verification...
+    edit_entry(&app, mode, 2, "credential.created", "credential.updated").await;
+    let (_, full) = verify(&app, "?full=true").await;
+    assert_eq!(full["data"]["valid"], false, "{full}");
+    assert_eq!(full["data"]["firstBrokenSeq"], 2, "{full}");
+    assert_eq!(full["data"]["verifiedFrom"], 1);
+    // ...and an edit of the verified head itself by the next incremental one.
+    edit_entry(&app, mode, 7, "credential.revealed", "credential.reveale_").await;
+    let (_, head) = verify(&app, "").await;
+    assert_eq!(head["data"]["valid"], false, "{head}");
+    assert_eq!(head["data"]["firstBrokenSeq"], 7, "{head}");
+}
+
 /// The binary as an operator runs it: export, verify offline, print the public key.
 #[tokio::test]
 async fn the_cli_exports_and_verifies_a_log_offline() {
@@ -321,5 +417,6 @@ async fn the_cli_exports_and_verifies_a_log_offline() {
 both_modes!(
     a_checkpoint_catches_a_log_rewritten_and_rehashed,
     a_checkpoint_catches_a_log_cut_short,
-    the_head_is_signed_periodically_and_published
+    the_head_is_signed_periodically_and_published,
+    verification_is_incremental_and_resumable
 );

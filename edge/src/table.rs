@@ -190,7 +190,10 @@ static ROUTES: &[RouteSpec] = &[
     route(Get, "/v1/audit/verify", "audit.verify").beyond_spec()
         .allow(Permissions(&[names::AUDIT_VERIFY])).reads(Reads::Query)
         .answers(OK, "Audit Chain Verified!")
-        .by(&Forward(|r| Ok(VerifyAudit { checkpoint: r.query.get("checkpoint").cloned() }))),
+        .by(&Forward(|r| Ok(VerifyAudit {
+            checkpoint: r.query.get("checkpoint").cloned(),
+            full: r.query.get("full").is_some_and(|v| v == "true"),
+        }))),
     route(Get, "/v1/audit/checkpoint", "audit.checkpoint").beyond_spec()
         .allow(Permissions(&[names::AUDIT_VERIFY]))
         .answers(OK, "Audit Checkpoint Fetched Successfully!")

@@ -106,6 +106,10 @@ pub struct VerifyAudit {
     /// A checkpoint's `token` to check against (e.g. a copy kept outside TTSCM).
     #[serde(default)]
     pub checkpoint: Option<String>,
+    /// Start from the first entry instead of after the entries verified before (a full
+    /// re-verification; a long log takes several calls, each going on from the last).
+    #[serde(default)]
+    pub full: bool,
 }
 
 /// The outcome of a chain check.
@@ -118,6 +122,14 @@ pub struct AuditVerification {
     pub entries: u64,
     /// The first entry that does not verify, if any.
     pub first_broken_seq: Option<u64>,
+    /// The first entry checked this time: 1 for a check from the start; later when the entries
+    /// before it were verified already (their last hash is checked to be unchanged).
+    #[serde(default)]
+    pub verified_from: u64,
+    /// Whether the check reached the newest entry (false when it stopped at its size limit:
+    /// ask again to go on from where it stopped).
+    #[serde(default)]
+    pub complete: bool,
     /// The signed checkpoint the log was checked against (none when there is none yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<CheckpointCheck>,

@@ -84,6 +84,9 @@ pub struct AuditSettings {
     /// Seconds between signed checkpoints of the chain's head (`TTSCM_AUDIT__CHECKPOINT_SECS`,
     /// default 60; only when the head moved; 0 turns the periodic ones off).
     pub checkpoint_secs: u64,
+    /// Most entries one `GET /v1/audit/verify` checks (`TTSCM_AUDIT__VERIFY_MAX_ENTRIES`, default
+    /// 100000); beyond it the answer says `complete: false` and the next call goes on.
+    pub verify_max_entries: u64,
 }
 
 impl Default for AuditSettings {
@@ -92,6 +95,7 @@ impl Default for AuditSettings {
             failed_sign_ins_per_client: 5,
             failed_sign_ins_per_minute: 60,
             checkpoint_secs: 60,
+            verify_max_entries: 100_000,
         }
     }
 }

@@ -17,6 +17,7 @@ use ttscm_contract::audit::{
 };
 use ttscm_contract::vault::{CheckpointKey, GetCheckpointKey, SignAuditHead};
 use ttscm_contract::{ErrorCode, WireError};
+use ttscm_runtime::audit::AuditHead;
 use ttscm_runtime::audit::checkpoint::{self, CheckAgainst};
 use ttscm_runtime::service::{CallContext, ServiceOp};
 use ttscm_runtime::store::{FindOptions, IndexSpec, Order};
@@ -201,15 +202,79 @@ impl ServiceOp<Service> for CreateAuditCheckpoint {
     }
 }
 
+/// The collection remembering how far the log has been verified (one document, [`VERIFIED`]).
+pub const VERIFICATION: &str = "audit_verification";
+/// The id of the document holding the head verified through.
+const VERIFIED: &str = "verified";
+
+impl Service {
+    /// The head the log was verified through before (`None`: never, or forgotten).
+    async fn verified_head(&self) -> Result<Option<AuditHead>, WireError> {
+        let Some(document) = self
+            .store
+            .get(VERIFICATION, VERIFIED)
+            .await
+            .map_err(store_failed)?
+        else {
+            return Ok(None);
+        };
+        let seq = document.get("seq").and_then(serde_json::Value::as_u64);
+        let hash = document.get("hash").and_then(serde_json::Value::as_str);
+        Ok(match (seq, hash) {
+            (Some(seq), Some(hash)) if seq > 0 && checkpoint::is_entry_hash(hash) => Some(AuditHead {
+                seq,
+                hash: hash.to_owned(),
+            }),
+            _ => None,
+        })
+    }
+
+    /// Remembers `head` as verified through.
+    async fn remember_verified(&self, head: &AuditHead) -> Result<(), WireError> {
+        let update = ttscm_runtime::Update::default()
+            .set("seq", head.seq)
+            .set("hash", head.hash.as_str())
+            .set("at", ttscm_runtime::clock::now_iso());
+        let updated = self
+            .store
+            .update_one(VERIFICATION, &Filter::id(VERIFIED), &update)
+            .await
+            .map_err(store_failed)?;
+        if !updated {
+            let document = json!({"id": VERIFIED, "seq": head.seq, "hash": head.hash, "at": ttscm_runtime::clock::now_iso()});
+            match self.store.insert(VERIFICATION, to_document(&document)).await {
+                Ok(()) | Err(StoreError::Conflict) => {}
+                Err(other) => return Err(store_failed(other)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Verifies the entries appended since the last verification (all of them with `full`), at most
+/// `TTSCM_AUDIT__VERIFY_MAX_ENTRIES` per call, and the log against a checkpoint; remembers how
+/// far it got while the log is intact.
 impl ServiceOp<Service> for VerifyAudit {
     async fn run(self, service: Arc<Service>, _: CallContext) -> Result<AuditVerification, WireError> {
         let own = service.client.bus().service_context();
         let against = service.check_against(&own, self.checkpoint.as_deref()).await?;
-        service
+        let verified = if self.full {
+            None
+        } else {
+            service.verified_head().await?
+        };
+        let (verification, head) = service
             .audit
             .log()
-            .verify_against(against.as_ref())
+            .verify_incremental(verified.as_ref(), service.verify_max_entries, against.as_ref())
             .await
-            .map_err(store_failed)
+            .map_err(store_failed)?;
+        if verification.valid
+            && let Some(head) = head
+            && verified.as_ref() != Some(&head)
+        {
+            service.remember_verified(&head).await?;
+        }
+        Ok(verification)
     }
 }

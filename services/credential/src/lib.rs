@@ -49,6 +49,7 @@ pub async fn run(
         caches: std::sync::Arc::new(caches::Caches::default()),
         checkpoint_every: (settings.audit.checkpoint_secs > 0)
             .then(|| std::time::Duration::from_secs(settings.audit.checkpoint_secs)),
+        verify_max_entries: settings.audit.verify_max_entries.max(1),
     };
     let service = std::sync::Arc::new(service);
     Ok(router()

@@ -47,6 +47,8 @@ pub struct Service {
     pub caches: Arc<Caches>,
     /// How often the audit chain's head is signed when it moved (`None`: on demand only).
     pub checkpoint_every: Option<std::time::Duration>,
+    /// Most entries one verification checks.
+    pub verify_max_entries: u64,
 }
 
 pub use ttscm_runtime::service::store_failed;

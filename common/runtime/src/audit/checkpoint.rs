@@ -132,9 +132,10 @@ pub struct CheckAgainst {
     pub source: &'static str,
 }
 
-/// The chain check, fed entries in sequence order from the first.
+/// The chain check, fed entries in sequence order from the first (or after a trusted head).
 #[derive(Debug)]
 pub struct ChainCheck {
+    from: u64,
     expected_seq: u64,
     expected_prev: String,
     checked: u64,
@@ -144,6 +145,7 @@ pub struct ChainCheck {
 impl Default for ChainCheck {
     fn default() -> Self {
         Self {
+            from: 1,
             expected_seq: 1,
             expected_prev: GENESIS.to_owned(),
             checked: 0,
@@ -156,10 +158,40 @@ impl ChainCheck {
     /// A check of the entries after `head` (trusted: e.g. a verified checkpoint).
     pub fn after(head: &AuditHead) -> Self {
         Self {
+            from: head.seq + 1,
             expected_seq: head.seq + 1,
             expected_prev: head.hash.clone(),
             ..Self::default()
         }
+    }
+
+    /// A check that found the trusted head `at` changed: broken there, nothing else checked.
+    pub fn broken_at(at: u64) -> Self {
+        Self {
+            from: at,
+            expected_seq: at,
+            broken: Some(at),
+            ..Self::default()
+        }
+    }
+
+    /// Whether a break was found.
+    pub fn is_broken(&self) -> bool {
+        self.broken.is_some()
+    }
+
+    /// How many entries were fed.
+    pub fn checked(&self) -> u64 {
+        self.checked
+    }
+
+    /// The last entry found intact (the head the check started after when none was), if the
+    /// chain is intact so far.
+    pub fn intact_head(&self) -> Option<AuditHead> {
+        (self.broken.is_none() && self.expected_seq > 1).then(|| AuditHead {
+            seq: self.expected_seq - 1,
+            hash: self.expected_prev.clone(),
+        })
     }
 
     /// Checks the entry stored at `seq` (`None`: the stored text is not an entry); answers
@@ -205,6 +237,8 @@ impl ChainCheck {
                     .is_none_or(|c| c.outcome == CheckpointOutcome::Matches),
             entries: self.checked,
             first_broken_seq: self.broken,
+            verified_from: self.from,
+            complete: true,
             checkpoint,
         }
     }

@@ -576,45 +576,98 @@ impl AuditLog {
         &self,
         against: Option<&CheckAgainst>,
     ) -> Result<AuditVerification, StoreError> {
-        let check = self.check_chain(ChainCheck::default()).await?;
-        let Some(against) = against else {
-            return Ok(check.finish(None));
-        };
-        let seq = against.checkpoint.head.seq;
-        let there = self.inner.storage.read_from(seq, 1).await?;
-        let hash_there = match there.first() {
-            Some((at, entry)) if *at == seq => {
-                Some(entry.as_ref().map_or_else(String::new, |e| e.hash.clone()))
+        Ok(self.verify_incremental(None, u64::MAX, against).await?.0)
+    }
+
+    /// Checks the entries after `verified` (a head verified before: its stored entry must still
+    /// have its hash, else the check is broken there), at most `max_entries` of them, and the log
+    /// against `against` when given; waits for [`Self::settled`] first. Answers the verification
+    /// (`complete` false when it stopped at `max_entries`) and the head verified through, to
+    /// start from next time (`None` when the chain is broken or empty).
+    ///
+    /// What this trusts: entries up to `verified` are not read again, so an edit there that
+    /// leaves `verified`'s own entry alone is found by a check from the start (and an edit that
+    /// rehashes up to a signed checkpoint, by the checkpoint).
+    pub async fn verify_incremental(
+        &self,
+        verified: Option<&AuditHead>,
+        max_entries: u64,
+        against: Option<&CheckAgainst>,
+    ) -> Result<(AuditVerification, Option<AuditHead>), StoreError> {
+        self.settled().await?;
+        let check = match verified {
+            None => ChainCheck::default(),
+            Some(head) if self.hash_at(head.seq).await?.as_deref() == Some(head.hash.as_str()) => {
+                ChainCheck::after(head)
             }
-            _ => None,
+            Some(head) => ChainCheck::broken_at(head.seq),
         };
-        Ok(check.finish(Some((against, hash_there.as_deref()))))
+        let (check, complete) = self.check_chain(check, max_entries).await?;
+        let head = check.intact_head();
+        let hash_there = match against {
+            Some(against) => self.hash_at(against.checkpoint.head.seq).await?,
+            None => None,
+        };
+        let mut verification = check.finish(against.map(|a| (a, hash_there.as_deref())));
+        verification.complete = complete;
+        Ok((verification, head))
+    }
+
+    /// The hash of the stored entry at `seq` as its content gives it (`None` when there is no
+    /// entry there; empty when the stored text is not an entry or does not match its own
+    /// `hash`, i.e. it was edited).
+    async fn hash_at(&self, seq: u64) -> Result<Option<String>, StoreError> {
+        let there = self.inner.storage.read_from(seq, 1).await?;
+        Ok(match there.first() {
+            Some((at, entry)) if *at == seq => Some(
+                entry
+                    .as_ref()
+                    .filter(|e| entry_hash(e) == e.hash)
+                    .map_or_else(String::new, |e| e.hash.clone()),
+            ),
+            _ => None,
+        })
     }
 
     /// Checks every entry after `checkpoint` (a head trusted because it was signed, or from the
     /// first entry when `None`), in sequence order; waits for [`Self::settled`] first.
     /// `entries` counts the entries checked.
     pub async fn verify_from(&self, checkpoint: Option<&AuditHead>) -> Result<AuditVerification, StoreError> {
+        self.settled().await?;
         let start = checkpoint.map_or_else(ChainCheck::default, ChainCheck::after);
-        Ok(self.check_chain(start).await?.finish(None))
+        Ok(self.check_chain(start, u64::MAX).await?.0.finish(None))
     }
 
-    /// Feeds `check` the stored entries from its next `seq` on, until the end or a break.
-    async fn check_chain(&self, mut check: ChainCheck) -> Result<ChainCheck, StoreError> {
-        self.settled().await?;
+    /// Feeds `check` the stored entries from its next `seq` on, until the end, a break, or
+    /// `max_entries` fed; answers it and whether it got to the end (or found a break).
+    async fn check_chain(
+        &self,
+        mut check: ChainCheck,
+        max_entries: u64,
+    ) -> Result<(ChainCheck, bool), StoreError> {
+        if check.is_broken() {
+            return Ok((check, true));
+        }
         loop {
+            let room = max_entries.saturating_sub(check.checked());
+            if room == 0 {
+                let more = !self
+                    .inner
+                    .storage
+                    .read_from(check.next_seq(), 1)
+                    .await?
+                    .is_empty();
+                return Ok((check, !more));
+            }
             // By key (seq ≥ the next expected), not by offset: each batch is one seek.
-            let batch = self
-                .inner
-                .storage
-                .read_from(check.next_seq(), VERIFY_BATCH)
-                .await?;
+            let want = usize::try_from(room).unwrap_or(usize::MAX).min(VERIFY_BATCH);
+            let batch = self.inner.storage.read_from(check.next_seq(), want).await?;
             if batch.is_empty() {
-                return Ok(check);
+                return Ok((check, true));
             }
             for (seq, entry) in &batch {
                 if !check.feed(*seq, entry.as_ref()) {
-                    return Ok(check);
+                    return Ok((check, true));
                 }
             }
         }
