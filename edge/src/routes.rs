@@ -5,7 +5,8 @@
 //! Every route with a request context runs the same way: in a span carrying the request id, its
 //! [`Access`] is checked, its handler runs — most of them [`Forward`] one bus operation and
 //! answer the reply in the envelope with the route's status and message — and any error is
-//! answered in the error envelope. What no route matches falls through to
+//! answered in the error envelope. A path parameter reaches its handler percent-decoded, or
+//! the request is answered 400 ([`decode_param`]). What no route matches falls through to
 //! [`crate::error::handle_rejection`].
 
 use std::collections::HashMap;
@@ -211,7 +212,7 @@ where
 /// What a route read from its request besides the context (see [`Reads`]).
 #[derive(Default)]
 pub struct Input {
-    /// The path parameter, if the pattern has one.
+    /// The path parameter, percent-decoded ([`decode_param`]), if the pattern has one.
     param: Option<String>,
     /// The query string (empty unless the route reads it).
     pub query: HashMap<String, String>,
@@ -699,26 +700,37 @@ where
             let with_ctx = matched.and(ctx(state.clone()));
             match route.reads {
                 Reads::Nothing => with_ctx
-                    .and_then(move |param, ctx| {
-                        answer.answer(
-                            ctx,
-                            route,
-                            Input {
-                                param,
-                                ..Input::default()
-                            },
-                        )
-                    })
+                    .and_then(move |param, ctx| answer_decoded(answer, ctx, route, param, Input::default()))
                     .boxed(),
                 reads => with_ctx
                     .and(extras(reads, limit))
                     .and_then(move |param, ctx, input: Input| {
-                        answer.answer(ctx, route, Input { param, ..input })
+                        answer_decoded(answer, ctx, route, param, input)
                     })
                     .boxed(),
             }
         }
     }
+}
+
+/// Runs `answer` with the route's path parameter percent-decoded ([`decode_param`]); a
+/// parameter that does not decode is answered 400 after the route's access check, like any other
+/// bad input (so a caller without access learns nothing from it).
+fn answer_decoded(
+    answer: &'static dyn Answer,
+    ctx: RequestCtx,
+    route: &'static RouteSpec,
+    raw: Option<String>,
+    input: Input,
+) -> Answering {
+    let param = match raw {
+        None => None,
+        Some(raw) => match decode_param(param_name(route.path), &raw) {
+            Ok(param) => Some(param),
+            Err(error) => return finish(ctx, route, move |_| std::future::ready(Err(error))),
+        },
+    };
+    answer.answer(ctx, route, Input { param, ..input })
 }
 
 /// What a route reads besides path and context, as one filter (boxed: only the matched route
@@ -777,7 +789,8 @@ fn path_pattern(pattern: &'static str) -> impl Filter<Extract = (Option<String>,
     })
 }
 
-/// `Some(parameter)` when `path` matches `pattern` (see [`path_pattern`]).
+/// `Some(parameter)` when `path` matches `pattern` (see [`path_pattern`]); the parameter as
+/// sent, still percent-encoded (decoded by [`decode_param`] once the route's method matched).
 pub fn match_path(pattern: &str, path: &str) -> Option<Option<String>> {
     let mut rest = path.strip_prefix('/').unwrap_or(path);
     let mut param = None;
@@ -794,6 +807,55 @@ pub fn match_path(pattern: &str, path: &str) -> Option<Option<String>> {
         rest = after;
     }
     rest.is_empty().then_some(param)
+}
+
+/// The name of `pattern`'s parameter (`id` for `/v1/role/roles/:id`; empty without one).
+fn param_name(pattern: &str) -> &str {
+    pattern
+        .split('/')
+        .find_map(|segment| segment.strip_prefix(':'))
+        .unwrap_or_default()
+}
+
+/// The parameters that may be a name (the credential type's `:identifier` is its id or its
+/// name, and names may hold a `/`); every other parameter is an id, where a `/` makes no sense.
+const NAME_PARAMS: &[&str] = &["identifier"];
+
+/// A path parameter as the caller meant it: percent-decoded (RFC 3986 — `%` and two hex
+/// digits; a `+` stays a plus), valid UTF-8, without control characters, and without `/` unless
+/// it may be a name ([`NAME_PARAMS`]). Anything else is a 400 naming the parameter: never a
+/// lookup that cannot succeed.
+pub fn decode_param(name: &str, raw: &str) -> Result<String, WireError> {
+    let refuse = |problem: &str| {
+        let mut error = WireError::validation(vec![FieldError::new(
+            vec![serde_json::json!(name)],
+            format!("the path parameter {name} {problem}"),
+        )]);
+        error.message = "Invalid path parameter".into();
+        error
+    };
+    let bytes = raw.as_bytes();
+    // `percent_decode_str` leaves a malformed escape as it is; here it is refused instead.
+    let malformed = bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'%'
+            && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
+    if malformed {
+        return Err(refuse("has a % not followed by two hexadecimal digits"));
+    }
+    // Without escapes there is nothing to decode (a raw segment holds no `/`), but the URI
+    // parser lets a few control characters through (DEL), so they are checked all the same.
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| refuse("is not UTF-8 once percent-decoded"))?;
+    if decoded.chars().any(char::is_control) {
+        return Err(refuse("must not contain control characters"));
+    }
+    if decoded.contains('/') && !NAME_PARAMS.contains(&name) {
+        return Err(refuse("must not contain /"));
+    }
+    Ok(decoded.into_owned())
 }
 
 // ---- helpers of several handlers ---------------------------------------------------------------
@@ -845,7 +907,7 @@ pub fn page_and_rpp(query: &HashMap<String, String>) -> Result<(u64, u64), WireE
 
 #[cfg(test)]
 mod tests {
-    use super::match_path;
+    use super::{decode_param, match_path};
 
     #[test]
     fn paths_match_as_warp_segments_do() {
@@ -867,5 +929,33 @@ mod tests {
         assert_eq!(match_path("/v1/teapot", "/v1/teapotx"), None);
         assert_eq!(match_path("/v1/teapot", "/v1//teapot"), None);
         assert_eq!(match_path("/healthz", "/healthz"), Some(None));
+    }
+
+    #[test]
+    fn path_parameters_are_percent_decoded_or_refused() {
+        assert_eq!(decode_param("id", "abc").unwrap(), "abc");
+        assert_eq!(decode_param("identifier", "My%20Type").unwrap(), "My Type");
+        assert_eq!(decode_param("identifier", "a+b").unwrap(), "a+b");
+        assert_eq!(
+            decode_param("identifier", "Zug%C3%A4nge%20B%C3%BCro").unwrap(),
+            "Zugänge Büro"
+        );
+        assert_eq!(decode_param("identifier", "AC%2FDC").unwrap(), "AC/DC");
+        assert_eq!(decode_param("id", "%7e").unwrap(), "~");
+        for (name, raw) in [
+            ("id", "%ZZ"),
+            ("id", "abc%"),
+            ("id", "abc%4"),
+            ("identifier", "%C3%28"),
+            ("identifier", "%FF"),
+            ("identifier", "a%00b"),
+            ("identifier", "a%0Ab"),
+            ("id", "a%2Fb"),
+        ] {
+            let error = decode_param(name, raw).expect_err(raw);
+            assert_eq!(error.code, ttscm_contract::ErrorCode::Validation, "{raw}");
+            assert_eq!(error.message, "Invalid path parameter");
+            assert_eq!(error.errors[0].path, vec![serde_json::json!(name)]);
+        }
     }
 }
