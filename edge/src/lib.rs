@@ -9,6 +9,7 @@ pub mod auth;
 pub mod auth_routes;
 pub mod body;
 pub mod company_routes;
+pub mod credential_routes;
 pub mod envelope;
 pub mod error;
 pub mod limits;

@@ -16,9 +16,8 @@ use ttscm_contract::company::{
 };
 use ttscm_contract::credential::{
     CreateCredential, CreateCredentialType, DeleteCredential, DeleteCredentialType, GetCredential,
-    GetCredentialFields, GetCredentialType, ListCredentialTypes, ListCredentialsByCompany,
-    ListCredentialsByType, RevealSecureValues, UpdateCredential, UpdateCredentialFields,
-    UpdateCredentialType,
+    GetCredentialFields, GetCredentialType, ListCredentialTypes, RevealSecureValues, UpdateCredential,
+    UpdateCredentialFields, UpdateCredentialType,
 };
 use ttscm_contract::identity::{
     CreateRole, DeleteRole, GetMe, ListRoles, RefreshSession, SetUserRoles, UpdateMe, UpdateRole,
@@ -29,7 +28,7 @@ use warp::http::StatusCode;
 use crate::routes::Access::{Permissions, Public, RefreshToken, Scopes, SignedIn};
 use crate::routes::Method::{Delete, Get, Patch, Post, Put};
 use crate::routes::{Custom, Forward, Handler, Reads, RouteSpec, route};
-use crate::{auth_routes, company_routes, misc_routes, readiness, user_routes};
+use crate::{auth_routes, company_routes, credential_routes, misc_routes, readiness, user_routes};
 
 /// Every route, in the order tried.
 pub fn route_table() -> &'static [RouteSpec] {
@@ -66,9 +65,9 @@ static ROUTES: &[RouteSpec] = &[
         .answers(OK, "Credential Fields Fetched Successfully!")
         .by(&Forward(|r| Ok(GetCredentialFields { id: r.param() }))),
     route(Get, "/v1/credential/credentials/company/:companyId", "credential.by_company")
-        .allow(Permissions(&[names::CREDENTIAL_FETCH_MANY]))
+        .allow(Permissions(&[names::CREDENTIAL_FETCH_MANY])).reads(Reads::Query)
         .answers(OK, "Company Credentials Fetched Successfully!")
-        .by(&Forward(|r| Ok(ListCredentialsByCompany { company_id: r.param() }))),
+        .by(&Custom(credential_routes::by_company)),
     route(Post, "/v1/credential/credentials", "credential.create")
         .allow(Permissions(&[names::CREDENTIAL_CREATE])).reads(Reads::Body)
         .answers(CREATED, "Credential Created Successfully!")
@@ -96,9 +95,9 @@ static ROUTES: &[RouteSpec] = &[
         .answers(OK, "Credential Type Fetched Successfully!")
         .by(&Forward(|r| Ok(GetCredentialType { identifier: r.param() }))),
     route(Get, "/v1/credential-type/credential-types/:id/credentials", "credential_type.credentials")
-        .allow(Permissions(&[names::CREDENTIAL_TYPE_FETCH, names::CREDENTIAL_FETCH_MANY]))
+        .allow(Permissions(&[names::CREDENTIAL_TYPE_FETCH, names::CREDENTIAL_FETCH_MANY])).reads(Reads::Query)
         .answers(OK, "Credentials Fetched Successfully!")
-        .by(&Forward(|r| Ok(ListCredentialsByType { id: r.param() }))),
+        .by(&Custom(credential_routes::by_type)),
     route(Post, "/v1/credential-type/credential-types", "credential_type.create")
         .allow(Permissions(&[names::CREDENTIAL_TYPE_CREATE])).reads(Reads::Body)
         .answers(CREATED, "Credential Type Created Successfully!")

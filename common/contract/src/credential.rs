@@ -251,23 +251,48 @@ pub struct DeleteCredentialType {
 
 crate::operation!(DeleteCredentialType => subjects::CREDENTIAL_TYPE_DELETE, ());
 
-/// Every credential of a type.
+/// Which part of a list to answer: a page (`page` from 1, `rpp` per page), or everything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListWindow {
+    /// Page (from 1) and records per page; `None`: the whole list (refused beyond the
+    /// service's cap, naming `page` and `rpp`).
+    pub page: Option<(u64, u64)>,
+}
+
+/// A list of credentials: the items answered and how many there are in all.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialList {
+    /// The credentials (one page, or all).
+    pub items: Vec<Credential>,
+    /// How many match in all.
+    pub total: u64,
+}
+
+/// Every credential of a type (or one page of them), ordered by name.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ListCredentialsByType {
     /// The type's id.
     pub id: String,
+    /// Which part.
+    #[serde(default)]
+    pub window: ListWindow,
 }
 
-crate::operation!(ListCredentialsByType => subjects::CREDENTIAL_LIST_BY_TYPE, Vec<Credential>);
+crate::operation!(ListCredentialsByType => subjects::CREDENTIAL_LIST_BY_TYPE, CredentialList);
 
-/// Every credential of a company the caller may see.
+/// Every credential of a company the caller may see (or one page of them), ordered by name.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ListCredentialsByCompany {
     /// The company's id.
     pub company_id: String,
+    /// Which part.
+    #[serde(default)]
+    pub window: ListWindow,
 }
 
-crate::operation!(ListCredentialsByCompany => subjects::CREDENTIAL_LIST_BY_COMPANY, Vec<Credential>);
+crate::operation!(ListCredentialsByCompany => subjects::CREDENTIAL_LIST_BY_COMPANY, CredentialList);
 
 /// Get one credential.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -235,7 +235,28 @@ where
         Ok(reply) => ReplyBody::Ok(reply),
         Err(error) => ReplyBody::Err(error),
     };
-    let payload = serde_json::to_vec(&body).expect("replies always serialize");
+    let mut payload = serde_json::to_vec(&body).expect("replies always serialize");
+    if let Some(max) = request.max_payload()
+        && payload.len() > max
+    {
+        // Refused by the bus, the reply would never arrive and the caller would time out (504):
+        // say instead what to ask for.
+        span.in_scope(|| {
+            tracing::warn!(
+                size = payload.len(),
+                max,
+                "a reply is larger than the bus carries"
+            )
+        });
+        let too_large: ReplyBody<()> = ReplyBody::Err(WireError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "The answer is too large to send at once ({} bytes; at most {max}): ask for fewer items with page and rpp",
+                payload.len()
+            ),
+        ));
+        payload = serde_json::to_vec(&too_large).expect("replies always serialize");
+    }
     if let Err(error) = request.respond(Headers::new(), Bytes::from(payload)).await {
         span.in_scope(|| tracing::warn!(%error, "could not send a reply"));
     }

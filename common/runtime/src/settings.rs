@@ -67,6 +67,26 @@ pub struct Settings {
     pub mesh: MeshSettings,
     /// The audit log (`TTSCM_AUDIT__…`): failed sign-ins recorded, signed checkpoints.
     pub audit: AuditSettings,
+    /// The credential service (`TTSCM_CREDENTIAL__…`).
+    pub credential: CredentialSettings,
+}
+
+/// Settings of the credential service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CredentialSettings {
+    /// Most credentials a list answers without `page`/`rpp`
+    /// (`TTSCM_CREDENTIAL__LIST_MAX_UNPAGED`, default 10000); a longer list asked for whole is a
+    /// 400 naming `page` and `rpp`.
+    pub list_max_unpaged: u64,
+}
+
+impl Default for CredentialSettings {
+    fn default() -> Self {
+        Self {
+            list_max_unpaged: 10_000,
+        }
+    }
 }
 
 /// Settings of the audit log.
@@ -513,6 +533,7 @@ impl Default for Settings {
             nats: NatsSettings::default(),
             mesh: MeshSettings::default(),
             audit: AuditSettings::default(),
+            credential: CredentialSettings::default(),
         }
     }
 }
@@ -573,6 +594,7 @@ const KNOWN_KEYS: &[&str] = &[
     "nats",
     "mesh",
     "audit",
+    "credential",
 ];
 
 /// Settings that cannot be loaded.

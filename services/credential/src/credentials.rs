@@ -49,21 +49,45 @@ impl Service {
         }
     }
 
-    /// The credentials whose `field` equals `value`, ordered by name, then id.
-    async fn credentials_where(&self, field: &str, value: &str) -> Result<Vec<CredentialDoc>, WireError> {
-        let options = FindOptions::new(Filter::eq(field, value))
+    /// The credentials `filter` matches, ordered by name, then id — the page `window` asks for,
+    /// or all of them (refused beyond [`Service::list_max_unpaged`]) — and how many match.
+    async fn credentials_in(
+        &self,
+        filter: Filter,
+        window: ListWindow,
+    ) -> Result<(Vec<CredentialDoc>, u64), WireError> {
+        let total = self
+            .store
+            .count(CREDENTIALS, &filter)
+            .await
+            .map_err(store_failed)?;
+        let mut options = FindOptions::new(filter)
             .sort("name", Order::Asc)
             .sort("id", Order::Asc);
+        match window.page {
+            Some((page, rpp)) => options = options.page(page.saturating_sub(1).saturating_mul(rpp), rpp),
+            None if total > self.list_max_unpaged => {
+                return Err(WireError::validation(vec![FieldError::new(
+                    vec![json!("page")],
+                    format!(
+                        "This list has {total} credentials, more than the {} answered at once: ask for it in pages with page and rpp",
+                        self.list_max_unpaged
+                    ),
+                )]));
+            }
+            None => {}
+        }
         let documents = self
             .store
             .find(CREDENTIALS, &options)
             .await
             .map_err(store_failed)?;
-        documents
+        let credentials = documents
             .into_iter()
             .map(from_document)
             .collect::<Result<_, _>>()
-            .map_err(store_failed)
+            .map_err(store_failed)?;
+        Ok((credentials, total))
     }
 
     /// Announces `action` on `credential` with its plain event data (ids and name, no values).
@@ -99,48 +123,73 @@ impl Service {
     }
 }
 
-/// Every credential of a type.
+/// Every credential of a type (or a page of them).
 impl ServiceOp<Service> for ListCredentialsByType {
-    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Vec<Credential>, WireError> {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<CredentialList, WireError> {
         let id = self.id.as_str();
         let credential_type = service.live_type(id).await?;
         check_scope(&ctx, &credential_type)?;
-        let credentials = service
-            .credentials_where("typeId", id)
-            .await?
+        let (credentials, total) = service
+            .credentials_in(Filter::eq("typeId", id), self.window)
+            .await?;
+        let credentials = credentials
             .into_iter()
             .map(|credential| (credential, credential_type.clone()))
             .collect();
-        service.with_companies(&ctx, credentials).await
+        let items = service.with_companies(&ctx, credentials).await?;
+        Ok(CredentialList { items, total })
     }
 }
 
-/// Every credential of a company the caller may see (types whose scope it lacks are left out).
+/// Every credential of a company the caller may see (or a page of them): credentials of types
+/// whose scope it lacks are left out before paging, so pages and totals count what it sees.
 impl ServiceOp<Service> for ListCredentialsByCompany {
-    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Vec<Credential>, WireError> {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<CredentialList, WireError> {
         let company_id = self.company_id.as_str();
         let company = service
             .company(&ctx, company_id)
             .await?
             .ok_or_else(|| WireError::not_found("Company"))?;
+        let mut filter = vec![Filter::eq("companyId", company_id)];
+        for hidden in service.hidden_types(&ctx).await? {
+            filter.push(Filter::Ne("typeId".into(), hidden.into()));
+        }
+        let (credentials, total) = service.credentials_in(Filter::And(filter), self.window).await?;
         let mut types: HashMap<String, Option<Arc<TypeDoc>>> = HashMap::new();
-        let mut out = Vec::new();
-        for credential in service.credentials_where("companyId", company_id).await? {
+        let mut items = Vec::with_capacity(credentials.len());
+        for credential in credentials {
             if !types.contains_key(&credential.type_id) {
                 let found = service.type_by_id(&credential.type_id).await?;
                 types.insert(credential.type_id.clone(), found);
             }
-            if let Some(Some(credential_type)) = types.get(&credential.type_id)
-                && check_scope(&ctx, credential_type).is_ok()
-            {
-                out.push(Service::to_wire(
+            if let Some(Some(credential_type)) = types.get(&credential.type_id) {
+                items.push(Service::to_wire(
                     &credential,
                     credential_type,
                     Some(company.clone()),
                 ));
             }
         }
-        Ok(out)
+        Ok(CredentialList { items, total })
+    }
+}
+
+impl Service {
+    /// The ids of the types whose scope the caller of `ctx` lacks.
+    async fn hidden_types(&self, ctx: &CallContext) -> Result<Vec<String>, WireError> {
+        let documents = self
+            .store
+            .find(crate::store::CREDENTIAL_TYPES, &FindOptions::new(Filter::All))
+            .await
+            .map_err(store_failed)?;
+        let mut hidden = Vec::new();
+        for document in documents {
+            let credential_type: TypeDoc = from_document(document).map_err(store_failed)?;
+            if check_scope(ctx, &credential_type).is_err() {
+                hidden.push(credential_type.id);
+            }
+        }
+        Ok(hidden)
     }
 }
 

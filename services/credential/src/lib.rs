@@ -50,6 +50,7 @@ pub async fn run(
         checkpoint_every: (settings.audit.checkpoint_secs > 0)
             .then(|| std::time::Duration::from_secs(settings.audit.checkpoint_secs)),
         verify_max_entries: settings.audit.verify_max_entries.max(1),
+        list_max_unpaged: settings.credential.list_max_unpaged,
     };
     let service = std::sync::Arc::new(service);
     Ok(router()

@@ -49,9 +49,14 @@ pub struct Service {
     pub checkpoint_every: Option<std::time::Duration>,
     /// Most entries one verification checks.
     pub verify_max_entries: u64,
+    /// Most credentials a list answers without paging.
+    pub list_max_unpaged: u64,
 }
 
 pub use ttscm_runtime::service::store_failed;
+
+/// Most company ids asked for in one summaries call (company-sync's limit).
+const SUMMARY_BATCH: usize = 1000;
 
 pub(crate) fn type_not_found() -> WireError {
     WireError::not_found("Credential type")
@@ -236,10 +241,11 @@ impl Service {
                 None => missing.push(id),
             }
         }
-        if !missing.is_empty() {
+        // company-sync answers at most SUMMARY_BATCH ids per call.
+        for batch in missing.chunks(SUMMARY_BATCH) {
             let summaries = self
                 .client
-                .call(ctx, &GetCompanySummaries { ids: missing })
+                .call(ctx, &GetCompanySummaries { ids: batch.to_vec() })
                 .await?;
             for summary in summaries {
                 self.caches.companies.insert(summary.id.clone(), summary.clone());

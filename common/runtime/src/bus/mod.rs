@@ -222,6 +222,14 @@ enum Responder {
 }
 
 impl Request {
+    /// The largest reply the bus carries (`None`: no limit, in one process).
+    pub fn max_payload(&self) -> Option<usize> {
+        match &self.responder {
+            Responder::Nats { client, .. } => Some(client.server_info().max_payload).filter(|m| *m > 0),
+            Responder::InProc(_) => None,
+        }
+    }
+
     /// Sends the reply.
     pub async fn respond(self, headers: Headers, payload: Bytes) -> Result<(), BusError> {
         match self.responder {
