@@ -488,14 +488,20 @@ fn client_address(state: &EdgeState) -> warp::filters::BoxedFilter<(Option<IpAdd
 fn ctx(state: Arc<EdgeState>) -> impl Filter<Extract = (RequestCtx,), Error = Rejection> + Clone {
     warp::header::optional::<String>(REQUEST_ID_HEADER)
         .and(warp::header::optional::<String>("authorization"))
+        .and(warp::header::optional::<String>("idempotency-key"))
         .and(client_address(&state))
         .map(
-            move |id: Option<String>, authorization: Option<String>, client: Option<IpAddr>| {
+            move |id: Option<String>,
+                  authorization: Option<String>,
+                  idempotency_key: Option<String>,
+                  client: Option<IpAddr>| {
                 let mut call = CallContext::new(None);
                 if let Some(id) = id.filter(|id| valid_request_id(id)) {
                     call.request_id = id;
                 }
                 call.client_ip = client.map(|ip| ip.to_string());
+                // Creates run once per key and caller (`ttscm_runtime::idempotency`).
+                call.idempotency_key = idempotency_key;
                 RequestCtx {
                     call,
                     authorization,
@@ -606,6 +612,7 @@ pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error
             "authorization",
             "content-type",
             "accept",
+            "idempotency-key",
             "x-refresh-token",
             REQUEST_ID_HEADER,
         ])

@@ -21,6 +21,9 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The body is not JSON (415).
     UnsupportedMediaType,
+    /// Well-formed but not acceptable in this state, e.g. an `Idempotency-Key` reused with
+    /// another body (422).
+    Unprocessable,
     /// An upstream system (e.g. ConnectWise) failed (502).
     Upstream,
     /// A dependency is unavailable (503).

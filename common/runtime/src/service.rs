@@ -41,7 +41,12 @@ pub struct CallContext {
     pub principal_header: Option<Arc<str>>,
     /// The client IP the edge saw, for audit entries.
     pub client_ip: Option<String>,
+    /// The client's `Idempotency-Key`, when it sent one (see [`crate::idempotency`]).
+    pub idempotency_key: Option<String>,
 }
+
+/// Bus header carrying the client's `Idempotency-Key`.
+pub const HEADER_IDEMPOTENCY_KEY: &str = "ttscm-idempotency-key";
 
 /// Bus header carrying the client IP the edge saw.
 pub const HEADER_CLIENT_IP: &str = "ttscm-client-ip";
@@ -54,6 +59,7 @@ impl CallContext {
             principal: principal.map(Arc::new),
             principal_header: None,
             client_ip: None,
+            idempotency_key: None,
         }
     }
 
@@ -91,6 +97,9 @@ impl CallContext {
         if let Some(ip) = &self.client_ip {
             headers.insert(HEADER_CLIENT_IP, ip.clone());
         }
+        if let Some(key) = &self.idempotency_key {
+            headers.insert(HEADER_IDEMPOTENCY_KEY, key.clone());
+        }
         telemetry::inject_context(&mut headers);
         headers
     }
@@ -114,6 +123,7 @@ impl CallContext {
             principal,
             principal_header,
             client_ip: headers.get(HEADER_CLIENT_IP).map(str::to_owned),
+            idempotency_key: headers.get(HEADER_IDEMPOTENCY_KEY).map(str::to_owned),
         })
     }
 }

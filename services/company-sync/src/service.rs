@@ -134,18 +134,33 @@ impl ServiceOp<Service> for GetCompany {
 
 /// Creates a manual company.
 impl ServiceOp<Service> for CreateCompany {
-    async fn run(self, service: Arc<Service>, _: CallContext) -> Result<Company, WireError> {
-        let input = self.input;
-        let _invalidate = Invalidate(&service.listing);
-        let name = parse_name(&input.name)?;
-        let doc = new_manual(name);
-        service
-            .store
-            .insert(COMPANIES, doc.to_document())
-            .await
-            .map_err(store_failed)?;
-        Ok(doc.to_wire())
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Company, WireError> {
+        let body = serde_json::to_vec(&self).expect("operations serialize");
+        let store = service.store.clone();
+        let call = ctx.clone();
+        ttscm_runtime::idempotency::once(&store, &call, "company.create", &body, move || {
+            create_company(self, service, ctx)
+        })
+        .await
     }
+}
+
+/// The create itself (run once per `Idempotency-Key`).
+async fn create_company(
+    op: CreateCompany,
+    service: Arc<Service>,
+    _ctx: CallContext,
+) -> Result<Company, WireError> {
+    let input = op.input;
+    let _invalidate = Invalidate(&service.listing);
+    let name = parse_name(&input.name)?;
+    let doc = new_manual(name);
+    service
+        .store
+        .insert(COMPANIES, doc.to_document())
+        .await
+        .map_err(store_failed)?;
+    Ok(doc.to_wire())
 }
 
 /// Renames a manual company.

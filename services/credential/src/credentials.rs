@@ -218,73 +218,88 @@ impl ServiceOp<Service> for GetCredential {
 /// Creates a credential.
 impl ServiceOp<Service> for CreateCredential {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Credential, WireError> {
-        let input = self.input;
-        let mut errors = Vec::new();
-        domain::check_name(&input.name, vec![json!("name")], &mut errors);
-        // Fresh, not cached: the values are sealed by what the type says now.
-        let credential_type = match service.type_fresh(&input.type_id).await? {
-            Some(t) if !t.deleting => Some(Arc::new(t)),
-            _ => {
-                errors.push(FieldError::new(
-                    vec![json!("typeId")],
-                    "Credential type not found",
-                ));
-                None
-            }
-        };
-        let company = service.company(&ctx, &input.company_id).await?;
-        if company.is_none() {
-            errors.push(FieldError::new(vec![json!("companyId")], "Company not found"));
-        }
-        let checked = match &credential_type {
-            Some(t) => match domain::check_values(&t.fields, &input.fields) {
-                Ok(checked) => checked,
-                Err(problems) => {
-                    errors.extend(problems);
-                    Vec::new()
-                }
-            },
-            None => Vec::new(),
-        };
-        if !errors.is_empty() {
-            return Err(WireError::validation(errors));
-        }
-        let credential_type = credential_type.ok_or_else(WireError::internal)?;
-        check_scope(&ctx, &credential_type)?;
-        let id = ids::new_id();
-        let values = service.seal(&ctx, &id, checked, &[]).await?;
-        let now = clock::now_iso();
-        let credential = CredentialDoc {
-            id,
-            name: input.name.trim().to_owned(),
-            type_id: credential_type.id.clone(),
-            company_id: input.company_id,
-            values,
-            revision: 0,
-            created_at: now.clone(),
-            updated_at: now,
-        };
-        service
-            .store
-            .insert(CREDENTIALS, to_document(&credential))
-            .await
-            .map_err(store_failed)?;
-        service.caches.clear_type_list();
-        if let Err(error) = service
-            .record(
-                &ctx,
-                Service::credential_record("credential.created", &credential),
-            )
-            .await
-        {
-            let _ = service.store.delete(CREDENTIALS, &credential.id).await;
-            service.credentials_changed(Some(&credential.id)).await;
-            return Err(error);
-        }
-        service.credential_event(&ctx, "created", &credential).await;
-        let (credential, credential_type) = service.settle(&ctx, credential, credential_type).await?;
-        Ok(Service::to_wire(&credential, &credential_type, company))
+        let body = serde_json::to_vec(&self).expect("operations serialize");
+        let store = service.store.clone();
+        let call = ctx.clone();
+        ttscm_runtime::idempotency::once(&store, &call, "credential.create", &body, move || {
+            create_credential(self, service, ctx)
+        })
+        .await
     }
+}
+
+/// The create itself (run once per `Idempotency-Key`).
+async fn create_credential(
+    op: CreateCredential,
+    service: Arc<Service>,
+    ctx: CallContext,
+) -> Result<Credential, WireError> {
+    let input = op.input;
+    let mut errors = Vec::new();
+    domain::check_name(&input.name, vec![json!("name")], &mut errors);
+    // Fresh, not cached: the values are sealed by what the type says now.
+    let credential_type = match service.type_fresh(&input.type_id).await? {
+        Some(t) if !t.deleting => Some(Arc::new(t)),
+        _ => {
+            errors.push(FieldError::new(
+                vec![json!("typeId")],
+                "Credential type not found",
+            ));
+            None
+        }
+    };
+    let company = service.company(&ctx, &input.company_id).await?;
+    if company.is_none() {
+        errors.push(FieldError::new(vec![json!("companyId")], "Company not found"));
+    }
+    let checked = match &credential_type {
+        Some(t) => match domain::check_values(&t.fields, &input.fields) {
+            Ok(checked) => checked,
+            Err(problems) => {
+                errors.extend(problems);
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+    if !errors.is_empty() {
+        return Err(WireError::validation(errors));
+    }
+    let credential_type = credential_type.ok_or_else(WireError::internal)?;
+    check_scope(&ctx, &credential_type)?;
+    let id = ids::new_id();
+    let values = service.seal(&ctx, &id, checked, &[]).await?;
+    let now = clock::now_iso();
+    let credential = CredentialDoc {
+        id,
+        name: input.name.trim().to_owned(),
+        type_id: credential_type.id.clone(),
+        company_id: input.company_id,
+        values,
+        revision: 0,
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    service
+        .store
+        .insert(CREDENTIALS, to_document(&credential))
+        .await
+        .map_err(store_failed)?;
+    service.caches.clear_type_list();
+    if let Err(error) = service
+        .record(
+            &ctx,
+            Service::credential_record("credential.created", &credential),
+        )
+        .await
+    {
+        let _ = service.store.delete(CREDENTIALS, &credential.id).await;
+        service.credentials_changed(Some(&credential.id)).await;
+        return Err(error);
+    }
+    service.credential_event(&ctx, "created", &credential).await;
+    let (credential, credential_type) = service.settle(&ctx, credential, credential_type).await?;
+    Ok(Service::to_wire(&credential, &credential_type, company))
 }
 
 /// Renames a credential.

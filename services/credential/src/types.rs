@@ -378,39 +378,54 @@ impl ServiceOp<Service> for GetCredentialType {
 /// Creates a type.
 impl ServiceOp<Service> for CreateCredentialType {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<CredentialType, WireError> {
-        let mut input = self.input;
-        let errors = domain::check_type_input(&mut input);
-        if !errors.is_empty() {
-            return Err(WireError::validation(errors));
-        }
-        let now = clock::now_iso();
-        let doc = TypeDoc {
-            id: ids::new_id(),
-            name_key: input.name.to_lowercase(),
-            name: input.name,
-            permission_scope: input.permission_scope,
-            icon: input.icon,
-            fields: input.fields,
-            deleting: false,
-            created_at: now.clone(),
-            updated_at: now,
-        };
-        service
-            .store
-            .insert(CREDENTIAL_TYPES, to_document(&doc))
-            .await
-            .map_err(|error| type_write_failed(error, &doc.name))?;
-        service.caches.clear_type_list();
-        if let Err(error) = service
-            .record(&ctx, Service::type_record("credential_type.created", &doc.id))
-            .await
-        {
-            let _ = service.store.delete(CREDENTIAL_TYPES, &doc.id).await;
-            return Err(error);
-        }
-        service.type_event(&ctx, "created", &doc.id, &doc.name).await;
-        Ok(doc.to_wire(0))
+        let body = serde_json::to_vec(&self).expect("operations serialize");
+        let store = service.store.clone();
+        let call = ctx.clone();
+        ttscm_runtime::idempotency::once(&store, &call, "credential_type.create", &body, move || {
+            create_type(self, service, ctx)
+        })
+        .await
     }
+}
+
+/// The create itself (run once per `Idempotency-Key`).
+async fn create_type(
+    op: CreateCredentialType,
+    service: Arc<Service>,
+    ctx: CallContext,
+) -> Result<CredentialType, WireError> {
+    let mut input = op.input;
+    let errors = domain::check_type_input(&mut input);
+    if !errors.is_empty() {
+        return Err(WireError::validation(errors));
+    }
+    let now = clock::now_iso();
+    let doc = TypeDoc {
+        id: ids::new_id(),
+        name_key: input.name.to_lowercase(),
+        name: input.name,
+        permission_scope: input.permission_scope,
+        icon: input.icon,
+        fields: input.fields,
+        deleting: false,
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    service
+        .store
+        .insert(CREDENTIAL_TYPES, to_document(&doc))
+        .await
+        .map_err(|error| type_write_failed(error, &doc.name))?;
+    service.caches.clear_type_list();
+    if let Err(error) = service
+        .record(&ctx, Service::type_record("credential_type.created", &doc.id))
+        .await
+    {
+        let _ = service.store.delete(CREDENTIAL_TYPES, &doc.id).await;
+        return Err(error);
+    }
+    service.type_event(&ctx, "created", &doc.id, &doc.name).await;
+    Ok(doc.to_wire(0))
 }
 
 /// Changes a type, migrating its credentials first.

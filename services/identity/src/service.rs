@@ -642,10 +642,21 @@ fn role_record(action: &'static str, role: &Role) -> AuditRecord {
 
 impl ServiceOp<Identity> for CreateRole {
     async fn run(self, identity: Arc<Identity>, ctx: CallContext) -> Result<Role, WireError> {
-        let role = roles::create(&identity.store, &ctx.principal()?.permissions, self.input).await?;
-        identity.record(&ctx, role_record("role.created", &role)).await?;
-        Ok(role)
+        let body = serde_json::to_vec(&self).expect("operations serialize");
+        let store = identity.store.clone();
+        let call = ctx.clone();
+        ttscm_runtime::idempotency::once(&store, &call, "role.create", &body, move || {
+            create_role(self, identity, ctx)
+        })
+        .await
     }
+}
+
+/// The create itself (run once per `Idempotency-Key`).
+async fn create_role(op: CreateRole, identity: Arc<Identity>, ctx: CallContext) -> Result<Role, WireError> {
+    let role = roles::create(&identity.store, &ctx.principal()?.permissions, op.input).await?;
+    identity.record(&ctx, role_record("role.created", &role)).await?;
+    Ok(role)
 }
 
 impl ServiceOp<Identity> for UpdateRole {
