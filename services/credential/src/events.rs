@@ -1,11 +1,15 @@
 //! Credential events as CloudEvents 1.0 JSON on `ttscm.events.<aggregate>.<action>`. Events carry
 //! ids, names and field ids — never a value, sealed or not.
 //!
-//! Requests only queue their events; one publisher task sends them in order, off the request
-//! path (a JetStream acknowledgement costs a round trip). An event that cannot be published (bus
-//! down) goes to the `event_outbox` collection, and a background task publishes the outbox every
-//! few seconds, so a bus outage loses nothing. The outbox is declared an append log of the store
-//! ([`prepare`]): the embedded store keeps it out of its main file.
+//! **Durable before the answer**: a request publishes its event before it answers — in the mesh
+//! a JetStream publish acknowledged by the `TTSCM_EVENTS` stream (one round trip to
+//! nats-server), or, when the bus cannot take it, an insert into the `event_outbox` collection
+//! that a background task publishes every few seconds. So a crash (`kill -9`) right after a 200
+//! loses no event, and a bus outage loses nothing either. (Until issue 20 requests only queued
+//! their events for a publisher task off the request path, which a crash could lose.) Events of
+//! one request are published in order; events of concurrent requests may interleave. The outbox
+//! is declared an append log of the store ([`prepare`]): the embedded store keeps it out of its
+//! main file.
 
 use std::time::Duration;
 
@@ -34,9 +38,6 @@ pub async fn prepare(store: &Store) -> Result<(), StoreError> {
 /// How often the outbox is retried.
 const OUTBOX_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Events waiting for the publisher; beyond this, requests wait (backpressure).
-const QUEUE: usize = 10_000;
-
 /// One serialized event on its way out.
 struct Outgoing {
     id: String,
@@ -50,31 +51,12 @@ struct Outgoing {
 pub struct Events {
     bus: Bus,
     store: Store,
-    queue: tokio::sync::mpsc::Sender<Outgoing>,
-}
-
-/// The task that publishes queued events in order.
-pub struct Publisher {
-    events: Events,
-    queue: tokio::sync::mpsc::Receiver<Outgoing>,
 }
 
 impl Events {
-    /// Events over `bus`, with an outbox in `store`, and the publisher task to run.
-    pub fn new(bus: Bus, store: Store) -> (Self, Publisher) {
-        let (sender, receiver) = tokio::sync::mpsc::channel(QUEUE);
-        let events = Self {
-            bus,
-            store,
-            queue: sender,
-        };
-        (
-            events.clone(),
-            Publisher {
-                events,
-                queue: receiver,
-            },
-        )
+    /// Events over `bus`, with an outbox in `store`.
+    pub fn new(bus: Bus, store: Store) -> Self {
+        Self { bus, store }
     }
 
     async fn send_or_keep(&self, outgoing: Outgoing) {
@@ -138,10 +120,7 @@ impl Events {
             payload,
             time: event.time,
         };
-        if let Err(returned) = self.queue.send(outgoing).await {
-            // The publisher stopped (shutdown): publish inline so nothing is lost.
-            self.send_or_keep(returned.0).await;
-        }
+        self.send_or_keep(outgoing).await;
     }
 
     /// Publishes what waits in the outbox, oldest first, until `shutdown`.
@@ -173,15 +152,6 @@ impl Events {
                 }
                 let _ = self.store.delete(EVENT_OUTBOX, &text("id")).await;
             }
-        }
-    }
-}
-
-impl Publisher {
-    /// Publishes queued events in order until every sender is gone (shutdown).
-    pub async fn run(mut self) {
-        while let Some(outgoing) = self.queue.recv().await {
-            self.events.send_or_keep(outgoing).await;
         }
     }
 }

@@ -37,8 +37,7 @@ pub async fn run(
     events::prepare(store).await?;
     store::prepare(store).await?;
     checkpoints::prepare(store).await?;
-    let (events, publisher) = events::Events::new(bus.clone(), store.clone());
-    tokio::spawn(publisher.run());
+    let events = events::Events::new(bus.clone(), store.clone());
     // Over NATS, audit entries are appended to a JetStream stream and copied into the store.
     let audit = audit::AuditLog::open(bus, store, shutdown.clone()).await?;
     let service = service::Service {
