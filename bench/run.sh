@@ -421,7 +421,13 @@ start_mesh() {
         [[ $component == edge ]] && SERVER_PID[mesh]=$!
     done
     wait_ready mesh "${SERVER_URL[mesh]}/readyz" 200
-    SERVER_TOKEN[mesh]=$(env ${SERVER_ENV[mesh]} "$TTSCM_BIN" token create --name bench --role admin 2>"$TMP_DIR/token.log") ||
+    # The command records its action on the audit chain through the audit stream, so it runs
+    # with identity's settings (its NATS user and keys), as an operator runs it in identity's pod.
+    local identity_own=""
+    if [[ $BENCH_MESH_AUTH == 1 ]]; then
+        identity_own=$(grep -hv '^#' "$TMP_DIR/mesh/mesh.env" "$TMP_DIR/mesh/identity.env" | tr '\n' ' ')
+    fi
+    SERVER_TOKEN[mesh]=$(env ${SERVER_ENV[mesh]} $identity_own "$TTSCM_BIN" token create --name bench --role admin 2>"$TMP_DIR/token.log") ||
         die "mesh token create failed: $(cat "$TMP_DIR/token.log")"
 }
 
