@@ -262,44 +262,6 @@ async fn the_head_is_signed_periodically_and_published(mode: Mode) {
     }
 }
 
-/// Changes the action of the stored entry `seq` in place (`from` → `to`, same length), without
-/// rehashing anything: what a careless store writer does.
-async fn edit_entry(app: &TestApp, mode: Mode, seq: u64, from: &str, to: &str) {
-    match mode {
-        Mode::Embedded => {
-            let path = journal(app);
-            let text = std::fs::read_to_string(&path).expect("the journal");
-            let edited: String = text
-                .lines()
-                .map(|line| {
-                    let entry: Value = serde_json::from_str(line).expect("an entry");
-                    let line = if entry["seq"] == seq {
-                        line.replacen(from, to, 1)
-                    } else {
-                        line.to_owned()
-                    };
-                    line + "\n"
-                })
-                .collect();
-            assert_ne!(edited, text, "entry {seq} is a {from}");
-            std::fs::write(&path, edited).expect("edited");
-        }
-        Mode::Mesh => {
-            let changed = app
-                .store()
-                .await
-                .update_one(
-                    ttscm_runtime::audit::COLLECTION,
-                    &ttscm_runtime::Filter::eq("seq", seq as i64),
-                    &ttscm_runtime::Update::default().set("action", to),
-                )
-                .await
-                .expect("edited");
-            assert!(changed);
-        }
-    }
-}
-
 /// `verify` checks only what was appended since the last verification (at most
 /// `TTSCM_AUDIT__VERIFY_MAX_ENTRIES` per call, going on at the next), re-checks that the last
 /// verified entry is unchanged, and starts over with `full=true`.
@@ -341,13 +303,15 @@ async fn verification_is_incremental_and_resumable(mode: Mode) {
     );
 
     // An edit before the verified head is found by a full re-verification...
-    edit_entry(&app, mode, 2, "credential.created", "credential.updated").await;
+    app.edit_audit_entry(mode, 2, "credential.created", "credential.updated")
+        .await;
     let (_, full) = verify(&app, "?full=true").await;
     assert_eq!(full["data"]["valid"], false, "{full}");
     assert_eq!(full["data"]["firstBrokenSeq"], 2, "{full}");
     assert_eq!(full["data"]["verifiedFrom"], 1);
     // ...and an edit of the verified head itself by the next incremental one.
-    edit_entry(&app, mode, 7, "credential.revealed", "credential.reveale_").await;
+    app.edit_audit_entry(mode, 7, "credential.revealed", "credential.reveale_")
+        .await;
     let (_, head) = verify(&app, "").await;
     assert_eq!(head["data"]["valid"], false, "{head}");
     assert_eq!(head["data"]["firstBrokenSeq"], 7, "{head}");

@@ -14,18 +14,6 @@ use ttscm_testkit::oidc;
 
 const ROLES: &str = "/v1/role/roles";
 
-/// The entries of `action`, newest first.
-async fn entries(app: &TestApp, action: &str) -> Vec<Value> {
-    let (status, page) = app
-        .get(
-            &format!("/v1/audit/events?rpp=100&action={action}"),
-            Some(&app.admin_token),
-        )
-        .await;
-    assert_eq!(status, 200, "{page}");
-    page["data"].as_array().expect("a list").clone()
-}
-
 /// Asserts the whole chain verifies.
 async fn assert_chain_intact(app: &TestApp) {
     let (status, body) = app.get("/v1/audit/verify", Some(&app.admin_token)).await;
@@ -67,7 +55,7 @@ async fn role_changes_and_grants_are_recorded_with_their_actor(mode: Mode) {
         ("role.updated", "audit.fetch.many,audit.verify"),
         ("role.deleted", "audit.fetch.many,audit.verify"),
     ] {
-        let found = entries(&app, action).await;
+        let found = app.audit_entries(action).await;
         let entry = found
             .iter()
             .find(|e| e["target"]["id"] == role_id.as_str())
@@ -78,7 +66,8 @@ async fn role_changes_and_grants_are_recorded_with_their_actor(mode: Mode) {
         assert_eq!(entry["actor"]["kind"], "api_token", "{entry}");
         assert_eq!(entry["clientIp"], "127.0.0.1");
     }
-    let grants: Vec<Value> = entries(&app, "user.roles_updated")
+    let grants: Vec<Value> = app
+        .audit_entries("user.roles_updated")
         .await
         .into_iter()
         .filter(|e| e["target"]["id"] == alice.user_id.as_str())
@@ -97,7 +86,7 @@ async fn role_changes_and_grants_are_recorded_with_their_actor(mode: Mode) {
         )
         .await;
     assert_eq!(status, 403);
-    let created = entries(&app, "role.created").await;
+    let created = app.audit_entries("role.created").await;
     assert!(created.iter().all(|e| e["details"]["name"] != "too-much"));
     assert_chain_intact(&app).await;
 }
@@ -117,7 +106,7 @@ async fn sign_ins_refresh_reuse_and_logouts_are_recorded(mode: Mode) {
     let app = spawn_app_with_sign_in(mode, |_| {}).await;
     let data = sign_in(&app, "alice").await;
     let user_id = data["user"]["id"].as_str().expect("id").to_owned();
-    let signed_in = entries(&app, "auth.signed_in").await;
+    let signed_in = app.audit_entries("auth.signed_in").await;
     let entry = signed_in
         .iter()
         .find(|e| e["actor"]["id"] == user_id.as_str())
@@ -139,18 +128,29 @@ async fn sign_ins_refresh_reuse_and_logouts_are_recorded(mode: Mode) {
         );
     }
 
+    // A profile change (the name audit entries show) is on record.
+    let access = data["accessToken"].as_str().expect("access");
+    let (status, body) = app
+        .patch("/v1/user/@me", access, &json!({"name": "Alice Renamed"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let renamed = app.audit_entries("user.profile_updated").await;
+    assert_eq!(renamed.len(), 1, "{renamed:?}");
+    assert_eq!(renamed[0]["details"]["name"], "Alice Renamed");
+    assert_eq!(renamed[0]["actor"]["id"], user_id.as_str());
+
     // A spent refresh token presented again: the session is revoked, on record.
     let first = data["refreshToken"].as_str().expect("refresh").to_owned();
     assert!(app.post_refresh(&first).await.status().is_success());
     assert_eq!(app.post_refresh(&first).await.status(), 401);
-    let reused = entries(&app, "auth.refresh_reused").await;
+    let reused = app.audit_entries("auth.refresh_reused").await;
     assert_eq!(reused.len(), 1, "{reused:?}");
     assert_eq!(reused[0]["actor"]["id"], user_id.as_str());
     assert_eq!(reused[0]["target"]["id"], entry["details"]["sessionId"]);
 
     // An unknown refresh token is an anonymous failure.
     assert_eq!(app.post_refresh("ttscmr_unknown").await.status(), 401);
-    let failed = entries(&app, "auth.refresh_failed").await;
+    let failed = app.audit_entries("auth.refresh_failed").await;
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(
         failed[0]["actor"],
@@ -167,7 +167,7 @@ async fn sign_ins_refresh_reuse_and_logouts_are_recorded(mode: Mode) {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let logged_out = entries(&app, "auth.logged_out").await;
+    let logged_out = app.audit_entries("auth.logged_out").await;
     assert_eq!(logged_out.len(), 1, "{logged_out:?}");
     assert_eq!(logged_out[0]["actor"]["id"], user_id.as_str());
     assert_eq!(logged_out[0]["target"]["id"], body["data"]["sessionId"]);
@@ -200,7 +200,7 @@ async fn failed_sign_ins_are_recorded_at_a_capped_rate_per_client(mode: Mode) {
     for _ in 0..6 {
         failed_sign_in(&app, "203.0.113.5").await;
     }
-    let failed = entries(&app, "auth.sign_in_failed").await;
+    let failed = app.audit_entries("auth.sign_in_failed").await;
     assert_eq!(failed.len(), 2, "{failed:?}");
     for entry in &failed {
         assert_eq!(entry["actor"]["kind"], "anonymous");
@@ -212,7 +212,7 @@ async fn failed_sign_ins_are_recorded_at_a_capped_rate_per_client(mode: Mode) {
     }
     // Another client's failure is recorded, carrying the count of those that were not.
     failed_sign_in(&app, "198.51.100.9").await;
-    let failed = entries(&app, "auth.sign_in_failed").await;
+    let failed = app.audit_entries("auth.sign_in_failed").await;
     assert_eq!(failed.len(), 3, "{failed:?}");
     assert_eq!(failed[0]["clientIp"], "198.51.100.9");
     assert_eq!(failed[0]["details"]["unrecordedBefore"], "4", "{}", failed[0]);
@@ -253,7 +253,7 @@ async fn commands_extend_the_one_chain_without_forking_it(mode: Mode) {
         }
     };
     tokio::join!(reveals, records);
-    let revoked = entries(&app, "api_token.revoked").await;
+    let revoked = app.audit_entries("api_token.revoked").await;
     assert_eq!(revoked.len(), 10);
     assert_eq!(
         revoked[0]["actor"],

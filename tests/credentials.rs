@@ -528,44 +528,9 @@ async fn reveals_and_changes_are_audited_in_a_verifiable_chain(mode: Mode) {
         verified["data"],
         json!({"valid": true, "entries": 3, "firstBrokenSeq": null, "verifiedFrom": 1, "complete": true})
     );
-    // Someone with access to the storage edits entry 2: the journal file's bytes in place
-    // (embedded), or the MongoDB document (mesh).
-    match mode {
-        Mode::Embedded => {
-            let journal = ttscm_runtime::audit::journal_path(
-                &app.settings.data_dir.join(ttscm_runtime::connect::SQLITE_FILE),
-            );
-            let text = std::fs::read_to_string(&journal).expect("the audit journal");
-            let edited: String = text
-                .lines()
-                .map(|line| {
-                    let entry: Value = serde_json::from_str(line).expect("an entry per line");
-                    // Same length, so the server's index of the file stays right.
-                    let line = if entry["seq"] == 2 {
-                        line.replacen("credential.created", "credential.updated", 1)
-                    } else {
-                        line.to_owned()
-                    };
-                    line + "\n"
-                })
-                .collect();
-            assert_ne!(edited, text, "entry 2 is a credential.created");
-            std::fs::write(&journal, edited).expect("tampered");
-        }
-        Mode::Mesh => {
-            let changed = app
-                .store()
-                .await
-                .update_one(
-                    ttscm_runtime::audit::COLLECTION,
-                    &ttscm_runtime::Filter::eq("seq", 2i64),
-                    &ttscm_runtime::Update::default().set("action", "credential.updated"),
-                )
-                .await
-                .expect("tampered");
-            assert!(changed, "entry 2 is stored");
-        }
-    }
+    // Someone with access to the storage edits entry 2.
+    app.edit_audit_entry(mode, 2, "credential.created", "credential.updated")
+        .await;
     // Entries before the last verified one are re-read by a full verification.
     let (_, broken) = app.get("/v1/audit/verify?full=true", Some(&token)).await;
     assert_eq!(broken["data"]["valid"], false);

@@ -308,16 +308,9 @@ async fn field_value(app: &TestApp, credential: &str, field_id: &str) -> Option<
 
 /// The credentials the audit log names for `action` (newest first).
 async fn audited(app: &TestApp, action: &str) -> Vec<String> {
-    let (status, body) = app
-        .get(
-            &format!("/v1/audit/events?rpp=100&action={action}"),
-            Some(&app.admin_token),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let mut ids: Vec<String> = body["data"]
-        .as_array()
-        .expect("a list")
+    let mut ids: Vec<String> = app
+        .audit_entries(action)
+        .await
         .iter()
         .map(|e| e["credentialId"].as_str().expect("credential id").to_owned())
         .collect();

@@ -136,6 +136,60 @@ impl TestApp {
         events
     }
 
+    /// The audit entries of `action`, newest first (at most 100), as the admin lists them.
+    pub async fn audit_entries(&self, action: &str) -> Vec<Value> {
+        let (status, page) = self
+            .get(
+                &format!("/v1/audit/events?rpp=100&action={action}"),
+                Some(&self.admin_token),
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        page["data"].as_array().expect("a list").clone()
+    }
+
+    /// Changes the stored audit entry `seq` in place, `from` → `to` (same length, so the
+    /// embedded server's index of its journal stays right), rehashing nothing: what someone
+    /// with write access to the storage does — the journal file (embedded) or the MongoDB
+    /// document's `action` (mesh, where `to` is the whole new action).
+    pub async fn edit_audit_entry(&self, mode: Mode, seq: u64, from: &str, to: &str) {
+        match mode {
+            Mode::Embedded => {
+                let path = ttscm_runtime::audit::journal_path(
+                    &self.settings.data_dir.join(ttscm_runtime::connect::SQLITE_FILE),
+                );
+                let text = std::fs::read_to_string(&path).expect("the audit journal");
+                let edited: String = text
+                    .lines()
+                    .map(|line| {
+                        let entry: Value = serde_json::from_str(line).expect("an entry per line");
+                        let line = if entry["seq"] == seq {
+                            line.replacen(from, to, 1)
+                        } else {
+                            line.to_owned()
+                        };
+                        line + "\n"
+                    })
+                    .collect();
+                assert_ne!(edited, text, "entry {seq} holds {from}");
+                std::fs::write(&path, edited).expect("edited");
+            }
+            Mode::Mesh => {
+                let changed = self
+                    .store()
+                    .await
+                    .update_one(
+                        ttscm_runtime::audit::COLLECTION,
+                        &ttscm_runtime::Filter::eq("seq", seq as i64),
+                        &ttscm_runtime::Update::default().set("action", to),
+                    )
+                    .await
+                    .expect("edited");
+                assert!(changed, "entry {seq} is stored");
+            }
+        }
+    }
+
     /// A NATS connection as the tests' operator (may do anything), mesh mode only.
     pub async fn nats_operator(&self) -> async_nats::Client {
         async_nats::ConnectOptions::with_user_and_password("operator".into(), NATS_OPERATOR_PASSWORD.into())

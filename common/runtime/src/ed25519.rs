@@ -114,8 +114,8 @@ pub fn public_key(what: &str, text: &str) -> Result<(Vec<u8>, DecodingKey), KeyE
     Ok((bytes, key))
 }
 
-/// Writes a file readable only by its owner; refuses to replace one.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes a file readable only by its owner; refuses to replace one (generated keys).
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

@@ -77,7 +77,7 @@ where
     if matches!(claimed, Err(StoreError::Conflict)) {
         let stored = store.get(COLLECTION, &id).await.map_err(store_failed)?;
         match stored {
-            Some(stored) if !expired(&stored) => return answer_from(&stored, &body_hash),
+            Some(stored) if !crate::store::is_expired(&stored) => return answer_from(&stored, &body_hash),
             // Expired (or gone meanwhile): forget it and claim it afresh.
             _ => {
                 store.delete(COLLECTION, &id).await.map_err(store_failed)?;
@@ -110,19 +110,31 @@ where
     result
 }
 
+/// [`once`] for an operation: `op` (serialized, it is what the key names) and the call go to
+/// `create`.
+pub async fn once_op<O, R, F, Fut>(
+    store: &Store,
+    ctx: CallContext,
+    operation: &str,
+    op: O,
+    create: F,
+) -> Result<R, WireError>
+where
+    O: Serialize,
+    R: Serialize + DeserializeOwned,
+    F: FnOnce(O, CallContext) -> Fut,
+    Fut: Future<Output = Result<R, WireError>>,
+{
+    let body = serde_json::to_vec(&op).expect("operations serialize");
+    let call = ctx.clone();
+    once(store, &call, operation, &body, move || create(op, ctx)).await
+}
+
 fn in_progress() -> WireError {
     WireError::new(
         ErrorCode::Conflict,
         "A request with this Idempotency-Key is still being processed; retry in a moment",
     )
-}
-
-fn expired(document: &Document) -> bool {
-    document
-        .get("expiresAt")
-        .and_then(Value::as_str)
-        .and_then(clock::parse_iso)
-        .is_none_or(|at| at <= time::OffsetDateTime::now_utc())
 }
 
 /// The answer a retry gets from the stored key.

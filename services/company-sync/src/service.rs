@@ -135,11 +135,9 @@ impl ServiceOp<Service> for GetCompany {
 /// Creates a manual company.
 impl ServiceOp<Service> for CreateCompany {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Company, WireError> {
-        let body = serde_json::to_vec(&self).expect("operations serialize");
         let store = service.store.clone();
-        let call = ctx.clone();
-        ttscm_runtime::idempotency::once(&store, &call, "company.create", &body, move || {
-            create_company(self, service, ctx)
+        ttscm_runtime::idempotency::once_op(&store, ctx, "company.create", self, |op, ctx| {
+            create_company(op, service, ctx)
         })
         .await
     }

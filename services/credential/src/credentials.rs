@@ -218,11 +218,9 @@ impl ServiceOp<Service> for GetCredential {
 /// Creates a credential.
 impl ServiceOp<Service> for CreateCredential {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Credential, WireError> {
-        let body = serde_json::to_vec(&self).expect("operations serialize");
         let store = service.store.clone();
-        let call = ctx.clone();
-        ttscm_runtime::idempotency::once(&store, &call, "credential.create", &body, move || {
-            create_credential(self, service, ctx)
+        ttscm_runtime::idempotency::once_op(&store, ctx, "credential.create", self, |op, ctx| {
+            create_credential(op, service, ctx)
         })
         .await
     }

@@ -378,11 +378,9 @@ impl ServiceOp<Service> for GetCredentialType {
 /// Creates a type.
 impl ServiceOp<Service> for CreateCredentialType {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<CredentialType, WireError> {
-        let body = serde_json::to_vec(&self).expect("operations serialize");
         let store = service.store.clone();
-        let call = ctx.clone();
-        ttscm_runtime::idempotency::once(&store, &call, "credential_type.create", &body, move || {
-            create_type(self, service, ctx)
+        ttscm_runtime::idempotency::once_op(&store, ctx, "credential_type.create", self, |op, ctx| {
+            create_type(op, service, ctx)
         })
         .await
     }

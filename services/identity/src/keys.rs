@@ -105,7 +105,11 @@ impl SigningKey {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(io)?;
                 }
-                write_private(path, &serde_json::to_vec(&file).expect("key file serializes")).map_err(io)?;
+                ttscm_runtime::ed25519::write_private(
+                    path,
+                    &serde_json::to_vec(&file).expect("key file serializes"),
+                )
+                .map_err(io)?;
                 tracing::info!(path = %path.display(), kid = %key.kid, "generated the access-token signing key");
                 Ok(key)
             }
@@ -135,14 +139,4 @@ impl SigningKey {
         jsonwebtoken::encode(&header, claims, &key)
             .expect("Ed25519 signing of serializable claims cannot fail")
     }
-}
-
-/// Writes a file readable only by its owner.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(bytes)
 }

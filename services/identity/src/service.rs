@@ -567,7 +567,15 @@ impl ServiceOp<Identity> for UpdateMe {
         if !errors.is_empty() {
             return Err(WireError::validation(errors));
         }
-        identity.update_user(&principal.id, update).await
+        let user = identity.update_user(&principal.id, update).await?;
+        // The display name is what audit entries and other people's screens show for this user.
+        let mut record = AuditRecord::new("user.profile_updated", "user", user.id.clone())
+            .detail("name", user.name.as_str());
+        if let Some(image) = &user.image {
+            record = record.detail("image", image.as_str());
+        }
+        identity.record(&ctx, record).await?;
+        Ok(user)
     }
 }
 
@@ -642,11 +650,9 @@ fn role_record(action: &'static str, role: &Role) -> AuditRecord {
 
 impl ServiceOp<Identity> for CreateRole {
     async fn run(self, identity: Arc<Identity>, ctx: CallContext) -> Result<Role, WireError> {
-        let body = serde_json::to_vec(&self).expect("operations serialize");
         let store = identity.store.clone();
-        let call = ctx.clone();
-        ttscm_runtime::idempotency::once(&store, &call, "role.create", &body, move || {
-            create_role(self, identity, ctx)
+        ttscm_runtime::idempotency::once_op(&store, ctx, "role.create", self, |op, ctx| {
+            create_role(op, identity, ctx)
         })
         .await
     }

@@ -319,14 +319,6 @@ fn iso_in(seconds: u64) -> String {
     )
 }
 
-fn expired(document: &Document) -> bool {
-    document
-        .get("expiresAt")
-        .and_then(Value::as_str)
-        .and_then(clock::parse_iso)
-        .is_none_or(|at| at <= time::OffsetDateTime::now_utc())
-}
-
 /// Why a token operation was refused; every case is a 401 to the client.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -416,7 +408,7 @@ pub async fn live_session(store: &Store, id: &str, user_id: &str) -> Result<Opti
     Ok(store.get(SESSIONS, id).await?.filter(|session| {
         session.get("userId").and_then(Value::as_str) == Some(user_id)
             && session.get("revokedAt").is_none_or(Value::is_null)
-            && !expired(session)
+            && !ttscm_runtime::store::is_expired(session)
     }))
 }
 
@@ -470,7 +462,8 @@ pub async fn refresh(
         }
         Err(other) => return Err(other.into()),
     }
-    if expired(&token) || live_session(store, &session_id, &user_id).await?.is_none() {
+    if ttscm_runtime::store::is_expired(&token) || live_session(store, &session_id, &user_id).await?.is_none()
+    {
         return Err(SessionError::Invalid);
     }
     let user = get_user(store, &user_id).await?.ok_or(SessionError::Invalid)?;

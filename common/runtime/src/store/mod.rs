@@ -30,6 +30,16 @@ pub fn text(document: &Document, key: &str) -> String {
         .to_owned()
 }
 
+/// Whether a document's `expiresAt` (ISO-8601) has passed; a document without a readable one
+/// counts as expired.
+pub fn is_expired(document: &Document) -> bool {
+    document
+        .get("expiresAt")
+        .and_then(Value::as_str)
+        .and_then(crate::clock::parse_iso)
+        .is_none_or(|at| at <= time::OffsetDateTime::now_utc())
+}
+
 /// The strings in the array at `key` of a document (non-strings skipped; empty when absent).
 pub fn texts(document: &Document, key: &str) -> Vec<String> {
     document
