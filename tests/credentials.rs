@@ -480,6 +480,15 @@ async fn reveals_and_changes_are_audited_in_a_verifiable_chain(mode: Mode) {
         .await
         .expect("sent");
     assert_eq!(response.status(), 200);
+    // Read-your-own-writes: the reveal's entry is listed, none pending (in the mesh too, where
+    // it travels through the stream first).
+    assert_eq!(
+        response
+            .headers()
+            .get("x-audit-pending")
+            .and_then(|v| v.to_str().ok()),
+        Some("0")
+    );
     let page: Value = response.json().await.expect("json");
     assert_eq!(page["pagination"]["totalRecords"], 1, "{page}");
     let entry = &page["data"][0];

@@ -186,17 +186,29 @@ async fn a_store_outage_keeps_audit_entries_in_the_stream_until_the_store_is_bac
     assert_took_less("the request", started, Duration::from_secs(4));
 
     app.store_server().restart();
+    // Once the store is back the log reads again at once — what is stored, with a count of the
+    // entries still being copied from the stream — and soon with every entry.
     let listed = ttscm_testkit::eventually(Duration::from_secs(30), || async {
-        let (status, body) = app
-            .get(
-                "/v1/audit/events?action=credential.revealed&rpp=100",
-                Some(&token),
-            )
-            .await;
-        (status == 200).then_some(body)
+        let response = app
+            .http
+            .get(format!(
+                "{}/v1/audit/events?action=credential.revealed&rpp=100",
+                app.address
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .ok()?;
+        let pending = response
+            .headers()
+            .get("x-audit-pending")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body: Value = response.json().await.ok()?;
+        (body["status"] == 200 && pending.as_deref() == Some("0")).then_some(body)
     })
     .await
-    .expect("the log reads again once the store is back");
+    .expect("the log reads again, whole, once the store is back");
     let request_ids = strings(&listed["data"], "requestId");
     assert_eq!(
         request_ids,
@@ -205,6 +217,7 @@ async fn a_store_outage_keeps_audit_entries_in_the_stream_until_the_store_is_bac
     );
     let (_, verified) = app.get("/v1/audit/verify", Some(&token)).await;
     assert_eq!(verified["data"]["valid"], true, "{verified}");
+    assert_eq!(verified["data"]["pending"], 0, "{verified}");
 }
 
 /// When the audit stream refuses the entry, the reveal fails fast with 503 and no secret (fail

@@ -53,8 +53,18 @@ pub(crate) async fn audit_events(
         rpp,
     };
     let reply = ctx.call(&op).await?;
-    Ok(page_of(route, (page, rpp), reply.total, &reply.items))
+    let mut response = page_of(route, (page, rpp), reply.total, &reply.items);
+    // Entries appended but not yet readable (the mesh's copy lagging): the page is what is
+    // stored, and says so rather than failing.
+    response
+        .headers_mut()
+        .insert(AUDIT_PENDING_HEADER, warp::http::HeaderValue::from(reply.pending));
+    Ok(response)
 }
+
+/// The response header of `GET /v1/audit/events` counting entries appended but not yet
+/// listed (0: the page includes every entry appended before the request).
+pub const AUDIT_PENDING_HEADER: &str = "x-audit-pending";
 
 /// `GET /readyz`: ready when the bus is connected and every service answers with a reachable
 /// store; 503 "Not ready" with the same report otherwise.

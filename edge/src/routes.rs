@@ -616,7 +616,11 @@ pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error
             "x-refresh-token",
             REQUEST_ID_HEADER,
         ])
-        .expose_headers([REQUEST_ID_HEADER, "retry-after"])
+        .expose_headers([
+            REQUEST_ID_HEADER,
+            "retry-after",
+            crate::misc_routes::AUDIT_PENDING_HEADER,
+        ])
         .max_age(600);
     any_of(table)
         .with(cors)

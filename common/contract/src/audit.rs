@@ -94,6 +94,10 @@ pub struct AuditPage {
     pub items: Vec<AuditEntry>,
     /// How many entries match in all.
     pub total: u64,
+    /// Entries appended but not yet readable (in the mesh, still in the write-ahead stream on
+    /// their way to the store): 0 when this page was read with every entry appended before it.
+    #[serde(default)]
+    pub pending: u64,
 }
 
 crate::operation!(ListAuditEvents => subjects::AUDIT_LIST, AuditPage);
@@ -130,6 +134,10 @@ pub struct AuditVerification {
     /// ask again to go on from where it stopped).
     #[serde(default)]
     pub complete: bool,
+    /// Entries appended but not yet readable when the check ran (in the mesh, still in the
+    /// write-ahead stream on their way to the store): they are checked next time.
+    #[serde(default)]
+    pub pending: u64,
     /// The signed checkpoint the log was checked against (none when there is none yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<CheckpointCheck>,

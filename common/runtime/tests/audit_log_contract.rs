@@ -462,6 +462,104 @@ async fn a_half_finished_copy_is_finished_without_duplicates() {
     assert_eq!(stored().await, 3);
 }
 
+/// The first page of every entry (up to 100).
+fn everything() -> ListAuditEvents {
+    ListAuditEvents {
+        page: 1,
+        rpp: 100,
+        ..ListAuditEvents::default()
+    }
+}
+
+/// A message of several entries, some of which a stopped copier had stored (in no particular
+/// order), is finished on redelivery: the missing ones are stored, none twice.
+#[tokio::test]
+async fn a_half_finished_batch_is_finished_without_duplicates() {
+    let setup = Setup::new(Adapter::StreamMongo);
+    let log = setup.handle_without_copier().await;
+    log.append_all((0..6).map(reveal).collect())
+        .await
+        .expect("appended");
+    let store = setup.store().await;
+    let client = async_nats::connect(setup.nats.as_ref().expect("nats").url())
+        .await
+        .expect("connects");
+    let stream = async_nats::jetstream::new(client)
+        .get_stream("TTSCM_AUDIT")
+        .await
+        .expect("the stream exists");
+    let message = stream
+        .get_raw_message(1)
+        .await
+        .expect("one message for the batch");
+    let text = std::str::from_utf8(&message.payload).expect("UTF-8");
+    let entries: Vec<serde_json::Map<String, serde_json::Value>> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("an entry"))
+        .collect();
+    assert_eq!(entries.len(), 6, "the batch is one message");
+    // The copier had stored the second and fifth when it stopped.
+    for at in [1, 4] {
+        store
+            .insert(audit::COLLECTION, entries[at].clone())
+            .await
+            .expect("inserted");
+    }
+    drop(setup.handle().await);
+    let verification = log.verify().await.expect("verifies");
+    assert_eq!((verification.valid, verification.entries), (true, 6));
+    assert_eq!(
+        store
+            .count(audit::COLLECTION, &Filter::All)
+            .await
+            .expect("counts"),
+        6
+    );
+}
+
+/// While the copy lags (here: no copier runs), reads do not fail: a page and a verification
+/// serve what is stored and count the entries still on their way; once copied, none are
+/// pending.
+#[tokio::test]
+async fn reads_while_the_copy_lags_serve_what_is_stored_and_count_the_rest() {
+    let setup = Setup::new(Adapter::StreamMongo);
+    let direct = AuditLog::open(&Bus::InProc(InProcBus::new()), &setup.store().await)
+        .await
+        .expect("opens");
+    for n in 0..2 {
+        direct.append(reveal(n)).await.expect("appended");
+    }
+    let log = setup.handle_without_copier().await;
+    for n in 2..5 {
+        log.append(reveal(n)).await.expect("appended");
+    }
+    let page = log.page(&everything()).await.expect("a page, not an error");
+    assert_eq!((page.items.len(), page.total, page.pending), (2, 2, 3));
+    let (verification, _) = log
+        .verify_incremental(None, u64::MAX, None)
+        .await
+        .expect("a verification, not an error");
+    assert_eq!(
+        (verification.valid, verification.entries, verification.pending),
+        (true, 2, 3)
+    );
+    drop(setup.handle().await);
+    let caught_up = ttscm_testkit::eventually(Duration::from_secs(10), || async {
+        let page = log.page(&everything()).await.expect("a page");
+        (page.pending == 0 && page.total == 5).then_some(page)
+    })
+    .await;
+    assert!(caught_up.is_some(), "the copy catches up");
+    let (verification, _) = log
+        .verify_incremental(None, u64::MAX, None)
+        .await
+        .expect("verifies");
+    assert_eq!(
+        (verification.valid, verification.entries, verification.pending),
+        (true, 5, 0)
+    );
+}
+
 /// Entries in the stream survive a NATS restart, and appends work again once the client has
 /// reconnected.
 #[tokio::test]

@@ -46,8 +46,8 @@ impl AuditLog {
         self.log.settled().await
     }
 
-    /// A page of entries matching `query`, newest first, with the total that match; settles
-    /// first (see [`Self::settled`]).
+    /// A page of entries matching `query`, newest first, with the total that match and how many
+    /// appended entries are not readable yet (the runtime's `AuditLog::page`).
     pub async fn list(&self, query: &ListAuditEvents) -> Result<AuditPage, StoreError> {
         self.log.page(query).await
     }

@@ -239,6 +239,7 @@ impl ChainCheck {
             first_broken_seq: self.broken,
             verified_from: self.from,
             complete: true,
+            pending: 0,
             checkpoint,
         }
     }

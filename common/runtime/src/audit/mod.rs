@@ -82,6 +82,9 @@ const RETRY: Backoff =
 const MAX_GATHER_TURNS: usize = 8;
 /// Entries read per step when verifying.
 const VERIFY_BATCH: usize = 1000;
+/// How long a read (a page, a verification) waits for entries appended before it to become
+/// readable before it serves what is stored and counts the rest as pending.
+const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The journal file of the embedded store whose main file is `store_file`, next to it:
 /// `ttscm.sqlite3` → `ttscm-audit_entries.jsonl` (and its lock file `ttscm-audit_entries.lock`).
@@ -152,15 +155,52 @@ impl AuditStorage {
         }
     }
 
-    /// Stores `entries` copied from the write-ahead stream, skipping those already stored (a
-    /// redelivered message).
+    /// Stores `entries` (in sequence order) copied from the write-ahead stream, skipping those
+    /// already stored (a redelivered message): on a conflict, one read of their range finds
+    /// which are stored and the rest go in one write.
+    ///
+    /// A stored entry that holds an entry's place under another id was not written by the
+    /// stream (nothing else writes the storage in the mesh): it is kept — verification then
+    /// reports the chain broken there — and the stream's entry is logged in full (entries hold
+    /// no secret) rather than retried forever, which would stop every later entry.
     async fn copy(&self, entries: &[AuditEntryText]) -> Result<(), StoreError> {
-        if entries.is_empty() {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return Ok(());
+        };
+        match self.append(entries).await {
+            Err(StoreError::Conflict) => {}
+            other => return other,
+        }
+        let span =
+            usize::try_from(last.seq.saturating_sub(first.seq).saturating_add(1)).unwrap_or(usize::MAX);
+        let stored: std::collections::HashMap<u64, Option<String>> = self
+            .read_from(
+                first.seq,
+                span.min(entries.len().saturating_mul(4).saturating_add(1024)),
+            )
+            .await?
+            .into_iter()
+            .map(|(seq, entry)| (seq, entry.map(|e| e.id)))
+            .collect();
+        let mut missing = Vec::new();
+        for entry in entries {
+            match stored.get(&entry.seq) {
+                None => missing.push(entry.clone()),
+                Some(Some(id)) if *id == entry.id => {}
+                Some(_) => tracing::error!(
+                    seq = entry.seq,
+                    entry = %entry.json,
+                    "the audit store holds another entry at this sequence number; keeping the stored one"
+                ),
+            }
+        }
+        if missing.is_empty() {
             return Ok(());
         }
-        match self.append(entries).await {
+        match self.append(&missing).await {
+            // Stored meanwhile by another copier (a message handed on after its ack wait).
             Err(StoreError::Conflict) => {
-                for entry in entries {
+                for entry in &missing {
                     if !self.contains(entry).await? {
                         self.append(std::slice::from_ref(entry)).await?;
                     }
@@ -532,20 +572,37 @@ impl AuditLog {
     }
 
     /// Waits until entries appended so far can be read from the storage (over NATS the copier
-    /// stores them a moment later; at most 2 s, then [`StoreError::Unavailable`]).
+    /// stores them a moment later; at most 2 s, then [`StoreError::Unavailable`]). For a
+    /// command that needs every entry (an export).
     pub async fn settled(&self) -> Result<(), StoreError> {
         match &self.inner.ahead {
-            Some(stream) => stream.settled().await,
+            Some(stream) => stream.settled(&self.inner.storage).await,
             None => Ok(()),
         }
     }
 
+    /// What a read does first: waits up to [`READ_WAIT`] for entries appended so far to be
+    /// readable (read-your-own-writes, normally a few milliseconds), then answers how many are
+    /// still on their way (over NATS, in the stream; 0 otherwise). A lagging copy is reported,
+    /// not an error.
+    async fn catch_up(&self) -> Result<u64, StoreError> {
+        match &self.inner.ahead {
+            Some(stream) => stream.pending_after(&self.inner.storage, READ_WAIT).await,
+            None => Ok(0),
+        }
+    }
+
     /// A page of the entries `query` asks for (actor, target, action, `from` ≤ `at` < `to`),
-    /// newest first, and how many match in all; waits for [`Self::settled`] first.
+    /// newest first, how many match in all, and how many appended entries are not readable yet
+    /// (see [`Self::catch_up`]).
     pub async fn page(&self, query: &ListAuditEvents) -> Result<AuditPage, StoreError> {
-        self.settled().await?;
+        let pending = self.catch_up().await?;
         let (items, total) = self.inner.storage.page(query).await?;
-        Ok(AuditPage { items, total })
+        Ok(AuditPage {
+            items,
+            total,
+            pending,
+        })
     }
 
     /// At most `limit` stored entries from sequence number `from` on, in sequence order (for
@@ -564,14 +621,15 @@ impl AuditLog {
     }
 
     /// Checks every entry's hash and link, in sequence order, from the first; waits for
-    /// [`Self::settled`] first.
+    /// [`Self::settled`] first (fails while entries are still on their way).
     pub async fn verify(&self) -> Result<AuditVerification, StoreError> {
+        self.settled().await?;
         self.verify_against(None).await
     }
 
     /// Checks every entry's hash and link from the first and, when given, the log against a
-    /// signed checkpoint (truncated before it, or rewritten at it: see [`checkpoint`]); waits
-    /// for [`Self::settled`] first.
+    /// signed checkpoint (truncated before it, or rewritten at it: see [`checkpoint`]); entries
+    /// still on their way are counted in `pending` (see [`Self::verify_incremental`]).
     pub async fn verify_against(
         &self,
         against: Option<&CheckAgainst>,
@@ -581,7 +639,8 @@ impl AuditLog {
 
     /// Checks the entries after `verified` (a head verified before: its stored entry must still
     /// have its hash, else the check is broken there), at most `max_entries` of them, and the log
-    /// against `against` when given; waits for [`Self::settled`] first. Answers the verification
+    /// against `against` when given; catches up first (see [`Self::catch_up`]: entries still on
+    /// their way are counted in `pending` and checked next time). Answers the verification
     /// (`complete` false when it stopped at `max_entries`) and the head verified through, to
     /// start from next time (`None` when the chain is broken or empty).
     ///
@@ -594,7 +653,7 @@ impl AuditLog {
         max_entries: u64,
         against: Option<&CheckAgainst>,
     ) -> Result<(AuditVerification, Option<AuditHead>), StoreError> {
-        self.settled().await?;
+        let pending = self.catch_up().await?;
         let check = match verified {
             None => ChainCheck::default(),
             Some(head) if self.hash_at(head.seq).await?.as_deref() == Some(head.hash.as_str()) => {
@@ -610,6 +669,7 @@ impl AuditLog {
         };
         let mut verification = check.finish(against.map(|a| (a, hash_there.as_deref())));
         verification.complete = complete;
+        verification.pending = pending;
         Ok((verification, head))
     }
 

@@ -20,10 +20,14 @@
 //!   all.
 //! - **The head**, when a writer does not know it: the last message of the stream, or — when
 //!   the stream is empty (everything copied) — the storage's last entry.
-//! - **Reads settle first.** Listing and verifying wait until every entry in the stream when
-//!   they start has been copied, so a client reads its own writes.
+//! - **Reads settle first, briefly.** Listing and verifying wait a moment (up to a second) for
+//!   every entry in the stream when they start to be copied, so a client reads its own writes;
+//!   when copying lags behind (a store that was down, a burst), they serve what is stored and
+//!   say how many entries are still on their way (`pending`) rather than fail.
 //! - **A redelivered message** (the copier stopped between insert and acknowledgement) finds
-//!   some entries already stored: those are skipped.
+//!   some entries already stored: one read of the batch's range finds which, and the rest are
+//!   stored in one insert (not one lookup per entry: a redelivered burst is copied as fast as a
+//!   new one).
 //!
 //! Entries carry no secret (who, what, which ids, when): they may travel on the bus.
 
@@ -44,8 +48,8 @@ use crate::store::StoreError;
 const COPIER: &str = "audit-copier";
 /// How long an append waits for the server's acknowledgement (below the bus request timeout).
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a list or verify waits for earlier entries to reach the storage (well below the bus
-/// request timeout, so a storage outage answers 503, not 504).
+/// How long [`AuditStream::settled`] waits for earlier entries to reach the storage (well below
+/// the bus request timeout, so a storage outage answers 503, not 504).
 const SETTLE_DEADLINE: Duration = Duration::from_secs(2);
 /// Entries per message (a batch larger than this is several messages).
 pub const ENTRIES_PER_MESSAGE: usize = 256;
@@ -58,6 +62,10 @@ const COPY_RETRY: Duration = Duration::from_millis(250);
 /// How long a copier may hold a message without acknowledging it before the server hands it
 /// to another copier.
 const ACK_WAIT: Duration = Duration::from_secs(10);
+/// How long one pull request waits for messages before the copier asks again.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// How often the server says a pull request is still alive (two missed: the copier starts over).
+const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
 /// While the storage refuses a batch, the copier tells the server it is still working on its
 /// messages every this many retries (well within `ACK_WAIT`).
 const PROGRESS_EVERY: u32 = 8;
@@ -211,10 +219,26 @@ impl AuditStream {
         }
     }
 
-    /// Waits until every entry in the stream now has been copied into the storage.
-    pub(crate) async fn settled(&self) -> Result<(), StoreError> {
+    /// Waits until every entry in the stream now has been copied into the storage; fails
+    /// (unavailable) when some are still on their way after a moment.
+    pub(crate) async fn settled(&self, storage: &AuditStorage) -> Result<(), StoreError> {
+        match self.pending_after(storage, SETTLE_DEADLINE).await? {
+            0 => Ok(()),
+            pending => Err(StoreError::Unavailable(format!(
+                "{pending} audit entries are still being copied to the store; try again"
+            ))),
+        }
+    }
+
+    /// Waits at most `wait` until every entry in the stream now has been copied into the
+    /// storage; answers how many entries are still on their way then (0: all are stored).
+    pub(crate) async fn pending_after(
+        &self,
+        storage: &AuditStorage,
+        wait: Duration,
+    ) -> Result<u64, StoreError> {
         let stream = self.stream().await?;
-        let deadline = Instant::now() + SETTLE_DEADLINE;
+        let deadline = Instant::now() + wait;
         let mut pause = Duration::from_micros(500);
         let mut target = None;
         loop {
@@ -225,12 +249,13 @@ impl AuditStream {
                 .state;
             let target = *target.get_or_insert(state.last_sequence);
             if state.messages == 0 || state.first_sequence > target {
-                return Ok(());
+                return Ok(0);
             }
             if Instant::now() >= deadline {
-                return Err(StoreError::Unavailable(
-                    "audit entries are still being copied to the store; try again".into(),
-                ));
+                // The entries between the storage's head and the stream's (the copier may have
+                // caught up meanwhile: then the head is the storage's and none are pending).
+                let stored = storage.head().await?.seq;
+                return Ok(self.head(storage).await?.head.seq.saturating_sub(stored));
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(50));
@@ -274,9 +299,13 @@ impl AuditStream {
             .map_err(|e| e.to_string())?;
         // A small prefetch: messages this copier holds when it stops reach another copier (or
         // this one, restarted) only after `ACK_WAIT`.
+        // Short pull requests with heartbeats: a pull request the server lost (say, in a restart)
+        // is noticed within seconds and the stream errs, and this copier starts over.
         let mut messages = copier
             .stream()
             .max_messages_per_batch(GATHER_MESSAGES)
+            .expires(PULL_EXPIRES)
+            .heartbeat(PULL_HEARTBEAT)
             .messages()
             .await
             .map_err(|e| e.to_string())?;
