@@ -153,3 +153,14 @@ pub const HEADER_REQUEST_ID: &str = "ttscm-request-id";
 pub const HEADER_TRACEPARENT: &str = "traceparent";
 /// Bus header carrying the caller ([`crate::Principal`], JSON then base64url).
 pub const HEADER_PRINCIPAL: &str = "ttscm-principal";
+/// Bus header on every message of a reply split into chunks (over NATS, a reply larger than the
+/// server's `max_payload`): the chunk's place in the reply, from 0.
+pub const HEADER_CHUNK_INDEX: &str = "ttscm-chunk-index";
+/// Bus header on every message of a chunked reply: how many messages the reply has.
+pub const HEADER_CHUNK_COUNT: &str = "ttscm-chunk-count";
+/// Bus header on the first message of a chunked reply: the whole reply's size in bytes, which
+/// the requester checks against its cap before collecting the rest.
+pub const HEADER_REPLY_BYTES: &str = "ttscm-reply-bytes";
+/// Last token of the subject a chunked reply's later messages travel on: `<reply subject>.chunks`,
+/// inside the requester's inbox (the reply subject itself takes one message only).
+pub const REPLY_CHUNKS_TOKEN: &str = "chunks";

@@ -246,11 +246,11 @@ where
         Err(error) => ReplyBody::Err(error),
     };
     let mut payload = serde_json::to_vec(&body).expect("replies always serialize");
-    if let Some(max) = request.max_payload()
+    // Over NATS a reply larger than one message travels in chunks (`bus::nats::respond`), up to
+    // the reply cap; beyond it the caller would refuse it: say instead what to ask for.
+    if let Some(max) = request.max_reply()
         && payload.len() > max
     {
-        // Refused by the bus, the reply would never arrive and the caller would time out (504):
-        // say instead what to ask for.
         span.in_scope(|| {
             tracing::warn!(
                 size = payload.len(),
@@ -258,18 +258,22 @@ where
                 "a reply is larger than the bus carries"
             )
         });
-        let too_large: ReplyBody<()> = ReplyBody::Err(WireError::new(
-            ErrorCode::PayloadTooLarge,
-            format!(
-                "The answer is too large to send at once ({} bytes; at most {max}): ask for fewer items with page and rpp",
-                payload.len()
-            ),
-        ));
-        payload = serde_json::to_vec(&too_large).expect("replies always serialize");
+        payload = serde_json::to_vec(&ReplyBody::<()>::Err(reply_too_large(payload.len(), max)))
+            .expect("replies always serialize");
     }
     if let Err(error) = request.respond(Headers::new(), Bytes::from(payload)).await {
         span.in_scope(|| tracing::warn!(%error, "could not send a reply"));
     }
+}
+
+/// The answer to a request whose reply is larger than the reply cap (413, naming `page`/`rpp`).
+fn reply_too_large(size: usize, max: usize) -> WireError {
+    WireError::new(
+        ErrorCode::PayloadTooLarge,
+        format!(
+            "The answer is too large to send ({size} bytes; at most {max}): ask for fewer items with page and rpp"
+        ),
+    )
 }
 
 /// Answers a request whose principal did not verify (or that needs one and carried none) with
@@ -425,6 +429,10 @@ pub fn bus_error_to_wire(subject: &str, error: &BusError) -> WireError {
             format!("The {service} service did not answer in time"),
         ),
         BusError::PayloadTooLarge { .. } => WireError::new(ErrorCode::PayloadTooLarge, "Payload too large"),
+        BusError::ReplyTooLarge { size, max } => {
+            tracing::warn!(subject, size, max, "refused a reply larger than the reply cap");
+            reply_too_large(*size, *max)
+        }
         BusError::Other(cause) => {
             tracing::error!(subject, %cause, "bus failure");
             WireError::new(ErrorCode::Unavailable, "The message bus is unavailable")

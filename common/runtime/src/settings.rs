@@ -327,7 +327,7 @@ pub struct IdentitySettings {
 /// authenticate: user and password, a token, an nkey seed, or a `.creds` file (JWT + nkey, the
 /// NATS operator/account model). TLS: a CA to trust (a private CA), a client certificate and key
 /// (servers that verify clients), or `tls_required`; a `tls://` URL also requires TLS.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NatsSettings {
     /// User name (`TTSCM_NATS__USER`), with `password`.
@@ -352,6 +352,34 @@ pub struct NatsSettings {
     /// Refuse a connection without TLS (`TTSCM_NATS__TLS_REQUIRED`, default false; a `tls://`
     /// URL requires it too).
     pub tls_required: bool,
+    /// Largest reply a request accepts, in bytes (`TTSCM_NATS__MAX_REPLY_BYTES`, default 256 MiB).
+    /// A reply larger than the server's `max_payload` travels in chunks; this bounds what a
+    /// requester collects (a broken or hostile replier cannot exhaust its memory), and a service
+    /// answers a larger reply with 413 instead.
+    pub max_reply_bytes: u64,
+}
+
+/// Smallest [`NatsSettings::max_reply_bytes`]: replies as large as one default NATS message.
+const MIN_MAX_REPLY_BYTES: u64 = 1024 * 1024;
+
+/// Default of [`NatsSettings::max_reply_bytes`].
+pub const DEFAULT_MAX_REPLY_BYTES: u64 = 256 * 1024 * 1024;
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        Self {
+            user: None,
+            password: None,
+            token: None,
+            nkey_seed: None,
+            creds_file: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_required: false,
+            max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
+        }
+    }
 }
 
 impl NatsSettings {
@@ -379,6 +407,12 @@ impl NatsSettings {
             return Err(SettingsError(
                 "TTSCM_NATS__TLS_CERT and TTSCM_NATS__TLS_KEY go together".into(),
             ));
+        }
+        if self.max_reply_bytes < MIN_MAX_REPLY_BYTES || usize::try_from(self.max_reply_bytes).is_err() {
+            return Err(SettingsError(format!(
+                "TTSCM_NATS__MAX_REPLY_BYTES must be at least {MIN_MAX_REPLY_BYTES} (1 MiB, \
+                 nats-server's default max_payload) and fit this machine's memory addresses"
+            )));
         }
         for (name, path) in [
             ("TTSCM_NATS__CREDS_FILE", &self.creds_file),

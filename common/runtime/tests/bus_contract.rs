@@ -375,6 +375,7 @@ ttscm_testkit::for_each_variant!(
     an_oversized_payload_is_refused,
     a_stopped_server_stops_taking_requests,
     a_handler_finishes_after_its_caller_gave_up,
+    a_reply_many_times_the_payload_limit_arrives_whole,
 );
 
 #[tokio::test]
@@ -403,5 +404,360 @@ async fn a_nats_restart_fails_fast_then_recovers_by_itself() {
     })
     .await;
     assert_eq!(reply.as_deref(), Some("r:3"));
+    shutdown.cancel();
+}
+
+// Replies larger than the NATS server's `max_payload` travel in chunks (`bus::nats::chunks`):
+// tested on a nats-server whose limit is small, so a few hundred kilobytes make many chunks.
+
+/// The nats-server limit these tests run with.
+const SMALL_MAX_PAYLOAD: usize = 16 * 1024;
+
+/// A nats-server with `max_payload` of [`SMALL_MAX_PAYLOAD`] (the configuration file's
+/// directory lives as long as the server, which rereads it on restart).
+fn small_payload_server() -> (NatsServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("nats.conf");
+    std::fs::write(&path, format!("max_payload: {SMALL_MAX_PAYLOAD}\n"))
+        .expect("the configuration is written");
+    let server = NatsServer::start_with(&["-c", path.to_str().expect("a UTF-8 path")]);
+    (server, dir)
+}
+
+/// A connection to `server` accepting replies of at most `max_reply_bytes`.
+async fn nats_bus(server: &NatsServer, max_reply_bytes: u64) -> Bus {
+    ttscm_testkit::init_tracing();
+    let settings = ttscm_runtime::settings::NatsSettings {
+        max_reply_bytes,
+        ..Default::default()
+    };
+    let nats = NatsBus::connect(&server.url(), "chunk-test", &settings)
+        .await
+        .expect("connects");
+    assert!(nats.wait_connected(Duration::from_secs(5)).await, "connected");
+    assert_eq!(nats.client().server_info().max_payload, SMALL_MAX_PAYLOAD);
+    Bus::Nats(Box::new(nats))
+}
+
+/// `len` bytes that differ from place to place (a chunk out of order or missing shows).
+fn patterned(len: usize, seed: usize) -> String {
+    let mut text = String::with_capacity(len + 16);
+    let mut i = seed;
+    while text.len() < len {
+        text.push_str(&format!("{i:08x}|"));
+        i += 1;
+    }
+    text.truncate(len);
+    text
+}
+
+string_operation!(Large { spec }, "ttscm.test.v1.large");
+
+/// Serves [`Large`]: `spec` is `<length>:<seed>`, the reply is [`patterned`] text of that length.
+async fn large_server(bus: &Bus, shutdown: &Shutdown) {
+    serve_fn::<Large, _, _>(bus, "large", shutdown.clone(), |_ctx, op: Large| async move {
+        let (len, seed) = op.spec.split_once(':').expect("length:seed");
+        Ok(patterned(
+            len.parse().expect("a length"),
+            seed.parse().expect("a seed"),
+        ))
+    })
+    .await
+    .expect("serves");
+}
+
+async fn call_large(caller: &BusClient, len: usize, seed: usize) -> Result<String, WireError> {
+    caller
+        .call(
+            &CallContext::new(None),
+            &Large {
+                spec: format!("{len}:{seed}"),
+            },
+        )
+        .await
+}
+
+/// In both adapters a reply many times NATS' `max_payload` arrives whole; over NATS it comes in
+/// chunks, and concurrent chunked replies (with small ones between them) each reach their own
+/// request.
+async fn a_reply_many_times_the_payload_limit_arrives_whole(adapter: Adapter) {
+    let (_server, _dir, replier, requester) = match adapter {
+        Adapter::InProc => {
+            let bus = Bus::InProc(InProcBus::new());
+            (None, None, bus.clone(), bus)
+        }
+        Adapter::Nats => {
+            let (server, dir) = small_payload_server();
+            let replier = nats_bus(&server, 64 * 1024 * 1024).await;
+            let requester = nats_bus(&server, 64 * 1024 * 1024).await;
+            (Some(server), Some(dir), replier, requester)
+        }
+    };
+    let shutdown = Shutdown::new();
+    large_server(&replier, &shutdown).await;
+    let caller = BusClient::new(requester, Duration::from_secs(10));
+    let len = 7 * SMALL_MAX_PAYLOAD + 123;
+    let reply = call_large(&caller, len, 1).await.expect("answered");
+    assert_eq!(reply.len(), len);
+    assert!(reply == patterned(len, 1), "the reply arrived changed");
+    let calls = (0..12).map(|i| {
+        let caller = caller.clone();
+        // Every other one fits one message.
+        let len = if i % 2 == 0 {
+            3 * SMALL_MAX_PAYLOAD + i
+        } else {
+            100 + i
+        };
+        async move { (len, i, call_large(&caller, len, i).await) }
+    });
+    for (len, seed, reply) in futures_util::future::join_all(calls).await {
+        let reply = reply.expect("answered");
+        assert!(reply == patterned(len, seed), "reply {seed} arrived changed");
+    }
+    shutdown.cancel();
+}
+
+/// Serves `subject` with raw replies: the request's payload is the reply's length in bytes;
+/// after each reply the replier publishes `sentinel` (after every chunk, as NATS keeps one
+/// publisher's order).
+async fn raw_length_server(bus: &Bus, subject: &str, sentinel: &'static str) {
+    let mut requests = bus.serve(subject, "raw").await.expect("serves");
+    let publisher = bus.clone();
+    tokio::spawn(async move {
+        while let Some(request) = requests.next().await {
+            let len: usize = std::str::from_utf8(&request.payload)
+                .expect("text")
+                .parse()
+                .expect("a length");
+            let body = Bytes::from(patterned(len, len).into_bytes());
+            request.respond(Headers::new(), body).await.expect("replies");
+            publisher
+                .publish(sentinel, Headers::new(), Bytes::new())
+                .await
+                .expect("published");
+        }
+    });
+}
+
+#[tokio::test]
+async fn a_reply_exactly_at_the_payload_limit_is_one_message_and_one_byte_more_is_two() {
+    let (server, _dir) = small_payload_server();
+    let replier = nats_bus(&server, 1024 * 1024).await;
+    let requester = nats_bus(&server, 1024 * 1024).await;
+    raw_length_server(&replier, "ttscm.test.v1.raw", "_INBOX.sentinel").await;
+    // Watches every message to the requester's inbox.
+    let watcher = async_nats::connect(server.url()).await.expect("connects");
+    let mut watched = watcher.subscribe("_INBOX.>").await.expect("subscribes");
+    watcher.flush().await.expect("subscribed");
+    for (len, messages) in [
+        (SMALL_MAX_PAYLOAD - 1, 1),
+        (SMALL_MAX_PAYLOAD, 1),
+        (SMALL_MAX_PAYLOAD + 1, 2),
+        (3 * SMALL_MAX_PAYLOAD, 4),
+    ] {
+        let reply = requester
+            .request(
+                "ttscm.test.v1.raw",
+                Headers::new(),
+                Bytes::from(len.to_string()),
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("answered");
+        assert_eq!(reply.payload.len(), len);
+        assert!(
+            reply.payload == patterned(len, len).as_bytes(),
+            "{len} bytes arrived changed"
+        );
+        assert!(
+            reply.headers.is_empty(),
+            "no chunk headers are left: {:?}",
+            reply.headers
+        );
+        let mut seen = 0;
+        loop {
+            use futures_util::StreamExt;
+            let message = tokio::time::timeout(Duration::from_secs(5), watched.next())
+                .await
+                .expect("the sentinel comes")
+                .expect("subscribed");
+            if message.subject.as_str() == "_INBOX.sentinel" {
+                break;
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, messages, "messages for a reply of {len} bytes");
+    }
+}
+
+/// A raw NATS replier on `subject` that sends a chunked reply of `count` chunks declaring
+/// `total` bytes, but only the chunks whose index `sends` keeps, each `chunk` bytes long.
+async fn broken_replier(
+    server: &NatsServer,
+    subject: &str,
+    count: usize,
+    total: usize,
+    chunk: usize,
+    sends: fn(usize) -> bool,
+) {
+    use ttscm_contract::subjects::{
+        HEADER_CHUNK_COUNT, HEADER_CHUNK_INDEX, HEADER_REPLY_BYTES, REPLY_CHUNKS_TOKEN,
+    };
+    let client = async_nats::connect(server.url()).await.expect("connects");
+    let mut requests = client.subscribe(subject.to_owned()).await.expect("subscribes");
+    client.flush().await.expect("subscribed");
+    tokio::spawn(async move {
+        use futures_util::StreamExt;
+        while let Some(request) = requests.next().await {
+            let reply = request.reply.expect("a request");
+            for index in (0..count).filter(|i| sends(*i)) {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert(HEADER_CHUNK_INDEX, index.to_string().as_str());
+                headers.insert(HEADER_CHUNK_COUNT, count.to_string().as_str());
+                let subject = if index == 0 {
+                    headers.insert(HEADER_REPLY_BYTES, total.to_string().as_str());
+                    reply.to_string()
+                } else {
+                    format!("{reply}.{REPLY_CHUNKS_TOKEN}")
+                };
+                client
+                    .publish_with_headers(subject, headers, Bytes::from(vec![b'x'; chunk]))
+                    .await
+                    .expect("published");
+            }
+        }
+    });
+}
+
+#[tokio::test]
+async fn a_lost_chunk_ends_in_a_timeout_at_the_deadline_and_the_bus_keeps_working() {
+    let (server, _dir) = small_payload_server();
+    // Four chunks of 1 KiB; the last never comes.
+    broken_replier(&server, "ttscm.test.v1.lossy", 4, 4096, 1024, |i| i != 3).await;
+    // Four chunks of 1 KiB; the third never comes, the fourth does.
+    broken_replier(&server, "ttscm.test.v1.gap", 4, 4096, 1024, |i| i != 2).await;
+    let requester = nats_bus(&server, 1024 * 1024).await;
+    let started = Instant::now();
+    let error = requester
+        .request(
+            "ttscm.test.v1.lossy",
+            Headers::new(),
+            Bytes::new(),
+            Duration::from_millis(500),
+        )
+        .await
+        .expect_err("never complete");
+    let elapsed = started.elapsed();
+    assert!(matches!(error, BusError::TimedOut { .. }), "{error:?}");
+    assert!(
+        elapsed >= Duration::from_millis(490) && elapsed < Duration::from_millis(2000),
+        "{elapsed:?}"
+    );
+    assert_eq!(
+        ttscm_runtime::service::bus_error_to_wire("ttscm.test.v1.lossy", &error).code,
+        ErrorCode::Timeout
+    );
+    // A gap shows the chunk is lost: no need to wait for the deadline.
+    let started = Instant::now();
+    let error = requester
+        .request(
+            "ttscm.test.v1.gap",
+            Headers::new(),
+            Bytes::new(),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect_err("never complete");
+    assert!(matches!(error, BusError::TimedOut { .. }), "{error:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // Nothing is stuck: a whole chunked reply still arrives on the same connection.
+    let shutdown = Shutdown::new();
+    large_server(&requester, &shutdown).await;
+    let caller = BusClient::new(requester, Duration::from_secs(5));
+    let len = 2 * SMALL_MAX_PAYLOAD;
+    assert!(call_large(&caller, len, 9).await.expect("answered") == patterned(len, 9));
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_reply_beyond_the_requesters_cap_is_refused_before_it_is_collected() {
+    let (server, _dir) = small_payload_server();
+    // Declares 10 MiB in chunks of 1 KiB, sends the first only.
+    broken_replier(
+        &server,
+        "ttscm.test.v1.huge",
+        10 * 1024,
+        10 * 1024 * 1024,
+        1024,
+        |i| i == 0,
+    )
+    .await;
+    let requester = nats_bus(&server, 1024 * 1024).await;
+    let started = Instant::now();
+    let error = requester
+        .request(
+            "ttscm.test.v1.huge",
+            Headers::new(),
+            Bytes::new(),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect_err("too large");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refused at once, not at the deadline: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        error,
+        BusError::ReplyTooLarge {
+            size: 10 * 1024 * 1024,
+            max: 1024 * 1024
+        }
+    );
+    let wire = ttscm_runtime::service::bus_error_to_wire("ttscm.test.v1.huge", &error);
+    assert_eq!(wire.code, ErrorCode::PayloadTooLarge);
+    assert!(wire.message.contains("page and rpp"), "{}", wire.message);
+}
+
+#[tokio::test]
+async fn a_reply_larger_than_it_declared_is_refused_not_collected() {
+    let (server, _dir) = small_payload_server();
+    // Declares 3 KiB in three chunks, but each is 4 KiB.
+    broken_replier(&server, "ttscm.test.v1.liar", 3, 3 * 1024, 4 * 1024, |_| true).await;
+    let requester = nats_bus(&server, 1024 * 1024).await;
+    let error = requester
+        .request(
+            "ttscm.test.v1.liar",
+            Headers::new(),
+            Bytes::new(),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(error, BusError::Other(ref text) if text.contains("broken chunked reply")),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_service_answers_413_for_a_reply_beyond_its_cap_and_chunks_one_within_it() {
+    let (server, _dir) = small_payload_server();
+    let cap = 256 * 1024;
+    let replier = nats_bus(&server, cap as u64).await;
+    let shutdown = Shutdown::new();
+    large_server(&replier, &shutdown).await;
+    let caller = BusClient::new(nats_bus(&server, 64 * 1024 * 1024).await, Duration::from_secs(5));
+    // The reply body is the JSON string plus `{"ok":""}` around it.
+    let within = cap - 64;
+    assert_eq!(call_large(&caller, within, 3).await.map(|r| r.len()), Ok(within));
+    let error = call_large(&caller, cap + 1, 3).await.expect_err("beyond the cap");
+    assert_eq!(error.code, ErrorCode::PayloadTooLarge, "{error:?}");
+    assert!(error.message.contains("page and rpp"), "{}", error.message);
     shutdown.cancel();
 }

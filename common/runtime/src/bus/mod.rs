@@ -88,6 +88,15 @@ pub enum BusError {
         /// The limit.
         max: usize,
     },
+    /// The reply is larger than the requester accepts (`TTSCM_NATS__MAX_REPLY_BYTES`); the
+    /// edge answers 413.
+    #[error("a reply of {size} bytes exceeds the largest accepted, {max} bytes")]
+    ReplyTooLarge {
+        /// The reply's size (as its replier declared it).
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Anything else (an invalid subject, a server error).
     #[error("bus error: {0}")]
     Other(String),
@@ -217,15 +226,18 @@ enum Responder {
     Nats {
         client: async_nats::Client,
         reply: Option<async_nats::Subject>,
+        /// The largest reply sent (in chunks beyond the server's `max_payload`).
+        max_reply: usize,
     },
     InProc(tokio::sync::oneshot::Sender<Message>),
 }
 
 impl Request {
-    /// The largest reply the bus carries (`None`: no limit, in one process).
-    pub fn max_payload(&self) -> Option<usize> {
+    /// The largest reply the bus carries (`None`: no limit, in one process). Over NATS a reply
+    /// larger than the server's `max_payload` travels in chunks, up to this cap.
+    pub fn max_reply(&self) -> Option<usize> {
         match &self.responder {
-            Responder::Nats { client, .. } => Some(client.server_info().max_payload).filter(|m| *m > 0),
+            Responder::Nats { max_reply, .. } => Some(*max_reply),
             Responder::InProc(_) => None,
         }
     }
@@ -233,12 +245,13 @@ impl Request {
     /// Sends the reply.
     pub async fn respond(self, headers: Headers, payload: Bytes) -> Result<(), BusError> {
         match self.responder {
-            Responder::Nats { client, reply } => {
+            Responder::Nats {
+                client,
+                reply,
+                max_reply,
+            } => {
                 let Some(reply) = reply else { return Ok(()) };
-                client
-                    .publish_with_headers(reply, nats::to_nats_headers(&headers), payload)
-                    .await
-                    .map_err(|e| BusError::Other(e.to_string()))
+                nats::respond(&client, reply, &headers, payload, max_reply).await
             }
             Responder::InProc(sender) => {
                 // The caller may have timed out and gone; that is not the responder's error.
@@ -260,6 +273,7 @@ enum RequestsInner {
     Nats {
         client: async_nats::Client,
         subscriber: async_nats::Subscriber,
+        max_reply: usize,
     },
     InProc(tokio::sync::mpsc::Receiver<Request>),
 }
@@ -268,7 +282,11 @@ impl Requests {
     /// The next request, or `None` when the subscription ended.
     pub async fn next(&mut self) -> Option<Request> {
         match &mut self.0 {
-            RequestsInner::Nats { client, subscriber } => {
+            RequestsInner::Nats {
+                client,
+                subscriber,
+                max_reply,
+            } => {
                 use futures_util::StreamExt;
                 let message = subscriber.next().await?;
                 Some(Request {
@@ -278,6 +296,7 @@ impl Requests {
                     responder: Responder::Nats {
                         client: client.clone(),
                         reply: message.reply,
+                        max_reply: *max_reply,
                     },
                 })
             }

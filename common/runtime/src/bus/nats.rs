@@ -1,5 +1,8 @@
 //! The NATS bus adapter (`async-nats`): core request-reply with queue groups, and the JetStream
-//! stream `TTSCM_EVENTS` over `ttscm.events.>` for events.
+//! stream `TTSCM_EVENTS` over `ttscm.events.>` for events. Replies larger than the server's
+//! `max_payload` travel in chunks ([`chunks`]).
+
+mod chunks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +16,10 @@ use ttscm_contract::subjects::{EVENTS_ALL, EVENTS_PREFIX, EVENTS_STREAM};
 use super::{BusError, Headers, Message, Requests, RequestsInner, Subscription, SubscriptionInner};
 use crate::principal::MeshAuth;
 use crate::settings::NatsSettings;
+pub(crate) use chunks::respond;
+
+/// `async-nats`' reply inbox prefix when the connection sets none.
+const DEFAULT_INBOX_PREFIX: &str = "_INBOX";
 
 /// How long events are kept in the stream for subscribers that replay.
 const EVENTS_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -26,6 +33,11 @@ pub struct NatsBus {
     /// How principals are signed and verified on this connection (`None`: unsigned, as on the
     /// in-process bus — only for tests of the bus itself).
     auth: Option<Arc<MeshAuth>>,
+    /// Chunks of replies too large for one message, on their way to the requests collecting
+    /// them; the largest reply a request accepts.
+    chunks: Arc<chunks::ChunkInbox>,
+    /// Stops routing chunks when the last clone of this connection is dropped.
+    _chunk_router: Arc<tokio_util::sync::DropGuard>,
 }
 
 /// Applies the authentication and TLS `security` asks for.
@@ -108,6 +120,7 @@ impl NatsBus {
         inbox_prefix: Option<String>,
     ) -> Result<Self, BusError> {
         let mut options = secured(ConnectOptions::new(), security).await?;
+        let chunks_pattern = chunks::chunks_pattern(inbox_prefix.as_deref().unwrap_or(DEFAULT_INBOX_PREFIX));
         if let Some(prefix) = inbox_prefix {
             options = options.custom_inbox_prefix(prefix);
         }
@@ -120,11 +133,22 @@ impl NatsBus {
             .await
             .map_err(|e| BusError::Other(format!("cannot connect to NATS: {e}")))?;
         let jetstream = jetstream::new(client.clone());
+        // Subscribed once, before any request: chunks sent to nobody would be lost.
+        let chunk_subscriber = client
+            .subscribe(chunks_pattern)
+            .await
+            .map_err(|e| BusError::Other(format!("cannot subscribe to reply chunks: {e}")))?;
+        let max_reply = usize::try_from(security.max_reply_bytes).unwrap_or(usize::MAX);
+        let chunks = Arc::new(chunks::ChunkInbox::new(max_reply));
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(chunks.clone().route(chunk_subscriber, stop.clone()));
         let bus = Self {
             client,
             jetstream,
             stream_replicas: 1,
             auth: None,
+            chunks,
+            _chunk_router: Arc::new(stop.drop_guard()),
         };
         Ok(bus)
     }
@@ -199,6 +223,8 @@ impl NatsBus {
         Ok(())
     }
 
+    /// Sends a request on the client's muxed inbox and waits for its reply until `timeout`: the
+    /// one message, or, when it starts a chunked reply, the whole reply ([`chunks`]).
     pub(super) async fn request(
         &self,
         subject: &str,
@@ -210,11 +236,18 @@ impl NatsBus {
             return Err(BusError::Disconnected);
         }
         self.check_payload(&payload)?;
+        let deadline = tokio::time::Instant::now() + timeout;
         let request = async_nats::Request::new()
             .payload(payload)
             .headers(to_nats_headers(&headers))
             .timeout(Some(timeout));
         match self.client.send_request(subject.to_owned(), request).await {
+            Ok(message) if chunks::is_chunked(&message) => {
+                match self.chunks.collect(subject, message, deadline).await {
+                    Err(BusError::TimedOut { .. }) if !self.is_connected() => Err(BusError::Disconnected),
+                    collected => collected,
+                }
+            }
             Ok(message) => Ok(Message {
                 subject: message.subject.to_string(),
                 headers: from_nats_headers(message.headers.as_ref()),
@@ -247,6 +280,7 @@ impl NatsBus {
         Ok(Requests(RequestsInner::Nats {
             client: self.client.clone(),
             subscriber,
+            max_reply: self.chunks.max_reply(),
         }))
     }
 
