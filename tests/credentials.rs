@@ -535,7 +535,7 @@ async fn reveals_and_changes_are_audited_in_a_verifiable_chain(mode: Mode) {
     assert_eq!(status, 200);
     assert_eq!(
         verified["data"],
-        json!({"valid": true, "entries": 3, "firstBrokenSeq": null, "verifiedFrom": 1, "complete": true})
+        json!({"valid": true, "entries": 3, "firstBrokenSeq": null, "verifiedFrom": 1, "complete": true, "pending": 0})
     );
     // Someone with access to the storage edits entry 2.
     app.edit_audit_entry(mode, 2, "credential.created", "credential.updated")
@@ -693,7 +693,7 @@ async fn concurrent_reveals_are_each_audited_once_in_one_chain(mode: Mode) {
     // The type, the credential, and each reveal.
     assert_eq!(
         verified["data"],
-        json!({"valid": true, "entries": REVEALS + 2, "firstBrokenSeq": null, "verifiedFrom": 1, "complete": true})
+        json!({"valid": true, "entries": REVEALS + 2, "firstBrokenSeq": null, "verifiedFrom": 1, "complete": true, "pending": 0})
     );
     let mut request_ids = Vec::new();
     for page in 1..=3 {

@@ -84,7 +84,7 @@ const MAX_GATHER_TURNS: usize = 8;
 const VERIFY_BATCH: usize = 1000;
 /// How long a read (a page, a verification) waits for entries appended before it to become
 /// readable before it serves what is stored and counts the rest as pending.
-const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const READ_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The journal file of the embedded store whose main file is `store_file`, next to it:
 /// `ttscm.sqlite3` → `ttscm-audit_entries.jsonl` (and its lock file `ttscm-audit_entries.lock`).
@@ -576,18 +576,18 @@ impl AuditLog {
     /// command that needs every entry (an export).
     pub async fn settled(&self) -> Result<(), StoreError> {
         match &self.inner.ahead {
-            Some(stream) => stream.settled(&self.inner.storage).await,
+            Some(stream) => stream.settled().await,
             None => Ok(()),
         }
     }
 
-    /// What a read does first: waits up to [`READ_WAIT`] for entries appended so far to be
+    /// What a read does first: waits up to [`READ_WAIT`] (half a second) for entries appended so far to be
     /// readable (read-your-own-writes, normally a few milliseconds), then answers how many are
     /// still on their way (over NATS, in the stream; 0 otherwise). A lagging copy is reported,
     /// not an error.
     async fn catch_up(&self) -> Result<u64, StoreError> {
         match &self.inner.ahead {
-            Some(stream) => stream.pending_after(&self.inner.storage, READ_WAIT).await,
+            Some(stream) => stream.pending_after(READ_WAIT).await,
             None => Ok(0),
         }
     }

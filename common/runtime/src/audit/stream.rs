@@ -20,7 +20,7 @@
 //!   all.
 //! - **The head**, when a writer does not know it: the last message of the stream, or — when
 //!   the stream is empty (everything copied) — the storage's last entry.
-//! - **Reads settle first, briefly.** Listing and verifying wait a moment (up to a second) for
+//! - **Reads settle first, briefly.** Listing and verifying wait a moment (up to half a second) for
 //!   every entry in the stream when they start to be copied, so a client reads its own writes;
 //!   when copying lags behind (a store that was down, a burst), they serve what is stored and
 //!   say how many entries are still on their way (`pending`) rather than fail.
@@ -221,8 +221,8 @@ impl AuditStream {
 
     /// Waits until every entry in the stream now has been copied into the storage; fails
     /// (unavailable) when some are still on their way after a moment.
-    pub(crate) async fn settled(&self, storage: &AuditStorage) -> Result<(), StoreError> {
-        match self.pending_after(storage, SETTLE_DEADLINE).await? {
+    pub(crate) async fn settled(&self) -> Result<(), StoreError> {
+        match self.pending_after(SETTLE_DEADLINE).await? {
             0 => Ok(()),
             pending => Err(StoreError::Unavailable(format!(
                 "{pending} audit entries are still being copied to the store; try again"
@@ -232,11 +232,7 @@ impl AuditStream {
 
     /// Waits at most `wait` until every entry in the stream now has been copied into the
     /// storage; answers how many entries are still on their way then (0: all are stored).
-    pub(crate) async fn pending_after(
-        &self,
-        storage: &AuditStorage,
-        wait: Duration,
-    ) -> Result<u64, StoreError> {
+    pub(crate) async fn pending_after(&self, wait: Duration) -> Result<u64, StoreError> {
         let stream = self.stream().await?;
         let deadline = Instant::now() + wait;
         let mut pause = Duration::from_micros(500);
@@ -252,14 +248,42 @@ impl AuditStream {
                 return Ok(0);
             }
             if Instant::now() >= deadline {
-                // The entries between the storage's head and the stream's (the copier may have
-                // caught up meanwhile: then the head is the storage's and none are pending).
-                let stored = storage.head().await?.seq;
-                return Ok(self.head(storage).await?.head.seq.saturating_sub(stored));
+                return self.entries_in(&stream, &state).await;
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(50));
         }
+    }
+
+    /// How many entries the messages still in the stream hold: from the first entry of its
+    /// first message to the last of its last (with several copiers finishing messages out of
+    /// order, an upper bound). Reads the stream only, so it answers while the storage is down.
+    async fn entries_in(&self, stream: &stream::Stream, state: &stream::State) -> Result<u64, StoreError> {
+        let entry_at = |seq: u64, last: bool| async move {
+            match stream.get_raw_message(seq).await {
+                Ok(message) => {
+                    let mut entries = parse_entries(&message.payload)?;
+                    Ok(if last {
+                        entries.pop()
+                    } else {
+                        entries.into_iter().next()
+                    }
+                    .map(|e| e.seq))
+                }
+                // Copied (and removed) since the info.
+                Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+                Err(error) => Err(unavailable("cannot read a message", error)),
+            }
+        };
+        let first = entry_at(state.first_sequence, false).await?;
+        let last = entry_at(state.last_sequence, true).await?;
+        Ok(match (first, last) {
+            (Some(first), Some(last)) => last.saturating_sub(first).saturating_add(1),
+            // The last message is gone: everything was copied meanwhile.
+            (_, None) => 0,
+            // The first is gone, the last is not: at least the last message's entries wait.
+            (None, Some(_)) => 1,
+        })
     }
 
     /// Copies entries from the stream into `storage` until `shutdown`, riding out NATS and
