@@ -7,7 +7,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{Mode, TestApp, spawn_app, spawn_app_with};
+use support::{Mode, TestApp, spawn_app_with};
 use ttscm_runtime::store::Document;
 
 const CREDS: &str = "/v1/credential/credentials";
@@ -175,11 +175,15 @@ async fn a_whole_list_beyond_the_cap_names_page_and_rpp(mode: Mode) {
     assert_eq!(status, 200);
 }
 
-/// In the mesh a reply is bounded by NATS' `max_payload` (8 MB in the generated configuration):
-/// a whole list larger than that is answered 413 saying to page it — not left to time out.
+/// In the mesh a reply is bounded by the reply cap (`TTSCM_NATS__MAX_REPLY_BYTES`, here 4 MiB;
+/// beyond NATS' `max_payload` it travels in chunks): a whole list larger than that is answered
+/// 413 saying to page it — not left to time out.
 #[tokio::test]
 async fn an_answer_larger_than_the_bus_carries_is_413_not_504() {
-    let app = spawn_app(Mode::Mesh).await;
+    let app = spawn_app_with(Mode::Mesh, |settings| {
+        settings.nats.max_reply_bytes = 4 * 1024 * 1024;
+    })
+    .await;
     let seeded = app.seed_aws_credential("Notes Co", "s3cr3t").await;
     let company = seeded.company.clone();
     let note = "n".repeat(64 * 1024);

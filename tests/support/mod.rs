@@ -86,12 +86,26 @@ pub fn start_mesh_nats(
     dir: &std::path::Path,
     tls_dir: Option<&str>,
 ) -> NatsServer {
+    start_mesh_nats_with(keys, dir, tls_dir, None)
+}
+
+/// [`start_mesh_nats`] with the server's `max_payload` set to `max_payload` (an operator's
+/// server may keep the 1 MB default) instead of the generated configuration's.
+fn start_mesh_nats_with(
+    keys: &ttscm::mesh::MeshKeys,
+    dir: &std::path::Path,
+    tls_dir: Option<&str>,
+    max_payload: Option<usize>,
+) -> NatsServer {
     let operator = format!("      {{ user: operator, password: {NATS_OPERATOR_PASSWORD} }}\n");
     // The tests pick the ports and the store directory on the command line; no monitor port.
-    let conf = keys
+    let mut conf = keys
         .nats_conf(tls_dir, &operator)
         .replace("http: 0.0.0.0:8222\n", "")
         .replace("jetstream {\n  store_dir: \"/data\"\n}\n", "");
+    if let Some(max) = max_payload {
+        conf = conf.replace("max_payload: 8MB\n", &format!("max_payload: {max}\n"));
+    }
     let path = dir.join("nats.conf");
     std::fs::write(&path, conf).expect("the NATS configuration is written");
     NatsServer::start_with(&["-c", path.to_str().expect("a UTF-8 path")])
@@ -779,6 +793,25 @@ struct Spawn {
     /// NATS over TLS: a CA and a server certificate made for the test, `tls://` URLs, TLS
     /// required by every component.
     tls: bool,
+    /// The NATS server's `max_payload`, when not the generated configuration's.
+    nats_max_payload: Option<usize>,
+}
+
+/// Starts TTSCM as a mesh whose nats-server carries messages of at most `max_payload` bytes,
+/// with `configure` applied.
+pub async fn spawn_mesh_with_nats_max_payload(
+    max_payload: usize,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
+    spawn(
+        Mode::Mesh,
+        Spawn {
+            nats_max_payload: Some(max_payload),
+            ..Spawn::default()
+        },
+        configure,
+    )
+    .await
 }
 
 /// Starts TTSCM as a mesh whose NATS connections all use TLS, with `configure` applied.
@@ -832,7 +865,7 @@ async fn spawn(mode: Mode, options: Spawn, configure: impl FnOnce(&mut Settings)
                     Some(tls_dir.to_str().expect("a UTF-8 path")),
                 )
             } else {
-                start_mesh_nats(&keys, data_dir.path(), None)
+                start_mesh_nats_with(&keys, data_dir.path(), None, options.nats_max_payload)
             };
             let mongo = if own_store {
                 MongoFixture::start_own()
