@@ -20,15 +20,19 @@ const TYPE_INDEXES: &[IndexSpec] = &[IndexSpec {
     fields: &["nameKey"],
     unique: true,
 }];
+/// The two lists (a company's, a type's) filter by one key and sort by name then id: one
+/// compound index each serves the filter, the order and a page's skip without sorting in memory
+/// (and the lookups by `typeId`/`companyId` alone, as its prefix). Deployments from before keep
+/// the single-field `type_id`/`company_id` indexes too; they are harmless and may be dropped.
 const CREDENTIAL_INDEXES: &[IndexSpec] = &[
     IndexSpec {
-        name: "type_id",
-        fields: &["typeId"],
+        name: "type_id_name_id",
+        fields: &["typeId", "name", "id"],
         unique: false,
     },
     IndexSpec {
-        name: "company_id",
-        fields: &["companyId"],
+        name: "company_id_name_id",
+        fields: &["companyId", "name", "id"],
         unique: false,
     },
 ];
