@@ -212,8 +212,9 @@ where
 /// What a route read from its request besides the context (see [`Reads`]).
 #[derive(Default)]
 pub struct Input {
-    /// The path parameter, percent-decoded ([`decode_param`]), if the pattern has one.
-    param: Option<String>,
+    /// The path parameters not taken yet, percent-decoded ([`decode_param`]), in the pattern's
+    /// order.
+    params: std::collections::VecDeque<String>,
     /// The query string (empty unless the route reads it).
     pub query: HashMap<String, String>,
     /// The header the route reads, if sent.
@@ -225,9 +226,10 @@ pub struct Input {
 }
 
 impl Input {
-    /// The path parameter (taken; empty if the pattern has none, which the table's test rules out).
+    /// The next path parameter in the pattern's order (taken; empty when there is none left,
+    /// which the table's test rules out).
     pub fn param(&mut self) -> String {
-        self.param.take().unwrap_or_default()
+        self.params.pop_front().unwrap_or_default()
     }
 
     /// The JSON body as `T` (400 with the problem's path when it does not parse).
@@ -724,24 +726,24 @@ where
     }
 }
 
-/// Runs `answer` with the route's path parameter percent-decoded ([`decode_param`]); a
+/// Runs `answer` with the route's path parameters percent-decoded ([`decode_param`]); a
 /// parameter that does not decode is answered 400 after the route's access check, like any other
 /// bad input (so a caller without access learns nothing from it).
 fn answer_decoded(
     answer: &'static dyn Answer,
     ctx: RequestCtx,
     route: &'static RouteSpec,
-    raw: Option<String>,
+    raw: Vec<String>,
     input: Input,
 ) -> Answering {
-    let param = match raw {
-        None => None,
-        Some(raw) => match decode_param(param_name(route.path), &raw) {
-            Ok(param) => Some(param),
-            Err(error) => return finish(ctx, route, move |_| std::future::ready(Err(error))),
-        },
-    };
-    answer.answer(ctx, route, Input { param, ..input })
+    let decoded: Result<std::collections::VecDeque<String>, WireError> = param_names(route.path)
+        .zip(&raw)
+        .map(|(name, raw)| decode_param(name, raw))
+        .collect();
+    match decoded {
+        Ok(params) => answer.answer(ctx, route, Input { params, ..input }),
+        Err(error) => finish(ctx, route, move |_| std::future::ready(Err(error))),
+    }
 }
 
 /// What a route reads besides path and context, as one filter (boxed: only the matched route
@@ -794,38 +796,36 @@ fn extras(reads: Reads, limit: u64) -> warp::filters::BoxedFilter<(Input,)> {
 /// Matches the whole request path against `pattern` exactly as warp's `path("a")`,
 /// `path::param::<String>()` and `path::end()` would, segment by segment (a trailing slash is
 /// accepted, an empty parameter is not), and extracts the parameter.
-fn path_pattern(pattern: &'static str) -> impl Filter<Extract = (Option<String>,), Error = Rejection> + Copy {
+fn path_pattern(pattern: &'static str) -> impl Filter<Extract = (Vec<String>,), Error = Rejection> + Copy {
     warp::path::full().and_then(move |path: warp::path::FullPath| {
         std::future::ready(match_path(pattern, path.as_str()).ok_or_else(warp::reject::not_found))
     })
 }
 
-/// `Some(parameter)` when `path` matches `pattern` (see [`path_pattern`]); the parameter as
-/// sent, still percent-encoded (decoded by [`decode_param`] once the route's method matched).
-pub fn match_path(pattern: &str, path: &str) -> Option<Option<String>> {
+/// `Some(parameters)` when `path` matches `pattern` (see [`path_pattern`]); the parameters in
+/// the pattern's order, as sent, still percent-encoded (decoded by [`decode_param`] once the
+/// route's method matched).
+pub fn match_path(pattern: &str, path: &str) -> Option<Vec<String>> {
     let mut rest = path.strip_prefix('/').unwrap_or(path);
-    let mut param = None;
+    let mut params = Vec::new();
     for want in pattern.trim_start_matches('/').split('/') {
         let (segment, after) = rest.split_once('/').unwrap_or((rest, ""));
         if want.starts_with(':') {
             if segment.is_empty() {
                 return None;
             }
-            param = Some(segment.to_owned());
+            params.push(segment.to_owned());
         } else if segment != want {
             return None;
         }
         rest = after;
     }
-    rest.is_empty().then_some(param)
+    rest.is_empty().then_some(params)
 }
 
-/// The name of `pattern`'s parameter (`id` for `/v1/role/roles/:id`; empty without one).
-fn param_name(pattern: &str) -> &str {
-    pattern
-        .split('/')
-        .find_map(|segment| segment.strip_prefix(':'))
-        .unwrap_or_default()
+/// The names of `pattern`'s parameters, in order (`id` for `/v1/role/roles/:id`).
+fn param_names(pattern: &str) -> impl Iterator<Item = &str> {
+    pattern.split('/').filter_map(|segment| segment.strip_prefix(':'))
 }
 
 /// The parameters that may be a name (the credential type's `:identifier` is its id or its
@@ -925,21 +925,26 @@ mod tests {
         let p = "/v1/credential/credentials/:id";
         assert_eq!(
             match_path(p, "/v1/credential/credentials/abc"),
-            Some(Some("abc".into()))
+            Some(vec!["abc".to_owned()])
         );
         assert_eq!(
             match_path(p, "/v1/credential/credentials/abc/"),
-            Some(Some("abc".into()))
+            Some(vec!["abc".to_owned()])
         );
         assert_eq!(match_path(p, "/v1/credential/credentials/abc//"), None);
         assert_eq!(match_path(p, "/v1/credential/credentials/"), None);
         assert_eq!(match_path(p, "/v1/credential/credentials//"), None);
         assert_eq!(match_path(p, "/v1/credential/credentials/abc/fields"), None);
-        assert_eq!(match_path("/v1/teapot", "/v1/teapot"), Some(None));
-        assert_eq!(match_path("/v1/teapot", "/v1/teapot/"), Some(None));
+        assert_eq!(match_path("/v1/teapot", "/v1/teapot"), Some(vec![]));
+        assert_eq!(match_path("/v1/teapot", "/v1/teapot/"), Some(vec![]));
         assert_eq!(match_path("/v1/teapot", "/v1/teapotx"), None);
         assert_eq!(match_path("/v1/teapot", "/v1//teapot"), None);
-        assert_eq!(match_path("/healthz", "/healthz"), Some(None));
+        assert_eq!(match_path("/healthz", "/healthz"), Some(vec![]));
+        assert_eq!(
+            match_path("/v1/x/:id/totp/:fieldId", "/v1/x/a/totp/b"),
+            Some(vec!["a".to_owned(), "b".to_owned()])
+        );
+        assert_eq!(match_path("/v1/x/:id/totp/:fieldId", "/v1/x/a/totp/"), None);
     }
 
     #[test]

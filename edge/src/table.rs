@@ -16,7 +16,7 @@ use ttscm_contract::company::{
 };
 use ttscm_contract::credential::{
     CreateCredential, CreateCredentialType, DeleteCredential, DeleteCredentialType, GetCredential,
-    GetCredentialFields, GetCredentialType, ListCredentialTypes, RevealSecureValues, UpdateCredential,
+    GetCredentialFields, GetCredentialType, GetTotpCode, ListCredentialTypes, RevealSecureValues, UpdateCredential,
     UpdateCredentialFields, UpdateCredentialType,
 };
 use ttscm_contract::identity::{
@@ -60,6 +60,10 @@ static ROUTES: &[RouteSpec] = &[
         .allow(Permissions(&[names::CREDENTIAL_FETCH, names::CREDENTIAL_SECURE_VALUES_READ]))
         .answers(OK, "Secure Values Fetched Successfully!").no_store()
         .by(&Forward(|r| Ok(RevealSecureValues { id: r.param() }))),
+    route(Get, "/v1/credential/credentials/:id/totp/:fieldId", "credential.totp").beyond_spec()
+        .allow(Permissions(&[names::CREDENTIAL_TOTP_READ]))
+        .answers(OK, "TOTP Code Generated Successfully!").no_store()
+        .by(&Forward(|r| Ok(GetTotpCode { id: r.param(), field_id: r.param() }))),
     route(Get, "/v1/credential/credentials/:id/fields", "credential.fields_get")
         .allow(Permissions(&[names::CREDENTIAL_FETCH, names::CREDENTIAL_FIELDS_FETCH]))
         .answers(OK, "Credential Fields Fetched Successfully!")

@@ -132,14 +132,16 @@ fn route_names_are_unique() {
 }
 
 #[test]
-fn every_path_is_absolute_with_at_most_one_parameter() {
+fn every_path_is_absolute_with_distinct_parameters() {
     for route in route_table() {
         assert!(route.path.starts_with('/'), "{}", route.path);
         assert!(!route.path.ends_with('/'), "{}", route.path);
-        let params = route.path.split('/').filter(|s| s.starts_with(':')).count();
-        assert!(
-            params <= 1,
-            "{} has {params} parameters; Input holds one",
+        let params: Vec<&str> = route.path.split('/').filter(|s| s.starts_with(':')).collect();
+        let distinct: std::collections::BTreeSet<&&str> = params.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            params.len(),
+            "{} names a parameter twice",
             route.path
         );
         assert!(

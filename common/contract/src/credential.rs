@@ -352,6 +352,19 @@ pub struct RevealSecureValues {
 
 crate::operation!(RevealSecureValues => subjects::CREDENTIAL_REVEAL, SecureValues);
 
+/// The current code of a credential's `totp` field (`GET …/:id/totp/:fieldId`; audited). The
+/// code is computed in vault: the seed is not opened anywhere else.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetTotpCode {
+    /// The credential's id.
+    pub id: String,
+    /// The `totp` field's id.
+    pub field_id: String,
+}
+
+crate::operation!(GetTotpCode => subjects::CREDENTIAL_TOTP, crate::vault::TotpCode);
+
 /// How many credentials belong to a company (company-sync asks before deleting one).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

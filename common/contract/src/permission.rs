@@ -131,6 +131,13 @@ pub mod names {
     pub const CREDENTIAL_FIELDS_FETCH: &str = "credential.fields.fetch";
     /// `GET /credential/credentials/:id/secure-values` (with `credential.fetch`).
     pub const CREDENTIAL_SECURE_VALUES_READ: &str = "credential.secure_values.read";
+    /// `GET /credential/credentials/:id/totp/:fieldId` (beyond the spec): a `totp` field's
+    /// current code, computed in vault.
+    pub const CREDENTIAL_TOTP_READ: &str = "credential.totp.read";
+    /// Also needed for `secure-values` to include `totp` fields' seeds (beyond the spec): without
+    /// it a reveal leaves them out, so a technician can use a shared MFA account's codes without
+    /// being able to take its seed away.
+    pub const CREDENTIAL_TOTP_SEED_READ: &str = "credential.totp.seed.read";
     /// `DELETE /credential/credentials/:id`.
     pub const CREDENTIAL_DELETE: &str = "credential.delete";
     /// `GET /credential-type/credential-types/:identifier`.

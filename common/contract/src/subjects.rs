@@ -108,6 +108,8 @@ pub const CREDENTIAL_FIELDS_UPDATE: &str = "ttscm.credential.v1.fields_update";
 pub const CREDENTIAL_FIELDS_GET: &str = "ttscm.credential.v1.fields_get";
 /// Credential: reveal secure values (audited).
 pub const CREDENTIAL_REVEAL: &str = "ttscm.credential.v1.reveal";
+/// The current code of a credential's `totp` field.
+pub const CREDENTIAL_TOTP: &str = "ttscm.credential.v1.totp";
 /// Credential: delete a credential.
 pub const CREDENTIAL_DELETE: &str = "ttscm.credential.v1.delete";
 /// Credential: query the audit log.
@@ -125,6 +127,8 @@ pub const CREDENTIAL_HEALTH: &str = "ttscm.credential.v1.health";
 pub const VAULT_SEAL: &str = "ttscm.vault.v1.seal";
 /// Vault: open sealed values.
 pub const VAULT_UNSEAL: &str = "ttscm.vault.v1.unseal";
+/// Compute a TOTP code from a sealed seed (the seed stays in vault).
+pub const VAULT_TOTP: &str = "ttscm.vault.v1.totp";
 /// Vault: re-seal values with the active key.
 pub const VAULT_RESEAL: &str = "ttscm.vault.v1.reseal";
 /// Vault: sign a head of the audit chain (a checkpoint).

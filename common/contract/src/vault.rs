@@ -98,6 +98,30 @@ pub struct Reseal {
 
 crate::operation!(Reseal => subjects::VAULT_RESEAL, Vec<String>, callers: [crate::Component::Credential]);
 
+/// Compute the current code of a sealed TOTP seed (an `otpauth://totp/` URI or a base32
+/// secret): vault opens the seed, computes the code with its own clock and drops the seed; only
+/// the code leaves. Fails like [`Unseal`] when the value does not open; a value that is not a
+/// seed is `validation`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GenerateTotp {
+    /// The sealed seed and its place.
+    pub item: SealedItem,
+}
+
+/// A TOTP code (RFC 6238) and how long it stays valid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TotpCode {
+    /// The digits.
+    pub code: String,
+    /// Seconds per code.
+    pub period: u64,
+    /// Seconds until the next code.
+    pub expires_in: u64,
+}
+
+crate::operation!(GenerateTotp => subjects::VAULT_TOTP, TotpCode, callers: [crate::Component::Credential]);
+
 /// Sign a head of the audit chain with vault's checkpoint key (the credential service asks,
 /// periodically and on demand). Replies with the checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ pub mod service;
 pub mod settings;
 pub mod store;
 pub mod telemetry;
+pub mod totp;
 
 pub use bus::{Bus, BusError, Headers};
 pub use settings::Settings;

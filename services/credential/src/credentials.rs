@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use ttscm_contract::credential::*;
+use ttscm_contract::permission::names;
 use ttscm_contract::{FieldError, WireError};
 use ttscm_runtime::service::{CallContext, ServiceOp};
 use ttscm_runtime::store::{FindOptions, Order};
@@ -403,11 +404,28 @@ impl ServiceOp<Service> for GetCredentialFields {
 /// The entry is written while vault opens the values (the two round trips overlap), so
 /// nothing leaves before it is stored, and an attempt that then fails in vault (503, or a
 /// value that does not open) is still on record: the log errs on the side of recording.
+///
+/// `totp` fields' seeds are left out unless the caller holds
+/// [`names::CREDENTIAL_TOTP_SEED_READ`] (their codes come from [`GetTotpCode`]).
 impl ServiceOp<Service> for RevealSecureValues {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<SecureValues, WireError> {
         let id = self.id.as_str();
-        let (credential, _) = service.accessible(&ctx, id).await?;
-        let sealed: Vec<&StoredValue> = credential.values.iter().filter(|v| v.sealed).collect();
+        let (credential, credential_type) = service.accessible(&ctx, id).await?;
+        let seeds_too = ctx
+            .principal()?
+            .permissions
+            .grants(names::CREDENTIAL_TOTP_SEED_READ);
+        let is_seed = |field_id: &str| {
+            credential_type
+                .fields
+                .iter()
+                .any(|f| f.id == field_id && f.value_type == "totp")
+        };
+        let sealed: Vec<&StoredValue> = credential
+            .values
+            .iter()
+            .filter(|v| v.sealed && (seeds_too || !is_seed(&v.field_id)))
+            .collect();
         let (opened, recorded) = tokio::join!(
             service.unseal(&ctx, id, &sealed),
             service.record(
@@ -432,6 +450,38 @@ impl ServiceOp<Service> for RevealSecureValues {
             })
             .await;
         Ok(SecureValues(revealed))
+    }
+}
+
+/// A `totp` field's current code, computed by vault from the sealed seed (which is not opened
+/// here), once the audit entry (`credential.totp_generated`, with the field) is stored — written
+/// while vault computes, as a reveal's.
+impl ServiceOp<Service> for GetTotpCode {
+    async fn run(
+        self,
+        service: Arc<Service>,
+        ctx: CallContext,
+    ) -> Result<ttscm_contract::vault::TotpCode, WireError> {
+        let id = self.id.as_str();
+        let (credential, credential_type) = service.accessible(&ctx, id).await?;
+        let not_found = || WireError::not_found("TOTP field");
+        if !credential_type
+            .fields
+            .iter()
+            .any(|f| f.id == self.field_id && f.value_type == "totp")
+        {
+            return Err(not_found());
+        }
+        let seed = credential
+            .values
+            .iter()
+            .find(|v| v.field_id == self.field_id && v.sealed)
+            .ok_or_else(not_found)?;
+        let mut record = Service::credential_record("credential.totp_generated", &credential);
+        record.details.insert("fieldId".into(), self.field_id.clone());
+        let (code, recorded) = tokio::join!(service.totp_code(&ctx, id, seed), service.record(&ctx, record),);
+        recorded?;
+        code
     }
 }
 

@@ -127,21 +127,8 @@ pub fn value_parses_as(value_type: &str, value: &str) -> Result<(), &'static str
             Ok(n) if n.is_finite() => Ok(()),
             _ => Err("must be a number"),
         },
-        "totp" => {
-            let secret: String = value
-                .chars()
-                .filter(|c| !c.is_whitespace() && *c != '=')
-                .collect();
-            let ok = secret.len() >= 16
-                && secret
-                    .chars()
-                    .all(|c| c.is_ascii_alphabetic() || ('2'..='7').contains(&c));
-            if ok {
-                Ok(())
-            } else {
-                Err("must be a base32 TOTP secret (at least 16 characters)")
-            }
-        }
+        // An `otpauth://totp/` URI or a bare base32 secret, as vault will read it.
+        "totp" => ttscm_runtime::totp::TotpSeed::parse(value).map(drop),
         _ => Ok(()),
     }
 }

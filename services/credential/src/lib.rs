@@ -62,6 +62,7 @@ pub fn router() -> ServiceRouter<service::Service> {
     ServiceRouter::new::<CredentialHealth>("credential", CREDENTIAL_QUEUE)
         .op::<GetCredential>()
         .op::<RevealSecureValues>()
+        .op::<GetTotpCode>()
         .op::<GetCredentialFields>()
         .op::<ListCredentialsByType>()
         .op::<ListCredentialsByCompany>()

@@ -2,7 +2,7 @@
 //! is sealed for its place (credential id, field id).
 
 use ttscm_contract::WireError;
-use ttscm_contract::vault::{Place, Plaintexts, Seal, SealItem, SealedItem, Unseal};
+use ttscm_contract::vault::{GenerateTotp, Place, Plaintexts, Seal, SealItem, SealedItem, TotpCode, Unseal};
 use ttscm_runtime::ids;
 use ttscm_runtime::service::CallContext;
 
@@ -78,5 +78,23 @@ impl Service {
             })
             .collect();
         self.client.call(ctx, &Unseal { items }).await
+    }
+
+    /// The current code of the sealed TOTP seed `value`, computed in vault (the seed is not
+    /// opened here).
+    pub(crate) async fn totp_code(
+        &self,
+        ctx: &CallContext,
+        credential_id: &str,
+        value: &StoredValue,
+    ) -> Result<TotpCode, WireError> {
+        let item = SealedItem {
+            place: Place {
+                credential_id: credential_id.to_owned(),
+                field_id: value.field_id.clone(),
+            },
+            sealed: value.value.clone(),
+        };
+        self.client.call(ctx, &GenerateTotp { item }).await
     }
 }

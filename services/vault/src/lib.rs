@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use secrecy::ExposeSecret;
 use ttscm_contract::health::VaultHealth;
 use ttscm_contract::subjects::VAULT_QUEUE;
-use ttscm_contract::vault::{GetCheckpointKey, Reseal, Seal, SignAuditHead, Unseal};
+use ttscm_contract::vault::{GenerateTotp, GetCheckpointKey, Reseal, Seal, SignAuditHead, Unseal};
 use ttscm_runtime::ed25519::Ed25519Key;
 use ttscm_runtime::router::{ServiceRouter, StartError};
 use ttscm_runtime::{Bus, Settings, Shutdown};
@@ -89,6 +89,7 @@ pub fn router() -> ServiceRouter<SharedVault> {
     ServiceRouter::new::<VaultHealth>("vault", VAULT_QUEUE)
         .op::<Seal>()
         .op::<Unseal>()
+        .op::<GenerateTotp>()
         .op::<Reseal>()
         .op::<SignAuditHead>()
         .op::<GetCheckpointKey>()

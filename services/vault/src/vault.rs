@@ -21,7 +21,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use ttscm_contract::audit::AuditCheckpoint;
 use ttscm_contract::vault::{
-    CheckpointKey, GetCheckpointKey, Place, Plaintexts, Reseal, Seal, SealedItem, SignAuditHead, Unseal,
+    CheckpointKey, GenerateTotp, GetCheckpointKey, Place, Plaintexts, Reseal, Seal, SealedItem,
+    SignAuditHead, TotpCode, Unseal,
 };
 use ttscm_contract::{ErrorCode, FieldError, WireError};
 use ttscm_runtime::Settings;
@@ -339,6 +340,35 @@ impl ServiceOp<SharedVault> for Seal {
 impl ServiceOp<SharedVault> for Unseal {
     async fn run(self, vault: Arc<SharedVault>, _: CallContext) -> Result<Plaintexts, WireError> {
         vault.with(|vault| vault.unseal(&self))
+    }
+}
+
+/// Opens the seed, computes the code now and drops the seed (wiped): only the code leaves.
+impl ServiceOp<SharedVault> for GenerateTotp {
+    async fn run(self, vault: Arc<SharedVault>, _: CallContext) -> Result<TotpCode, WireError> {
+        let seed = vault.with(|vault| {
+            vault.unseal(&Unseal {
+                items: vec![self.item],
+            })
+        })?;
+        let parsed = seed
+            .0
+            .first()
+            .map(|text| ttscm_runtime::totp::TotpSeed::parse(text))
+            .ok_or_else(WireError::internal)?
+            // Stored before TOTP values were checked this closely, or not by TTSCM.
+            .map_err(|reason| {
+                WireError::new(
+                    ErrorCode::Validation,
+                    format!("The stored TOTP value is not usable: it {reason}"),
+                )
+            })?;
+        let code = parsed.code_now();
+        Ok(TotpCode {
+            code: code.code,
+            period: code.period,
+            expires_in: code.expires_in,
+        })
     }
 }
 
