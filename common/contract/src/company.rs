@@ -187,3 +187,65 @@ pub struct GetCompanyConfigurations {
 }
 
 crate::operation!(GetCompanyConfigurations => subjects::COMPANY_CONFIGURATIONS, Vec<serde_json::Value>);
+
+/// Check that a ConnectWise service ticket may justify a reveal of a credential of a company:
+/// it exists, belongs to that company (by the company's ConnectWise id) and is open — neither
+/// `closedFlag` nor a status whose `closedStatus` is true. Asked live (company-sync may answer
+/// from a cache of a few seconds). ConnectWise unreachable (and nothing cached) is
+/// [`crate::ErrorCode::Upstream`] (502): the caller reveals nothing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckTicket {
+    /// TTSCM's id of the credential's company.
+    pub company_id: String,
+    /// The ticket number.
+    pub ticket_id: u64,
+}
+
+/// What a ticket check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketOutcome {
+    /// An open ticket of the company: the reveal may go ahead.
+    Open,
+    /// The ticket is closed (`closedFlag`, or a closed status).
+    Closed,
+    /// The ticket belongs to another company.
+    OtherCompany,
+    /// ConnectWise has no such ticket.
+    NotFound,
+    /// The company has no ConnectWise id (kept by hand): no ticket can be checked for it.
+    NoConnectWiseId,
+    /// ConnectWise is not configured.
+    ConnectWiseOff,
+}
+
+/// The answer to [`CheckTicket`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketCheck {
+    /// The verdict.
+    pub outcome: TicketOutcome,
+    /// The ticket's summary, when it was found (for the audit entry; never a credential value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+}
+
+crate::operation!(CheckTicket => subjects::COMPANY_CHECK_TICKET, TicketCheck, callers: [crate::Component::Credential]);
+
+/// Queue an internal note (`internalAnalysisFlag: true`, `processNotifications: false`) on a
+/// ConnectWise ticket. Answers once the note is stored durably in company-sync's queue; it is
+/// posted from there with retries (a ConnectWise hiccup or a restart loses none), at most once
+/// per `key`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueTicketNote {
+    /// Makes queueing idempotent (the audit entry's id): queued twice, posted once.
+    pub key: String,
+    /// The ticket number.
+    pub ticket_id: u64,
+    /// The note's text (never a credential value).
+    pub text: String,
+}
+
+crate::operation!(QueueTicketNote => subjects::COMPANY_QUEUE_TICKET_NOTE, (), callers: [crate::Component::Credential]);

@@ -79,6 +79,10 @@ pub const COMPANY_SYNC_RUN: &str = "ttscm.company-sync.v1.sync_run";
 pub const COMPANY_SYNC_STATUS: &str = "ttscm.company-sync.v1.sync_status";
 /// Company-sync: a company's ConnectWise configurations.
 pub const COMPANY_CONFIGURATIONS: &str = "ttscm.company-sync.v1.configurations";
+/// Check a ConnectWise ticket for a ticket-bound reveal.
+pub const COMPANY_CHECK_TICKET: &str = "ttscm.company-sync.v1.check-ticket";
+/// Queue an internal note on a ConnectWise ticket.
+pub const COMPANY_QUEUE_TICKET_NOTE: &str = "ttscm.company-sync.v1.queue-ticket-note";
 
 /// Credential: list credential types.
 pub const CREDENTIAL_TYPE_LIST: &str = "ttscm.credential.v1.type_list";
