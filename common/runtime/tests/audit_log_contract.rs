@@ -228,6 +228,30 @@ async fn two_writers_appending_at_once_never_fork_the_chain(adapter: Adapter) {
     assert_eq!(ids.len(), 62, "each entry stored once");
 }
 
+/// A numbered append answers the place its own entry took, also when appends of two writers
+/// are batched and interleaved.
+async fn a_numbered_append_answers_its_own_sequence_number(adapter: Adapter) {
+    let setup = Setup::new(adapter);
+    let (a, b) = (setup.handle().await, setup.handle().await);
+    let appends = (0..40).map(|n| {
+        let log = if n % 2 == 0 { &a } else { &b };
+        async move {
+            let entry = reveal(n);
+            let id = entry.id().to_owned();
+            (id, log.append_numbered(entry).await.expect("appended"))
+        }
+    });
+    let numbered = join_all(appends).await;
+    let stored = all(&a).await;
+    for (id, seq) in &numbered {
+        let at = stored
+            .iter()
+            .find(|e| e.seq == *seq)
+            .expect("an entry at that seq");
+        assert_eq!(&at.id, id, "seq {seq}");
+    }
+}
+
 async fn a_page_filters_counts_and_runs_newest_first(adapter: Adapter) {
     let setup = Setup::new(adapter);
     let log = setup.handle().await;
@@ -358,6 +382,7 @@ ttscm_testkit::for_each_variant!(
     Adapter { journal: Journal, mongo: Mongo, stream_mongo: StreamMongo, stream_journal: StreamJournal } =>
     appended_entries_chain_onto_the_head,
     two_writers_appending_at_once_never_fork_the_chain,
+    a_numbered_append_answers_its_own_sequence_number,
     a_page_filters_counts_and_runs_newest_first,
     a_scan_reads_from_a_sequence_number_in_order,
     verification_finds_the_first_edited_entry,

@@ -261,8 +261,8 @@ impl AuditStorage {
 
 /// What a queued caller is told when its turn comes.
 enum Turn {
-    /// Its entries were written in a batch (or the batch failed).
-    Written(Result<(), StoreError>),
+    /// Its entries were written in a batch, at these sequence numbers (or the batch failed).
+    Written(Result<Vec<u64>, StoreError>),
     /// It leads now: it writes its entries (handed back) and everything queued behind it.
     Lead(Vec<NewAuditEntry>),
 }
@@ -395,12 +395,26 @@ impl AuditLog {
         self.append_all(vec![entry]).await
     }
 
+    /// Appends one entry as [`Self::append`] does and answers its sequence number (for a
+    /// reference to it, e.g. in a ticket note).
+    pub async fn append_numbered(&self, entry: NewAuditEntry) -> Result<u64, StoreError> {
+        self.append_seqs(vec![entry])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Unavailable("the audit log wrote nothing".into()))
+    }
+
     /// Appends `entries`, in order and next to each other in the chain; answers once they are
     /// stored (and fails, having stored none of them, if they could not be — except that on
     /// MongoDB a failure other than a lost race may leave the first ones stored).
     pub async fn append_all(&self, entries: Vec<NewAuditEntry>) -> Result<(), StoreError> {
+        self.append_seqs(entries).await.map(drop)
+    }
+
+    /// [`Self::append_all`], answering each entry's sequence number, in order.
+    async fn append_seqs(&self, entries: Vec<NewAuditEntry>) -> Result<Vec<u64>, StoreError> {
         if entries.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let told = {
             let mut state = self.lock();
@@ -423,9 +437,9 @@ impl AuditLog {
         }
     }
 
-    /// Writes `own` and everything queued, answers the queued callers, hands the lead on, and
-    /// answers the batch's result.
-    async fn lead(&self, own: Vec<NewAuditEntry>) -> Result<(), StoreError> {
+    /// Writes `own` and everything queued, answers the queued callers (each its entries'
+    /// sequence numbers), hands the lead on, and answers `own`'s.
+    async fn lead(&self, own: Vec<NewAuditEntry>) -> Result<Vec<u64>, StoreError> {
         let guard = LeadGuard {
             log: self,
             done: false,
@@ -455,36 +469,44 @@ impl AuditLog {
             state.last_batch = own.len() + state.queue.iter().map(|(more, _)| more.len()).sum::<usize>();
             (state.head.clone(), std::mem::take(&mut state.queue))
         };
+        let own_len = own.len();
         let mut entries = own;
         let mut turns = Vec::with_capacity(queued.len());
         for (more, turn) in queued {
+            turns.push((entries.len()..entries.len() + more.len(), turn));
             entries.extend(more);
-            turns.push(turn);
         }
         let result = match &self.inner.ahead {
             Some(stream) => self.write_ahead(stream, head, &entries).await,
             None => self.write_direct(head, &entries).await,
         };
-        let (head, answer) = match result {
-            Ok(head) => (Some(head), Ok(())),
+        let (head, seqs) = match result {
+            Ok((head, seqs)) => (Some(head), Ok(seqs)),
             Err(error) => (None, Err(error)),
         };
-        for turn in turns {
-            let _ = turn.send(Turn::Written(answer.clone()));
+        for (range, turn) in turns {
+            let theirs = match &seqs {
+                Ok(seqs) => Ok(seqs[range].to_vec()),
+                Err(error) => Err(error.clone()),
+            };
+            let _ = turn.send(Turn::Written(theirs));
         }
         guard.finish(head);
-        answer
+        seqs.map(|mut seqs| {
+            seqs.truncate(own_len);
+            seqs
+        })
     }
 
     /// Writes one batch to the storage after `head`, retrying from a fresh head when another
     /// writer extended the chain first. Entries that did get stored before a conflict (MongoDB
     /// keeps those before the failed one) are recognised and not written twice. Answers the
-    /// new head.
+    /// new head and each entry's sequence number.
     async fn write_direct(
         &self,
         head: Option<AppendPoint>,
         entries: &[NewAuditEntry],
-    ) -> Result<AppendPoint, StoreError> {
+    ) -> Result<(AppendPoint, Vec<u64>), StoreError> {
         let storage = &self.inner.storage;
         let mut head = match head {
             Some(known) => known.head,
@@ -492,11 +514,13 @@ impl AuditLog {
         };
         tracing::trace!(entries = entries.len(), "writing an audit batch");
         let mut start = 0;
+        let mut seqs = Vec::with_capacity(entries.len());
         let mut retries = RETRY.start();
         while start < entries.len() {
             let texts = chain(&entries[start..], head.seq, &head.hash);
             match storage.append(&texts).await {
                 Ok(()) => {
+                    seqs.extend(texts.iter().map(|t| t.seq));
                     let last = texts.last().expect("a batch has entries");
                     head = AuditHead {
                         seq: last.seq,
@@ -511,6 +535,7 @@ impl AuditLog {
                         if !storage.contains(text).await? {
                             break;
                         }
+                        seqs.push(text.seq);
                         start += 1;
                     }
                 }
@@ -518,30 +543,32 @@ impl AuditLog {
                 Err(other) => return Err(other),
             }
         }
-        Ok(AppendPoint { head, stream_seq: 0 })
+        Ok((AppendPoint { head, stream_seq: 0 }, seqs))
     }
 
     /// Writes one batch after `head` to the write-ahead stream, in messages of at most
     /// [`stream::ENTRIES_PER_MESSAGE`] entries, each expecting the one before it; retries from a
     /// fresh head when another writer appended first (a refused message stored nothing).
-    /// Answers the new head.
+    /// Answers the new head and each entry's sequence number.
     async fn write_ahead(
         &self,
         stream: &AuditStream,
         head: Option<AppendPoint>,
         entries: &[NewAuditEntry],
-    ) -> Result<AppendPoint, StoreError> {
+    ) -> Result<(AppendPoint, Vec<u64>), StoreError> {
         let mut head = match head {
             Some(known) => known,
             None => stream.head(&self.inner.storage).await?,
         };
         let mut retries = RETRY.start();
         let mut start = 0;
+        let mut seqs = Vec::with_capacity(entries.len());
         while start < entries.len() {
             let end = entries.len().min(start + stream::ENTRIES_PER_MESSAGE);
             let texts = chain(&entries[start..end], head.head.seq, &head.head.hash);
             match stream.append(head.stream_seq, &texts).await {
                 Ok(stream_seq) => {
+                    seqs.extend(texts.iter().map(|t| t.seq));
                     let last = texts.last().expect("a batch has entries");
                     head = AppendPoint {
                         head: AuditHead {
@@ -559,7 +586,7 @@ impl AuditLog {
                 Err(AppendError::Unavailable(reason)) => return Err(StoreError::Unavailable(reason)),
             }
         }
-        Ok(head)
+        Ok((head, seqs))
     }
 
     /// The head of the chain: the last entry appended by anyone (over NATS, in the stream or,
