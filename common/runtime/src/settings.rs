@@ -518,6 +518,9 @@ pub struct ConnectWiseSettings {
     pub client_id: Option<String>,
     /// Seconds between incremental syncs (`TTSCM_CONNECTWISE__SYNC_INTERVAL_SECS`, default 900).
     pub sync_interval_secs: u64,
+    /// Seconds a ticket check's answer is reused for the same ticket
+    /// (`TTSCM_CONNECTWISE__TICKET_CACHE_SECS`, default 10; 0: every check asks ConnectWise).
+    pub ticket_cache_secs: u64,
 }
 
 impl Default for ConnectWiseSettings {
@@ -530,6 +533,7 @@ impl Default for ConnectWiseSettings {
             private_key: None,
             client_id: None,
             sync_interval_secs: 900,
+            ticket_cache_secs: 10,
         }
     }
 }

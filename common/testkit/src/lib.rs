@@ -6,6 +6,7 @@
 //! missing binary fails the test with a message saying to use `tests/run.sh`: tests never pass
 //! without the real part.
 
+pub mod connectwise;
 pub mod ferretdb;
 pub mod nats;
 pub mod oidc;

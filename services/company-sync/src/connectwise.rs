@@ -1,8 +1,10 @@
 //! The ConnectWise Manage REST client: Basic auth `companyId+publicKey:privateKey` and the
 //! `clientId` header on every call, `pageSize=1000` paging that follows `Link rel="next"`,
 //! `Retry-After` on 429, bounded exponential backoff with full jitter
-//! ([`ttscm_runtime::retry::Backoff`]) on 5xx and transport errors, and a clear stop on 401/403. Both error-body shapes (`code` and `error`) are parsed. Every field of
-//! a record is optional: ConnectWise omits nulls.
+//! ([`ttscm_runtime::retry::Backoff`]) on 5xx and transport errors, and a clear stop on 401/403.
+//! Both error-body shapes (`code` and `error`) are parsed. Every field of a record is optional:
+//! ConnectWise omits nulls. Reads companies, configurations, service tickets and board statuses;
+//! writes only internal ticket notes.
 //!
 //! The private key lives in a [`SecretString`] and in a header value marked sensitive (reqwest's
 //! `basic_auth` marks it); neither is ever printed.
@@ -12,8 +14,8 @@ use std::time::Duration;
 use reqwest::header::{ACCEPT, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use ttscm_runtime::retry::Backoff;
 use ttscm_runtime::settings::ConnectWiseSettings;
 
@@ -108,6 +110,49 @@ pub struct CwCompany {
     pub info: Option<CwInfo>,
 }
 
+/// A service ticket (`GET /service/tickets/{id}`); the fields a ticket check uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CwTicket {
+    /// The ticket number.
+    pub id: Option<i64>,
+    /// The summary line.
+    pub summary: Option<String>,
+    /// The company it is for.
+    pub company: Option<CwRef>,
+    /// Its status (ids are per board).
+    pub status: Option<CwRef>,
+    /// Its board.
+    pub board: Option<CwRef>,
+    /// Whether it is closed.
+    pub closed_flag: Option<bool>,
+}
+
+/// A status of a service board (`GET /service/boards/{id}/statuses`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CwBoardStatus {
+    /// The status id.
+    pub id: Option<i64>,
+    /// Its name.
+    pub name: Option<String>,
+    /// Whether a ticket in this status counts as closed (some MSPs close tickets this way
+    /// rather than by `closedFlag`).
+    pub closed_status: Option<bool>,
+}
+
+/// The body of an internal ticket note (`POST /service/tickets/{id}/notes`): not visible to the
+/// customer, no e-mail to the ticket's contacts.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NewTicketNote<'a> {
+    text: &'a str,
+    internal_analysis_flag: bool,
+    detail_description_flag: bool,
+    resolution_flag: bool,
+    process_notifications: bool,
+}
+
 /// The two error-body shapes ConnectWise uses (`code` or, on 429, `error`).
 #[derive(Debug, Default, Deserialize)]
 struct ErrorBody {
@@ -150,6 +195,28 @@ impl RetryPolicy {
             max_attempts: 2,
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_millis(200),
+        }
+    }
+
+    /// For the ticket check on a reveal's path (the bus deadline is 5 s): two attempts of at
+    /// most 800 ms each. The caller also bounds the whole check (`tickets::CHECK_DEADLINE`).
+    pub fn reveal() -> Self {
+        Self {
+            attempt_timeout: Duration::from_millis(800),
+            max_attempts: 2,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(100),
+        }
+    }
+
+    /// For posting a note: one attempt of at most 10 s. A POST that failed half-way may have
+    /// created the note, so the note queue, not the client, decides when to try again.
+    pub fn once() -> Self {
+        Self {
+            attempt_timeout: Duration::from_secs(10),
+            max_attempts: 1,
+            base_delay: Duration::ZERO,
+            max_delay: Duration::ZERO,
         }
     }
 
@@ -362,6 +429,38 @@ impl ConnectWise {
         self.list("/company/configurations", Some(&conditions)).await
     }
 
+    /// Service ticket `ticket_id`; `None` when ConnectWise answers 404.
+    pub async fn ticket(&self, ticket_id: u64) -> Result<Option<CwTicket>, ConnectWiseError> {
+        let url = format!("{}/service/tickets/{ticket_id}", self.base);
+        match self.get_json(&url).await {
+            Ok((ticket, _)) => Ok(Some(ticket)),
+            Err(ConnectWiseError::Rejected { status: 404, .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Every status of service board `board_id` (all pages).
+    pub async fn board_statuses(&self, board_id: i64) -> Result<Vec<CwBoardStatus>, ConnectWiseError> {
+        self.list(&format!("/service/boards/{board_id}/statuses"), None)
+            .await
+    }
+
+    /// Adds an internal note (`internalAnalysisFlag`, no notifications) with `text` to ticket
+    /// `ticket_id`.
+    pub async fn post_internal_note(&self, ticket_id: u64, text: &str) -> Result<(), ConnectWiseError> {
+        let url = format!("{}/service/tickets/{ticket_id}/notes", self.base);
+        let note = NewTicketNote {
+            text,
+            internal_analysis_flag: true,
+            detail_description_flag: false,
+            resolution_flag: false,
+            process_notifications: false,
+        };
+        let body = serde_json::to_vec(&note).expect("a note serializes");
+        let _created: (serde_json::Value, _) = self.send_json(Method::POST, &url, Some(body)).await?;
+        Ok(())
+    }
+
     /// Every record of `path` matching `conditions`, following `Link rel="next"` until it is
     /// gone or a page is short.
     pub async fn list<T: DeserializeOwned>(
@@ -406,10 +505,10 @@ impl ConnectWise {
         Ok(records)
     }
 
-    /// A GET of `url` with the credentials, headers and attempt timeout of every call.
-    fn get(&self, url: &str) -> reqwest::RequestBuilder {
+    /// A request to `url` with the credentials, headers and attempt timeout of every call.
+    fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
         self.http
-            .request(Method::GET, url)
+            .request(method, url)
             .basic_auth(&self.login, Some(self.private_key.expose_secret()))
             .headers(self.headers.clone())
             .timeout(self.retry.attempt_timeout)
@@ -417,9 +516,26 @@ impl ConnectWise {
 
     /// GETs `url` with retries; answers the parsed body and the headers.
     async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<(T, HeaderMap), ConnectWiseError> {
+        self.send_json(Method::GET, url, None).await
+    }
+
+    /// Sends `method` to `url` (with a JSON `body`) with retries; answers the parsed body and
+    /// the headers.
+    async fn send_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(T, HeaderMap), ConnectWiseError> {
         let mut retries = self.retry.backoff().start();
         loop {
-            let sent = self.get(url).send().await;
+            let mut request = self.request(method.clone(), url);
+            if let Some(body) = &body {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            let sent = request.send().await;
             // Why this attempt failed, and the wait the server asked for (429).
             let (problem, asked): (String, Option<Duration>) = match sent {
                 Err(error) => (format!("transport error: {}", without_url(&error)), None),
@@ -546,7 +662,10 @@ mod tests {
             .await
             .expect("no discovery with a codebase");
         let request = client
-            .get("http://127.0.0.1:9/v4_6_release/apis/3.0/company/companies")
+            .request(
+                Method::GET,
+                "http://127.0.0.1:9/v4_6_release/apis/3.0/company/companies",
+            )
             .build()
             .expect("a valid request");
         let auth = &request.headers()[reqwest::header::AUTHORIZATION];

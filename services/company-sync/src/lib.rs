@@ -1,15 +1,18 @@
 //! The company-sync service: owns the `companies` collection — companies synced from
 //! ConnectWise Manage and manual ones — and answers the company operations (list with search
 //! and pagination, get, and create/rename/delete of manual companies), syncs from ConnectWise
-//! ([`sync`]) and fetches configurations live.
+//! ([`sync`]), fetches configurations live, checks tickets for ticket-bound reveals
+//! ([`tickets`]) and posts internal notes on them from a durable queue ([`notes`]).
 
 pub mod admin;
 pub mod connectwise;
 pub mod events;
 pub mod listing;
+pub mod notes;
 pub mod service;
 pub mod store;
 pub mod sync;
+pub mod tickets;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +21,8 @@ use actix::Actor;
 
 use tokio::task::JoinHandle;
 use ttscm_contract::company::{
-    CreateCompany, DeleteCompany, GetCompany, GetCompanyConfigurations, GetCompanySummaries,
-    GetCompanySyncStatus, ListCompanies, RunCompanySync, UpdateCompany,
+    CheckTicket, CreateCompany, DeleteCompany, GetCompany, GetCompanyConfigurations, GetCompanySummaries,
+    GetCompanySyncStatus, ListCompanies, QueueTicketNote, RunCompanySync, UpdateCompany,
 };
 use ttscm_contract::health::CompanySyncHealth;
 use ttscm_contract::subjects::COMPANY_SYNC_QUEUE;
@@ -37,14 +40,18 @@ pub async fn run(
 ) -> Result<Vec<JoinHandle<()>>, StartError> {
     store::prepare(store).await?;
     sync::Syncer::prepare(store).await?;
+    notes::NoteQueue::prepare(store).await?;
     let config = connectwise::ConnectWiseConfig::from_settings(&settings.connectwise)
         .map_err(|error| StartError::Config(error.to_string()))?;
     let upstream = Arc::new(sync::Upstream::new(config, connectwise::RetryPolicy::default()));
     let syncer = Arc::new(sync::Syncer::new(store.clone(), bus.clone(), upstream.clone()));
     let interval = Duration::from_secs(settings.connectwise.sync_interval_secs.max(10));
     let sync = sync::SyncActor::new(syncer.clone(), interval).start();
+    let ticket_ttl = Duration::from_secs(settings.connectwise.ticket_cache_secs);
     let service = Arc::new(service::Service {
         store: store.clone(),
+        tickets: tickets::Tickets::new(upstream.clone(), ticket_ttl),
+        notes: Arc::new(notes::NoteQueue::new(store.clone(), upstream.clone())),
         upstream,
         syncer,
         sync,
@@ -68,6 +75,9 @@ pub fn router() -> ServiceRouter<service::Service> {
         .op::<RunCompanySync>()
         .op::<GetCompanySyncStatus>()
         .op::<GetCompanyConfigurations>()
+        .op::<CheckTicket>()
+        .op::<QueueTicketNote>()
+        .background(|service, shutdown| Box::pin(service.notes.clone().run_forever(shutdown)))
         .publishes(ttscm_contract::subjects::EVENTS_ALL)
         .stream(ttscm_contract::subjects::EVENTS_STREAM, false)
 }

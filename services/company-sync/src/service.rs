@@ -41,11 +41,15 @@ pub struct Service {
     pub listing: Listing,
     /// Asks the credential service whether a company still has credentials.
     pub client: ttscm_runtime::service::BusClient,
+    /// Checks ConnectWise tickets for ticket-bound reveals.
+    pub tickets: crate::tickets::Tickets,
+    /// The queue of notes to post on tickets.
+    pub notes: Arc<crate::notes::NoteQueue>,
 }
 
 pub use ttscm_runtime::service::store_failed;
 
-fn not_found() -> WireError {
+pub(crate) fn not_found() -> WireError {
     WireError::not_found("Company")
 }
 
@@ -69,7 +73,8 @@ pub fn parse_name(raw: &str) -> Result<String, WireError> {
 }
 
 impl Service {
-    async fn doc(&self, id: &str) -> Result<Option<CompanyDoc>, WireError> {
+    /// The stored company `id`.
+    pub(crate) async fn doc(&self, id: &str) -> Result<Option<CompanyDoc>, WireError> {
         match self.store.get(COMPANIES, id).await.map_err(store_failed)? {
             Some(document) => Ok(Some(CompanyDoc::from_document(document).map_err(store_failed)?)),
             None => Ok(None),

@@ -2,15 +2,13 @@
 //! 429 with `Retry-After`, 5xx retries, 401 stops, error-body shapes, codebase discovery,
 //! conditions and configurations.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 use serde_json::json;
-use support::*;
 use ttscm_company_sync::connectwise::{ConnectWise, ConnectWiseConfig, ConnectWiseError, RetryPolicy};
 use ttscm_runtime::settings::ConnectWiseSettings;
+use ttscm_testkit::connectwise::*;
 
 fn settings(site: &str, codebase: Option<&str>, private_key: &str) -> ConnectWiseSettings {
     ConnectWiseSettings {
@@ -20,7 +18,7 @@ fn settings(site: &str, codebase: Option<&str>, private_key: &str) -> ConnectWis
         public_key: Some(PUBLIC_KEY.into()),
         private_key: Some(SecretString::from(private_key)),
         client_id: Some(CLIENT_ID.into()),
-        sync_interval_secs: 900,
+        ..ConnectWiseSettings::default()
     }
 }
 

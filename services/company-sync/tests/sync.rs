@@ -2,14 +2,11 @@
 //! field mapping, incremental syncs, deletions turning inactive, no duplicates across
 //! replicas, bad credentials in the status, and sync off without settings.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::Value;
-use support::*;
 use ttscm_company_sync::connectwise::{ConnectWiseConfig, RetryPolicy};
 use ttscm_company_sync::store::{self as company_store, COMPANIES};
 use ttscm_company_sync::sync::{SyncError, Syncer, Upstream};
@@ -18,6 +15,7 @@ use ttscm_runtime::settings::ConnectWiseSettings;
 use ttscm_runtime::store::{FindOptions, Order};
 use ttscm_runtime::{Bus, Filter, Settings, Store, StoreError, connect};
 use ttscm_testkit::MongoFixture;
+use ttscm_testkit::connectwise::*;
 
 /// A store of the given kind, kept alive by the returned guard.
 struct TestStore {
@@ -57,7 +55,7 @@ fn syncer(store: &Store, bus: &Bus, site: &str, private_key: &str) -> Syncer {
         public_key: Some(PUBLIC_KEY.into()),
         private_key: Some(SecretString::from(private_key)),
         client_id: Some(CLIENT_ID.into()),
-        sync_interval_secs: 900,
+        ..ConnectWiseSettings::default()
     };
     let config = ConnectWiseConfig::from_settings(&settings)
         .expect("complete")
