@@ -77,6 +77,8 @@ pub struct NoteQueue {
     wake: Notify,
     /// This replica's name on its claims.
     holder: String,
+    /// How long failing notes are retried ([`GIVE_UP_AFTER`]; shorter in tests).
+    give_up_after: Duration,
 }
 
 impl std::fmt::Debug for NoteQueue {
@@ -116,6 +118,16 @@ impl NoteQueue {
             upstream,
             wake: Notify::new(),
             holder: ids::new_id(),
+            give_up_after: GIVE_UP_AFTER,
+        }
+    }
+
+    /// The same queue giving failing notes up after `give_up_after` instead of 24 h.
+    #[must_use]
+    pub fn give_up_after(self, give_up_after: Duration) -> Self {
+        Self {
+            give_up_after,
+            ..self
         }
     }
 
@@ -260,7 +272,7 @@ impl NoteQueue {
                     error,
                     SyncError::ConnectWise(ConnectWiseError::Rejected { status: 400, .. })
                 );
-                let expired = now.saturating_sub(note.queued_at_ms) >= GIVE_UP_AFTER.as_millis() as i64;
+                let expired = now.saturating_sub(note.queued_at_ms) >= self.give_up_after.as_millis() as i64;
                 let update = Update::default()
                     .set("attempts", attempts)
                     .set("lastError", text.clone())

@@ -477,6 +477,88 @@ async fn a_queued_note_is_posted_by_the_next_service_after_a_restart(mongo: bool
     assert_eq!(fake.notes()[0].ticket_id, 501);
 }
 
+async fn a_note_connectwise_refuses_as_malformed_is_kept_as_failed_and_not_retried(mongo: bool) {
+    let db = open(mongo).await;
+    let fake = fake().await;
+    fake.add_ticket(501, ACME, BOARD, STATUS_NEW, false);
+    let service = Running::start(&db, Some(&fake), 10).await;
+    fake.fail_notes(400, None);
+    service.queue("audit-1", 501, "refused").await.expect("queued");
+    let failed = ttscm_testkit::eventually(Duration::from_secs(10), || async {
+        note_document(&db.store, "audit-1")
+            .await
+            .filter(|d| d["state"] == "failed")
+    })
+    .await
+    .expect("a 400 is not retried");
+    assert_eq!(failed["attempts"], 1, "{failed}");
+    assert!(
+        failed["lastError"].as_str().is_some_and(|e| e.contains("400")),
+        "{failed}"
+    );
+
+    // Once the endpoint works, a newer note is posted and the failed one is not.
+    fake.notes_work();
+    service.queue("audit-2", 501, "accepted").await.expect("queued");
+    ttscm_testkit::eventually(Duration::from_secs(10), || async {
+        (!fake.notes().is_empty()).then_some(())
+    })
+    .await
+    .expect("the newer note is posted");
+    let texts: Vec<Value> = fake.notes().iter().map(|n| n.body["text"].clone()).collect();
+    assert_eq!(texts, [json!("accepted")]);
+    assert!(
+        note_document(&db.store, "audit-1").await.is_some(),
+        "failed notes are kept"
+    );
+}
+
+async fn a_note_failing_past_the_retry_window_is_kept_as_failed(mongo: bool) {
+    use std::sync::Arc;
+    use ttscm_company_sync::connectwise::{ConnectWiseConfig, RetryPolicy};
+    use ttscm_company_sync::notes::NoteQueue;
+    use ttscm_company_sync::sync::Upstream;
+
+    let db = open(mongo).await;
+    let fake = fake().await;
+    fake.add_ticket(501, ACME, BOARD, STATUS_NEW, false);
+    NoteQueue::prepare(&db.store).await.expect("prepared");
+    let config = ConnectWiseConfig::from_settings(&fake.connectwise_settings())
+        .expect("complete")
+        .expect("set");
+    let upstream = Arc::new(Upstream::new(Some(config), RetryPolicy::default()));
+    let queue = NoteQueue::new(db.store.clone(), upstream).give_up_after(Duration::from_secs(2));
+    fake.fail_notes(503, None);
+    queue.queue("audit-5", 501, "late").await.expect("queued");
+
+    assert!(
+        queue.post_due().await.expect("a pass"),
+        "retried within the window"
+    );
+    let first = note_document(&db.store, "audit-5").await.expect("kept");
+    assert_eq!(
+        (&first["state"], &first["attempts"]),
+        (&json!("queued"), &json!(1))
+    );
+
+    let failed = ttscm_testkit::eventually(Duration::from_secs(10), || async {
+        queue.post_due().await.expect("a pass");
+        note_document(&db.store, "audit-5")
+            .await
+            .filter(|d| d["state"] == "failed")
+    })
+    .await
+    .expect("given up after the window");
+    assert!(failed["attempts"].as_u64() >= Some(2), "{failed}");
+    assert!(
+        !queue.post_due().await.expect("a pass"),
+        "a failed note no longer waits"
+    );
+    fake.notes_work();
+    queue.post_due().await.expect("a pass");
+    assert!(fake.notes().is_empty(), "a failed note is not posted");
+}
+
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -496,4 +578,6 @@ both_stores!(
     a_note_queued_twice_under_one_key_is_posted_once_as_an_internal_note,
     a_note_is_posted_once_the_failing_notes_endpoint_recovers,
     a_queued_note_is_posted_by_the_next_service_after_a_restart,
+    a_note_connectwise_refuses_as_malformed_is_kept_as_failed_and_not_retried,
+    a_note_failing_past_the_retry_window_is_kept_as_failed,
 );
