@@ -58,12 +58,14 @@ static ROUTES: &[RouteSpec] = &[
         .by(&Forward(|r| Ok(GetCredential { id: r.param() }))),
     route(Get, "/v1/credential/credentials/:id/secure-values", "credential.reveal")
         .allow(Permissions(&[names::CREDENTIAL_FETCH, names::CREDENTIAL_SECURE_VALUES_READ]))
+        .reads(Reads::Query)
         .answers(OK, "Secure Values Fetched Successfully!").no_store()
-        .by(&Forward(|r| Ok(RevealSecureValues { id: r.param() }))),
+        .by(&Forward(|r| Ok(RevealSecureValues { justification: credential_routes::justification(r)?, id: r.param() }))),
     route(Get, "/v1/credential/credentials/:id/totp/:fieldId", "credential.totp").beyond_spec()
         .allow(Permissions(&[names::CREDENTIAL_TOTP_READ]))
+        .reads(Reads::Query)
         .answers(OK, "TOTP Code Generated Successfully!").no_store()
-        .by(&Forward(|r| Ok(GetTotpCode { id: r.param(), field_id: r.param() }))),
+        .by(&Forward(|r| Ok(GetTotpCode { justification: credential_routes::justification(r)?, id: r.param(), field_id: r.param() }))),
     route(Get, "/v1/credential/credentials/:id/fields", "credential.fields_get")
         .allow(Permissions(&[names::CREDENTIAL_FETCH, names::CREDENTIAL_FIELDS_FETCH]))
         .answers(OK, "Credential Fields Fetched Successfully!")

@@ -89,7 +89,9 @@ pub struct GetCompany {
     pub id: String,
 }
 
-crate::operation!(GetCompany => subjects::COMPANY_GET, Company);
+// The credential service asks too: whether a credential's company has a ConnectWise id (a
+// `ticket` reveal policy's fallback to a reason).
+crate::operation!(GetCompany => subjects::COMPANY_GET, Company, callers: [crate::Component::Edge, crate::Component::Credential]);
 
 /// The body of creating or renaming a manual company.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -44,10 +44,80 @@ pub struct CredentialType {
     pub fields: Vec<FieldDefinition>,
     /// How many credentials use the type.
     pub credential_count: u64,
+    /// What a reveal of its credentials must carry (beyond the spec; left out when `none`).
+    #[serde(default, skip_serializing_if = "RevealPolicy::is_none")]
+    pub reveal_policy: RevealPolicy,
     /// Created (ISO-8601 UTC, ms).
     pub created_at: String,
     /// Last updated (ISO-8601 UTC, ms).
     pub updated_at: String,
+}
+
+/// What a reveal (`secure-values`, a TOTP code) of a type's credentials must carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RevealPolicy {
+    /// `none` (the spec's behaviour), `reason` (a free-text reason) or `ticket` (an open
+    /// ConnectWise service ticket of the credential's company).
+    #[serde(default)]
+    pub require: RevealRequirement,
+    /// Under `ticket`: a credential of a company without a ConnectWise id (kept by hand) may be
+    /// revealed with a reason instead (otherwise it cannot be revealed but by break-glass).
+    #[serde(default)]
+    pub reason_without_connect_wise: bool,
+    /// Under `ticket`: add an internal note to the ticket for each reveal.
+    #[serde(default = "yes")]
+    pub ticket_note: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for RevealPolicy {
+    fn default() -> Self {
+        Self {
+            require: RevealRequirement::None,
+            reason_without_connect_wise: false,
+            ticket_note: true,
+        }
+    }
+}
+
+impl RevealPolicy {
+    /// Whether it is the default (no requirement).
+    pub fn is_none(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// See [`RevealPolicy::require`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevealRequirement {
+    /// Nothing beyond the permissions.
+    #[default]
+    None,
+    /// A reason.
+    Reason,
+    /// An open ConnectWise ticket of the credential's company.
+    Ticket,
+}
+
+/// Why a reveal happens: what the reveal route's query carries (`ticket`, `reason`,
+/// `breakGlass`). Checked against the type's [`RevealPolicy`] and recorded with the reveal.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Justification {
+    /// A ConnectWise service ticket number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<u64>,
+    /// Free text (at most 500 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Bypass the policy (needs `credential.break_glass` and a reason).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub break_glass: bool,
 }
 
 /// The body of `POST /credential-type/credential-types`.
@@ -64,6 +134,9 @@ pub struct CredentialTypeInput {
     pub icon: Option<String>,
     /// Field definitions.
     pub fields: Vec<FieldDefinition>,
+    /// What reveals must carry (beyond the spec; default: nothing).
+    #[serde(default)]
+    pub reveal_policy: Option<RevealPolicy>,
 }
 
 /// `Some(None)` for an explicit `null`, `None` for an absent key.
@@ -92,6 +165,9 @@ pub struct CredentialTypePatch {
     /// The complete new list of field definitions.
     #[serde(default)]
     pub fields: Option<Vec<FieldDefinition>>,
+    /// The new reveal policy, whole (beyond the spec).
+    #[serde(default)]
+    pub reveal_policy: Option<RevealPolicy>,
 }
 
 /// A field value in a request; `id` is optional (the server assigns stable ids).
@@ -348,6 +424,9 @@ crate::operation!(GetCredentialFields => subjects::CREDENTIAL_FIELDS_GET, Vec<Fi
 pub struct RevealSecureValues {
     /// Id.
     pub id: String,
+    /// Why (the route's `ticket`, `reason`, `breakGlass`).
+    #[serde(default)]
+    pub justification: Justification,
 }
 
 crate::operation!(RevealSecureValues => subjects::CREDENTIAL_REVEAL, SecureValues);
@@ -361,6 +440,9 @@ pub struct GetTotpCode {
     pub id: String,
     /// The `totp` field's id.
     pub field_id: String,
+    /// Why (the route's `ticket`, `reason`, `breakGlass`): the type's reveal policy applies.
+    #[serde(default)]
+    pub justification: Justification,
 }
 
 crate::operation!(GetTotpCode => subjects::CREDENTIAL_TOTP, crate::vault::TotpCode);

@@ -138,6 +138,9 @@ pub mod names {
     /// it a reveal leaves them out, so a technician can use a shared MFA account's codes without
     /// being able to take its seed away.
     pub const CREDENTIAL_TOTP_SEED_READ: &str = "credential.totp.seed.read";
+    /// Reveal with `breakGlass=true` and a reason despite the type's reveal policy (beyond the
+    /// spec): alerted at once (`credential.break_glass` event) and recorded as such.
+    pub const CREDENTIAL_BREAK_GLASS: &str = "credential.break_glass";
     /// `DELETE /credential/credentials/:id`.
     pub const CREDENTIAL_DELETE: &str = "credential.delete";
     /// `GET /credential-type/credential-types/:identifier`.

@@ -41,6 +41,11 @@ impl AuditLog {
         self.log.append(record.entry_for(ctx)).await
     }
 
+    /// [`Self::append`], answering the entry's sequence number.
+    pub async fn append_numbered(&self, ctx: &CallContext, record: AuditRecord) -> Result<u64, StoreError> {
+        self.log.append_numbered(record.entry_for(ctx)).await
+    }
+
     /// Waits until entries appended so far can be read (the mesh's copy from the stream).
     pub async fn settled(&self) -> Result<(), StoreError> {
         self.log.settled().await

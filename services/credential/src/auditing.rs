@@ -20,6 +20,18 @@ impl Service {
         })
     }
 
+    /// [`Self::record`], answering the entry's sequence number.
+    pub(crate) async fn record_numbered(
+        &self,
+        ctx: &CallContext,
+        record: AuditRecord,
+    ) -> Result<u64, WireError> {
+        self.audit.append_numbered(ctx, record).await.map_err(|error| {
+            tracing::error!(%error, "audit write failed; failing the request");
+            WireError::new(ErrorCode::Unavailable, "The audit log is unavailable")
+        })
+    }
+
     pub(crate) fn credential_record(action: &'static str, credential: &CredentialDoc) -> AuditRecord {
         AuditRecord {
             credential_id: Some(credential.id.clone()),

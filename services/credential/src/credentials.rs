@@ -276,6 +276,7 @@ async fn create_credential(
         company_id: input.company_id,
         values,
         revision: 0,
+        rotation_due: false,
         created_at: now.clone(),
         updated_at: now,
     };
@@ -350,7 +351,7 @@ impl ServiceOp<Service> for UpdateCredentialFields {
             let checked = domain::check_values(&credential_type.fields, &input.fields)
                 .map_err(WireError::validation)?;
             let values = service.seal(&ctx, id, checked, &read.values).await?;
-            if let Some(credential) = service.write_values_if_unchanged(&read, values).await? {
+            if let Some(credential) = service.write_values_if_unchanged(&read, values, true).await? {
                 written = Some((credential, credential_type));
                 break;
             }
@@ -411,6 +412,9 @@ impl ServiceOp<Service> for RevealSecureValues {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<SecureValues, WireError> {
         let id = self.id.as_str();
         let (credential, credential_type) = service.accessible(&ctx, id).await?;
+        let justified = service
+            .justify(&ctx, &credential, &credential_type, self.justification)
+            .await?;
         let seeds_too = ctx
             .principal()?
             .permissions
@@ -428,14 +432,14 @@ impl ServiceOp<Service> for RevealSecureValues {
             .collect();
         let (opened, recorded) = tokio::join!(
             service.unseal(&ctx, id, &sealed),
-            service.record(
-                &ctx,
-                Service::credential_record("credential.revealed", &credential)
-            ),
+            service.record_numbered(&ctx, justified.record("credential.revealed", &credential)),
         );
         // On either error the opened values are wiped as `opened` drops.
         let mut opened = opened?;
-        recorded?;
+        let seq = recorded?;
+        service
+            .after_reveal(&ctx, &credential, &credential_type, &justified, seq, "revealed")
+            .await?;
         let revealed: BTreeMap<String, String> = sealed
             .iter()
             .map(|v| v.field_id.clone())
@@ -446,6 +450,12 @@ impl ServiceOp<Service> for RevealSecureValues {
             .publish(&ctx, "credential", "revealed", id, || {
                 let mut data = Service::event_data(&credential);
                 data["fieldIds"] = json!(revealed.keys().collect::<Vec<_>>());
+                if let Some(ticket) = justified.ticket {
+                    data["ticket"] = json!(ticket);
+                }
+                if justified.break_glass {
+                    data["breakGlass"] = json!(true);
+                }
                 data
             })
             .await;
@@ -477,11 +487,28 @@ impl ServiceOp<Service> for GetTotpCode {
             .iter()
             .find(|v| v.field_id == self.field_id && v.sealed)
             .ok_or_else(not_found)?;
-        let mut record = Service::credential_record("credential.totp_generated", &credential);
+        let justified = service
+            .justify(&ctx, &credential, &credential_type, self.justification)
+            .await?;
+        let mut record = justified.record("credential.totp_generated", &credential);
         record.details.insert("fieldId".into(), self.field_id.clone());
-        let (code, recorded) = tokio::join!(service.totp_code(&ctx, id, seed), service.record(&ctx, record),);
-        recorded?;
-        code
+        let (code, recorded) = tokio::join!(
+            service.totp_code(&ctx, id, seed),
+            service.record_numbered(&ctx, record),
+        );
+        let seq = recorded?;
+        let code = code?;
+        service
+            .after_reveal(
+                &ctx,
+                &credential,
+                &credential_type,
+                &justified,
+                seq,
+                "TOTP code generated",
+            )
+            .await?;
+        Ok(code)
     }
 }
 

@@ -11,6 +11,7 @@ pub mod checkpoints;
 pub mod credentials;
 pub mod domain;
 pub mod events;
+pub mod policy;
 pub mod reseal;
 pub mod sealing;
 pub mod service;

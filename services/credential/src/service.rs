@@ -111,14 +111,17 @@ impl Service {
 
     /// Stores `values` as `credential`'s values if the stored credential is still at the revision
     /// `credential` was read at, bumping it; answers the credential as written, or `None` when it
-    /// changed (or vanished) meanwhile. Forgets the credential everywhere either way.
+    /// changed (or vanished) meanwhile. Forgets the credential everywhere either way. `rotated`:
+    /// the values were written anew by someone (not migrated), which clears a rotation mark.
     pub(crate) async fn write_values_if_unchanged(
         &self,
         credential: &CredentialDoc,
         values: Vec<StoredValue>,
+        rotated: bool,
     ) -> Result<Option<CredentialDoc>, WireError> {
         let mut written = credential.clone();
         written.values = values;
+        written.rotation_due &= !rotated;
         written.revision = credential.revision + 1;
         written.updated_at = clock::now_iso();
         let at_revision = if credential.revision == 0 {
@@ -135,6 +138,7 @@ impl Service {
                 serde_json::to_value(&written.values).expect("values serialize"),
             )
             .set("revision", written.revision)
+            .set("rotationDue", written.rotation_due)
             .set("updatedAt", written.updated_at.clone());
         let updated = self
             .store

@@ -4,7 +4,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use ttscm_contract::credential::{CredentialType, CredentialTypeSummary, FieldDefinition};
+use ttscm_contract::credential::{CredentialType, CredentialTypeSummary, FieldDefinition, RevealPolicy};
 use ttscm_runtime::store::{Document, IndexSpec};
 use ttscm_runtime::{Store, StoreError};
 
@@ -63,6 +63,9 @@ pub struct TypeDoc {
     /// Set while a cascading delete is under way; such a type is hidden and takes no new credentials.
     #[serde(default)]
     pub deleting: bool,
+    /// What reveals of its credentials must carry (missing in older documents: nothing).
+    #[serde(default)]
+    pub reveal_policy: RevealPolicy,
     /// Created.
     pub created_at: String,
     /// Updated.
@@ -79,6 +82,7 @@ impl TypeDoc {
             icon: self.icon.clone(),
             fields: self.fields.clone(),
             credential_count,
+            reveal_policy: self.reveal_policy.clone(),
             created_at: self.created_at.clone(),
             updated_at: self.updated_at.clone(),
         }
@@ -134,6 +138,11 @@ pub struct CredentialDoc {
     /// one credential never silently overwrite each other. Missing in older documents: 0.
     #[serde(default)]
     pub revision: i64,
+    /// Set by a break-glass reveal: the values were seen outside the reveal policy and should
+    /// be changed (the credential lifecycle's rotation due date will take this over). Cleared
+    /// when the secure values are written again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rotation_due: bool,
     /// Created.
     pub created_at: String,
     /// Updated.

@@ -191,7 +191,7 @@ impl Service {
             // not reverted, the credential is read again and brought in line instead.
             if values != credential.values
                 && self
-                    .write_values_if_unchanged(credential, values)
+                    .write_values_if_unchanged(credential, values, false)
                     .await?
                     .is_none()
             {
@@ -282,7 +282,7 @@ impl Service {
                 }
             }
             let values = self.seal(ctx, id, checked, &credential.values).await?;
-            if let Some(written) = self.write_values_if_unchanged(&credential, values).await? {
+            if let Some(written) = self.write_values_if_unchanged(&credential, values, false).await? {
                 return Ok(Some(written));
             }
         }
@@ -406,6 +406,7 @@ async fn create_type(
         icon: input.icon,
         fields: input.fields,
         deleting: false,
+        reveal_policy: input.reveal_policy.unwrap_or_default(),
         created_at: now.clone(),
         updated_at: now,
     };
@@ -455,6 +456,9 @@ impl ServiceOp<Service> for UpdateCredentialType {
             domain::check_fields(&mut fields, &mut errors);
             new.fields = fields;
         }
+        if let Some(policy) = patch.reveal_policy {
+            new.reveal_policy = policy;
+        }
         if !errors.is_empty() {
             return Err(WireError::validation(errors));
         }
@@ -489,6 +493,10 @@ impl ServiceOp<Service> for UpdateCredentialType {
                 "fields",
                 serde_json::to_value(&new.fields).expect("fields serialize"),
             )
+            .set(
+                "revealPolicy",
+                serde_json::to_value(&new.reveal_policy).expect("policies serialize"),
+            )
             .set("updatedAt", new.updated_at.clone());
         let updated = service
             .store
@@ -502,9 +510,19 @@ impl ServiceOp<Service> for UpdateCredentialType {
         if new.fields != old.fields {
             service.conform_all(&ctx, id).await?;
         }
-        service
-            .record(&ctx, Service::type_record("credential_type.updated", id))
-            .await?;
+        let mut record = Service::type_record("credential_type.updated", id);
+        if new.reveal_policy != old.reveal_policy {
+            // Who loosened (or tightened) what reveals need is on record.
+            record.details.insert(
+                "revealPolicy".into(),
+                serde_json::to_string(&new.reveal_policy).expect("policies serialize"),
+            );
+            record.details.insert(
+                "previousRevealPolicy".into(),
+                serde_json::to_string(&old.reveal_policy).expect("policies serialize"),
+            );
+        }
+        service.record(&ctx, record).await?;
         service.type_event(&ctx, "updated", id, &new.name).await;
         let count = service.count_of(id).await?;
         Ok(new.to_wire(count))
