@@ -5,8 +5,11 @@
 #[macro_use]
 mod support;
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
-use support::{Mode, TestApp, error_paths, spawn_app};
+use support::{Mode, TestApp, error_paths, spawn_app, spawn_app_with};
+use ttscm_testkit::connectwise::{ConnectWiseFake, company};
 
 const CREDS: &str = "/v1/credential/credentials";
 const TYPES: &str = "/v1/credential-type/credential-types";
@@ -244,7 +247,211 @@ async fn break_glass_needs_its_permission_and_a_reason_and_raises_the_alarm(mode
     assert_ne!(stored.get("rotationDue"), Some(&json!(true)));
 }
 
+/// The ConnectWise fake with companies 1 and 2, open, closed and other-company tickets, and
+/// TTSCM synced from it; answers the fake, the app and TTSCM's id of ConnectWise company 1.
+async fn with_connectwise(mode: Mode) -> (ConnectWiseFake, TestApp, String) {
+    let fake = ConnectWiseFake::start(vec![
+        company(1, "2025-01-01T00:00:00Z"),
+        company(2, "2025-01-01T00:00:00Z"),
+    ])
+    .await;
+    fake.add_board_status(10, 1, "New", false);
+    fake.add_board_status(10, 5, "Completed", true);
+    fake.add_ticket(101, 1, 10, 1, false);
+    fake.add_ticket(102, 2, 10, 1, false);
+    fake.add_ticket(103, 1, 10, 1, true);
+    fake.add_ticket(104, 1, 10, 5, false);
+    fake.add_ticket(105, 1, 10, 1, false);
+    let app = spawn_app_with(mode, |settings| fake.configure(settings)).await;
+    let found = ttscm_testkit::eventually(Duration::from_secs(15), || async {
+        let (_, body) = app
+            .get(
+                "/v1/company/companies?search=Company00001",
+                Some(&app.admin_token),
+            )
+            .await;
+        body["data"][0]["id"].as_str().map(str::to_owned)
+    })
+    .await
+    .expect("company 1 is synced");
+    (fake, app, found)
+}
+
+async fn notes_on(fake: &ConnectWiseFake, ticket: i64) -> Vec<Value> {
+    fake.notes()
+        .into_iter()
+        .filter(|n| n.ticket_id == ticket)
+        .map(|n| n.body)
+        .collect()
+}
+
+async fn a_ticket_policy_checks_the_ticket_live_and_notes_the_reveal(mode: Mode) {
+    let (fake, app, company) = with_connectwise(mode).await;
+    let (_, id) = guarded(&app, &company, json!({"require": "ticket"}), None).await;
+
+    let (status, body) = app
+        .get(
+            &reveal(&id, "?ticket=101&reason=Printer%20setup"),
+            Some(&app.admin_token),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["password"], "policy-canary");
+    let entries = app.audit_entries("credential.revealed").await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["details"]["ticket"], "101");
+    assert_eq!(
+        entries[0]["details"]["ticketSummary"],
+        "Ticket 101: printer offline"
+    );
+    let seq = entries[0]["seq"].as_u64().expect("seq");
+    let notes = ttscm_testkit::eventually(Duration::from_secs(15), || async {
+        let notes = notes_on(&fake, 101).await;
+        (!notes.is_empty()).then_some(notes)
+    })
+    .await
+    .expect("a note is posted on the ticket");
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    let note = &notes[0];
+    assert_eq!(note["internalAnalysisFlag"], true, "{note}");
+    let text = note["text"].as_str().expect("text");
+    assert!(
+        text.contains("Domain admin") && text.contains(&format!("audit entry #{seq}")),
+        "{text}"
+    );
+    assert!(text.contains("Printer setup"), "the reason: {text}");
+    assert!(!note.to_string().contains("policy-canary"), "no value in a note");
+    if mode == Mode::Mesh {
+        let events = app.replay_events().await;
+        let revealed = events
+            .iter()
+            .find(|(subject, _)| subject == "ttscm.events.credential.revealed")
+            .expect("the reveal's event");
+        assert_eq!(revealed.1["data"]["ticket"], 101);
+    }
+
+    // Another company's, closed (by flag or by status), unknown: refused, nothing revealed,
+    // nothing noted.
+    for (ticket, why) in [
+        (102, "belongs to another company"),
+        (103, "is closed"),
+        (104, "is closed"),
+        (999, "was not found"),
+    ] {
+        let (status, body) = app
+            .get(&reveal(&id, &format!("?ticket={ticket}")), Some(&app.admin_token))
+            .await;
+        assert_eq!(status, 400, "{ticket}: {body}");
+        assert_eq!(error_paths(&body), [json!(["ticket"])]);
+        assert!(
+            body["message"].as_str().unwrap_or_default().contains(why),
+            "{ticket}: {body}"
+        );
+        assert!(!body.to_string().contains("policy-canary"));
+    }
+    assert_eq!(app.audit_entries("credential.revealed").await.len(), 1);
+
+    // ConnectWise unreachable and the ticket not cached: 502, nothing revealed, no note.
+    fake.set_down(Some(503));
+    let (status, body) = app.get(&reveal(&id, "?ticket=105"), Some(&app.admin_token)).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(!body.to_string().contains("policy-canary"));
+    fake.set_down(None);
+    assert!(notes_on(&fake, 105).await.is_empty());
+    assert_eq!(app.audit_entries("credential.revealed").await.len(), 1);
+
+    // The note endpoint failing after a reveal: the note is posted once it works again.
+    fake.fail_notes(500, None);
+    let (status, _) = app.get(&reveal(&id, "?ticket=105"), Some(&app.admin_token)).await;
+    assert_eq!(status, 200);
+    fake.notes_work();
+    let later = ttscm_testkit::eventually(Duration::from_secs(30), || async {
+        let notes = notes_on(&fake, 105).await;
+        (!notes.is_empty()).then_some(notes)
+    })
+    .await
+    .expect("the note is delivered later");
+    assert_eq!(later.len(), 1);
+}
+
+async fn a_manual_company_cannot_satisfy_a_ticket_but_may_give_a_reason(mode: Mode) {
+    let (_fake, app, _) = with_connectwise(mode).await;
+    let manual = app.seed_company("Walk-in Client").await;
+    let (_, strict) = guarded(&app, &manual, json!({"require": "ticket"}), None).await;
+    let (status, body) = app
+        .get(&reveal(&strict, "?ticket=101"), Some(&app.admin_token))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no ConnectWise id"),
+        "{body}"
+    );
+    let (status, body) = app
+        .get(&reveal(&strict, "?reason=Walk-in"), Some(&app.admin_token))
+        .await;
+    assert_eq!(
+        (status, error_paths(&body)),
+        (400, vec![json!(["ticket"])]),
+        "{body}"
+    );
+
+    let (_, lenient) = guarded(
+        &app,
+        &manual,
+        json!({"require": "ticket", "reasonWithoutConnectWise": true}),
+        None,
+    )
+    .await;
+    let (status, body) = app.get(&reveal(&lenient, ""), Some(&app.admin_token)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("reason instead"),
+        "{body}"
+    );
+    assert_eq!(
+        app.get_status(&reveal(&lenient, "?reason=Walk-in"), Some(&app.admin_token))
+            .await,
+        200
+    );
+}
+
+/// A note whose posting fails is still posted after company-sync restarts (the queue is in the
+/// store, not in memory).
+#[tokio::test]
+async fn a_pending_note_survives_a_company_sync_restart() {
+    let (fake, mut app, company) = with_connectwise(Mode::Mesh).await;
+    let (_, id) = guarded(&app, &company, json!({"require": "ticket"}), None).await;
+    fake.fail_notes(503, None);
+    assert_eq!(
+        app.get_status(&reveal(&id, "?ticket=101"), Some(&app.admin_token))
+            .await,
+        200
+    );
+    app.stop(ttscm::Component::CompanySync);
+    fake.notes_work();
+    assert!(
+        notes_on(&fake, 101).await.is_empty(),
+        "not posted while company-sync is down"
+    );
+    app.restart(ttscm::Component::CompanySync);
+    let posted = ttscm_testkit::eventually(Duration::from_secs(30), || async {
+        let notes = notes_on(&fake, 101).await;
+        (!notes.is_empty()).then_some(notes)
+    })
+    .await
+    .expect("posted after the restart");
+    assert_eq!(posted.len(), 1);
+}
+
 both_modes!(
+    a_ticket_policy_checks_the_ticket_live_and_notes_the_reveal,
+    a_manual_company_cannot_satisfy_a_ticket_but_may_give_a_reason,
     a_reason_policy_needs_a_reason_and_records_it,
     a_policy_is_part_of_the_type_and_changing_it_is_audited,
     break_glass_needs_its_permission_and_a_reason_and_raises_the_alarm,
