@@ -168,7 +168,13 @@ impl NoteQueue {
     pub async fn run_forever(self: Arc<Self>, shutdown: Shutdown) {
         let mut swept_at: Option<tokio::time::Instant> = None;
         loop {
-            let waiting = match self.post_due().await {
+            // Shutdown does not wait for a pass (up to a batch of posts): a note whose post is
+            // cut short keeps its claim until it expires, then it is posted again.
+            let pass = tokio::select! {
+                () = shutdown.cancelled() => return,
+                pass = self.post_due() => pass,
+            };
+            let waiting = match pass {
                 Ok(waiting) => waiting,
                 Err(error) => {
                     tracing::warn!(%error, "the ticket-note queue could not be read");
