@@ -57,6 +57,9 @@ pub const BLOCK: u64 = 1024;
 /// Bytes read per call when indexing the file or scanning it forwards.
 const READ_BLOCK: usize = 1 << 20;
 
+/// Bytes read per call when reading entries by sequence (a verification batch is 1,000).
+const SCAN_READ: usize = 256 << 10;
+
 /// Bytes read per call when looking for one entry in its block.
 const LOOKUP_READ: usize = 64 << 10;
 
@@ -441,7 +444,7 @@ impl Journal {
             // The highest sequence number so far: a line at or below it is a late entry,
             // read from `late` in its place in the order.
             let mut highest = floor;
-            for_each_line(&file, offset, end, READ_BLOCK, |_, line| {
+            for_each_line(&file, offset, end, SCAN_READ, |_, line| {
                 match seq_of(line) {
                     Some(seq) if highest.is_some_and(|h| seq <= h) => return Ok(true),
                     Some(seq) => {

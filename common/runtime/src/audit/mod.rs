@@ -243,7 +243,7 @@ impl AuditStorage {
                 .read_from(from, limit)?
                 .iter()
                 .map(|line| {
-                    let seq = journal::keys(line).map_or(0, |(_, seq)| seq);
+                    let seq = journal::seq_of(line).unwrap_or(0);
                     (seq, journal::parse(line, seq).ok())
                 })
                 .collect()),
