@@ -39,6 +39,36 @@ async fn a_canary_secret_never_reaches_logs_subjects_or_events() {
     assert_eq!(app.put(&format!("{path}/fields"), &token, &bad).await.0, 400);
     assert_eq!(app.delete_status(&path, &token).await, 200);
 
+    // A TOTP seed (base32, so the canary's letters are its first characters) and its codes.
+    let seed = "CANARYTOTPSEEDAACANARYTOTPSEEDAA";
+    let (status, made) = app
+        .post(
+            "/v1/credential-type/credential-types",
+            &token,
+            &json!({"name": "Canary MFA", "fields": [{"id": "otp", "name": "Code", "required": true, "valueType": "totp"}]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let company = app.seed_company("Canary MFA Co").await;
+    let (status, credential) = app
+        .post(
+            "/v1/credential/credentials",
+            &token,
+            &json!({"name": "Shared MFA", "typeId": made["data"]["id"], "companyId": company,
+                    "fields": [{"fieldId": "otp", "value": format!("otpauth://totp/Canary?secret={seed}")}]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{credential}");
+    let otp = format!(
+        "/v1/credential/credentials/{}/totp/otp",
+        credential["data"]["id"].as_str().expect("id")
+    );
+    let (status, code) = app.get(&otp, Some(&token)).await;
+    assert_eq!(status, 200, "{code}");
+    let bad = json!({"name": "Bad MFA", "typeId": made["data"]["id"], "companyId": company,
+                     "fields": [{"fieldId": "otp", "value": format!("otpauth://totp/x?secret={seed}&digits=12")}]});
+    assert_eq!(app.post("/v1/credential/credentials", &token, &bad).await.0, 400);
+
     // Everything published so far has been delivered once a round trip through the server is done.
     client.flush().await.expect("flushed");
     let mut subjects = Vec::new();

@@ -61,11 +61,44 @@ async fn mfa_credential(app: &TestApp, scope: Option<&str>, otp: &str) -> (Strin
     (type_id, body["data"]["id"].as_str().expect("id").to_owned())
 }
 
-/// The code the seed gives at some moment between `before` and `after` (a request may cross a
-/// period boundary).
-fn expected_codes(seed: &str, before: u64, after: u64) -> Vec<String> {
-    let seed = TotpSeed::parse(seed).expect("a seed");
-    (before..=after).map(|t| seed.code_at(t).code).collect()
+/// The raw secret [`SEED`] encodes (RFC 6238 appendix B).
+const SEED_BYTES: &[u8] = b"12345678901234567890";
+
+/// RFC 4226/6238 by hand over ring's HMAC-SHA-1: a second implementation to check the server's
+/// (totp-rs) against.
+fn hotp_sha1(key: &[u8], unix: u64, period: u64, digits: u32) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
+    let mac = ring::hmac::sign(&key, &(unix / period).to_be_bytes());
+    let mac = mac.as_ref();
+    let offset = usize::from(mac[19] & 0x0f);
+    let binary = u32::from_be_bytes([
+        mac[offset] & 0x7f,
+        mac[offset + 1],
+        mac[offset + 2],
+        mac[offset + 3],
+    ]);
+    format!("{:0width$}", binary % 10u32.pow(digits), width = digits as usize)
+}
+
+/// The codes [`SEED`] gives between `before` and `after` (a request may cross a period
+/// boundary), by both implementations, which must agree.
+fn expected_codes(before: u64, after: u64, period: u64, digits: u32) -> Vec<String> {
+    (before..=after)
+        .map(|t| {
+            let by_hand = hotp_sha1(SEED_BYTES, t, period, digits);
+            let uri = format!("otpauth://totp/x?secret={SEED}&period={period}&digits={digits}");
+            assert_eq!(TotpSeed::parse(&uri).expect("a seed").code_at(t).code, by_hand);
+            by_hand
+        })
+        .collect()
+}
+
+#[test]
+fn the_second_implementation_gives_the_rfc_6238_vectors() {
+    // Appendix B, SHA-1, 8 digits.
+    assert_eq!(hotp_sha1(SEED_BYTES, 59, 30, 8), "94287082");
+    assert_eq!(hotp_sha1(SEED_BYTES, 1_111_111_109, 30, 8), "07081804");
+    assert_eq!(hotp_sha1(SEED_BYTES, 20_000_000_000, 30, 8), "65353130");
 }
 
 async fn a_totp_code_comes_from_vault_audited(mode: Mode) {
@@ -83,7 +116,7 @@ async fn a_totp_code_comes_from_vault_audited(mode: Mode) {
     let code = data["code"].as_str().expect("a code");
     assert_eq!(code.len(), 8, "the URI's digits");
     assert!(
-        expected_codes(&uri, before, after).iter().any(|c| c == code),
+        expected_codes(before, after, 60, 8).iter().any(|c| c == code),
         "{body}"
     );
     assert_eq!(data["period"], 60);
@@ -123,7 +156,7 @@ async fn a_bare_base32_seed_gives_six_digits_every_thirty_seconds(mode: Mode) {
     assert_eq!(status, 200, "{body}");
     let code = body["data"]["code"].as_str().expect("a code");
     assert!(
-        expected_codes(SEED, before, after).iter().any(|c| c == code),
+        expected_codes(before, after, 30, 6).iter().any(|c| c == code),
         "{body}"
     );
     assert_eq!(body["data"]["period"], 30);
@@ -234,7 +267,36 @@ async fn in_the_mesh_the_seed_never_crosses_the_bus_on_the_code_path() {
     }
 }
 
+/// The type's reveal policy applies to codes as to reveals.
+async fn a_code_follows_the_reveal_policy(mode: Mode) {
+    let app = spawn_app(mode).await;
+    let (type_id, id) = mfa_credential(&app, None, SEED).await;
+    let (status, body) = app
+        .patch(
+            &format!("/v1/credential-type/credential-types/{type_id}"),
+            &app.admin_token,
+            &json!({"revealPolicy": {"require": "reason"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let path = format!("{CREDS}/{id}/totp/otp");
+    let (status, body) = app.get(&path, Some(&app.admin_token)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(support::error_paths(&body), [json!(["reason"])]);
+    let (status, body) = app
+        .get(
+            &format!("{path}?reason=Tenant%20admin%20login"),
+            Some(&app.admin_token),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let entries = app.audit_entries("credential.totp_generated").await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["details"]["reason"], "Tenant admin login");
+}
+
 both_modes!(
+    a_code_follows_the_reveal_policy,
     a_totp_code_comes_from_vault_audited,
     a_bare_base32_seed_gives_six_digits_every_thirty_seconds,
     seeds_are_checked_on_input,
