@@ -5,6 +5,10 @@
 # Knobs (environment):
 #   VERIFY_JOURNAL_ENTRIES=10000000  entries in the journal (0 = skip the journal)
 #   VERIFY_MONGO_ENTRIES=1000000     entries in the collection (0 = skip MongoDB)
+#   VERIFY_MONGO_MAX=5000            entries the collection's full verification checks before it
+#                                    stops (FerretDB 1.24 sorts every read in memory: at 1 M a
+#                                    batch of 1,000 takes minutes; empty = all)
+#   VERIFY_MONGO_PAGE_RUNS=3         runs per page query on the collection (11 on the journal)
 #   VERIFY_DIR=<temp dir>            where the journal and FerretDB's files go (about 500 bytes
 #                                    per journal entry and 1 KB per collection entry); kept when
 #                                    given, so a second run reuses a filled journal
@@ -16,6 +20,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 VERIFY_JOURNAL_ENTRIES=${VERIFY_JOURNAL_ENTRIES:-10000000}
 VERIFY_MONGO_ENTRIES=${VERIFY_MONGO_ENTRIES:-1000000}
+VERIFY_MONGO_MAX=${VERIFY_MONGO_MAX-5000}
+VERIFY_MONGO_PAGE_RUNS=${VERIFY_MONGO_PAGE_RUNS:-3}
 FERRETDB=${TTSCM_TEST_FERRETDB:-ferretdb}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 RESULTS_DIR=bench/results
@@ -82,7 +88,8 @@ if ((VERIFY_MONGO_ENTRIES > 0)); then
     --telemetry=disable --state-dir=- --debug-addr=- --log-level=error &
   FERRET_PID=$!
   wait_for_port "$PORT"
-  "$BIN" mongo "mongodb://127.0.0.1:$PORT/" "$VERIFY_MONGO_ENTRIES" | tee -a "$OUT"
+  AUDIT_BENCH_VERIFY_MAX=$VERIFY_MONGO_MAX AUDIT_BENCH_PAGE_RUNS=$VERIFY_MONGO_PAGE_RUNS \
+    "$BIN" mongo "mongodb://127.0.0.1:$PORT/" "$VERIFY_MONGO_ENTRIES" | tee -a "$OUT"
   ps -o rss= -p "$FERRET_PID" | awk '{printf "ferretdb_rss_mib=%.1f\n", $1 / 1024}' | tee -a "$OUT"
 fi
 
