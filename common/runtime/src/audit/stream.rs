@@ -144,8 +144,16 @@ impl AuditStream {
             .map_err(|e| unavailable("cannot open", e))
     }
 
-    /// The head of the chain: the stream's last message, or `storage`'s last entry when every
-    /// message has been copied.
+    /// The head of the chain: the later of the stream's last message and `storage`'s last
+    /// entry (the storage's alone when every message has been copied).
+    ///
+    /// Why the storage too: nats-server acknowledges a publish before its file store has
+    /// written it out, and the copier may receive (and store) a message in that window; killed
+    /// then, the server restarts without the message, and a head read from the stream alone
+    /// would be behind the storage — the next entries would take sequence numbers the storage
+    /// already holds under other ids (a fork: the copier could not store them). While the
+    /// storage cannot be read the stream's head is used (appends go on through a store
+    /// outage); that window is what remains.
     pub(crate) async fn head(&self, storage: &AuditStorage) -> Result<AppendPoint, StoreError> {
         let stream = self.stream().await?;
         let state = stream
@@ -160,13 +168,26 @@ impl AuditStream {
                     let last = parse_entries(&message.payload)?
                         .pop()
                         .ok_or_else(|| StoreError::Corrupt("an empty audit stream message".into()))?;
-                    return Ok(AppendPoint {
-                        head: AuditHead {
-                            seq: last.seq,
-                            hash: last.hash,
-                        },
-                        stream_seq,
-                    });
+                    let streamed = AuditHead {
+                        seq: last.seq,
+                        hash: last.hash,
+                    };
+                    let head = match storage.head().await {
+                        Ok(stored) if stored.seq > streamed.seq => {
+                            tracing::warn!(
+                                stream = streamed.seq,
+                                stored = stored.seq,
+                                "the audit stream lost entries the store holds (a nats-server crash?); chaining after the store's"
+                            );
+                            stored
+                        }
+                        Ok(_) => streamed,
+                        Err(error) => {
+                            tracing::debug!(%error, "the audit store's head is unknown; chaining after the stream's");
+                            streamed
+                        }
+                    };
+                    return Ok(AppendPoint { head, stream_seq });
                 }
                 // Copied (and removed) since the info: the storage holds it now.
                 Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {}
