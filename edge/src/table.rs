@@ -16,8 +16,8 @@ use ttscm_contract::company::{
 };
 use ttscm_contract::credential::{
     CreateCredential, CreateCredentialType, DeleteCredential, DeleteCredentialType, GetCredential,
-    GetCredentialFields, GetCredentialType, GetTotpCode, ListCredentialTypes, RevealSecureValues, UpdateCredential,
-    UpdateCredentialFields, UpdateCredentialType,
+    GetCredentialFields, GetCredentialType, GetTotpCode, ListCredentialTypes, RevealSecureValues,
+    UpdateCredential, UpdateCredentialFields, UpdateCredentialType,
 };
 use ttscm_contract::identity::{
     CreateRole, DeleteRole, GetMe, ListRoles, RefreshSession, SetUserRoles, UpdateMe, UpdateRole,
