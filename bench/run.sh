@@ -26,6 +26,12 @@
 #   BENCH_ROWS=regex       measure only the rows whose name matches (bash regex), e.g.
 #                          BENCH_ROWS='^(ttscm|mesh) reveal$' BENCH_CONNS=... for an A/B of one
 #                          path; baseline rows are still started for the paired ratios
+#   BENCH_TICKET_CACHE_SECS=3600  TTSCM_CONNECTWISE__TICKET_CACHE_SECS of both servers: the ticket
+#                          rows measure reveals under a warm ticket cache
+#   BENCH_NOTES_WAIT=20    seconds to wait after a "ticket, note" row for the background ticket-note
+#                          posts to stop (they would load the next rows)
+#   BENCH_MESH_COMPANIES=20  companies of the mesh's own ConnectWise stand-in (the mesh's sync is
+#                          not measured; its ticket rows need one synced company)
 #   TTSCM_BIN=path         use this binary instead of building target/release/ttscm. If its file
 #                          name is ttscm-warp-baseline, it runs as a *stand-in* for ttscm (started
 #                          with the address as argument, no token, readiness via /v1/teapot) so the
@@ -52,7 +58,12 @@ RESULTS_DIR=bench/results
 # ---------------------------------------------------------------------------------------------
 # Targets, one per table row, in table order (the list is repeated per connection count).
 #   server|name|path|needs_auth|baseline_name|expect[|wrk_script]
-# path          may contain @CID@: the id of a credential seeded on that server (see seed)
+# path          may contain @CID@: the id of a credential seeded on that server (see seed), and
+#               the other seeded ids: @TOTP@ (a credential with a `totp` field `otp`), @RCID@ (type
+#               with revealPolicy `reason`), @TCID@ / @NCID@ (a credential of a ConnectWise-synced
+#               company, type with revealPolicy `ticket`, ticketNote false / true; ticket 101 is an
+#               open ticket of that company in bench/connectwise_fake.py). A row whose ids were
+#               not seeded on its server is left out.
 # wrk_script    a wrk Lua script (e.g. bench/create.lua for POSTs; its body comes from the
 #               server's BENCH_CREATE_BODY)
 # server        key of a started server (see start_* below): baseline, ttscm, ...
@@ -76,6 +87,9 @@ TARGETS=(
     "ttscm|ttscm list|/v1/credential-type/credential-types|1|warp list|200"
     "ttscm|ttscm fetch credential|/v1/credential/credentials/@CID@|1|warp list|200"
     "ttscm|ttscm reveal|/v1/credential/credentials/@CID@/secure-values|1|warp list|200"
+    "ttscm|ttscm reveal (reason)|/v1/credential/credentials/@RCID@/secure-values?reason=bench|1|warp list|200"
+    "ttscm|ttscm reveal (ticket)|/v1/credential/credentials/@TCID@/secure-values?ticket=101|1|warp list|200"
+    "ttscm|ttscm totp code|/v1/credential/credentials/@TOTP@/totp/otp|1|warp list|200"
     "ttscm|ttscm create credential|/v1/credential/credentials|1|warp list|201|bench/create.lua"
     "ttscm|ttscm search companies|/v1/company/companies?search=corp%2042&rpp=30|1|warp list|200"
     "ttscm|ttscm @me|/v1/user/@me|user|warp list|200"
@@ -83,10 +97,20 @@ TARGETS=(
     "mesh|mesh list|/v1/credential-type/credential-types|1|warp list|200"
     "mesh|mesh fetch credential|/v1/credential/credentials/@CID@|1|warp list|200"
     "mesh|mesh reveal|/v1/credential/credentials/@CID@/secure-values|1|warp list|200"
+    "mesh|mesh reveal (reason)|/v1/credential/credentials/@RCID@/secure-values?reason=bench|1|warp list|200"
+    "mesh|mesh reveal (ticket)|/v1/credential/credentials/@TCID@/secure-values?ticket=101|1|warp list|200"
+    "mesh|mesh totp code|/v1/credential/credentials/@TOTP@/totp/otp|1|warp list|200"
     "mesh|mesh create credential|/v1/credential/credentials|1|warp list|201|bench/create.lua"
+    # Last per server: every reveal queues a ConnectWise ticket note, posted in the background;
+    # the script waits for the stand-in to stop receiving notes before the next row.
+    "ttscm|ttscm reveal (ticket, note)|/v1/credential/credentials/@NCID@/secure-values?ticket=101|1|warp list|200"
+    "mesh|mesh reveal (ticket, note)|/v1/credential/credentials/@NCID@/secure-values?ticket=101|1|warp list|200"
 )
 
 declare -A SERVER_URL=() SERVER_PID=() SERVER_TOKEN=() SERVER_LOG=() SERVER_CID=() SERVER_BODY=() SERVER_ENV=()
+# Seeded ids by "server|NAME" (a path's @NAME@), and the port of the ConnectWise stand-in a
+# server talks to.
+declare -A SERVER_IDS=() SERVER_CW_PORT=()
 PIDS=()
 TMP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ttscm-bench.XXXXXX")
 
@@ -154,6 +178,19 @@ wait_ready() {
     done
     tail -n 30 "${SERVER_LOG[$server]}" >&2 || true
     die "$server not ready after ${BENCH_START_TIMEOUT}s: GET $url did not answer $want (last: ${code:-none})"
+}
+
+# resolve_path SERVER PATH: sets RESOLVED to PATH with each @NAME@ replaced by the id seeded
+# under that name on SERVER; fails when one was not seeded there.
+RESOLVED=
+resolve_path() {
+    local server=$1 path=$2 key
+    while [[ $path =~ @([A-Z]+)@ ]]; do
+        key=${BASH_REMATCH[1]}
+        [[ -n ${SERVER_IDS["$server|$key"]:-} ]] || return 1
+        path=${path//@$key@/${SERVER_IDS["$server|$key"]}}
+    done
+    RESOLVED=$path
 }
 
 # rss_kib PID FIELD: a VmRSS/VmHWM line of /proc/PID/status, in KiB.
@@ -359,6 +396,95 @@ seed() {
     SERVER_BODY[$server]=$body
     SERVER_CID[$server]=$(curl -sf -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$url/v1/credential/credentials" -d "$body" |
         sed -E 's/.*"data":\{"id":"([a-z0-9]+)".*/\1/') || die "$server: cannot create the credential"
+    SERVER_IDS["$server|CID"]=${SERVER_CID[$server]}
+    seed_policies "$server" "$company"
+}
+
+# post_id SERVER PATH BODY: POSTs BODY to PATH with the server's token; prints the new id.
+post_id() {
+    local out
+    out=$(curl -s -w '\n%{http_code}' -H "Authorization: Bearer ${SERVER_TOKEN[$1]}" -H 'Content-Type: application/json' \
+        "${SERVER_URL[$1]}$2" -d "$3")
+    [[ ${out##*$'\n'} == 201 ]] || { echo "POST $2 answered ${out##*$'\n'}: $(head -c 300 <<<"${out%$'\n'*}")" >&2; return 1; }
+    sed -E 's/.*"data":\{"id":"([a-z0-9]+)".*/\1/' <<<"${out%$'\n'*}"
+}
+
+# The reveal-policy and TOTP rows' credentials (issue 21): @TOTP@ (type with a `totp` field,
+# policy none), @RCID@ (policy reason) in company $2, and, once the server has synced the
+# stand-in's company 1 (ConnectWise id 1, whose ticket 101 is open), @TCID@ and @NCID@ there
+# (policy ticket, without and with the ticket note).
+BENCH_TOTP_SEED=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ
+seed_policies() {
+    local server=$1 company=$2 type_id aws_fields aws_values cw_company="" deadline
+    aws_fields='[{"id":"accessKeyId","name":"Access Key ID","required":true,"secure":false,"valueType":"plain_text"},{"id":"secretAccessKey","name":"Secret Access Key","required":true,"secure":true,"valueType":"password"}]'
+    aws_values='[{"fieldId":"accessKeyId","value":"AKIAIOSFODNN7EXAMPLE"},{"fieldId":"secretAccessKey","value":"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}]'
+    type_id=$(post_id "$server" /v1/credential-type/credential-types \
+        '{"name":"Shared MFA","fields":[{"id":"otp","name":"Code","required":true,"valueType":"totp"}]}') ||
+        die "$server: cannot create the TOTP credential type"
+    SERVER_IDS["$server|TOTP"]=$(post_id "$server" /v1/credential/credentials \
+        "{\"name\":\"Bench MFA\",\"typeId\":\"$type_id\",\"companyId\":\"$company\",\"fields\":[{\"fieldId\":\"otp\",\"value\":\"$BENCH_TOTP_SEED\"}]}") ||
+        die "$server: cannot create the TOTP credential"
+    type_id=$(post_id "$server" /v1/credential-type/credential-types \
+        "{\"name\":\"AWS (reason)\",\"fields\":$aws_fields,\"revealPolicy\":{\"require\":\"reason\"}}") ||
+        die "$server: cannot create the reason-policy type"
+    SERVER_IDS["$server|RCID"]=$(post_id "$server" /v1/credential/credentials \
+        "{\"name\":\"AWS reason\",\"typeId\":\"$type_id\",\"companyId\":\"$company\",\"fields\":$aws_values}") ||
+        die "$server: cannot create the reason-policy credential"
+    [[ -n ${SERVER_CW_PORT[$server]:-} ]] || return 0
+    # The company synced from ConnectWise id 1 (identifier Acme0), once the sync has stored it.
+    deadline=$((SECONDS + 300))
+    while [[ -z $cw_company ]] && ((SECONDS < deadline)); do
+        cw_company=$(curl -s -H "Authorization: Bearer ${SERVER_TOKEN[$server]}" \
+            "${SERVER_URL[$server]}/v1/company/companies?search=Acme0&rpp=10" | python3 -c '
+import json, sys
+def walk(v):
+    if isinstance(v, dict):
+        if v.get("cw_CompanyId") == 1:
+            print(v["id"]); sys.exit()
+        for x in v.values(): walk(x)
+    elif isinstance(v, list):
+        for x in v: walk(x)
+try: walk(json.load(sys.stdin))
+except ValueError: pass') || true
+        [[ -n $cw_company ]] || sleep 0.5
+    done
+    if [[ -z $cw_company ]]; then
+        echo "bench: warning: $server did not sync ConnectWise company 1 within 300 s; no ticket rows" >&2
+        return 0
+    fi
+    local note
+    for note in false true; do
+        type_id=$(post_id "$server" /v1/credential-type/credential-types \
+            "{\"name\":\"AWS (ticket, note $note)\",\"fields\":$aws_fields,\"revealPolicy\":{\"require\":\"ticket\",\"ticketNote\":$note}}") ||
+            die "$server: cannot create the ticket-policy type"
+        SERVER_IDS["$server|$([[ $note == true ]] && echo NCID || echo TCID)"]=$(post_id "$server" /v1/credential/credentials \
+            "{\"name\":\"AWS ticket $note\",\"typeId\":\"$type_id\",\"companyId\":\"$cw_company\",\"fields\":$aws_values}") ||
+            die "$server: cannot create the ticket-policy credential"
+    done
+}
+
+# The stand-in's count of ticket notes posted to it.
+notes_posted() { curl -s "http://127.0.0.1:${SERVER_CW_PORT[$1]}/bench/notes" | sed -E 's/.*"count": *([0-9]+).*/\1/'; }
+
+# After a row whose reveals queue ticket notes: waits until the stand-in has received no note
+# for 2 s (company-sync posts them in the background, at most a batch of 50 a second once the
+# reveals stop), at most BENCH_NOTES_WAIT seconds, and notes how far the queue had drained.
+BENCH_NOTES_WAIT=${BENCH_NOTES_WAIT:-20}
+NOTES_REPORT=()
+wait_notes_drained() {
+    local server=$1 name=$2 before=$3 reveals=$4 first last now stable=0 start=$SECONDS state
+    first=$(notes_posted "$server") last=$first
+    while ((stable < 4 && SECONDS - start < BENCH_NOTES_WAIT)); do
+        sleep 0.5
+        now=$(notes_posted "$server")
+        if [[ $now == "$last" ]]; then stable=$((stable + 1)); else stable=0 last=$now; fi
+    done
+    if ((stable >= 4)); then
+        state="drained ≈ $((SECONDS - start > 2 ? SECONDS - start - 2 : 0)) s after the row"
+    else
+        state="still draining after ${BENCH_NOTES_WAIT} s ($((last - first)) posted in that time)"
+    fi
+    NOTES_REPORT+=("$name: $reveals measured reveals (plus the warm-up's); $((last - before)) notes posted to the stand-in; $state")
 }
 
 # The mesh: nats-server and FerretDB (from the test tools), then one process per component.
@@ -408,13 +534,26 @@ start_mesh() {
     signing=$("$TTSCM_BIN" keys signing-key) vault_key=$("$TTSCM_BIN" keys vault-key --kid v1)
     checkpoint_key=$("$TTSCM_BIN" keys checkpoint-key)
     SERVER_ENV[mesh]="TTSCM_NATS_URL=$scheme://127.0.0.1:$nats_port TTSCM_MONGODB_URI=mongodb://127.0.0.1:$fdb_port/ TTSCM_MONGODB_DATABASE=bench TTSCM_IDENTITY__SIGNING_KEY=$signing TTSCM_VAULT__KEYS=$vault_key TTSCM_VAULT__CHECKPOINT_KEY=$checkpoint_key TTSCM_LOG=warn $tls_env"
+    SERVER_LOG[mesh]="$TMP_DIR/mesh.log"
+    # company-sync talks to a stand-in of its own with BENCH_MESH_COMPANIES companies (the ticket
+    # rows need a synced company; the mesh's sync is not measured).
+    free_port; SERVER_CW_PORT[mesh]=$PORT
+    python3 bench/connectwise_fake.py "$PORT" "${BENCH_MESH_COMPANIES:-20}" >"$TMP_DIR/cw-mesh.log" 2>&1 &
+    SERVER_PID[cw-mesh]=$!
+    SERVER_LOG[cw-mesh]="$TMP_DIR/cw-mesh.log"
+    track_pid $!
+    wait_ready cw-mesh "http://127.0.0.1:$PORT/bench/notes" 200
+    local cw_env="TTSCM_CONNECTWISE__SITE=http://127.0.0.1:$PORT TTSCM_CONNECTWISE__CODEBASE=v4_6_release/
+        TTSCM_CONNECTWISE__COMPANY_ID=bench TTSCM_CONNECTWISE__PUBLIC_KEY=pub TTSCM_CONNECTWISE__PRIVATE_KEY=priv
+        TTSCM_CONNECTWISE__CLIENT_ID=00000000-0000-0000-0000-000000000000
+        TTSCM_CONNECTWISE__TICKET_CACHE_SECS=${BENCH_TICKET_CACHE_SECS:-3600}"
     free_port
     SERVER_URL[mesh]="http://127.0.0.1:$PORT"
-    SERVER_LOG[mesh]="$TMP_DIR/mesh.log"
     for component in identity company-sync credential vault edge; do
         local own=""
+        [[ $component == company-sync ]] && own=$cw_env
         if [[ $BENCH_MESH_AUTH == 1 ]]; then
-            own=$(grep -hv '^#' "$TMP_DIR/mesh/mesh.env" "$TMP_DIR/mesh/$component.env" | tr '\n' ' ')
+            own+=" "$(grep -hv '^#' "$TMP_DIR/mesh/mesh.env" "$TMP_DIR/mesh/$component.env" | tr '\n' ' ')
         fi
         env ${SERVER_ENV[mesh]} $own TTSCM_LISTEN_ADDR="127.0.0.1:$PORT" "$TTSCM_BIN" serve --only "$component" >>"${SERVER_LOG[mesh]}" 2>&1 &
         track_pid $!
@@ -457,6 +596,9 @@ PY
     export TTSCM_CONNECTWISE__SITE="http://127.0.0.1:$CW_PORT" TTSCM_CONNECTWISE__CODEBASE="v4_6_release/" \
         TTSCM_CONNECTWISE__COMPANY_ID=bench TTSCM_CONNECTWISE__PUBLIC_KEY=pub TTSCM_CONNECTWISE__PRIVATE_KEY=priv \
         TTSCM_CONNECTWISE__CLIENT_ID=00000000-0000-0000-0000-000000000000
+    # Ticket checks reuse ConnectWise's answer this long: the ticket rows measure a warm cache.
+    export TTSCM_CONNECTWISE__TICKET_CACHE_SECS=${BENCH_TICKET_CACHE_SECS:-3600}
+    SERVER_CW_PORT[ttscm]=$CW_PORT
 }
 
 # Waits for the start-up sync of the embedded ttscm and reads its duration from the report.
@@ -513,8 +655,8 @@ fi
 for row in "${TARGETS[@]}"; do
     IFS='|' read -r server name path auth _ expect script <<<"$row"
     server_started "$server" || continue
-    [[ $path == *@CID@* && -z ${SERVER_CID[$server]:-} ]] && continue
-    path=${path//@CID@/${SERVER_CID[$server]:-}}
+    resolve_path "$server" "$path" || continue
+    path=$RESOLVED
     [[ -n ${script:-} ]] && continue # writes are checked by their wrk run's status counts
     curl_args=(-s -o "$TMP_DIR/preflight.body" -w '%{http_code}' --max-time 5)
     if [[ $auth == 1 ]]; then
@@ -552,8 +694,8 @@ for conns in $BENCH_CONNS; do
         IFS='|' read -r server name path auth baseline_name expect script <<<"$row"
         server_started "$server" || continue
         [[ -n $BENCH_ROWS && ! $name =~ $BENCH_ROWS ]] && continue
-        [[ $path == *@CID@* && -z ${SERVER_CID[$server]:-} ]] && continue
-        path=${path//@CID@/${SERVER_CID[$server]:-}}
+        resolve_path "$server" "$path" || continue
+        path=$RESOLVED
         url="${SERVER_URL[$server]}$path"
         if [[ $auth == user || $auth == refresh ]]; then
             [[ -n ${SERVER_USER_TOKEN[$server]:-} ]] || continue
@@ -576,6 +718,8 @@ for conns in $BENCH_CONNS; do
         echo "bench: $name, $conns connection(s), $threads wrk thread(s):" \
             "${BENCH_WARMUP_SECS}s warm-up + ${BENCH_RUNS} × ${BENCH_SECS}s" >&2
         [[ $auth == refresh ]] && renew_refresh_session "$server"
+        notes_before=
+        [[ $name == *note\)* && -n ${SERVER_CW_PORT[$server]:-} ]] && notes_before=$(notes_posted "$server")
         "${wrk_cmd[@]}" -d"${BENCH_WARMUP_SECS}s" "$url" >/dev/null
 
         runs="$TMP_DIR/runs.txt"
@@ -614,6 +758,7 @@ for conns in $BENCH_CONNS; do
             errors_all=$((errors_all + errors))
         done
         kill -0 "${SERVER_PID[$server]}" 2>/dev/null || die "$server died during the $name runs"
+        [[ -n $notes_before ]] && wait_notes_drained "$server" "$name ($conns conns)" "$notes_before" "$requests_all"
         times >"$TMP_DIR/times1"
         read -r busy1 total1 < <(stat_ticks)
         server_ticks=$(($(proc_ticks "${SERVER_PID[$server]}") - server_ticks0))
@@ -709,6 +854,11 @@ mkdir -p "$RESULTS_DIR"
         echo
         echo "Full sync of $BENCH_COMPANIES companies from the ConnectWise stand-in (embedded):" \
             "$SYNC_REPORT; the stand-in alone serves every page in ${CW_SERVE_SECS} s."
+    fi
+    if ((${#NOTES_REPORT[@]})); then
+        echo
+        echo "Ticket notes (the \"ticket, note\" rows; company-sync posts them in the background):"
+        printf -- '- %s\n' "${NOTES_REPORT[@]}"
     fi
     if ((${#BUSY_ROWS[@]})); then
         echo
