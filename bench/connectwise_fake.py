@@ -13,6 +13,8 @@ connectwise_fake.py PORT COUNT.
 - Ticket notes: `POST …/service/tickets/{id}/notes` answers 201 with the note (`id`, `ticketId`,
   `text`, the flags), or 400 as ConnectWise does without `text` or without any of the three
   flags. Notes are counted, not kept: `GET /bench/notes` answers `{"count": N}`.
+- `GET /bench/calls`: how many ticket, board-status and note calls it has answered (a warm
+  ticket cache shows as a ticket count that stays put under load).
 """
 import json
 import sys
@@ -87,6 +89,12 @@ for start in range(0, COUNT, PAGE_SIZE):
 
 NOTES = {"count": 0}
 NOTES_LOCK = threading.Lock()
+CALLS = {"tickets": 0, "statuses": 0, "notes": 0}
+
+
+def count(kind):
+    with NOTES_LOCK:
+        CALLS[kind] += 1
 
 
 def segments_after_api(path):
@@ -117,6 +125,9 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/bench/notes":
             with NOTES_LOCK:
                 return self.answer(200, {"count": NOTES["count"]})
+        if url.path == "/bench/calls":
+            with NOTES_LOCK:
+                return self.answer(200, dict(CALLS))
         seg = segments_after_api(url.path)
         if seg == ["company", "companies"]:
             page = int(parse_qs(url.query).get("page", ["1"])[0])
@@ -127,9 +138,11 @@ class Handler(BaseHTTPRequestHandler):
                 headers.append(("link", f'<{nxt}>; rel="next"'))
             return self.answer(200, body, headers)
         if seg and len(seg) == 3 and seg[:2] == ["service", "tickets"] and seg[2].isdigit():
+            count("tickets")
             record = ticket(int(seg[2]))
             return self.answer(200, record) if record else self.not_found("Ticket")
         if seg and len(seg) == 4 and seg[:2] == ["service", "boards"] and seg[2].isdigit() and seg[3] == "statuses":
+            count("statuses")
             first = f"http://127.0.0.1:{PORT}{url.path}?page=1"
             return self.answer(200, board_statuses(int(seg[2])),
                                [("link", f'<{first}>; rel="first", <{first}>; rel="last"')])
@@ -142,6 +155,7 @@ class Handler(BaseHTTPRequestHandler):
         seg = segments_after_api(url.path)
         if not (seg and len(seg) == 4 and seg[:2] == ["service", "tickets"] and seg[2].isdigit() and seg[3] == "notes"):
             return self.not_found("Resource")
+        count("notes")
         ticket_id = int(seg[2])
         if ticket(ticket_id) is None:
             return self.not_found("Ticket")

@@ -855,6 +855,16 @@ mkdir -p "$RESULTS_DIR"
         echo "Full sync of $BENCH_COMPANIES companies from the ConnectWise stand-in (embedded):" \
             "$SYNC_REPORT; the stand-in alone serves every page in ${CW_SERVE_SECS} s."
     fi
+    cw_calls=()
+    for server in ttscm mesh; do
+        [[ -n ${SERVER_CW_PORT[$server]:-} ]] || continue
+        cw_calls+=("$server $(curl -s "http://127.0.0.1:${SERVER_CW_PORT[$server]}/bench/calls")")
+    done
+    if ((${#cw_calls[@]})); then
+        echo
+        echo "ConnectWise stand-in calls answered (ticket checks reach it only on a ticket-cache miss):" \
+            "$(IFS=';'; echo "${cw_calls[*]}" | sed 's/;/; /g')."
+    fi
     if ((${#NOTES_REPORT[@]})); then
         echo
         echo "Ticket notes (the \"ticket, note\" rows; company-sync posts them in the background):"
