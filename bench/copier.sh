@@ -131,7 +131,7 @@ echo
 echo "Commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); $(nproc) CPUs; FerretDB" \
     "$("$FERRETDB" --version 2>/dev/null | awk '/^version:/ { print $2 }'); $COPIER_WRITERS writers." \
     "Drain: $COPIER_ENTRIES entries appended with the copier stopped, then copied. Steady:" \
-    "$COPIER_RATE entries/s for $COPIER_STEADY_SECS s while copying. CPU per 1,000 entries copied" \
+    "$COPIER_RATE entries/s for $COPIER_STEADY_SECS s while copying. CPU per 1,000 entries" \
     "copied: ttscm = the bench process (the copier; in the steady phase also the appenders), ferretdb," \
     "postgres = postmaster and backends. \"count all\": one count of the ${COPIER_ENTRIES} entries (what" \
     "the audit list's total costs). Lag: age of the oldest entry not yet copied, sampled every 250 ms."
