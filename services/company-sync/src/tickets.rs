@@ -31,6 +31,11 @@ pub const STATUSES_TTL: Duration = Duration::from_secs(5 * 60);
 const TICKETS_MAX: usize = 10_000;
 /// Most boards whose statuses are cached.
 const BOARDS_MAX: usize = 1_000;
+/// How long a company's ConnectWise id is remembered (it never changes: a synced company keeps
+/// its id, a manual one never gets one; the time bounds only how long a deleted one is known).
+const COMPANY_IDS_TTL: Duration = Duration::from_secs(60);
+/// Most companies whose ConnectWise id is remembered.
+const COMPANY_IDS_MAX: usize = 50_000;
 /// Longest summary passed on (it lands in an audit entry).
 const MAX_SUMMARY_CHARS: usize = 200;
 
@@ -57,6 +62,9 @@ pub struct Tickets {
     tickets: Cache<u64, Arc<Found>>,
     /// `status id → closedStatus`, by board id.
     statuses: Cache<i64, Arc<HashMap<i64, bool>>>,
+    /// A company's ConnectWise id (`None`: kept by hand), by TTSCM id: a check with a warm
+    /// ticket cache then reads nothing (no store round trip on a reveal's path).
+    company_ids: Cache<String, Option<i64>>,
 }
 
 impl std::fmt::Debug for Tickets {
@@ -74,6 +82,7 @@ impl Tickets {
             upstream,
             tickets: Cache::new(ticket_ttl, TICKETS_MAX),
             statuses: Cache::new(STATUSES_TTL, BOARDS_MAX),
+            company_ids: Cache::new(COMPANY_IDS_TTL, COMPANY_IDS_MAX),
         }
     }
 
@@ -190,11 +199,22 @@ fn verdict(outcome: TicketOutcome, summary: Option<String>) -> TicketCheck {
 /// is unknown).
 impl ServiceOp<Service> for CheckTicket {
     async fn run(self, service: Arc<Service>, _: CallContext) -> Result<TicketCheck, WireError> {
-        let company = service
-            .doc(&self.company_id)
-            .await?
-            .ok_or_else(crate::service::not_found)?;
-        let Some(cw_company_id) = company.cw_company_id else {
+        let known = service.tickets.company_ids.get(&self.company_id);
+        let cw_id = match known {
+            Some(cw_id) => cw_id,
+            None => {
+                let company = service
+                    .doc(&self.company_id)
+                    .await?
+                    .ok_or_else(crate::service::not_found)?;
+                service
+                    .tickets
+                    .company_ids
+                    .insert(self.company_id.clone(), company.cw_company_id);
+                company.cw_company_id
+            }
+        };
+        let Some(cw_company_id) = cw_id else {
             return Ok(verdict(TicketOutcome::NoConnectWiseId, None));
         };
         let check = service.tickets.check(cw_company_id, self.ticket_id).await?;
