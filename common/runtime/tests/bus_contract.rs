@@ -466,6 +466,17 @@ async fn large_server(bus: &Bus, shutdown: &Shutdown) {
     .expect("serves");
 }
 
+/// Waits until the large service answers `caller` (over NATS, the replier's subscription
+/// reaches the server a moment after `serve_fn` returns; a request from another connection
+/// before that finds no responder).
+async fn answering(caller: &BusClient) {
+    let answered = ttscm_testkit::eventually(Duration::from_secs(5), || async {
+        call_large(caller, 1, 0).await.ok()
+    })
+    .await;
+    assert!(answered.is_some(), "the large service answers");
+}
+
 async fn call_large(caller: &BusClient, len: usize, seed: usize) -> Result<String, WireError> {
     caller
         .call(
@@ -496,6 +507,7 @@ async fn a_reply_many_times_the_payload_limit_arrives_whole(adapter: Adapter) {
     let shutdown = Shutdown::new();
     large_server(&replier, &shutdown).await;
     let caller = BusClient::new(requester, Duration::from_secs(10));
+    answering(&caller).await;
     let len = 7 * SMALL_MAX_PAYLOAD + 123;
     let reply = call_large(&caller, len, 1).await.expect("answered");
     assert_eq!(reply.len(), len);
@@ -753,6 +765,7 @@ async fn a_service_answers_413_for_a_reply_beyond_its_cap_and_chunks_one_within_
     let shutdown = Shutdown::new();
     large_server(&replier, &shutdown).await;
     let caller = BusClient::new(nats_bus(&server, 64 * 1024 * 1024).await, Duration::from_secs(5));
+    answering(&caller).await;
     // The reply body is the JSON string plus `{"ok":""}` around it.
     let within = cap - 64;
     assert_eq!(call_large(&caller, within, 3).await.map(|r| r.len()), Ok(within));
