@@ -232,6 +232,14 @@ impl Input {
         self.params.pop_front().unwrap_or_default()
     }
 
+    /// A header of a route that reads a body (its headers come with it), if sent and text.
+    pub fn body_header(&self, name: &str) -> Option<&str> {
+        self.body
+            .as_ref()
+            .and_then(|(headers, _)| headers.get(name))
+            .and_then(|v| v.to_str().ok())
+    }
+
     /// The JSON body as `T` (400 with the problem's path when it does not parse).
     pub fn body<T: DeserializeOwned>(&self) -> Result<T, WireError> {
         match &self.body {
@@ -615,12 +623,14 @@ pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error
             "content-type",
             "accept",
             "idempotency-key",
+            "if-match",
             "x-refresh-token",
             REQUEST_ID_HEADER,
         ])
         .expose_headers([
             REQUEST_ID_HEADER,
             "retry-after",
+            "etag",
             crate::misc_routes::AUDIT_PENDING_HEADER,
         ])
         .max_age(600);

@@ -15,9 +15,9 @@ use ttscm_contract::company::{
     UpdateCompany,
 };
 use ttscm_contract::credential::{
-    CreateCredential, CreateCredentialType, DeleteCredential, DeleteCredentialType, GetCredential,
-    GetCredentialFields, GetCredentialType, GetTotpCode, ListCredentialTypes, RevealSecureValues,
-    UpdateCredential, UpdateCredentialFields, UpdateCredentialType,
+    CreateCredential, CreateCredentialType, DeleteCredential, DeleteCredentialType, GetCredentialFields,
+    GetCredentialType, GetTotpCode, ListCredentialTypes, RevealPastSecureValues, RevealSecureValues,
+    UpdateCredentialType,
 };
 use ttscm_contract::identity::{
     CreateRole, DeleteRole, GetMe, ListRoles, RefreshSession, SetUserRoles, UpdateMe, UpdateRole,
@@ -55,7 +55,7 @@ static ROUTES: &[RouteSpec] = &[
     route(Get, "/v1/credential/credentials/:id", "credential.get")
         .allow(Permissions(&[names::CREDENTIAL_FETCH]))
         .answers(OK, "Credential Fetched Successfully!")
-        .by(&Forward(|r| Ok(GetCredential { id: r.param() }))),
+        .by(&Custom(credential_routes::get)),
     route(Get, "/v1/credential/credentials/:id/secure-values", "credential.reveal")
         .allow(Permissions(&[names::CREDENTIAL_FETCH, names::CREDENTIAL_SECURE_VALUES_READ]))
         .reads(Reads::Query)
@@ -74,6 +74,20 @@ static ROUTES: &[RouteSpec] = &[
         .allow(Permissions(&[names::CREDENTIAL_FETCH_MANY])).reads(Reads::Query)
         .answers(OK, "Company Credentials Fetched Successfully!")
         .by(&Custom(credential_routes::by_company)),
+    route(Get, "/v1/credential/credentials/:id/history", "credential.history").beyond_spec()
+        .allow(Permissions(&[names::CREDENTIAL_FETCH])).reads(Reads::Query)
+        .answers(OK, "Credential History Fetched Successfully!")
+        .by(&Custom(credential_routes::history)),
+    route(Get, "/v1/credential/credentials/:id/history/:version/secure-values", "credential.history_reveal").beyond_spec()
+        .allow(Permissions(&[names::CREDENTIAL_FETCH, names::CREDENTIAL_SECURE_VALUES_READ]))
+        .reads(Reads::Query)
+        .answers(OK, "Secure Values Fetched Successfully!").no_store()
+        .by(&Forward(|r| Ok(RevealPastSecureValues { justification: credential_routes::justification(r)?, id: r.param(), version: credential_routes::version(r)? }))),
+    route(Post, "/v1/credential/credentials/:id/history/:version/restore", "credential.restore").beyond_spec()
+        .allow(Permissions(&[names::CREDENTIAL_UPDATE, names::CREDENTIAL_FIELDS_UPDATE]))
+        .reads(Reads::Header("if-match"))
+        .answers(OK, "Credential Version Restored Successfully!")
+        .by(&Custom(credential_routes::restore)),
     route(Post, "/v1/credential/credentials", "credential.create")
         .allow(Permissions(&[names::CREDENTIAL_CREATE])).reads(Reads::Body)
         .answers(CREATED, "Credential Created Successfully!")
@@ -81,11 +95,11 @@ static ROUTES: &[RouteSpec] = &[
     route(Put, "/v1/credential/credentials/:id/fields", "credential.fields_update")
         .allow(Permissions(&[names::CREDENTIAL_UPDATE, names::CREDENTIAL_FIELDS_UPDATE])).reads(Reads::Body)
         .answers(OK, "Credential Fields Updated Successfully!")
-        .by(&Forward(|r| Ok(UpdateCredentialFields { input: r.body()?, id: r.param() }))),
+        .by(&Custom(credential_routes::put_fields)),
     route(Patch, "/v1/credential/credentials/:id", "credential.update")
         .allow(Permissions(&[names::CREDENTIAL_UPDATE])).reads(Reads::Body)
         .answers(OK, "Credential Updated Successfully!")
-        .by(&Forward(|r| Ok(UpdateCredential { patch: r.body()?, id: r.param() }))),
+        .by(&Custom(credential_routes::rename)),
     route(Delete, "/v1/credential/credentials/:id", "credential.delete")
         .allow(Permissions(&[names::CREDENTIAL_DELETE]))
         .answers(OK, "Credential Deleted Successfully!")

@@ -250,6 +250,9 @@ pub struct Credential {
     pub created_at: String,
     /// Last updated.
     pub updated_at: String,
+    /// The version (also the `ETag`): bumped by every change of values or name.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// One value as `GET …/fields` shows it: secure values sealed (base64).
@@ -390,22 +393,30 @@ crate::operation!(CreateCredential => subjects::CREDENTIAL_CREATE, Credential);
 
 /// Rename a credential.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct UpdateCredential {
     /// Id.
     pub id: String,
     /// The body.
     pub patch: CredentialPatch,
+    /// `If-Match`: the version the caller read; another current version is 412.
+    #[serde(default)]
+    pub if_match: Option<u64>,
 }
 
 crate::operation!(UpdateCredential => subjects::CREDENTIAL_UPDATE, Credential);
 
 /// Replace a credential's values.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct UpdateCredentialFields {
     /// Id.
     pub id: String,
     /// The body.
     pub input: CredentialFieldsInput,
+    /// `If-Match`: the version the caller read; another current version is 412.
+    #[serde(default)]
+    pub if_match: Option<u64>,
 }
 
 crate::operation!(UpdateCredentialFields => subjects::CREDENTIAL_FIELDS_UPDATE, Credential);
@@ -446,6 +457,88 @@ pub struct GetTotpCode {
 }
 
 crate::operation!(GetTotpCode => subjects::CREDENTIAL_TOTP, crate::vault::TotpCode);
+
+/// One version of a credential as its history lists it: what made it, and its non-secure values
+/// (secure values only through [`RevealPastSecureValues`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialVersion {
+    /// The version.
+    pub version: u64,
+    /// Whether it is the credential as it is now.
+    pub current: bool,
+    /// When it was made (`None`: a version from before history was kept).
+    pub at: Option<String>,
+    /// Who made it.
+    pub actor: Option<crate::audit::AuditActor>,
+    /// `created`, `fields_updated`, `renamed`, `migrated` or `restored`.
+    pub change: Option<String>,
+    /// The fields whose values it wrote.
+    pub field_ids: Vec<String>,
+    /// For `restored`: the version it restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<u64>,
+    /// The credential's name in it.
+    pub name: String,
+    /// Its non-secure values by field id.
+    pub fields: BTreeMap<String, Value>,
+    /// Its secure fields (values sealed; revealed through `…/history/:version/secure-values`).
+    pub secure_field_ids: Vec<String>,
+}
+
+/// A credential's versions, newest first (or one page of them).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListCredentialHistory {
+    /// The credential's id.
+    pub id: String,
+    /// Which part.
+    #[serde(default)]
+    pub window: ListWindow,
+}
+
+/// A page of versions and how many there are.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialHistory {
+    /// The versions, newest first.
+    pub items: Vec<CredentialVersion>,
+    /// How many versions are kept in all.
+    pub total: u64,
+}
+
+crate::operation!(ListCredentialHistory => subjects::CREDENTIAL_HISTORY, CredentialHistory);
+
+/// Reveal the secure values of a past (or the current) version: audited and policy-checked as
+/// a reveal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevealPastSecureValues {
+    /// The credential's id.
+    pub id: String,
+    /// The version.
+    pub version: u64,
+    /// Why (the route's `ticket`, `reason`, `breakGlass`).
+    #[serde(default)]
+    pub justification: Justification,
+}
+
+crate::operation!(RevealPastSecureValues => subjects::CREDENTIAL_HISTORY_REVEAL, SecureValues);
+
+/// Make a new version whose values equal those of a past version (the name stays as it is).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreCredentialVersion {
+    /// The credential's id.
+    pub id: String,
+    /// The version to restore.
+    pub version: u64,
+    /// `If-Match`: the version the caller read; another current version is 412.
+    #[serde(default)]
+    pub if_match: Option<u64>,
+}
+
+crate::operation!(RestoreCredentialVersion => subjects::CREDENTIAL_RESTORE, Credential);
 
 /// How many credentials belong to a company (company-sync asks before deleting one).
 #[derive(Debug, Clone, Serialize, Deserialize)]

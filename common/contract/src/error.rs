@@ -24,6 +24,8 @@ pub enum ErrorCode {
     /// Well-formed but not acceptable in this state, e.g. an `Idempotency-Key` reused with
     /// another body (422).
     Unprocessable,
+    /// An `If-Match` precondition does not hold: the resource changed since it was read (412).
+    PreconditionFailed,
     /// An upstream system (e.g. ConnectWise) failed (502).
     Upstream,
     /// A dependency is unavailable (503).

@@ -114,6 +114,12 @@ pub const CREDENTIAL_FIELDS_GET: &str = "ttscm.credential.v1.fields_get";
 pub const CREDENTIAL_REVEAL: &str = "ttscm.credential.v1.reveal";
 /// The current code of a credential's `totp` field.
 pub const CREDENTIAL_TOTP: &str = "ttscm.credential.v1.totp";
+/// A credential's versions.
+pub const CREDENTIAL_HISTORY: &str = "ttscm.credential.v1.history";
+/// Reveal a past version's secure values.
+pub const CREDENTIAL_HISTORY_REVEAL: &str = "ttscm.credential.v1.history_reveal";
+/// Restore a past version.
+pub const CREDENTIAL_RESTORE: &str = "ttscm.credential.v1.restore";
 /// Credential: delete a credential.
 pub const CREDENTIAL_DELETE: &str = "ttscm.credential.v1.delete";
 /// Credential: query the audit log.

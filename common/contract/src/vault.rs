@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::subjects;
 
 /// Where a value lives; the key that seals it is derived from this, so a sealed value copied to
-/// another credential or field fails to open.
+/// another credential or field, or from one version of a credential to another, fails to open.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Place {
@@ -15,6 +15,10 @@ pub struct Place {
     pub credential_id: String,
     /// The field's id within the credential type.
     pub field_id: String,
+    /// The credential version in which the value was written, bound into its key (`None`: a
+    /// value sealed before credentials had versions, bound to credential and field only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 /// One value to seal.
@@ -25,6 +29,10 @@ pub struct SealItem {
     pub place: Place,
     /// The plaintext.
     pub plaintext: String,
+    /// The value stored at this field now: when it opens to exactly `plaintext`, it is answered
+    /// unchanged (compared in constant time), so an unchanged value keeps its blob and version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_if_equal: Option<SealedItem>,
 }
 
 impl Drop for SealItem {
@@ -94,6 +102,11 @@ crate::operation!(Unseal => subjects::VAULT_UNSEAL, Plaintexts, callers: [crate:
 pub struct Reseal {
     /// The values.
     pub items: Vec<SealedItem>,
+    /// Empty, or one version per item: the item is sealed again bound to that version (a value
+    /// from before credential versions, moving to its credential's version); otherwise each
+    /// stays bound to its own place.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to_versions: Vec<u64>,
 }
 
 crate::operation!(Reseal => subjects::VAULT_RESEAL, Vec<String>, callers: [crate::Component::Credential]);

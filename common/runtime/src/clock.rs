@@ -50,6 +50,11 @@ fn format_iso_generic(at: OffsetDateTime) -> String {
         .expect("a UTC date with a 4-digit year always formats")
 }
 
+/// `seconds` from now (negative: ago), formatted.
+pub fn now_offset(seconds: i64) -> String {
+    format_iso(OffsetDateTime::now_utc() + time::Duration::seconds(seconds))
+}
+
 /// Parses an RFC 3339 timestamp.
 pub fn parse_iso(text: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(text, &Rfc3339).ok()

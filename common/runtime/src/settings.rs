@@ -79,12 +79,24 @@ pub struct CredentialSettings {
     /// (`TTSCM_CREDENTIAL__LIST_MAX_UNPAGED`, default 10000); a longer list asked for whole is a
     /// 400 naming `page` and `rpp`.
     pub list_max_unpaged: u64,
+    /// Past versions kept per credential (`TTSCM_CREDENTIAL__HISTORY_KEEP_VERSIONS`, default
+    /// 50; 0: no limit by count). The current version is never pruned.
+    pub history_keep_versions: u64,
+    /// Days a superseded version is kept (`TTSCM_CREDENTIAL__HISTORY_KEEP_DAYS`, default 0: no
+    /// limit by age). With both limits a version goes when either says so.
+    pub history_keep_days: u64,
+    /// Seconds between runs of the history pruning (`TTSCM_CREDENTIAL__HISTORY_PRUNE_SECS`,
+    /// default 3600; 0: never in the background).
+    pub history_prune_secs: u64,
 }
 
 impl Default for CredentialSettings {
     fn default() -> Self {
         Self {
             list_max_unpaged: 10_000,
+            history_keep_versions: 50,
+            history_keep_days: 0,
+            history_prune_secs: 3600,
         }
     }
 }

@@ -1,20 +1,19 @@
 //! The credential operations: list by type or company, count, get, create, rename, update
 //! fields, read fields, reveal secure values (audited before they leave), delete.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 use ttscm_contract::credential::*;
-use ttscm_contract::permission::names;
 use ttscm_contract::{FieldError, WireError};
 use ttscm_runtime::service::{CallContext, ServiceOp};
 use ttscm_runtime::store::{FindOptions, Order};
-use ttscm_runtime::{Filter, Update, clock, ids};
+use ttscm_runtime::{Filter, clock, ids};
 
 use crate::domain;
-use crate::service::{Service, check_scope, credential_not_found, store_failed};
-use crate::store::{CREDENTIALS, CredentialDoc, StoredValue, TypeDoc, from_document, to_document};
+use crate::service::{Change, Service, check_scope, credential_not_found, store_failed};
+use crate::store::{CREDENTIALS, CredentialDoc, TypeDoc, VersionInfo, from_document, to_document};
 use crate::types::{WRITE_ATTEMPTS, changed_concurrently, conforms};
 
 impl Service {
@@ -36,18 +35,6 @@ impl Service {
         }
         let settled = self.conform(ctx, &credential.id, &current).await?;
         Ok((settled.unwrap_or(credential), Arc::new(current)))
-    }
-
-    /// Applies `update` to the stored credential `id` and forgets it everywhere (also when the
-    /// write failed: it may have landed); 404 when it no longer exists.
-    async fn update_credential(&self, id: &str, update: Update) -> Result<(), WireError> {
-        let updated = self.store.update_one(CREDENTIALS, &Filter::id(id), &update).await;
-        self.credentials_changed(Some(id)).await;
-        if updated.map_err(store_failed)? {
-            Ok(())
-        } else {
-            Err(credential_not_found())
-        }
     }
 
     /// The credentials `filter` matches, ordered by name, then id — the page `window` asks for,
@@ -122,6 +109,21 @@ impl Service {
             .map(|(c, t)| Self::to_wire(c, t, companies.get(&c.company_id).cloned()))
             .collect())
     }
+}
+
+/// 412 unless the caller's `If-Match` (when given) is `read`'s version.
+pub(crate) fn if_match_holds(if_match: Option<u64>, read: &CredentialDoc) -> Result<(), WireError> {
+    match if_match {
+        Some(version) if i64::try_from(version).ok() != Some(read.revision) => {
+            Err(crate::service::precondition_failed(read.revision))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The version a write of `read` makes.
+pub(crate) fn next_version(read: &CredentialDoc) -> u64 {
+    u64::try_from(read.revision).unwrap_or_default() + 1
 }
 
 /// Every credential of a type (or a page of them).
@@ -267,15 +269,23 @@ async fn create_credential(
     let credential_type = credential_type.ok_or_else(WireError::internal)?;
     check_scope(&ctx, &credential_type)?;
     let id = ids::new_id();
-    let values = service.seal(&ctx, &id, checked, &[]).await?;
+    let values = service.seal(&ctx, &id, checked, &[], 1).await?;
     let now = clock::now_iso();
     let credential = CredentialDoc {
         id,
         name: input.name.trim().to_owned(),
         type_id: credential_type.id.clone(),
         company_id: input.company_id,
+        version_info: Some(VersionInfo {
+            at: now.clone(),
+            actor: ttscm_runtime::audit::actor_of(&ctx),
+            change: "created".into(),
+            field_ids: crate::service::written_fields(&[], &values),
+            restored_from: None,
+        }),
         values,
-        revision: 0,
+        revision: 1,
+        secrets_changed_at: Some(now.clone()),
         rotation_due: false,
         created_at: now.clone(),
         updated_at: now,
@@ -312,13 +322,21 @@ impl ServiceOp<Service> for UpdateCredential {
         if !errors.is_empty() {
             return Err(WireError::validation(errors));
         }
-        let (mut credential, credential_type) = service.accessible_fresh(&ctx, id).await?;
-        credential.name = patch.name.trim().to_owned();
-        credential.updated_at = clock::now_iso();
-        let update = Update::default()
-            .set("name", credential.name.clone())
-            .set("updatedAt", credential.updated_at.clone());
-        service.update_credential(id, update).await?;
+        let name = patch.name.trim().to_owned();
+        let mut written = None;
+        for _ in 0..WRITE_ATTEMPTS {
+            let (read, credential_type) = service.accessible_fresh(&ctx, id).await?;
+            if_match_holds(self.if_match, &read)?;
+            let values = read.values.clone();
+            if let Some(credential) = service
+                .write_version(&ctx, &read, Change::Renamed, values, name.clone())
+                .await?
+            {
+                written = Some((credential, credential_type));
+                break;
+            }
+        }
+        let (credential, credential_type) = written.ok_or_else(changed_concurrently)?;
         service
             .record(
                 &ctx,
@@ -348,10 +366,15 @@ impl ServiceOp<Service> for UpdateCredentialFields {
                     .ok_or_else(credential_not_found)?,
             );
             check_scope(&ctx, &credential_type)?;
+            if_match_holds(self.if_match, &read)?;
             let checked = domain::check_values(&credential_type.fields, &input.fields)
                 .map_err(WireError::validation)?;
-            let values = service.seal(&ctx, id, checked, &read.values).await?;
-            if let Some(credential) = service.write_values_if_unchanged(&read, values, true).await? {
+            let next = next_version(&read);
+            let values = service.seal(&ctx, id, checked, &read.values, next).await?;
+            if let Some(credential) = service
+                .write_version(&ctx, &read, Change::FieldsUpdated, values, read.name.clone())
+                .await?
+            {
                 written = Some((credential, credential_type));
                 break;
             }
@@ -400,66 +423,28 @@ impl ServiceOp<Service> for GetCredentialFields {
     }
 }
 
-/// Secure values in the clear, once the audit entry is stored.
+/// Secure values in the clear, once the audit entry is stored (`Service::reveal`).
 ///
 /// The entry is written while vault opens the values (the two round trips overlap), so
 /// nothing leaves before it is stored, and an attempt that then fails in vault (503, or a
 /// value that does not open) is still on record: the log errs on the side of recording.
 ///
 /// `totp` fields' seeds are left out unless the caller holds
-/// [`names::CREDENTIAL_TOTP_SEED_READ`] (their codes come from [`GetTotpCode`]).
+/// [`ttscm_contract::permission::names::CREDENTIAL_TOTP_SEED_READ`] (their codes come from [`GetTotpCode`]).
 impl ServiceOp<Service> for RevealSecureValues {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<SecureValues, WireError> {
-        let id = self.id.as_str();
-        let (credential, credential_type) = service.accessible(&ctx, id).await?;
-        let justified = service
-            .justify(&ctx, &credential, &credential_type, self.justification)
-            .await?;
-        let seeds_too = ctx
-            .principal()?
-            .permissions
-            .grants(names::CREDENTIAL_TOTP_SEED_READ);
-        let is_seed = |field_id: &str| {
-            credential_type
-                .fields
-                .iter()
-                .any(|f| f.id == field_id && f.value_type == "totp")
-        };
-        let sealed: Vec<&StoredValue> = credential
-            .values
-            .iter()
-            .filter(|v| v.sealed && (seeds_too || !is_seed(&v.field_id)))
-            .collect();
-        let (opened, recorded) = tokio::join!(
-            service.unseal(&ctx, id, &sealed),
-            service.record_numbered(&ctx, justified.record("credential.revealed", &credential)),
-        );
-        // On either error the opened values are wiped as `opened` drops.
-        let mut opened = opened?;
-        let seq = recorded?;
+        let (credential, credential_type) = service.accessible(&ctx, &self.id).await?;
+        let version = next_version(&credential) - 1;
         service
-            .after_reveal(&ctx, &credential, &credential_type, &justified, seq, "revealed")
-            .await?;
-        let revealed: BTreeMap<String, String> = sealed
-            .iter()
-            .map(|v| v.field_id.clone())
-            .zip(std::mem::take(&mut opened.0))
-            .collect();
-        service
-            .events
-            .publish(&ctx, "credential", "revealed", id, || {
-                let mut data = Service::event_data(&credential);
-                data["fieldIds"] = json!(revealed.keys().collect::<Vec<_>>());
-                if let Some(ticket) = justified.ticket {
-                    data["ticket"] = json!(ticket);
-                }
-                if justified.break_glass {
-                    data["breakGlass"] = json!(true);
-                }
-                data
-            })
-            .await;
-        Ok(SecureValues(revealed))
+            .reveal(
+                &ctx,
+                &credential,
+                &credential_type,
+                self.justification,
+                &credential.values,
+                version,
+            )
+            .await
     }
 }
 
@@ -528,6 +513,7 @@ impl ServiceOp<Service> for DeleteCredential {
         if !deleted.map_err(store_failed)? {
             return Err(credential_not_found());
         }
+        service.forget_history(id).await?;
         service.caches.clear_type_list();
         service.credential_event(&ctx, "deleted", &credential).await;
         Ok(())

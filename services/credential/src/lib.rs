@@ -11,6 +11,7 @@ pub mod checkpoints;
 pub mod credentials;
 pub mod domain;
 pub mod events;
+pub mod history;
 pub mod policy;
 pub mod reseal;
 pub mod sealing;
@@ -51,6 +52,7 @@ pub async fn run(
             .then(|| std::time::Duration::from_secs(settings.audit.checkpoint_secs)),
         verify_max_entries: settings.audit.verify_max_entries.max(1),
         list_max_unpaged: settings.credential.list_max_unpaged,
+        credential_settings: settings.credential.clone(),
     };
     let service = std::sync::Arc::new(service);
     Ok(router()
@@ -64,6 +66,9 @@ pub fn router() -> ServiceRouter<service::Service> {
         .op::<GetCredential>()
         .op::<RevealSecureValues>()
         .op::<GetTotpCode>()
+        .op::<ListCredentialHistory>()
+        .op::<RevealPastSecureValues>()
+        .op::<RestoreCredentialVersion>()
         .op::<GetCredentialFields>()
         .op::<ListCredentialsByType>()
         .op::<ListCredentialsByCompany>()
@@ -90,6 +95,8 @@ pub fn router() -> ServiceRouter<service::Service> {
         .stream(ttscm_contract::subjects::AUDIT_STREAM, true)
         // Events that could not be published when they happened, retried until delivered.
         .background(|service, shutdown| Box::pin(service.events.clone().drain_outbox_forever(shutdown)))
+        // Past versions beyond the retention settings.
+        .background(|service, shutdown| Box::pin(service.prune_history_forever(shutdown)))
         // Signed checkpoints of the audit chain's head while it moves.
         .background(|service, shutdown| Box::pin(service.checkpoint_forever(shutdown)))
         // Type events from every replica clear this replica's type caches; credential changes

@@ -1,8 +1,8 @@
 //! Sealing and opening secure values through vault: this service never holds a key; each value
-//! is sealed for its place (credential id, field id).
+//! is sealed for its place (credential id, field id, the credential version it was written in).
 
 use ttscm_contract::WireError;
-use ttscm_contract::vault::{GenerateTotp, Place, Plaintexts, Seal, SealItem, SealedItem, TotpCode, Unseal};
+use ttscm_contract::vault::{GenerateTotp, Place, Plaintexts, Seal, SealItem, TotpCode, Unseal};
 use ttscm_runtime::ids;
 use ttscm_runtime::service::CallContext;
 
@@ -11,13 +11,19 @@ use crate::service::Service;
 use crate::store::StoredValue;
 
 impl Service {
+    /// The stored form of `values` as written in credential version `version`, `existing` being
+    /// the values stored now. A value equal to the stored one of its field (and sealed the same
+    /// way) is kept as it is — same blob, same version — so only what changed is written anew:
+    /// vault compares secure values in the one seal call. Values keep their id across writes.
     pub(crate) async fn seal(
         &self,
         ctx: &CallContext,
         credential_id: &str,
         values: Vec<CheckedValue>,
         existing: &[StoredValue],
+        version: u64,
     ) -> Result<Vec<StoredValue>, WireError> {
+        let stored = |field_id: &str| existing.iter().find(|e| e.field_id == field_id);
         let to_seal: Vec<SealItem> = values
             .iter()
             .filter(|v| v.secure)
@@ -25,8 +31,12 @@ impl Service {
                 place: Place {
                     credential_id: credential_id.to_owned(),
                     field_id: v.field_id.clone(),
+                    version: Some(version),
                 },
                 plaintext: v.text.clone(),
+                keep_if_equal: stored(&v.field_id)
+                    .filter(|e| e.sealed)
+                    .map(|e| e.sealed_item(credential_id)),
             })
             .collect();
         let mut sealed = if to_seal.is_empty() {
@@ -37,27 +47,30 @@ impl Service {
         .into_iter();
         let mut out = Vec::with_capacity(values.len());
         for value in values {
-            // Values keep their id across updates of the same field; new fields get a new id.
-            let id = existing
-                .iter()
-                .find(|e| e.field_id == value.field_id)
-                .map_or_else(ids::new_id, |e| e.id.clone());
+            let current = stored(&value.field_id);
             let (sealed_flag, text) = if value.secure {
                 (true, sealed.next().ok_or_else(WireError::internal)?)
             } else {
                 (false, value.text)
             };
-            out.push(StoredValue {
-                id,
-                field_id: value.field_id,
-                sealed: sealed_flag,
-                value: text,
-            });
+            match current {
+                Some(current) if current.sealed == sealed_flag && current.value == text => {
+                    out.push(current.clone());
+                }
+                _ => out.push(StoredValue {
+                    id: current.map_or_else(ids::new_id, |e| e.id.clone()),
+                    field_id: value.field_id,
+                    sealed: sealed_flag,
+                    value: text,
+                    version,
+                }),
+            }
         }
         Ok(out)
     }
 
-    /// Opens `values` through vault; the plaintexts are wiped when the answer is dropped.
+    /// Opens `values` of credential `credential_id` through vault; the plaintexts are wiped
+    /// when the answer is dropped.
     pub(crate) async fn unseal(
         &self,
         ctx: &CallContext,
@@ -67,16 +80,7 @@ impl Service {
         if values.is_empty() {
             return Ok(Plaintexts(Vec::new()));
         }
-        let items = values
-            .iter()
-            .map(|v| SealedItem {
-                place: Place {
-                    credential_id: credential_id.to_owned(),
-                    field_id: v.field_id.clone(),
-                },
-                sealed: v.value.clone(),
-            })
-            .collect();
+        let items = values.iter().map(|v| v.sealed_item(credential_id)).collect();
         self.client.call(ctx, &Unseal { items }).await
     }
 
@@ -88,13 +92,7 @@ impl Service {
         credential_id: &str,
         value: &StoredValue,
     ) -> Result<TotpCode, WireError> {
-        let item = SealedItem {
-            place: Place {
-                credential_id: credential_id.to_owned(),
-                field_id: value.field_id.clone(),
-            },
-            sealed: value.value.clone(),
-        };
+        let item = value.sealed_item(credential_id);
         self.client.call(ctx, &GenerateTotp { item }).await
     }
 }

@@ -26,12 +26,15 @@ use ttscm_contract::credential::*;
 use ttscm_contract::{FieldError, WireError};
 use ttscm_runtime::service::{BusClient, CallContext};
 use ttscm_runtime::store::Scalar;
-use ttscm_runtime::{Filter, Store, Update, clock};
+use ttscm_runtime::{Filter, Store, StoreError, Update, clock};
 
 use crate::audit::AuditLog;
 use crate::caches::Caches;
 use crate::events::Events;
-use crate::store::{CREDENTIAL_TYPES, CREDENTIALS, CredentialDoc, StoredValue, TypeDoc, from_document};
+use crate::store::{
+    CREDENTIAL_TYPES, CREDENTIAL_VERSIONS, CREDENTIALS, CredentialDoc, StoredValue, TypeDoc, VersionDoc, VersionInfo,
+    from_document,
+};
 
 /// The credential service's dependencies.
 pub struct Service {
@@ -51,6 +54,8 @@ pub struct Service {
     pub verify_max_entries: u64,
     /// Most credentials a list answers without paging.
     pub list_max_unpaged: u64,
+    /// The credential service's settings (history retention, …).
+    pub credential_settings: ttscm_runtime::settings::CredentialSettings,
 }
 
 pub use ttscm_runtime::service::store_failed;
@@ -109,47 +114,105 @@ impl Service {
         Ok(found)
     }
 
-    /// Stores `values` as `credential`'s values if the stored credential is still at the revision
-    /// `credential` was read at, bumping it; answers the credential as written, or `None` when it
-    /// changed (or vanished) meanwhile. Forgets the credential everywhere either way. `rotated`:
-    /// the values were written anew by someone (not migrated), which clears a rotation mark.
-    pub(crate) async fn write_values_if_unchanged(
+    /// Writes the next version of `read` — `values` and `name`, made by `change` — if the stored
+    /// credential is still at the version `read` was read at; answers the credential as written,
+    /// or `None` when it changed (or vanished) meanwhile. First keeps `read` as a past version
+    /// (idempotent: whoever supersedes a version writes the same snapshot), so history never
+    /// misses a version that was current. Forgets the credential everywhere either way.
+    pub(crate) async fn write_version(
         &self,
-        credential: &CredentialDoc,
+        ctx: &CallContext,
+        read: &CredentialDoc,
+        change: Change,
         values: Vec<StoredValue>,
-        rotated: bool,
+        name: String,
     ) -> Result<Option<CredentialDoc>, WireError> {
-        let mut written = credential.clone();
+        let now = clock::now_iso();
+        let field_ids = written_fields(&read.values, &values);
+        let secrets_written = field_ids.iter().any(|id| {
+            read.values
+                .iter()
+                .chain(&values)
+                .any(|v| v.sealed && &v.field_id == id)
+        });
+        self.keep_version(read, &now).await?;
+        let mut written = read.clone();
         written.values = values;
-        written.rotation_due &= !rotated;
-        written.revision = credential.revision + 1;
-        written.updated_at = clock::now_iso();
-        let at_revision = if credential.revision == 0 {
+        written.name = name;
+        written.revision = read.revision + 1;
+        written.updated_at = now.clone();
+        if change.rotates() && secrets_written {
+            written.secrets_changed_at = Some(now.clone());
+            written.rotation_due = false;
+        }
+        written.version_info = Some(VersionInfo {
+            at: now,
+            actor: ttscm_runtime::audit::actor_of(ctx),
+            change: change.name().to_owned(),
+            field_ids,
+            restored_from: match change {
+                Change::Restored(from) => Some(from),
+                _ => None,
+            },
+        });
+        let at_revision = if read.revision == 0 {
             Filter::Or(vec![
                 Filter::eq("revision", 0i64),
                 Filter::Eq("revision".into(), Scalar::Null),
             ])
         } else {
-            Filter::eq("revision", credential.revision)
+            Filter::eq("revision", read.revision)
         };
-        let update = Update::default()
+        let mut update = Update::default()
             .set(
                 "values",
                 serde_json::to_value(&written.values).expect("values serialize"),
             )
+            .set("name", written.name.clone())
             .set("revision", written.revision)
+            .set(
+                "versionInfo",
+                serde_json::to_value(&written.version_info).expect("version info serializes"),
+            )
             .set("rotationDue", written.rotation_due)
             .set("updatedAt", written.updated_at.clone());
+        if let Some(at) = &written.secrets_changed_at {
+            update = update.set("secretsChangedAt", at.clone());
+        }
         let updated = self
             .store
             .update_one(
                 CREDENTIALS,
-                &Filter::And(vec![Filter::id(&credential.id), at_revision]),
+                &Filter::And(vec![Filter::id(&read.id), at_revision]),
                 &update,
             )
             .await;
-        self.credentials_changed(Some(&credential.id)).await;
+        self.credentials_changed(Some(&read.id)).await;
         Ok(updated.map_err(store_failed)?.then_some(written))
+    }
+
+    /// Stores `credential` as it is now as a past version, superseded at `at` (a snapshot
+    /// already there — written by a writer that lost the race, or before a crash — is the same).
+    async fn keep_version(&self, credential: &CredentialDoc, at: &str) -> Result<(), WireError> {
+        let version = u64::try_from(credential.revision).unwrap_or_default();
+        let snapshot = VersionDoc {
+            id: VersionDoc::id_of(&credential.id, version),
+            credential_id: credential.id.clone(),
+            version,
+            name: credential.name.clone(),
+            type_id: credential.type_id.clone(),
+            values: credential.values.clone(),
+            info: credential.version_info.clone(),
+            superseded_at: at.to_owned(),
+        };
+        match self
+            .store
+            .insert(CREDENTIAL_VERSIONS, crate::store::to_document(&snapshot))
+            .await
+        {
+            Ok(()) | Err(StoreError::Conflict) => Ok(()),
+            Err(error) => Err(store_failed(error)),
+        }
     }
 
     /// The type as stored now, bypassing the cache (for writes).
@@ -291,8 +354,62 @@ impl Service {
             }),
             created_at: credential.created_at.clone(),
             updated_at: credential.updated_at.clone(),
+            version: u64::try_from(credential.revision).unwrap_or_default(),
         }
     }
+}
+
+/// What made a version of a credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// Values written through `PUT …/fields`.
+    FieldsUpdated,
+    /// Renamed through `PATCH`.
+    Renamed,
+    /// Values brought in line with a changed type.
+    Migrated,
+    /// Values made equal to those of the version given.
+    Restored(u64),
+}
+
+impl Change {
+    /// Its name in history.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Change::FieldsUpdated => "fields_updated",
+            Change::Renamed => "renamed",
+            Change::Migrated => "migrated",
+            Change::Restored(_) => "restored",
+        }
+    }
+
+    /// Whether secure values it writes count as rotated (someone chose new values; a migration
+    /// only moves the same ones).
+    fn rotates(self) -> bool {
+        matches!(self, Change::FieldsUpdated | Change::Restored(_))
+    }
+}
+
+/// The fields whose stored values differ between `before` and `after` (added, changed or
+/// removed), sorted.
+pub(crate) fn written_fields(before: &[StoredValue], after: &[StoredValue]) -> Vec<String> {
+    let mut ids: Vec<String> = before
+        .iter()
+        .filter(|b| !after.iter().any(|a| a == *b))
+        .chain(after.iter().filter(|a| !before.iter().any(|b| b == *a)))
+        .map(|v| v.field_id.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// 412: `If-Match` names a version that is no longer current.
+pub(crate) fn precondition_failed(current: i64) -> WireError {
+    WireError::new(
+        ttscm_contract::ErrorCode::PreconditionFailed,
+        format!("The credential changed since that version: it is at version {current} now (If-Match)"),
+    )
 }
 
 /// Fails with 403 unless the caller holds the type's `permissionScope` (when it has one).

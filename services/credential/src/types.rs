@@ -33,7 +33,7 @@ use ttscm_runtime::{Filter, Store, StoreError, Update, clock, ids};
 
 use crate::caches::{Caches, TYPE_LIST_STALE, TYPE_LIST_TTL};
 use crate::domain;
-use crate::service::{Service, check_scope, store_failed, type_not_found};
+use crate::service::{Change, Service, check_scope, store_failed, type_not_found};
 use crate::store::{
     CREDENTIAL_TYPES, CREDENTIALS, CredentialDoc, StoredValue, TypeDoc, from_document, to_document,
 };
@@ -184,14 +184,15 @@ impl Service {
             }
         }
         for (credential, checked) in planned {
+            let next = crate::credentials::next_version(credential);
             let values = self
-                .seal(ctx, &credential.id, checked, &credential.values)
+                .seal(ctx, &credential.id, checked, &credential.values, next)
                 .await?;
             // Conditional on the revision read above: a fields write that landed meanwhile is
             // not reverted, the credential is read again and brought in line instead.
             if values != credential.values
                 && self
-                    .write_values_if_unchanged(credential, values, false)
+                    .write_version(ctx, credential, Change::Migrated, values, credential.name.clone())
                     .await?
                     .is_none()
             {
@@ -281,8 +282,13 @@ impl Service {
                         .await?;
                 }
             }
-            let values = self.seal(ctx, id, checked, &credential.values).await?;
-            if let Some(written) = self.write_values_if_unchanged(&credential, values, false).await? {
+            let next = crate::credentials::next_version(&credential);
+            let values = self.seal(ctx, id, checked, &credential.values, next).await?;
+            let name = credential.name.clone();
+            if let Some(written) = self
+                .write_version(ctx, &credential, Change::Migrated, values, name)
+                .await?
+            {
                 return Ok(Some(written));
             }
         }
@@ -655,6 +661,12 @@ impl ServiceOp<Service> for DeleteCredentialType {
             .await;
         service.credentials_changed(None).await;
         deleted.map_err(store_failed)?;
+        // Their past versions go with them (a credential never changes type).
+        service
+            .store
+            .delete_many(crate::store::CREDENTIAL_VERSIONS, &Filter::eq("typeId", id))
+            .await
+            .map_err(store_failed)?;
         service
             .store
             .delete(CREDENTIAL_TYPES, id)

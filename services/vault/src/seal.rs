@@ -12,9 +12,12 @@
 //! The key of each value is derived with HKDF-SHA256 from the kid's master key, salt
 //! [`HKDF_SALT`], and an info string binding the value's place and the blob's header: the
 //! version, the kid, the credential id and the field id, each length-prefixed so that no two
-//! (kid, credential, field) triples share an info string. A blob copied to another credential or
-//! field, or given another kid or version, is opened with a different key and fails
-//! authentication: [`open`] returns an error, never someone else's plaintext.
+//! (kid, credential, field) triples share an info string, then — for values written since
+//! credentials have versions — the credential version in which the value was written (8 bytes,
+//! big-endian; a value from before has no such suffix, so the two kinds never share a key). A
+//! blob copied to another credential, field or credential version, or given another kid or
+//! format version, is opened with a different key and fails authentication: [`open`] returns an
+//! error, never someone else's plaintext.
 //!
 //! HKDF-Extract depends on the master key only, so the key ring computes it once per key
 //! ([`extract`]) and each value costs one HKDF-Expand.
@@ -55,21 +58,35 @@ pub struct ValuePlace<'a> {
     pub credential_id: &'a str,
     /// The field's id within the credential's type.
     pub field_id: &'a str,
+    /// The credential version in which the value was written (`None`: from before versions).
+    pub version: Option<u64>,
 }
 
 impl<'a> ValuePlace<'a> {
-    /// The place of field `field_id` of credential `credential_id`.
+    /// The place of field `field_id` of credential `credential_id`, unversioned.
     pub fn new(credential_id: &'a str, field_id: &'a str) -> Self {
         Self {
             credential_id,
             field_id,
+            version: None,
+        }
+    }
+
+    /// This place as written in credential version `version`.
+    pub fn at_version(self, version: u64) -> Self {
+        Self {
+            version: Some(version),
+            ..self
         }
     }
 }
 
 impl<'a> From<&'a Place> for ValuePlace<'a> {
     fn from(place: &'a Place) -> Self {
-        Self::new(&place.credential_id, &place.field_id)
+        Self {
+            version: place.version,
+            ..Self::new(&place.credential_id, &place.field_id)
+        }
     }
 }
 
@@ -189,7 +206,8 @@ fn derive_key(prk: &[u8; 32], kid: &str, place: ValuePlace<'_>) -> Zeroizing<[u8
     };
     let (kid_len, credential_len, field_len) =
         (length(kid), length(place.credential_id), length(place.field_id));
-    let info: [&[u8]; 7] = [
+    let written_in = place.version.map(u64::to_be_bytes);
+    let info: [&[u8]; 8] = [
         &[VERSION],
         &kid_len,
         kid.as_bytes(),
@@ -197,6 +215,7 @@ fn derive_key(prk: &[u8; 32], kid: &str, place: ValuePlace<'_>) -> Zeroizing<[u8
         place.credential_id.as_bytes(),
         &field_len,
         place.field_id.as_bytes(),
+        written_in.as_ref().map_or(&[], |v| v.as_slice()),
     ];
     // `prk` is the output of HKDF-Extract, a uniformly random key, which is what ring's
     // "less safe" constructor asks for.
@@ -307,6 +326,7 @@ mod tests {
     const HERE: ValuePlace<'static> = ValuePlace {
         credential_id: "c1",
         field_id: "password",
+        version: None,
     };
 
     #[test]
@@ -382,6 +402,24 @@ mod tests {
                 SealError::DoesNotOpen
             );
         }
+    }
+
+    #[test]
+    fn a_blob_opens_only_in_the_credential_version_it_was_written_in() {
+        let ring = old_ring();
+        let at_three = HERE.at_version(3);
+        let sealed = seal(&ring, at_three, b"secret").expect("seals");
+        assert_eq!(open(&ring, at_three, &sealed).expect("opens").as_bytes(), b"secret");
+        for elsewhere in [HERE, HERE.at_version(2), HERE.at_version(4), HERE.at_version(3 << 32)] {
+            assert_eq!(open(&ring, elsewhere, &sealed).unwrap_err(), SealError::DoesNotOpen);
+        }
+        // A value from before versions opens only unversioned (not as "version 0").
+        let unversioned = seal(&ring, HERE, b"old").expect("seals");
+        assert_eq!(open(&ring, HERE, &unversioned).expect("opens").as_bytes(), b"old");
+        assert_eq!(
+            open(&ring, HERE.at_version(0), &unversioned).unwrap_err(),
+            SealError::DoesNotOpen
+        );
     }
 
     #[test]

@@ -164,15 +164,23 @@ impl Vault {
             return Err(WireError::validation(too_large));
         }
         self.refresh(false);
+        let mut kept = 0usize;
         let sealed = op
             .items
             .iter()
             .map(|item| {
+                if let Some(current) = &item.keep_if_equal
+                    && self.opens_to(current, item.plaintext.as_bytes())
+                {
+                    kept += 1;
+                    return Ok(current.sealed.clone());
+                }
                 seal::seal(&self.ring, (&item.place).into(), item.plaintext.as_bytes()).map_err(seal_failed)
             })
             .collect::<Result<Vec<_>, _>>()?;
         tracing::debug!(
             values = sealed.len(),
+            kept,
             kid = self.ring.active_kid(),
             "sealed values"
         );
@@ -202,9 +210,16 @@ impl Vault {
     }
 
     /// Moves each item to the active key: opens it at its place (so a value that does not open
-    /// fails the call, as in [`Self::unseal`]) and seals it again, unless it already uses the
-    /// active key, in which case it comes back unchanged.
+    /// fails the call, as in [`Self::unseal`]) and seals it again — bound to its entry of
+    /// `to_versions` when given — unless it already uses the active key and stays at its place,
+    /// in which case it comes back unchanged.
     pub fn reseal(&mut self, op: &Reseal) -> Result<Vec<String>, WireError> {
+        if !op.to_versions.is_empty() && op.to_versions.len() != op.items.len() {
+            return Err(WireError::validation(vec![FieldError::new(
+                vec!["toVersions".into()],
+                "toVersions must be empty or give one version per item",
+            )]));
+        }
         self.refresh(false);
         let mut resealed = Vec::with_capacity(op.items.len());
         let mut moved = 0usize;
@@ -213,11 +228,15 @@ impl Vault {
             let kid = seal::inspect(&item.sealed)
                 .map_err(|error| open_failed(index, &item.place, error))?
                 .kid;
-            if kid == self.ring.active_kid() {
+            let from = ValuePlace::from(&item.place);
+            let to = match op.to_versions.get(index) {
+                Some(&version) => from.at_version(version),
+                None => from,
+            };
+            if kid == self.ring.active_kid() && to == from {
                 resealed.push(item.sealed.clone());
             } else {
-                let sealed = seal::seal(&self.ring, (&item.place).into(), plaintext.as_bytes())
-                    .map_err(seal_failed)?;
+                let sealed = seal::seal(&self.ring, to, plaintext.as_bytes()).map_err(seal_failed)?;
                 resealed.push(sealed);
                 moved += 1;
             }
@@ -229,6 +248,16 @@ impl Vault {
             "re-sealed values"
         );
         Ok(resealed)
+    }
+
+    /// Whether `current` opens at its place to exactly `plaintext` (compared in constant time).
+    /// A value that does not open is simply not equal: the caller seals the new one.
+    fn opens_to(&mut self, current: &SealedItem, plaintext: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        match self.open(0, current) {
+            Ok(opened) => bool::from(opened.as_bytes().ct_eq(plaintext)),
+            Err(_) => false,
+        }
     }
 
     /// Opens one item; a kid the ring lacks makes it check the key file at once and try again.
@@ -426,6 +455,7 @@ mod tests {
         Place {
             credential_id: credential_id.into(),
             field_id: field_id.into(),
+            version: None,
         }
     }
 
@@ -436,6 +466,7 @@ mod tests {
                 .map(|(credential, field, plaintext)| SealItem {
                     place: place(credential, field),
                     plaintext: (*plaintext).into(),
+                    keep_if_equal: None,
                 })
                 .collect(),
         }
@@ -461,6 +492,110 @@ mod tests {
             2
         );
         // A larger value is refused: `tests/vault.rs::a_value_over_64_kib_is_a_validation_error`.
+    }
+
+    #[test]
+    fn an_unchanged_value_keeps_its_blob_and_a_changed_one_is_sealed_at_the_new_version() {
+        let mut vault =
+            Vault::new(KeyRing::parse("k:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", None).expect("ring"));
+        let at = |version| Place {
+            version: Some(version),
+            ..place("c", "f")
+        };
+        let item = |plaintext: &str, keep: Option<SealedItem>| SealItem {
+            place: at(2),
+            plaintext: plaintext.into(),
+            keep_if_equal: keep,
+        };
+        let first = vault
+            .seal(&Seal {
+                items: vec![SealItem {
+                    place: at(1),
+                    plaintext: "same".into(),
+                    keep_if_equal: None,
+                }],
+            })
+            .expect("seals")
+            .remove(0);
+        let stored = SealedItem {
+            place: at(1),
+            sealed: first.clone(),
+        };
+        let again = vault
+            .seal(&Seal {
+                items: vec![
+                    item("same", Some(stored.clone())),
+                    item("other", Some(stored.clone())),
+                    item("sam", Some(stored.clone())),
+                    // The stored blob presented at a place it was not sealed for is not equal.
+                    item(
+                        "same",
+                        Some(SealedItem {
+                            place: at(2),
+                            sealed: first.clone(),
+                        }),
+                    ),
+                ],
+            })
+            .expect("seals");
+        assert_eq!(again[0], first, "an equal value keeps its blob (and so its version)");
+        for (index, plaintext) in [(1, "other"), (2, "sam"), (3, "same")] {
+            assert_ne!(again[index], first);
+            let opened = vault
+                .unseal(&Unseal {
+                    items: vec![SealedItem {
+                        place: at(2),
+                        sealed: again[index].clone(),
+                    }],
+                })
+                .expect("a new value opens at the new version");
+            assert_eq!(opened.0, vec![plaintext.to_owned()]);
+        }
+    }
+
+    #[test]
+    fn reseal_can_bind_an_unversioned_value_to_a_version() {
+        let mut vault =
+            Vault::new(KeyRing::parse("k:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", None).expect("ring"));
+        let old = vault.seal(&seal_op(&[("c", "f", "v")])).expect("seals").remove(0);
+        let item = SealedItem {
+            place: place("c", "f"),
+            sealed: old.clone(),
+        };
+        let same = vault
+            .reseal(&Reseal {
+                items: vec![item.clone()],
+                to_versions: Vec::new(),
+            })
+            .expect("reseals");
+        assert_eq!(same, vec![old.clone()], "already under the active key and at its place");
+        let moved = vault
+            .reseal(&Reseal {
+                items: vec![item.clone()],
+                to_versions: vec![7],
+            })
+            .expect("reseals")
+            .remove(0);
+        assert_ne!(moved, old);
+        let open_at = |vault: &mut Vault, version, sealed: &str| {
+            vault.unseal(&Unseal {
+                items: vec![SealedItem {
+                    place: Place { version, ..place("c", "f") },
+                    sealed: sealed.to_owned(),
+                }],
+            })
+        };
+        assert_eq!(open_at(&mut vault, Some(7), &moved).expect("opens").0, vec!["v".to_owned()]);
+        assert!(open_at(&mut vault, None, &moved).is_err());
+        assert!(
+            vault
+                .reseal(&Reseal {
+                    items: vec![item],
+                    to_versions: vec![1, 2],
+                })
+                .is_err(),
+            "one version per item"
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ fn ring() -> KeyRing {
 const HERE: ValuePlace<'static> = ValuePlace {
     credential_id: "c1",
     field_id: "password",
+    version: None,
 };
 
 /// A blob with the format's header and whatever follows: version 1, a kid the ring holds (or

@@ -57,7 +57,7 @@ use tokio::sync::oneshot;
 pub use chain::{GENESIS, NewAuditEntry, entry_hash};
 pub use journal::Journal;
 pub use mongo::MongoEntries;
-pub use record::{AuditRecord, anonymous_actor, cli_actor, system_actor};
+pub use record::{AuditRecord, actor_of, anonymous_actor, cli_actor, system_actor};
 pub use stream::AuditStream;
 pub use ttscm_contract::audit::{AuditEntry, AuditPage, AuditVerification, ListAuditEvents};
 

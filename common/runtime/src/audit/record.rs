@@ -56,15 +56,7 @@ impl AuditRecord {
     /// The entry for the caller of `ctx` (its principal, request and address; the system when
     /// the call has no principal), with a new id and the time now.
     pub fn entry_for(self, ctx: &CallContext) -> NewAuditEntry {
-        let actor = match &ctx.principal {
-            Some(p) => AuditActor {
-                id: p.id.clone(),
-                kind: p.kind,
-                name: p.name.clone(),
-            },
-            None => system_actor(),
-        };
-        self.entry(actor, &ctx.request_id, ctx.client_ip.clone())
+        self.entry(actor_of(ctx), &ctx.request_id, ctx.client_ip.clone())
     }
 
     /// The entry for `actor` in request `request_id` from `client_ip`, with a new id and the
@@ -89,6 +81,18 @@ impl AuditRecord {
             prev_hash: String::new(),
             hash: String::new(),
         })
+    }
+}
+
+/// The caller of `ctx` as the audit log names it (the system when there is no principal).
+pub fn actor_of(ctx: &CallContext) -> AuditActor {
+    match &ctx.principal {
+        Some(p) => AuditActor {
+            id: p.id.clone(),
+            kind: p.kind,
+            name: p.name.clone(),
+        },
+        None => system_actor(),
     }
 }
 

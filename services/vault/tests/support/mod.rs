@@ -50,6 +50,7 @@ pub fn place(credential_id: &str, field_id: &str) -> Place {
     Place {
         credential_id: credential_id.into(),
         field_id: field_id.into(),
+        version: None,
     }
 }
 
@@ -85,6 +86,7 @@ impl TestVault {
                 .map(|(place, plaintext)| SealItem {
                     place: place.clone(),
                     plaintext: (*plaintext).to_owned(),
+                    keep_if_equal: None,
                 })
                 .collect(),
         };
@@ -100,7 +102,10 @@ impl TestVault {
 
     /// Moves `items` to the active key.
     pub async fn reseal(&self, items: Vec<SealedItem>) -> Result<Vec<String>, WireError> {
-        self.client.call(&CallContext::new(None), &Reseal { items }).await
+        self.client.call(&CallContext::new(None), &Reseal {
+                    items,
+                    to_versions: Vec::new(),
+                }).await
     }
 
     /// Rotates the key (`ttscm vault rotate`) and returns the new kid.
