@@ -14,6 +14,7 @@ pub mod events;
 pub mod history;
 pub mod policy;
 pub mod reseal;
+pub mod rotation;
 pub mod sealing;
 pub mod service;
 pub mod store;

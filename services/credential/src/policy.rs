@@ -265,7 +265,7 @@ impl Service {
                 .await?;
         }
         if justified.break_glass {
-            self.mark_for_rotation(&credential.id).await?;
+            self.mark_due(ctx, credential, "break_glass").await?;
             self.events
                 .publish(ctx, "credential", "break_glass", &credential.id, || {
                     let mut data = Service::event_data(credential);
@@ -275,20 +275,6 @@ impl Service {
                 })
                 .await;
         }
-        Ok(())
-    }
-
-    /// Sets the credential's rotation mark (cleared when its values are written again).
-    async fn mark_for_rotation(&self, id: &str) -> Result<(), WireError> {
-        self.store
-            .update_one(
-                crate::store::CREDENTIALS,
-                &ttscm_runtime::Filter::id(id),
-                &ttscm_runtime::Update::default().set("rotationDue", true),
-            )
-            .await
-            .map_err(crate::service::store_failed)?;
-        self.credentials_changed(Some(id)).await;
         Ok(())
     }
 }
