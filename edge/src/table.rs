@@ -17,7 +17,7 @@ use ttscm_contract::company::{
 use ttscm_contract::credential::{
     CreateCredential, CreateCredentialType, DeleteCredential, DeleteCredentialType, GetCredentialFields,
     GetCredentialType, GetTotpCode, ListCredentialTypes, RevealPastSecureValues, RevealSecureValues,
-    UpdateCredentialType,
+    UpdateCredentialType, VerifyCredentialVersions,
 };
 use ttscm_contract::identity::{
     CreateRole, DeleteRole, GetMe, ListRoles, RefreshSession, SetUserRoles, UpdateMe, UpdateRole,
@@ -41,6 +41,9 @@ const CREATED: StatusCode = StatusCode::CREATED;
 /// How long the configurations route waits: company-sync tries ConnectWise twice with a 5 s
 /// limit each, so its 502 arrives before this.
 const CONFIGURATIONS_DEADLINE: Duration = Duration::from_secs(15);
+/// How long `GET /v1/audit/verify/credentials` waits: it reads the whole audit log and every
+/// credential.
+const VERIFY_CREDENTIALS_DEADLINE: Duration = Duration::from_secs(120);
 /// How long `POST /v1/company/sync` waits for the sync it starts (a full sync of a large
 /// ConnectWise tenant, with rate limiting, takes a while).
 const SYNC_DEADLINE: Duration = Duration::from_secs(300);
@@ -74,6 +77,10 @@ static ROUTES: &[RouteSpec] = &[
         .allow(Permissions(&[names::CREDENTIAL_FETCH_MANY])).reads(Reads::Query)
         .answers(OK, "Company Credentials Fetched Successfully!")
         .by(&Custom(credential_routes::by_company)),
+    route(Get, "/v1/credential/credentials", "credential.list").beyond_spec()
+        .allow(Permissions(&[names::CREDENTIAL_FETCH_MANY])).reads(Reads::Query)
+        .answers(OK, "Credentials Fetched Successfully!")
+        .by(&Custom(credential_routes::across_companies)),
     route(Get, "/v1/credential/credentials/:id/history", "credential.history").beyond_spec()
         .allow(Permissions(&[names::CREDENTIAL_FETCH])).reads(Reads::Query)
         .answers(OK, "Credential History Fetched Successfully!")
@@ -206,6 +213,15 @@ static ROUTES: &[RouteSpec] = &[
         .allow(Permissions(&[names::AUDIT_FETCH_MANY])).reads(Reads::Query)
         .answers(OK, "Audit Events Fetched Successfully!")
         .by(&Custom(misc_routes::audit_events)),
+    route(Get, "/v1/audit/exposure", "audit.exposure").beyond_spec()
+        .allow(Permissions(&[names::AUDIT_FETCH_MANY, names::CREDENTIAL_FETCH_MANY])).reads(Reads::Query)
+        .answers(OK, "Exposure Fetched Successfully!")
+        .by(&Custom(misc_routes::exposure)),
+    route(Post, "/v1/audit/exposure", "audit.exposure_mark").beyond_spec()
+        .allow(Permissions(&[names::AUDIT_FETCH_MANY, names::CREDENTIAL_FETCH_MANY, names::CREDENTIAL_UPDATE]))
+        .reads(Reads::Query)
+        .answers(OK, "Exposed Credentials Marked Due For Rotation!")
+        .by(&Custom(misc_routes::mark_exposure)),
     route(Get, "/v1/audit/verify", "audit.verify").beyond_spec()
         .allow(Permissions(&[names::AUDIT_VERIFY])).reads(Reads::Query)
         .answers(OK, "Audit Chain Verified!")
@@ -213,6 +229,10 @@ static ROUTES: &[RouteSpec] = &[
             checkpoint: r.query.get("checkpoint").cloned(),
             full: r.query.get("full").is_some_and(|v| v == "true"),
         }))),
+    route(Get, "/v1/audit/verify/credentials", "audit.verify_credentials").beyond_spec()
+        .allow(Permissions(&[names::AUDIT_VERIFY]))
+        .answers(OK, "Credentials Verified Against The Audit Log!").deadline(VERIFY_CREDENTIALS_DEADLINE)
+        .by(&Forward(|_| Ok(VerifyCredentialVersions {}))),
     route(Get, "/v1/audit/checkpoint", "audit.checkpoint").beyond_spec()
         .allow(Permissions(&[names::AUDIT_VERIFY]))
         .answers(OK, "Audit Checkpoint Fetched Successfully!")

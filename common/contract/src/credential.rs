@@ -47,6 +47,10 @@ pub struct CredentialType {
     /// What a reveal of its credentials must carry (beyond the spec; left out when `none`).
     #[serde(default, skip_serializing_if = "RevealPolicy::is_none")]
     pub reveal_policy: RevealPolicy,
+    /// Days after which a credential's secure values are due for rotation, counted from their
+    /// last change (beyond the spec; left out when unset: no schedule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_days: Option<u32>,
     /// Created (ISO-8601 UTC, ms).
     pub created_at: String,
     /// Last updated (ISO-8601 UTC, ms).
@@ -137,6 +141,9 @@ pub struct CredentialTypeInput {
     /// What reveals must carry (beyond the spec; default: nothing).
     #[serde(default)]
     pub reveal_policy: Option<RevealPolicy>,
+    /// Rotation schedule in days, 1 to 3650 (beyond the spec; default: none).
+    #[serde(default)]
+    pub rotation_days: Option<u32>,
 }
 
 /// `Some(None)` for an explicit `null`, `None` for an absent key.
@@ -149,7 +156,7 @@ where
 }
 
 /// The body of `PATCH /credential-type/credential-types/:id`; absent keys stay as they are,
-/// `null` clears `permissionScope` or `icon`.
+/// `null` clears `permissionScope`, `icon` or `rotationDays`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CredentialTypePatch {
@@ -168,6 +175,9 @@ pub struct CredentialTypePatch {
     /// The new reveal policy, whole (beyond the spec).
     #[serde(default)]
     pub reveal_policy: Option<RevealPolicy>,
+    /// New rotation schedule in days, or `null` to remove it (beyond the spec).
+    #[serde(default, deserialize_with = "explicit_null")]
+    pub rotation_days: Option<Option<u32>>,
 }
 
 /// A field value in a request; `id` is optional (the server assigns stable ids).
@@ -253,6 +263,14 @@ pub struct Credential {
     /// The version (also the `ETag`): bumped by every change of values or name.
     #[serde(default)]
     pub version: u64,
+    /// Whether its secure values are due for rotation: marked (break-glass reveal, exposure,
+    /// the scheduler) or its type's `rotationDays` passed since they last changed (beyond the
+    /// spec). Cleared when a secure value is written again.
+    #[serde(default)]
+    pub rotation_due: bool,
+    /// When its type's schedule makes it due (left out when the type has no `rotationDays`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_due_at: Option<String>,
 }
 
 /// One value as `GET …/fields` shows it: secure values sealed (base64).
@@ -357,6 +375,9 @@ pub struct ListCredentialsByType {
     /// Which part.
     #[serde(default)]
     pub window: ListWindow,
+    /// Only credentials due for rotation (`?rotationDue=true`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rotation_due: bool,
 }
 
 crate::operation!(ListCredentialsByType => subjects::CREDENTIAL_LIST_BY_TYPE, CredentialList);
@@ -369,9 +390,26 @@ pub struct ListCredentialsByCompany {
     /// Which part.
     #[serde(default)]
     pub window: ListWindow,
+    /// Only credentials due for rotation (`?rotationDue=true`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rotation_due: bool,
 }
 
 crate::operation!(ListCredentialsByCompany => subjects::CREDENTIAL_LIST_BY_COMPANY, CredentialList);
+
+/// Credentials of every company the caller may see (or one page of them), ordered by name —
+/// with `rotation_due`, those due for rotation (`GET /v1/credential/credentials?rotationDue=true`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListCredentials {
+    /// Which part.
+    #[serde(default)]
+    pub window: ListWindow,
+    /// Only credentials due for rotation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rotation_due: bool,
+}
+
+crate::operation!(ListCredentials => subjects::CREDENTIAL_LIST, CredentialList);
 
 /// Get one credential.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -539,6 +577,41 @@ pub struct RestoreCredentialVersion {
 }
 
 crate::operation!(RestoreCredentialVersion => subjects::CREDENTIAL_RESTORE, Credential);
+
+/// Check every credential against the audit log: its version, and the version each of its values
+/// was written in, must be what the (hash-chained, signed) log last recorded for it — so an older
+/// document, or an older value with its version tag, copied over the current one by someone who
+/// can write the store is found. Reads the whole log and every credential: an on-demand check.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VerifyCredentialVersions {}
+
+/// One credential that is not what the audit log says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionMismatch {
+    /// The credential.
+    pub credential_id: String,
+    /// What differs (ids and version numbers only).
+    pub problem: String,
+}
+
+/// The outcome of [`VerifyCredentialVersions`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionVerification {
+    /// Whether every checked credential matches the log.
+    pub consistent: bool,
+    /// Credentials checked against the log.
+    pub checked: u64,
+    /// Credentials the log has no versioned write of (from before versions; checked once written).
+    pub not_covered: u64,
+    /// Audit entries read.
+    pub entries_read: u64,
+    /// The credentials that differ.
+    pub mismatches: Vec<VersionMismatch>,
+}
+
+crate::operation!(VerifyCredentialVersions => subjects::CREDENTIAL_VERIFY_VERSIONS, VersionVerification);
 
 /// How many credentials belong to a company (company-sync asks before deleting one).
 #[derive(Debug, Clone, Serialize, Deserialize)]

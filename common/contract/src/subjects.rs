@@ -98,6 +98,8 @@ pub const CREDENTIAL_TYPE_DELETE: &str = "ttscm.credential.v1.type_delete";
 pub const CREDENTIAL_LIST_BY_TYPE: &str = "ttscm.credential.v1.list_by_type";
 /// Credential: credentials of a company.
 pub const CREDENTIAL_LIST_BY_COMPANY: &str = "ttscm.credential.v1.list_by_company";
+/// Credential: credentials across companies (e.g. those due for rotation).
+pub const CREDENTIAL_LIST: &str = "ttscm.credential.v1.list";
 /// Credential: how many credentials a company has.
 pub const CREDENTIAL_COUNT_BY_COMPANY: &str = "ttscm.credential.v1.count_by_company";
 /// Credential: get a credential.
@@ -120,6 +122,8 @@ pub const CREDENTIAL_HISTORY: &str = "ttscm.credential.v1.history";
 pub const CREDENTIAL_HISTORY_REVEAL: &str = "ttscm.credential.v1.history_reveal";
 /// Restore a past version.
 pub const CREDENTIAL_RESTORE: &str = "ttscm.credential.v1.restore";
+/// Check every credential's version against the audit log.
+pub const CREDENTIAL_VERIFY_VERSIONS: &str = "ttscm.credential.v1.verify_versions";
 /// Credential: delete a credential.
 pub const CREDENTIAL_DELETE: &str = "ttscm.credential.v1.delete";
 /// Credential: query the audit log.
@@ -130,6 +134,10 @@ pub const AUDIT_VERIFY: &str = "ttscm.credential.v1.audit_verify";
 pub const AUDIT_CHECKPOINT_GET: &str = "ttscm.credential.v1.audit_checkpoint_get";
 /// Credential: sign the audit chain's head now.
 pub const AUDIT_CHECKPOINT_CREATE: &str = "ttscm.credential.v1.audit_checkpoint_create";
+/// Credential: what an actor revealed that is still in use (the exposure report).
+pub const AUDIT_EXPOSURE: &str = "ttscm.credential.v1.audit_exposure";
+/// Credential: mark an actor's exposed credentials due for rotation.
+pub const AUDIT_EXPOSURE_MARK: &str = "ttscm.credential.v1.audit_exposure_mark";
 /// Credential: health (store reachable).
 pub const CREDENTIAL_HEALTH: &str = "ttscm.credential.v1.health";
 

@@ -132,9 +132,11 @@ impl ServiceOp<Service> for ListCredentialsByType {
         let id = self.id.as_str();
         let credential_type = service.live_type(id).await?;
         check_scope(&ctx, &credential_type)?;
-        let (credentials, total) = service
-            .credentials_in(Filter::eq("typeId", id), self.window)
-            .await?;
+        let mut filter = vec![Filter::eq("typeId", id)];
+        if self.rotation_due {
+            filter.push(service.due_filter(&clock::now_iso()).await?);
+        }
+        let (credentials, total) = service.credentials_in(Filter::And(filter), self.window).await?;
         let credentials = credentials
             .into_iter()
             .map(|credential| (credential, credential_type.clone()))
@@ -157,6 +159,9 @@ impl ServiceOp<Service> for ListCredentialsByCompany {
         for hidden in service.hidden_types(&ctx).await? {
             filter.push(Filter::Ne("typeId".into(), hidden.into()));
         }
+        if self.rotation_due {
+            filter.push(service.due_filter(&clock::now_iso()).await?);
+        }
         let (credentials, total) = service.credentials_in(Filter::And(filter), self.window).await?;
         let mut types: HashMap<String, Option<Arc<TypeDoc>>> = HashMap::new();
         let mut items = Vec::with_capacity(credentials.len());
@@ -173,6 +178,33 @@ impl ServiceOp<Service> for ListCredentialsByCompany {
                 ));
             }
         }
+        Ok(CredentialList { items, total })
+    }
+}
+
+/// Credentials of every company the caller may see (or a page of them) — with `rotation_due`,
+/// those due for rotation (marked, or their type's `rotationDays` passed; see `rotation.rs`).
+/// Like a company's list, types whose scope the caller lacks are left out before paging.
+impl ServiceOp<Service> for ListCredentials {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<CredentialList, WireError> {
+        let mut filter: Vec<Filter> = service
+            .hidden_types(&ctx)
+            .await?
+            .into_iter()
+            .map(|hidden| Filter::Ne("typeId".into(), hidden.into()))
+            .collect();
+        if self.rotation_due {
+            filter.push(service.due_filter(&clock::now_iso()).await?);
+        }
+        let filter = if filter.is_empty() { Filter::All } else { Filter::And(filter) };
+        let (credentials, total) = service.credentials_in(filter, self.window).await?;
+        let mut typed = Vec::with_capacity(credentials.len());
+        for credential in credentials {
+            if let Some(credential_type) = service.type_by_id(&credential.type_id).await? {
+                typed.push((credential, credential_type));
+            }
+        }
+        let items = service.with_companies(&ctx, typed).await?;
         Ok(CredentialList { items, total })
     }
 }
@@ -299,7 +331,7 @@ async fn create_credential(
     if let Err(error) = service
         .record(
             &ctx,
-            Service::credential_record("credential.created", &credential),
+            Service::version_record("credential.created", &credential),
         )
         .await
     {
@@ -340,7 +372,7 @@ impl ServiceOp<Service> for UpdateCredential {
         service
             .record(
                 &ctx,
-                Service::credential_record("credential.updated", &credential),
+                Service::version_record("credential.updated", &credential),
             )
             .await?;
         service.credential_event(&ctx, "updated", &credential).await;
@@ -384,7 +416,7 @@ impl ServiceOp<Service> for UpdateCredentialFields {
         service
             .record(
                 &ctx,
-                Service::credential_record("credential.fields_updated", &credential),
+                Service::version_record("credential.fields_updated", &credential),
             )
             .await?;
         service

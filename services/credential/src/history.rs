@@ -20,7 +20,9 @@ use ttscm_runtime::{Filter, Shutdown, clock};
 use crate::credentials::{if_match_holds, next_version};
 use crate::domain;
 use crate::service::{Change, Service, check_scope, store_failed};
-use crate::store::{CREDENTIAL_VERSIONS, CREDENTIALS, CredentialDoc, StoredValue, TypeDoc, VersionDoc, from_document};
+use crate::store::{
+    CREDENTIAL_VERSIONS, CREDENTIALS, CredentialDoc, StoredValue, TypeDoc, VersionDoc, from_document,
+};
 use crate::types::{WRITE_ATTEMPTS, changed_concurrently};
 
 fn version_not_found() -> WireError {
@@ -137,10 +139,8 @@ impl Service {
         if past {
             record.details.insert("pastVersion".into(), "true".into());
         }
-        let (opened, recorded) = tokio::join!(
-            self.unseal(ctx, id, &sealed),
-            self.record_numbered(ctx, record),
-        );
+        let (opened, recorded) =
+            tokio::join!(self.unseal(ctx, id, &sealed), self.record_numbered(ctx, record),);
         // On either error the opened values are wiped as `opened` drops.
         let mut opened = opened?;
         let seq = recorded?;
@@ -193,7 +193,10 @@ impl Service {
             let cutoff = clock::now_offset(-(settings.history_keep_days as i64) * 86_400);
             pruned += self
                 .store
-                .delete_many(CREDENTIAL_VERSIONS, &Filter::Lt("supersededAt".into(), cutoff.into()))
+                .delete_many(
+                    CREDENTIAL_VERSIONS,
+                    &Filter::Lt("supersededAt".into(), cutoff.into()),
+                )
                 .await
                 .map_err(store_failed)?;
         }
@@ -245,7 +248,9 @@ impl Service {
             match self.prune_history().await {
                 Ok(0) => {}
                 Ok(pruned) => tracing::info!(pruned, "pruned credential history"),
-                Err(error) => tracing::warn!(%error, "could not prune credential history; trying again later"),
+                Err(error) => {
+                    tracing::warn!(%error, "could not prune credential history; trying again later")
+                }
             }
         }
     }

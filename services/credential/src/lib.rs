@@ -11,6 +11,7 @@ pub mod checkpoints;
 pub mod credentials;
 pub mod domain;
 pub mod events;
+pub mod exposure;
 pub mod history;
 pub mod policy;
 pub mod reseal;
@@ -19,9 +20,12 @@ pub mod sealing;
 pub mod service;
 pub mod store;
 pub mod types;
+pub mod versions_check;
 
 use tokio::task::JoinHandle;
-use ttscm_contract::audit::{CreateAuditCheckpoint, GetAuditCheckpoint, ListAuditEvents, VerifyAudit};
+use ttscm_contract::audit::{
+    CreateAuditCheckpoint, GetAuditCheckpoint, GetExposure, ListAuditEvents, MarkExposureDue, VerifyAudit,
+};
 use ttscm_contract::credential::*;
 use ttscm_contract::health::CredentialHealth;
 use ttscm_contract::subjects::{CREDENTIAL_CHANGED, CREDENTIAL_QUEUE};
@@ -36,6 +40,21 @@ pub async fn run(
     settings: &Settings,
     shutdown: Shutdown,
 ) -> Result<Vec<JoinHandle<()>>, StartError> {
+    let service = open(bus, store, settings, shutdown.clone()).await?;
+    Ok(router()
+        .serve(bus, service, Some(store.clone()), shutdown)
+        .await?)
+}
+
+/// The credential service's state over `bus` and `store`, its collections prepared: what
+/// [`run`] serves. Tests hold one as another replica would, to drive work directly (e.g.
+/// `Service::sweep_rotation` with a clock of their own).
+pub async fn open(
+    bus: &Bus,
+    store: &Store,
+    settings: &Settings,
+    shutdown: Shutdown,
+) -> Result<std::sync::Arc<service::Service>, StartError> {
     // Declared before `store::prepare` touches the outbox (see `events::prepare`).
     events::prepare(store).await?;
     store::prepare(store).await?;
@@ -55,10 +74,7 @@ pub async fn run(
         list_max_unpaged: settings.credential.list_max_unpaged,
         credential_settings: settings.credential.clone(),
     };
-    let service = std::sync::Arc::new(service);
-    Ok(router()
-        .serve(bus, service, Some(store.clone()), shutdown)
-        .await?)
+    Ok(std::sync::Arc::new(service))
 }
 
 /// Every operation the credential service serves.
@@ -70,9 +86,11 @@ pub fn router() -> ServiceRouter<service::Service> {
         .op::<ListCredentialHistory>()
         .op::<RevealPastSecureValues>()
         .op::<RestoreCredentialVersion>()
+        .op::<VerifyCredentialVersions>()
         .op::<GetCredentialFields>()
         .op::<ListCredentialsByType>()
         .op::<ListCredentialsByCompany>()
+        .op::<ListCredentials>()
         .op::<CreateCredential>()
         .op::<UpdateCredential>()
         .op::<UpdateCredentialFields>()
@@ -87,6 +105,8 @@ pub fn router() -> ServiceRouter<service::Service> {
         .op::<VerifyAudit>()
         .op::<GetAuditCheckpoint>()
         .op::<CreateAuditCheckpoint>()
+        .op::<GetExposure>()
+        .op::<MarkExposureDue>()
         // Events (kept by the events stream), changes announced to the other replicas, and the
         // audit entries on their way through `TTSCM_AUDIT` to the store.
         .publishes(ttscm_contract::subjects::EVENTS_ALL)
@@ -100,6 +120,8 @@ pub fn router() -> ServiceRouter<service::Service> {
         .background(|service, shutdown| Box::pin(service.prune_history_forever(shutdown)))
         // Signed checkpoints of the audit chain's head while it moves.
         .background(|service, shutdown| Box::pin(service.checkpoint_forever(shutdown)))
+        // Credentials whose type's rotationDays passed marked due (one replica at a time).
+        .background(|service, shutdown| Box::pin(service.rotation_forever(shutdown)))
         // Type events from every replica clear this replica's type caches; credential changes
         // announced by every replica (this one included) forget the credential, or for `*` all.
         .listen(TYPE_EVENTS, |service, _| service.caches.clear_types())

@@ -165,7 +165,11 @@ enum Outcome {
 
 /// Moves the sealed values of one document to the active key (binding unversioned ones when
 /// asked), in place.
-async fn reseal_values(client: &BusClient, ctx: &CallContext, sealed: Sealed<'_>) -> Result<Outcome, WireError> {
+async fn reseal_values(
+    client: &BusClient,
+    ctx: &CallContext,
+    sealed: Sealed<'_>,
+) -> Result<Outcome, WireError> {
     let Sealed {
         credential_id,
         values,
@@ -205,5 +209,9 @@ async fn reseal_values(client: &BusClient, ctx: &CallContext, sealed: Sealed<'_>
             changed = true;
         }
     }
-    Ok(if changed { Outcome::Changed } else { Outcome::Unchanged })
+    Ok(if changed {
+        Outcome::Changed
+    } else {
+        Outcome::Unchanged
+    })
 }

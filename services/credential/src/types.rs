@@ -190,13 +190,20 @@ impl Service {
                 .await?;
             // Conditional on the revision read above: a fields write that landed meanwhile is
             // not reverted, the credential is read again and brought in line instead.
-            if values != credential.values
-                && self
-                    .write_version(ctx, credential, Change::Migrated, values, credential.name.clone())
-                    .await?
-                    .is_none()
+            if values == credential.values {
+                continue;
+            }
+            match self
+                .write_version(ctx, credential, Change::Migrated, values, credential.name.clone())
+                .await?
             {
-                self.conform(ctx, &credential.id, new).await?;
+                Some(written) => {
+                    self.record(ctx, Service::version_record("credential.migrated", &written))
+                        .await?;
+                }
+                None => {
+                    self.conform(ctx, &credential.id, new).await?;
+                }
             }
         }
         Ok(())
@@ -289,6 +296,8 @@ impl Service {
                 .write_version(ctx, &credential, Change::Migrated, values, name)
                 .await?
             {
+                self.record(ctx, Service::version_record("credential.migrated", &written))
+                    .await?;
                 return Ok(Some(written));
             }
         }
@@ -399,7 +408,8 @@ async fn create_type(
     ctx: CallContext,
 ) -> Result<CredentialType, WireError> {
     let mut input = op.input;
-    let errors = domain::check_type_input(&mut input);
+    let mut errors = domain::check_type_input(&mut input);
+    crate::rotation::check_rotation_days(input.rotation_days, &mut errors);
     if !errors.is_empty() {
         return Err(WireError::validation(errors));
     }
@@ -413,6 +423,7 @@ async fn create_type(
         fields: input.fields,
         deleting: false,
         reveal_policy: input.reveal_policy.unwrap_or_default(),
+        rotation_days: input.rotation_days,
         created_at: now.clone(),
         updated_at: now,
     };
@@ -465,6 +476,10 @@ impl ServiceOp<Service> for UpdateCredentialType {
         if let Some(policy) = patch.reveal_policy {
             new.reveal_policy = policy;
         }
+        if let Some(days) = patch.rotation_days {
+            crate::rotation::check_rotation_days(days, &mut errors);
+            new.rotation_days = days;
+        }
         if !errors.is_empty() {
             return Err(WireError::validation(errors));
         }
@@ -503,6 +518,7 @@ impl ServiceOp<Service> for UpdateCredentialType {
                 "revealPolicy",
                 serde_json::to_value(&new.reveal_policy).expect("policies serialize"),
             )
+            .set("rotationDays", json!(new.rotation_days))
             .set("updatedAt", new.updated_at.clone());
         let updated = service
             .store
@@ -527,6 +543,14 @@ impl ServiceOp<Service> for UpdateCredentialType {
                 "previousRevealPolicy".into(),
                 serde_json::to_string(&old.reveal_policy).expect("policies serialize"),
             );
+        }
+        if new.rotation_days != old.rotation_days {
+            // A schedule loosened or removed is on record like a policy change ("none": no schedule).
+            let days = |d: Option<u32>| d.map_or_else(|| "none".to_owned(), |d| d.to_string());
+            record.details.insert("rotationDays".into(), days(new.rotation_days));
+            record
+                .details
+                .insert("previousRotationDays".into(), days(old.rotation_days));
         }
         service.record(&ctx, record).await?;
         service.type_event(&ctx, "updated", id, &new.name).await;
