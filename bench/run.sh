@@ -93,6 +93,7 @@ TARGETS=(
     "ttscm|ttscm reveal (ticket)|/v1/credential/credentials/@TCID@/secure-values?ticket=101|1|warp list|200"
     "ttscm|ttscm totp code|/v1/credential/credentials/@TOTP@/totp/otp|1|warp list|200"
     "ttscm|ttscm create credential|/v1/credential/credentials|1|warp list|201|bench/create.lua"
+    "ttscm|ttscm update fields|/v1/credential/credentials/@CID@/fields|1|warp list|200|bench/update.lua"
     "ttscm|ttscm search companies|/v1/company/companies?search=corp%2042&rpp=30|1|warp list|200"
     "ttscm|ttscm @me|/v1/user/@me|user|warp list|200"
     "ttscm|ttscm refresh|/v1/auth/refresh|refresh|warp list|201|bench/refresh.lua"
@@ -103,6 +104,7 @@ TARGETS=(
     "mesh|mesh reveal (ticket)|/v1/credential/credentials/@TCID@/secure-values?ticket=101|1|warp list|200"
     "mesh|mesh totp code|/v1/credential/credentials/@TOTP@/totp/otp|1|warp list|200"
     "mesh|mesh create credential|/v1/credential/credentials|1|warp list|201|bench/create.lua"
+    "mesh|mesh update fields|/v1/credential/credentials/@CID@/fields|1|warp list|200|bench/update.lua"
     # Only with BENCH_NOTE_ROWS=1, last: every reveal queues a ConnectWise ticket note, posted in
     # the background; the script waits (BENCH_NOTES_WAIT) for the posts to stop before going on.
     "ttscm|ttscm reveal (ticket, note)|/v1/credential/credentials/@NCID@/secure-values?ticket=101|1|warp list|200"
