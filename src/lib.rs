@@ -4,6 +4,7 @@
 //! This is the only crate that depends on every service; services never depend on each other.
 
 pub mod mesh;
+pub mod offboard;
 
 use std::net::TcpListener as StdTcpListener;
 use std::time::Duration;
@@ -169,13 +170,19 @@ pub async fn cli_audit(
     component: Component,
     store: &ttscm_runtime::Store,
 ) -> Result<ttscm_runtime::audit::AuditLog, AppError> {
-    let as_component = settings.mesh.principal_key.is_some().then_some(component);
-    let bus = connect::bus(settings, as_component)
-        .await
-        .map_err(config_or_runtime(true))?;
+    let bus = cli_bus(settings, component).await?;
     ttscm_runtime::audit::AuditLog::open(&bus, store)
         .await
         .map_err(|e| AppError::Runtime(format!("the audit log cannot be opened: {e}")))
+}
+
+/// The bus a `ttscm` command uses beside the store: over NATS connected as `component` when the
+/// mesh's keys are set (see [`cli_audit`]), else a bus of its own in this process.
+pub async fn cli_bus(settings: &Settings, component: Component) -> Result<ttscm_runtime::Bus, AppError> {
+    let as_component = settings.mesh.principal_key.is_some().then_some(component);
+    connect::bus(settings, as_component)
+        .await
+        .map_err(config_or_runtime(true))
 }
 
 /// Records `record` as done by the `ttscm` command `command` (e.g. `token create`); a failure

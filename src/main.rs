@@ -97,6 +97,10 @@ enum TokenCommand {
         /// Lifetime, e.g. `30d`, `12h` (default: no expiry).
         #[arg(long)]
         expires_in: Option<humantime::Duration>,
+        /// The e-mail of the user the token is made for (who has signed in): revoked with
+        /// their tokens by `ttscm user offboard --revoke-tokens`.
+        #[arg(long)]
+        owner: Option<String>,
     },
     /// List tokens (never their secrets).
     List,
@@ -117,6 +121,32 @@ enum UserCommand {
         /// The role to give.
         #[arg(long)]
         role: String,
+    },
+    /// The day someone leaves: prints the user and the credentials they revealed whose values
+    /// are still in use (JSON); optionally marks those due for rotation, ends the user's
+    /// sessions and revokes the API tokens made for them.
+    Offboard {
+        /// The user's e-mail address.
+        #[arg(long, required_unless_present = "tenant", conflicts_with = "tenant")]
+        email: Option<String>,
+        /// The user's Entra tenant id (with --object-id).
+        #[arg(long, requires = "object_id")]
+        tenant: Option<String>,
+        /// The user's Entra object id (with --tenant).
+        #[arg(long, requires = "tenant")]
+        object_id: Option<String>,
+        /// Only reveals at or after this time (RFC 3339; default: every reveal on record).
+        #[arg(long)]
+        since: Option<String>,
+        /// Mark every exposed credential due for rotation.
+        #[arg(long)]
+        mark_due: bool,
+        /// End the user's sessions (their refresh tokens stop working at once).
+        #[arg(long)]
+        end_sessions: bool,
+        /// Revoke the API tokens made for the user (`ttscm token create --owner`).
+        #[arg(long)]
+        revoke_tokens: bool,
     },
 }
 
@@ -303,19 +333,40 @@ fn token(settings: &Settings, command: TokenCommand) -> Result<(), AppError> {
                 name,
                 roles,
                 expires_in,
+                owner,
             } => {
                 let expires_at = expires_in.map(|d| {
                     time::OffsetDateTime::now_utc()
                         + time::Duration::try_from(*d).unwrap_or(time::Duration::MAX)
                 });
-                let (info, secret) =
-                    ttscm_identity::admin::create_api_token(&store, &name, &roles, expires_at)
+                let owner_id = match owner {
+                    Some(email) => Some(
+                        ttscm_identity::offboard::find_user(
+                            &store,
+                            &ttscm_identity::offboard::UserKey::Email(email),
+                        )
                         .await
-                        .map_err(admin_failed)?;
-                let record = AuditRecord::new("api_token.created", "api_token", info.id.clone())
+                        .map_err(admin_failed)?
+                        .id,
+                    ),
+                    None => None,
+                };
+                let (info, secret) = ttscm_identity::admin::create_api_token_for(
+                    &store,
+                    &name,
+                    &roles,
+                    expires_at,
+                    owner_id.as_deref(),
+                )
+                .await
+                .map_err(admin_failed)?;
+                let mut record = AuditRecord::new("api_token.created", "api_token", info.id.clone())
                     .detail("name", info.name.as_str())
                     .detail("roles", info.roles.join(","))
                     .detail("expiresAt", info.expires_at.as_deref().unwrap_or("never"));
+                if let Some(owner_id) = &info.owner_id {
+                    record = record.detail("owner", owner_id.as_str());
+                }
                 ttscm::record_cli(&audit, "token create", record).await?;
                 println!("{secret}");
                 eprintln!(
@@ -349,7 +400,53 @@ fn token(settings: &Settings, command: TokenCommand) -> Result<(), AppError> {
 }
 
 fn user(settings: &Settings, command: UserCommand) -> Result<(), AppError> {
-    let UserCommand::Grant { email, role } = command;
+    let (email, role) = match command {
+        UserCommand::Grant { email, role } => (email, role),
+        UserCommand::Offboard {
+            email,
+            tenant,
+            object_id,
+            since,
+            mark_due,
+            end_sessions,
+            revoke_tokens,
+        } => {
+            let user = match (email, tenant, object_id) {
+                (Some(email), _, _) => ttscm_identity::offboard::UserKey::Email(email),
+                (None, Some(tid), Some(oid)) => ttscm_identity::offboard::UserKey::TenantObject { tid, oid },
+                _ => {
+                    return Err(AppError::Config(
+                        "name the user with --email, or with --tenant and --object-id".into(),
+                    ));
+                }
+            };
+            let request = ttscm::offboard::OffboardRequest {
+                user,
+                since,
+                mark_due,
+                end_sessions,
+                revoke_tokens,
+            };
+            return with_store(settings, |store| async move {
+                let report = ttscm::offboard::offboard(settings, &store, request).await?;
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report.to_json()).expect("JSON values serialize")
+                );
+                eprintln!(
+                    "{} ({}): {} credential(s) still exposed{}",
+                    report.user.email,
+                    report.user.id,
+                    report.exposure.total,
+                    report.marked.as_ref().map_or(String::new(), |m| format!(
+                        ", {} marked due for rotation ({} due already)",
+                        m.marked, m.already_due
+                    ))
+                );
+                Ok(())
+            });
+        }
+    };
     with_store_and_audit(settings, Component::Identity, |store, audit| async move {
         let (user_id, roles) = ttscm_identity::admin::grant_role(&store, &email, &role)
             .await

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ttscm_contract::audit::ListAuditEvents;
+use ttscm_contract::audit::{GetExposure, ListAuditEvents, MarkExposureDue};
 use ttscm_contract::health::{CompanySyncHealth, CredentialHealth, HealthReply, IdentityHealth, VaultHealth};
 use ttscm_contract::{FieldError, WireError};
 use ttscm_runtime::clock::{format_iso, parse_iso};
@@ -60,6 +60,71 @@ pub(crate) async fn audit_events(
         .headers_mut()
         .insert(AUDIT_PENDING_HEADER, warp::http::HeaderValue::from(reply.pending));
     Ok(response)
+}
+
+/// `actor` (required) and `since` (optional, RFC 3339) of an exposure route's query; a 400
+/// names the one that is missing or malformed.
+fn exposure_query(
+    query: &std::collections::HashMap<String, String>,
+) -> Result<(String, Option<String>), WireError> {
+    let mut errors = Vec::new();
+    let actor = query.get("actor").map(|a| a.trim()).filter(|a| !a.is_empty());
+    if actor.is_none() {
+        errors.push(FieldError::new(
+            vec![serde_json::json!("actor")],
+            "actor is required: the id of a user or an API token",
+        ));
+    }
+    let since = match query.get("since") {
+        None => None,
+        Some(value) => match parse_iso(value) {
+            Some(at) => Some(format_iso(at)),
+            None => {
+                errors.push(FieldError::new(
+                    vec![serde_json::json!("since")],
+                    "since must be an RFC 3339 time",
+                ));
+                None
+            }
+        },
+    };
+    match actor {
+        Some(actor) if errors.is_empty() => Ok((actor.to_owned(), since)),
+        _ => Err(WireError::validation(errors)),
+    }
+}
+
+/// `GET /v1/audit/exposure?actor&since&page&rpp`: the credentials `actor` revealed whose
+/// revealed values are still in use; `data` is the report (`items`, `total`, `hidden`,
+/// `deleted`, `reveals`) with the spec's pagination beside it.
+pub(crate) async fn exposure(
+    ctx: RequestCtx,
+    route: &'static RouteSpec,
+    input: Input,
+) -> Result<Response, WireError> {
+    let (page, rpp) = page_and_rpp(&input.query)?;
+    let (actor, since) = exposure_query(&input.query)?;
+    let op = GetExposure {
+        actor,
+        since,
+        window: ttscm_contract::credential::ListWindow {
+            page: Some((page, rpp)),
+        },
+    };
+    let report = ctx.call(&op).await?;
+    let pagination = envelope::Pagination::new(page, rpp, report.total, report.items.len() as u64);
+    Ok(envelope::paginated(route.message, &report, &pagination))
+}
+
+/// `POST /v1/audit/exposure?actor&since`: marks the exposed credentials due for rotation.
+pub(crate) async fn mark_exposure(
+    ctx: RequestCtx,
+    route: &'static RouteSpec,
+    input: Input,
+) -> Result<Response, WireError> {
+    let (actor, since) = exposure_query(&input.query)?;
+    let marked = ctx.call(&MarkExposureDue { actor, since }).await?;
+    Ok(envelope::success(route.status, route.message, &marked))
 }
 
 /// The response header of `GET /v1/audit/events` counting entries appended but not yet

@@ -205,3 +205,103 @@ crate::operation!(GetAuditCheckpoint => subjects::AUDIT_CHECKPOINT_GET, AuditChe
 pub struct CreateAuditCheckpoint {}
 
 crate::operation!(CreateAuditCheckpoint => subjects::AUDIT_CHECKPOINT_CREATE, AuditCheckpoint);
+
+/// The credentials `actor` (a user's or an API token's id) revealed — the current or a past
+/// version; `totp` codes are not reveals — whose revealed secure values are still the
+/// credential's values now: what a leaver could still use. Credentials since deleted are left
+/// out (their values are gone); credentials of a type whose `permissionScope` the caller lacks
+/// are left out and counted in `hidden`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetExposure {
+    /// The actor's id, as audit entries name it.
+    pub actor: String,
+    /// Only reveals at or after this time (RFC 3339); `None`: every reveal on record.
+    #[serde(default)]
+    pub since: Option<String>,
+    /// Which part of the list.
+    #[serde(default)]
+    pub window: crate::credential::ListWindow,
+}
+
+/// A credential as the exposure report names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExposedCredentialRef {
+    /// Id.
+    pub id: String,
+    /// Name now.
+    pub name: String,
+    /// Type id.
+    pub type_id: String,
+    /// Company id.
+    pub company_id: String,
+    /// The company's name, when company-sync answered for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company_name: Option<String>,
+}
+
+/// One credential whose revealed values are still in use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExposedCredential {
+    /// The credential.
+    pub credential: ExposedCredentialRef,
+    /// The fields whose revealed values are unchanged since (sorted).
+    pub field_ids: Vec<String>,
+    /// The actor's last reveal of it in the window.
+    pub revealed_at: String,
+    /// How many times the actor revealed it in the window.
+    pub reveals: u64,
+    /// The credential versions the actor revealed (ascending; empty for reveals recorded
+    /// before versions were).
+    pub versions: Vec<u64>,
+    /// Whether it is marked due for rotation already.
+    pub rotation_due: bool,
+}
+
+/// The exposure report: the credentials still exposed, most recently revealed first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExposureReport {
+    /// The credentials (one page, or all).
+    pub items: Vec<ExposedCredential>,
+    /// How many are still exposed in all.
+    pub total: u64,
+    /// Exposed credentials left out because the caller lacks their type's scope.
+    pub hidden: u64,
+    /// Credentials the actor revealed that were deleted since (their values are gone).
+    pub deleted: u64,
+    /// How many reveals by the actor were read.
+    pub reveals: u64,
+}
+
+crate::operation!(GetExposure => subjects::AUDIT_EXPOSURE, ExposureReport);
+
+/// Marks every credential [`GetExposure`] reports for `actor` (the caller may see) due for
+/// rotation, with reason `exposure`; recorded as one `credential.exposure_marked` entry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MarkExposureDue {
+    /// The actor's id.
+    pub actor: String,
+    /// Only reveals at or after this time (RFC 3339).
+    #[serde(default)]
+    pub since: Option<String>,
+}
+
+/// What a [`MarkExposureDue`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExposureMarked {
+    /// Credentials this call made due (each emitted `credential.rotation_due`).
+    pub marked: u64,
+    /// Credentials that were due already.
+    pub already_due: u64,
+    /// The exposed credentials' ids (marked or due already).
+    pub credentials: Vec<String>,
+    /// Exposed credentials left alone because the caller lacks their type's scope.
+    pub hidden: u64,
+}
+
+crate::operation!(MarkExposureDue => subjects::AUDIT_EXPOSURE_MARK, ExposureMarked);

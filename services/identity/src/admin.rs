@@ -30,6 +30,10 @@ pub struct ApiTokenInfo {
     pub expires_at: Option<String>,
     /// Revocation time, if revoked.
     pub revoked_at: Option<String>,
+    /// The user the token was made for (`ttscm token create --owner`), if any: revoked with
+    /// that user's tokens when they leave (`ttscm user offboard --revoke-tokens`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
 }
 
 /// Creates a token with `roles`, valid until `expires_at` (if given). Answers its info and the
@@ -39,6 +43,18 @@ pub async fn create_api_token(
     name: &str,
     roles: &[String],
     expires_at: Option<time::OffsetDateTime>,
+) -> Result<(ApiTokenInfo, String), IdentityError> {
+    create_api_token_for(store, name, roles, expires_at, None).await
+}
+
+/// [`create_api_token`] made for the user with id `owner_id` (when given), so the token goes
+/// when that user is offboarded.
+pub async fn create_api_token_for(
+    store: &Store,
+    name: &str,
+    roles: &[String],
+    expires_at: Option<time::OffsetDateTime>,
+    owner_id: Option<&str>,
 ) -> Result<(ApiTokenInfo, String), IdentityError> {
     prepare(store).await?;
     let name = name.trim();
@@ -66,6 +82,7 @@ pub async fn create_api_token(
         created_at: clock::now_iso(),
         expires_at: expires_at.map(clock::format_iso),
         revoked_at: None,
+        owner_id: owner_id.map(str::to_owned),
     };
     let mut document = as_document(serde_json::to_value(&info).expect("token info serializes"));
     document.insert("tokenHash".into(), Value::String(token_hash(&token)));
@@ -93,6 +110,7 @@ pub async fn list_api_tokens(store: &Store) -> Result<Vec<ApiTokenInfo>, Identit
                 created_at: text("createdAt").unwrap_or_default(),
                 expires_at: text("expiresAt"),
                 revoked_at: text("revokedAt"),
+                owner_id: text("ownerId"),
             }
         })
         .collect())

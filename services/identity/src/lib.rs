@@ -10,6 +10,7 @@ pub mod error;
 pub mod failures;
 pub mod keys;
 pub mod logins;
+pub mod offboard;
 pub mod oidc;
 pub mod roles;
 pub mod service;
