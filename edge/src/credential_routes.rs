@@ -3,7 +3,8 @@
 //! `ETag` (its version) and `If-Match` on writes, and its history.
 
 use ttscm_contract::credential::{
-    Credential, CredentialList, GetCredential, Justification, ListCredentialHistory, ListCredentialsByCompany,
+    Credential, CredentialList, GetCredential, Justification, ListCredentialHistory, ListCredentials,
+    ListCredentialsByCompany,
     ListCredentialsByType, ListWindow, RestoreCredentialVersion, UpdateCredential, UpdateCredentialFields,
 };
 use ttscm_contract::{FieldError, WireError};
@@ -24,6 +25,19 @@ fn window(input: &Input) -> Result<ListWindow, WireError> {
     }
 }
 
+/// `rotationDue=true` (only credentials due for rotation); left out: every credential. Any
+/// other value is a 400 naming `rotationDue`.
+fn rotation_due(input: &Input) -> Result<bool, WireError> {
+    match input.query.get("rotationDue").map(String::as_str) {
+        None => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(WireError::validation(vec![FieldError::new(
+            vec![serde_json::json!("rotationDue")],
+            "rotationDue must be true (or left out for every credential)",
+        )])),
+    }
+}
+
 fn answer(route: &'static RouteSpec, window: ListWindow, list: &CredentialList) -> Response {
     match window.page {
         Some(page) => page_of(route, page, list.total, &list.items),
@@ -31,7 +45,7 @@ fn answer(route: &'static RouteSpec, window: ListWindow, list: &CredentialList) 
     }
 }
 
-/// `GET /v1/credential/credentials/company/:companyId[?page&rpp]`.
+/// `GET /v1/credential/credentials/company/:companyId[?page&rpp&rotationDue=true]`.
 pub(crate) async fn by_company(
     ctx: RequestCtx,
     route: &'static RouteSpec,
@@ -39,13 +53,14 @@ pub(crate) async fn by_company(
 ) -> Result<Response, WireError> {
     let window = window(&input)?;
     let op = ListCredentialsByCompany {
+        rotation_due: rotation_due(&input)?,
         company_id: input.param(),
         window,
     };
     Ok(answer(route, window, &ctx.call(&op).await?))
 }
 
-/// `GET /v1/credential-type/credential-types/:id/credentials[?page&rpp]`.
+/// `GET /v1/credential-type/credential-types/:id/credentials[?page&rpp&rotationDue=true]`.
 pub(crate) async fn by_type(
     ctx: RequestCtx,
     route: &'static RouteSpec,
@@ -53,7 +68,23 @@ pub(crate) async fn by_type(
 ) -> Result<Response, WireError> {
     let window = window(&input)?;
     let op = ListCredentialsByType {
+        rotation_due: rotation_due(&input)?,
         id: input.param(),
+        window,
+    };
+    Ok(answer(route, window, &ctx.call(&op).await?))
+}
+
+/// `GET /v1/credential/credentials[?rotationDue=true&page&rpp]` (beyond the spec): across every
+/// company, scope-filtered like a company's list.
+pub(crate) async fn across_companies(
+    ctx: RequestCtx,
+    route: &'static RouteSpec,
+    input: Input,
+) -> Result<Response, WireError> {
+    let window = window(&input)?;
+    let op = ListCredentials {
+        rotation_due: rotation_due(&input)?,
         window,
     };
     Ok(answer(route, window, &ctx.call(&op).await?))

@@ -119,7 +119,8 @@ pub mod names {
     pub const COMPANY_FETCH_CONFIGURATIONS: &str = "company.fetch.configurations";
     /// `GET /credential/credentials/:id`.
     pub const CREDENTIAL_FETCH: &str = "credential.fetch";
-    /// `GET /credential/credentials/company/:companyId`.
+    /// `GET /credential/credentials/company/:companyId`, and (beyond the spec)
+    /// `GET /credential/credentials?rotationDue=true`.
     pub const CREDENTIAL_FETCH_MANY: &str = "credential.fetch.many";
     /// `POST /credential/credentials`.
     pub const CREDENTIAL_CREATE: &str = "credential.create";

@@ -88,6 +88,10 @@ pub struct CredentialSettings {
     /// Seconds between runs of the history pruning (`TTSCM_CREDENTIAL__HISTORY_PRUNE_SECS`,
     /// default 3600; 0: never in the background).
     pub history_prune_secs: u64,
+    /// Seconds between the rotation scheduler's sweeps, which mark credentials due once their
+    /// type's `rotationDays` have passed (`TTSCM_CREDENTIAL__ROTATION_CHECK_SECS`, default 300;
+    /// 0: off — break-glass and exposure marks still apply).
+    pub rotation_check_secs: u64,
 }
 
 impl Default for CredentialSettings {
@@ -97,6 +101,7 @@ impl Default for CredentialSettings {
             history_keep_versions: 50,
             history_keep_days: 0,
             history_prune_secs: 3600,
+            rotation_check_secs: 300,
         }
     }
 }

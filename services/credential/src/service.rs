@@ -341,6 +341,8 @@ impl Service {
             .filter(|v| !v.sealed && credential_type.field(&v.field_id).is_some_and(|f| !f.secure))
             .map(|v| (v.field_id.clone(), Value::String(v.value.clone())))
             .collect();
+        let (rotation_due, rotation_due_at) =
+            crate::rotation::rotation_state(credential, credential_type, &clock::now_iso());
         Credential {
             id: credential.id.clone(),
             name: credential.name.clone(),
@@ -355,6 +357,8 @@ impl Service {
             created_at: credential.created_at.clone(),
             updated_at: credential.updated_at.clone(),
             version: u64::try_from(credential.revision).unwrap_or_default(),
+            rotation_due,
+            rotation_due_at,
         }
     }
 }

@@ -83,6 +83,10 @@ pub struct TypeDoc {
     /// What reveals of its credentials must carry (missing in older documents: nothing).
     #[serde(default)]
     pub reveal_policy: RevealPolicy,
+    /// Days after which its credentials' secure values are due for rotation (missing: never
+    /// by schedule; see `rotation.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_days: Option<u32>,
     /// Created.
     pub created_at: String,
     /// Updated.
@@ -100,6 +104,7 @@ impl TypeDoc {
             fields: self.fields.clone(),
             credential_count,
             reveal_policy: self.reveal_policy.clone(),
+            rotation_days: self.rotation_days,
             created_at: self.created_at.clone(),
             updated_at: self.updated_at.clone(),
         }
