@@ -252,3 +252,165 @@ fn admin_emails_are_read_from_a_comma_separated_variable() {
     assert!(!stderr.contains("invalid settings"), "{stderr}");
     assert_eq!(output.status.code(), Some(64), "{stderr}");
 }
+
+/// `ttscm user offboard` beside a running server: finds the user by e-mail, ends their
+/// sessions, revokes the tokens made for them, reports what they revealed that is still in use
+/// and marks it due — each action on the server's audit chain as the command's.
+#[tokio::test]
+async fn user_offboard_ends_sessions_revokes_tokens_and_marks_the_exposure_due() {
+    let app = support::spawn_app(support::Mode::Embedded).await;
+    let cli = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("TTSCM_DATA_DIR", &app.settings.data_dir)
+            .env_remove("TTSCM_MONGODB_URI")
+            .env_remove("MONGODB_URI")
+            .env_remove("TTSCM_NATS_URL")
+            .env_remove("NATS_URL")
+            .output()
+            .expect("runs")
+    };
+    let seeded = app.seed_aws_credential("Leaver Co", "cli-leaver-secret").await;
+    let kept = app
+        .create_aws_credential(&seeded.type_id, &seeded.company, "not-revealed")
+        .await;
+    app.create_role("revealer", &["credential.fetch", "credential.secure_values.read"])
+        .await;
+    let leaver = app.signed_in_user(&["revealer"]).await;
+    let email = ttscm_identity::users::get_user(&app.store().await, &leaver.user_id)
+        .await
+        .expect("reads")
+        .expect("the user")
+        .email;
+    let reveal = format!("/v1/credential/credentials/{}/secure-values", seeded.id);
+    app.assert_get(&reveal, &leaver.access_token, 200).await;
+
+    // A token made for the leaver, and one made for nobody.
+    let token = support::stdout_of(
+        cli(&[
+            "token",
+            "create",
+            "--name",
+            "leaver-laptop",
+            "--role",
+            "revealer",
+            "--owner",
+            &email,
+        ]),
+        "token create --owner",
+    )
+    .trim()
+    .to_owned();
+    app.assert_get(&reveal, &token, 200).await;
+    let unowned = app.token_with(&["credential.fetch"]).await;
+    let unknown = cli(&[
+        "token",
+        "create",
+        "--name",
+        "x",
+        "--role",
+        "revealer",
+        "--owner",
+        "nobody@contoso.example",
+    ]);
+    assert_eq!(
+        unknown.status.code(),
+        Some(64),
+        "an unknown owner is the person's mistake"
+    );
+
+    let output = cli(&[
+        "user",
+        "offboard",
+        "--email",
+        &email.to_uppercase(),
+        "--mark-due",
+        "--end-sessions",
+        "--revoke-tokens",
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_str(&support::stdout_of(output, "user offboard")).expect("a JSON report");
+    assert_eq!(report["user"]["id"], leaver.user_id.as_str(), "{report}");
+    assert_eq!(report["user"]["email"], email.as_str(), "{report}");
+    assert_eq!(report["exposure"]["total"], 1, "{report}");
+    assert_eq!(
+        report["exposure"]["items"][0]["credential"]["id"],
+        seeded.id.as_str(),
+        "{report}"
+    );
+    assert_eq!(
+        report["exposure"]["items"][0]["fieldIds"],
+        serde_json::json!(["secretAccessKey"])
+    );
+    assert_eq!(report["marked"]["marked"], 1, "{report}");
+    assert_eq!(
+        report["sessionsEnded"],
+        serde_json::json!([leaver.session_id]),
+        "{report}"
+    );
+    assert_eq!(
+        report["tokensRevoked"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    assert!(!report.to_string().contains("cli-leaver-secret"), "never a value");
+
+    // Sessions ended: the refresh token is refused at once, the access token within the edge's
+    // token cache time; the owned token likewise; the unowned one keeps working.
+    assert_eq!(app.post_refresh(&leaver.refresh_token).await.status(), 401);
+    let within = Duration::from_secs(20);
+    assert!(
+        app.answers_within(&reveal, Some(&leaver.access_token), 401, within)
+            .await
+    );
+    assert!(app.answers_within(&reveal, Some(&token), 401, within).await);
+    app.assert_get(&format!("/v1/credential/credentials/{kept}"), &unowned, 200)
+        .await;
+
+    // Marked due; the credential it did not reveal is not.
+    let store = app.store().await;
+    let due = |document: Option<ttscm_runtime::store::Document>| {
+        document.expect("stored").get("rotationDue") == Some(&serde_json::json!(true))
+    };
+    assert!(due(store.get("credentials", &seeded.id).await.expect("reads")));
+    assert!(!due(store.get("credentials", &kept).await.expect("reads")));
+
+    // On the server's chain, as the command's.
+    for action in [
+        "credential.exposure_marked",
+        "user.sessions_ended",
+        "api_token.revoked",
+    ] {
+        let entries = app.audit_entries(action).await;
+        assert_eq!(entries.len(), 1, "{action}: {entries:?}");
+        assert_eq!(entries[0]["actor"]["name"], "ttscm user offboard", "{entries:?}");
+    }
+    let marked = &app.audit_entries("credential.exposure_marked").await[0];
+    assert_eq!(marked["details"]["actor"], leaver.user_id.as_str(), "{marked}");
+    assert_eq!(marked["details"]["marked"], "1", "{marked}");
+
+    // By tenant and object id it finds the same user; nobody is exit 64.
+    let output = cli(&[
+        "user",
+        "offboard",
+        "--tenant",
+        ttscm_testkit::oidc::TEST_TENANT,
+        "--object-id",
+        email
+            .trim_start_matches("alice.")
+            .trim_end_matches("@contoso.example"),
+    ]);
+    let again: serde_json::Value =
+        serde_json::from_str(&support::stdout_of(output, "user offboard --tenant")).expect("JSON");
+    assert_eq!(again["user"]["id"], leaver.user_id.as_str(), "{again}");
+    assert_eq!(again["exposure"]["items"][0]["rotationDue"], true, "{again}");
+    assert!(
+        again.get("marked").is_none(),
+        "nothing marked without --mark-due: {again}"
+    );
+    let nobody = cli(&["user", "offboard", "--email", "nobody@contoso.example"]);
+    assert_eq!(nobody.status.code(), Some(64));
+    let bad_since = cli(&["user", "offboard", "--email", &email, "--since", "last week"]);
+    assert_eq!(bad_since.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&bad_since.stderr).contains("--since"));
+}
