@@ -156,7 +156,8 @@ where
 }
 
 /// The body of `PATCH /credential-type/credential-types/:id`; absent keys stay as they are,
-/// `null` clears `permissionScope`, `icon` or `rotationDays`.
+/// `null` clears `permissionScope`, `icon` or `rotationDays`. On the bus an absent key is left
+/// out too (`skip_serializing_if`): written as `null` it would arrive as "clear".
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CredentialTypePatch {
@@ -164,10 +165,10 @@ pub struct CredentialTypePatch {
     #[serde(default)]
     pub name: Option<String>,
     /// New scope, or `null` to remove it.
-    #[serde(default, deserialize_with = "explicit_null")]
+    #[serde(default, deserialize_with = "explicit_null", skip_serializing_if = "Option::is_none")]
     pub permission_scope: Option<Option<String>>,
     /// New icon, or `null` to remove it.
-    #[serde(default, deserialize_with = "explicit_null")]
+    #[serde(default, deserialize_with = "explicit_null", skip_serializing_if = "Option::is_none")]
     pub icon: Option<Option<String>>,
     /// The complete new list of field definitions.
     #[serde(default)]
@@ -176,7 +177,7 @@ pub struct CredentialTypePatch {
     #[serde(default)]
     pub reveal_policy: Option<RevealPolicy>,
     /// New rotation schedule in days, or `null` to remove it (beyond the spec).
-    #[serde(default, deserialize_with = "explicit_null")]
+    #[serde(default, deserialize_with = "explicit_null", skip_serializing_if = "Option::is_none")]
     pub rotation_days: Option<Option<u32>>,
 }
 
