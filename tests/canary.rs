@@ -37,6 +37,13 @@ async fn a_canary_secret_never_reaches_logs_subjects_or_events() {
     assert_eq!(app.put(&format!("{path}/fields"), &token, &body).await.0, 200);
     let bad = json!({"fields": [{"fieldId": "accessKeyId", "value": format!("{canary}\nbad")}, {"fieldId": "secretAccessKey", "value": canary}]});
     assert_eq!(app.put(&format!("{path}/fields"), &token, &bad).await.0, 400);
+    // History: a past version revealed and restored (its value unsealed and sealed again).
+    let (status, past) = app
+        .get(&format!("{path}/history/1/secure-values"), Some(&token))
+        .await;
+    assert_eq!((status, past["data"]["secretAccessKey"].as_str()), (200, Some(canary)));
+    assert_eq!(app.post(&format!("{path}/history/1/restore"), &token, &json!({})).await.0, 200);
+    assert_eq!(app.get(&format!("{path}/history"), Some(&token)).await.0, 200);
     assert_eq!(app.delete_status(&path, &token).await, 200);
 
     // A TOTP seed (base32, so the canary's letters are its first characters) and its codes.
