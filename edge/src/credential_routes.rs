@@ -4,8 +4,8 @@
 
 use ttscm_contract::credential::{
     Credential, CredentialList, GetCredential, Justification, ListCredentialHistory, ListCredentials,
-    ListCredentialsByCompany,
-    ListCredentialsByType, ListWindow, RestoreCredentialVersion, UpdateCredential, UpdateCredentialFields,
+    ListCredentialsByCompany, ListCredentialsByType, ListWindow, RestoreCredentialVersion, UpdateCredential,
+    UpdateCredentialFields,
 };
 use ttscm_contract::{FieldError, WireError};
 use warp::http::HeaderValue;

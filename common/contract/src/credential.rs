@@ -165,10 +165,18 @@ pub struct CredentialTypePatch {
     #[serde(default)]
     pub name: Option<String>,
     /// New scope, or `null` to remove it.
-    #[serde(default, deserialize_with = "explicit_null", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "explicit_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub permission_scope: Option<Option<String>>,
     /// New icon, or `null` to remove it.
-    #[serde(default, deserialize_with = "explicit_null", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "explicit_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub icon: Option<Option<String>>,
     /// The complete new list of field definitions.
     #[serde(default)]
@@ -177,7 +185,11 @@ pub struct CredentialTypePatch {
     #[serde(default)]
     pub reveal_policy: Option<RevealPolicy>,
     /// New rotation schedule in days, or `null` to remove it (beyond the spec).
-    #[serde(default, deserialize_with = "explicit_null", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "explicit_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rotation_days: Option<Option<u32>>,
 }
 

@@ -196,7 +196,11 @@ impl ServiceOp<Service> for ListCredentials {
         if self.rotation_due {
             filter.push(service.due_filter(&clock::now_iso()).await?);
         }
-        let filter = if filter.is_empty() { Filter::All } else { Filter::And(filter) };
+        let filter = if filter.is_empty() {
+            Filter::All
+        } else {
+            Filter::And(filter)
+        };
         let (credentials, total) = service.credentials_in(filter, self.window).await?;
         let mut typed = Vec::with_capacity(credentials.len());
         for credential in credentials {

@@ -37,6 +37,12 @@ const CREDENTIAL_INDEXES: &[IndexSpec] = &[
         fields: &["companyId", "name", "id"],
         unique: false,
     },
+    // The `rotationDue=true` lists' marked branch (the by-date branches go by `typeId`).
+    IndexSpec {
+        name: "rotation_due",
+        fields: &["rotationDue"],
+        unique: false,
+    },
 ];
 
 /// A credential's versions in order; and the pruning's scan by age.

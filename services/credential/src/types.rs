@@ -547,7 +547,9 @@ impl ServiceOp<Service> for UpdateCredentialType {
         if new.rotation_days != old.rotation_days {
             // A schedule loosened or removed is on record like a policy change ("none": no schedule).
             let days = |d: Option<u32>| d.map_or_else(|| "none".to_owned(), |d| d.to_string());
-            record.details.insert("rotationDays".into(), days(new.rotation_days));
+            record
+                .details
+                .insert("rotationDays".into(), days(new.rotation_days));
             record
                 .details
                 .insert("previousRotationDays".into(), days(old.rotation_days));
