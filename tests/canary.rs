@@ -41,8 +41,16 @@ async fn a_canary_secret_never_reaches_logs_subjects_or_events() {
     let (status, past) = app
         .get(&format!("{path}/history/1/secure-values"), Some(&token))
         .await;
-    assert_eq!((status, past["data"]["secretAccessKey"].as_str()), (200, Some(canary)));
-    assert_eq!(app.post(&format!("{path}/history/1/restore"), &token, &json!({})).await.0, 200);
+    assert_eq!(
+        (status, past["data"]["secretAccessKey"].as_str()),
+        (200, Some(canary))
+    );
+    assert_eq!(
+        app.post(&format!("{path}/history/1/restore"), &token, &json!({}))
+            .await
+            .0,
+        200
+    );
     assert_eq!(app.get(&format!("{path}/history"), Some(&token)).await.0, 200);
     assert_eq!(app.delete_status(&path, &token).await, 200);
 

@@ -123,13 +123,21 @@ pub(crate) fn if_match(header: Option<&str>) -> Result<Option<u64>, WireError> {
 }
 
 /// `GET /v1/credential/credentials/:id`, with the `ETag`.
-pub(crate) async fn get(ctx: RequestCtx, route: &'static RouteSpec, mut input: Input) -> Result<Response, WireError> {
+pub(crate) async fn get(
+    ctx: RequestCtx,
+    route: &'static RouteSpec,
+    mut input: Input,
+) -> Result<Response, WireError> {
     let credential = ctx.call(&GetCredential { id: input.param() }).await?;
     Ok(with_etag(route, &credential))
 }
 
 /// `PATCH /v1/credential/credentials/:id` (optional `If-Match`), answering the new `ETag`.
-pub(crate) async fn rename(ctx: RequestCtx, route: &'static RouteSpec, mut input: Input) -> Result<Response, WireError> {
+pub(crate) async fn rename(
+    ctx: RequestCtx,
+    route: &'static RouteSpec,
+    mut input: Input,
+) -> Result<Response, WireError> {
     let op = UpdateCredential {
         if_match: if_match(input.body_header("if-match"))?,
         patch: input.body()?,
@@ -181,7 +189,11 @@ pub(crate) async fn history(
 }
 
 /// `POST /v1/credential/credentials/:id/history/:version/restore` (optional `If-Match`).
-pub(crate) async fn restore(ctx: RequestCtx, route: &'static RouteSpec, mut input: Input) -> Result<Response, WireError> {
+pub(crate) async fn restore(
+    ctx: RequestCtx,
+    route: &'static RouteSpec,
+    mut input: Input,
+) -> Result<Response, WireError> {
     let op = RestoreCredentialVersion {
         if_match: if_match(input.header.as_deref())?,
         id: input.param(),

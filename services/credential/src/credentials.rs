@@ -333,10 +333,7 @@ async fn create_credential(
         .map_err(store_failed)?;
     service.caches.clear_type_list();
     if let Err(error) = service
-        .record(
-            &ctx,
-            Service::version_record("credential.created", &credential),
-        )
+        .record(&ctx, Service::version_record("credential.created", &credential))
         .await
     {
         let _ = service.store.delete(CREDENTIALS, &credential.id).await;
@@ -374,10 +371,7 @@ impl ServiceOp<Service> for UpdateCredential {
         }
         let (credential, credential_type) = written.ok_or_else(changed_concurrently)?;
         service
-            .record(
-                &ctx,
-                Service::version_record("credential.updated", &credential),
-            )
+            .record(&ctx, Service::version_record("credential.updated", &credential))
             .await?;
         service.credential_event(&ctx, "updated", &credential).await;
         let company = service.company(&ctx, &credential.company_id).await?;

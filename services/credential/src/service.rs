@@ -32,8 +32,8 @@ use crate::audit::AuditLog;
 use crate::caches::Caches;
 use crate::events::Events;
 use crate::store::{
-    CREDENTIAL_TYPES, CREDENTIAL_VERSIONS, CREDENTIALS, CredentialDoc, StoredValue, TypeDoc, VersionDoc, VersionInfo,
-    from_document,
+    CREDENTIAL_TYPES, CREDENTIAL_VERSIONS, CREDENTIALS, CredentialDoc, StoredValue, TypeDoc, VersionDoc,
+    VersionInfo, from_document,
 };
 
 /// The credential service's dependencies.

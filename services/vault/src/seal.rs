@@ -409,9 +409,20 @@ mod tests {
         let ring = old_ring();
         let at_three = HERE.at_version(3);
         let sealed = seal(&ring, at_three, b"secret").expect("seals");
-        assert_eq!(open(&ring, at_three, &sealed).expect("opens").as_bytes(), b"secret");
-        for elsewhere in [HERE, HERE.at_version(2), HERE.at_version(4), HERE.at_version(3 << 32)] {
-            assert_eq!(open(&ring, elsewhere, &sealed).unwrap_err(), SealError::DoesNotOpen);
+        assert_eq!(
+            open(&ring, at_three, &sealed).expect("opens").as_bytes(),
+            b"secret"
+        );
+        for elsewhere in [
+            HERE,
+            HERE.at_version(2),
+            HERE.at_version(4),
+            HERE.at_version(3 << 32),
+        ] {
+            assert_eq!(
+                open(&ring, elsewhere, &sealed).unwrap_err(),
+                SealError::DoesNotOpen
+            );
         }
         // A value from before versions opens only unversioned (not as "version 0").
         let unversioned = seal(&ring, HERE, b"old").expect("seals");

@@ -538,7 +538,10 @@ mod tests {
                 ],
             })
             .expect("seals");
-        assert_eq!(again[0], first, "an equal value keeps its blob (and so its version)");
+        assert_eq!(
+            again[0], first,
+            "an equal value keeps its blob (and so its version)"
+        );
         for (index, plaintext) in [(1, "other"), (2, "sam"), (3, "same")] {
             assert_ne!(again[index], first);
             let opened = vault
@@ -568,7 +571,11 @@ mod tests {
                 to_versions: Vec::new(),
             })
             .expect("reseals");
-        assert_eq!(same, vec![old.clone()], "already under the active key and at its place");
+        assert_eq!(
+            same,
+            vec![old.clone()],
+            "already under the active key and at its place"
+        );
         let moved = vault
             .reseal(&Reseal {
                 items: vec![item.clone()],
@@ -580,12 +587,18 @@ mod tests {
         let open_at = |vault: &mut Vault, version, sealed: &str| {
             vault.unseal(&Unseal {
                 items: vec![SealedItem {
-                    place: Place { version, ..place("c", "f") },
+                    place: Place {
+                        version,
+                        ..place("c", "f")
+                    },
                     sealed: sealed.to_owned(),
                 }],
             })
         };
-        assert_eq!(open_at(&mut vault, Some(7), &moved).expect("opens").0, vec!["v".to_owned()]);
+        assert_eq!(
+            open_at(&mut vault, Some(7), &moved).expect("opens").0,
+            vec!["v".to_owned()]
+        );
         assert!(open_at(&mut vault, None, &moved).is_err());
         assert!(
             vault

@@ -102,10 +102,15 @@ impl TestVault {
 
     /// Moves `items` to the active key.
     pub async fn reseal(&self, items: Vec<SealedItem>) -> Result<Vec<String>, WireError> {
-        self.client.call(&CallContext::new(None), &Reseal {
+        self.client
+            .call(
+                &CallContext::new(None),
+                &Reseal {
                     items,
                     to_versions: Vec::new(),
-                }).await
+                },
+            )
+            .await
     }
 
     /// Rotates the key (`ttscm vault rotate`) and returns the new kid.
