@@ -126,7 +126,7 @@ TTSCM_IDENTITY__REFRESH_TOKEN_TTL_SECS TTSCM_IDENTITY__SESSION_TTL_SECS TTSCM_ED
 TTSCM_EDGE__TOKEN_CACHE_SECS
 TTSCM_NATS__USER TTSCM_NATS__PASSWORD TTSCM_NATS__TOKEN TTSCM_NATS__NKEY_SEED
 TTSCM_NATS__CREDS_FILE TTSCM_NATS__TLS_CA TTSCM_NATS__TLS_CERT TTSCM_NATS__TLS_KEY
-TTSCM_NATS__TLS_REQUIRED TTSCM_MESH__PRINCIPAL_KEY TTSCM_MESH__TRUSTED_KEYS""".split())
+TTSCM_NATS__TLS_REQUIRED TTSCM_MESH__PRINCIPAL_KEY TTSCM_MESH__TRUSTED_KEYS TTSCM_METRICS_ADDR""".split())
 SECRETS = {"TTSCM_MONGODB_URI", "MONGODB_URI", "TTSCM_IDENTITY__SIGNING_KEY", "TTSCM_VAULT__KEYS",
            "TTSCM_VAULT__CHECKPOINT_KEY",
            "TTSCM_ENTRA__CLIENT_SECRET", "TTSCM_CONNECTWISE__PRIVATE_KEY", "TTSCM_NATS__PASSWORD",
@@ -143,6 +143,7 @@ OWN = {  # each component's own secrets (secrets/<component>.env): all it may ho
               {"TTSCM_VAULT__KEYS", "TTSCM_VAULT__CHECKPOINT_KEY"}),
 }
 STORE = {"identity", "company-sync", "credential"}   # MongoDB egress
+METRICS_PORT = 9090                                  # /metrics (TTSCM_METRICS_ADDR in configmap.yaml)
 HTTPS = {"identity", "company-sync"}                # Entra ID / ConnectWise
 GENERATED = ["nats-config", "ttscm-mesh"] + [f"ttscm-{c}" for c in COMPONENTS]
 TLS_CA_DIR = "/etc/ttscm/nats-ca"
@@ -355,13 +356,19 @@ def check_render(variant):
                 W(f"{where}: envFrom must be ConfigMaps ttscm-config, ttscm-mesh and its own Secret ttscm-{comp} only, got {refs}")
             env_check(f"[{variant}] {where}", names)
             ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+            # Every component serves /metrics on its own port (TTSCM_METRICS_ADDR), scraped
+            # through the pod's prometheus.io annotations.
+            if ports.get("metrics") != METRICS_PORT: W(f"{where}: needs the port metrics: {METRICS_PORT}")
+            ann = d["spec"]["template"]["metadata"].get("annotations", {})
+            if (ann.get("prometheus.io/scrape"), ann.get("prometheus.io/port"), ann.get("prometheus.io/path")) != ("true", str(METRICS_PORT), "/metrics"):
+                W(f"{where}: pod annotations prometheus.io/scrape \"true\", port \"{METRICS_PORT}\", path /metrics")
             if comp == "edge":
                 if 3000 not in ports.values(): W(f"{where}: edge must expose 3000")
                 for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
                     hg = c.get(probe, {}).get("httpGet", {})
                     if hg.get("path") != path or ports.get(hg.get("port"), hg.get("port")) != 3000:
                         W(f"{where}: {probe} must GET {path} on 3000")
-            elif ports: W(f"{where}: only edge listens on HTTP; remove ports")
+            elif set(ports) != {"metrics"}: W(f"{where}: only edge serves the API; no port but metrics")
     if set(deps) != set(COMPONENTS): W(f"Deployments for {sorted(deps)}; need {COMPONENTS}")
     if len(images) != 1: W(f"Deployments use different images: {images}")
 
@@ -456,7 +463,7 @@ def check_render(variant):
             want_out = dns | {("TCP", 4222, "pods:nats"), ("TCP", 4317, "namespace"), ("TCP", 4318, "namespace")}
             if comp in STORE: want_out |= {("TCP", 27017, "ip")}
             if comp in HTTPS: want_out |= {("TCP", 443, "internet")}
-            want_in = {("TCP", 3000, "namespace")} if comp == "edge" else set()
+            want_in = {("TCP", METRICS_PORT, "monitoring")} | ({("TCP", 3000, "namespace")} if comp == "edge" else set())
         for direction, want in (("Egress", want_out), ("Ingress", want_in)):
             got = flows(labels, direction)
             if got != want:
@@ -466,6 +473,20 @@ def check_render(variant):
 
 check_render("base")
 check_render("nats-tls")
+
+# The example alerting rules (a plain Prometheus rules file, not rendered by kustomize): each
+# alert the docs name is there and reads a metric TTSCM exports.
+rules_file = os.path.join(SRC, "k8s/monitoring/ttscm-alerts.yaml")
+try:
+    rules = {r.get("alert"): r for g in yaml.safe_load(open(rules_file))["groups"] for r in g["rules"]}
+    for alert, metric in (("TTSCMAuditCopyLagging", "ttscm_audit_copy_pending_entries"),
+                          ("TTSCMCompanySyncFailing", "ttscm_company_sync_last_success_timestamp_seconds")):
+        r = rules.get(alert)
+        if not r: err(f"{rules_file}: no alert {alert}")
+        elif metric not in r.get("expr", "") or not r.get("for"): err(f"{rules_file}: {alert} must read {metric} and have a `for`")
+    oks.append(f"alert rules: {sorted(a for a in rules if a)}")
+except (OSError, KeyError, TypeError, yaml.YAMLError) as e:
+    err(f"{rules_file}: {e}")
 
 # ---- compose ---------------------------------------------------------------------------------
 def compose_env_files(n, s):

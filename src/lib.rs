@@ -120,6 +120,17 @@ pub async fn serve(
     );
 
     let mut tasks = Vec::new();
+    // Metrics first: a taken port fails before any component starts. One endpoint per process
+    // (a second call for the same address in this process shares the first one's).
+    if let Some(address) = settings.metrics_addr {
+        let served = ttscm_runtime::metrics::serve(address, shutdown.clone())
+            .await
+            .map_err(|e| AppError::Config(format!("cannot serve metrics on {address}: {e}")))?;
+        if let Some((bound, task)) = served {
+            tasks.push(task);
+            tracing::info!(%bound, "metrics at http://{bound}/metrics");
+        }
+    }
     for component in components {
         let store = || {
             store

@@ -75,6 +75,14 @@ pub struct Authenticator {
     keys: tokio::sync::RwLock<Option<KeySet>>,
 }
 
+/// What [`Authenticator::authenticate`] found out about a token, for its metric.
+struct Checked {
+    /// `api_token`, `access_token`, or `none` (no bearer token at all).
+    kind: &'static str,
+    /// A fresh cache entry answered.
+    cached: bool,
+}
+
 fn unauthorized() -> WireError {
     WireError::new(ErrorCode::Unauthorized, "Unauthorized")
 }
@@ -94,11 +102,32 @@ impl Authenticator {
     }
 
     /// The principal behind an `Authorization` header value, or 401 (503/504 when identity
-    /// cannot be asked).
+    /// cannot be asked). Counted in `ttscm_token_verifications_total` by kind and outcome.
     pub async fn authenticate(
         &self,
         ctx: &CallContext,
         authorization: Option<&str>,
+    ) -> Result<Arc<Authenticated>, WireError> {
+        let mut checked = Checked {
+            kind: "none",
+            cached: false,
+        };
+        let resolved = self.resolve(ctx, authorization, &mut checked).await;
+        let outcome = match &resolved {
+            Ok(_) if checked.cached => "cached",
+            Ok(_) => "accepted",
+            Err(error) if error.code == ErrorCode::Unauthorized => "refused",
+            Err(_) => "failed",
+        };
+        ttscm_runtime::metrics::token_verification(checked.kind, outcome);
+        resolved
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &CallContext,
+        authorization: Option<&str>,
+        checked: &mut Checked,
     ) -> Result<Arc<Authenticated>, WireError> {
         let token = authorization
             .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
@@ -107,7 +136,9 @@ impl Authenticator {
             .ok_or_else(unauthorized)?;
         let key = token_digest(token);
         if is_api_token(token) {
+            checked.kind = "api_token";
             if let Some(principal) = self.api_tokens.get(&key) {
+                checked.cached = true;
                 return Ok(principal);
             }
             let resolved = self
@@ -132,7 +163,9 @@ impl Authenticator {
             self.api_tokens.insert_for(key, principal.clone(), left);
             return Ok(principal);
         }
+        checked.kind = "access_token";
         if let Some(principal) = self.access_tokens.get(&key) {
+            checked.cached = true;
             return Ok(principal);
         }
         // A sign-out (`forget`) while this resolves must not be undone by caching the answer.

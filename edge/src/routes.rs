@@ -589,8 +589,70 @@ where
         if route.no_store {
             headers.insert("cache-control", HeaderValue::from_static("no-store"));
         }
-        Ok(response)
+        Ok(stamped(route, response))
     })
+}
+
+// ---- request metrics ----------------------------------------------------------------------------
+
+/// The route a response answered, stamped on it for the request metrics ([`measured`] reads
+/// it); a response without one matched no route (a 404, a 405, a body refused before its
+/// route ran).
+#[derive(Debug, Clone, Copy)]
+struct Matched {
+    method: &'static str,
+    path: &'static str,
+}
+
+/// `response` stamped with `route` (see [`Matched`]).
+fn stamped(route: &'static RouteSpec, mut response: Response) -> Response {
+    response.extensions_mut().insert(Matched {
+        method: route.method.as_str(),
+        path: route.path,
+    });
+    response
+}
+
+/// `routes` with every answer counted and timed by method, route pattern and status
+/// (`ttscm_runtime::metrics::http_request`): the route's pattern, never the concrete path, so
+/// no id reaches a label; requests no route matched count under `unmatched`.
+fn measured(
+    routes: impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    warp::any()
+        .map(std::time::Instant::now)
+        .and(warp::method())
+        .and(routes)
+        .map(
+            |started: std::time::Instant, method: warp::http::Method, response: Response| {
+                let (method, route) = match response.extensions().get::<Matched>() {
+                    Some(matched) => (matched.method, matched.path),
+                    None => (known_method(&method), "unmatched"),
+                };
+                ttscm_runtime::metrics::http_request(
+                    method,
+                    route,
+                    response.status().as_u16(),
+                    started.elapsed(),
+                );
+                response
+            },
+        )
+}
+
+/// A request's method as a bounded label: the standard ones by name, any other `OTHER`.
+fn known_method(method: &warp::http::Method) -> &'static str {
+    use warp::http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::PATCH => "PATCH",
+        M::DELETE => "DELETE",
+        M::HEAD => "HEAD",
+        M::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 // ---- the table as filters ---------------------------------------------------------------------
@@ -634,11 +696,13 @@ pub fn routes(state: Arc<EdgeState>) -> impl Filter<Extract = (Response,), Error
             crate::misc_routes::AUDIT_PENDING_HEADER,
         ])
         .max_age(600);
-    any_of(table)
-        .with(cors)
-        .map(warp::Reply::into_response)
-        .recover(handle_rejection)
-        .unify()
+    measured(
+        any_of(table)
+            .with(cors)
+            .map(warp::Reply::into_response)
+            .recover(handle_rejection)
+            .unify(),
+    )
 }
 
 /// `/v1/<area>/` of a path with more segments below it.
@@ -695,7 +759,12 @@ where
     let matched = path_pattern(route.path).and(method);
     match route.handler {
         Handler::Fixed => matched
-            .map(move |_| envelope::success(route.status, route.message, &serde_json::Value::Null))
+            .map(move |_| {
+                stamped(
+                    route,
+                    envelope::success(route.status, route.message, &serde_json::Value::Null),
+                )
+            })
             .boxed(),
         Handler::WebSocket(upgrade) => {
             let client = client_address(state);
@@ -707,7 +776,7 @@ where
                 .and(warp::header::optional::<String>("origin"))
                 .and(warp::ws())
                 .map(move |_, query, client, origin, ws| {
-                    upgrade(
+                    let response = upgrade(
                         state.clone(),
                         SocketRequest {
                             query,
@@ -715,7 +784,8 @@ where
                             origin,
                         },
                         ws,
-                    )
+                    );
+                    stamped(route, response)
                 })
                 .boxed()
         }

@@ -9,6 +9,7 @@ pub mod connect;
 pub mod ed25519;
 pub mod idempotency;
 pub mod ids;
+pub mod metrics;
 pub mod principal;
 pub mod retry;
 pub mod router;

@@ -385,10 +385,17 @@ impl BusClient {
         timeout: Duration,
     ) -> Result<crate::bus::Message, WireError> {
         let payload = serde_json::to_vec(op).expect("operations always serialize");
-        self.bus
+        let started = std::time::Instant::now();
+        let reply = self
+            .bus
             .request(O::SUBJECT, ctx.to_headers(), Bytes::from(payload), timeout)
-            .await
-            .map_err(|error| bus_error_to_wire(O::SUBJECT, &error))
+            .await;
+        crate::metrics::bus_request(
+            O::SUBJECT,
+            started.elapsed(),
+            reply.as_ref().err().map(BusError::kind),
+        );
+        reply.map_err(|error| bus_error_to_wire(O::SUBJECT, &error))
     }
 
     /// Calls `op` with a specific deadline.

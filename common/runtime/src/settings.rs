@@ -51,6 +51,10 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// OTLP/HTTP endpoint for traces (`TTSCM_OTLP_ENDPOINT`); unset means no export.
     pub otlp_endpoint: Option<String>,
+    /// Where Prometheus scrapes `/metrics` (`TTSCM_METRICS_ADDR`, e.g. `0.0.0.0:9090`): a port
+    /// of its own, not the API's; one endpoint per process (embedded: for every component).
+    /// Unset (the default) means no metrics endpoint and no recorder.
+    pub metrics_addr: Option<SocketAddr>,
     /// Edge settings.
     pub edge: EdgeSettings,
     /// Identity settings.
@@ -580,6 +584,7 @@ impl Default for Settings {
             log: "info".into(),
             log_format: LogFormat::Pretty,
             otlp_endpoint: None,
+            metrics_addr: None,
             edge: EdgeSettings::default(),
             identity: IdentitySettings::default(),
             vault: VaultSettings::default(),
@@ -641,6 +646,7 @@ const KNOWN_KEYS: &[&str] = &[
     "log",
     "log_format",
     "otlp_endpoint",
+    "metrics_addr",
     "edge",
     "identity",
     "vault",

@@ -189,6 +189,11 @@ impl Syncer {
             .and_then(|s| s.get("lastSuccessAt"))
             .and_then(Value::as_str)
             .map(str::to_owned);
+        if let Some(at) = last_success_at.as_deref().and_then(clock::parse_iso) {
+            ttscm_runtime::metrics::company_sync_succeeded_at(
+                u64::try_from(at.unix_timestamp()).unwrap_or(0),
+            );
+        }
         Ok(SyncStatus {
             enabled: self.enabled(),
             last,
@@ -203,6 +208,8 @@ impl Syncer {
             return Err(SyncError::Off);
         }
         if !self.acquire().await? {
+            // Another replica syncs: the last success it recorded is this replica's metric too.
+            let _ = self.status().await;
             return Err(SyncError::Busy);
         }
         let result = self.run_leased(full).await;
@@ -220,6 +227,7 @@ impl Syncer {
             .and_then(Value::as_str)
             .map(str::to_owned);
         let full = full || watermark.is_none();
+        let started = std::time::Instant::now();
         let mut report = SyncReport {
             kind: if full { "full" } else { "incremental" }.into(),
             started_at: clock::now_iso(),
@@ -233,6 +241,11 @@ impl Syncer {
         let mut update = Update::default();
         match outcome {
             Ok(new_watermark) => {
+                ttscm_runtime::metrics::company_sync(
+                    sync_kind(full),
+                    started.elapsed(),
+                    Some(clock::unix_now()),
+                );
                 update = update.set("lastSuccessAt", report.finished_at.clone());
                 if let Some(mark) = new_watermark.or(watermark) {
                     update = update.set("watermark", mark);
@@ -246,12 +259,17 @@ impl Syncer {
                     "companies synced from ConnectWise"
                 );
             }
-            Err(SyncError::Store(error)) => return Err(SyncError::Store(error)),
+            Err(SyncError::Store(error)) => {
+                ttscm_runtime::metrics::company_sync(sync_kind(full), started.elapsed(), None);
+                return Err(SyncError::Store(error));
+            }
             Err(SyncError::ConnectWise(error @ ConnectWiseError::Unauthorized { .. })) => {
+                ttscm_runtime::metrics::company_sync(sync_kind(full), started.elapsed(), None);
                 tracing::error!(%error, "company sync stopped: check the connectwise keys, client id and the API member's security role");
                 report.error = Some(error.to_string());
             }
             Err(error) => {
+                ttscm_runtime::metrics::company_sync(sync_kind(full), started.elapsed(), None);
                 tracing::warn!(%error, "company sync failed");
                 report.error = Some(error.to_string());
             }
@@ -512,6 +530,11 @@ impl Syncer {
             .await
             .map(|_| ())
     }
+}
+
+/// A sync's kind as its metric label.
+fn sync_kind(full: bool) -> &'static str {
+    if full { "full" } else { "incremental" }
 }
 
 fn name_of(cw_id: i64, record: &CwCompany) -> String {

@@ -69,7 +69,9 @@ impl CredentialCache {
             self.entries.clear();
         }
         let generation = self.entries.generation();
-        self.entries.get(id).ok_or(generation)
+        let cached = self.entries.get(id);
+        ttscm_runtime::metrics::cache_lookup("credential", cached.is_some());
+        cached.ok_or(generation)
     }
 
     /// Caches `doc`, read when the generation was `generation`, unless a write happened since.

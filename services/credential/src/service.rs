@@ -99,7 +99,9 @@ impl Service {
     }
 
     pub(crate) async fn type_by_id(&self, id: &str) -> Result<Option<Arc<TypeDoc>>, WireError> {
-        if let Some(cached) = self.caches.types.get(id) {
+        let cached = self.caches.types.get(id);
+        ttscm_runtime::metrics::cache_lookup("credential_type", cached.is_some());
+        if let Some(cached) = cached {
             return Ok(cached);
         }
         let generation = self.caches.types.generation();
@@ -301,7 +303,9 @@ impl Service {
         let mut found = HashMap::new();
         let mut missing = Vec::new();
         for id in ids {
-            match self.caches.companies.get(&id) {
+            let cached = self.caches.companies.get(&id);
+            ttscm_runtime::metrics::cache_lookup("company", cached.is_some());
+            match cached {
                 Some(summary) => {
                     found.insert(id, summary);
                 }

@@ -39,7 +39,9 @@ impl Default for UserCache {
 
 impl UserCache {
     fn get(&self, id: &str) -> Option<Arc<UserDoc>> {
-        self.0.get(id)
+        let cached = self.0.get(id);
+        ttscm_runtime::metrics::cache_lookup("user", cached.is_some());
+        cached
     }
 
     fn put(&self, user: Arc<UserDoc>) {

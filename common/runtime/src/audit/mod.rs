@@ -361,12 +361,15 @@ impl AuditLog {
     }
 
     /// Over NATS, starts copying entries from the stream into the storage until `shutdown`
-    /// (every replica runs one; they share the durable consumer). `None` without a stream.
+    /// (every replica runs one; they share the durable consumer), and samples how many entries
+    /// wait for it (the `ttscm_audit_copy_pending_entries` gauge). `None` without a stream.
     pub fn start_copier(&self, shutdown: crate::Shutdown) -> Option<tokio::task::JoinHandle<()>> {
         let stream = self.inner.ahead.clone()?;
-        Some(tokio::spawn(
-            stream.copy_forever(self.inner.storage.clone(), shutdown),
-        ))
+        let sampler = stream.clone().sample_pending_forever(shutdown.clone());
+        let copier = stream.copy_forever(self.inner.storage.clone(), shutdown);
+        Some(tokio::spawn(async move {
+            tokio::join!(copier, sampler);
+        }))
     }
 
     /// Where entries are kept.

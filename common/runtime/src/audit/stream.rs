@@ -307,6 +307,38 @@ impl AuditStream {
         })
     }
 
+    /// Sets the pending-entries gauge ([`crate::metrics::AUDIT_COPY_PENDING`]) every
+    /// [`crate::metrics::AUDIT_SAMPLE_INTERVAL`] until `shutdown`: the entries the stream still
+    /// holds (an upper bound, see [`Self::entries_in`]). While the stream cannot be read the
+    /// gauge keeps its last value.
+    pub(crate) async fn sample_pending_forever(self, shutdown: Shutdown) {
+        let mut interval = tokio::time::interval(crate::metrics::AUDIT_SAMPLE_INTERVAL);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            match self.pending_now().await {
+                Ok(pending) => crate::metrics::audit_copy_pending(pending),
+                Err(error) => tracing::debug!(%error, "audit pending entries not sampled"),
+            }
+        }
+    }
+
+    /// How many entries the stream holds now (0 when it is empty).
+    async fn pending_now(&self) -> Result<u64, StoreError> {
+        let stream = self.stream().await?;
+        let state = stream
+            .get_info()
+            .await
+            .map_err(|e| unavailable("no stream info", e))?
+            .state;
+        if state.messages == 0 {
+            return Ok(0);
+        }
+        self.entries_in(&stream, &state).await
+    }
+
     /// Copies entries from the stream into `storage` until `shutdown`, riding out NATS and
     /// storage outages.
     pub(crate) async fn copy_forever(self, storage: AuditStorage, shutdown: Shutdown) {
@@ -422,6 +454,7 @@ impl AuditStream {
             for message in copied {
                 message.ack().await.map_err(|e| e.to_string())?;
             }
+            crate::metrics::audit_copied(entries.len());
             if let Some(error) = ended {
                 return Err(error);
             }

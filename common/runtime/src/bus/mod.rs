@@ -102,6 +102,20 @@ pub enum BusError {
     Other(String),
 }
 
+impl BusError {
+    /// The error's kind as one word, for metrics (`timed_out`); never its subject or sizes.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BusError::NoResponders { .. } => "no_responders",
+            BusError::TimedOut { .. } => "timed_out",
+            BusError::Disconnected => "disconnected",
+            BusError::PayloadTooLarge { .. } => "payload_too_large",
+            BusError::ReplyTooLarge { .. } => "reply_too_large",
+            BusError::Other(_) => "other",
+        }
+    }
+}
+
 /// A handle on the bus; cheap to clone.
 #[derive(Clone, Debug)]
 pub enum Bus {
