@@ -169,6 +169,10 @@ pub const AUDIT_SUBJECT: &str = "ttscm.credential.v1.audit_entries";
 /// Name of the JetStream stream holding audit entries not yet copied to the store.
 pub const AUDIT_STREAM: &str = "TTSCM_AUDIT";
 
+/// Bus header carrying an event's CloudEvent `id` (NATS's own name for it): JetStream stores a
+/// message whose id it has seen within the stream's duplicate window (2 minutes) only once, so
+/// an event published again (the outbox retried, two replicas draining it) is not a second copy.
+pub const HEADER_EVENT_ID: &str = "Nats-Msg-Id";
 /// Bus header carrying the request id.
 pub const HEADER_REQUEST_ID: &str = "ttscm-request-id";
 /// Bus header carrying the W3C trace context.

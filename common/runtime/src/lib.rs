@@ -7,6 +7,7 @@ pub mod cache;
 pub mod clock;
 pub mod connect;
 pub mod ed25519;
+pub mod events;
 pub mod idempotency;
 pub mod ids;
 pub mod metrics;

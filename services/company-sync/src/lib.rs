@@ -38,6 +38,8 @@ pub async fn run(
     settings: &Settings,
     shutdown: Shutdown,
 ) -> Result<Vec<JoinHandle<()>>, StartError> {
+    // Declared before anything inserts into the outbox (see `events::prepare`).
+    events::prepare(store).await?;
     store::prepare(store).await?;
     sync::Syncer::prepare(store).await?;
     notes::NoteQueue::prepare(store).await?;
@@ -50,6 +52,7 @@ pub async fn run(
     let ticket_ttl = Duration::from_secs(settings.connectwise.ticket_cache_secs);
     let service = Arc::new(service::Service {
         store: store.clone(),
+        events: events::events(bus.clone(), store.clone()),
         tickets: tickets::Tickets::new(upstream.clone(), ticket_ttl),
         notes: Arc::new(notes::NoteQueue::new(store.clone(), upstream.clone())),
         upstream,
@@ -78,6 +81,9 @@ pub fn router() -> ServiceRouter<service::Service> {
         .op::<CheckTicket>()
         .op::<QueueTicketNote>()
         .background(|service, shutdown| Box::pin(service.notes.clone().run_forever(shutdown)))
+        // Company events that could not be published when they happened, retried until
+        // delivered.
+        .background(|service, shutdown| Box::pin(service.events.clone().drain_outbox_forever(shutdown)))
         .publishes(ttscm_contract::subjects::EVENTS_ALL)
         .stream(ttscm_contract::subjects::EVENTS_STREAM, false)
 }

@@ -16,6 +16,7 @@ use ttscm_runtime::service::{CallContext, ServiceOp};
 use ttscm_runtime::store::FindOptions;
 use ttscm_runtime::{Filter, Store, Update, clock, ids};
 
+use crate::events::AGGREGATE;
 use crate::listing::Listing;
 use crate::store::{COMPANIES, CompanyDoc, manual_key};
 use crate::sync::{RunSync, SyncActor, Syncer, Upstream, upstream};
@@ -31,6 +32,8 @@ const MAX_SUMMARY_IDS: usize = 1000;
 pub struct Service {
     /// The `companies` collection's store.
     pub store: Store,
+    /// Publishes company events (`events.rs`), durably.
+    pub events: crate::events::Events,
     /// ConnectWise (configurations are fetched live).
     pub upstream: Arc<Upstream>,
     /// Reads the sync status.
@@ -152,7 +155,7 @@ impl ServiceOp<Service> for CreateCompany {
 async fn create_company(
     op: CreateCompany,
     service: Arc<Service>,
-    _ctx: CallContext,
+    ctx: CallContext,
 ) -> Result<Company, WireError> {
     let input = op.input;
     let _invalidate = Invalidate(&service.listing);
@@ -163,16 +166,27 @@ async fn create_company(
         .insert(COMPANIES, doc.to_document())
         .await
         .map_err(store_failed)?;
+    service
+        .events
+        .publish(
+            &ctx,
+            AGGREGATE,
+            "created",
+            &doc.id,
+            || json!({"id": doc.id, "name": doc.name, "source": "manual"}),
+        )
+        .await;
     Ok(doc.to_wire())
 }
 
 /// Renames a manual company.
 impl ServiceOp<Service> for UpdateCompany {
-    async fn run(self, service: Arc<Service>, _: CallContext) -> Result<Company, WireError> {
+    async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Company, WireError> {
         let id = self.id.as_str();
         let patch = self.patch;
         let _invalidate = Invalidate(&service.listing);
         let name = parse_name(&patch.name)?;
+        let before = service.doc(id).await?;
         let update = Update::default()
             .set("name", name.clone())
             .set("nameKey", name.to_lowercase())
@@ -186,6 +200,14 @@ impl ServiceOp<Service> for UpdateCompany {
         if !changed {
             return Err(synced_is_read_only());
         }
+        let previous = before.map_or_else(|| doc.name.clone(), |before| before.name);
+        service
+            .events
+            .publish(&ctx, AGGREGATE, "updated", id, || {
+                let changed: &[&str] = if previous == doc.name { &[] } else { &["name"] };
+                json!({"id": doc.id, "name": doc.name, "previousName": previous, "changed": changed, "source": "manual"})
+            })
+            .await;
         Ok(doc.to_wire())
     }
 }
@@ -198,7 +220,8 @@ impl ServiceOp<Service> for DeleteCompany {
         let id = self.id.as_str();
         let ctx = &ctx;
         let _invalidate = Invalidate(&service.listing);
-        if service.doc(id).await?.is_some() {
+        let existing = service.doc(id).await?;
+        if existing.is_some() {
             let count = service
                 .client
                 .call(
@@ -221,6 +244,17 @@ impl ServiceOp<Service> for DeleteCompany {
             .await
             .map_err(store_failed)?;
         if deleted > 0 {
+            let name = existing.map(|doc| doc.name).unwrap_or_default();
+            service
+                .events
+                .publish(
+                    ctx,
+                    AGGREGATE,
+                    "deleted",
+                    id,
+                    || json!({"id": id, "name": name, "source": "manual"}),
+                )
+                .await;
             return Ok(());
         }
         match service.doc(id).await? {

@@ -27,7 +27,7 @@ use ttscm_runtime::store::{Document, FindOptions, IndexSpec, Scalar};
 use ttscm_runtime::{Bus, Filter, Store, StoreError, Update, clock, ids};
 
 use crate::connectwise::{ConnectWise, ConnectWiseConfig, ConnectWiseError, CwCompany, RetryPolicy};
-use crate::events::{Event, publish_all};
+use crate::events::{Event, Events, company_events};
 use crate::store::{COMPANIES, CompanyDoc, cw_key};
 
 /// Sync bookkeeping: the lease and the status document. Owned by company-sync.
@@ -145,18 +145,20 @@ impl Upstream {
 /// Runs syncs for one replica.
 pub struct Syncer {
     store: Store,
-    bus: Bus,
+    /// Publishes the sync's company events (kept in the outbox while the bus is down).
+    events: Events,
     upstream: Arc<Upstream>,
     /// This replica's name on the lease.
     holder: String,
 }
 
 impl Syncer {
-    /// A syncer over `store`, publishing events on `bus`.
+    /// A syncer over `store`, publishing events on `bus` (the outbox declared by
+    /// [`crate::events::prepare`]).
     pub fn new(store: Store, bus: Bus, upstream: Arc<Upstream>) -> Self {
         Self {
+            events: crate::events::events(bus, store.clone()),
             store,
-            bus,
             upstream,
             holder: ids::new_id(),
         }
@@ -238,6 +240,9 @@ impl Syncer {
             .sync(full, watermark.as_deref(), &mut report, &mut events)
             .await;
         report.finished_at = clock::now_iso();
+        // Each company changed is announced (durably, see `events`) before anything else can
+        // fail, then the report once it is saved: both before the sync reports done.
+        self.events.publish_all(company_events(events)).await;
         let mut update = Update::default();
         match outcome {
             Ok(new_watermark) => {
@@ -276,12 +281,12 @@ impl Syncer {
         }
         update = update.set("last", serde_json::to_value(&report).expect("reports serialize"));
         self.save_status(&update).await?;
-        events.push((
+        let synced = (
             "synced",
             report.kind.clone(),
             serde_json::to_value(&report).expect("reports serialize"),
-        ));
-        publish_all(&self.bus, events);
+        );
+        self.events.publish_all(company_events(vec![synced])).await;
         Ok(report)
     }
 
@@ -375,14 +380,14 @@ impl Syncer {
             events.push((
                 "deactivated",
                 doc.id.clone(),
-                json!({"id": doc.id, "name": name, "cwCompanyId": cw_id}),
+                json!({"id": doc.id, "name": name, "cwCompanyId": cw_id, "source": "connectwise"}),
             ));
         } else {
             report.updated += 1;
             events.push((
                 "updated",
                 doc.id.clone(),
-                json!({"id": doc.id, "name": name, "cwCompanyId": cw_id}),
+                json!({"id": doc.id, "name": name, "cwCompanyId": cw_id, "source": "connectwise"}),
             ));
         }
         Ok(())
@@ -406,7 +411,7 @@ impl Syncer {
             events.push((
                 "deactivated",
                 doc.id.clone(),
-                json!({"id": doc.id, "name": doc.name, "cwCompanyId": doc.cw_company_id}),
+                json!({"id": doc.id, "name": doc.name, "cwCompanyId": doc.cw_company_id, "source": "connectwise"}),
             ));
         }
         Ok(())
@@ -574,7 +579,7 @@ fn created_event(doc: &CompanyDoc) -> Event {
     (
         "created",
         doc.id.clone(),
-        json!({"id": doc.id, "name": doc.name, "cwCompanyId": doc.cw_company_id}),
+        json!({"id": doc.id, "name": doc.name, "cwCompanyId": doc.cw_company_id, "source": "connectwise"}),
     )
 }
 
