@@ -128,6 +128,20 @@ pub struct AuditSettings {
     /// Most entries one `GET /v1/audit/verify` checks (`TTSCM_AUDIT__VERIFY_MAX_ENTRIES`, default
     /// 100000); beyond it the answer says `complete: false` and the next call goes on.
     pub verify_max_entries: u64,
+    /// SIEM export as RFC 5424 syslog over TCP, octet-counted (`TTSCM_AUDIT__SYSLOG_ADDR`,
+    /// `host:port`; unset: off).
+    pub syslog_addr: Option<String>,
+    /// SIEM export as JSON events to a Splunk HTTP Event Collector (`TTSCM_AUDIT__HEC_URL`, e.g.
+    /// `https://splunk.example:8088/services/collector/event`; unset: off).
+    pub hec_url: Option<String>,
+    /// The HEC token (`TTSCM_AUDIT__HEC_TOKEN`), sent as `Authorization: Splunk <token>`.
+    #[serde(serialize_with = "ser_secret_opt")]
+    pub hec_token: Option<SecretString>,
+    /// Entries sent per batch to each SIEM sink (`TTSCM_AUDIT__EXPORT_BATCH`, default 500).
+    pub export_batch: u64,
+    /// Milliseconds between looks for new entries to export, and between retries after a sink
+    /// failed (`TTSCM_AUDIT__EXPORT_INTERVAL_MS`, default 1000).
+    pub export_interval_ms: u64,
 }
 
 impl Default for AuditSettings {
@@ -137,6 +151,11 @@ impl Default for AuditSettings {
             failed_sign_ins_per_minute: 60,
             checkpoint_secs: 60,
             verify_max_entries: 100_000,
+            syslog_addr: None,
+            hec_url: None,
+            hec_token: None,
+            export_batch: 500,
+            export_interval_ms: 1000,
         }
     }
 }

@@ -230,6 +230,7 @@ impl Service {
             verify_max_entries: settings.audit.verify_max_entries.max(1),
             list_max_unpaged: settings.credential.list_max_unpaged,
             credential_settings: settings.credential.clone(),
+            audit_settings: settings.audit.clone(),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod reseal;
 pub mod rotation;
 pub mod sealing;
 pub mod service;
+pub mod siem;
 pub mod store;
 pub mod types;
 pub mod versions_check;
@@ -73,6 +74,7 @@ pub async fn open(
         verify_max_entries: settings.audit.verify_max_entries.max(1),
         list_max_unpaged: settings.credential.list_max_unpaged,
         credential_settings: settings.credential.clone(),
+        audit_settings: settings.audit.clone(),
     };
     Ok(std::sync::Arc::new(service))
 }
@@ -116,6 +118,8 @@ pub fn router() -> ServiceRouter<service::Service> {
         .stream(ttscm_contract::subjects::AUDIT_STREAM, true)
         // Events that could not be published when they happened, retried until delivered.
         .background(|service, shutdown| Box::pin(service.events.clone().drain_outbox_forever(shutdown)))
+        // The audit log to the configured SIEM sinks (syslog, Splunk HEC), from durable cursors.
+        .background(|service, shutdown| Box::pin(service.export_audit_forever(shutdown)))
         // Past versions beyond the retention settings.
         .background(|service, shutdown| Box::pin(service.prune_history_forever(shutdown)))
         // Signed checkpoints of the audit chain's head while it moves.

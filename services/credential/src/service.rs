@@ -56,6 +56,8 @@ pub struct Service {
     pub list_max_unpaged: u64,
     /// The credential service's settings (history retention, …).
     pub credential_settings: ttscm_runtime::settings::CredentialSettings,
+    /// The audit log's settings (the SIEM export's sinks).
+    pub audit_settings: ttscm_runtime::settings::AuditSettings,
 }
 
 pub use ttscm_runtime::service::store_failed;
