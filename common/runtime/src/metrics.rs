@@ -18,13 +18,13 @@
 //!   `histogram_quantile` works across replicas; the exporter's raw samples are folded into
 //!   them by an upkeep every [`UPKEEP_INTERVAL`] while an endpoint runs.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use warp::Filter;
 
 use crate::Shutdown;
@@ -194,20 +194,67 @@ fn forget(address: SocketAddr) {
     }
 }
 
+/// The hot paths' handles, looked up in the recorder once per label set and reused: a request
+/// then costs an atomic add and a histogram push, not a registry look-up (with a `String` label)
+/// per measurement. Label sets are bounded (route patterns × methods × statuses, subjects).
+type HttpHandles = HashMap<(&'static str, &'static str, u16), (metrics::Counter, metrics::Histogram)>;
+static HTTP_HANDLES: RwLock<Option<HttpHandles>> = RwLock::new(None);
+static BUS_HANDLES: RwLock<Option<HashMap<&'static str, metrics::Histogram>>> = RwLock::new(None);
+
+/// Whether this process has a recorder: without one nothing is recorded (and no handle is
+/// cached, so a recorder installed later — another app in a test process — gets real ones).
+fn recording() -> bool {
+    HANDLE.get().is_some()
+}
+
 /// The edge answered a request.
 pub fn http_request(method: &'static str, route: &'static str, status: u16, elapsed: Duration) {
-    let labels = [
-        metrics::Label::from_static_parts("method", method),
-        metrics::Label::from_static_parts("route", route),
-        metrics::Label::new("status", itoa::Buffer::new().format(status).to_owned()),
-    ];
-    metrics::counter!(HTTP_REQUESTS, labels.iter()).increment(1);
-    metrics::histogram!(HTTP_REQUEST_DURATION, labels.iter()).record(elapsed.as_secs_f64());
+    if !recording() {
+        return;
+    }
+    let key = (method, route, status);
+    let cached = HTTP_HANDLES.read().as_ref().and_then(|h| h.get(&key).cloned());
+    let (counter, histogram) = match cached {
+        Some(handles) => handles,
+        None => {
+            let labels = [
+                metrics::Label::from_static_parts("method", method),
+                metrics::Label::from_static_parts("route", route),
+                metrics::Label::new("status", itoa::Buffer::new().format(status).to_owned()),
+            ];
+            let handles = (
+                metrics::counter!(HTTP_REQUESTS, labels.iter()),
+                metrics::histogram!(HTTP_REQUEST_DURATION, labels.iter()),
+            );
+            HTTP_HANDLES
+                .write()
+                .get_or_insert_with(HashMap::new)
+                .insert(key, handles.clone());
+            handles
+        }
+    };
+    counter.increment(1);
+    histogram.record(elapsed.as_secs_f64());
 }
 
 /// A bus request on `subject` ended after `elapsed`, with `error` (its kind) when no reply came.
 pub fn bus_request(subject: &'static str, elapsed: Duration, error: Option<&'static str>) {
-    metrics::histogram!(BUS_REQUEST_DURATION, "subject" => subject).record(elapsed.as_secs_f64());
+    if !recording() {
+        return;
+    }
+    let cached = BUS_HANDLES.read().as_ref().and_then(|h| h.get(subject).cloned());
+    let histogram = match cached {
+        Some(histogram) => histogram,
+        None => {
+            let histogram = metrics::histogram!(BUS_REQUEST_DURATION, "subject" => subject);
+            BUS_HANDLES
+                .write()
+                .get_or_insert_with(HashMap::new)
+                .insert(subject, histogram.clone());
+            histogram
+        }
+    };
+    histogram.record(elapsed.as_secs_f64());
     if let Some(kind) = error {
         metrics::counter!(BUS_REQUEST_ERRORS, "subject" => subject, "kind" => kind).increment(1);
     }
