@@ -339,21 +339,8 @@ impl ServiceOp<Service> for RestoreCredentialVersion {
                 .await?
                 .ok_or_else(crate::service::credential_not_found)?;
             check_scope(&ctx, &credential_type)?;
-            let sealed: Vec<&StoredValue> = snapshot.values.iter().filter(|v| v.sealed).collect();
-            let mut opened = std::mem::take(&mut service.unseal(&ctx, id, &sealed).await?.0).into_iter();
-            let mut inputs = Vec::with_capacity(snapshot.values.len());
-            for value in &snapshot.values {
-                let text = if value.sealed {
-                    opened.next().ok_or_else(WireError::internal)?
-                } else {
-                    value.value.clone()
-                };
-                inputs.push(FieldValueInput {
-                    id: Some(value.id.clone()),
-                    field_id: value.field_id.clone(),
-                    value: Value::String(text),
-                });
-            }
+            let values: Vec<&StoredValue> = snapshot.values.iter().collect();
+            let inputs = service.as_inputs(&ctx, id, &values).await?;
             let checked = domain::check_values(&credential_type.fields, &inputs).map_err(|problems| {
                 WireError::new(
                     ttscm_contract::ErrorCode::Conflict,

@@ -84,6 +84,32 @@ impl Service {
         self.client.call(ctx, &Unseal { items }).await
     }
 
+    /// `values` of credential `credential_id` as inputs to validate again (secure ones opened
+    /// through vault, each keeping its id): what a migration and a restore check against a type.
+    pub(crate) async fn as_inputs(
+        &self,
+        ctx: &CallContext,
+        credential_id: &str,
+        values: &[&StoredValue],
+    ) -> Result<Vec<ttscm_contract::credential::FieldValueInput>, WireError> {
+        let sealed: Vec<&StoredValue> = values.iter().copied().filter(|v| v.sealed).collect();
+        let mut opened = std::mem::take(&mut self.unseal(ctx, credential_id, &sealed).await?.0).into_iter();
+        let mut inputs = Vec::with_capacity(values.len());
+        for value in values {
+            let text = if value.sealed {
+                opened.next().ok_or_else(WireError::internal)?
+            } else {
+                value.value.clone()
+            };
+            inputs.push(ttscm_contract::credential::FieldValueInput {
+                id: Some(value.id.clone()),
+                field_id: value.field_id.clone(),
+                value: serde_json::Value::String(text),
+            });
+        }
+        Ok(inputs)
+    }
+
     /// The current code of the sealed TOTP seed `value`, computed in vault (the seed is not
     /// opened here).
     pub(crate) async fn totp_code(

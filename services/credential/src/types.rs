@@ -23,7 +23,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use ttscm_contract::credential::*;
 use ttscm_contract::permission::names;
 use ttscm_contract::{ErrorCode, WireError};
@@ -133,22 +133,7 @@ impl Service {
                 .iter()
                 .filter(|v| new.field(&v.field_id).is_some())
                 .collect();
-            let sealed: Vec<&StoredValue> = kept.iter().copied().filter(|v| v.sealed).collect();
-            let mut opened =
-                std::mem::take(&mut self.unseal(ctx, &credential.id, &sealed).await?.0).into_iter();
-            let mut inputs = Vec::with_capacity(kept.len());
-            for value in &kept {
-                let text = if value.sealed {
-                    opened.next().ok_or_else(WireError::internal)?
-                } else {
-                    value.value.clone()
-                };
-                inputs.push(FieldValueInput {
-                    id: Some(value.id.clone()),
-                    field_id: value.field_id.clone(),
-                    value: Value::String(text),
-                });
-            }
+            let inputs = self.as_inputs(ctx, &credential.id, &kept).await?;
             match domain::check_values(&new.fields, &inputs) {
                 Ok(checked) => planned.push((credential, checked)),
                 Err(problems) => {
