@@ -126,12 +126,15 @@ TTSCM_IDENTITY__REFRESH_TOKEN_TTL_SECS TTSCM_IDENTITY__SESSION_TTL_SECS TTSCM_ED
 TTSCM_EDGE__TOKEN_CACHE_SECS
 TTSCM_NATS__USER TTSCM_NATS__PASSWORD TTSCM_NATS__TOKEN TTSCM_NATS__NKEY_SEED
 TTSCM_NATS__CREDS_FILE TTSCM_NATS__TLS_CA TTSCM_NATS__TLS_CERT TTSCM_NATS__TLS_KEY
-TTSCM_NATS__TLS_REQUIRED TTSCM_MESH__PRINCIPAL_KEY TTSCM_MESH__TRUSTED_KEYS TTSCM_METRICS_ADDR""".split())
+TTSCM_NATS__TLS_REQUIRED TTSCM_MESH__PRINCIPAL_KEY TTSCM_MESH__TRUSTED_KEYS TTSCM_METRICS_ADDR
+TTSCM_WEBHOOK__ALLOW_PRIVATE TTSCM_WEBHOOK__ALLOW_HTTP TTSCM_WEBHOOK__DISABLE_AFTER_FAILURES
+TTSCM_WEBHOOK__ROTATION_GRACE_SECS TTSCM_WEBHOOK__TIMEOUT_SECS TTSCM_WEBHOOK__CONCURRENCY
+TTSCM_WEBHOOK__KEEP_DAYS""".split())
 SECRETS = {"TTSCM_MONGODB_URI", "MONGODB_URI", "TTSCM_IDENTITY__SIGNING_KEY", "TTSCM_VAULT__KEYS",
            "TTSCM_VAULT__CHECKPOINT_KEY",
            "TTSCM_ENTRA__CLIENT_SECRET", "TTSCM_CONNECTWISE__PRIVATE_KEY", "TTSCM_NATS__PASSWORD",
            "TTSCM_NATS__TOKEN", "TTSCM_NATS__NKEY_SEED", "TTSCM_MESH__PRINCIPAL_KEY"}
-COMPONENTS = ["edge", "identity", "company-sync", "credential", "vault"]
+COMPONENTS = ["edge", "identity", "company-sync", "credential", "vault", "webhook"]
 MESH_SECRET = {"TTSCM_NATS__NKEY_SEED", "TTSCM_MESH__PRINCIPAL_KEY"}     # mesh/<component>.env
 OWN = {  # each component's own secrets (secrets/<component>.env): all it may hold / must hold
     "edge": (set(), set()),
@@ -141,10 +144,11 @@ OWN = {  # each component's own secrets (secrets/<component>.env): all it may ho
     "credential": ({"TTSCM_MONGODB_URI"}, {"TTSCM_MONGODB_URI"}),
     "vault": ({"TTSCM_VAULT__KEYS", "TTSCM_VAULT__CHECKPOINT_KEY"},
               {"TTSCM_VAULT__KEYS", "TTSCM_VAULT__CHECKPOINT_KEY"}),
+    "webhook": ({"TTSCM_MONGODB_URI"}, {"TTSCM_MONGODB_URI"}),
 }
-STORE = {"identity", "company-sync", "credential"}   # MongoDB egress
+STORE = {"identity", "company-sync", "credential", "webhook"}   # MongoDB egress
 METRICS_PORT = 9090                                  # /metrics (TTSCM_METRICS_ADDR in configmap.yaml)
-HTTPS = {"identity", "company-sync"}                # Entra ID / ConnectWise
+HTTPS = {"identity", "company-sync", "webhook"}     # Entra ID / ConnectWise / webhook receivers
 GENERATED = ["nats-config", "ttscm-mesh"] + [f"ttscm-{c}" for c in COMPONENTS]
 TLS_CA_DIR = "/etc/ttscm/nats-ca"
 SEED = re.compile(r"\bS[UAO][A-Z2-7]{40,}")         # an nkey seed (user/account/operator)
@@ -480,7 +484,9 @@ rules_file = os.path.join(SRC, "k8s/monitoring/ttscm-alerts.yaml")
 try:
     rules = {r.get("alert"): r for g in yaml.safe_load(open(rules_file))["groups"] for r in g["rules"]}
     for alert, metric in (("TTSCMAuditCopyLagging", "ttscm_audit_copy_pending_entries"),
-                          ("TTSCMCompanySyncFailing", "ttscm_company_sync_last_success_timestamp_seconds")):
+                          ("TTSCMCompanySyncFailing", "ttscm_company_sync_last_success_timestamp_seconds"),
+                          ("TTSCMWebhookBacklog", "ttscm_webhook_pending_deliveries"),
+                          ("TTSCMWebhookDeliveriesGivenUp", "ttscm_webhook_attempts_total")):
         r = rules.get(alert)
         if not r: err(f"{rules_file}: no alert {alert}")
         elif metric not in r.get("expr", "") or not r.get("for"): err(f"{rules_file}: {alert} must read {metric} and have a `for`")
