@@ -5,6 +5,7 @@
 
 pub mod mesh;
 pub mod offboard;
+pub mod webhook_cli;
 
 use std::net::TcpListener as StdTcpListener;
 use std::time::Duration;
@@ -83,13 +84,13 @@ pub async fn serve(
     let needs_store = components.iter().any(|c| {
         matches!(
             c,
-            Component::Identity | Component::CompanySync | Component::Credential
+            Component::Identity | Component::CompanySync | Component::Credential | Component::Webhook
         )
     });
     if !everything && (settings.nats_url.is_none() || (needs_store && settings.mongodb_uri.is_none())) {
         return Err(AppError::Config(
             "running single components (--only) needs TTSCM_NATS_URL (components find each other \
-             over NATS) and, for identity, company-sync and credential, TTSCM_MONGODB_URI"
+             over NATS) and, for identity, company-sync, credential and webhook, TTSCM_MONGODB_URI"
                 .into(),
         ));
     }
@@ -145,6 +146,7 @@ pub async fn serve(
             }
             Component::Credential => ttscm_credential::run(&bus, store(), settings, shutdown.clone()).await,
             Component::Vault => ttscm_vault::run(&bus, settings, shutdown.clone()).await,
+            Component::Webhook => ttscm_webhook::run(&bus, store(), settings, shutdown.clone()).await,
         };
         tasks.extend(started.map_err(start_failed)?);
     }

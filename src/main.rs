@@ -45,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         command: CompanyCommand,
     },
+    /// Manage webhook endpoints (signed deliveries of events).
+    Webhook {
+        #[command(subcommand)]
+        command: ttscm::webhook_cli::WebhookCommand,
+    },
     /// Rotate and re-seal vault keys.
     Vault {
         #[command(subcommand)]
@@ -230,6 +235,7 @@ fn main() -> ExitCode {
         Command::Token { command } => token(&settings, command),
         Command::Vault { command } => vault(settings, command),
         Command::Company { command } => company(&settings, command),
+        Command::Webhook { command } => ttscm::webhook_cli::run_blocking(&settings, command),
         Command::User { command } => user(&settings, command),
         Command::Keys { command } => {
             keys(command);

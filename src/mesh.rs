@@ -50,6 +50,7 @@ pub fn bus_use(component: Component) -> BusUse {
         Component::CompanySync => ttscm_company_sync::router().bus_use(),
         Component::Credential => ttscm_credential::router().bus_use(),
         Component::Vault => ttscm_vault::router().bus_use(),
+        Component::Webhook => ttscm_webhook::router().bus_use(),
     }
 }
 

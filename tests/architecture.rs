@@ -25,7 +25,7 @@ fn no_service_crate_depends_on_another_service_crate() {
         })
         .filter_map(|p| p["name"].as_str())
         .collect();
-    assert_eq!(services.len(), 4, "four service crates: {services:?}");
+    assert_eq!(services.len(), 5, "five service crates: {services:?}");
     for package in packages {
         let name = package["name"].as_str().unwrap_or_default();
         let deps: Vec<&str> = package["dependencies"]
@@ -56,6 +56,8 @@ fn served_subjects() -> Vec<(&'static str, &'static str)> {
     add(credential.service(), credential.subjects().collect());
     let vault = ttscm_vault::router();
     add(vault.service(), vault.subjects().collect());
+    let webhook = ttscm_webhook::router();
+    add(webhook.service(), webhook.subjects().collect());
     served
 }
 
@@ -109,8 +111,9 @@ fn no_two_operations_share_a_subject() {
 
 /// The generated NATS permissions grant least privilege: each operation's subject may be
 /// subscribed to only by the service serving it and published on only by its declared callers;
-/// vault answers only its callers; only edges see sign-in deliveries; only credential appends
-/// to the audit stream; nobody holds a catch-all; each inbox is readable by its owner only.
+/// vault answers only its callers; only edges see sign-in deliveries; only the components that
+/// record (credential, identity, webhook) append to the audit stream and only credential
+/// acknowledges it; nobody holds a catch-all; each inbox is readable by its owner only.
 #[test]
 fn generated_nats_permissions_grant_each_component_only_what_it_uses() {
     use ttscm::mesh::{integrator_permissions, permissions};
@@ -145,7 +148,7 @@ fn generated_nats_permissions_grant_each_component_only_what_it_uses() {
     let vault_publishes: Vec<_> = vault.publish.iter().map(String::as_str).collect();
     assert_eq!(
         vault_publishes,
-        ["_INBOX_credential.>", "_INBOX_edge.>"],
+        ["_INBOX_credential.>", "_INBOX_edge.>", "_INBOX_webhook.>"],
         "vault only answers"
     );
     for (component, p) in &all {
@@ -165,7 +168,10 @@ fn generated_nats_permissions_grant_each_component_only_what_it_uses() {
         // service, whose copier moves entries into the store) consumes and acknowledges them.
         assert_eq!(
             p.publish.contains(subjects::AUDIT_SUBJECT),
-            matches!(component, Component::Credential | Component::Identity),
+            matches!(
+                component,
+                Component::Credential | Component::Identity | Component::Webhook
+            ),
             "{component}: audit"
         );
         let acks = format!("$JS.ACK.{}.>", subjects::AUDIT_STREAM);

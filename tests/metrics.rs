@@ -7,6 +7,7 @@
 //! so no other test's requests land between the two.
 
 mod support;
+mod webhook_support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -274,5 +275,60 @@ async fn a_company_sync_reports_its_success_time_and_duration() {
     assert!(
         runs >= 1.0 && buckets > 5,
         "the sync's duration is a histogram: {runs}, {buckets}"
+    );
+}
+
+/// Webhook deliveries move their counters: queued, delivered and failed attempts (by
+/// outcome), the first-attempt delay histogram and the pending gauge.
+#[tokio::test]
+async fn webhook_deliveries_and_failures_are_counted() {
+    let _serial = SERIAL.lock().await;
+    let (app, address) = app_with_metrics(Mode::Embedded, |settings| {
+        settings.webhook.allow_private = true;
+        settings.webhook.allow_http = true;
+    })
+    .await;
+    let (before, _) = scrape(&app, address).await;
+    let receiver = webhook_support::Receiver::start();
+    let register = |url: String| {
+        let app = &app;
+        async move {
+            let (status, body) = app
+                .post(
+                    "/v1/webhook/endpoints",
+                    &app.admin_token,
+                    &serde_json::json!({"url": url, "eventTypes": ["credential_type.*"]}),
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+        }
+    };
+    register(receiver.url()).await;
+    // A second endpoint nobody listens at: its attempts fail.
+    register(format!("http://127.0.0.1:{}/hook", ttscm_testkit::free_port())).await;
+    app.create_aws_type(None).await;
+    let after = ttscm_testkit::eventually(Duration::from_secs(10), || async {
+        let (scraped, _) = scrape(&app, address).await;
+        let delivered = value(&scraped, metrics::WEBHOOK_ATTEMPTS, &[("outcome", "delivered")])
+            - value(&before, metrics::WEBHOOK_ATTEMPTS, &[("outcome", "delivered")]);
+        let failed = value(&scraped, metrics::WEBHOOK_ATTEMPTS, &[("outcome", "failed")])
+            - value(&before, metrics::WEBHOOK_ATTEMPTS, &[("outcome", "failed")]);
+        (delivered >= 1.0 && failed >= 1.0).then_some(scraped)
+    })
+    .await
+    .expect("one delivered and one failed attempt are counted");
+    assert_eq!(
+        value(&after, metrics::WEBHOOK_QUEUED, &[]) - value(&before, metrics::WEBHOOK_QUEUED, &[]),
+        2.0,
+        "one event queued for each endpoint"
+    );
+    let (delays, buckets) = observations(&after, metrics::WEBHOOK_DELAY, &[]);
+    assert!(
+        delays >= 1.0 && buckets > 5,
+        "the delay is a histogram: {delays}, {buckets}"
+    );
+    assert!(
+        after.samples.iter().any(|s| s.metric == metrics::WEBHOOK_PENDING),
+        "the pending gauge is there"
     );
 }

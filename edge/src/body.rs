@@ -30,6 +30,13 @@ pub fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T,
             "Content-Type must be application/json",
         ));
     }
+    // Every body is an object; serde would also read a struct from an array (`[null, null]`).
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(WireError::validation(vec![FieldError::new(
+            Vec::new(),
+            "The body must be a JSON object",
+        )]));
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error

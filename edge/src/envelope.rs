@@ -45,7 +45,7 @@ pub fn success<T: Serialize>(status: StatusCode, message: &str, data: &T) -> Res
 }
 
 /// The spec's `pagination` object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Pagination {
     /// The page before, if any.

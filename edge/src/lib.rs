@@ -14,10 +14,12 @@ pub mod envelope;
 pub mod error;
 pub mod limits;
 pub mod misc_routes;
+pub mod openapi;
 pub mod readiness;
 pub mod routes;
 pub mod table;
 pub mod user_routes;
+pub mod webhook_routes;
 
 use std::sync::Arc;
 

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use ttscm_contract::audit::{GetExposure, ListAuditEvents, MarkExposureDue};
 use ttscm_contract::health::{CompanySyncHealth, CredentialHealth, HealthReply, IdentityHealth, VaultHealth};
+use ttscm_contract::webhook::WebhookHealth;
 use ttscm_contract::{FieldError, WireError};
 use ttscm_runtime::clock::{format_iso, parse_iso};
 use warp::http::StatusCode;
@@ -144,11 +145,12 @@ pub(crate) async fn readiness(
     // Health checks are the edge's own work: they carry its service principal.
     let mut call = client.bus().service_context();
     call.request_id.clone_from(&ctx.call.request_id);
-    let (identity, company_sync, credential, vault) = tokio::join!(
+    let (identity, company_sync, credential, vault, webhook) = tokio::join!(
         client.call_with_timeout(&call, &IdentityHealth {}, timeout),
         client.call_with_timeout(&call, &CompanySyncHealth {}, timeout),
         client.call_with_timeout(&call, &CredentialHealth {}, timeout),
         client.call_with_timeout(&call, &VaultHealth {}, timeout),
+        client.call_with_timeout(&call, &WebhookHealth {}, timeout),
     );
     let mut report = serde_json::Map::new();
     report.insert(
@@ -161,6 +163,7 @@ pub(crate) async fn readiness(
         ("company-sync", company_sync),
         ("credential", credential),
         ("vault", vault),
+        ("webhook", webhook),
     ] {
         let entry = match result {
             Ok(HealthReply { store_ok, .. }) => {

@@ -30,6 +30,7 @@ use warp::{Filter, Rejection};
 
 use crate::error::{error_response, handle_rejection};
 use crate::limits::{Allowance, Throttled};
+use crate::openapi::{Data, Param, SchemaFn};
 use crate::table::route_table;
 use crate::{EdgeState, body, envelope};
 
@@ -68,6 +69,13 @@ pub struct RouteSpec {
     pub no_store: bool,
     /// Listed in the API spec (`shared/spec/api-routes.md`); the others are TTSCM's own.
     pub in_spec: bool,
+    /// The schema of its JSON body, for the API description (`None`: it reads none).
+    pub body: Option<SchemaFn>,
+    /// What its `data` is on success, for the API description (`None`: not declared, which
+    /// `edge/tests/openapi.rs` refuses for a route that answers JSON).
+    pub data: Option<Data>,
+    /// The query parameters and headers it reads, for the API description.
+    pub params: &'static [Param],
 }
 
 /// An HTTP method a route answers.
@@ -267,6 +275,9 @@ pub struct Draft {
     deadline: Option<Duration>,
     no_store: bool,
     in_spec: bool,
+    body: Option<SchemaFn>,
+    data: Option<Data>,
+    params: &'static [Param],
 }
 
 /// Starts declaring a route.
@@ -281,6 +292,9 @@ pub const fn route(method: Method, path: &'static str, name: &'static str) -> Dr
         deadline: None,
         no_store: false,
         in_spec: true,
+        body: None,
+        data: None,
+        params: &[],
     }
 }
 
@@ -321,6 +335,26 @@ impl Draft {
         self
     }
 
+    /// Its JSON body is a `T` (`.takes(schema::<T>)`), for the API description.
+    pub const fn takes(mut self, body: SchemaFn) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    /// What its `data` is on success (`.gives(Data::One(schema::<T>))`), for the API
+    /// description.
+    pub const fn gives(mut self, data: Data) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    /// The query parameters and headers it reads (`.params(&[params::PAGE, params::RPP])`), for
+    /// the API description.
+    pub const fn params(mut self, params: &'static [Param]) -> Self {
+        self.params = params;
+        self
+    }
+
     /// Served by `answer`, with a request context.
     pub const fn by(self, answer: &'static dyn Answer) -> RouteSpec {
         self.with(Handler::Answer(answer))
@@ -346,6 +380,9 @@ impl Draft {
             deadline: self.deadline,
             no_store: self.no_store,
             in_spec: self.in_spec,
+            body: self.body,
+            data: self.data,
+            params: self.params,
         }
     }
 }
@@ -622,9 +659,16 @@ fn measured(
     warp::any()
         .map(std::time::Instant::now)
         .and(warp::method())
+        .and(warp::path::full())
         .and(routes)
         .map(
-            |started: std::time::Instant, method: warp::http::Method, response: Response| {
+            |started: std::time::Instant,
+             method: warp::http::Method,
+             path: warp::path::FullPath,
+             mut response: Response| {
+                if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+                    allow_header(path.as_str(), &mut response);
+                }
                 let (method, route) = match response.extensions().get::<Matched>() {
                     Some(matched) => (matched.method, matched.path),
                     None => (known_method(&method), "unmatched"),
@@ -638,6 +682,21 @@ fn measured(
                 response
             },
         )
+}
+
+/// Adds `Allow` to a 405 for `path`: the methods the table serves it with (RFC 9110 requires
+/// the header on a 405).
+fn allow_header(path: &str, response: &mut Response) {
+    let mut methods: Vec<&str> = route_table()
+        .iter()
+        .filter(|route| match_path(route.path, path).is_some())
+        .map(|route| route.method.as_str())
+        .collect();
+    methods.sort_unstable();
+    methods.dedup();
+    if let Ok(value) = HeaderValue::from_str(&methods.join(", ")) {
+        response.headers_mut().insert(warp::http::header::ALLOW, value);
+    }
 }
 
 /// A request's method as a bounded label: the standard ones by name, any other `OTHER`.
@@ -910,7 +969,7 @@ fn param_names(pattern: &str) -> impl Iterator<Item = &str> {
 
 /// The parameters that may be a name (the credential type's `:identifier` is its id or its
 /// name, and names may hold a `/`); every other parameter is an id, where a `/` makes no sense.
-const NAME_PARAMS: &[&str] = &["identifier"];
+pub(crate) const NAME_PARAMS: &[&str] = &["identifier"];
 
 /// A path parameter as the caller meant it: percent-decoded (RFC 3986 — `%` and two hex
 /// digits; a `+` stays a plus), valid UTF-8, without control characters, and without `/` unless

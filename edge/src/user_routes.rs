@@ -11,7 +11,7 @@ use warp::reply::Response;
 use crate::routes::{Input, RequestCtx, RouteSpec, page_of, page_rpp_search};
 
 /// Body of `PUT /v1/user/users/:id/roles`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RolesBody {
     pub(crate) roles: Vec<String>,

@@ -205,7 +205,7 @@ fn every_forwarded_operation_is_one_of_the_contract() {
 }
 
 #[test]
-fn only_sign_in_and_probes_are_public() {
+fn only_sign_in_probes_and_the_api_description_are_public() {
     let public: BTreeSet<&str> = route_table()
         .iter()
         .filter(|r| matches!(r.access, Access::Public | Access::RefreshToken))
@@ -219,6 +219,10 @@ fn only_sign_in_and_probes_are_public() {
         "/v1/auth/refresh",
         "/healthz",
         "/readyz",
+        "/v1/openapi.json",
+        "/v1/docs",
+        "/v1/docs/swagger-ui-bundle.js",
+        "/v1/docs/swagger-ui.css",
     ]
     .into();
     assert_eq!(public, expected);

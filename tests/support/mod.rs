@@ -13,6 +13,8 @@ macro_rules! both_modes {
     };
 }
 
+pub mod openapi;
+
 use std::net::{SocketAddr, TcpListener};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -312,13 +314,23 @@ impl TestApp {
         token: Option<&str>,
         build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> (u16, Value) {
-        let mut request = build(self.http.request(method, format!("{}{path}", self.address)));
+        let mut request = build(
+            self.http
+                .request(method.clone(), format!("{}{path}", self.address)),
+        );
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
         let response = request.send().await.expect("request sent");
         let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.bytes().await.unwrap_or_default();
+        openapi::check_response(method.as_str(), path, status, content_type.as_deref(), &body);
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
     /// `method path` as a bare request (no token, no body); answers the response as it came.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::{PrincipalKind, subjects};
 
 /// Who did it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditActor {
     /// User or API token id.
@@ -17,7 +17,7 @@ pub struct AuditActor {
 }
 
 /// What it was done to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditTarget {
     /// `credential`, `credential_type`, `role`, `user`, `session`, `api_token`, `vault_key` or
@@ -30,7 +30,7 @@ pub struct AuditTarget {
 /// One entry of the audit log as it is stored and listed: chained to the entry before it by
 /// `prev_hash`, sealed by `hash`. (The operation listing them keeps its API name,
 /// `ListAuditEvents`.)
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
     /// Id.
@@ -117,7 +117,7 @@ pub struct VerifyAudit {
 }
 
 /// The outcome of a chain check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditVerification {
     /// Whether every entry's hash and link is intact and the log agrees with the checkpoint.
@@ -148,7 +148,7 @@ crate::operation!(VerifyAudit => subjects::AUDIT_VERIFY, AuditVerification);
 /// A head of the chain signed by vault's checkpoint key: proof that the log held `seq` entries
 /// ending in `hash` at `at`. Copies kept outside TTSCM (events, a SIEM) let `verify` notice a
 /// log cut short or rewritten after it, which the hash chain alone cannot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditCheckpoint {
     /// The last entry's `seq` at signing.
@@ -167,7 +167,7 @@ pub struct AuditCheckpoint {
 }
 
 /// How the log compares with a checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckpointOutcome {
     /// The entry at the checkpoint's `seq` has the checkpoint's hash.
@@ -179,7 +179,7 @@ pub enum CheckpointOutcome {
 }
 
 /// The checkpoint a verification used and what it found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckpointCheck {
     /// The checkpoint's `seq`.
@@ -225,7 +225,7 @@ pub struct GetExposure {
 }
 
 /// A credential as the exposure report names it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExposedCredentialRef {
     /// Id.
@@ -242,7 +242,7 @@ pub struct ExposedCredentialRef {
 }
 
 /// One credential whose revealed values are still in use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExposedCredential {
     /// The credential.
@@ -261,7 +261,7 @@ pub struct ExposedCredential {
 }
 
 /// The exposure report: the credentials still exposed, most recently revealed first.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExposureReport {
     /// The credentials (one page, or all).
@@ -291,7 +291,7 @@ pub struct MarkExposureDue {
 }
 
 /// What a [`MarkExposureDue`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExposureMarked {
     /// Credentials this call made due (each emitted `credential.rotation_due`).

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::subjects;
 
 /// A company as embedded in other resources.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CompanySummary {
     /// Id.
@@ -24,7 +24,7 @@ pub struct GetCompanySummaries {
 crate::operation!(GetCompanySummaries => subjects::COMPANY_SUMMARIES, Vec<CompanySummary>, callers: [crate::Component::Credential]);
 
 /// Where a company comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CompanySource {
     /// Added by hand (API or CLI); editable through the API.
@@ -35,7 +35,7 @@ pub enum CompanySource {
 
 /// A company as the company routes answer it. Field names follow the spec (`cw_CompanyId`,
 /// `cw_Identifier`); the ConnectWise fields are `null` for manual companies.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Company {
     /// Id.
@@ -94,10 +94,11 @@ pub struct GetCompany {
 crate::operation!(GetCompany => subjects::COMPANY_GET, Company, callers: [crate::Component::Edge, crate::Component::Credential]);
 
 /// The body of creating or renaming a manual company.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompanyInput {
     /// The name: 1 to 200 characters after trimming.
+    #[schema(schema_with = crate::schema::company_name)]
     pub name: String,
 }
 
@@ -131,7 +132,7 @@ pub struct DeleteCompany {
 crate::operation!(DeleteCompany => subjects::COMPANY_DELETE, ());
 
 /// What one ConnectWise sync did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncReport {
     /// `full` (every company, deletions noticed) or `incremental` (changed since the last sync).
@@ -153,7 +154,7 @@ pub struct SyncReport {
 }
 
 /// Whether sync is on, and the last run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncStatus {
     /// Whether ConnectWise settings are present (otherwise nothing syncs).

@@ -17,16 +17,19 @@ pub enum Component {
     Credential,
     /// Key material; seals and opens values.
     Vault,
+    /// Delivers events to registered webhook endpoints.
+    Webhook,
 }
 
 impl Component {
     /// Every component.
-    pub const ALL: [Component; 5] = [
+    pub const ALL: [Component; 6] = [
         Component::Edge,
         Component::Identity,
         Component::CompanySync,
         Component::Credential,
         Component::Vault,
+        Component::Webhook,
     ];
 
     /// The component's name (`company-sync`).
@@ -37,6 +40,7 @@ impl Component {
             Component::CompanySync => "company-sync",
             Component::Credential => "credential",
             Component::Vault => "vault",
+            Component::Webhook => "webhook",
         }
     }
 

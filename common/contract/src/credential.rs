@@ -11,12 +11,14 @@ use crate::company::CompanySummary;
 use crate::subjects;
 
 /// One field definition of a credential type.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FieldDefinition {
     /// Identifier, unique within the type: letters, digits, `_`; starts with a letter; ≤ 64.
+    #[schema(schema_with = crate::schema::field_id)]
     pub id: String,
     /// Display name.
+    #[schema(schema_with = crate::schema::name)]
     pub name: String,
     /// Whether every credential must have a value.
     #[serde(default)]
@@ -25,11 +27,12 @@ pub struct FieldDefinition {
     #[serde(default)]
     pub secure: bool,
     /// One of `plain_text`, `password`, `email`, `url`, `note`, `number`, `totp`.
+    #[schema(schema_with = crate::schema::value_type)]
     pub value_type: String,
 }
 
 /// A credential type as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialType {
     /// Id.
@@ -58,7 +61,7 @@ pub struct CredentialType {
 }
 
 /// What a reveal (`secure-values`, a TOTP code) of a type's credentials must carry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RevealPolicy {
     /// `none` (the spec's behaviour), `reason` (a free-text reason) or `ticket` (an open
@@ -96,7 +99,7 @@ impl RevealPolicy {
 }
 
 /// See [`RevealPolicy::require`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RevealRequirement {
     /// Nothing beyond the permissions.
@@ -125,16 +128,19 @@ pub struct Justification {
 }
 
 /// The body of `POST /credential-type/credential-types`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CredentialTypeInput {
     /// Name.
+    #[schema(schema_with = crate::schema::name)]
     pub name: String,
     /// Extra permission for the type's credentials.
     #[serde(default)]
+    #[schema(schema_with = crate::schema::permission_scope)]
     pub permission_scope: Option<String>,
     /// Icon URL.
     #[serde(default)]
+    #[schema(schema_with = crate::schema::https_url)]
     pub icon: Option<String>,
     /// Field definitions.
     pub fields: Vec<FieldDefinition>,
@@ -142,8 +148,43 @@ pub struct CredentialTypeInput {
     #[serde(default)]
     pub reveal_policy: Option<RevealPolicy>,
     /// Rotation schedule in days, 1 to 3650 (beyond the spec; default: none).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_days")]
+    #[schema(schema_with = crate::schema::rotation_days)]
     pub rotation_days: Option<u32>,
+}
+
+/// A number of days: a JSON integer, also written with a zero fraction (`30.0` — JSON Schema's
+/// `integer` admits it, and clients computing days may send it), or `null`. Anything else is
+/// refused with serde's message.
+fn whole_days<'de, D>(deserializer: D) -> Result<Option<u32>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if let Some(days) = number.as_u64() {
+        return u32::try_from(days)
+            .map(Some)
+            .map_err(|_| D::Error::custom(format!("{number} days is out of range")));
+    }
+    match number.as_f64() {
+        Some(days) if days.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&days) => {
+            Ok(Some(days as u32))
+        }
+        _ => Err(D::Error::custom(format!(
+            "expected a whole number of days, not {number}"
+        ))),
+    }
+}
+
+/// [`whole_days`], `Some(None)` for an explicit `null`, `None` for an absent key.
+fn explicit_null_days<'de, D>(deserializer: D) -> Result<Option<Option<u32>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    whole_days(deserializer).map(Some)
 }
 
 /// `Some(None)` for an explicit `null`, `None` for an absent key.
@@ -158,11 +199,12 @@ where
 /// The body of `PATCH /credential-type/credential-types/:id`; absent keys stay as they are,
 /// `null` clears `permissionScope`, `icon` or `rotationDays`. On the bus an absent key is left
 /// out too (`skip_serializing_if`): written as `null` it would arrive as "clear".
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CredentialTypePatch {
     /// New name.
     #[serde(default)]
+    #[schema(schema_with = crate::schema::optional_name)]
     pub name: Option<String>,
     /// New scope, or `null` to remove it.
     #[serde(
@@ -170,6 +212,7 @@ pub struct CredentialTypePatch {
         deserialize_with = "explicit_null",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(schema_with = crate::schema::permission_scope)]
     pub permission_scope: Option<Option<String>>,
     /// New icon, or `null` to remove it.
     #[serde(
@@ -177,6 +220,7 @@ pub struct CredentialTypePatch {
         deserialize_with = "explicit_null",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(schema_with = crate::schema::https_url)]
     pub icon: Option<Option<String>>,
     /// The complete new list of field definitions.
     #[serde(default)]
@@ -187,14 +231,15 @@ pub struct CredentialTypePatch {
     /// New rotation schedule in days, or `null` to remove it (beyond the spec).
     #[serde(
         default,
-        deserialize_with = "explicit_null",
+        deserialize_with = "explicit_null_days",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(schema_with = crate::schema::rotation_days)]
     pub rotation_days: Option<Option<u32>>,
 }
 
 /// A field value in a request; `id` is optional (the server assigns stable ids).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FieldValueInput {
     /// The value's id, if the client knows it.
@@ -203,14 +248,16 @@ pub struct FieldValueInput {
     /// The field it fills.
     pub field_id: String,
     /// The value: a string (a number is also accepted for `number` fields).
+    #[schema(schema_with = crate::schema::field_value)]
     pub value: Value,
 }
 
 /// The body of `POST /credential/credentials`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CredentialInput {
     /// Name.
+    #[schema(schema_with = crate::schema::name)]
     pub name: String,
     /// The credential type.
     pub type_id: String,
@@ -221,15 +268,16 @@ pub struct CredentialInput {
 }
 
 /// The body of `PATCH /credential/credentials/:id` (the name only).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CredentialPatch {
     /// New name.
+    #[schema(schema_with = crate::schema::name)]
     pub name: String,
 }
 
 /// The body of `PUT /credential/credentials/:id/fields`: the complete new set of values.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CredentialFieldsInput {
     /// Values.
@@ -237,7 +285,7 @@ pub struct CredentialFieldsInput {
 }
 
 /// The type as embedded in a credential.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialTypeSummary {
     /// Id.
@@ -251,7 +299,7 @@ pub struct CredentialTypeSummary {
 }
 
 /// A credential as the API shows it: non-secure values only, keyed by field id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Credential {
     /// Id.
@@ -287,7 +335,7 @@ pub struct Credential {
 }
 
 /// One value as `GET …/fields` shows it: secure values sealed (base64).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FieldValue {
     /// The value's stable id.
@@ -299,7 +347,7 @@ pub struct FieldValue {
 }
 
 /// Decrypted secure values by field id; `Debug` hides them.
-#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct SecureValues(pub BTreeMap<String, String>);
 
@@ -511,7 +559,7 @@ crate::operation!(GetTotpCode => subjects::CREDENTIAL_TOTP, crate::vault::TotpCo
 
 /// One version of a credential as its history lists it: what made it, and its non-secure values
 /// (secure values only through [`RevealPastSecureValues`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialVersion {
     /// The version.
@@ -599,7 +647,7 @@ crate::operation!(RestoreCredentialVersion => subjects::CREDENTIAL_RESTORE, Cred
 pub struct VerifyCredentialVersions {}
 
 /// One credential that is not what the audit log says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionMismatch {
     /// The credential.
@@ -609,7 +657,7 @@ pub struct VersionMismatch {
 }
 
 /// The outcome of [`VerifyCredentialVersions`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionVerification {
     /// Whether every checked credential matches the log.

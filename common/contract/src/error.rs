@@ -37,7 +37,7 @@ pub enum ErrorCode {
 }
 
 /// One validation problem, located by a path into the request (e.g. `["fields", 1, "value"]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// Path segments: object keys as strings, array indexes as numbers.
     pub path: Vec<serde_json::Value>,

@@ -130,7 +130,7 @@ pub struct BeginLogin {
 }
 
 /// A started sign-in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginStart {
     /// The provider's authorization URL to open in a browser.
@@ -221,7 +221,7 @@ pub struct DescribeLogin {
 crate::operation!(DescribeLogin => subjects::IDENTITY_LOGIN_DESCRIBE, LoginBinding, anonymous: true);
 
 /// A new access/refresh token pair.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenPair {
     /// The access token (JWT).
@@ -231,7 +231,7 @@ pub struct TokenPair {
 }
 
 /// A finished sign-in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SignedIn {
     /// The access token (JWT).
@@ -263,7 +263,7 @@ crate::operation!(RefreshSession => subjects::IDENTITY_REFRESH, TokenPair, anony
 pub struct Logout {}
 
 /// A revoked session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoggedOut {
     /// The session id.
@@ -288,7 +288,7 @@ crate::operation!(ResolveSession => subjects::IDENTITY_RESOLVE_SESSION, Principa
 // ---- users and roles ------------------------------------------------------------------------
 
 /// A user as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     /// Id.
@@ -316,14 +316,16 @@ pub struct GetMe {}
 crate::operation!(GetMe => subjects::IDENTITY_ME_GET, User);
 
 /// Change the caller's name and/or image (`image: null` removes it).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMe {
     /// New display name (1–100 characters).
     #[serde(default)]
+    #[schema(schema_with = crate::schema::user_name)]
     pub name: Option<String>,
     /// New avatar URL (`https`), or `null` to remove it.
     #[serde(default, with = "double_option")]
+    #[schema(schema_with = crate::schema::https_url)]
     pub image: Option<Option<String>>,
 }
 
@@ -384,7 +386,7 @@ pub struct SetUserRoles {
 crate::operation!(SetUserRoles => subjects::IDENTITY_USER_ROLES_SET, User);
 
 /// A role.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Role {
     /// Id (`admin` for the built-in role).
@@ -408,14 +410,16 @@ pub struct ListRoles {}
 crate::operation!(ListRoles => subjects::IDENTITY_ROLE_LIST, Vec<Role>);
 
 /// What a role create or update carries.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleInput {
     /// Name: letters, digits, `_`, `-`, `.`; 1–64 characters.
     #[serde(default)]
+    #[schema(schema_with = crate::schema::role_name)]
     pub name: Option<String>,
     /// Permission strings.
     #[serde(default)]
+    #[schema(schema_with = crate::schema::permissions)]
     pub permissions: Option<Vec<String>>,
 }
 

@@ -15,9 +15,11 @@ pub mod identity;
 pub mod operation;
 pub mod permission;
 pub mod principal;
+pub mod schema;
 pub mod subjects;
 pub mod token;
 pub mod vault;
+pub mod webhook;
 
 pub use component::Component;
 pub use error::{ErrorCode, FieldError, WireError};

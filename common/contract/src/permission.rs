@@ -182,6 +182,9 @@ pub mod names {
     pub const USER_FETCH_MANY: &str = "user.fetch.many";
     /// Set a user's roles.
     pub const USER_ROLES_UPDATE: &str = "user.roles.update";
+    /// Manage webhook endpoints: register, change, delete, rotate secrets, read delivery logs,
+    /// replay (beyond the spec).
+    pub const WEBHOOK_MANAGE: &str = "webhook.manage";
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Component, PermissionSet};
 
 /// What kind of caller a principal is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PrincipalKind {
     /// A person signed in through Entra ID.

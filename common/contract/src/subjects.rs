@@ -9,6 +9,8 @@ pub const COMPANY_SYNC_QUEUE: &str = "company-sync";
 pub const CREDENTIAL_QUEUE: &str = "credential";
 /// Queue group of the vault service.
 pub const VAULT_QUEUE: &str = "vault";
+/// Queue group of the webhook component.
+pub const WEBHOOK_QUEUE: &str = "webhook";
 
 /// Identity: resolve an API token (by its hash) to a principal.
 pub const IDENTITY_AUTHENTICATE_TOKEN: &str = "ttscm.identity.v1.authenticate_token";
@@ -153,8 +155,33 @@ pub const VAULT_RESEAL: &str = "ttscm.vault.v1.reseal";
 pub const VAULT_SIGN_AUDIT_HEAD: &str = "ttscm.vault.v1.sign_audit_head";
 /// Vault: the public key checkpoints are signed with.
 pub const VAULT_CHECKPOINT_KEY: &str = "ttscm.vault.v1.checkpoint_key";
+/// Vault: seal a webhook endpoint's signing secret.
+pub const VAULT_WEBHOOK_SEAL: &str = "ttscm.vault.v1.webhook_secret_seal";
+/// Vault: open a webhook endpoint's signing secrets.
+pub const VAULT_WEBHOOK_OPEN: &str = "ttscm.vault.v1.webhook_secret_open";
 /// Vault: health (key ring loaded).
 pub const VAULT_HEALTH: &str = "ttscm.vault.v1.health";
+
+/// Webhook: list endpoints.
+pub const WEBHOOK_LIST: &str = "ttscm.webhook.v1.list";
+/// Webhook: get an endpoint.
+pub const WEBHOOK_GET: &str = "ttscm.webhook.v1.get";
+/// Webhook: register an endpoint.
+pub const WEBHOOK_CREATE: &str = "ttscm.webhook.v1.create";
+/// Webhook: change an endpoint.
+pub const WEBHOOK_UPDATE: &str = "ttscm.webhook.v1.update";
+/// Webhook: delete an endpoint.
+pub const WEBHOOK_DELETE: &str = "ttscm.webhook.v1.delete";
+/// Webhook: rotate an endpoint's secret.
+pub const WEBHOOK_ROTATE: &str = "ttscm.webhook.v1.rotate_secret";
+/// Webhook: an endpoint's delivery log.
+pub const WEBHOOK_DELIVERIES: &str = "ttscm.webhook.v1.deliveries";
+/// Webhook: replay one delivery.
+pub const WEBHOOK_REPLAY_ONE: &str = "ttscm.webhook.v1.replay_one";
+/// Webhook: replay an endpoint's deliveries in a time range.
+pub const WEBHOOK_REPLAY_RANGE: &str = "ttscm.webhook.v1.replay_range";
+/// Webhook: health (store reachable).
+pub const WEBHOOK_HEALTH: &str = "ttscm.webhook.v1.health";
 
 /// Prefix of every event subject; the JetStream stream `TTSCM_EVENTS` captures `ttscm.events.>`.
 pub const EVENTS_PREFIX: &str = "ttscm.events";

@@ -122,7 +122,7 @@ pub struct GenerateTotp {
 }
 
 /// A TOTP code (RFC 6238) and how long it stays valid.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TotpCode {
     /// The digits.

@@ -63,6 +63,16 @@ pub const COMPANY_SYNC_DURATION: &str = "ttscm_company_sync_duration_seconds";
 /// Unix time of the last successful company sync (seen by this process: the one it ran, or the
 /// one the shared status records).
 pub const COMPANY_SYNC_LAST_SUCCESS: &str = "ttscm_company_sync_last_success_timestamp_seconds";
+/// Webhook deliveries queued (an event stored for an endpoint that wants it).
+pub const WEBHOOK_QUEUED: &str = "ttscm_webhook_deliveries_queued_total";
+/// Webhook delivery attempts, by `outcome` (`delivered`, `failed`: the receiver refused or did
+/// not answer, retried later; `gave_up`: the last attempt of a delivery failed; `refused`: the
+/// address was refused, against server-side request forgery).
+pub const WEBHOOK_ATTEMPTS: &str = "ttscm_webhook_attempts_total";
+/// Seconds from an event's delivery being queued to a receiver accepting it (first attempts).
+pub const WEBHOOK_DELAY: &str = "ttscm_webhook_delivery_delay_seconds";
+/// Webhook deliveries waiting (pending), as of the last look of this process.
+pub const WEBHOOK_PENDING: &str = "ttscm_webhook_pending_deliveries";
 
 /// How often the exporter folds recorded samples into the histograms (bounds their memory
 /// between scrapes).
@@ -94,6 +104,7 @@ pub fn handle() -> &'static PrometheusHandle {
                 b.set_buckets_for_metric(Matcher::Full(BUS_REQUEST_DURATION.into()), LATENCY_BUCKETS)
             })
             .and_then(|b| b.set_buckets_for_metric(Matcher::Full(COMPANY_SYNC_DURATION.into()), SYNC_BUCKETS))
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(WEBHOOK_DELAY.into()), LATENCY_BUCKETS))
             .expect("the bucket lists are not empty")
             .build_recorder();
         let handle = recorder.handle();
@@ -125,6 +136,13 @@ fn describe() {
     metrics::describe_counter!(AUDIT_COPIED, "Audit entries copied into the store");
     metrics::describe_gauge!(EVENT_OUTBOX_LENGTH, "Events waiting in the outbox");
     metrics::describe_counter!(COMPANY_SYNC_RUNS, "Company syncs run");
+    metrics::describe_counter!(WEBHOOK_QUEUED, "Webhook deliveries queued");
+    metrics::describe_counter!(WEBHOOK_ATTEMPTS, "Webhook delivery attempts by outcome");
+    metrics::describe_histogram!(
+        WEBHOOK_DELAY,
+        "Seconds from a webhook delivery queued to accepted"
+    );
+    metrics::describe_gauge!(WEBHOOK_PENDING, "Webhook deliveries waiting");
     metrics::describe_histogram!(
         COMPANY_SYNC_DURATION,
         metrics::Unit::Seconds,
@@ -300,4 +318,23 @@ pub fn company_sync(kind: &'static str, elapsed: Duration, finished: Option<u64>
 /// this process's own run).
 pub fn company_sync_succeeded_at(at: u64) {
     metrics::gauge!(COMPANY_SYNC_LAST_SUCCESS).set(at as f64);
+}
+
+/// `deliveries` webhook deliveries were queued.
+pub fn webhook_queued(deliveries: usize) {
+    metrics::counter!(WEBHOOK_QUEUED).increment(deliveries as u64);
+}
+
+/// A webhook delivery attempt ended with `outcome`; a first attempt that was accepted took
+/// `delay` from queued.
+pub fn webhook_attempt(outcome: &'static str, delay: Option<Duration>) {
+    metrics::counter!(WEBHOOK_ATTEMPTS, "outcome" => outcome).increment(1);
+    if let Some(delay) = delay {
+        metrics::histogram!(WEBHOOK_DELAY).record(delay.as_secs_f64());
+    }
+}
+
+/// `deliveries` webhook deliveries wait.
+pub fn webhook_pending(deliveries: u64) {
+    metrics::gauge!(WEBHOOK_PENDING).set(deliveries as f64);
 }

@@ -73,6 +73,8 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// The credential service (`TTSCM_CREDENTIAL__…`).
     pub credential: CredentialSettings,
+    /// Webhook delivery (`TTSCM_WEBHOOK__…`).
+    pub webhook: WebhookSettings,
 }
 
 /// Settings of the credential service.
@@ -156,6 +158,45 @@ impl Default for AuditSettings {
             hec_token: None,
             export_batch: 500,
             export_interval_ms: 1000,
+        }
+    }
+}
+
+/// Settings of webhook delivery (the webhook component).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Allow endpoints whose address is loopback, link-local, private (RFC 1918, ULA), shared
+    /// (100.64/10) or unspecified (`TTSCM_WEBHOOK__ALLOW_PRIVATE`, default false: refused at
+    /// registration and again at each delivery, against server-side request forgery).
+    pub allow_private: bool,
+    /// Allow `http://` endpoints (`TTSCM_WEBHOOK__ALLOW_HTTP`, default false: `https://` only).
+    pub allow_http: bool,
+    /// Failed attempts in a row after which an endpoint is disabled, with a
+    /// `webhook.endpoint_disabled` event (`TTSCM_WEBHOOK__DISABLE_AFTER_FAILURES`, default 50;
+    /// 0 never disables).
+    pub disable_after_failures: u32,
+    /// Seconds the previous secret keeps signing after a rotation
+    /// (`TTSCM_WEBHOOK__ROTATION_GRACE_SECS`, default 86400).
+    pub rotation_grace_secs: u64,
+    /// Seconds one attempt may take (`TTSCM_WEBHOOK__TIMEOUT_SECS`, default 10).
+    pub timeout_secs: u64,
+    /// Deliveries in flight at once per replica (`TTSCM_WEBHOOK__CONCURRENCY`, default 32).
+    pub concurrency: usize,
+    /// Days the delivery log is kept (`TTSCM_WEBHOOK__KEEP_DAYS`, default 30).
+    pub keep_days: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            allow_private: false,
+            allow_http: false,
+            disable_after_failures: 50,
+            rotation_grace_secs: 86_400,
+            timeout_secs: 10,
+            concurrency: 32,
+            keep_days: 30,
         }
     }
 }
@@ -613,6 +654,7 @@ impl Default for Settings {
             mesh: MeshSettings::default(),
             audit: AuditSettings::default(),
             credential: CredentialSettings::default(),
+            webhook: WebhookSettings::default(),
         }
     }
 }
@@ -675,6 +717,7 @@ const KNOWN_KEYS: &[&str] = &[
     "mesh",
     "audit",
     "credential",
+    "webhook",
 ];
 
 /// Settings that cannot be loaded.

@@ -16,6 +16,7 @@ use secrecy::ExposeSecret;
 use ttscm_contract::health::VaultHealth;
 use ttscm_contract::subjects::VAULT_QUEUE;
 use ttscm_contract::vault::{GenerateTotp, GetCheckpointKey, Reseal, Seal, SignAuditHead, Unseal};
+use ttscm_contract::webhook::{OpenWebhookSecrets, SealWebhookSecret};
 use ttscm_runtime::ed25519::Ed25519Key;
 use ttscm_runtime::router::{ServiceRouter, StartError};
 use ttscm_runtime::{Bus, Settings, Shutdown};
@@ -93,6 +94,8 @@ pub fn router() -> ServiceRouter<SharedVault> {
         .op::<Reseal>()
         .op::<SignAuditHead>()
         .op::<GetCheckpointKey>()
+        .op::<SealWebhookSecret>()
+        .op::<OpenWebhookSecrets>()
 }
 
 /// Makes a new random key the active one (`ttscm vault rotate`) and returns its kid.

@@ -21,9 +21,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 use ttscm_contract::audit::AuditCheckpoint;
 use ttscm_contract::vault::{
-    CheckpointKey, GenerateTotp, GetCheckpointKey, Place, Plaintexts, Reseal, Seal, SealedItem,
+    CheckpointKey, GenerateTotp, GetCheckpointKey, Place, Plaintexts, Reseal, Seal, SealItem, SealedItem,
     SignAuditHead, TotpCode, Unseal,
 };
+use ttscm_contract::webhook::{OpenWebhookSecrets, SealWebhookSecret, WebhookSecrets};
 use ttscm_contract::{ErrorCode, FieldError, WireError};
 use ttscm_runtime::Settings;
 use ttscm_runtime::audit::AuditHead;
@@ -357,7 +358,8 @@ impl SharedVault {
 /// Seals the items, then wipes their plaintext.
 impl ServiceOp<SharedVault> for Seal {
     async fn run(mut self, vault: Arc<SharedVault>, _: CallContext) -> Result<Vec<String>, WireError> {
-        let result = vault.with(|vault| vault.seal(&self));
+        let result = credential_places(self.items.iter().map(|i| &i.place))
+            .and_then(|()| vault.with(|vault| vault.seal(&self)));
         for item in &mut self.items {
             item.plaintext.zeroize();
         }
@@ -365,9 +367,66 @@ impl ServiceOp<SharedVault> for Seal {
     }
 }
 
+/// The place of a webhook endpoint's secret: a key domain of its own (`webhook/<endpoint>`; a
+/// credential id never holds a `/`), so these operations never open a credential's value.
+fn webhook_place(endpoint_id: &str, secret_id: &str) -> Place {
+    Place {
+        credential_id: format!("webhook/{endpoint_id}"),
+        field_id: secret_id.to_owned(),
+        version: None,
+    }
+}
+
+/// The credential operations serve credential places only: a place in the webhook domain (a
+/// `/` in its credential id, which generated ids never hold) is refused, so the component that
+/// may open credential values cannot open a webhook secret either.
+fn credential_places<'a>(places: impl IntoIterator<Item = &'a Place>) -> Result<(), WireError> {
+    if places.into_iter().any(|p| p.credential_id.contains('/')) {
+        return Err(WireError::new(
+            ErrorCode::Validation,
+            "A credential id does not hold a '/'",
+        ));
+    }
+    Ok(())
+}
+
+/// Seals a webhook endpoint's signing secret, then wipes it.
+impl ServiceOp<SharedVault> for SealWebhookSecret {
+    async fn run(mut self, vault: Arc<SharedVault>, _: CallContext) -> Result<String, WireError> {
+        let seal = Seal {
+            items: vec![SealItem {
+                place: webhook_place(&self.endpoint_id, &self.secret_id),
+                plaintext: std::mem::take(&mut self.plaintext),
+                keep_if_equal: None,
+            }],
+        };
+        let mut sealed = vault.with(|vault| vault.seal(&seal))?;
+        sealed.pop().ok_or_else(WireError::internal)
+    }
+}
+
+/// Opens a webhook endpoint's signing secrets.
+impl ServiceOp<SharedVault> for OpenWebhookSecrets {
+    async fn run(self, vault: Arc<SharedVault>, _: CallContext) -> Result<WebhookSecrets, WireError> {
+        let unseal = Unseal {
+            items: self
+                .secrets
+                .iter()
+                .map(|secret| SealedItem {
+                    place: webhook_place(&self.endpoint_id, &secret.secret_id),
+                    sealed: secret.sealed.clone(),
+                })
+                .collect(),
+        };
+        let mut opened = vault.with(|vault| vault.unseal(&unseal))?;
+        Ok(WebhookSecrets(std::mem::take(&mut opened.0)))
+    }
+}
+
 /// Opens the items.
 impl ServiceOp<SharedVault> for Unseal {
     async fn run(self, vault: Arc<SharedVault>, _: CallContext) -> Result<Plaintexts, WireError> {
+        credential_places(self.items.iter().map(|i| &i.place))?;
         vault.with(|vault| vault.unseal(&self))
     }
 }
@@ -375,6 +434,7 @@ impl ServiceOp<SharedVault> for Unseal {
 /// Opens the seed, computes the code now and drops the seed (wiped): only the code leaves.
 impl ServiceOp<SharedVault> for GenerateTotp {
     async fn run(self, vault: Arc<SharedVault>, _: CallContext) -> Result<TotpCode, WireError> {
+        credential_places([&self.item.place])?;
         let seed = vault.with(|vault| {
             vault.unseal(&Unseal {
                 items: vec![self.item],
@@ -404,6 +464,7 @@ impl ServiceOp<SharedVault> for GenerateTotp {
 /// Moves the items to the active key.
 impl ServiceOp<SharedVault> for Reseal {
     async fn run(self, vault: Arc<SharedVault>, _: CallContext) -> Result<Vec<String>, WireError> {
+        credential_places(self.items.iter().map(|i| &i.place))?;
         vault.with(|vault| vault.reseal(&self))
     }
 }

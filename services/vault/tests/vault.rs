@@ -136,3 +136,46 @@ fn rotate_in_mesh_mode_explains_how_to_rotate_keys_in_settings() {
     assert!(error.contains("TTSCM_VAULT__ACTIVE_KID"), "{error}");
     assert!(error.contains("ttscm keys vault-key"), "{error}");
 }
+
+/// Webhook secrets live in a key domain of their own: they open only as the endpoint's secret
+/// they were sealed as, and the webhook operations cannot open a credential's value even when
+/// given its blob and place.
+#[tokio::test]
+async fn webhook_secrets_open_only_as_themselves_and_never_a_credential_value() {
+    use ttscm_contract::webhook::{OpenWebhookSecrets, SealWebhookSecret, SealedWebhookSecret};
+    let vault = spawn_vault().await;
+    let sealed = vault
+        .call(&SealWebhookSecret {
+            endpoint_id: "e1".into(),
+            secret_id: "s1".into(),
+            plaintext: "whsec_c2VjcmV0".into(),
+        })
+        .await
+        .expect("seals");
+    let open = |endpoint: &str, secret: &str, blob: &str| OpenWebhookSecrets {
+        endpoint_id: endpoint.into(),
+        secrets: vec![SealedWebhookSecret {
+            secret_id: secret.into(),
+            sealed: blob.into(),
+        }],
+    };
+    let opened = vault.call(&open("e1", "s1", &sealed)).await.expect("opens");
+    assert_eq!(opened.0, ["whsec_c2VjcmV0"]);
+    for (endpoint, secret) in [("e2", "s1"), ("e1", "s2")] {
+        let error = vault.call(&open(endpoint, secret, &sealed)).await.unwrap_err();
+        assert_eq!(error.message, NOT_SEALED_HERE, "{endpoint}/{secret}");
+    }
+    // A credential's value, asked for through the webhook operations at "its" place.
+    let value = vault
+        .seal(&[place("c1", "password")], &["hunter2"])
+        .await
+        .expect("seals");
+    let error = vault.call(&open("c1", "password", &value[0])).await.unwrap_err();
+    assert_eq!(error.message, NOT_SEALED_HERE);
+    // And the credential operations do not open a webhook secret.
+    let error = vault
+        .unseal(vec![sealed_at(&place("webhook/e1", "s1"), &sealed)])
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::Validation);
+}

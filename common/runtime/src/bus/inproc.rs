@@ -42,6 +42,26 @@ struct Inner {
     groups: RwLock<HashMap<String, Vec<QueueGroup>>>,
     /// Wildcard subscriptions.
     subscribers: RwLock<Vec<(String, mpsc::Sender<Message>)>>,
+    /// The one durable listener, if any ([`DurableListener`]).
+    durable: RwLock<Option<Arc<dyn DurableListener>>>,
+}
+
+/// A listener that keeps what it takes (the embedded mode's webhook deliveries): a message it
+/// wants is handed to it inside `publish`, which returns only once the listener stored it — so
+/// an event published in process is as durable as one JetStream acknowledged. Its error fails
+/// the publish (the publisher keeps the event in its outbox and tries again).
+pub trait DurableListener: Send + Sync + 'static {
+    /// Whether it wants messages on `subject` (cheap: asked for every event, also to decide
+    /// whether an event is built at all).
+    fn wants(&self, subject: &str) -> bool;
+    /// Stores `message`; `Err` says why it could not.
+    fn take(&self, message: Message) -> BoxFuture<'static, Result<(), String>>;
+}
+
+impl std::fmt::Debug for dyn DurableListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DurableListener")
+    }
 }
 
 #[derive(Debug)]
@@ -262,11 +282,28 @@ impl InProcBus {
 
     /// Whether any open subscription matches `subject`.
     pub(super) fn has_subscribers(&self, subject: &str) -> bool {
+        self.durable_for(subject).is_some()
+            || self
+                .inner
+                .subscribers
+                .read()
+                .iter()
+                .any(|(pattern, sender)| !sender.is_closed() && subject_matches(pattern, subject))
+    }
+
+    /// Sets the durable listener (one per bus; a second replaces the first).
+    pub(super) fn set_durable_listener(&self, listener: Arc<dyn DurableListener>) {
+        *self.inner.durable.write() = Some(listener);
+    }
+
+    /// The durable listener, when it wants `subject`.
+    pub(super) fn durable_for(&self, subject: &str) -> Option<Arc<dyn DurableListener>> {
         self.inner
-            .subscribers
+            .durable
             .read()
-            .iter()
-            .any(|(pattern, sender)| !sender.is_closed() && subject_matches(pattern, subject))
+            .as_ref()
+            .filter(|listener| listener.wants(subject))
+            .cloned()
     }
 
     pub(super) fn publish(&self, subject: &str, headers: Headers, payload: Bytes) -> Result<(), BusError> {

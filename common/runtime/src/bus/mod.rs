@@ -153,7 +153,36 @@ impl Bus {
     pub async fn publish(&self, subject: &str, headers: Headers, payload: Bytes) -> Result<(), BusError> {
         match self {
             Bus::Nats(bus) => bus.publish(subject, headers, payload).await,
-            Bus::InProc(bus) => bus.publish(subject, headers, payload),
+            Bus::InProc(bus) => {
+                let durable = bus.durable_for(subject);
+                match durable {
+                    None => bus.publish(subject, headers, payload),
+                    Some(listener) => {
+                        bus.publish(subject, headers.clone(), payload.clone())?;
+                        listener
+                            .take(Message {
+                                subject: subject.to_owned(),
+                                headers,
+                                payload,
+                            })
+                            .await
+                            .map_err(BusError::Other)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands every message the listener wants to it, durably, before `publish` returns (in
+    /// process only: over NATS, JetStream keeps events and consumers read them from there).
+    /// Answers whether it was set.
+    pub fn set_durable_listener(&self, listener: std::sync::Arc<dyn inproc::DurableListener>) -> bool {
+        match self {
+            Bus::Nats(_) => false,
+            Bus::InProc(bus) => {
+                bus.set_durable_listener(listener);
+                true
+            }
         }
     }
 

@@ -94,6 +94,12 @@ impl TestVault {
     }
 
     /// Opens `items`.
+    /// Calls any vault operation.
+    #[allow(dead_code)] // not every test binary of the crate uses it
+    pub async fn call<O: ttscm_contract::Operation>(&self, op: &O) -> Result<O::Reply, WireError> {
+        self.client.call(&CallContext::new(None), op).await
+    }
+
     pub async fn unseal(&self, items: Vec<SealedItem>) -> Result<Vec<String>, WireError> {
         let op = Unseal { items };
         let mut opened = self.client.call(&CallContext::new(None), &op).await?;
