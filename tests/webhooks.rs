@@ -310,9 +310,10 @@ both_modes!(
     endpoints_need_webhook_manage_and_valid_input,
 );
 
-/// The webhook component stopped while events happen, then restarted twice while delivering
-/// its backlog to a slow receiver: every event arrives, verified; repeats (at least once) are
-/// counted and bounded by what was in flight.
+/// The webhook component stopped while events happen; restarted with a second replica beside
+/// it, the two deliver the backlog to a slow receiver, and mid-backlog both are restarted
+/// (one comes back): every event arrives, verified; repeats (at least once: attempts cut short by a restart) are counted and bounded by
+/// what was in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_webhook_component_delivers_its_whole_backlog() {
     let mut app = spawn_app_with(Mode::Mesh, |settings| {
@@ -338,6 +339,7 @@ async fn a_restarted_webhook_component_delivers_its_whole_backlog() {
         );
     }
     app.restart(Component::Webhook);
+    app.start_extra_replica(Component::Webhook);
     let part = receiver
         .wait_until(Duration::from_secs(30), "a part of the backlog", |r| {
             accepted_ids(r).len() >= 10
