@@ -58,6 +58,11 @@ echo "    $FERRETDB" >&2
 phase "tools: cargo-deny"
 CARGO_DENY=$(tests/tools/cargo-deny.sh)
 echo "    $CARGO_DENY ($("$CARGO_DENY" --version))" >&2
+# Schemathesis (PyPI, in a venv under ~/.cache/ttscm, installed once): tests/openapi.rs runs it
+# against a live server with the server's own OpenAPI document.
+phase "tools: schemathesis"
+SCHEMATHESIS=$(tests/tools/schemathesis.sh)
+echo "    $SCHEMATHESIS ($("$SCHEMATHESIS" --version))" >&2
 
 # ---- FerretDB (MongoDB wire protocol, SQLite backend) ---------------------------------------
 phase "start FerretDB"
@@ -107,6 +112,7 @@ setup_oidc_tools
 export TTSCM_TEST_MONGODB_URI="mongodb://127.0.0.1:$FDB_PORT/"
 export TTSCM_TEST_NATS_SERVER="$NATS_SERVER"
 export TTSCM_TEST_FERRETDB="$FERRETDB"
+export TTSCM_TEST_SCHEMATHESIS="$SCHEMATHESIS"
 [[ -n ${CI:-} ]] && export CARGO_TERM_COLOR=never
 
 phase "rust toolchain"
