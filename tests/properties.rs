@@ -492,3 +492,58 @@ fn company_and_me_bodies_never_get_a_5xx() {
         check_route(&runtime, &app, route);
     }
 }
+
+#[test]
+fn webhook_bodies_never_get_a_5xx() {
+    let runtime = runtime();
+    let app = runtime.block_on(spawn_app(Mode::Embedded));
+    let token = app.admin_token.clone();
+    // A public literal address: registration resolves nothing and sends nothing.
+    const URL: &str = "https://93.184.216.34/hook";
+    let (status, endpoint) = runtime.block_on(app.post(
+        "/v1/webhook/endpoints",
+        &token,
+        &json!({"url": URL, "eventTypes": ["credential.*"]}),
+    ));
+    assert_eq!(status, 201, "{endpoint}");
+    let endpoint = endpoint["data"]["id"]
+        .as_str()
+        .expect("an endpoint id")
+        .to_owned();
+    const KEYS: &[&str] = &[
+        "url",
+        "description",
+        "eventTypes",
+        "companyIds",
+        "enabled",
+        "since",
+        "until",
+    ];
+    let routes = [
+        (
+            reqwest::Method::POST,
+            "/v1/webhook/endpoints".to_owned(),
+            json!({"url": URL, "description": "PSA", "eventTypes": ["credential.created", "company.*"], "companyIds": ["c1"], "enabled": false}),
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/v1/webhook/endpoints/{endpoint}"),
+            json!({"url": URL, "description": "", "eventTypes": [], "companyIds": ["c2"], "enabled": true}),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/v1/webhook/endpoints/{endpoint}/replay"),
+            json!({"since": "2026-01-01T00:00:00Z", "until": "2026-12-31T00:00:00Z"}),
+        ),
+    ];
+    for (method, path, valid) in routes {
+        let route = Route {
+            method,
+            path,
+            token: token.clone(),
+            valid,
+            keys: KEYS,
+        };
+        check_route(&runtime, &app, route);
+    }
+}
