@@ -85,6 +85,9 @@ impl Deliverer {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(settings.timeout_secs.max(1)))
             .redirect(reqwest::redirect::Policy::none())
+            // Direct connections only: through a proxy (HTTPS_PROXY) the proxy would resolve
+            // the name, and the address check below would not see where the request goes.
+            .no_proxy()
             .user_agent("TTSCM-Webhooks/1")
             .dns_resolver(Arc::new(CheckedResolver {
                 allow_private: settings.allow_private,

@@ -151,8 +151,7 @@ pub struct DeliveryDoc {
     pub attempts: u32,
     /// When the next attempt is due (pending).
     pub next_at_ms: i64,
-    /// When the current round of attempts began (creation, or the latest replay): the retry
-    /// schedule counts from it.
+    /// When the current round of attempts began (creation, or the latest replay).
     pub round_started_ms: i64,
     pub created_at: String,
     pub created_at_ms: i64,
