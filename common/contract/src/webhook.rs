@@ -9,6 +9,65 @@ use serde::{Deserialize, Serialize};
 use crate::health::HealthReply;
 use crate::subjects;
 
+/// The rules the webhook component checks a request's fields against, for the API description
+/// (`webhook::endpoints`' checks).
+mod rules {
+    use serde_json::{Value, json};
+    use utoipa::openapi::Schema;
+
+    fn schema(value: Value) -> Schema {
+        serde_json::from_value(value).expect("a JSON Schema utoipa reads")
+    }
+
+    /// An endpoint URL (`check_url`): absolute `https://` (or `http://` where allowed), at most
+    /// 2000 characters; it must also resolve to a public address, which no schema can say.
+    pub fn url() -> Schema {
+        schema(json!({"type": "string", "minLength": 1, "maxLength": 2000, "pattern": "^\\s*https?://"}))
+    }
+
+    /// [`url`], or absent (a patch).
+    pub fn optional_url() -> Schema {
+        schema(
+            json!({"type": ["string", "null"], "minLength": 1, "maxLength": 2000, "pattern": "^\\s*https?://"}),
+        )
+    }
+
+    /// A note (`check_description`): at most 500 characters, no control characters.
+    pub fn description() -> Schema {
+        schema(
+            json!({"type": ["string", "null"], "maxLength": 500, "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$"}),
+        )
+    }
+
+    /// Event-type filters (`check_types`): `*`, `<aggregate>.*` or `<aggregate>.<action>`.
+    pub fn event_types() -> Schema {
+        schema(json!({
+            "type": ["array", "null"],
+            "maxItems": 100,
+            "items": {"type": "string", "pattern": "^(ttscm\\.)?(\\*|[a-z_]{1,64}\\.(\\*|[a-z_]{1,64}))$"},
+        }))
+    }
+
+    /// Company ids (`check_companies`): 1 to 100 characters, no control characters.
+    pub fn company_ids() -> Schema {
+        schema(json!({
+            "type": ["array", "null"],
+            "maxItems": 1000,
+            "items": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$"},
+        }))
+    }
+
+    /// An RFC 3339 time (`clock::parse_iso`).
+    pub fn time() -> Schema {
+        schema(json!({"type": "string", "format": "date-time"}))
+    }
+
+    /// [`time`], or absent.
+    pub fn optional_time() -> Schema {
+        schema(json!({"type": ["string", "null"], "format": "date-time"}))
+    }
+}
+
 /// An endpoint as the API answers it (never its secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -54,15 +113,19 @@ pub struct WebhookEndpointWithSecret {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookEndpointInput {
     /// Where deliveries go.
+    #[schema(schema_with = rules::url)]
     pub url: String,
     /// A note, up to 500 characters.
     #[serde(default)]
+    #[schema(schema_with = rules::description)]
     pub description: Option<String>,
     /// Event types to deliver (absent or empty: all).
     #[serde(default)]
+    #[schema(schema_with = rules::event_types)]
     pub event_types: Option<Vec<String>>,
     /// Companies whose events to deliver (absent or empty: all).
     #[serde(default)]
+    #[schema(schema_with = rules::company_ids)]
     pub company_ids: Option<Vec<String>>,
     /// Whether to deliver (default true).
     #[serde(default)]
@@ -75,15 +138,19 @@ pub struct WebhookEndpointInput {
 pub struct WebhookEndpointPatch {
     /// Where deliveries go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = rules::optional_url)]
     pub url: Option<String>,
     /// A note (`""` clears it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = rules::description)]
     pub description: Option<String>,
     /// Event types to deliver (empty: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = rules::event_types)]
     pub event_types: Option<Vec<String>>,
     /// Companies whose events to deliver (empty: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = rules::company_ids)]
     pub company_ids: Option<Vec<String>>,
     /// Enable (also after an automatic disable: the failure streak starts again) or disable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,9 +222,11 @@ pub struct WebhookReplay {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookReplayInput {
     /// From (RFC 3339, inclusive).
+    #[schema(schema_with = rules::time)]
     pub since: String,
     /// Until (RFC 3339, exclusive; absent: now).
     #[serde(default)]
+    #[schema(schema_with = rules::optional_time)]
     pub until: Option<String>,
 }
 

@@ -159,7 +159,7 @@ impl Service {
         }
         let mut errors = Vec::new();
         for (index, id) in companies.iter().enumerate() {
-            if id.is_empty() || id.len() > 100 || id.chars().any(char::is_control) {
+            if id.is_empty() || id.chars().count() > 100 || id.chars().any(char::is_control) {
                 errors.push(FieldError::new(
                     vec![json!("companyIds"), json!(index)],
                     "a company id is 1 to 100 characters",
