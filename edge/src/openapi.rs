@@ -101,7 +101,8 @@ pub struct Param {
 }
 
 impl Param {
-    const fn query(name: &'static str, schema: fn() -> Value, description: &'static str) -> Self {
+    /// An optional query parameter.
+    pub const fn query(name: &'static str, schema: fn() -> Value, description: &'static str) -> Self {
         Self {
             name,
             location: In::Query,
@@ -111,7 +112,8 @@ impl Param {
         }
     }
 
-    const fn header(name: &'static str, schema: fn() -> Value, description: &'static str) -> Self {
+    /// An optional request header.
+    pub const fn header(name: &'static str, schema: fn() -> Value, description: &'static str) -> Self {
         Self {
             name,
             location: In::Header,
@@ -121,7 +123,8 @@ impl Param {
         }
     }
 
-    const fn required(mut self) -> Self {
+    /// The route refuses a request without it.
+    pub const fn required(mut self) -> Self {
         self.required = true;
         self
     }
@@ -334,10 +337,12 @@ fn error_statuses(route: &RouteSpec) -> Vec<u16> {
         return vec![];
     }
     if !bus {
-        // Served without a service: the teapot, the probes, this document and its page.
+        // Served without a service: the liveness probe, the sign-in socket (refused before
+        // the upgrade: not a WebSocket request, a foreign origin, over its allowance, too many
+        // waiting), this document and its page.
         return match route.handler {
-            Handler::WebSocket(_) => vec![400, 403, 429],
-            _ if route.path.contains(":") => vec![404],
+            Handler::WebSocket(_) => vec![400, 403, 429, 503],
+            _ if route.path.contains(':') => vec![404],
             _ => vec![],
         };
     }
