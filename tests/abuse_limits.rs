@@ -329,9 +329,10 @@ async fn the_public_readiness_names_nothing_internal_and_is_reused_for_its_time(
         let (status, body) = app.get("/readyz", Some(&token)).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["data"]["vault"]["ok"], true, "{body}");
+        assert_eq!(body["data"]["webhook"]["ok"], true, "{body}");
     })
     .await;
-    assert_eq!(calls, 4);
+    assert_eq!(calls, 5, "identity, company-sync, credential, vault, webhook");
 
     // A component stops: within the reuse time the public answer stays; the report shows it.
     app.stop(Component::Credential);

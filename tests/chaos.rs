@@ -1,12 +1,12 @@
 //! The chaos suite (issue 20): the mesh as real processes — nats-server with the generated
 //! users, a FerretDB of its own, and one `ttscm serve --only <component>` process per component
-//! (identity, company-sync, vault, two credential replicas, two edges) — under a reveal load
+//! (identity, company-sync, vault, webhook, two credential replicas, two edges) — under a reveal load
 //! while one part at a time is killed with SIGKILL and, where it has no replica, started again:
 //!
 //! | fault | what is done |
 //! |---|---|
 //! | `credential-replica` | one of the two credential replicas killed (started again after `down`) |
-//! | `vault`, `identity`, `company-sync` | the component killed, started again after `down` |
+//! | `vault`, `identity`, `company-sync`, `webhook` | the component killed, started again after `down` |
 //! | `edge` | one of the two edges killed, started again after `down` |
 //! | `nats` | nats-server killed, started again with the same JetStream store dir |
 //! | `ferretdb` | FerretDB killed, started again on the same data |
@@ -129,17 +129,19 @@ enum Fault {
     Vault,
     Identity,
     CompanySync,
+    Webhook,
     Edge,
     Nats,
     Store,
 }
 
 impl Fault {
-    const ALL: [Fault; 7] = [
+    const ALL: [Fault; 8] = [
         Fault::CredentialReplica,
         Fault::Vault,
         Fault::Identity,
         Fault::CompanySync,
+        Fault::Webhook,
         Fault::Edge,
         Fault::Nats,
         Fault::Store,
@@ -151,6 +153,7 @@ impl Fault {
             Fault::Vault => "vault",
             Fault::Identity => "identity",
             Fault::CompanySync => "company-sync",
+            Fault::Webhook => "webhook",
             Fault::Edge => "edge",
             Fault::Nats => "nats",
             Fault::Store => "ferretdb",
@@ -165,6 +168,7 @@ impl Fault {
             Fault::Vault => Some("vault"),
             Fault::Identity => Some("identity"),
             Fault::CompanySync => Some("company-sync"),
+            Fault::Webhook => Some("webhook"),
             Fault::Edge => Some("edge-2"),
             Fault::Nats | Fault::Store => None,
         }
@@ -237,6 +241,7 @@ impl Mesh {
             ("identity", Component::Identity),
             ("company-sync", Component::CompanySync),
             ("vault", Component::Vault),
+            ("webhook", Component::Webhook),
             ("credential-1", Component::Credential),
             ("credential-2", Component::Credential),
             ("edge-1", Component::Edge),
