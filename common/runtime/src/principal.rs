@@ -415,7 +415,7 @@ mod tests {
             .map(|(c, k)| format!("{c}:{}", URL_SAFE_NO_PAD.encode(k)))
             .collect::<Vec<_>>()
             .join(",");
-        assert_eq!(parse_trusted_keys(&text).unwrap().len(), 5);
+        assert_eq!(parse_trusted_keys(&text).unwrap().len(), Component::ALL.len());
         assert!(parse_trusted_keys("edge:abc").is_err());
         assert!(parse_trusted_keys("janitor:AAAA").is_err());
     }

@@ -344,9 +344,12 @@ impl Service {
             ttscm_runtime::metrics::webhook_attempt(outcome, None);
         }
         if !self.store.update_one(DELIVERIES, &ours, &update).await? {
-            // The claim lapsed (a very slow attempt) and another replica took it: its record
-            // stands; this attempt's is dropped.
-            tracing::warn!(delivery = delivery.id, "a webhook attempt outlived its claim");
+            // A replay freed the claim meanwhile (the delivery goes again), or the claim lapsed
+            // (a very slow attempt) and another replica took it: that record stands.
+            tracing::info!(
+                delivery = delivery.id,
+                "a webhook attempt's record was superseded"
+            );
         }
         self.count_streak(endpoint, delivered).await
     }

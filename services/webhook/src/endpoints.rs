@@ -543,21 +543,16 @@ impl ServiceOp<Service> for ReplayWebhookDelivery {
             return Err(disabled_conflict());
         }
         let now_ms = clock::unix_now_millis();
-        // Not while an attempt runs: it would be recorded over the replay.
-        let free = Filter::And(vec![
-            Filter::id(&delivery.id),
-            Filter::Lt("claimUntil".into(), Scalar::Int(now_ms)),
-        ]);
+        // Also while an attempt runs: the replay frees the claim, so that attempt's record is
+        // dropped and the delivery goes again (at least once), rather than the replay being
+        // refused or lost.
         if !service
             .store
-            .update_one(DELIVERIES, &free, &requeue(now_ms))
+            .update_one(DELIVERIES, &Filter::id(&delivery.id), &requeue(now_ms))
             .await
             .map_err(store_failed)?
         {
-            return Err(WireError::new(
-                ErrorCode::Conflict,
-                "The delivery is being attempted now; try again in a minute",
-            ));
+            return Err(WireError::new(ErrorCode::NotFound, "Webhook delivery not found"));
         }
         service.deliverer.wake();
         service
@@ -608,7 +603,6 @@ impl ServiceOp<Service> for ReplayWebhookDeliveries {
             Filter::eq("endpointId", endpoint.id.as_str()),
             Filter::Gte("createdAtMs".into(), Scalar::Int(since)),
             Filter::Lt("createdAtMs".into(), Scalar::Int(until)),
-            Filter::Lt("claimUntil".into(), Scalar::Int(now_ms)),
         ]);
         let requeued = service
             .store
