@@ -44,6 +44,19 @@ pub fn success<T: Serialize>(status: StatusCode, message: &str, data: &T) -> Res
     json_response(status, body)
 }
 
+/// A failure that still carries `data` (the authenticated `/readyz` report when not ready):
+/// the error envelope's `successful: false`, with the details beside it.
+pub fn failure_with<T: Serialize>(status: StatusCode, message: &str, data: &T) -> Response {
+    let body = serde_json::to_vec(&Success {
+        status: status.as_u16(),
+        message,
+        data,
+        successful: false,
+    })
+    .expect("wire types always serialize");
+    json_response(status, body)
+}
+
 /// The spec's `pagination` object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

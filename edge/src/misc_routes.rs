@@ -180,7 +180,7 @@ pub(crate) async fn readiness(
     if ready {
         Ok(envelope::success(route.status, route.message, &report))
     } else {
-        Ok(envelope::success(
+        Ok(envelope::failure_with(
             StatusCode::SERVICE_UNAVAILABLE,
             "Not ready",
             &report,

@@ -519,8 +519,8 @@ fn operation(route: &RouteSpec, schemas: &mut Schemas, links: Option<Value>) -> 
     for status in error_statuses(route) {
         let mut response = json!({"$ref": format!("#/components/responses/E{status}")});
         if route.path == "/readyz" && status == 503 {
-            // Public: the error envelope. With a token: the detailed report as `data`, in the
-            // success shape (as `misc_routes::readiness` answers it).
+            // Public: the error envelope. With a token: the detailed report as `data`, beside
+            // `successful: false` (as `misc_routes::readiness` answers it).
             response = json!({
                 "description": "Not ready",
                 "content": json_content(json!({"oneOf": [
@@ -531,7 +531,7 @@ fn operation(route: &RouteSpec, schemas: &mut Schemas, links: Option<Value>) -> 
                             "status": {"const": 503},
                             "message": {"const": "Not ready"},
                             "data": {"type": "object"},
-                            "successful": {"const": true},
+                            "successful": {"const": false},
                         },
                         "required": ["status", "message", "data", "successful"],
                         "additionalProperties": false,
