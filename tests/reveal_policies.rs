@@ -440,7 +440,10 @@ async fn a_pending_note_survives_a_company_sync_restart() {
         "not posted while company-sync is down"
     );
     app.restart(ttscm::Component::CompanySync);
-    let posted = ttscm_testkit::eventually(Duration::from_secs(30), || async {
+    // The note waits out its backoff (exponential from 0.5 s, full jitter) after the attempts
+    // that failed before the stop: on a busy host several fail while company-sync stops, and
+    // the next one may be a minute away.
+    let posted = ttscm_testkit::eventually(Duration::from_secs(120), || async {
         let notes = notes_on(&fake, 101).await;
         (!notes.is_empty()).then_some(notes)
     })
