@@ -441,8 +441,8 @@ async fn a_pending_note_survives_a_company_sync_restart() {
     );
     app.restart(ttscm::Component::CompanySync);
     // The note waits out its backoff (exponential from 0.5 s, full jitter) after the attempts
-    // that failed before the stop: on a busy host several fail while company-sync stops, and
-    // the next one may be a minute away.
+    // that failed before the stop, and a post cut short by the stop keeps its claim for
+    // `notes::CLAIM` (60 s): on a busy host the next attempt may be a minute away.
     let posted = ttscm_testkit::eventually(Duration::from_secs(120), || async {
         let notes = notes_on(&fake, 101).await;
         (!notes.is_empty()).then_some(notes)
