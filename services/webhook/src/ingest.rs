@@ -5,7 +5,6 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer};
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use parking_lot::RwLock;
 use serde_json::Value;
@@ -244,28 +243,11 @@ async fn consume_until_error(
         .await
         .map_err(|e| e.to_string())?;
     loop {
-        let first = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            next = messages.next() => next,
+        let Some((batch, ended)) =
+            ttscm_runtime::bus::nats::next_batch(&mut messages, BATCH, GATHER, shutdown).await
+        else {
+            return Ok(());
         };
-        let mut batch = Vec::new();
-        let mut ended = None;
-        let mut next = first;
-        let until = tokio::time::Instant::now() + GATHER;
-        loop {
-            match next {
-                None => ended = Some("the consumer ended".to_owned()),
-                Some(Err(error)) => ended = Some(error.to_string()),
-                Some(Ok(message)) => batch.push(message),
-            }
-            if ended.is_some() || batch.len() >= BATCH {
-                break;
-            }
-            match tokio::time::timeout_at(until, messages.next()).await {
-                Ok(more) => next = more,
-                Err(_) => break,
-            }
-        }
         if !batch.is_empty() {
             // The endpoints as they are now: changes made through other replicas count.
             while let Err(error) = service.filters.reload(&service.store).await {

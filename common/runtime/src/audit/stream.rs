@@ -35,7 +35,6 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
-use futures_util::StreamExt;
 use tokio::time::Instant;
 use ttscm_contract::subjects::{AUDIT_STREAM, AUDIT_SUBJECT};
 
@@ -387,29 +386,12 @@ impl AuditStream {
             .await
             .map_err(|e| e.to_string())?;
         loop {
-            let first = tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                next = messages.next() => next,
-            };
             // Gather what arrives for a moment, up to a limit: one insert for many entries.
-            let mut batch = Vec::new();
-            let mut ended = None;
-            let mut next = first;
-            let until = Instant::now() + GATHER;
-            loop {
-                match next {
-                    None => ended = Some("the consumer ended".to_owned()),
-                    Some(Err(error)) => ended = Some(error.to_string()),
-                    Some(Ok(message)) => batch.push(message),
-                }
-                if ended.is_some() || batch.len() >= GATHER_MESSAGES {
-                    break;
-                }
-                match tokio::time::timeout_at(until, messages.next()).await {
-                    Ok(more) => next = more,
-                    Err(_) => break,
-                }
-            }
+            let Some((batch, ended)) =
+                crate::bus::nats::next_batch(&mut messages, GATHER_MESSAGES, GATHER, shutdown).await
+            else {
+                return Ok(());
+            };
             let mut entries = Vec::new();
             let mut copied = Vec::with_capacity(batch.len());
             for message in batch {

@@ -353,3 +353,37 @@ pub(super) fn from_nats_headers(headers: Option<&async_nats::HeaderMap>) -> Head
     }
     out
 }
+
+/// The next batch of a JetStream pull consumer (the audit copier's, the webhook component's):
+/// waits for the first message — `None` when `shutdown` comes first — then gathers what
+/// arrives within `window`, up to `max`, so one store write covers many messages. Answers the
+/// batch and, when the consumer's stream ended or failed, why (the caller handles the batch,
+/// then starts over).
+pub async fn next_batch(
+    messages: &mut jetstream::consumer::pull::Stream,
+    max: usize,
+    window: Duration,
+    shutdown: &crate::Shutdown,
+) -> Option<(Vec<jetstream::Message>, Option<String>)> {
+    use futures_util::StreamExt;
+    let mut next = tokio::select! {
+        () = shutdown.cancelled() => return None,
+        next = messages.next() => next,
+    };
+    let mut batch = Vec::new();
+    let until = tokio::time::Instant::now() + window;
+    loop {
+        match next {
+            None => return Some((batch, Some("the consumer ended".to_owned()))),
+            Some(Err(error)) => return Some((batch, Some(error.to_string()))),
+            Some(Ok(message)) => batch.push(message),
+        }
+        if batch.len() >= max {
+            return Some((batch, None));
+        }
+        match tokio::time::timeout_at(until, messages.next()).await {
+            Ok(more) => next = more,
+            Err(_) => return Some((batch, None)),
+        }
+    }
+}
