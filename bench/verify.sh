@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Benchmark: the audit log at size — fill, reopen, full and incremental verification, pages, and
 # the memory of each step — on the embedded journal and on a MongoDB-wire store (a FerretDB of
-# its own, SQLite handler). See bench/README.md ("Audit log at size"). Not a test.
+# its own, on SQLite or PostgreSQL). See bench/README.md ("Audit log at size"). Not a test.
 # Knobs (environment):
 #   VERIFY_JOURNAL_ENTRIES=10000000  entries in the journal (0 = skip the journal)
 #   VERIFY_MONGO_ENTRIES=1000000     entries in the collection (0 = skip MongoDB)
-#   VERIFY_MONGO_MAX=5000            entries the collection's full verification checks before it
-#                                    stops (FerretDB 1.24 sorts every read in memory: at 1 M a
-#                                    batch of 1,000 takes minutes; empty = all)
+#   VERIFY_MONGO_MAX=                entries the collection's full verification checks before it
+#                                    stops (empty = all; each block of 1,024 is one read, which
+#                                    FerretDB answers by scanning its table: ~1 s at 1 M on
+#                                    PostgreSQL, minutes on SQLite)
+#   VERIFY_FERRETDB_HANDLER=postgresql  FerretDB's backend: postgresql (a throw-away cluster from
+#                                    tests/tools/postgresql.sh) or sqlite
 #   VERIFY_MONGO_PAGE_RUNS=3         runs per page query on the collection (11 on the journal)
+#   VERIFY_MONGO_FILTERED=0          1: also the filtered pages (by actor, by target) on the
+#                                    collection — a count and a sort of every entry on FerretDB
 #   VERIFY_DIR=<temp dir>            where the journal and FerretDB's files go (about 500 bytes
 #                                    per journal entry and 1 KB per collection entry); kept when
 #                                    given, so a second run reuses a filled journal
@@ -20,7 +25,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 VERIFY_JOURNAL_ENTRIES=${VERIFY_JOURNAL_ENTRIES:-10000000}
 VERIFY_MONGO_ENTRIES=${VERIFY_MONGO_ENTRIES:-1000000}
-VERIFY_MONGO_MAX=${VERIFY_MONGO_MAX-5000}
+VERIFY_MONGO_MAX=${VERIFY_MONGO_MAX-}
+VERIFY_FERRETDB_HANDLER=${VERIFY_FERRETDB_HANDLER:-postgresql}
+VERIFY_MONGO_FILTERED=${VERIFY_MONGO_FILTERED:-0}
 VERIFY_MONGO_PAGE_RUNS=${VERIFY_MONGO_PAGE_RUNS:-3}
 FERRETDB=${TTSCM_TEST_FERRETDB:-ferretdb}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -39,6 +46,9 @@ cleanup() {
   if [[ -n "$FERRET_PID" ]]; then
     kill "$FERRET_PID" 2>/dev/null || true
     wait "$FERRET_PID" 2>/dev/null || true
+  fi
+  if [[ -d "$WORK/pg/pgdata" ]]; then
+    tests/tools/postgresql.sh stop "$WORK/pg" || true
   fi
   if [[ $KEEP == 0 ]]; then
     rm -rf "$WORK"
@@ -80,15 +90,27 @@ fi
 if ((VERIFY_MONGO_ENTRIES > 0)); then
   PORT=$(free_port)
   mkdir -p "$WORK/ferretdb"
-  echo "== FerretDB (sqlite) on $PORT, $VERIFY_MONGO_ENTRIES entries ($WORK/ferretdb)" >&2
-  # synchronous=NORMAL, as the tests and bench/run.sh run it (MongoDB's default write concern).
-  "$FERRETDB" --handler=sqlite \
-    "--sqlite-url=file:$WORK/ferretdb/?_pragma=synchronous(normal)" \
+  echo "== FerretDB ($VERIFY_FERRETDB_HANDLER) on $PORT, $VERIFY_MONGO_ENTRIES entries ($WORK)" >&2
+  case $VERIFY_FERRETDB_HANDLER in
+    sqlite)
+      # synchronous=NORMAL, as the tests and bench/run.sh run it (MongoDB's default write concern).
+      backend=(--handler=sqlite "--sqlite-url=file:$WORK/ferretdb/?_pragma=synchronous(normal)") ;;
+    postgresql)
+      if [[ -d "$WORK/pg/pgdata" ]]; then
+        tests/tools/postgresql.sh stop "$WORK/pg" >/dev/null 2>&1 || true
+        rm -rf "$WORK/pg"
+      fi
+      mkdir -p "$WORK/pg"
+      backend=(--handler=postgresql "--postgresql-url=$(tests/tools/postgresql.sh start "$WORK/pg")") ;;
+    *) echo "VERIFY_FERRETDB_HANDLER: sqlite or postgresql" >&2; exit 64 ;;
+  esac
+  "$FERRETDB" "${backend[@]}" \
     "--listen-addr=127.0.0.1:$PORT" \
     --telemetry=disable --state-dir=- --debug-addr=- --log-level=error &
   FERRET_PID=$!
   wait_for_port "$PORT"
   AUDIT_BENCH_VERIFY_MAX=$VERIFY_MONGO_MAX AUDIT_BENCH_PAGE_RUNS=$VERIFY_MONGO_PAGE_RUNS \
+    AUDIT_BENCH_FILTERED=$VERIFY_MONGO_FILTERED \
     "$BIN" mongo "mongodb://127.0.0.1:$PORT/" "$VERIFY_MONGO_ENTRIES" | tee -a "$OUT"
   ps -o rss= -p "$FERRET_PID" | awk '{printf "ferretdb_rss_mib=%.1f\n", $1 / 1024}' | tee -a "$OUT"
 fi

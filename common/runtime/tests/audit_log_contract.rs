@@ -480,11 +480,23 @@ async fn a_half_finished_copy_is_finished_without_duplicates() {
     let first = stream.get_raw_message(1).await.expect("first message");
     let entry: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&first.payload).expect("one entry per message here");
-    store.insert(audit::COLLECTION, entry).await.expect("inserted");
+    store
+        .insert(audit::COLLECTION, with_block(entry))
+        .await
+        .expect("inserted");
     drop(setup.handle().await);
     let verification = log.verify().await.expect("verifies");
     assert_eq!((verification.valid, verification.entries), (true, 3));
     assert_eq!(stored().await, 3);
+}
+
+/// A streamed entry as the copier stores it: with its block.
+fn with_block(
+    mut entry: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let seq = entry["seq"].as_u64().expect("a seq");
+    entry.insert(audit::BLOCK_FIELD.into(), audit::block_of(seq).into());
+    entry
 }
 
 /// The first page of every entry (up to 100).
@@ -526,7 +538,7 @@ async fn a_half_finished_batch_is_finished_without_duplicates() {
     // The copier had stored the second and fifth when it stopped.
     for at in [1, 4] {
         store
-            .insert(audit::COLLECTION, entries[at].clone())
+            .insert(audit::COLLECTION, with_block(entries[at].clone()))
             .await
             .expect("inserted");
     }
@@ -610,4 +622,108 @@ async fn entries_survive_a_nats_restart_and_the_chain_goes_on() {
         "{verification:?}"
     );
     assert_eq!(json!(verification.first_broken_seq), json!(null));
+}
+
+/// Sequence numbers in a page of the log, newest first.
+async fn page_seqs(log: &AuditLog, page: u64, rpp: u64) -> (Vec<u64>, u64) {
+    let page = log
+        .page(&ListAuditEvents {
+            page,
+            rpp,
+            ..ListAuditEvents::default()
+        })
+        .await
+        .expect("a page");
+    (page.items.iter().map(|e| e.seq).collect(), page.total)
+}
+
+/// A log of several blocks in MongoDB: its head, pages across a block's end and verification
+/// read by block; a log stored before blocks existed (no `block`, no marker) is read by `seq`
+/// while the entries are given their blocks in the background, then by block.
+#[tokio::test]
+async fn a_mongo_log_is_read_by_block_and_an_older_one_is_given_blocks() {
+    let setup = Setup::new(Adapter::Mongo);
+    let log = setup.handle().await;
+    // Blocks 0 (seq 1–1023) and 1 (1024–1124).
+    let count = audit::BLOCK as usize + 100;
+    for chunk in (0..count).collect::<Vec<_>>().chunks(500) {
+        log.append_all(chunk.iter().map(|&n| reveal(n)).collect())
+            .await
+            .expect("appended");
+    }
+    let count = count as u64;
+    let check = |log: AuditLog| async move {
+        let head = log.head().await.expect("head");
+        assert_eq!(head.seq, count);
+        let verification = log.verify().await.expect("verifies");
+        assert_eq!(
+            (verification.valid, verification.entries),
+            (true, count),
+            "{verification:?}"
+        );
+        let (newest, total) = page_seqs(&log, 1, 3).await;
+        assert_eq!((newest, total), (vec![count, count - 1, count - 2], count));
+        // Page 2 of 100 holds seq 1024 down to 925: across block 0's end (1023).
+        let (across, _) = page_seqs(&log, 2, 100).await;
+        assert_eq!(across, (count - 199..=count - 100).rev().collect::<Vec<_>>());
+        assert!(
+            page_seqs(&log, 1000, 100).await.0.is_empty(),
+            "past the first entry"
+        );
+        let from = log.scan(audit::BLOCK - 2, 5).await.expect("scans");
+        assert_eq!(
+            from.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            (audit::BLOCK - 2..audit::BLOCK + 3).collect::<Vec<_>>()
+        );
+    };
+    check(setup.handle().await).await;
+
+    // The same entries as an older TTSCM stored them.
+    let store = setup.store().await;
+    let no_block = Filter::eq(audit::BLOCK_FIELD, ttscm_runtime::store::Scalar::Null);
+    store
+        .update_many(
+            audit::COLLECTION,
+            &Filter::All,
+            &Update::default().unset(audit::BLOCK_FIELD),
+        )
+        .await
+        .expect("blocks removed");
+    store
+        .delete_many("audit_layout", &Filter::All)
+        .await
+        .expect("marker removed");
+    assert_eq!(
+        store.count(audit::COLLECTION, &no_block).await.expect("counts"),
+        count
+    );
+    let older = setup.handle().await;
+    check(older.clone()).await;
+    // FerretDB updates the documents of an `update_many` one by one: ~10 s per block here.
+    let given = ttscm_testkit::eventually(Duration::from_secs(120), || async {
+        (store.count(audit::COLLECTION, &no_block).await.ok() == Some(0)
+            && store.get("audit_layout", "blocks").await.ok().flatten().is_some())
+        .then_some(())
+    })
+    .await;
+    assert!(given.is_some(), "every entry got its block, then the marker");
+    check(older).await;
+    let log = setup.handle().await;
+    check(log.clone()).await;
+
+    // A deleted block is a gap in the chain, not the end of the log.
+    let deleted = store
+        .delete_many(audit::COLLECTION, &Filter::eq(audit::BLOCK_FIELD, 0i64))
+        .await
+        .expect("deleted");
+    assert_eq!(deleted, audit::BLOCK - 1);
+    let verification = log.verify().await.expect("verifies");
+    assert!(!verification.valid, "{verification:?}");
+    // Broken at the first entry after the gap (it does not follow the genesis).
+    assert_eq!(verification.first_broken_seq, Some(audit::BLOCK));
+    assert_eq!(
+        log.head().await.expect("head").seq,
+        count,
+        "the head is where it was"
+    );
 }

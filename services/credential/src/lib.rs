@@ -2,7 +2,7 @@
 //! secure values sealed by vault (this service never holds a key), per-type permission scopes,
 //! the hash-chained audit log, and credential events.
 //!
-//! Owns the `credential_types`, `credentials`, `audit_entries` and `event_outbox` collections.
+//! Owns the `credential_types`, `credentials`, `audit_entries` (with `audit_layout`) and `event_outbox` collections.
 
 pub mod audit;
 pub mod auditing;

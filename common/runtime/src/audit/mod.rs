@@ -56,7 +56,7 @@ use tokio::sync::oneshot;
 
 pub use chain::{GENESIS, NewAuditEntry, entry_hash};
 pub use journal::Journal;
-pub use mongo::MongoEntries;
+pub use mongo::{BLOCK, BLOCK_FIELD, MongoEntries, block_of};
 pub use record::{AuditRecord, actor_of, anonymous_actor, cli_actor, system_actor};
 pub use stream::AuditStream;
 pub use ttscm_contract::audit::{AuditEntry, AuditPage, AuditVerification, ListAuditEvents};
@@ -80,8 +80,9 @@ const RETRY: Backoff =
     Backoff::new(Duration::from_micros(400), Duration::from_millis(10)).deadline(Duration::from_secs(3));
 /// The most scheduler turns a busy leader waits for more appends to join its batch.
 const MAX_GATHER_TURNS: usize = 8;
-/// Entries read per step when verifying.
-const VERIFY_BATCH: usize = 1000;
+/// Entries read per step when verifying: a MongoDB collection's block, and each step ends where
+/// a block ends (one read per step; see [`mongo`]).
+const VERIFY_BATCH: u64 = mongo::BLOCK;
 /// How long a read (a page, a verification) waits for entries appended before it to become
 /// readable before it serves what is stored and counts the rest as pending.
 const READ_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -694,6 +695,13 @@ impl AuditLog {
         let (check, complete) = self.check_chain(check, max_entries).await?;
         let head = check.intact_head();
         let hash_there = match against {
+            // An intact chain that ends before the checkpoint: the log was cut there (entries
+            // stored beyond a cut are not the chain's).
+            Some(against)
+                if complete && !check.is_broken() && check.next_seq() <= against.checkpoint.head.seq =>
+            {
+                None
+            }
             Some(against) => self.hash_at(against.checkpoint.head.seq).await?,
             None => None,
         };
@@ -750,8 +758,9 @@ impl AuditLog {
                 return Ok((check, !more));
             }
             // By key (seq ≥ the next expected), not by offset: each batch is one seek.
-            let want = usize::try_from(room).unwrap_or(usize::MAX).min(VERIFY_BATCH);
-            let batch = self.inner.storage.read_from(check.next_seq(), want).await?;
+            let next = check.next_seq();
+            let want = usize::try_from(room.min(VERIFY_BATCH - next % VERIFY_BATCH)).unwrap_or(usize::MAX);
+            let batch = self.inner.storage.read_from(next, want).await?;
             if batch.is_empty() {
                 return Ok((check, true));
             }
