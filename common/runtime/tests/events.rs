@@ -198,3 +198,30 @@ async fn in_one_process_subscribers_get_the_event_with_its_caller() {
     );
     assert_eq!(outbox_rows(&store).await, 0);
 }
+
+/// A publish that finds no stream for its subject (the stream deleted) creates it and stores
+/// the event there, not in the outbox.
+#[tokio::test]
+async fn a_publish_without_the_stream_creates_it() {
+    let (store, _dir) = sqlite().await;
+    let server = NatsServer::start();
+    let bus = nats(&server).await;
+    let client = async_nats::connect(server.url()).await.expect("connects");
+    async_nats::jetstream::new(client)
+        .delete_stream("TTSCM_EVENTS")
+        .await
+        .expect("deleted");
+    let events = Events::new(bus, store.clone(), "ttscm/test", OUTBOX);
+    events
+        .publish(
+            &CallContext::new(None),
+            "company",
+            "created",
+            "c1",
+            || json!({"id": "c1"}),
+        )
+        .await;
+    let now = stored(&server).await;
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_eq!(outbox_rows(&store).await, 0);
+}

@@ -314,7 +314,13 @@ impl NatsBus {
             match ack.await {
                 Ok(_) => return Ok(()),
                 // No stream captures the subject yet (first start, or the stream was deleted).
-                Err(error) if !created_stream => {
+                // Only then: an unanswered ack (an overloaded server) is not retried here — that
+                // would add a stream request and a second publish to the load; the caller keeps
+                // the event in its outbox, and `Nats-Msg-Id` makes a stored twin harmless.
+                Err(error)
+                    if !created_stream
+                        && error.kind() == jetstream::context::PublishErrorKind::StreamNotFound =>
+                {
                     tracing::info!(%error, "event not stored; creating the events stream and retrying");
                     self.ensure_events_stream().await?;
                     created_stream = true;
