@@ -727,3 +727,41 @@ async fn a_mongo_log_is_read_by_block_and_an_older_one_is_given_blocks() {
         "the head is where it was"
     );
 }
+
+/// A verification with a time budget stops after the batch that used it up (`complete`
+/// false) and the next goes on from the head it answered, until the end.
+#[tokio::test]
+async fn a_verification_out_of_time_goes_on_where_it_stopped() {
+    let setup = Setup::new(Adapter::Journal);
+    let log = setup.handle().await;
+    let count = 2 * audit::BLOCK + 10;
+    log.append_all((0..count as usize).map(reveal).collect())
+        .await
+        .expect("appended");
+    let mut verified = None;
+    let mut calls = Vec::new();
+    loop {
+        let (verification, head) = log
+            .verify_incremental_within(verified.as_ref(), u64::MAX, Some(Duration::ZERO), None)
+            .await
+            .expect("verifies");
+        assert!(verification.valid, "{verification:?}");
+        calls.push((verification.entries, verification.complete));
+        verified = head;
+        if verification.complete {
+            break;
+        }
+        assert!(calls.len() < 10, "{calls:?}");
+    }
+    // One batch per call, each ending where a block ends; the last finds the end.
+    assert_eq!(
+        calls,
+        [
+            (audit::BLOCK - 1, false),
+            (audit::BLOCK, false),
+            (11, false),
+            (0, true)
+        ]
+    );
+    assert_eq!(verified.expect("verified through").seq, count);
+}

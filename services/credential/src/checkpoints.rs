@@ -251,9 +251,14 @@ impl Service {
     }
 }
 
+/// How long one `GET /v1/audit/verify` goes on reading entries: well inside the bus's request
+/// deadline (5 s by default), so on a slow store a verification advances call by call.
+const VERIFY_BUDGET: std::time::Duration = std::time::Duration::from_millis(1500);
+
 /// Verifies the entries appended since the last verification (all of them with `full`), at most
-/// `TTSCM_AUDIT__VERIFY_MAX_ENTRIES` per call, and the log against a checkpoint; remembers how
-/// far it got while the log is intact.
+/// `TTSCM_AUDIT__VERIFY_MAX_ENTRIES` per call and reading for at most [`VERIFY_BUDGET`], and the
+/// log against a checkpoint; remembers how far it got while the log is intact (`complete: false`:
+/// call again to go on).
 impl ServiceOp<Service> for VerifyAudit {
     async fn run(self, service: Arc<Service>, _: CallContext) -> Result<AuditVerification, WireError> {
         let own = service.client.bus().service_context();
@@ -266,7 +271,12 @@ impl ServiceOp<Service> for VerifyAudit {
         let (verification, head) = service
             .audit
             .log()
-            .verify_incremental(verified.as_ref(), service.verify_max_entries, against.as_ref())
+            .verify_incremental_within(
+                verified.as_ref(),
+                service.verify_max_entries,
+                Some(VERIFY_BUDGET),
+                against.as_ref(),
+            )
             .await
             .map_err(store_failed)?;
         if verification.valid

@@ -684,6 +684,22 @@ impl AuditLog {
         max_entries: u64,
         against: Option<&CheckAgainst>,
     ) -> Result<(AuditVerification, Option<AuditHead>), StoreError> {
+        self.verify_incremental_within(verified, max_entries, None, against)
+            .await
+    }
+
+    /// [`Self::verify_incremental`] that also stops reading (`complete` false) once `budget`
+    /// has passed since the call: for a caller with a deadline (a bus request) on a store where
+    /// each read takes long (FerretDB at millions of entries), so progress is made and kept
+    /// call by call instead of every call timing out.
+    pub async fn verify_incremental_within(
+        &self,
+        verified: Option<&AuditHead>,
+        max_entries: u64,
+        budget: Option<Duration>,
+        against: Option<&CheckAgainst>,
+    ) -> Result<(AuditVerification, Option<AuditHead>), StoreError> {
+        let until = budget.map(|budget| tokio::time::Instant::now() + budget);
         let pending = self.catch_up().await?;
         let check = match verified {
             None => ChainCheck::default(),
@@ -692,7 +708,7 @@ impl AuditLog {
             }
             Some(head) => ChainCheck::broken_at(head.seq),
         };
-        let (check, complete) = self.check_chain(check, max_entries).await?;
+        let (check, complete) = self.check_chain(check, max_entries, until).await?;
         let head = check.intact_head();
         let hash_there = match against {
             // An intact chain that ends before the checkpoint: the log was cut there (entries
@@ -733,15 +749,17 @@ impl AuditLog {
     pub async fn verify_from(&self, checkpoint: Option<&AuditHead>) -> Result<AuditVerification, StoreError> {
         self.settled().await?;
         let start = checkpoint.map_or_else(ChainCheck::default, ChainCheck::after);
-        Ok(self.check_chain(start, u64::MAX).await?.0.finish(None))
+        Ok(self.check_chain(start, u64::MAX, None).await?.0.finish(None))
     }
 
-    /// Feeds `check` the stored entries from its next `seq` on, until the end, a break, or
-    /// `max_entries` fed; answers it and whether it got to the end (or found a break).
+    /// Feeds `check` the stored entries from its next `seq` on, until the end, a break,
+    /// `max_entries` fed or the first batch ending after `until`; answers it and whether it got
+    /// to the end (or found a break).
     async fn check_chain(
         &self,
         mut check: ChainCheck,
         max_entries: u64,
+        until: Option<tokio::time::Instant>,
     ) -> Result<(ChainCheck, bool), StoreError> {
         if check.is_broken() {
             return Ok((check, true));
@@ -768,6 +786,9 @@ impl AuditLog {
                 if !check.feed(*seq, entry.as_ref()) {
                     return Ok((check, true));
                 }
+            }
+            if until.is_some_and(|until| tokio::time::Instant::now() >= until) {
+                return Ok((check, false));
             }
         }
     }
