@@ -13,7 +13,10 @@
 # The short version (one round, ~3 s of load per fault) runs in tests/run.sh as an ordinary
 # test file; this script is how the closing note's figures are made.
 #
-# Knobs (environment): CHAOS_WORKERS=8, CARGO_PROFILE=release (debug builds faster, serves slower).
+# Knobs (environment): CHAOS_WORKERS=8, CARGO_PROFILE=release (debug builds faster, serves slower),
+# CHAOS_FERRETDB=sqlite|postgresql (FerretDB's backend; postgresql: a throw-away cluster from
+# tests/tools/postgresql.sh that stays up while FerretDB is killed — FerretDB on SQLite slows
+# down over minutes of load, its WAL growing, see bench/README.md "Chaos").
 # nats-server and FerretDB come from the test tools (tests/tools/*.sh), as in tests/run.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,7 +26,16 @@ TTSCM_TEST_FERRETDB=$(tests/tools/ferretdb.sh)
 export TTSCM_TEST_NATS_SERVER TTSCM_TEST_FERRETDB CHAOS_FULL=1
 # The suite starts its own FerretDB (it kills it); a shared one is not needed.
 unset TTSCM_TEST_MONGODB_URI
+case ${CHAOS_FERRETDB:-sqlite} in
+  sqlite) ;;
+  postgresql)
+    PG_DIR=$(mktemp -d /tmp/ttscm-chaos-pg.XXXXXX)
+    trap 'tests/tools/postgresql.sh stop "$PG_DIR" >/dev/null 2>&1; rm -rf "$PG_DIR"' EXIT
+    TTSCM_TEST_FERRETDB_POSTGRESQL_URL=$(tests/tools/postgresql.sh start "$PG_DIR")
+    export TTSCM_TEST_FERRETDB_POSTGRESQL_URL ;;
+  *) echo "CHAOS_FERRETDB: sqlite or postgresql" >&2; exit 64 ;;
+esac
 
 profile=()
 [[ ${CARGO_PROFILE:-release} == release ]] && profile=(--release)
-exec cargo test --locked "${profile[@]}" --test chaos -- --nocapture
+cargo test --locked "${profile[@]}" --test chaos -- --nocapture

@@ -27,14 +27,28 @@ impl OwnServer {
     fn spawn(&mut self) {
         let bin = crate::binary("TTSCM_TEST_FERRETDB", "ferretdb");
         let mut command = Command::new(&bin);
+        // `TTSCM_TEST_FERRETDB_POSTGRESQL_URL`: FerretDB's PostgreSQL backend at that URL (a
+        // cluster of the caller's, e.g. `tests/tools/postgresql.sh start`; it outlives a kill
+        // of FerretDB) instead of SQLite files in the fixture's dir.
+        match std::env::var("TTSCM_TEST_FERRETDB_POSTGRESQL_URL") {
+            Ok(url) if !url.is_empty() => {
+                command
+                    .arg("--handler=postgresql")
+                    .arg(format!("--postgresql-url={url}"));
+            }
+            _ => {
+                command
+                    .arg("--handler=sqlite")
+                    // synchronous=NORMAL: a write is acknowledged once in SQLite's WAL, not
+                    // after an fsync each, like MongoDB's default write concern (journal
+                    // flushed every 100 ms).
+                    .arg(format!(
+                        "--sqlite-url=file:{}/?_pragma=synchronous(normal)",
+                        self.dir.path().display()
+                    ));
+            }
+        }
         command
-            .arg("--handler=sqlite")
-            // synchronous=NORMAL: a write is acknowledged once in SQLite's WAL, not after an
-            // fsync each, like MongoDB's default write concern (journal flushed every 100 ms).
-            .arg(format!(
-                "--sqlite-url=file:{}/?_pragma=synchronous(normal)",
-                self.dir.path().display()
-            ))
             .arg(format!("--listen-addr=127.0.0.1:{}", self.port))
             .args([
                 "--telemetry=disable",
