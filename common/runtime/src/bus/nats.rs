@@ -176,6 +176,23 @@ impl NatsBus {
     }
 
     /// Creates the events stream if it is absent.
+    /// Whether a failed event publish means the events stream does not exist. "No responders"
+    /// says so; an unanswered ack may too — a core subscriber on the subject keeps the server
+    /// from answering "no responders" — so then one stream lookup decides (an overloaded server
+    /// that does not answer it either: not missing, the event goes to the outbox).
+    async fn events_stream_missing(&self, error: &jetstream::context::PublishError) -> bool {
+        use jetstream::context::{GetStreamErrorKind, PublishErrorKind};
+        match error.kind() {
+            PublishErrorKind::StreamNotFound => true,
+            PublishErrorKind::TimedOut => matches!(
+                self.jetstream.get_stream(EVENTS_STREAM).await.map_err(|e| e.kind()),
+                Err(GetStreamErrorKind::JetStream(e))
+                    if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+            ),
+            _ => false,
+        }
+    }
+
     pub async fn ensure_events_stream(&self) -> Result<(), BusError> {
         self.jetstream
             .get_or_create_stream(jetstream::stream::Config {
@@ -314,13 +331,10 @@ impl NatsBus {
             match ack.await {
                 Ok(_) => return Ok(()),
                 // No stream captures the subject yet (first start, or the stream was deleted).
-                // Only then: an unanswered ack (an overloaded server) is not retried here — that
-                // would add a stream request and a second publish to the load; the caller keeps
-                // the event in its outbox, and `Nats-Msg-Id` makes a stored twin harmless.
-                Err(error)
-                    if !created_stream
-                        && error.kind() == jetstream::context::PublishErrorKind::StreamNotFound =>
-                {
+                // Only then: an unanswered ack from an overloaded server is not published again
+                // here — that would add a second publish (and its wait) to the load; the caller
+                // keeps the event in its outbox, and `Nats-Msg-Id` makes a stored twin harmless.
+                Err(error) if !created_stream && self.events_stream_missing(&error).await => {
                     tracing::info!(%error, "event not stored; creating the events stream and retrying");
                     self.ensure_events_stream().await?;
                     created_stream = true;
