@@ -554,6 +554,62 @@ async fn a_half_finished_batch_is_finished_without_duplicates() {
     );
 }
 
+/// A copier stopped after storing a message's entries but before raising MongoDB's stored head
+/// (which an unfiltered page counts from) gets the message again: it finds every entry stored
+/// and raises the head, so pages show them (a lagging head once hid them until the next entry).
+#[tokio::test]
+async fn a_copy_stopped_before_raising_the_head_raises_it_when_redelivered() {
+    let setup = Setup::new(Adapter::StreamMongo);
+    let direct = AuditLog::open(&Bus::InProc(InProcBus::new()), &setup.store().await)
+        .await
+        .expect("opens");
+    for n in 0..2 {
+        direct.append(reveal(n)).await.expect("appended");
+    }
+    let log = setup.handle_without_copier().await;
+    for n in 2..5 {
+        log.append(reveal(n)).await.expect("appended");
+    }
+    let client = async_nats::connect(setup.nats.as_ref().expect("nats").url())
+        .await
+        .expect("connects");
+    let mut stream = async_nats::jetstream::new(client)
+        .get_stream("TTSCM_AUDIT")
+        .await
+        .expect("the stream exists");
+    let messages = stream.info().await.expect("stream info").state.last_sequence;
+    let store = setup.store().await;
+    let mut inserted = Vec::new();
+    for message in 1..=messages {
+        let message = stream.get_raw_message(message).await.expect("a message");
+        for line in std::str::from_utf8(&message.payload).expect("UTF-8").lines() {
+            let entry: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(line).expect("an entry");
+            inserted.push(entry["seq"].as_u64().expect("a seq"));
+            store
+                .insert(audit::COLLECTION, with_block(entry))
+                .await
+                .expect("inserted");
+        }
+    }
+    assert_eq!(inserted, [3, 4, 5], "the stream holds the three entries");
+    // Stored, but the stored head still says 2.
+    assert_eq!(page_seqs(&log, 1, 100).await, (vec![2, 1], 2));
+    drop(setup.handle().await);
+    let raised = ttscm_testkit::eventually(Duration::from_secs(10), || async {
+        let page = log.page(&everything()).await.expect("a page");
+        (page.pending == 0 && page.total == 5).then_some(page)
+    })
+    .await
+    .expect("the redelivered copy raises the head");
+    assert_eq!(
+        raised.items.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [5, 4, 3, 2, 1]
+    );
+    let verification = log.verify().await.expect("verifies");
+    assert_eq!((verification.valid, verification.entries), (true, 5));
+}
+
 /// While the copy lags (here: no copier runs), reads do not fail: a page and a verification
 /// serve what is stored and count the entries still on their way; once copied, none are
 /// pending.

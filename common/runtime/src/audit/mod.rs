@@ -165,13 +165,32 @@ impl AuditStorage {
     /// reports the chain broken there — and the stream's entry is logged in full (entries hold
     /// no secret) rather than retried forever, which would stop every later entry.
     async fn copy(&self, entries: &[AuditEntryText]) -> Result<(), StoreError> {
+        match self {
+            Self::Journal(journal) => match journal.append(entries) {
+                Err(StoreError::Conflict) => self.copy_the_rest(entries).await,
+                other => other,
+            },
+            Self::Mongo(mongo) => {
+                let Some(last) = entries.last() else {
+                    return Ok(());
+                };
+                match mongo.insert(entries).await {
+                    Err(StoreError::Conflict) => self.copy_the_rest(entries).await?,
+                    other => other?,
+                }
+                // Once every entry of the message is stored, and before it is acknowledged: a
+                // copier stopped (or failing) here gets the message again and raises the head
+                // then, so a page never stays short of stored entries.
+                mongo.raise_head(last.seq).await
+            }
+        }
+    }
+
+    /// [`Self::copy`] after a conflict: stores those of `entries` not stored yet.
+    async fn copy_the_rest(&self, entries: &[AuditEntryText]) -> Result<(), StoreError> {
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return Ok(());
         };
-        match self.append(entries).await {
-            Err(StoreError::Conflict) => {}
-            other => return other,
-        }
         let span =
             usize::try_from(last.seq.saturating_sub(first.seq).saturating_add(1)).unwrap_or(usize::MAX);
         let stored: std::collections::HashMap<u64, Option<String>> = self

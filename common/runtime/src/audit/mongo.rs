@@ -179,9 +179,19 @@ impl MongoEntries {
         Ok(())
     }
 
-    /// Inserts `entries` in order, in one round trip. A taken `seq` (or id) is
+    /// Inserts `entries` in order, in one round trip, and raises the stored head (an error
+    /// there is only logged: the entries are stored). A taken `seq` (or id) is
     /// [`StoreError::Conflict`]; the entries before it stay stored.
     pub(crate) async fn append(&self, entries: &[AuditEntryText]) -> Result<(), StoreError> {
+        self.insert(entries).await?;
+        if let Some(last) = entries.iter().map(|e| e.seq).max() {
+            self.stored_through(last).await;
+        }
+        Ok(())
+    }
+
+    /// [`Self::append`] without raising the stored head.
+    pub(crate) async fn insert(&self, entries: &[AuditEntryText]) -> Result<(), StoreError> {
         let documents = entries
             .iter()
             .map(|entry| match serde_json::from_str(&entry.json) {
@@ -192,19 +202,23 @@ impl MongoEntries {
                 _ => Err(StoreError::Invalid("an audit entry is a JSON object".into())),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        self.store.insert_many(COLLECTION, documents).await?;
-        if let Some(last) = entries.iter().map(|e| e.seq).max()
-            && let Err(error) = self.raise_head(last).await
-        {
+        self.store.insert_many(COLLECTION, documents).await
+    }
+
+    /// Records that every entry up to `seq` is stored: raises the stored head, which an
+    /// unfiltered page counts from; an error is logged. A writer stopped between its insert and
+    /// this leaves the head behind; the next append, the redelivered copy (which raises it
+    /// before its message is acknowledged) or [`Self::last`] raises it.
+    async fn stored_through(&self, seq: u64) {
+        if let Err(error) = self.raise_head(seq).await {
             // The entries are stored; the head is found from the blocks meanwhile.
             tracing::warn!(%error, "the audit store's head was not raised");
         }
-        Ok(())
     }
 
     /// Raises the stored head to `seq` (never lowers it: one conditional update, or an insert
     /// for the first entry; concurrent writers cannot lower each other's).
-    async fn raise_head(&self, seq: u64) -> Result<(), StoreError> {
+    pub(crate) async fn raise_head(&self, seq: u64) -> Result<(), StoreError> {
         for _ in 0..2 {
             let raised = self
                 .store
@@ -287,7 +301,8 @@ impl MongoEntries {
         }
         // The last filled block: from the stored head's (or the hint's) forward, doubling the
         // step, then halving; normally the stored head's block and one empty block after it.
-        let mut low = match self.stored_head().await? {
+        let stored_head = self.stored_head().await?;
+        let mut low = match stored_head {
             Some(seq) => seq / BLOCK,
             None => self.last_block.load(Ordering::Relaxed),
         };
@@ -318,7 +333,18 @@ impl MongoEntries {
         if low != read {
             documents = self.block(low, 0, BLOCK as usize).await?;
         }
-        documents.into_iter().max_by_key(seq_of).map(to_entry).transpose()
+        let last = documents
+            .into_iter()
+            .max_by_key(seq_of)
+            .map(to_entry)
+            .transpose()?;
+        if let Some(last) = &last
+            && stored_head.is_none_or(|head| head < last.seq)
+        {
+            // A writer stopped between its insert and raising the head: raised here.
+            self.stored_through(last.seq).await;
+        }
+        Ok(last)
     }
 
     /// At most `limit` entries from sequence number `from` on, in sequence order, each with
