@@ -620,7 +620,40 @@ async fn old_versions_are_pruned_by_the_retention_settings(mode: Mode) {
     );
 }
 
+/// `history_keep_versions` holds as versions are written, without waiting for a pruning run
+/// (off here): a credential written many times keeps that many past versions, no more.
+async fn the_version_limit_holds_as_versions_are_written(mode: Mode) {
+    let app = spawn_app_with(mode, |settings| {
+        settings.credential.history_keep_versions = 3;
+        settings.credential.history_prune_secs = 0;
+    })
+    .await;
+    let Seeded { id, .. } = app.seed_aws_credential("Limit Co", "v1").await;
+    for n in 2..=8 {
+        let (status, _) = app
+            .put(
+                &format!("{CREDS}/{id}/fields"),
+                &app.admin_token,
+                &secret_body(&format!("v{n}")),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let versions: Vec<u64> = history(&app, &id)
+        .await
+        .iter()
+        .map(|v| v["version"].as_u64().expect("version"))
+        .collect();
+    assert_eq!(versions, [8, 7, 6, 5], "the current version and three past ones");
+    assert_eq!(reveal_version(&app, &id, 4).await.0, 404, "beyond the limit");
+    assert_eq!(
+        reveal_version(&app, &id, 5).await.1["data"]["secretAccessKey"],
+        "v5"
+    );
+}
+
 both_modes!(
+    the_version_limit_holds_as_versions_are_written,
     a_credentials_versions_are_kept_across_every_kind_of_change,
     a_past_version_reveal_is_a_reveal_for_policy_and_audit,
     if_match_stops_a_silent_overwrite,

@@ -192,7 +192,28 @@ impl Service {
             )
             .await;
         self.credentials_changed(Some(&read.id)).await;
-        Ok(updated.map_err(store_failed)?.then_some(written))
+        if !updated.map_err(store_failed)? {
+            return Ok(None);
+        }
+        self.drop_version_beyond_retention(read).await;
+        Ok(Some(written))
+    }
+
+    /// Once `read`'s version is superseded, deletes the past version that fell out of
+    /// `history_keep_versions` (by id: one small write), so a credential's history stays within
+    /// the limit as it is written rather than until the next pruning run — storage, and with it
+    /// the store's working set, does not grow with the number of writes. A failure is only
+    /// logged: [`Service::prune_history`] deletes whatever is left.
+    async fn drop_version_beyond_retention(&self, read: &CredentialDoc) {
+        let keep = self.credential_settings.history_keep_versions;
+        let superseded = u64::try_from(read.revision).unwrap_or_default();
+        if keep == 0 || superseded < keep.saturating_add(1) {
+            return;
+        }
+        let id = VersionDoc::id_of(&read.id, superseded - keep);
+        if let Err(error) = self.store.delete(CREDENTIAL_VERSIONS, &id).await {
+            tracing::warn!(%error, "could not delete a credential version beyond retention; pruning will");
+        }
     }
 
     /// Stores `credential` as it is now as a past version, superseded at `at` (a snapshot
