@@ -14,7 +14,7 @@
 #                          ratio against those paired runs (the host's speed drifts over minutes,
 #                          so a baseline measured once, minutes earlier, skews ratios); 0 = use
 #                          the baseline row alone (faster)
-#   BENCH_MESH=1           also measure the mesh (five `ttscm serve --only` processes joined by a
+#   BENCH_MESH=1           also measure the mesh (six `ttscm serve --only` processes joined by a
 #                          nats-server and FerretDB, installed/built by tests/tools/*.sh); 0 = skip
 #   BENCH_MESH_AUTH=1      the mesh's NATS runs the generated users and permissions and the
 #                          components sign principals; 0 = open NATS (binaries before issue 17)
@@ -554,7 +554,7 @@ start_mesh() {
         TTSCM_CONNECTWISE__TICKET_CACHE_SECS=${BENCH_TICKET_CACHE_SECS:-3600}"
     free_port
     SERVER_URL[mesh]="http://127.0.0.1:$PORT"
-    for component in identity company-sync credential vault edge; do
+    for component in identity company-sync credential vault webhook edge; do
         local own=""
         [[ $component == company-sync ]] && own=$cw_env
         if [[ $BENCH_MESH_AUTH == 1 ]]; then
