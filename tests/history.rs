@@ -583,14 +583,9 @@ async fn history_routes_need_their_permissions(mode: Mode) {
         .await;
 }
 
-async fn old_versions_are_pruned_by_the_retention_settings(mode: Mode) {
-    let app = spawn_app_with(mode, |settings| {
-        settings.credential.history_keep_versions = 2;
-        settings.credential.history_prune_secs = 1;
-    })
-    .await;
-    let Seeded { id, .. } = app.seed_aws_credential("Prune Co", "v1").await;
-    for n in 2..=6 {
+/// Writes the secret `v{n}` for each `n` of `versions`, each a new version.
+async fn write_secrets(app: &TestApp, id: &str, versions: std::ops::RangeInclusive<u32>) {
+    for n in versions {
         let (status, _) = app
             .put(
                 &format!("{CREDS}/{id}/fields"),
@@ -600,6 +595,16 @@ async fn old_versions_are_pruned_by_the_retention_settings(mode: Mode) {
             .await;
         assert_eq!(status, 200);
     }
+}
+
+async fn old_versions_are_pruned_by_the_retention_settings(mode: Mode) {
+    let app = spawn_app_with(mode, |settings| {
+        settings.credential.history_keep_versions = 2;
+        settings.credential.history_prune_secs = 1;
+    })
+    .await;
+    let Seeded { id, .. } = app.seed_aws_credential("Prune Co", "v1").await;
+    write_secrets(&app, &id, 2..=6).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let versions: Vec<u64> = history(&app, &id)
@@ -629,16 +634,7 @@ async fn the_version_limit_holds_as_versions_are_written(mode: Mode) {
     })
     .await;
     let Seeded { id, .. } = app.seed_aws_credential("Limit Co", "v1").await;
-    for n in 2..=8 {
-        let (status, _) = app
-            .put(
-                &format!("{CREDS}/{id}/fields"),
-                &app.admin_token,
-                &secret_body(&format!("v{n}")),
-            )
-            .await;
-        assert_eq!(status, 200);
-    }
+    write_secrets(&app, &id, 2..=8).await;
     let versions: Vec<u64> = history(&app, &id)
         .await
         .iter()

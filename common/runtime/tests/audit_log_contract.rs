@@ -96,6 +96,24 @@ impl Setup {
         log
     }
 
+    /// A writer straight to the storage, as before the bus was NATS (no stream).
+    async fn direct_log(&self) -> AuditLog {
+        AuditLog::open(&Bus::InProc(InProcBus::new()), &self.store().await)
+            .await
+            .expect("opens")
+    }
+
+    /// The audit write-ahead stream, read as an operator would with a NATS client.
+    async fn audit_stream(&self) -> async_nats::jetstream::stream::Stream {
+        let client = async_nats::connect(self.nats.as_ref().expect("nats").url())
+            .await
+            .expect("connects");
+        async_nats::jetstream::new(client)
+            .get_stream("TTSCM_AUDIT")
+            .await
+            .expect("the stream exists")
+    }
+
     async fn handle_without_copier(&self) -> AuditLog {
         AuditLog::open(&self.bus().await, &self.store().await)
             .await
@@ -438,9 +456,7 @@ async fn the_journal_is_a_file_of_entries_as_they_were_hashed() {
 #[tokio::test]
 async fn a_chain_begun_in_the_storage_continues_through_the_stream() {
     let setup = Setup::new(Adapter::StreamMongo);
-    let direct = AuditLog::open(&Bus::InProc(InProcBus::new()), &setup.store().await)
-        .await
-        .expect("opens");
+    let direct = setup.direct_log().await;
     for n in 0..3 {
         direct.append(reveal(n)).await.expect("appended");
     }
@@ -470,13 +486,7 @@ async fn a_half_finished_copy_is_finished_without_duplicates() {
     };
     assert_eq!(stored().await, 0, "nothing copied without a copier");
     // Copy the first entry by hand, as the stopped copier had.
-    let client = async_nats::connect(setup.nats.as_ref().expect("nats").url())
-        .await
-        .expect("connects");
-    let stream = async_nats::jetstream::new(client)
-        .get_stream("TTSCM_AUDIT")
-        .await
-        .expect("the stream exists");
+    let stream = setup.audit_stream().await;
     let first = stream.get_raw_message(1).await.expect("first message");
     let entry: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&first.payload).expect("one entry per message here");
@@ -518,13 +528,7 @@ async fn a_half_finished_batch_is_finished_without_duplicates() {
         .await
         .expect("appended");
     let store = setup.store().await;
-    let client = async_nats::connect(setup.nats.as_ref().expect("nats").url())
-        .await
-        .expect("connects");
-    let stream = async_nats::jetstream::new(client)
-        .get_stream("TTSCM_AUDIT")
-        .await
-        .expect("the stream exists");
+    let stream = setup.audit_stream().await;
     let message = stream
         .get_raw_message(1)
         .await
@@ -560,9 +564,7 @@ async fn a_half_finished_batch_is_finished_without_duplicates() {
 #[tokio::test]
 async fn a_copy_stopped_before_raising_the_head_raises_it_when_redelivered() {
     let setup = Setup::new(Adapter::StreamMongo);
-    let direct = AuditLog::open(&Bus::InProc(InProcBus::new()), &setup.store().await)
-        .await
-        .expect("opens");
+    let direct = setup.direct_log().await;
     for n in 0..2 {
         direct.append(reveal(n)).await.expect("appended");
     }
@@ -570,13 +572,7 @@ async fn a_copy_stopped_before_raising_the_head_raises_it_when_redelivered() {
     for n in 2..5 {
         log.append(reveal(n)).await.expect("appended");
     }
-    let client = async_nats::connect(setup.nats.as_ref().expect("nats").url())
-        .await
-        .expect("connects");
-    let mut stream = async_nats::jetstream::new(client)
-        .get_stream("TTSCM_AUDIT")
-        .await
-        .expect("the stream exists");
+    let mut stream = setup.audit_stream().await;
     let messages = stream.info().await.expect("stream info").state.last_sequence;
     let store = setup.store().await;
     let mut inserted = Vec::new();
@@ -616,9 +612,7 @@ async fn a_copy_stopped_before_raising_the_head_raises_it_when_redelivered() {
 #[tokio::test]
 async fn reads_while_the_copy_lags_serve_what_is_stored_and_count_the_rest() {
     let setup = Setup::new(Adapter::StreamMongo);
-    let direct = AuditLog::open(&Bus::InProc(InProcBus::new()), &setup.store().await)
-        .await
-        .expect("opens");
+    let direct = setup.direct_log().await;
     for n in 0..2 {
         direct.append(reveal(n)).await.expect("appended");
     }
