@@ -441,6 +441,13 @@ pub async fn refresh(
         .ok_or(SessionError::Invalid)?;
     let text = |key: &str| ttscm_runtime::store::text(&token, key);
     let (session_id, user_id) = (text("sessionId"), text("userId"));
+    // Liveness is checked before the claim: two concurrent refreshes with one token both see the
+    // session live, one claims it and the other (a reuse) revokes the session. Checked after the
+    // claim, the loser's revocation could land first and fail the winner too.
+    if ttscm_runtime::store::is_expired(&token) || live_session(store, &session_id, &user_id).await?.is_none()
+    {
+        return Err(SessionError::Invalid);
+    }
     let mut claim = Document::new();
     claim.insert("id".into(), token_hash.into());
     claim.insert("usedAt".into(), clock::now_iso().into());
@@ -461,10 +468,6 @@ pub async fn refresh(
             });
         }
         Err(other) => return Err(other.into()),
-    }
-    if ttscm_runtime::store::is_expired(&token) || live_session(store, &session_id, &user_id).await?.is_none()
-    {
-        return Err(SessionError::Invalid);
     }
     let user = get_user(store, &user_id).await?.ok_or(SessionError::Invalid)?;
     Ok(issue_pair(store, tokens, &user, &session_id).await?)
