@@ -453,6 +453,65 @@ async fn of_two_racing_conditional_updates_exactly_one_wins(adapter: Adapter) {
     }
 }
 
+/// A many-document update racing single-document updates of the same documents: every change
+/// lands (FerretDB 1.24 writes whole documents after reading them, so unguarded, one write could
+/// undo the other).
+async fn an_update_of_many_racing_updates_of_one_loses_neither(adapter: Adapter) {
+    let (store, _guard) = store(&adapter).await;
+    const DOCS: usize = 12;
+    for round in 0..6 {
+        for i in 0..DOCS {
+            store
+                .insert(
+                    THINGS,
+                    doc(json!({"id": format!("m{round}-{i}"), "round": round})),
+                )
+                .await
+                .expect("inserted");
+        }
+        let ones: Vec<_> = (0..DOCS)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .update_one(
+                            THINGS,
+                            &Filter::id(&format!("m{round}-{i}")),
+                            &Update::default().set("one", true),
+                        )
+                        .await
+                        .expect("update one")
+                })
+            })
+            .collect();
+        let many = store
+            .update_many(
+                THINGS,
+                &Filter::eq("round", round),
+                &Update::default().set("many", true),
+            )
+            .await
+            .expect("update many");
+        assert_eq!(many, DOCS as u64, "round {round}: every document matched");
+        for one in ones {
+            assert!(
+                one.await.expect("joined"),
+                "round {round}: each update of one matched"
+            );
+        }
+        let both = Filter::And(vec![
+            Filter::eq("round", round),
+            Filter::eq("one", true),
+            Filter::eq("many", true),
+        ]);
+        assert_eq!(
+            store.count(THINGS, &both).await.expect("count"),
+            DOCS as u64,
+            "round {round}: both changes on every document"
+        );
+    }
+}
+
 async fn paging_by_a_stable_order_visits_every_document_once(adapter: Adapter) {
     let (store, _guard) = store(&adapter).await;
     for i in 0..50 {
@@ -521,6 +580,7 @@ ttscm_testkit::for_each_variant!(
     operator_shaped_values_are_only_values,
     conditional_updates_report_whether_they_matched,
     of_two_racing_conditional_updates_exactly_one_wins,
+    an_update_of_many_racing_updates_of_one_loses_neither,
     paging_by_a_stable_order_visits_every_document_once,
     deletes_remove_what_they_match,
     bad_field_paths_are_refused,

@@ -157,8 +157,9 @@ impl MongoEntries {
             let Some(&(last, _)) = batch.last() else { break };
             let (first_block, last_block) = (from / BLOCK, last / BLOCK);
             for block in first_block..=last_block {
+                // Entries are never updated otherwise: one bulk write per block.
                 self.store
-                    .update_many(
+                    .backfill_many(
                         COLLECTION,
                         &Filter::And(vec![
                             Filter::Gte("seq".into(), to_i64(block * BLOCK).into()),

@@ -484,6 +484,25 @@ impl Store {
         dispatch!(self, s => s.update(collection, filter, update, true))
     }
 
+    /// [`Self::update_many`] in one bulk write, for documents nobody else updates (an
+    /// append-only log given a new field). On MongoDB it skips the per-document claims that
+    /// keep concurrent updates from undoing each other on FerretDB, so a racing update of one
+    /// of these documents could be lost; the embedded store is atomic either way.
+    pub async fn backfill_many(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        update: &Update,
+    ) -> Result<u64, StoreError> {
+        check_collection(collection)?;
+        check_filter(filter)?;
+        check_update(update)?;
+        match self {
+            Store::Mongo(s) => s.backfill_many(collection, filter, update).await,
+            Store::Sqlite(s) => s.update(collection, filter, update, true),
+        }
+    }
+
     /// Deletes the document with `id`; answers whether it existed.
     pub async fn delete(&self, collection: &str, id: &str) -> Result<bool, StoreError> {
         self.delete_many(collection, &Filter::id(id)).await.map(|n| n > 0)

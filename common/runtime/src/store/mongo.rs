@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use mongodb::bson::{self, Bson, Document as BsonDocument, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, IndexOptions};
@@ -20,6 +21,8 @@ const REVISION: &str = "_rev";
 const CLAIMS: &str = "ttscm_claims";
 /// How long an update waits for another update of the same document.
 const CLAIM_WAIT: Duration = Duration::from_secs(2);
+/// How many documents of a many-document update are updated at a time.
+const UPDATE_MANY_CONCURRENCY: usize = 16;
 /// After how long a claim counts as left behind by a crashed updater.
 const CLAIM_STALE_AFTER: Duration = Duration::from_secs(10);
 
@@ -136,6 +139,24 @@ impl MongoStore {
             .map_err(map_error)
     }
 
+    /// See [`super::Store::backfill_many`]: one `update_many`, no claims.
+    pub(super) async fn backfill_many(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        update: &Update,
+    ) -> Result<u64, StoreError> {
+        let Some(mut changes) = changes_of(update)? else {
+            return self.count(collection, filter).await;
+        };
+        changes.insert("$inc", doc! { REVISION: 1i64 });
+        self.collection(collection)
+            .update_many(compile(filter), changes)
+            .await
+            .map(|r| r.matched_count)
+            .map_err(map_error)
+    }
+
     pub(super) async fn update(
         &self,
         collection: &str,
@@ -143,39 +164,68 @@ impl MongoStore {
         update: &Update,
         many: bool,
     ) -> Result<u64, StoreError> {
-        let mut changes = BsonDocument::new();
-        if !update.set.is_empty() {
-            let mut set = BsonDocument::new();
-            for (field, value) in &update.set {
-                set.insert(mongo_field(field), to_bson(value)?);
-            }
-            changes.insert("$set", set);
-        }
-        if !update.unset.is_empty() {
-            let mut unset = BsonDocument::new();
-            for field in &update.unset {
-                unset.insert(mongo_field(field), "");
-            }
-            changes.insert("$unset", unset);
-        }
-        if changes.is_empty() {
+        let Some(changes) = changes_of(update)? else {
             return self
                 .count(collection, filter)
                 .await
                 .map(|n| if many { n } else { n.min(1) });
-        }
-        let coll = self.collection(collection);
+        };
         if many {
-            changes.insert("$inc", doc! { REVISION: 1i64 });
-            return coll
-                .update_many(compile(filter), changes)
-                .await
-                .map(|r| r.matched_count)
-                .map_err(map_error);
+            return self.update_many_claimed(collection, filter, changes).await;
         }
-        self.update_one_claimed(collection, filter, changes)
+        self.update_one_claimed(collection, compile(filter), changes)
             .await
             .map(u64::from)
+    }
+
+    /// A many-document update that loses no concurrent change on FerretDB either: the matching
+    /// documents' ids are read once, then each is updated as [`Self::update_one_claimed`] does,
+    /// under the same claims, with the filter checked again (`UPDATE_MANY_CONCURRENCY` at a time).
+    ///
+    /// A plain `update_many` on FerretDB 1.24 reads each document and writes it back whole, so a
+    /// claimed single-document update landing in between is undone (or undoes this one; the
+    /// store contract suite catches it). Per-document atomicity is all MongoDB promises too; a
+    /// document that starts matching after the ids are read is not updated, as on MongoDB.
+    async fn update_many_claimed(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        changes: BsonDocument,
+    ) -> Result<u64, StoreError> {
+        let base = compile(filter);
+        let mut ids = Vec::new();
+        let mut cursor = self
+            .collection(collection)
+            .find(base.clone())
+            .projection(doc! { "_id": 1 })
+            .await
+            .map_err(map_error)?;
+        while cursor.advance().await.map_err(map_error)? {
+            let raw = cursor
+                .deserialize_current()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            ids.push(raw.get("_id").cloned().unwrap_or(Bson::Null));
+        }
+        let outcomes: Vec<Result<bool, StoreError>> = futures_util::stream::iter(ids)
+            .map(|id| {
+                // `_id` beside the other equalities keeps the lookup an indexed one on FerretDB.
+                let mut one = base.clone();
+                let one = if one.contains_key("_id") {
+                    doc! { "$and": [{ "_id": id }, one] }
+                } else {
+                    one.insert("_id", id);
+                    one
+                };
+                self.update_one_claimed(collection, one, changes.clone())
+            })
+            .buffer_unordered(UPDATE_MANY_CONCURRENCY)
+            .collect()
+            .await;
+        let mut updated = 0;
+        for outcome in outcomes {
+            updated += u64::from(outcome?);
+        }
+        Ok(updated)
     }
 
     /// A conditional single-document update that is atomic on FerretDB too.
@@ -189,14 +239,14 @@ impl MongoStore {
     async fn update_one_claimed(
         &self,
         collection: &str,
-        filter: &Filter,
+        filter: BsonDocument,
         mut changes: BsonDocument,
     ) -> Result<bool, StoreError> {
         let coll = self.collection(collection);
         let claims = self.collection(CLAIMS);
         let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
         loop {
-            let Some(current) = coll.find_one(compile(filter)).await.map_err(map_error)? else {
+            let Some(current) = coll.find_one(filter.clone()).await.map_err(map_error)? else {
                 return Ok(false);
             };
             let id = current.get("_id").cloned().unwrap_or(Bson::Null);
@@ -273,6 +323,26 @@ impl MongoStore {
             .map(|_| ())
             .map_err(map_error)
     }
+}
+
+/// The `$set`/`$unset` document of `update`; `None` when it changes nothing.
+fn changes_of(update: &Update) -> Result<Option<BsonDocument>, StoreError> {
+    let mut changes = BsonDocument::new();
+    if !update.set.is_empty() {
+        let mut set = BsonDocument::new();
+        for (field, value) in &update.set {
+            set.insert(mongo_field(field), to_bson(value)?);
+        }
+        changes.insert("$set", set);
+    }
+    if !update.unset.is_empty() {
+        let mut unset = BsonDocument::new();
+        for field in &update.unset {
+            unset.insert(mongo_field(field), "");
+        }
+        changes.insert("$unset", unset);
+    }
+    Ok((!changes.is_empty()).then_some(changes))
 }
 
 fn mongo_field(field: &str) -> &str {
