@@ -179,13 +179,14 @@ impl MongoStore {
     }
 
     /// A many-document update that loses no concurrent change on FerretDB either: the matching
-    /// documents' ids are read once, then each is updated as [`Self::update_one_claimed`] does,
-    /// under the same claims, with the filter checked again (`UPDATE_MANY_CONCURRENCY` at a time).
+    /// documents and their revisions are read once, then each is written as
+    /// [`Self::update_one_claimed`] writes, under the same claims (`UPDATE_MANY_CONCURRENCY` at a
+    /// time); one changed since the read is read again with the filter.
     ///
     /// A plain `update_many` on FerretDB 1.24 reads each document and writes it back whole, so a
     /// claimed single-document update landing in between is undone (or undoes this one; the
     /// store contract suite catches it). Per-document atomicity is all MongoDB promises too; a
-    /// document that starts matching after the ids are read is not updated, as on MongoDB.
+    /// document that starts matching after the read is not updated, as on MongoDB.
     async fn update_many_claimed(
         &self,
         collection: &str,
@@ -193,22 +194,27 @@ impl MongoStore {
         changes: BsonDocument,
     ) -> Result<u64, StoreError> {
         let base = compile(filter);
-        let mut ids = Vec::new();
+        let mut found = Vec::new();
         let mut cursor = self
             .collection(collection)
             .find(base.clone())
-            .projection(doc! { "_id": 1 })
+            .projection(doc! { "_id": 1, REVISION: 1 })
             .await
             .map_err(map_error)?;
         while cursor.advance().await.map_err(map_error)? {
-            let raw = cursor
+            let document = cursor
                 .deserialize_current()
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            ids.push(raw.get("_id").cloned().unwrap_or(Bson::Null));
+            found.push(revision_of(&document));
         }
-        let outcomes: Vec<Result<bool, StoreError>> = futures_util::stream::iter(ids)
-            .map(|id| {
-                // `_id` beside the other equalities keeps the lookup an indexed one on FerretDB.
+        let base = &base;
+        let changes = &changes;
+        let outcomes: Vec<Result<bool, StoreError>> = futures_util::stream::iter(found)
+            .map(|(id, revision)| async move {
+                if self.write_claimed(collection, &id, revision, changes).await? {
+                    return Ok(true);
+                }
+                // Changed since the read: the filter decides again, as for one document.
                 let mut one = base.clone();
                 let one = if one.contains_key("_id") {
                     doc! { "$and": [{ "_id": id }, one] }
@@ -216,7 +222,7 @@ impl MongoStore {
                     one.insert("_id", id);
                     one
                 };
-                self.update_one_claimed(collection, one, changes.clone())
+                self.update_one_claimed(collection, one, changes.clone()).await
             })
             .buffer_unordered(UPDATE_MANY_CONCURRENCY)
             .collect()
@@ -232,80 +238,100 @@ impl MongoStore {
     ///
     /// FerretDB 1.24 evaluates `update`/`findAndModify` as read-then-write, so two racing
     /// conditional updates can both match (the store contract suite catches this). Every
-    /// document carries a hidden revision (`_rev`); an updater first claims `(document, revision)`
-    /// by inserting a claim document with that id — an insert on a unique `_id` is atomic on
-    /// every backend — then writes only if the revision is unchanged, then drops the claim. A
-    /// claim older than [`CLAIM_STALE_AFTER`] belongs to a crashed updater and is broken.
+    /// document carries a hidden revision (`_rev`): an updater reads the document the filter
+    /// matches, then writes it under a claim on `(document, revision)` only if it is still at
+    /// that revision ([`Self::write_claimed`]); otherwise it reads again.
     async fn update_one_claimed(
         &self,
         collection: &str,
         filter: BsonDocument,
-        mut changes: BsonDocument,
+        changes: BsonDocument,
     ) -> Result<bool, StoreError> {
         let coll = self.collection(collection);
-        let claims = self.collection(CLAIMS);
-        let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
         loop {
             let Some(current) = coll.find_one(filter.clone()).await.map_err(map_error)? else {
                 return Ok(false);
             };
-            let id = current.get("_id").cloned().unwrap_or(Bson::Null);
-            let revision = current.get(REVISION).and_then(Bson::as_i64).unwrap_or(0);
-            let claim_id = format!("{collection}/{id}/{revision}");
+            let (id, revision) = revision_of(&current);
+            if self.write_claimed(collection, &id, revision, &changes).await? {
+                return Ok(true);
+            }
+            // Changed between our read and our claim: read again, the filter may no longer match.
+        }
+    }
+
+    /// Writes `changes` to document `id` if it is still at `revision`, bumping the revision;
+    /// answers whether it was. The writer first claims `(document, revision)` by inserting a
+    /// claim document with that id — an insert on a unique `_id` is atomic on every backend —
+    /// so no other claimed writer can write the document meanwhile; then checks the revision,
+    /// writes, and drops the claim. A claim older than [`CLAIM_STALE_AFTER`] belongs to a
+    /// crashed writer and is broken; one held longer than [`CLAIM_WAIT`] is
+    /// [`StoreError::Unavailable`].
+    async fn write_claimed(
+        &self,
+        collection: &str,
+        id: &Bson,
+        revision: i64,
+        changes: &BsonDocument,
+    ) -> Result<bool, StoreError> {
+        let coll = self.collection(collection);
+        let claims = self.collection(CLAIMS);
+        let claim_id = format!("{collection}/{id}/{revision}");
+        let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
+        loop {
             let now = crate::clock::unix_now_millis();
             match claims
                 .insert_one(doc! { "_id": &claim_id, "at": now })
                 .await
                 .map_err(map_error)
             {
-                Ok(_) => {}
-                Err(StoreError::Conflict) => {
-                    let stale = claims
-                        .find_one(doc! { "_id": &claim_id })
-                        .await
-                        .map_err(map_error)?
-                        .and_then(|c| c.get("at").and_then(Bson::as_i64))
-                        .is_some_and(|at| now - at > CLAIM_STALE_AFTER.as_millis() as i64);
-                    if stale {
-                        claims
-                            .delete_one(doc! { "_id": &claim_id })
-                            .await
-                            .map_err(map_error)?;
-                    } else if tokio::time::Instant::now() >= deadline {
-                        return Err(StoreError::Unavailable(
-                            "a document stayed locked by another update".into(),
-                        ));
-                    } else {
-                        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-                    }
-                    continue;
-                }
+                Ok(_) => break,
+                Err(StoreError::Conflict) => {}
                 Err(other) => return Err(other),
             }
-            let unchanged = if revision == 0 {
-                doc! { "_id": &id, REVISION: { "$in": [Bson::Null, 0i64] } }
+            let stale = claims
+                .find_one(doc! { "_id": &claim_id })
+                .await
+                .map_err(map_error)?
+                .and_then(|c| c.get("at").and_then(Bson::as_i64))
+                .is_some_and(|at| now - at > CLAIM_STALE_AFTER.as_millis() as i64);
+            if stale {
+                claims
+                    .delete_one(doc! { "_id": &claim_id })
+                    .await
+                    .map_err(map_error)?;
+            } else if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::Unavailable(
+                    "a document stayed locked by another update".into(),
+                ));
             } else {
-                doc! { "_id": &id, REVISION: revision }
-            };
-            let set = changes
-                .entry("$set".to_owned())
-                .or_insert_with(|| Bson::Document(BsonDocument::new()));
-            if let Bson::Document(set) = set {
-                set.insert(REVISION, revision + 1);
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
             }
-            let result = coll
-                .update_one(unchanged, changes.clone())
-                .await
-                .map_err(map_error);
-            claims
-                .delete_one(doc! { "_id": &claim_id })
-                .await
-                .map_err(map_error)?;
-            if result?.matched_count == 1 {
-                return Ok(true);
-            }
-            // Changed between our read and our claim: read again, the filter may no longer match.
         }
+        // Under the claim, a document still at `revision` is the one that was read (every write
+        // bumps the revision) and stays so until the claim is dropped.
+        let unchanged = if revision == 0 {
+            doc! { "_id": id, REVISION: { "$in": [Bson::Null, 0i64] } }
+        } else {
+            doc! { "_id": id, REVISION: revision }
+        };
+        let mut changes = changes.clone();
+        let set = changes
+            .entry("$set".to_owned())
+            .or_insert_with(|| Bson::Document(BsonDocument::new()));
+        if let Bson::Document(set) = set {
+            set.insert(REVISION, revision + 1);
+        }
+        let written = coll
+            .update_one(unchanged, changes)
+            .await
+            .map(|r| r.matched_count == 1)
+            .map_err(map_error);
+        claims
+            .delete_one(doc! { "_id": &claim_id })
+            .await
+            .map_err(map_error)?;
+        written
     }
 
     pub(super) async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
@@ -343,6 +369,13 @@ fn changes_of(update: &Update) -> Result<Option<BsonDocument>, StoreError> {
         changes.insert("$unset", unset);
     }
     Ok((!changes.is_empty()).then_some(changes))
+}
+
+/// A stored document's `_id` and revision (0 when it was never updated).
+fn revision_of(document: &BsonDocument) -> (Bson, i64) {
+    let id = document.get("_id").cloned().unwrap_or(Bson::Null);
+    let revision = document.get(REVISION).and_then(Bson::as_i64).unwrap_or(0);
+    (id, revision)
 }
 
 fn mongo_field(field: &str) -> &str {
