@@ -11,11 +11,12 @@
 #   SOAK_CONNS=32          wrk connections (2 threads)
 #   SOAK_TARGETS="embedded mesh"
 #   SOAK_CREDENTIALS=20    seeded credentials the reads and renames pick from
-#   SOAK_FERRETDB=sqlite   the mesh's FerretDB backend: sqlite, or postgresql (a throw-away
-#                          cluster from tests/tools/postgresql.sh; its postmaster is sampled too)
+#   SOAK_FERRETDB=postgresql  the mesh's FerretDB backend: postgresql (a throw-away cluster from
+#                          tests/tools/postgresql.sh; its postmaster is sampled too), or sqlite
+#                          (FerretDB 1.24 on SQLite is the bottleneck within minutes: bench/README.md)
 #   TTSCM_BIN=path         use this binary instead of building target/release/ttscm
 # The mesh is started as bench/run.sh starts it (nats-server with `ttscm mesh init`'s users and
-# permissions, FerretDB on SQLite, six `ttscm serve --only` processes); run.sh is not sourced
+# permissions, FerretDB, six `ttscm serve --only` processes); run.sh is not sourced
 # because it measures when run.
 set -euo pipefail
 
@@ -26,7 +27,7 @@ SOAK_SAMPLE_SECS=${SOAK_SAMPLE_SECS:-10}
 SOAK_CONNS=${SOAK_CONNS:-32}
 SOAK_TARGETS=${SOAK_TARGETS:-"embedded mesh"}
 SOAK_CREDENTIALS=${SOAK_CREDENTIALS:-20}
-SOAK_FERRETDB=${SOAK_FERRETDB:-sqlite}
+SOAK_FERRETDB=${SOAK_FERRETDB:-postgresql}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 ((SOAK_SECS % 60 == 0 && SOAK_SECS >= 120)) || { echo "soak: SOAK_SECS must be whole minutes, at least 120" >&2; exit 64; }
 ((60 % SOAK_SAMPLE_SECS == 0)) || { echo "soak: SOAK_SAMPLE_SECS must divide 60" >&2; exit 64; }
