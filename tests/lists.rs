@@ -99,6 +99,13 @@ async fn a_company_with_ten_thousand_credentials_lists_whole_and_in_pages(mode: 
         .await;
     assert_eq!(status, 200);
     assert_eq!(last["pagination"]["nextPage"], Value::Null);
+    // The total of a page that is not full comes from the page; past the end, from a count.
+    for (query, listed) in [("page=105&rpp=96", 16), ("page=106&rpp=96", 0)] {
+        let (status, partial) = app.get(&format!("{path}?{query}"), Some(&app.admin_token)).await;
+        assert_eq!(status, 200, "{partial}");
+        assert_eq!(partial["pagination"]["totalRecords"], 10_000, "{query}");
+        assert_eq!(partial["pagination"]["listedRecords"], listed, "{query}");
+    }
     let (status, bad) = app.get(&format!("{path}?rpp=0"), Some(&app.admin_token)).await;
     assert_eq!(status, 400, "{bad}");
     assert_eq!(bad["errors"][0]["path"], json!(["rpp"]));

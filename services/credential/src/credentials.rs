@@ -39,37 +39,45 @@ impl Service {
 
     /// The credentials `filter` matches, ordered by name, then id — the page `window` asks for,
     /// or all of them (refused beyond [`Service::list_max_unpaged`]) — and how many match.
+    ///
+    /// The total is counted only when the page does not tell it: a whole list, or a page that
+    /// is not full and not past the end, holds every match from its offset on. (On FerretDB a
+    /// count decodes every matching document, as the page's read does.)
     async fn credentials_in(
         &self,
         filter: Filter,
         window: ListWindow,
     ) -> Result<(Vec<CredentialDoc>, u64), WireError> {
-        let total = self
-            .store
-            .count(CREDENTIALS, &filter)
-            .await
-            .map_err(store_failed)?;
-        let mut options = FindOptions::new(filter)
+        let count = || async { self.store.count(CREDENTIALS, &filter).await.map_err(store_failed) };
+        let (skip, limit) = match window.page {
+            Some((page, rpp)) => (page.saturating_sub(1).saturating_mul(rpp), rpp),
+            // One more than answered at once: its presence says the list is too long.
+            None => (0, self.list_max_unpaged.saturating_add(1)),
+        };
+        let options = FindOptions::new(filter.clone())
             .sort("name", Order::Asc)
-            .sort("id", Order::Asc);
-        match window.page {
-            Some((page, rpp)) => options = options.page(page.saturating_sub(1).saturating_mul(rpp), rpp),
-            None if total > self.list_max_unpaged => {
-                return Err(WireError::validation(vec![FieldError::new(
-                    vec![json!("page")],
-                    format!(
-                        "This list has {total} credentials, more than the {} answered at once: ask for it in pages with page and rpp",
-                        self.list_max_unpaged
-                    ),
-                )]));
-            }
-            None => {}
-        }
+            .sort("id", Order::Asc)
+            .page(skip, limit);
         let documents = self
             .store
             .find(CREDENTIALS, &options)
             .await
             .map_err(store_failed)?;
+        let found = documents.len() as u64;
+        let total = if found < limit && (found > 0 || skip == 0) {
+            skip + found
+        } else {
+            count().await?
+        };
+        if window.page.is_none() && total > self.list_max_unpaged {
+            return Err(WireError::validation(vec![FieldError::new(
+                vec![json!("page")],
+                format!(
+                    "This list has {total} credentials, more than the {} answered at once: ask for it in pages with page and rpp",
+                    self.list_max_unpaged
+                ),
+            )]));
+        }
         let credentials = documents
             .into_iter()
             .map(from_document)
