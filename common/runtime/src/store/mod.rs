@@ -465,9 +465,7 @@ impl Store {
         filter: &Filter,
         update: &Update,
     ) -> Result<bool, StoreError> {
-        check_collection(collection)?;
-        check_filter(filter)?;
-        check_update(update)?;
+        check_update_request(collection, filter, update)?;
         dispatch!(self, s => s.update(collection, filter, update, false)).map(|n| n > 0)
     }
 
@@ -478,9 +476,7 @@ impl Store {
         filter: &Filter,
         update: &Update,
     ) -> Result<u64, StoreError> {
-        check_collection(collection)?;
-        check_filter(filter)?;
-        check_update(update)?;
+        check_update_request(collection, filter, update)?;
         dispatch!(self, s => s.update(collection, filter, update, true))
     }
 
@@ -494,9 +490,7 @@ impl Store {
         filter: &Filter,
         update: &Update,
     ) -> Result<u64, StoreError> {
-        check_collection(collection)?;
-        check_filter(filter)?;
-        check_update(update)?;
+        check_update_request(collection, filter, update)?;
         match self {
             Store::Mongo(s) => s.backfill_many(collection, filter, update).await,
             Store::Sqlite(s) => s.update(collection, filter, update, true),
@@ -563,6 +557,13 @@ fn check_filter(filter: &Filter) -> Result<(), StoreError> {
     let mut fields = Vec::new();
     filter.fields(&mut fields);
     fields.into_iter().try_for_each(check_field)
+}
+
+/// The checks every update makes on its collection, filter and changes.
+fn check_update_request(collection: &str, filter: &Filter, update: &Update) -> Result<(), StoreError> {
+    check_collection(collection)?;
+    check_filter(filter)?;
+    check_update(update)
 }
 
 fn check_update(update: &Update) -> Result<(), StoreError> {
