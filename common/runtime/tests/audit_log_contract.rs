@@ -324,6 +324,30 @@ async fn a_page_filters_counts_and_runs_newest_first(adapter: Adapter) {
             },
             (vec![3, 1], 4),
         ),
+        // A full page, a part-filled last page and a page past the end all tell the total.
+        (
+            ListAuditEvents {
+                action: some("credential.revealed"),
+                ..query(2)
+            },
+            (vec![5, 4], 4),
+        ),
+        (
+            ListAuditEvents {
+                actor: some("u1"),
+                page: 2,
+                ..query(3)
+            },
+            (vec![1], 4),
+        ),
+        (
+            ListAuditEvents {
+                action: some("credential.revealed"),
+                page: 3,
+                ..query(2)
+            },
+            (vec![], 4),
+        ),
         (
             ListAuditEvents {
                 from: some("2026-01-01T00:00:02.000Z"),
