@@ -713,7 +713,52 @@ async fn concurrent_reveals_are_each_audited_once_in_one_chain(mode: Mode) {
     assert_eq!(request_ids, expected, "each reveal audited exactly once");
 }
 
+/// A burst of renames of one credential: each waits its turn in the credential service and
+/// then writes the credential as the one before left it, so every one answers 200 with its own
+/// name and is audited; none runs out of attempts (409) because the others kept winning.
+async fn a_burst_of_renames_of_one_credential_all_succeed(mode: Mode) {
+    let app = spawn_app(mode).await;
+    let token = app.admin_token.clone();
+    let Seeded { id, .. } = app.seed_aws_credential("Renamed Co", "renamed").await;
+    const RENAMES: usize = 40;
+    let renames = (0..RENAMES).map(|n| {
+        let (app, token, id) = (&app, &token, &id);
+        async move {
+            let name = format!("Name {n}");
+            let (status, body) = app
+                .patch(&format!("{CREDS}/{id}"), token, &json!({ "name": name }))
+                .await;
+            (status, body["data"]["name"].clone(), name)
+        }
+    });
+    let answers = futures_util::future::join_all(renames).await;
+    let wrong: Vec<_> = answers
+        .iter()
+        .filter(|(status, answered, name)| *status != 200 || answered != name.as_str())
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:?}");
+    // Each audited (in the mesh the entries may still be on their way from the stream).
+    let started = std::time::Instant::now();
+    loop {
+        let (_, entries) = app
+            .get(
+                &format!("/v1/audit/events?action=credential.updated&target={id}&rpp=100"),
+                Some(&token),
+            )
+            .await;
+        if entries["pagination"]["totalRecords"] == RENAMES {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{entries}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 both_modes!(
+    a_burst_of_renames_of_one_credential_all_succeed,
     concurrent_reveals_are_each_audited_once_in_one_chain,
     a_credential_type_goes_through_its_whole_life,
     bad_type_definitions_are_refused_with_paths,

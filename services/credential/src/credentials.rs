@@ -14,7 +14,7 @@ use ttscm_runtime::{Filter, clock, ids};
 use crate::domain;
 use crate::service::{Change, Service, check_scope, credential_not_found, store_failed};
 use crate::store::{CREDENTIALS, CredentialDoc, TypeDoc, VersionInfo, from_document, to_document};
-use crate::types::{WRITE_ATTEMPTS, changed_concurrently, conforms};
+use crate::types::{changed_concurrently, conforms};
 
 impl Service {
     /// After a write of `credential`'s values checked against `credential_type`: when the type
@@ -364,8 +364,8 @@ impl ServiceOp<Service> for UpdateCredential {
             return Err(WireError::validation(errors));
         }
         let name = patch.name.trim().to_owned();
-        let mut written = None;
-        for _ in 0..WRITE_ATTEMPTS {
+        let (turn, mut retries) = service.turn_to_write(id).await;
+        let (credential, credential_type) = loop {
             let (read, credential_type) = service.accessible_fresh(&ctx, id).await?;
             if_match_holds(self.if_match, &read)?;
             let values = read.values.clone();
@@ -373,11 +373,13 @@ impl ServiceOp<Service> for UpdateCredential {
                 .write_version(&ctx, &read, Change::Renamed, values, name.clone())
                 .await?
             {
-                written = Some((credential, credential_type));
-                break;
+                break (credential, credential_type);
             }
-        }
-        let (credential, credential_type) = written.ok_or_else(changed_concurrently)?;
+            if !retries.wait().await {
+                return Err(changed_concurrently());
+            }
+        };
+        drop(turn);
         service
             .record(&ctx, Service::version_record("credential.updated", &credential))
             .await?;
@@ -394,8 +396,8 @@ impl ServiceOp<Service> for UpdateCredentialFields {
         let input = self.input;
         // Validated and sealed by the type as stored now (not the cached one), written only if
         // the credential is still as read (a type migration may be rewriting it): else again.
-        let mut written = None;
-        for _ in 0..WRITE_ATTEMPTS {
+        let (turn, mut retries) = service.turn_to_write(id).await;
+        let (credential, credential_type) = loop {
             let read = service.credential_fresh(id).await?;
             let credential_type = Arc::new(
                 service
@@ -413,11 +415,13 @@ impl ServiceOp<Service> for UpdateCredentialFields {
                 .write_version(&ctx, &read, Change::FieldsUpdated, values, read.name.clone())
                 .await?
             {
-                written = Some((credential, credential_type));
-                break;
+                break (credential, credential_type);
             }
-        }
-        let (credential, credential_type) = written.ok_or_else(changed_concurrently)?;
+            if !retries.wait().await {
+                return Err(changed_concurrently());
+            }
+        };
+        drop(turn);
         let (credential, credential_type) = service.settle(&ctx, credential, credential_type).await?;
         service
             .record(

@@ -231,6 +231,7 @@ impl Service {
             list_max_unpaged: settings.credential.list_max_unpaged,
             credential_settings: settings.credential.clone(),
             audit_settings: settings.audit.clone(),
+            turns: crate::turns::WriteTurns::default(),
         }
     }
 

@@ -23,7 +23,7 @@ use crate::service::{Change, Service, check_scope, store_failed};
 use crate::store::{
     CREDENTIAL_VERSIONS, CREDENTIALS, CredentialDoc, StoredValue, TypeDoc, VersionDoc, from_document,
 };
-use crate::types::{WRITE_ATTEMPTS, changed_concurrently};
+use crate::types::changed_concurrently;
 
 fn version_not_found() -> WireError {
     WireError::not_found("Credential version")
@@ -323,8 +323,8 @@ impl ServiceOp<Service> for RevealPastSecureValues {
 impl ServiceOp<Service> for RestoreCredentialVersion {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Credential, WireError> {
         let id = self.id.as_str();
-        let mut written = None;
-        for _ in 0..WRITE_ATTEMPTS {
+        let (turn, mut retries) = service.turn_to_write(id).await;
+        let (credential, credential_type) = loop {
             let (read, _) = service.accessible_fresh(&ctx, id).await?;
             if_match_holds(self.if_match, &read)?;
             if i64::try_from(self.version).ok() == Some(read.revision) {
@@ -363,11 +363,13 @@ impl ServiceOp<Service> for RestoreCredentialVersion {
                 .write_version(&ctx, &read, change, values, read.name.clone())
                 .await?
             {
-                written = Some((credential, Arc::new(credential_type)));
-                break;
+                break (credential, Arc::new(credential_type));
             }
-        }
-        let (credential, credential_type) = written.ok_or_else(changed_concurrently)?;
+            if !retries.wait().await {
+                return Err(changed_concurrently());
+            }
+        };
+        drop(turn);
         let field_ids = credential
             .version_info
             .as_ref()

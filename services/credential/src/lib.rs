@@ -20,6 +20,7 @@ pub mod sealing;
 pub mod service;
 pub mod siem;
 pub mod store;
+pub mod turns;
 pub mod types;
 pub mod versions_check;
 
@@ -75,6 +76,7 @@ pub async fn open(
         list_max_unpaged: settings.credential.list_max_unpaged,
         credential_settings: settings.credential.clone(),
         audit_settings: settings.audit.clone(),
+        turns: turns::WriteTurns::default(),
     };
     Ok(std::sync::Arc::new(service))
 }

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use ttscm_contract::company::{CompanySummary, GetCompanySummaries};
 use ttscm_contract::credential::*;
 use ttscm_contract::{FieldError, WireError};
+use ttscm_runtime::retry::Retries;
 use ttscm_runtime::service::{BusClient, CallContext};
 use ttscm_runtime::store::Scalar;
 use ttscm_runtime::{Filter, Store, StoreError, Update, clock};
@@ -58,6 +59,8 @@ pub struct Service {
     pub credential_settings: ttscm_runtime::settings::CredentialSettings,
     /// The audit log's settings (the SIEM export's sinks).
     pub audit_settings: ttscm_runtime::settings::AuditSettings,
+    /// This process's writers of one credential, one at a time.
+    pub turns: crate::turns::WriteTurns,
 }
 
 pub use ttscm_runtime::service::store_failed;
@@ -197,6 +200,13 @@ impl Service {
         }
         self.drop_version_beyond_retention(read).await;
         Ok(Some(written))
+    }
+
+    /// This process's turn to write credential `id` (see [`crate::turns`]), and the attempts
+    /// of the write: each a fresh read and a [`Service::write_version`] conditional on it,
+    /// with a jittered wait after a round another process won; 409 when they run out.
+    pub(crate) async fn turn_to_write(&self, id: &str) -> (crate::turns::Turn<'_>, Retries) {
+        (self.turns.take(id).await, crate::turns::WRITE_BACKOFF.start())
     }
 
     /// Once `read`'s version is superseded, deletes the past version that fell out of
