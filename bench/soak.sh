@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Soak: SOAK_SECS of mixed load (bench/soak.lua: reveals, gets, lists, renames, creates and
 # deletes) on embedded TTSCM and on the mesh, one after the other. Every SOAK_SAMPLE_SECS it
-# samples each process's anonymous and file-backed RSS, open files (/proc/PID/fd) and threads; it prints per
-# target a table per minute and a verdict: resources flat after the first minute (warm-up),
-# last minute's throughput within 5 % of the second's. A benchmark, not a test: the verdict is
-# printed, and the exit code is 1 only when the load itself failed (non-2xx, socket errors).
+# samples each process's anonymous and file-backed RSS, open files (/proc/PID/fd), its
+# connections to the store (the MongoDB driver's pool, FerretDB's clients and its PostgreSQL
+# pool) and threads; it prints per target a table per minute and a verdict: resources flat
+# after the first minute (warm-up), last minute's throughput within 5 % of the second's. On
+# the mesh it also samples the Go processes' live heap (nats-server and FerretDB run with
+# GODEBUG=gctrace=1; the heap marked live at each collection) and the JetStream streams' sizes
+# (nats-server's monitoring port). The serving process (embedded: the one; mesh: the edge)
+# serves /metrics on a port of its own, and the report names the routes whose answers took
+# over a second, and every non-2xx answer, by route and status (the request histogram). A
+# benchmark, not a test: the verdict is printed, and the exit code is 1 only when the load
+# itself failed (non-2xx, socket errors).
 # Knobs (environment):
 #   SOAK_SECS=600          seconds of load per target (whole minutes; 120 validates the script)
 #   SOAK_SAMPLE_SECS=10    seconds per wrk run and sample
@@ -82,6 +89,14 @@ fi
 
 # Per target: URL, TOKEN, ENV (settings for CLI calls), and PROCS ("name=pid ...") to sample.
 URL= TOKEN= ENV= PROCS=
+# Go processes' stderr (gctrace lines), by name; and nats-server's monitoring URL (mesh only).
+declare -A GO_LOGS=()
+NATS_MONITOR=
+# The serving process's /metrics (TTSCM_METRICS_ADDR).
+METRICS_URL=
+# Ports of the store's servers (FerretDB's, PostgreSQL's): a process's TCP connections from or
+# to them are its store connections (mesh only).
+STORE_PORTS=
 
 start_embedded() {
     local data="$TMP_DIR/embedded" pid
@@ -89,7 +104,10 @@ start_embedded() {
     free_port
     URL="http://127.0.0.1:$PORT"
     ENV="TTSCM_DATA_DIR=$data TTSCM_LOG=warn"
-    env $ENV TTSCM_LISTEN_ADDR="127.0.0.1:$PORT" "$TTSCM_BIN" serve >"$TMP_DIR/embedded.log" 2>&1 &
+    free_port
+    METRICS_URL="http://127.0.0.1:$PORT/metrics"
+    env $ENV TTSCM_METRICS_ADDR="127.0.0.1:$PORT" TTSCM_LISTEN_ADDR="127.0.0.1:${URL##*:}" \
+        "$TTSCM_BIN" serve >"$TMP_DIR/embedded.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     wait_ready "$pid" "$URL/healthz" 200 "$TMP_DIR/embedded.log"
@@ -99,35 +117,47 @@ start_embedded() {
 }
 
 start_mesh() {
-    local nats ferretdb nats_port fdb_port component own signing vault_key checkpoint_key pid edge
+    local nats ferretdb nats_port monitor_port fdb_port component own signing vault_key checkpoint_key pid edge
     nats=$(tests/tools/nats-server.sh) ferretdb=$(tests/tools/ferretdb.sh)
     free_port; nats_port=$PORT
+    free_port; monitor_port=$PORT
     "$TTSCM_BIN" mesh init --out "$TMP_DIR/mesh" >/dev/null 2>&1 || die "ttscm mesh init failed"
     sed -e "s|^listen: .*|listen: 127.0.0.1:$nats_port|" -e "s|store_dir: \"/data\"|store_dir: \"$TMP_DIR/nats\"|" \
-        -e '/^http: /d' "$TMP_DIR/mesh/nats.conf" >"$TMP_DIR/nats.conf"
-    "$nats" -c "$TMP_DIR/nats.conf" >"$TMP_DIR/nats.log" 2>&1 &
+        -e "s|^http: .*|http: 127.0.0.1:$monitor_port|" "$TMP_DIR/mesh/nats.conf" >"$TMP_DIR/nats.conf"
+    NATS_MONITOR="http://127.0.0.1:$monitor_port"
+    GODEBUG=gctrace=1 "$nats" -c "$TMP_DIR/nats.conf" >"$TMP_DIR/nats.log" 2>&1 &
     PIDS+=($!)
     PROCS="nats-server=$!"
+    GO_LOGS[nats-server]=$TMP_DIR/nats.log
     free_port; fdb_port=$PORT
     mkdir -p "$TMP_DIR/ferretdb"
-    local handler=(--handler=sqlite "--sqlite-url=file:$TMP_DIR/ferretdb/?_pragma=synchronous(normal)")
+    local handler=(--handler=sqlite "--sqlite-url=file:$TMP_DIR/ferretdb/?_pragma=synchronous(normal)") pg_url
+    STORE_PORTS=$fdb_port
     if [[ $SOAK_FERRETDB == postgresql ]]; then
         mkdir -p "$TMP_DIR/pg"
-        handler=(--handler=postgresql "--postgresql-url=$(tests/tools/postgresql.sh start "$TMP_DIR/pg")")
+        pg_url=$(tests/tools/postgresql.sh start "$TMP_DIR/pg")
+        handler=(--handler=postgresql "--postgresql-url=$pg_url")
         PROCS+=" postgres=$(head -n 1 "$TMP_DIR/pg/pgdata/postmaster.pid")"
+        pg_url=${pg_url##*:}
+        STORE_PORTS+=" ${pg_url%%/*}"
     fi
-    "$ferretdb" "${handler[@]}" \
+    GODEBUG=gctrace=1 "$ferretdb" "${handler[@]}" \
         --listen-addr="127.0.0.1:$fdb_port" --telemetry=disable --state-dir=- --debug-addr=- \
         --log-level=error >"$TMP_DIR/ferretdb.log" 2>&1 &
     PIDS+=($!)
     PROCS+=" ferretdb=$!"
+    GO_LOGS[ferretdb]=$TMP_DIR/ferretdb.log
     signing=$("$TTSCM_BIN" keys signing-key) vault_key=$("$TTSCM_BIN" keys vault-key --kid v1)
     checkpoint_key=$("$TTSCM_BIN" keys checkpoint-key)
     ENV="TTSCM_NATS_URL=nats://127.0.0.1:$nats_port TTSCM_MONGODB_URI=mongodb://127.0.0.1:$fdb_port/ TTSCM_MONGODB_DATABASE=soak TTSCM_IDENTITY__SIGNING_KEY=$signing TTSCM_VAULT__KEYS=$vault_key TTSCM_VAULT__CHECKPOINT_KEY=$checkpoint_key TTSCM_LOG=warn"
     free_port
+    METRICS_URL="http://127.0.0.1:$PORT/metrics"
+    local metrics=$PORT
+    free_port
     URL="http://127.0.0.1:$PORT"
     for component in identity company-sync credential vault webhook edge; do
         own=$(grep -hv '^#' "$TMP_DIR/mesh/mesh.env" "$TMP_DIR/mesh/$component.env" | tr '\n' ' ')
+        [[ $component == edge ]] && own+=" TTSCM_METRICS_ADDR=127.0.0.1:$metrics"
         env $ENV $own TTSCM_LISTEN_ADDR="127.0.0.1:$PORT" "$TTSCM_BIN" serve --only "$component" >>"$TMP_DIR/mesh.log" 2>&1 &
         pid=$!
         PIDS+=("$pid")
@@ -169,16 +199,48 @@ seed() {
 # per filtered query: a growing scratch company slowed every later minute of the mesh).
 tidy() {
     local id
+    # The credentials' own ids (an item also names its type and company by id).
     for id in $(curl -sf -H "Authorization: Bearer $TOKEN" "$URL/v1/credential/credentials/company/$SOAK_SCRATCH" |
-        grep -o '"id":"[a-z0-9]*"' | cut -d'"' -f4); do
+        python3 -c 'import json, sys; print(" ".join(c["id"] for c in json.load(sys.stdin)["data"]))'); do
         curl -s -o /dev/null -X DELETE -H "Authorization: Bearer $TOKEN" "$URL/v1/credential/credentials/$id"
     done
 }
 
 status_field() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 fd_count() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
+# store_conns PID: the process's TCP sockets from or to one of STORE_PORTS.
+store_conns() {
+    [[ -n $STORE_PORTS ]] || { echo 0; return; }
+    ls -l "/proc/$1/fd" 2>/dev/null | sed -n 's/.*socket:\[\([0-9]*\)\]$/\1/p' |
+        awk -v ports="$STORE_PORTS" '
+            BEGIN { n = split(ports, p, " "); for (i = 1; i <= n; i++) want[sprintf("%04X", p[i])] = 1 }
+            NR == FNR { mine[$1] = 1; next }
+            FNR > 1 && ($10 in mine) { split($2, l, ":"); split($3, r, ":"); if ((l[2] in want) || (r[2] in want)) c++ }
+            END { print c + 0 }' - "/proc/$1/net/tcp"
+}
 busy_total() { awk 'NR == 1 { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
 proc_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+# go_heap NAME: KiB marked live at the Go process's last collection (gctrace's "A->B->C MB"), or -.
+go_heap() {
+    local log=${GO_LOGS[$1]:-}
+    [[ -n $log ]] || { echo -; return; }
+    grep -a '^gc [0-9]' "$log" | tail -n 1 | sed -nE 's/.* [0-9]+->[0-9]+->([0-9]+) MB.*/\1/p' |
+        awk '{ print $1 * 1024 } END { if (NR == 0) print "-" }'
+}
+# streams: each JetStream stream's messages and bytes ("NAME:messages:bytes ..."), or nothing.
+streams() {
+    [[ -n $NATS_MONITOR ]] || return 0
+    curl -sf --max-time 2 "$NATS_MONITOR/jsz?streams=true" | python3 -c '
+import json, sys
+try:
+    z = json.load(sys.stdin)
+except ValueError:
+    sys.exit()
+for a in z.get("account_details") or []:
+    for s in a.get("stream_detail") or []:
+        print("%s:%d:%d" % (s["name"], s["state"]["messages"], s["state"]["bytes"]), end=" ")
+' || true
+}
 
 # probe: each kind of request of the mix once after another, five times; prints the median
 # time per kind (idle, before the load), to read the mix's throughput against.
@@ -242,13 +304,15 @@ soak() {
         line="$run $requests ${non2xx:-0} ${errors:-0} $foreign"
         for entry in $PROCS; do
             pid=${entry#*=}
-            line+=" ${entry%%=*}:$(status_field "$pid" RssAnon):$(fd_count "$pid"):$(status_field "$pid" Threads):$(status_field "$pid" RssFile)"
+            line+=" ${entry%%=*}:$(status_field "$pid" RssAnon):$(fd_count "$pid"):$(status_field "$pid" Threads):$(status_field "$pid" RssFile):$(go_heap "${entry%%=*}"):$(store_conns "$pid")"
         done
         echo "$line" >>"$samples"
+        echo "$run $(streams)" >>"$samples.streams"
         echo "  $((run * SOAK_SAMPLE_SECS))s: $(awk -v r="$requests" -v s="$SOAK_SAMPLE_SECS" 'BEGIN { printf "%.0f", r / s }') req/s," \
             "non-2xx ${non2xx:-0}, other work ${foreign}% CPU" >&2
         tidy
     done
+    curl -sf --max-time 5 "$METRICS_URL" >"$TMP_DIR/$target.metrics" || echo "soak: $target: no /metrics" >&2
     report "$target" "$samples"
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -256,7 +320,7 @@ soak() {
 }
 
 # report TARGET SAMPLES: a row per minute (throughput, and each process's RSS / fds / threads at
-# the minute's last sample), then the verdict.
+# the minute's last sample), the streams, slow and failed answers, then the verdict.
 FAILED=()
 report() {
     local target=$1 samples=$2 per_min=$((60 / SOAK_SAMPLE_SECS))
@@ -269,12 +333,12 @@ report() {
         {
             m = int(($1 - 1) / per) + 1
             req[m] += $2; bad[m] += $3 + $4; foreign[m] += $5; n[m]++
-            for (i = 6; i <= NF; i++) { split($i, p, ":"); name[i] = p[1]; last[m, i] = p[2] ":" p[3] ":" p[4] ":" p[5] }
+            for (i = 6; i <= NF; i++) { split($i, p, ":"); name[i] = p[1]; last[m, i] = p[2] ":" p[3] ":" p[4] ":" p[5] ":" p[6] ":" p[7] }
             procs = NF; minutes = m
         }
         END {
             printf "| minute | req/s | non-2xx + socket errors | other work (CPU %%) |"
-            for (i = 6; i <= procs; i++) printf " %s anon RSS / fds / threads (file-backed RSS) |", name[i]
+            for (i = 6; i <= procs; i++) printf " %s anon RSS / fds (store connections) / threads (file-backed RSS) |", name[i]
             printf "\n|---|---|---|---|"
             for (i = 6; i <= procs; i++) printf "---|"
             printf "\n"
@@ -282,40 +346,101 @@ report() {
                 printf "| %d | %.0f | %d | %.0f |", m, req[m] / (n[m] * secs), bad[m], foreign[m] / n[m]
                 for (i = 6; i <= procs; i++) {
                     split(last[m, i], p, ":")
-                    printf " %.1f MiB / %d / %d (%.0f MiB) |", p[1] / 1024, p[2], p[3], p[4] / 1024
+                    printf " %.1f MiB / %d (%d) / %d (%.0f MiB)", p[1] / 1024, p[2], p[6], p[3], p[4] / 1024
+                    printf "%s |", p[5] == "-" ? "" : sprintf("; Go live heap %d MiB", p[5] / 1024)
                 }
                 printf "\n"
             }
         }' "$samples"
+    if [[ -s $samples.streams ]] && grep -q : "$samples.streams"; then
+        echo
+        echo "JetStream streams at each minute's end (messages, MiB on disk):"
+        awk -v per="$per_min" '$1 % per == 0 {
+            printf "  minute %d:", $1 / per
+            for (i = 2; i <= NF; i++) { split($i, s, ":"); printf " %s %d (%.1f MiB)", s[1], s[2], s[3] / 1048576 }
+            printf "\n"
+        }' "$samples.streams"
+    fi
     echo
     echo "Idle, one request of each kind (median of 5): $PROBE"
+    # Answers over 1 s by route and status (the request histogram's buckets: 1 s, 2.5 s, 5 s).
+    if [[ -s $TMP_DIR/$target.metrics ]]; then
+        echo
+        awk '/^ttscm_http_request_duration_seconds_(bucket|count)\{/ {
+            key = $1; sub(/,?le="[^"]*"/, "", key); sub(/_(bucket|count)\{/, "{", key)
+            if ($1 ~ /_count\{/) { count[key] = $2; next }
+            match($1, /le="[^"]*"/); le = substr($1, RSTART + 4, RLENGTH - 5)
+            if (le + 0 == 1) over1[key] = $2
+            if (le + 0 == 2.5) over25[key] = $2
+        }
+        END {
+            for (key in count) if (count[key] - over1[key] > 0) {
+                printf "  %s: %d of %d answers over 1 s, %d over 2.5 s\n", key, count[key] - over1[key], count[key], count[key] - over25[key]
+                slow = 1
+            }
+            if (!slow) print "  no answer took over 1 s"
+        }' "$TMP_DIR/$target.metrics" | { echo "Answers over 1 s (the request histogram, whole run including seeding):"; cat; }
+        echo
+        echo "Answers other than 2xx, and bus requests that failed (whole run including seeding):"
+        awk '/^ttscm_http_requests_total\{/ && !/status="2[0-9][0-9]"/ && $2 > 0 { printf "  %s %d\n", $1, $2; n++ }
+            /^ttscm_bus_request_errors_total\{/ && $2 > 0 { printf "  %s %d\n", $1, $2; n++ }
+            END { if (!n) print "  none" }' "$TMP_DIR/$target.metrics"
+    fi
     echo
-    # Verdict. Flat: from the end of minute 1 (warm-up) to the end, anonymous RSS (the heap:
-    # what a leak grows) grew less than 10 % (and 8 MiB), open files and threads by at most 2.
+    # Verdict. From the end of minute 1 (warm-up) to the end, each resource's trend — the
+    # least-squares slope through every sample, times the time they span — must stay below a
+    # bound: anonymous RSS (the heap: what a leak grows) under 10 % of its mean or 8 MiB, open
+    # files other than store connections and threads at most 2. A trend, not the last sample
+    # against the first: a bounded swing (a Go heap between collections, a pool's idle
+    # connection) is noise to a line through 50 samples, while a leak of 1 MiB a minute shows.
     # File-backed RSS is shown, not judged: it is the page cache of files the process maps —
     # the embedded store's SQLite file (mmap_size 256 MiB), which grows with the data kept
     # (credential versions, the audit log is a separate file) — and the kernel reclaims it.
+    # A Go process (nats-server, FerretDB) is judged by its live heap instead of its anonymous
+    # RSS: the Go runtime lets the heap grow to twice the live heap before it collects
+    # (GOGC=100) and returns freed pages to the kernel lazily, so its RSS swings by up to the
+    # live heap again without anything growing; the live heap is what a leak grows.
+    # Store connections are judged apart: a TTSCM process's are its MongoDB driver's pool,
+    # opened as concurrency first needs them and bounded by maxPoolSize (10 by default), and the
+    # driver's two monitoring connections (heartbeat, round-trip time), so their peak must stay
+    # within 12; FerretDB's and PostgreSQL's follow their clients (shown, not judged).
     # Throughput: minute N within 5 % of minute 2.
     awk -v per="$per_min" -v secs="$SOAK_SAMPLE_SECS" '
+        function fit(key, x, y) { n[key]++; sx[key] += x; sy[key] += y; sxx[key] += x * x; sxy[key] += x * y }
+        function trend(key, span,   d) {
+            d = n[key] * sxx[key] - sx[key] * sx[key]
+            return d > 0 ? (n[key] * sxy[key] - sx[key] * sy[key]) / d * span : 0
+        }
         {
             m = int(($1 - 1) / per) + 1
             req[m] += $2; bad += $3 + $4; minutes = m
+            if ($1 < per) next
+            if (first == "") first = $1
+            last = $1
             for (i = 6; i <= NF; i++) {
-                split($i, p, ":"); name[i] = p[1]; procs = NF
-                if ($1 == per) { rss0[i] = p[2]; fd0[i] = p[3]; th0[i] = p[4] }
-                rss1[i] = p[2]; fd1[i] = p[3]; th1[i] = p[4]
+                split($i, p, ":"); name[i] = p[1]; procs = NF; go[i] = p[6] != "-"
+                fit("mem" i, $1, go[i] ? p[6] : p[2])
+                fit("fd" i, $1, p[3] - p[7])
+                fit("th" i, $1, p[4])
+                if (p[7] > peak[i]) peak[i] = p[7]
+                if ($1 == per) conns0[i] = p[7]
             }
         }
         END {
             flat = 1; growth = ""
+            span = last - first
             for (i = 6; i <= procs; i++) {
-                d = rss1[i] - rss0[i]
-                if (d > 8192 && d > rss0[i] / 10) { flat = 0 }
-                if (fd1[i] - fd0[i] > 2 || th1[i] - th0[i] > 2) { flat = 0 }
-                growth = growth sprintf("%s%s %+.1f MiB anon RSS, %+d fds, %+d threads", growth == "" ? "" : "; ", name[i], d / 1024, fd1[i] - fd0[i], th1[i] - th0[i])
+                mem = trend("mem" i, span); fd = trend("fd" i, span); th = trend("th" i, span)
+                mean = sy["mem" i] / n["mem" i]
+                if (mem > 8192 && mem > mean / 10) flat = 0
+                if (fd > 2 || th > 2) flat = 0
+                ttscm = name[i] != "nats-server" && name[i] != "ferretdb" && name[i] != "postgres"
+                if (ttscm && peak[i] > 12) flat = 0
+                growth = growth sprintf("%s%s %+.1f MiB %s (mean %.1f), %+.1f other fds, %+.1f threads, store connections %d → peak %d",
+                    growth == "" ? "" : "; ", name[i], mem / 1024, go[i] ? "Go live heap" : "anon RSS", mean / 1024, fd, th, conns0[i], peak[i])
             }
             ratio = 100 * req[minutes] / req[2]
-            printf "Verdict: resources after warm-up (end of minute 1 → end): %s — %s. ", growth, flat ? "flat" : "**NOT flat**"
+            printf "Verdict: trends after warm-up (end of minute 1 → end): %s — %s. ", growth, flat ? "flat" : "**NOT flat**"
             printf "Last minute %.0f req/s = %.1f %% of minute 2 (%.0f req/s): %s.", req[minutes] / (per * secs), ratio, req[2] / (per * secs), (ratio >= 95 && ratio <= 105) ? "within 5 %" : "**outside 5 %**"
             if (bad > 0) printf " **%d non-2xx responses or socket errors.**", bad
             printf "\n"
