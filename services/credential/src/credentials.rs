@@ -364,7 +364,7 @@ impl ServiceOp<Service> for UpdateCredential {
             return Err(WireError::validation(errors));
         }
         let name = patch.name.trim().to_owned();
-        let (turn, mut retries) = service.turn_to_write(id).await;
+        let (turn, mut retries) = service.turn_to_write(id).await?;
         let (credential, credential_type) = loop {
             let (read, credential_type) = service.accessible_fresh(&ctx, id).await?;
             if_match_holds(self.if_match, &read)?;
@@ -396,7 +396,7 @@ impl ServiceOp<Service> for UpdateCredentialFields {
         let input = self.input;
         // Validated and sealed by the type as stored now (not the cached one), written only if
         // the credential is still as read (a type migration may be rewriting it): else again.
-        let (turn, mut retries) = service.turn_to_write(id).await;
+        let (turn, mut retries) = service.turn_to_write(id).await?;
         let (credential, credential_type) = loop {
             let read = service.credential_fresh(id).await?;
             let credential_type = Arc::new(

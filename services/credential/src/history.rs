@@ -323,7 +323,7 @@ impl ServiceOp<Service> for RevealPastSecureValues {
 impl ServiceOp<Service> for RestoreCredentialVersion {
     async fn run(self, service: Arc<Service>, ctx: CallContext) -> Result<Credential, WireError> {
         let id = self.id.as_str();
-        let (turn, mut retries) = service.turn_to_write(id).await;
+        let (turn, mut retries) = service.turn_to_write(id).await?;
         let (credential, credential_type) = loop {
             let (read, _) = service.accessible_fresh(&ctx, id).await?;
             if_match_holds(self.if_match, &read)?;

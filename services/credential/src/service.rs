@@ -204,9 +204,16 @@ impl Service {
 
     /// This process's turn to write credential `id` (see [`crate::turns`]), and the attempts
     /// of the write: each a fresh read and a [`Service::write_version`] conditional on it,
-    /// with a jittered wait after a round another process won; 409 when they run out.
-    pub(crate) async fn turn_to_write(&self, id: &str) -> (crate::turns::Turn<'_>, Retries) {
-        (self.turns.take(id).await, crate::turns::WRITE_BACKOFF.start())
+    /// with a jittered wait after a round another process won; 409 when they run out, or when
+    /// the writers before this one kept the turn past [`crate::turns::TURN_WAIT`].
+    pub(crate) async fn turn_to_write(
+        &self,
+        id: &str,
+    ) -> Result<(crate::turns::Turn<'_>, Retries), WireError> {
+        let turn = tokio::time::timeout(crate::turns::TURN_WAIT, self.turns.take(id))
+            .await
+            .map_err(|_| crate::types::changed_concurrently())?;
+        Ok((turn, crate::turns::WRITE_BACKOFF.start()))
     }
 
     /// Once `read`'s version is superseded, deletes the past version that fell out of
