@@ -232,6 +232,7 @@ impl Service {
             credential_settings: settings.credential.clone(),
             audit_settings: settings.audit.clone(),
             turns: crate::turns::WriteTurns::default(),
+            turn_wait: settings.request_timeout(),
         }
     }
 

@@ -77,6 +77,7 @@ pub async fn open(
         credential_settings: settings.credential.clone(),
         audit_settings: settings.audit.clone(),
         turns: turns::WriteTurns::default(),
+        turn_wait: settings.request_timeout(),
     };
     Ok(std::sync::Arc::new(service))
 }

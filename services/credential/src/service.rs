@@ -61,6 +61,8 @@ pub struct Service {
     pub audit_settings: ttscm_runtime::settings::AuditSettings,
     /// This process's writers of one credential, one at a time.
     pub turns: crate::turns::WriteTurns,
+    /// The longest a writer waits for its turn: one bus request's deadline.
+    pub turn_wait: std::time::Duration,
 }
 
 pub use ttscm_runtime::service::store_failed;
@@ -205,12 +207,12 @@ impl Service {
     /// This process's turn to write credential `id` (see [`crate::turns`]), and the attempts
     /// of the write: each a fresh read and a [`Service::write_version`] conditional on it,
     /// with a jittered wait after a round another process won; 409 when they run out, or when
-    /// the writers before this one kept the turn past [`crate::turns::TURN_WAIT`].
+    /// the writers before this one kept the turn past [`Service::turn_wait`].
     pub(crate) async fn turn_to_write(
         &self,
         id: &str,
     ) -> Result<(crate::turns::Turn<'_>, Retries), WireError> {
-        let turn = tokio::time::timeout(crate::turns::TURN_WAIT, self.turns.take(id))
+        let turn = tokio::time::timeout(self.turn_wait, self.turns.take(id))
             .await
             .map_err(|_| crate::types::changed_concurrently())?;
         Ok((turn, crate::turns::WRITE_BACKOFF.start()))

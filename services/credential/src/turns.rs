@@ -10,8 +10,10 @@
 //! Writers in other processes (a second replica, a command) still meet the conditional write,
 //! and the attempts after a lost round wait a jittered backoff ([`WRITE_BACKOFF`]).
 //!
-//! A writer waits at most [`TURN_WAIT`] for its turn (a vault that hangs holds the turn of a
-//! fields write that seals through it).
+//! A writer waits for its turn at most as long as one bus request may take
+//! (`TTSCM_REQUEST_TIMEOUT_MS`, 5 s by default: [`crate::service::Service::turn_wait`]): by then
+//! its caller has had a 504, and the write should not land any more (a vault that hangs holds
+//! the turn of a fields write that seals through it).
 //!
 //! Nothing is kept for a credential nobody is writing: a turn's entry is removed when its last
 //! holder or waiter leaves (also when a waiting call is cancelled).
@@ -27,10 +29,6 @@ use ttscm_runtime::retry::Backoff;
 /// meanwhile: full jitter from at most 1 ms, doubling to 32 ms; eight attempts in all.
 pub(crate) const WRITE_BACKOFF: Backoff =
     Backoff::new(Duration::from_millis(1), Duration::from_millis(32)).max_attempts(8);
-
-/// The longest a writer waits for its turn: the edge's default bus deadline, after which its
-/// caller has had a 504 and the write should not land any more (answered 409, try again).
-pub(crate) const TURN_WAIT: Duration = Duration::from_secs(5);
 
 /// Each credential's queue of writers in this process, while it has any.
 #[derive(Debug, Default)]
