@@ -48,7 +48,6 @@ impl Service {
         filter: Filter,
         window: ListWindow,
     ) -> Result<(Vec<CredentialDoc>, u64), WireError> {
-        let count = || async { self.store.count(CREDENTIALS, &filter).await.map_err(store_failed) };
         let (skip, limit) = match window.page {
             Some((page, rpp)) => (page.saturating_sub(1).saturating_mul(rpp), rpp),
             // One more than answered at once: its presence says the list is too long.
@@ -63,11 +62,13 @@ impl Service {
             .find(CREDENTIALS, &options)
             .await
             .map_err(store_failed)?;
-        let found = documents.len() as u64;
-        let total = if found < limit && (found > 0 || skip == 0) {
-            skip + found
-        } else {
-            count().await?
+        let total = match ttscm_runtime::store::total_from_page(skip, limit, documents.len() as u64) {
+            Some(total) => total,
+            None => self
+                .store
+                .count(CREDENTIALS, &filter)
+                .await
+                .map_err(store_failed)?,
         };
         if window.page.is_none() && total > self.list_max_unpaged {
             return Err(WireError::validation(vec![FieldError::new(

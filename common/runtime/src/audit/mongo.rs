@@ -486,13 +486,10 @@ impl MongoEntries {
             .into_iter()
             .map(to_entry)
             .collect::<Result<_, _>>()?;
-        // A page that is not full, and not past the end, tells the total itself: the usual
-        // filtered page (one credential's or one technician's entries) costs no count.
-        let len = entries.len() as u64;
-        let total = if len < query.rpp && (len > 0 || skip == 0) {
-            skip + len
-        } else {
-            self.store.count(COLLECTION, &filter).await?
+        // The usual filtered page (one credential's or one technician's entries) costs no count.
+        let total = match crate::store::total_from_page(skip, query.rpp, entries.len() as u64) {
+            Some(total) => total,
+            None => self.store.count(COLLECTION, &filter).await?,
         };
         Ok((entries, total))
     }

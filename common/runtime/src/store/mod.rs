@@ -182,6 +182,14 @@ pub enum Order {
     Desc,
 }
 
+/// How many documents match in all, when a page read from offset `skip` with at most `limit`
+/// documents tells it: a page that is not full, and not past the end, holds every match from
+/// its offset on. `None`: count them (a full page, or one past the end). Lists use it to skip
+/// the count, which on FerretDB decodes every matching document as the page's read does.
+pub fn total_from_page(skip: u64, limit: u64, found: u64) -> Option<u64> {
+    (found < limit && (found > 0 || skip == 0)).then_some(skip + found)
+}
+
 /// What to find and how to page it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FindOptions {
@@ -579,4 +587,22 @@ fn check_update(update: &Update) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::total_from_page;
+
+    #[test]
+    fn only_a_page_not_full_and_not_past_the_end_tells_the_total() {
+        assert_eq!(total_from_page(0, 10, 0), Some(0), "an empty list");
+        assert_eq!(total_from_page(0, 10, 7), Some(7));
+        assert_eq!(total_from_page(20, 10, 3), Some(23), "a part-filled last page");
+        assert_eq!(total_from_page(20, 10, 10), None, "a full page: more may follow");
+        assert_eq!(
+            total_from_page(30, 10, 0),
+            None,
+            "past the end: how far is unknown"
+        );
+    }
 }
