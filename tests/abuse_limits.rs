@@ -4,8 +4,7 @@
 //! server is ready, from a briefly reused answer. Limits are set low here; the defaults are in
 //! `common/runtime/src/settings.rs`.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

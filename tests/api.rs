@@ -1,8 +1,7 @@
 //! End-to-end tests of the HTTP surface, each run in both modes: embedded (one process) and
 //! mesh (components joined only by NATS and FerretDB).
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -4,8 +4,7 @@
 //! the hash chain alone passes — against the newest stored checkpoint or one given; an exported
 //! log verifies offline with only the public key and a checkpoint.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::Duration;

@@ -3,8 +3,7 @@
 //! rest counted), refresh-token reuse and logouts, and what `ttscm` commands change (tokens,
 //! grants, vault keys) — all on the one chain, which still verifies.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::{Mode, TestApp, spawn_app, spawn_app_with_sign_in, strings};

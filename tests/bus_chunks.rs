@@ -3,8 +3,7 @@
 //! company's credentials list through HTTP whole, the reply crossing the bus in chunks; a reply
 //! beyond the requester's cap (`TTSCM_NATS__MAX_REPLY_BYTES`) is a 413 naming `page` and `rpp`.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::{TestApp, spawn_mesh_with_nats_max_payload};

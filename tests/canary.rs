@@ -2,7 +2,7 @@
 //! logs (captured at TRACE for TTSCM and DEBUG for dependencies), in no bus subject, and in no
 //! event. Its own test binary, because it installs the global log subscriber.
 
-mod support;
+use crate::support;
 
 use futures_util::StreamExt;
 use serde_json::json;

@@ -1,6 +1,6 @@
 //! The `ttscm` binary as a user runs it: tokens from the CLI, settings errors, graceful stop.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

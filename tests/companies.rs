@@ -4,8 +4,7 @@
 //! fetched live from a small ConnectWise stand-in (the full client and sync are tested against a
 //! wiremock fake in `services/company-sync/tests`).
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::{Mode, TestApp, error_paths, spawn_app, spawn_app_with, text};

@@ -4,7 +4,7 @@
 //! nothing is announced once it takes events again (company-sync's outbox), once; a company
 //! added by the CLI (straight into the store) is announced by the running service.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

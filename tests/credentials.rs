@@ -1,8 +1,7 @@
 //! Credentials and credential types end to end, in both modes: the spec's routes field for
 //! field, validation with paths, scopes, sealing, type changes, cascades, audit.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::{Mode, Seeded, error_paths, first_error, spawn_app, strings, text};

@@ -5,8 +5,7 @@
 //! type's scope, and is audited per credential; bootstrap admins are matched by (tenant, object
 //! id), by e-mail only in `TENANT_ID`'s tenant at the first sign-in, and granted once.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::{Mode, TestApp, spawn_app, spawn_app_with_sign_in};

@@ -4,8 +4,7 @@
 //! credentials of a scope the caller lacks are hidden; the mark makes them due for rotation once,
 //! audited; permissions and malformed queries.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 

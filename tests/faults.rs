@@ -1,7 +1,7 @@
 //! Faults in mesh mode: a service down answers 503 fast and recovers by itself; NATS
 //! restarting does the same; readiness names what is down.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -3,8 +3,7 @@
 //! reveal); `ETag`/`If-Match`; values bound to the version they were written in (a blob copied
 //! from an older version does not open); retention; permissions.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,8 +2,7 @@
 //! `Idempotency-Key` answers the first result and stores no second copy (credentials, types,
 //! companies, roles); the same key with another body is 422; keys are scoped to the caller.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::{Mode, TestApp, spawn_app};

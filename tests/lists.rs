@@ -3,8 +3,7 @@
 //! a whole list beyond the configured cap is a 400 naming `page`; an answer larger than the bus
 //! carries is a clear 413, never a 504.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::{Mode, TestApp, spawn_app_with};

@@ -3,7 +3,7 @@
 //! their stream through a store outage, and a reveal whose audit entry cannot be stored (fail
 //! closed).
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -8,7 +8,7 @@
 //!   but sending a missing, unsigned, forged, expired, altered or wrongly issued principal gets
 //!   no plaintext and changes nothing; company-sync's credentials cannot publish there at all.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

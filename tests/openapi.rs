@@ -7,8 +7,7 @@
 //! (Every response the other end-to-end tests receive through the harness is validated against
 //! the document too: `support/openapi.rs`.)
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -4,8 +4,7 @@
 //! decode — a malformed escape, bytes that are not UTF-8, a control character, a `/` in an id —
 //! is a 400 in the spec's error envelope naming the parameter, never a 404 or a 500.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::{Mode, TestApp, spawn_app};

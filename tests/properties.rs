@@ -11,8 +11,7 @@
 //! repeatable (`PROPTEST_RNG_SEED` and `PROPTEST_CASES` override both). A failure reports the
 //! smallest body proptest found; keep it as a regular regression test beside the fix.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use proptest::prelude::*;
 use proptest::sample::Index;

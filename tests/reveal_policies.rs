@@ -2,8 +2,7 @@
 //! reveal's audit entry and event say about why it happened. The ConnectWise side (tickets,
 //! notes) runs against the ConnectWise fake.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

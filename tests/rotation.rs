@@ -7,8 +7,7 @@
 //! the future through a service handle of the test's own (another replica, as far as the store
 //! and the bus can tell).
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -114,10 +114,14 @@ export TTSCM_TEST_NATS_SERVER="$NATS_SERVER"
 export TTSCM_TEST_FERRETDB="$FERRETDB"
 export TTSCM_TEST_SCHEMATHESIS="$SCHEMATHESIS"
 [[ -n ${CI:-} ]] && export CARGO_TERM_COLOR=never
+# A CI build starts from nothing and is thrown away: incremental state (gigabytes of
+# target/debug/incremental) would only cost disk and time there.
+[[ -n ${CI:-} ]] && export CARGO_INCREMENTAL=0
 
 phase "rust toolchain"
 command -v cargo >/dev/null || export PATH="$HOME/.cargo/bin:$PATH"
 cargo --version >&2
+df -h . >&2
 
 phase "cargo fmt --check; cargo clippy (warnings are errors)"
 cargo fmt --all --check

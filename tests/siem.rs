@@ -3,8 +3,7 @@
 //! with its chain hash, none skipped — also after the receiver failed for a while and after the
 //! credential service restarted mid-backlog (mesh).
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

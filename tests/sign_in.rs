@@ -2,8 +2,7 @@
 //! with tokens delivered on the WebSocket, refresh rotation with reuse detection, sign-out, the
 //! user routes, role administration, and the failure paths. Run in both modes.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

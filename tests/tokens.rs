@@ -1,8 +1,7 @@
 //! Access tokens (JWTs) at the edge: a valid one works; every forged, expired or misused one
 //! answers 401. Run in both modes.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -3,8 +3,7 @@
 //! from `secure-values` without `credential.totp.seed.read`; in the mesh no bus message on the
 //! code path carries the seed.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -2,7 +2,7 @@
 //! `TTSCM_EDGE__TRUSTED_PROXIES`; then the right-most `X-Forwarded-For` address that is not a
 //! trusted proxy. A client cannot forge its audited `clientIp` past an untrusted peer.
 
-mod support;
+use crate::support;
 
 use std::net::IpAddr;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! every stored value of a secure field is sealed, every value of a non-secure field is
 //! plaintext, and the last write that answered 200 is what the credential holds.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::{Mode, TestApp, spawn_app};

@@ -1,7 +1,7 @@
 //! Key rotation as an operator runs it: `ttscm vault rotate` while the server runs, then
 //! `ttscm vault reseal`; old and new values keep opening throughout.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! embedded store, vault sealing and opening the secrets over the in-process bus, and a receiver
 //! verifying every delivery with the Standard Webhooks reference library.
 
-mod webhook_support;
+use crate::webhook_support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,9 +5,8 @@
 //! schedule, the automatic disable, secret rotation and the address check at delivery are in
 //! `webhook_delivery.rs` (a clock of the test's own).
 
-#[macro_use]
-mod support;
-mod webhook_support;
+use crate::support;
+use crate::webhook_support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
