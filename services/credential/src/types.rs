@@ -217,16 +217,18 @@ impl Service {
 
     /// Brings the stored credential `id` in line with `ty`'s fields: values of fields `ty` lacks
     /// are dropped, the others are sealed exactly when their field is secure (values are not
-    /// validated again). Conditional on the credential's revision; when it changes meanwhile the
-    /// credential is read again. Answers the credential as stored afterwards (`None` when it is
-    /// gone); 409 when it keeps changing.
+    /// validated again). Written in this process's turn for the credential, as every other
+    /// write of its values ([`Service::turn_to_write`]), conditional on its revision; when
+    /// another process wins a round the credential is read again. Answers the credential as
+    /// stored afterwards (`None` when it is gone); 409 when it keeps changing.
     pub(crate) async fn conform(
         &self,
         ctx: &CallContext,
         id: &str,
         ty: &TypeDoc,
     ) -> Result<Option<CredentialDoc>, WireError> {
-        for _ in 0..WRITE_ATTEMPTS {
+        let (_turn, mut retries) = self.turn_to_write(id).await?;
+        loop {
             let Some(document) = self.store.get(CREDENTIALS, id).await.map_err(store_failed)? else {
                 return Ok(None);
             };
@@ -285,13 +287,12 @@ impl Service {
                     .await?;
                 return Ok(Some(written));
             }
+            if !retries.wait().await {
+                return Err(changed_concurrently());
+            }
         }
-        Err(changed_concurrently())
     }
 }
-
-/// How often a conditional write of a credential's values is tried before answering 409.
-pub(crate) const WRITE_ATTEMPTS: usize = 8;
 
 /// 409: a credential kept changing under a conditional write.
 pub(crate) fn changed_concurrently() -> WireError {
