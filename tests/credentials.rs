@@ -4,7 +4,7 @@
 use crate::support;
 
 use serde_json::{Value, json};
-use support::{Mode, Seeded, error_paths, first_error, spawn_app, strings, text};
+use support::{Mode, Seeded, error_paths, first_error, spawn_app, spawn_app_with, strings, text};
 
 const TYPES: &str = "/v1/credential-type/credential-types";
 const CREDS: &str = "/v1/credential/credentials";
@@ -714,12 +714,18 @@ async fn concurrent_reveals_are_each_audited_once_in_one_chain(mode: Mode) {
 
 /// A burst of renames of one credential: each waits its turn in the credential service and
 /// then writes the credential as the one before left it, so every one answers 200 with its own
-/// name and is audited; none runs out of attempts (409) because the others kept winning.
+/// name and is audited; none runs out of attempts (409) because the others kept winning. In
+/// the mesh through two credential replicas, whose writers do race for the conditional write:
+/// a loser tries again until its deadline (10 s here, so a loaded machine does not turn the
+/// burst into 504s) — with eight attempts, 150 renames ended in 409s.
 async fn a_burst_of_renames_of_one_credential_all_succeed(mode: Mode) {
-    let app = spawn_app(mode).await;
+    let mut app = spawn_app_with(mode, |settings| settings.request_timeout_ms = 10_000).await;
+    if mode == Mode::Mesh {
+        app.start_extra_replica(ttscm::Component::Credential);
+    }
     let token = app.admin_token.clone();
     let Seeded { id, .. } = app.seed_aws_credential("Renamed Co", "renamed").await;
-    const RENAMES: usize = 40;
+    const RENAMES: usize = 150;
     let renames = (0..RENAMES).map(|n| {
         let (app, token, id) = (&app, &token, &id);
         async move {

@@ -206,16 +206,19 @@ impl Service {
 
     /// This process's turn to write credential `id` (see [`crate::turns`]), and the attempts
     /// of the write: each a fresh read and a [`Service::write_version`] conditional on it,
-    /// with a jittered wait after a round another process won; 409 when they run out, or when
-    /// the writers before this one kept the turn past [`Service::turn_wait`].
+    /// with a jittered wait after a round another process won. The turn and the attempts
+    /// share one deadline, [`Service::turn_wait`] from now: 409 when the writers before this
+    /// one keep the turn past it, or when other processes keep winning until it.
     pub(crate) async fn turn_to_write(
         &self,
         id: &str,
     ) -> Result<(crate::turns::Turn<'_>, Retries), WireError> {
+        let started = tokio::time::Instant::now();
         let turn = tokio::time::timeout(self.turn_wait, self.turns.take(id))
             .await
             .map_err(|_| crate::types::changed_concurrently())?;
-        Ok((turn, crate::turns::WRITE_BACKOFF.start()))
+        let left = self.turn_wait.saturating_sub(started.elapsed());
+        Ok((turn, crate::turns::WRITE_BACKOFF.deadline(left).start()))
     }
 
     /// Once `read`'s version is superseded, deletes the past version that fell out of
