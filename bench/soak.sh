@@ -4,7 +4,8 @@
 # samples each process's anonymous and file-backed RSS, open files (/proc/PID/fd), its
 # connections to the store (the MongoDB driver's pool, FerretDB's clients and its PostgreSQL
 # pool) and threads; it prints per target a table per minute and a verdict: resources flat
-# after the first minute (warm-up), last minute's throughput within 5 % of the second's. On
+# after the first minute (warm-up), last minute's throughput within 5 % of the second's (the
+# machine's own swing, which can exceed that, is measured by bench/steadiness.sh). On
 # the mesh it also samples the Go processes' live heap (nats-server and FerretDB run with
 # GODEBUG=gctrace=1; the heap marked live at each collection) and the JetStream streams' sizes
 # (nats-server's monitoring port). The serving process (embedded: the one; mesh: the edge)

@@ -15,8 +15,8 @@
 //! [`crate::service::Service::turn_wait`]): by then its caller has had a 504, and the write
 //! should not land any more (a vault that hangs holds the turn of a fields write that seals
 //! through it). Within that time a write that keeps losing to other replicas tries again
-//! rather than giving up after a count of attempts: 100 overlapping renames of one credential
-//! through two replicas ended in a 409 in one of two runs with eight attempts.
+//! rather than giving up after a count of attempts: with eight attempts, 150 overlapping
+//! renames of one credential through two replicas ended in two or three 409s in 5 of 6 runs.
 //!
 //! Nothing is kept for a credential nobody is writing: a turn's entry is removed when its last
 //! holder or waiter leaves (also when a waiting call is cancelled).
