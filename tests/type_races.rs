@@ -23,8 +23,8 @@ fn aws_fields(notes_secure: bool) -> Value {
 }
 
 /// Writes `notes` on `id` twice; answers the value of the last write.
-async fn write_notes(app: &TestApp, id: &str, round: usize) -> Option<String> {
-    let mut last = None;
+async fn write_notes(app: &TestApp, id: &str, round: usize) -> String {
+    let mut last = String::new();
     for attempt in 0..2 {
         let notes = format!("notes-{round}-{attempt}-{id}");
         let body = json!({"fields": [
@@ -38,7 +38,7 @@ async fn write_notes(app: &TestApp, id: &str, round: usize) -> Option<String> {
         // Every write of the credential's values, the migration's included, takes the
         // process's turn for it: none loses a round to another, so none answers 409.
         assert_eq!(status, 200, "fields write: {answer}");
-        last = Some(notes);
+        last = notes;
     }
     last
 }
@@ -50,7 +50,6 @@ async fn a_type_migration_neither_reverts_nor_leaks_concurrent_field_writes(mode
     for _ in 0..CREDENTIALS {
         ids.push(app.create_aws_credential(&type_id, &company, "secret").await);
     }
-    let mut expected: Vec<Option<String>> = vec![None; CREDENTIALS];
     for round in 0..ITERATIONS {
         // Even rounds make `notes` secure, odd rounds make it plain again; the last one is secure.
         let secure = round % 2 == 0 || round == ITERATIONS - 1;
@@ -66,13 +65,7 @@ async fn a_type_migration_neither_reverts_nor_leaks_concurrent_field_writes(mode
         };
         let writes = futures_util::future::join_all(ids.iter().map(|id| write_notes(&app, id, round)));
         let ((), written) = tokio::join!(patch, writes);
-        for (slot, value) in expected.iter_mut().zip(written) {
-            if value.is_some() {
-                *slot = value;
-            }
-        }
-        for (id, notes) in ids.iter().zip(&expected) {
-            let Some(notes) = notes else { continue };
+        for (id, notes) in ids.iter().zip(&written) {
             let (status, fields) = app
                 .get(&format!("{CREDS}/{id}/fields"), Some(&app.admin_token))
                 .await;
@@ -106,10 +99,6 @@ async fn a_type_migration_neither_reverts_nor_leaks_concurrent_field_writes(mode
             }
         }
     }
-    assert!(
-        expected.iter().all(Option::is_some),
-        "some credential never took a write"
-    );
 }
 
 both_modes!(a_type_migration_neither_reverts_nor_leaks_concurrent_field_writes);
