@@ -129,14 +129,21 @@ async fn webhooks_deliver_signed_filtered_events_and_replay(mode: Mode) {
         assert!(!body.contains(&secret), "the secret in a payload");
     }
 
-    // The delivery log.
-    let (status, log) = app
-        .get(
-            &format!("{ENDPOINTS}/{endpoint}/deliveries?rpp=10"),
-            Some(&app.admin_token),
-        )
-        .await;
-    assert_eq!(status, 200, "{log}");
+    // The delivery log. An attempt is recorded after the receiver answers, so the receiver can
+    // have a delivery a moment before the log says so: read until both are recorded.
+    let log_path = format!("{ENDPOINTS}/{endpoint}/deliveries?rpp=10");
+    let recorded = |log: &Value| {
+        log["data"]
+            .as_array()
+            .is_some_and(|items| items.iter().all(|d| d["status"] != "pending"))
+    };
+    let log = ttscm_testkit::eventually(Duration::from_secs(10), || async {
+        let (status, log) = app.get(&log_path, Some(&app.admin_token)).await;
+        assert_eq!(status, 200, "{log}");
+        recorded(&log).then_some(log)
+    })
+    .await
+    .expect("both attempts recorded in the delivery log");
     assert_eq!(log["pagination"]["totalRecords"], json!(2), "{log}");
     let items = log["data"].as_array().expect("deliveries");
     assert!(
