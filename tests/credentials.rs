@@ -716,10 +716,12 @@ async fn concurrent_reveals_are_each_audited_once_in_one_chain(mode: Mode) {
 /// then writes the credential as the one before left it, so every one answers 200 with its own
 /// name and is audited; none runs out of attempts (409) because the others kept winning. In
 /// the mesh through two credential replicas, whose writers do race for the conditional write:
-/// a loser tries again until its deadline (10 s here, so a loaded machine does not turn the
-/// burst into 504s) — with eight attempts, 150 renames ended in 409s.
+/// a loser tries again until its deadline — with eight attempts, 150 renames ended in 409s.
+/// The renames of one credential go one at a time, so the last waits for all the others: the
+/// deadline is 30 s here, or a loaded machine turns the burst's tail into 504s (10 s did, with
+/// one core kept busy beside the suite).
 async fn a_burst_of_renames_of_one_credential_all_succeed(mode: Mode) {
-    let mut app = spawn_app_with(mode, |settings| settings.request_timeout_ms = 10_000).await;
+    let mut app = spawn_app_with(mode, |settings| settings.request_timeout_ms = 30_000).await;
     if mode == Mode::Mesh {
         app.start_extra_replica(ttscm::Component::Credential);
     }
