@@ -5,7 +5,8 @@
 //!   stored; queueing the same key again is the same note (the insert's conflict is success).
 //! - **Posting** runs in a background job on every replica ([`NoteQueue::run_forever`]): due
 //!   notes oldest first, each claimed by one replica at a time (a conditional update setting
-//!   `claimUntil`; a replica that dies mid-post loses its claim after [`CLAIM`]). A posted note
+//!   `claimUntil`; a replica that stops mid-post lets go of its claim, one that dies loses it
+//!   after [`CLAIM`]). A posted note
 //!   stays as `state: posted` for [`POSTED_KEPT`], so a late second queueing of its key does not
 //!   post it twice; a failed attempt records `attempts` and `lastError` (ConnectWise's answer,
 //!   never a key) and waits an exponential backoff ([`NOTE_BACKOFF`]) before the next one.
@@ -169,9 +170,12 @@ impl NoteQueue {
         let mut swept_at: Option<tokio::time::Instant> = None;
         loop {
             // Shutdown does not wait for a pass (up to a batch of posts): a note whose post is
-            // cut short keeps its claim until it expires, then it is posted again.
+            // cut short is let go, and posted again by whoever comes next (at least once).
             let pass = tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => {
+                    self.release_claims().await;
+                    return;
+                }
                 pass = self.post_due() => pass,
             };
             let waiting = match pass {
@@ -225,6 +229,21 @@ impl NoteQueue {
             .count(TICKET_NOTES, &Filter::eq("state", QUEUED))
             .await?;
         Ok(waiting > 0)
+    }
+
+    /// Lets go of this replica's claims (stopping mid-post). Without it the next replica waits
+    /// out [`CLAIM`] — a minute — before it posts a note a restart cut short.
+    async fn release_claims(&self) {
+        let ours = Filter::And(vec![
+            Filter::eq("claimedBy", self.holder.as_str()),
+            Filter::eq("state", QUEUED),
+        ]);
+        let free = Update::default().set("claimUntil", 0);
+        match self.store.update_many(TICKET_NOTES, &ours, &free).await {
+            Ok(0) => {}
+            Ok(released) => tracing::info!(released, "ticket notes released for another replica"),
+            Err(error) => tracing::warn!(%error, "ticket-note claims not released; they lapse by themselves"),
+        }
     }
 
     /// Takes note `id` for this replica, unless another holds it.

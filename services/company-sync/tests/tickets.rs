@@ -477,6 +477,40 @@ async fn a_queued_note_is_posted_by_the_next_service_after_a_restart(mongo: bool
     assert_eq!(fake.notes()[0].ticket_id, 501);
 }
 
+/// A service stopped while a post hangs lets go of its claim: the next one posts the note at
+/// once, not after the claim's minute.
+async fn a_post_cut_short_by_a_stop_is_made_by_the_next_service_at_once(mongo: bool) {
+    let db = open(mongo).await;
+    let fake = fake().await;
+    fake.add_ticket(501, ACME, BOARD, STATUS_NEW, false);
+    let first = Running::start(&db, Some(&fake), 10).await;
+    fake.set_hanging(true);
+    first.queue("audit-10", 501, "revealed").await.expect("queued");
+    ttscm_testkit::eventually(Duration::from_secs(10), || async {
+        note_document(&db.store, "audit-10")
+            .await
+            .filter(|d| d["claimUntil"].as_i64() > Some(0))
+    })
+    .await
+    .expect("the first service took the note");
+    first.stop().await;
+    fake.set_hanging(false);
+
+    let _second = Running::start(&db, Some(&fake), 10).await;
+    ttscm_testkit::eventually(Duration::from_secs(20), || async {
+        (fake.notes().len() == 1).then_some(())
+    })
+    .await
+    .expect("the new service posts the note within the first's claim (60 s)");
+    ttscm_testkit::eventually(Duration::from_secs(5), || async {
+        note_document(&db.store, "audit-10")
+            .await
+            .filter(|d| d["state"] == "posted")
+    })
+    .await
+    .expect("marked posted");
+}
+
 async fn a_note_connectwise_refuses_as_malformed_is_kept_as_failed_and_not_retried(mongo: bool) {
     let db = open(mongo).await;
     let fake = fake().await;
@@ -578,6 +612,7 @@ both_stores!(
     a_note_queued_twice_under_one_key_is_posted_once_as_an_internal_note,
     a_note_is_posted_once_the_failing_notes_endpoint_recovers,
     a_queued_note_is_posted_by_the_next_service_after_a_restart,
+    a_post_cut_short_by_a_stop_is_made_by_the_next_service_at_once,
     a_note_connectwise_refuses_as_malformed_is_kept_as_failed_and_not_retried,
     a_note_failing_past_the_retry_window_is_kept_as_failed,
 );
